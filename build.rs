@@ -1,0 +1,32 @@
+//! Compiles `proto/` with protox (no protoc needed), generating prost messages, tonic services
+//! and the proto3 JSON mapping (pbjson, snake_case names), and writes the descriptor set that
+//! gRPC reflection and the dynamic gRPC connector read.
+
+use prost::Message;
+use std::path::PathBuf;
+
+const PROTOS: &[&str] = &[
+    "lienthong/v1/records.proto",
+    "lienthong/v1/lookup.proto",
+    "providers/cadastre/v1/cadastre.proto",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=proto");
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    let fds = protox::compile(PROTOS, ["proto"])?;
+    let descriptor_path = out_dir.join("descriptor.bin");
+    std::fs::write(&descriptor_path, fds.encode_to_vec())?;
+
+    tonic_prost_build::configure()
+        .compile_well_known_types(true)
+        .extern_path(".google.protobuf", "::pbjson_types")
+        .compile_fds(fds)?;
+
+    let descriptors = std::fs::read(&descriptor_path)?;
+    pbjson_build::Builder::new()
+        .register_descriptors(&descriptors)?
+        .preserve_proto_field_names()
+        .build(&[".lienthong.v1", ".cadastre.v1"])?;
+    Ok(())
+}
