@@ -1,5 +1,6 @@
 //! lienthong
 pub mod domain;
+pub mod upstream;
 pub mod sim;
 
 pub mod proto {

@@ -1,5 +1,124 @@
 //! The simulated national databases: population over SOAP/XML, business registration over
-//! REST/JSON, land over gRPC, each with a control surface for faults and call counts.
+//! REST/JSON, land over gRPC, each with a control surface (`/_sim/stats`, `/_sim/faults`).
+//! They are the demo's data, the tests' upstreams and the benchmarks' origin.
 
+pub mod business;
+pub mod control;
 pub mod data;
+pub mod land;
 pub mod names;
+pub mod population;
+
+use control::Control;
+use data::SimData;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// Default addresses, which the demo's connector config points at.
+pub const DEFAULT_POPULATION_ADDR: &str = "127.0.0.1:7081";
+pub const DEFAULT_BUSINESS_ADDR: &str = "127.0.0.1:7082";
+pub const DEFAULT_LAND_ADDR: &str = "127.0.0.1:7083";
+/// Default upstream credentials (simulators only).
+pub const DEFAULT_POPULATION_USER: &str = "lienthong";
+pub const DEFAULT_POPULATION_SECRET: &str = "demo-population-secret";
+pub const DEFAULT_BUSINESS_TOKEN: &str = "demo-business-token";
+
+/// What to simulate and where.
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    pub seed: u64,
+    pub citizens: u32,
+    pub enterprises: u32,
+    pub parcels: u32,
+    pub population_addr: SocketAddr,
+    pub business_addr: SocketAddr,
+    pub land_addr: SocketAddr,
+    pub population_account: population::Account,
+    pub business_token: String,
+}
+
+impl SimOptions {
+    /// Default data on the given addresses (use port 0 for ephemeral ports).
+    pub fn on(population: SocketAddr, business: SocketAddr, land: SocketAddr) -> SimOptions {
+        SimOptions {
+            seed: data::DEFAULT_SEED,
+            citizens: data::DEFAULT_CITIZENS,
+            enterprises: data::DEFAULT_ENTERPRISES,
+            parcels: data::DEFAULT_PARCELS,
+            population_addr: population,
+            business_addr: business,
+            land_addr: land,
+            population_account: population::Account {
+                user: DEFAULT_POPULATION_USER.into(),
+                secret: DEFAULT_POPULATION_SECRET.into(),
+            },
+            business_token: DEFAULT_BUSINESS_TOKEN.into(),
+        }
+    }
+
+    /// Ephemeral loopback ports, for tests.
+    pub fn ephemeral() -> SimOptions {
+        let any: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 0));
+        SimOptions::on(any, any, any)
+    }
+}
+
+/// The three simulators, running. Dropping it stops them.
+pub struct RunningSims {
+    pub data: Arc<SimData>,
+    pub population_addr: SocketAddr,
+    pub business_addr: SocketAddr,
+    pub land_addr: SocketAddr,
+    pub population: Arc<Control>,
+    pub business: Arc<Control>,
+    pub land: Arc<Control>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for RunningSims {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+async fn serve(addr: SocketAddr, router: axum::Router) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
+    let listener = TcpListener::bind(addr).await.map_err(|e| {
+        std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
+    })?;
+    let local = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!(error = %e, "simulator server stopped");
+        }
+    });
+    Ok((local, task))
+}
+
+/// Starts the three simulators.
+pub async fn spawn(options: SimOptions) -> std::io::Result<RunningSims> {
+    let data = Arc::new(SimData::new(options.seed, options.citizens, options.enterprises, options.parcels));
+    let (population, business, land) =
+        (Control::new("population"), Control::new("business"), Control::new("land"));
+    let (population_addr, t1) = serve(
+        options.population_addr,
+        population::router(data.clone(), options.population_account.clone(), population.clone()),
+    )
+    .await?;
+    let (business_addr, t2) =
+        serve(options.business_addr, business::router(data.clone(), options.business_token.clone(), business.clone())).await?;
+    let (land_addr, t3) = serve(options.land_addr, land::router(data.clone(), land.clone())).await?;
+    Ok(RunningSims {
+        data,
+        population_addr,
+        business_addr,
+        land_addr,
+        population,
+        business,
+        land,
+        tasks: vec![t1, t2, t3],
+    })
+}
