@@ -1,3 +1,10 @@
-//! Upstream side: connectors that call providers and map their payloads to canonical records.
+//! Upstream side: connectors that call providers over their protocols (SOAP/XML, REST/JSON,
+//! gRPC) and map their payloads to canonical records through declared mappings.
 
 pub mod auth;
+pub mod connector;
+pub mod grpc;
+pub mod mapping;
+pub mod rest;
+pub mod soap;
+pub mod template;

@@ -1,0 +1,680 @@
+//! Typed configuration: TOML files → `LIENTHONG_*` environment overrides → validation →
+//! an immutable [`Config`]. Every problem is reported with its file and key, all at once.
+
+pub mod raw;
+
+use crate::core::context::ContextRules;
+use crate::core::dataset::{Dataset, builtin, descriptors};
+use crate::upstream::mapping::{Mapping, Path};
+use crate::upstream::template::{JsonTemplate, Template};
+use raw::*;
+use regex::Regex;
+use serde::de::DeserializeOwned;
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Prefix of environment overrides: `LIENTHONG_<SECTION>__<KEY>`.
+pub const ENV_PREFIX: &str = "LIENTHONG_";
+
+/// One configuration problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.file, self.key, self.message)
+        }
+    }
+}
+
+/// Every problem found in a configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Where the configuration comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A main file on disk; the files it names are read relative to it.
+    File(PathBuf),
+    /// Files compiled into the binary (the demo defaults): (name, contents), main file first.
+    Embedded(&'static [(&'static str, &'static str)]),
+}
+
+/// The demo's configuration, embedded so `lienthong demo` needs no files.
+pub const DEMO: Source = Source::Embedded(&[
+    ("config/demo/gateway.toml", include_str!("../../config/demo/gateway.toml")),
+    ("config/demo/connectors.toml", include_str!("../../config/demo/connectors.toml")),
+    ("config/demo/consumers.toml", include_str!("../../config/demo/consumers.toml")),
+    ("config/demo/grants.toml", include_str!("../../config/demo/grants.toml")),
+]);
+
+impl Source {
+    fn main_name(&self) -> String {
+        match self {
+            Source::File(p) => p.display().to_string(),
+            Source::Embedded(files) => files[0].0.to_owned(),
+        }
+    }
+
+    fn resolve(&self, relative: &str) -> String {
+        match self {
+            Source::File(p) => p.parent().unwrap_or(FsPath::new(".")).join(relative).display().to_string(),
+            Source::Embedded(files) => {
+                let dir = FsPath::new(files[0].0).parent().unwrap_or(FsPath::new(""));
+                dir.join(relative).display().to_string()
+            }
+        }
+    }
+
+    fn read(&self, name: &str) -> Result<String, String> {
+        match self {
+            Source::File(_) => std::fs::read_to_string(name).map_err(|e| format!("cannot read: {e}")),
+            Source::Embedded(files) => files
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, c)| (*c).to_owned())
+                .ok_or_else(|| "not among the embedded files".into()),
+        }
+    }
+}
+
+/// How the gateway authenticates to a provider.
+#[derive(Debug, Clone)]
+pub enum UpstreamAuth {
+    None,
+    /// The population database's scheme: `Timestamp` and
+    /// `Authorization: Basic base64(user:sha256(url+user+timestamp+secret))`.
+    SignedHeader { user: String, secret: String, client_id: String, api_key: Option<String> },
+    Bearer { token: String },
+}
+
+/// Protocol-specific connector settings.
+#[derive(Debug, Clone)]
+pub enum ConnectorKind {
+    SoapXml { namespace: String, operation: String, fields: Vec<(String, Template)> },
+    RestJson { post: bool, url: Template, body: Option<JsonTemplate> },
+    Grpc { method: String, request: JsonTemplate, input: prost_reflect::MessageDescriptor, output: prost_reflect::MessageDescriptor },
+}
+
+/// One validated connector.
+#[derive(Debug, Clone)]
+pub struct ConnectorConfig {
+    pub name: String,
+    pub dataset: String,
+    pub kind: ConnectorKind,
+    pub endpoint: String,
+    pub timeout: Duration,
+    pub record_path: Option<Path>,
+    pub auth: UpstreamAuth,
+    pub mapping: Mapping,
+}
+
+/// A consumer (a one-stop system) and its credentials.
+#[derive(Debug, Clone)]
+pub struct Consumer {
+    pub id: String,
+    pub name: String,
+    pub key_hashes: Vec<[u8; 32]>,
+}
+
+/// Access granted to one consumer on one dataset.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub consumer: String,
+    pub dataset: String,
+    /// Exact codes, or prefixes (written with a trailing `*`).
+    pub procedures: Vec<ProcedurePattern>,
+    /// Allowed fields, in record order.
+    pub fields: Vec<String>,
+    pub legal_basis: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProcedurePattern {
+    Exact(String),
+    Prefix(String),
+}
+
+impl ProcedurePattern {
+    pub fn matches(&self, code: &str) -> bool {
+        match self {
+            ProcedurePattern::Exact(c) => c == code,
+            ProcedurePattern::Prefix(p) => code.starts_with(p.as_str()),
+        }
+    }
+}
+
+/// The validated, immutable configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub source: String,
+    pub instance_id: String,
+    pub lookup_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub log_json: bool,
+    pub log_level: String,
+    pub max_batch_items: usize,
+    pub batch_concurrency: usize,
+    pub context_rules: ContextRules,
+    pub operator_token_hashes: Vec<[u8; 32]>,
+    pub datasets: Vec<Arc<Dataset>>,
+    pub connectors: Vec<ConnectorConfig>,
+    pub consumers: Vec<Consumer>,
+    pub grants: Vec<Grant>,
+}
+
+/// Collects errors for one file.
+struct Errors<'a> {
+    file: String,
+    all: &'a mut Vec<ConfigError>,
+}
+
+impl Errors<'_> {
+    fn add(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.all.push(ConfigError { file: self.file.clone(), key: key.into(), message: message.into() });
+    }
+}
+
+/// Parses TOML into `T`, reporting unknown keys (all of them) and the first type error with
+/// its key path.
+fn parse_toml<T: DeserializeOwned + Default>(
+    text: &str,
+    errors: &mut Errors<'_>,
+    overrides: &BTreeMap<String, (String, toml::Value)>,
+) -> T {
+    let mut table: toml::Table = match toml::from_str(text) {
+        Ok(t) => t,
+        Err(e) => {
+            let where_ = e.span().map(|s| format!("line {}", text[..s.start].lines().count().max(1)));
+            errors.add(where_.unwrap_or_default(), e.message().to_owned());
+            return T::default();
+        }
+    };
+    for (path, (var, value)) in overrides {
+        let segments: Vec<&str> = path.split('.').collect();
+        if !set_path(&mut table, &segments, value.clone()) {
+            errors.add(path.clone(), format!("{var} overrides a value that is not a section"));
+        }
+    }
+    let mut unknown = Vec::new();
+    let mut track = |p: serde_ignored::Path<'_>| unknown.push(p.to_string());
+    let de = serde_ignored::Deserializer::new(toml::Value::Table(table), &mut track);
+    let parsed = serde_path_to_error::deserialize::<_, T>(de);
+    for key in unknown {
+        let from_env = overrides.get(&key).map(|(var, _)| format!(" (set by {var})")).unwrap_or_default();
+        errors.add(key, format!("unknown key{from_env}"));
+    }
+    match parsed {
+        Ok(v) => v,
+        Err(e) => {
+            errors.add(e.path().to_string(), e.inner().message().to_owned());
+            T::default()
+        }
+    }
+}
+
+/// Sets `value` at `path`, creating sections; false when a segment is not a section.
+fn set_path(table: &mut toml::Table, path: &[&str], value: toml::Value) -> bool {
+    match path {
+        [] => false,
+        [last] => {
+            table.insert((*last).to_owned(), value);
+            true
+        }
+        [first, rest @ ..] => match table
+            .entry((*first).to_owned())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        {
+            toml::Value::Table(t) => set_path(t, rest, value),
+            _ => false,
+        },
+    }
+}
+
+/// `LIENTHONG_A__B=v` → ("a.b", value). Variables without `__` (like `LIENTHONG_CONFIG`) are
+/// not overrides.
+fn env_overrides(env: &BTreeMap<String, String>) -> BTreeMap<String, (String, toml::Value)> {
+    env.iter()
+        .filter_map(|(name, raw)| {
+            let rest = name.strip_prefix(ENV_PREFIX)?;
+            if !rest.contains("__") || rest.starts_with("TEST_") {
+                return None;
+            }
+            let path = rest.split("__").map(str::to_lowercase).collect::<Vec<_>>().join(".");
+            let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or_else(|| toml::Value::String(raw.clone()));
+            Some((path, (name.clone(), value)))
+        })
+        .collect()
+}
+
+fn sha256_hex(s: &str) -> Option<[u8; 32]> {
+    let bytes = hex::decode(s.trim()).ok()?;
+    bytes.try_into().ok()
+}
+
+impl Config {
+    /// Loads, overrides from `env` (pass `std::env::vars()` collected, or a map in tests),
+    /// and validates.
+    pub fn load(source: &Source, env: &BTreeMap<String, String>) -> Result<Config, ConfigErrors> {
+        let mut all = Vec::new();
+        let main_name = source.main_name();
+        let mut errors = Errors { file: main_name.clone(), all: &mut all };
+        let main: RawGateway = match source.read(&main_name) {
+            Ok(text) => parse_toml(&text, &mut errors, &env_overrides(env)),
+            Err(e) => {
+                errors.add("", e);
+                return Err(ConfigErrors(all));
+            }
+        };
+        let none = BTreeMap::new();
+        let mut sub = |key: &str, path: &Option<String>| -> Option<(String, String)> {
+            let Some(rel) = path else {
+                all.push(ConfigError { file: main_name.clone(), key: key.into(), message: "missing: name the file".into() });
+                return None;
+            };
+            let name = source.resolve(rel);
+            match source.read(&name) {
+                Ok(text) => Some((name, text)),
+                Err(e) => {
+                    all.push(ConfigError { file: name, key: String::new(), message: e });
+                    None
+                }
+            }
+        };
+        let connectors_file = sub("connectors", &main.connectors);
+        let consumers_file = sub("consumers", &main.consumers);
+        let grants_file = sub("grants", &main.grants);
+        let mut parsed_connectors = RawConnectors::default();
+        let mut parsed_consumers = RawConsumers::default();
+        let mut parsed_grants = RawGrants::default();
+        let mut names = (String::new(), String::new(), String::new());
+        if let Some((name, text)) = &connectors_file {
+            parsed_connectors = parse_toml(text, &mut Errors { file: name.clone(), all: &mut all }, &none);
+            names.0 = name.clone();
+        }
+        if let Some((name, text)) = &consumers_file {
+            parsed_consumers = parse_toml(text, &mut Errors { file: name.clone(), all: &mut all }, &none);
+            names.1 = name.clone();
+        }
+        if let Some((name, text)) = &grants_file {
+            parsed_grants = parse_toml(text, &mut Errors { file: name.clone(), all: &mut all }, &none);
+            names.2 = name.clone();
+        }
+        let config = validate(main_name, main, parsed_connectors, parsed_consumers, parsed_grants, &names, env, &mut all);
+        if all.is_empty() { Ok(config) } else { Err(ConfigErrors(all)) }
+    }
+
+    pub fn dataset(&self, name: &str) -> Option<&Arc<Dataset>> {
+        self.datasets.iter().find(|d| d.name == name)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn validate(
+    main_name: String,
+    main: RawGateway,
+    connectors: RawConnectors,
+    consumers: RawConsumers,
+    grants: RawGrants,
+    (connectors_name, consumers_name, grants_name): &(String, String, String),
+    env: &BTreeMap<String, String>,
+    all: &mut Vec<ConfigError>,
+) -> Config {
+    let mut e = Errors { file: main_name.clone(), all };
+    let addr = |e: &mut Errors<'_>, key: &str, v: &str| {
+        v.parse::<SocketAddr>().unwrap_or_else(|_| {
+            e.add(key, format!("{v:?} is not an address like 127.0.0.1:8080"));
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        })
+    };
+    let lookup_addr = addr(&mut e, "listen.lookup", &main.listen.lookup);
+    let admin_addr = addr(&mut e, "listen.admin", &main.listen.admin);
+    let log_json = match main.log.format.as_str() {
+        "json" => true,
+        "text" => false,
+        other => {
+            e.add("log.format", format!("{other:?} is not \"text\" or \"json\""));
+            false
+        }
+    };
+    if tracing_subscriber::EnvFilter::try_new(&main.log.level).is_err() {
+        e.add("log.level", format!("{:?} is not a log filter (e.g. \"info\")", main.log.level));
+    }
+    if main.limits.max_batch_items == 0 {
+        e.add("limits.max_batch_items", "must be at least 1");
+    }
+    if main.limits.batch_concurrency == 0 {
+        e.add("limits.batch_concurrency", "must be at least 1");
+    }
+    let mut rules = ContextRules::default();
+    for (key, slot, value) in [
+        ("context.procedure_code_pattern", &mut rules.procedure_code, &main.context.procedure_code_pattern),
+        ("context.dossier_id_pattern", &mut rules.dossier_id, &main.context.dossier_id_pattern),
+        ("context.officer_id_pattern", &mut rules.officer_id, &main.context.officer_id_pattern),
+        ("context.agency_code_pattern", &mut rules.agency_code, &main.context.agency_code_pattern),
+    ] {
+        if let Some(p) = value {
+            match Regex::new(p) {
+                Ok(re) => *slot = re,
+                Err(err) => e.add(key, format!("not a regular expression: {err}")),
+            }
+        }
+    }
+    let mut operator_token_hashes = Vec::new();
+    for (i, h) in main.admin.operator_token_sha256.iter().enumerate() {
+        match sha256_hex(h) {
+            Some(b) => operator_token_hashes.push(b),
+            None => e.add(format!("admin.operator_token_sha256[{i}]"), "must be 64 hex digits (a SHA-256)"),
+        }
+    }
+    let instance_id = main
+        .instance_id
+        .filter(|s| !s.trim().is_empty())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "lienthong".into());
+
+    let datasets: Vec<Arc<Dataset>> = builtin().into_iter().map(Arc::new).collect();
+    let mut e = Errors { file: connectors_name.clone(), all: e.all };
+    let mut seen_datasets = HashSet::new();
+    let mut seen_names = HashSet::new();
+    let connectors: Vec<ConnectorConfig> = connectors
+        .connector
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            let key = format!("connector[{i}]");
+            if !seen_names.insert(c.name.clone()) {
+                e.add(format!("{key}.name"), format!("connector {:?} is declared twice", c.name));
+            }
+            let dataset = datasets.iter().find(|d| d.name == c.dataset);
+            match dataset {
+                None => e.add(
+                    format!("{key}.dataset"),
+                    format!("{:?} is not a dataset; known: {}", c.dataset, datasets.iter().map(|d| d.name).collect::<Vec<_>>().join(", ")),
+                ),
+                Some(d) if !seen_datasets.insert(d.name) => {
+                    e.add(format!("{key}.dataset"), format!("{} already has a connector", d.name));
+                }
+                Some(_) => {}
+            }
+            let connector = connector(&key, c, env, &mut e);
+            if let (Some(c), Some(d)) = (&connector, dataset) {
+                check_mapping_fields(&format!("{key}.mapping"), &c.mapping, &d.record, &mut e);
+                if !c.mapping.fields().any(|f| f == d.key_field) {
+                    e.add(format!("{key}.mapping"), format!("must map the key field {:?}", d.key_field));
+                }
+            }
+            connector
+        })
+        .collect();
+    for d in &datasets {
+        if !seen_datasets.contains(d.name) {
+            e.add("connector", format!("no connector serves dataset {}", d.name));
+        }
+    }
+
+    let mut e = Errors { file: consumers_name.clone(), all: e.all };
+    let mut consumer_ids = HashSet::new();
+    let consumers: Vec<Consumer> = consumers
+        .consumer
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let key = format!("consumer[{i}]");
+            if c.id.trim().is_empty() {
+                e.add(format!("{key}.id"), "must not be empty");
+            } else if !consumer_ids.insert(c.id.clone()) {
+                e.add(format!("{key}.id"), format!("consumer {:?} is declared twice", c.id));
+            }
+            let mut key_hashes = Vec::new();
+            for (j, h) in c.api_key_sha256.iter().enumerate() {
+                match sha256_hex(h) {
+                    Some(b) => key_hashes.push(b),
+                    None => e.add(format!("{key}.api_key_sha256[{j}]"), "must be 64 hex digits (a SHA-256 of the key)"),
+                }
+            }
+            Consumer { id: c.id, name: c.name, key_hashes }
+        })
+        .collect();
+
+    let mut e = Errors { file: grants_name.clone(), all: e.all };
+    let grants = grants
+        .grant
+        .into_iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let key = format!("grant[{i}]");
+            if !consumer_ids.contains(&g.consumer) {
+                e.add(format!("{key}.consumer"), format!("{:?} is not a declared consumer", g.consumer));
+            }
+            let dataset = datasets.iter().find(|d| d.name == g.dataset);
+            if dataset.is_none() {
+                e.add(format!("{key}.dataset"), format!("{:?} is not a dataset", g.dataset));
+            }
+            if g.procedures.is_empty() {
+                e.add(format!("{key}.procedures"), "list at least one procedure code (or prefix ending in *)");
+            }
+            let procedures = g
+                .procedures
+                .iter()
+                .map(|p| match p.strip_suffix('*') {
+                    Some(prefix) => ProcedurePattern::Prefix(prefix.to_owned()),
+                    None => ProcedurePattern::Exact(p.clone()),
+                })
+                .collect();
+            let fields = match dataset {
+                None => Vec::new(),
+                Some(d) if g.fields.iter().any(|f| f == "*") => d.fields().collect(),
+                Some(d) => {
+                    for f in &g.fields {
+                        if !d.has_field(f) {
+                            e.add(format!("{key}.fields"), format!("{f:?} is not a field of {}", d.name));
+                        }
+                    }
+                    if g.fields.is_empty() {
+                        e.add(format!("{key}.fields"), "list the fields granted, or [\"*\"] for all");
+                    }
+                    d.fields().filter(|f| g.fields.contains(f)).collect()
+                }
+            };
+            Grant { consumer: g.consumer, dataset: g.dataset, procedures, fields, legal_basis: g.legal_basis }
+        })
+        .collect();
+
+    Config {
+        source: main_name,
+        instance_id,
+        lookup_addr,
+        admin_addr,
+        log_json,
+        log_level: main.log.level,
+        max_batch_items: main.limits.max_batch_items,
+        batch_concurrency: main.limits.batch_concurrency,
+        context_rules: rules,
+        operator_token_hashes,
+        datasets,
+        connectors,
+        consumers,
+        grants,
+    }
+}
+
+/// Mapped fields must exist in the record type, at every level.
+fn check_mapping_fields(key: &str, mapping: &Mapping, desc: &prost_reflect::MessageDescriptor, e: &mut Errors<'_>) {
+    for field in mapping.fields() {
+        if desc.get_field_by_name(field).is_none() {
+            e.add(format!("{key}.{field}"), format!("{} has no field {field:?}", desc.full_name()));
+        }
+    }
+    for (field, nested) in mapping.nested() {
+        if let Some(prost_reflect::Kind::Message(inner)) = desc.get_field_by_name(field).map(|f| f.kind()) {
+            check_mapping_fields(&format!("{key}.{field}"), nested, &inner, e);
+        }
+    }
+}
+
+fn secret(e: &mut Errors<'_>, key: &str, value: &Option<String>, var: &Option<String>, env: &BTreeMap<String, String>) -> String {
+    match (value, var) {
+        (Some(v), None) => v.clone(),
+        (None, Some(var)) => env.get(var).cloned().unwrap_or_else(|| {
+            e.add(format!("{key}_env"), format!("environment variable {var} is not set"));
+            String::new()
+        }),
+        (Some(_), Some(_)) => {
+            e.add(key, format!("set either {key} or {key}_env, not both"));
+            String::new()
+        }
+        (None, None) => {
+            e.add(key, "missing");
+            String::new()
+        }
+    }
+}
+
+fn connector(key: &str, c: RawConnector, env: &BTreeMap<String, String>, e: &mut Errors<'_>) -> Option<ConnectorConfig> {
+    let before = e.all.len();
+    if c.name.trim().is_empty() {
+        e.add(format!("{key}.name"), "must not be empty");
+    }
+    let timeout = Duration::from_millis(c.timeout_ms.unwrap_or(DEFAULT_UPSTREAM_TIMEOUT_MS));
+    if timeout.is_zero() {
+        e.add(format!("{key}.timeout_ms"), "must be above 0");
+    }
+    let record_path = c.record_path.as_deref().and_then(|p| {
+        Path::parse(p).map_err(|m| e.add(format!("{key}.record_path"), m)).ok()
+    });
+    let mapping = Mapping::compile(&c.mapping, &c.templates).unwrap_or_else(|m| {
+        e.add(format!("{key}.mapping"), m);
+        Mapping::default()
+    });
+    let auth = match &c.auth {
+        None => UpstreamAuth::None,
+        Some(a) => match a.scheme.as_str() {
+            "none" => UpstreamAuth::None,
+            "signed-header" => UpstreamAuth::SignedHeader {
+                user: a.user.clone().unwrap_or_else(|| {
+                    e.add(format!("{key}.auth.user"), "missing");
+                    String::new()
+                }),
+                secret: secret(e, &format!("{key}.auth.secret"), &a.secret, &a.secret_env, env),
+                client_id: a.client_id.clone().unwrap_or_default(),
+                api_key: a.api_key.clone(),
+            },
+            "bearer" => UpstreamAuth::Bearer { token: secret(e, &format!("{key}.auth.token"), &a.token, &a.token_env, env) },
+            other => {
+                e.add(format!("{key}.auth.scheme"), format!("{other:?} is not \"signed-header\", \"bearer\" or \"none\""));
+                UpstreamAuth::None
+            }
+        },
+    };
+    let http_endpoint = |e: &mut Errors<'_>| {
+        if !(c.endpoint.starts_with("http://") || c.endpoint.starts_with("https://")) {
+            e.add(format!("{key}.endpoint"), format!("{:?} is not an http:// or https:// URL", c.endpoint));
+        }
+    };
+    let kind = match c.kind.as_str() {
+        "soap-xml" => {
+            http_endpoint(e);
+            let soap = c.soap.unwrap_or_default();
+            if soap.operation.is_empty() || soap.namespace.is_empty() {
+                e.add(format!("{key}.soap"), "needs `namespace` and `operation`");
+            }
+            let fields = soap
+                .fields
+                .iter()
+                .filter_map(|(name, v)| {
+                    let t = v.as_str().ok_or("must be a string".to_owned()).and_then(Template::parse);
+                    t.map_err(|m| e.add(format!("{key}.soap.fields.{name}"), m)).ok().map(|t| (name.clone(), t))
+                })
+                .collect();
+            ConnectorKind::SoapXml { namespace: soap.namespace, operation: soap.operation, fields }
+        }
+        "rest-json" => {
+            http_endpoint(e);
+            let rest = c.rest.unwrap_or_default();
+            let post = match rest.method.as_deref().unwrap_or("GET") {
+                "GET" => false,
+                "POST" => true,
+                other => {
+                    e.add(format!("{key}.rest.method"), format!("{other:?} is not GET or POST"));
+                    false
+                }
+            };
+            let url = Template::parse(&c.endpoint).unwrap_or_else(|m| {
+                e.add(format!("{key}.endpoint"), m);
+                Template::parse("").unwrap_or_else(|_| unreachable!())
+            });
+            let body = rest.body.as_ref().and_then(|b| {
+                let json = serde_json::to_value(b).map_err(|err| err.to_string());
+                json.and_then(|j| JsonTemplate::parse(&j)).map_err(|m| e.add(format!("{key}.rest.body"), m)).ok()
+            });
+            ConnectorKind::RestJson { post, url, body }
+        }
+        "grpc" => {
+            http_endpoint(e);
+            let grpc = c.grpc.unwrap_or_default();
+            let method = grpc.method.split_once('/').and_then(|(service, method)| {
+                descriptors().get_service_by_name(service)?.methods().find(|m| m.name() == method)
+            });
+            let request = serde_json::to_value(&grpc.request)
+                .map_err(|err| err.to_string())
+                .and_then(|j| JsonTemplate::parse(&j))
+                .map_err(|m| e.add(format!("{key}.grpc.request"), m))
+                .ok();
+            match (method, request) {
+                (Some(m), Some(request)) => ConnectorKind::Grpc {
+                    method: format!("/{}", grpc.method),
+                    request,
+                    input: m.input(),
+                    output: m.output(),
+                },
+                (None, _) => {
+                    e.add(format!("{key}.grpc.method"), format!("{:?} is not a known method (package.Service/Method)", grpc.method));
+                    return None;
+                }
+                _ => return None,
+            }
+        }
+        other => {
+            e.add(format!("{key}.kind"), format!("{other:?} is not \"soap-xml\", \"rest-json\" or \"grpc\""));
+            return None;
+        }
+    };
+    (e.all.len() == before).then_some(ConnectorConfig {
+        name: c.name,
+        dataset: c.dataset,
+        kind,
+        endpoint: c.endpoint,
+        timeout,
+        record_path,
+        auth,
+        mapping,
+    })
+}

@@ -1,0 +1,193 @@
+//! Config as written in the TOML files, before validation. Unknown keys are collected (all
+//! of them, not just the first) by the loader and reported as errors.
+
+use serde::Deserialize;
+
+/// Default listen addresses (the demo's).
+pub const DEFAULT_LOOKUP_ADDR: &str = "127.0.0.1:8080";
+pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:9090";
+/// Most items one batch call may carry.
+pub const DEFAULT_MAX_BATCH_ITEMS: usize = 100;
+/// Upstream timeout when a connector does not set one.
+pub const DEFAULT_UPSTREAM_TIMEOUT_MS: u64 = 5_000;
+/// Concurrent upstream lookups one batch call may run.
+pub const DEFAULT_BATCH_CONCURRENCY: usize = 16;
+
+/// The main file.
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawGateway {
+    pub instance_id: Option<String>,
+    /// Path of the connectors file, relative to the main file.
+    pub connectors: Option<String>,
+    pub consumers: Option<String>,
+    pub grants: Option<String>,
+    pub listen: RawListen,
+    pub log: RawLog,
+    pub limits: RawLimits,
+    pub context: RawContextRules,
+    pub admin: RawAdmin,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct RawListen {
+    pub lookup: String,
+    pub admin: String,
+}
+
+impl Default for RawListen {
+    fn default() -> Self {
+        RawListen { lookup: DEFAULT_LOOKUP_ADDR.into(), admin: DEFAULT_ADMIN_ADDR.into() }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct RawLog {
+    /// "text" or "json".
+    pub format: String,
+    /// A tracing filter, e.g. "info" or "lienthong=debug".
+    pub level: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        RawLog { format: "text".into(), level: "info".into() }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct RawLimits {
+    pub max_batch_items: usize,
+    pub batch_concurrency: usize,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        RawLimits { max_batch_items: DEFAULT_MAX_BATCH_ITEMS, batch_concurrency: DEFAULT_BATCH_CONCURRENCY }
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawContextRules {
+    pub procedure_code_pattern: Option<String>,
+    pub dossier_id_pattern: Option<String>,
+    pub officer_id_pattern: Option<String>,
+    pub agency_code_pattern: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawAdmin {
+    /// SHA-256 (hex) of each operator token accepted on the admin listener.
+    pub operator_token_sha256: Vec<String>,
+}
+
+/// The connectors file.
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawConnectors {
+    pub connector: Vec<RawConnector>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawConnector {
+    pub name: String,
+    pub dataset: String,
+    /// "soap-xml", "rest-json" or "grpc".
+    pub kind: String,
+    pub endpoint: String,
+    pub timeout_ms: Option<u64>,
+    /// Path in the payload tree to the record; absent or empty means not found.
+    pub record_path: Option<String>,
+    pub auth: Option<RawUpstreamAuth>,
+    pub soap: Option<RawSoap>,
+    pub rest: Option<RawRest>,
+    pub grpc: Option<RawGrpc>,
+    pub mapping: toml::Table,
+    pub templates: toml::Table,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawUpstreamAuth {
+    /// "signed-header" (the population scheme), "bearer" or "none".
+    pub scheme: String,
+    pub user: Option<String>,
+    pub secret: Option<String>,
+    /// Name of an environment variable holding the secret, instead of `secret`.
+    pub secret_env: Option<String>,
+    pub token: Option<String>,
+    pub token_env: Option<String>,
+    /// Sent as `X-Road-Client` with the signed-header scheme.
+    pub client_id: Option<String>,
+    /// Sent as `ApiKey` with the signed-header scheme, when set.
+    pub api_key: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawSoap {
+    pub namespace: String,
+    pub operation: String,
+    /// Request elements in order: element name -> template.
+    pub fields: toml::Table,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawRest {
+    /// "GET" or "POST".
+    pub method: Option<String>,
+    /// JSON body template for POST.
+    pub body: Option<toml::Value>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawGrpc {
+    /// Full method name, "package.Service/Method".
+    pub method: String,
+    /// Request message template (proto3 JSON, proto field names).
+    pub request: toml::Table,
+}
+
+/// The consumers file.
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawConsumers {
+    pub consumer: Vec<RawConsumer>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawConsumer {
+    pub id: String,
+    pub name: String,
+    /// SHA-256 (hex) of each API key the consumer may present.
+    pub api_key_sha256: Vec<String>,
+}
+
+/// The grants file.
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawGrants {
+    pub grant: Vec<RawGrant>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawGrant {
+    pub consumer: String,
+    pub dataset: String,
+    /// Procedure codes allowed: exact codes, or prefixes ending in `*`.
+    pub procedures: Vec<String>,
+    /// Fields allowed; `["*"]` for every field of the record.
+    pub fields: Vec<String>,
+    /// The legal text the grant rests on.
+    pub legal_basis: String,
+}

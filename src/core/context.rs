@@ -1,0 +1,154 @@
+//! The call context every lookup carries: which procedure, which dossier, which officer.
+
+use regex::Regex;
+
+/// Default patterns, per ../docs: national procedure codes with an optional local suffix,
+/// dossier codes `<agency>-<yyMMdd>-<sequence>`, agency-assigned officer ids.
+pub const DEFAULT_PROCEDURE_CODE_PATTERN: &str = r"^[1-3]\.\d{6}(\.\d{3}\.\d{2}\.\d{2}\.[A-Z]\d{2})?$";
+pub const DEFAULT_DOSSIER_ID_PATTERN: &str = r"^[0-9A-Za-z.]{3,40}-\d{6}-\d{4,6}$";
+pub const DEFAULT_OFFICER_ID_PATTERN: &str = r"^[\p{L}\p{N}._@-]{1,64}$";
+pub const DEFAULT_AGENCY_CODE_PATTERN: &str = r"^[0-9A-Za-z.]{1,40}$";
+/// Longest free-text purpose accepted, in characters.
+pub const MAX_PURPOSE_CHARS: usize = 500;
+
+/// The context fields as a transport received them, before validation.
+#[derive(Debug, Clone, Default)]
+pub struct RawContext {
+    pub procedure_code: Option<String>,
+    pub dossier_id: Option<String>,
+    pub officer_id: Option<String>,
+    pub agency_code: Option<String>,
+    pub purpose: Option<String>,
+}
+
+/// A validated call context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallContext {
+    procedure_code: String,
+    dossier_id: String,
+    officer_id: String,
+    agency_code: String,
+    purpose: String,
+}
+
+impl CallContext {
+    pub fn procedure_code(&self) -> &str {
+        &self.procedure_code
+    }
+    pub fn dossier_id(&self) -> &str {
+        &self.dossier_id
+    }
+    pub fn officer_id(&self) -> &str {
+        &self.officer_id
+    }
+    pub fn agency_code(&self) -> &str {
+        &self.agency_code
+    }
+    pub fn purpose(&self) -> &str {
+        &self.purpose
+    }
+
+    /// A field by its name in templates and config.
+    pub fn field(&self, name: &str) -> &str {
+        match name {
+            "procedure_code" => &self.procedure_code,
+            "dossier_id" => &self.dossier_id,
+            "officer_id" => &self.officer_id,
+            "agency_code" => &self.agency_code,
+            "purpose" => &self.purpose,
+            _ => "",
+        }
+    }
+
+    #[doc(hidden)]
+    pub fn for_tests(procedure: &str, dossier: &str, officer: &str) -> CallContext {
+        CallContext {
+            procedure_code: procedure.into(),
+            dossier_id: dossier.into(),
+            officer_id: officer.into(),
+            agency_code: String::new(),
+            purpose: String::new(),
+        }
+    }
+}
+
+/// The deployment's context formats.
+#[derive(Debug, Clone)]
+pub struct ContextRules {
+    pub procedure_code: Regex,
+    pub dossier_id: Regex,
+    pub officer_id: Regex,
+    pub agency_code: Regex,
+}
+
+impl Default for ContextRules {
+    fn default() -> Self {
+        let re = |p: &str| Regex::new(p).expect("default pattern compiles");
+        ContextRules {
+            procedure_code: re(DEFAULT_PROCEDURE_CODE_PATTERN),
+            dossier_id: re(DEFAULT_DOSSIER_ID_PATTERN),
+            officer_id: re(DEFAULT_OFFICER_ID_PATTERN),
+            agency_code: re(DEFAULT_AGENCY_CODE_PATTERN),
+        }
+    }
+}
+
+impl ContextRules {
+    /// Validates a raw context; the error names the field and the rule, not the value.
+    pub fn validate(&self, raw: &RawContext) -> Result<CallContext, String> {
+        let required = |value: &Option<String>, name: &str, re: &Regex| -> Result<String, String> {
+            let v = value.as_deref().map(str::trim).unwrap_or_default();
+            if v.is_empty() {
+                return Err(format!("{name} is required"));
+            }
+            if !re.is_match(v) {
+                return Err(format!("{name} does not match the pattern {}", re.as_str()));
+            }
+            Ok(v.to_owned())
+        };
+        let agency_code = match raw.agency_code.as_deref().map(str::trim) {
+            None | Some("") => String::new(),
+            Some(v) if self.agency_code.is_match(v) => v.to_owned(),
+            Some(_) => return Err(format!("agency_code does not match the pattern {}", self.agency_code.as_str())),
+        };
+        let purpose = raw.purpose.as_deref().unwrap_or_default().trim().to_owned();
+        if purpose.chars().count() > MAX_PURPOSE_CHARS || purpose.chars().any(char::is_control) {
+            return Err(format!("purpose must be at most {MAX_PURPOSE_CHARS} characters of text"));
+        }
+        Ok(CallContext {
+            procedure_code: required(&raw.procedure_code, "procedure_code", &self.procedure_code)?,
+            dossier_id: required(&raw.dossier_id, "dossier_id", &self.dossier_id)?,
+            officer_id: required(&raw.officer_id, "officer_id", &self.officer_id)?,
+            agency_code,
+            purpose,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(p: &str, d: &str, o: &str) -> RawContext {
+        RawContext {
+            procedure_code: Some(p.into()),
+            dossier_id: Some(d.into()),
+            officer_id: Some(o.into()),
+            ..RawContext::default()
+        }
+    }
+
+    #[test]
+    fn validates_documented_formats() {
+        let rules = ContextRules::default();
+        for p in ["1.001612", "2.000884", "1.001612.000.00.00.H48"] {
+            assert!(rules.validate(&raw(p, "000.00.53.H48-220921-0099", "cb.nguyen")).is_ok(), "{p}");
+        }
+        let e = rules.validate(&raw("1001612", "000.00.53.H48-220921-0099", "x")).unwrap_err();
+        assert!(e.starts_with("procedure_code does not match"), "{e}");
+        let e = rules.validate(&raw("1.001612", "hs-1", "x")).unwrap_err();
+        assert!(e.starts_with("dossier_id"), "{e}");
+        let e = rules.validate(&RawContext { officer_id: None, ..raw("1.001612", "000.00.53.H48-220921-0099", "") }).unwrap_err();
+        assert_eq!(e, "officer_id is required");
+    }
+}

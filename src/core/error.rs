@@ -1,0 +1,160 @@
+//! The one error-code table: every failure a caller can see, with its gRPC status and HTTP
+//! status. Transports translate through it and nowhere else.
+
+use std::time::Duration;
+
+/// Stable error codes (the `code` of a problem body, the `reason` of gRPC `ErrorInfo`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    Unauthenticated,
+    PermissionDenied,
+    InvalidKey,
+    InvalidContext,
+    InvalidRequest,
+    UnknownDataset,
+    NotFound,
+    RateLimited,
+    Overloaded,
+    UpstreamUnavailable,
+    UpstreamTimeout,
+    UpstreamBadResponse,
+    AuditUnavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 14] = [
+        ErrorCode::Unauthenticated,
+        ErrorCode::PermissionDenied,
+        ErrorCode::InvalidKey,
+        ErrorCode::InvalidContext,
+        ErrorCode::InvalidRequest,
+        ErrorCode::UnknownDataset,
+        ErrorCode::NotFound,
+        ErrorCode::RateLimited,
+        ErrorCode::Overloaded,
+        ErrorCode::UpstreamUnavailable,
+        ErrorCode::UpstreamTimeout,
+        ErrorCode::UpstreamBadResponse,
+        ErrorCode::AuditUnavailable,
+        ErrorCode::Internal,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::PermissionDenied => "permission_denied",
+            ErrorCode::InvalidKey => "invalid_key",
+            ErrorCode::InvalidContext => "invalid_context",
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::UnknownDataset => "unknown_dataset",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Overloaded => "overloaded",
+            ErrorCode::UpstreamUnavailable => "upstream_unavailable",
+            ErrorCode::UpstreamTimeout => "upstream_timeout",
+            ErrorCode::UpstreamBadResponse => "upstream_bad_response",
+            ErrorCode::AuditUnavailable => "audit_unavailable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    pub fn grpc_code(self) -> tonic::Code {
+        use tonic::Code;
+        match self {
+            ErrorCode::Unauthenticated => Code::Unauthenticated,
+            ErrorCode::PermissionDenied => Code::PermissionDenied,
+            ErrorCode::InvalidKey | ErrorCode::InvalidContext | ErrorCode::InvalidRequest => Code::InvalidArgument,
+            ErrorCode::UnknownDataset | ErrorCode::NotFound => Code::NotFound,
+            ErrorCode::RateLimited => Code::ResourceExhausted,
+            ErrorCode::Overloaded
+            | ErrorCode::UpstreamUnavailable
+            | ErrorCode::UpstreamBadResponse
+            | ErrorCode::AuditUnavailable => Code::Unavailable,
+            ErrorCode::UpstreamTimeout => Code::DeadlineExceeded,
+            ErrorCode::Internal => Code::Internal,
+        }
+    }
+
+    pub fn http_status(self) -> http::StatusCode {
+        use http::StatusCode as S;
+        match self {
+            ErrorCode::Unauthenticated => S::UNAUTHORIZED,
+            ErrorCode::PermissionDenied => S::FORBIDDEN,
+            ErrorCode::InvalidKey | ErrorCode::InvalidContext | ErrorCode::InvalidRequest => S::BAD_REQUEST,
+            ErrorCode::UnknownDataset | ErrorCode::NotFound => S::NOT_FOUND,
+            ErrorCode::RateLimited => S::TOO_MANY_REQUESTS,
+            ErrorCode::Overloaded | ErrorCode::UpstreamUnavailable | ErrorCode::AuditUnavailable => S::SERVICE_UNAVAILABLE,
+            ErrorCode::UpstreamTimeout => S::GATEWAY_TIMEOUT,
+            ErrorCode::UpstreamBadResponse => S::BAD_GATEWAY,
+            ErrorCode::Internal => S::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A short human title for problem bodies.
+    pub fn title(self) -> &'static str {
+        match self {
+            ErrorCode::Unauthenticated => "caller not authenticated",
+            ErrorCode::PermissionDenied => "not permitted",
+            ErrorCode::InvalidKey => "malformed key",
+            ErrorCode::InvalidContext => "missing or malformed call context",
+            ErrorCode::InvalidRequest => "malformed request",
+            ErrorCode::UnknownDataset => "unknown dataset",
+            ErrorCode::NotFound => "no such record",
+            ErrorCode::RateLimited => "rate limit exceeded",
+            ErrorCode::Overloaded => "gateway overloaded",
+            ErrorCode::UpstreamUnavailable => "provider unavailable",
+            ErrorCode::UpstreamTimeout => "provider timed out",
+            ErrorCode::UpstreamBadResponse => "provider sent an unusable response",
+            ErrorCode::AuditUnavailable => "audit store unavailable",
+            ErrorCode::Internal => "internal error",
+        }
+    }
+}
+
+/// A failed call as the caller sees it: a code and a message naming what was wrong, never
+/// personal data or internals.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{}: {message}", code.as_str())]
+pub struct LookupError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub retry_after: Option<Duration>,
+}
+
+impl LookupError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> LookupError {
+        LookupError { code, message: message.into(), retry_after: None }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The table in DESIGN.md, row by row.
+    #[test]
+    fn error_table_matches_the_contract() {
+        let expected: [(&str, tonic::Code, u16); 14] = [
+            ("unauthenticated", tonic::Code::Unauthenticated, 401),
+            ("permission_denied", tonic::Code::PermissionDenied, 403),
+            ("invalid_key", tonic::Code::InvalidArgument, 400),
+            ("invalid_context", tonic::Code::InvalidArgument, 400),
+            ("invalid_request", tonic::Code::InvalidArgument, 400),
+            ("unknown_dataset", tonic::Code::NotFound, 404),
+            ("not_found", tonic::Code::NotFound, 404),
+            ("rate_limited", tonic::Code::ResourceExhausted, 429),
+            ("overloaded", tonic::Code::Unavailable, 503),
+            ("upstream_unavailable", tonic::Code::Unavailable, 503),
+            ("upstream_timeout", tonic::Code::DeadlineExceeded, 504),
+            ("upstream_bad_response", tonic::Code::Unavailable, 502),
+            ("audit_unavailable", tonic::Code::Unavailable, 503),
+            ("internal", tonic::Code::Internal, 500),
+        ];
+        for (code, (name, grpc, http)) in ErrorCode::ALL.iter().zip(expected) {
+            assert_eq!(code.as_str(), name);
+            assert_eq!(code.grpc_code(), grpc, "{name}");
+            assert_eq!(code.http_status().as_u16(), http, "{name}");
+        }
+    }
+}

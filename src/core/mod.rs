@@ -1,0 +1,7 @@
+//! The core: one lookup service both transports call, the call context, datasets, records
+//! and the error-code table.
+
+pub mod context;
+pub mod dataset;
+pub mod error;
+pub mod record;

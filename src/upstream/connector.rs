@@ -1,0 +1,110 @@
+//! A connector: calls one dataset's provider over its protocol and maps the payload to a
+//! canonical record. Protocol specifics live in `soap`, `rest` and `grpc`.
+
+use super::{grpc, rest, soap};
+use crate::config::{ConnectorConfig, ConnectorKind};
+use crate::core::context::CallContext;
+use crate::core::dataset::Dataset;
+use crate::core::record::Record;
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why a provider call gave no usable answer. Details are for logs, not for callers.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("provider unavailable: {0}")]
+    Unavailable(String),
+    #[error("provider did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("unusable provider response: {0}")]
+    BadResponse(String),
+}
+
+/// What a protocol call returns: a payload tree, or `None` when the provider says the
+/// record does not exist.
+pub type Payload = Option<Value>;
+
+/// One call's inputs.
+pub struct Call<'a> {
+    pub key: &'a str,
+    pub request_id: &'a str,
+    pub context: &'a CallContext,
+}
+
+enum Transport {
+    Http(reqwest::Client),
+    Grpc(tonic::transport::Channel),
+}
+
+/// A ready connector.
+pub struct Connector {
+    pub config: ConnectorConfig,
+    dataset: Arc<Dataset>,
+    transport: Transport,
+}
+
+impl Connector {
+    pub fn new(config: ConnectorConfig, dataset: Arc<Dataset>, http: reqwest::Client) -> Result<Connector, String> {
+        let transport = match config.kind {
+            ConnectorKind::Grpc { .. } => Transport::Grpc(grpc::channel(&config.endpoint, config.timeout)?),
+            _ => Transport::Http(http),
+        };
+        Ok(Connector { config, dataset, transport })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// Fetches and maps the record for a normalised key; `Ok(None)` when it does not exist.
+    pub async fn fetch(&self, call: &Call<'_>) -> Result<Option<Record>, UpstreamError> {
+        let timeout = self.config.timeout;
+        let payload = tokio::time::timeout(timeout, self.call(call))
+            .await
+            .map_err(|_| UpstreamError::Timeout(timeout))??;
+        let Some(payload) = payload else { return Ok(None) };
+        let root = match &self.config.record_path {
+            Some(path) => path.get(&payload),
+            None => Some(&payload),
+        };
+        let root = match root {
+            None => return Ok(None),
+            Some(Value::String(s)) if s.is_empty() => return Ok(None),
+            Some(Value::Array(a)) if a.is_empty() => return Ok(None),
+            Some(Value::Array(a)) if a.len() > 1 => {
+                return Err(UpstreamError::BadResponse(format!("{} records for one key", a.len())));
+            }
+            Some(Value::Array(a)) => &a[0],
+            Some(v @ Value::Object(_)) => v,
+            Some(_) => return Err(UpstreamError::BadResponse("record is not a structure".into())),
+        };
+        let mapped = self.config.mapping.apply(root).map_err(|e| UpstreamError::BadResponse(e.0))?;
+        let record = Record::canonical(&self.dataset.record, mapped).map_err(UpstreamError::BadResponse)?;
+        if record.get_str(self.dataset.key_field) != Some(call.key) {
+            return Err(UpstreamError::BadResponse(format!(
+                "record's {} does not match the key asked for",
+                self.dataset.key_field
+            )));
+        }
+        Ok(Some(record))
+    }
+
+    async fn call(&self, call: &Call<'_>) -> Result<Payload, UpstreamError> {
+        match (&self.config.kind, &self.transport) {
+            (ConnectorKind::SoapXml { .. }, Transport::Http(client)) => soap::call(client, &self.config, call).await,
+            (ConnectorKind::RestJson { .. }, Transport::Http(client)) => rest::call(client, &self.config, call).await,
+            (ConnectorKind::Grpc { .. }, Transport::Grpc(channel)) => grpc::call(channel.clone(), &self.config, call).await,
+            _ => Err(UpstreamError::Unavailable("connector transport does not match its kind".into())),
+        }
+    }
+}
+
+/// Reads an HTTP body, classifying transport failures.
+pub(crate) fn http_error(e: reqwest::Error) -> UpstreamError {
+    if e.is_timeout() {
+        UpstreamError::Timeout(Duration::ZERO)
+    } else {
+        UpstreamError::Unavailable(format!("http: {e}"))
+    }
+}

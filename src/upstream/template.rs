@@ -1,0 +1,138 @@
+//! Request templates in connector config: strings with placeholders filled per call.
+//!
+//! Placeholders: `{key}` (the normalised key), `{key.N}` (its N-th hyphen-separated part),
+//! `{request_id}`, `{context.procedure_code|dossier_id|officer_id|agency_code|purpose}`,
+//! `{auth.user}`. A string that is exactly one placeholder keeps the value's place in JSON.
+
+use serde_json::Value;
+
+/// The values a template can draw on for one call.
+pub struct Vars<'a> {
+    pub key: &'a str,
+    pub request_id: &'a str,
+    pub context: &'a crate::core::context::CallContext,
+    pub auth_user: &'a str,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Part {
+    Literal(String),
+    Key,
+    KeyPart(usize),
+    RequestId,
+    Context(&'static str),
+    AuthUser,
+}
+
+/// A parsed template string.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template(Vec<Part>);
+
+const CONTEXT_FIELDS: &[&str] = &["procedure_code", "dossier_id", "officer_id", "agency_code", "purpose"];
+
+impl Template {
+    pub fn parse(s: &str) -> Result<Template, String> {
+        let mut parts = Vec::new();
+        let mut rest = s;
+        while let Some(start) = rest.find('{') {
+            if start > 0 {
+                parts.push(Part::Literal(rest[..start].to_owned()));
+            }
+            let end = rest[start..].find('}').ok_or_else(|| format!("unclosed placeholder in {s:?}"))? + start;
+            let name = &rest[start + 1..end];
+            parts.push(match name {
+                "key" => Part::Key,
+                "request_id" => Part::RequestId,
+                "auth.user" => Part::AuthUser,
+                _ => {
+                    if let Some(n) = name.strip_prefix("key.") {
+                        Part::KeyPart(n.parse().map_err(|_| format!("placeholder {{{name}}}: key part must be a number"))?)
+                    } else if let Some(field) = name.strip_prefix("context.") {
+                        Part::Context(
+                            CONTEXT_FIELDS
+                                .iter()
+                                .find(|f| **f == field)
+                                .ok_or_else(|| format!("placeholder {{{name}}}: context has {}", CONTEXT_FIELDS.join(", ")))?,
+                        )
+                    } else {
+                        return Err(format!(
+                            "unknown placeholder {{{name}}}; use key, key.N, request_id, context.FIELD or auth.user"
+                        ));
+                    }
+                }
+            });
+            rest = &rest[end + 1..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Literal(rest.to_owned()));
+        }
+        Ok(Template(parts))
+    }
+
+    pub fn render(&self, vars: &Vars<'_>) -> String {
+        let mut out = String::new();
+        for part in &self.0 {
+            match part {
+                Part::Literal(s) => out.push_str(s),
+                Part::Key => out.push_str(vars.key),
+                Part::KeyPart(n) => out.push_str(vars.key.split('-').nth(*n).unwrap_or_default()),
+                Part::RequestId => out.push_str(vars.request_id),
+                Part::Context(field) => out.push_str(vars.context.field(field)),
+                Part::AuthUser => out.push_str(vars.auth_user),
+            }
+        }
+        out
+    }
+}
+
+/// A JSON value whose strings are templates.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JsonTemplate {
+    Plain(Value),
+    String(Template),
+    Array(Vec<JsonTemplate>),
+    Object(Vec<(String, JsonTemplate)>),
+}
+
+impl JsonTemplate {
+    pub fn parse(value: &Value) -> Result<JsonTemplate, String> {
+        Ok(match value {
+            Value::String(s) => JsonTemplate::String(Template::parse(s)?),
+            Value::Array(items) => JsonTemplate::Array(items.iter().map(JsonTemplate::parse).collect::<Result<_, _>>()?),
+            Value::Object(map) => JsonTemplate::Object(
+                map.iter()
+                    .map(|(k, v)| Ok((k.clone(), JsonTemplate::parse(v)?)))
+                    .collect::<Result<_, String>>()?,
+            ),
+            other => JsonTemplate::Plain(other.clone()),
+        })
+    }
+
+    pub fn render(&self, vars: &Vars<'_>) -> Value {
+        match self {
+            JsonTemplate::Plain(v) => v.clone(),
+            JsonTemplate::String(t) => Value::String(t.render(vars)),
+            JsonTemplate::Array(items) => Value::Array(items.iter().map(|i| i.render(vars)).collect()),
+            JsonTemplate::Object(fields) => {
+                Value::Object(fields.iter().map(|(k, v)| (k.clone(), v.render(vars))).collect())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::context::CallContext;
+
+    #[test]
+    fn renders_placeholders() {
+        let ctx = CallContext::for_tests("1.001612", "000.00.53.H48-220921-0099", "cb01");
+        let vars = Vars { key: "00004-12-345", request_id: "r1", context: &ctx, auth_user: "u" };
+        let t = Template::parse("x{key.1}/{context.procedure_code}/{request_id}{auth.user}").expect("parses");
+        assert_eq!(t.render(&vars), "x12/1.001612/r1u");
+        assert!(Template::parse("{nope}").is_err());
+        assert!(Template::parse("{context.secret}").is_err());
+        assert!(Template::parse("{key").is_err());
+    }
+}
