@@ -1,9 +1,12 @@
 //! lienthong
+pub mod app;
 pub mod config;
 pub mod core;
 pub mod domain;
 pub mod upstream;
 pub mod sim;
+pub mod telemetry;
+pub mod transport;
 
 pub mod proto {
     /// Descriptors of every compiled proto, for reflection and dynamic messages.

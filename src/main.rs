@@ -1,1 +1,204 @@
-fn main() {}
+//! The `lienthong` command: CLI parsing, then hand-off to the library.
+
+use clap::{Parser, Subcommand};
+use lienthong::config::{Config, DEMO, Source};
+use lienthong::sim::{self, SimOptions, data};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// lienthong — a data-sharing gateway between one-stop systems and national databases.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Simulated national databases plus the gateway on embedded defaults: nothing to install.
+    Demo,
+    /// Run the gateway.
+    Serve {
+        /// Main config file (else LIENTHONG_CONFIG, else the embedded demo defaults).
+        #[arg(long, env = "LIENTHONG_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Validate a configuration; names every error with its file and key.
+    CheckConfig {
+        #[arg(long, env = "LIENTHONG_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// The simulated national databases alone.
+    Sim(SimArgs),
+}
+
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct SimArgs {
+    #[command(subcommand)]
+    command: Option<SimCommand>,
+    #[command(flatten)]
+    data: DataArgs,
+    /// Population database (SOAP/XML) address.
+    #[arg(long, default_value = sim::DEFAULT_POPULATION_ADDR)]
+    population_addr: SocketAddr,
+    /// Business registration (REST/JSON) address.
+    #[arg(long, default_value = sim::DEFAULT_BUSINESS_ADDR)]
+    business_addr: SocketAddr,
+    /// Land registry (gRPC) address.
+    #[arg(long, default_value = sim::DEFAULT_LAND_ADDR)]
+    land_addr: SocketAddr,
+}
+
+#[derive(clap::Args, Clone)]
+struct DataArgs {
+    #[arg(long, default_value_t = data::DEFAULT_SEED)]
+    seed: u64,
+    /// Citizens to generate (at most 1,000,000).
+    #[arg(long, default_value_t = data::DEFAULT_CITIZENS)]
+    citizens: u32,
+    #[arg(long, default_value_t = data::DEFAULT_ENTERPRISES)]
+    enterprises: u32,
+    #[arg(long, default_value_t = data::DEFAULT_PARCELS)]
+    parcels: u32,
+}
+
+#[derive(Subcommand)]
+enum SimCommand {
+    /// Print keys that exist, one per line.
+    Samples {
+        /// population.citizen, business.enterprise or land.parcel.
+        #[arg(long)]
+        dataset: String,
+        #[arg(long, default_value_t = 10)]
+        count: u32,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+fn env() -> BTreeMap<String, String> {
+    std::env::vars().collect()
+}
+
+fn load(config: Option<PathBuf>) -> Result<Config, String> {
+    let source = config.map(Source::File).unwrap_or(DEMO);
+    Config::load(&source, &env()).map_err(|e| e.to_string())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo => demo().await,
+        Command::Serve { config } => serve(config).await,
+        Command::CheckConfig { config } => match load(config) {
+            Ok(c) => {
+                println!(
+                    "{}: ok ({} connectors, {} consumers, {} grants)",
+                    c.source,
+                    c.connectors.len(),
+                    c.consumers.len(),
+                    c.grants.len()
+                );
+                Ok(())
+            }
+            Err(e) => Err(e),
+        },
+        Command::Sim(args) => run_sim(args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Option<PathBuf>) -> Result<(), String> {
+    let config = load(config)?;
+    lienthong::telemetry::init(config.log_json, &config.log_level);
+    let running = lienthong::app::start(Arc::new(config)).await?;
+    running.run_until_signal().await;
+    Ok(())
+}
+
+async fn run_sim(args: SimArgs) -> Result<(), String> {
+    if let Some(SimCommand::Samples { dataset, count, data }) = args.command {
+        let d = data::SimData::new(data.seed, data.citizens, data.enterprises, data.parcels);
+        for key in d.samples(&dataset, count)? {
+            println!("{key}");
+        }
+        return Ok(());
+    }
+    lienthong::telemetry::init(false, "info");
+    let mut options = SimOptions::on(args.population_addr, args.business_addr, args.land_addr);
+    options.seed = args.data.seed;
+    options.citizens = args.data.citizens;
+    options.enterprises = args.data.enterprises;
+    options.parcels = args.data.parcels;
+    let sims = sim::spawn(options).await.map_err(|e| e.to_string())?;
+    println!("population (SOAP/XML)        http://{}{}", sims.population_addr, sim::population::PATH);
+    println!("business registration (REST) http://{}{}", sims.business_addr, sim::business::PATH);
+    println!("land registry (gRPC)         http://{}", sims.land_addr);
+    println!("control: GET /_sim/stats, PUT /_sim/faults, POST /_sim/reset on each address");
+    let _ = tokio::signal::ctrl_c().await;
+    Ok(())
+}
+
+async fn demo() -> Result<(), String> {
+    let config = Config::load(&DEMO, &env()).map_err(|e| e.to_string())?;
+    lienthong::telemetry::init(config.log_json, &config.log_level);
+    let addr = |s: &str| s.parse::<SocketAddr>().map_err(|e| e.to_string());
+    let sims = sim::spawn(SimOptions::on(
+        addr(sim::DEFAULT_POPULATION_ADDR)?,
+        addr(sim::DEFAULT_BUSINESS_ADDR)?,
+        addr(sim::DEFAULT_LAND_ADDR)?,
+    ))
+    .await
+    .map_err(|e| e.to_string())?;
+    let running = lienthong::app::start(Arc::new(config)).await?;
+    let sample = |dataset: &str| sims.data.samples(dataset, 1).ok().and_then(|k| k.into_iter().next()).unwrap_or_default();
+    let (citizen, enterprise, parcel) =
+        (sample("population.citizen"), sample("business.enterprise"), sample("land.parcel"));
+    let lookup = running.lookup_addr;
+    let ctx = "-H 'X-Procedure-Code: 1.001612' -H 'X-Dossier-Id: 000.00.53.H48-251128-0001' -H 'X-Officer-Id: canbo01'";
+    println!(
+        r#"
+lienthong demo is running.
+  lookup API (REST + gRPC)  http://{lookup}
+  admin                     http://{admin}/healthz
+  simulators                population {pop}, business {bus}, land {land} (GET /_sim/stats on each)
+  consumer demo-onestop, API key demo-onestop-key
+
+Look up a citizen, an enterprise and a land parcel over REST:
+  curl -s -H 'Authorization: Bearer demo-onestop-key' {ctx} http://{lookup}/v1/citizens/{citizen}
+  curl -s -H 'Authorization: Bearer demo-onestop-key' {ctx} http://{lookup}/v1/enterprises/{enterprise}
+  curl -s -H 'Authorization: Bearer demo-onestop-key' {ctx} 'http://{lookup}/v1/land-parcels/{parcel}?fields=parcel_id,area_m2,land_use_purposes'
+
+Several at once, one outcome per item (the second key is malformed):
+  curl -s -H 'Authorization: Bearer demo-onestop-key' {ctx} -H 'Content-Type: application/json' \
+    -d '{{"items":[{{"dataset":"population.citizen","key":"{citizen}"}},{{"dataset":"business.enterprise","key":"0100233489"}}]}}' http://{lookup}/v1/batch
+
+Over gRPC (server reflection is on, no proto file needed):
+  grpcurl -plaintext -H 'authorization: Bearer demo-onestop-key' \
+    -d '{{"context":{{"procedure_code":"1.001612","dossier_id":"000.00.53.H48-251128-0001","officer_id":"canbo01"}},"personal_id":"{citizen}"}}' \
+    {lookup} lienthong.v1.LookupService/GetCitizen
+
+More keys that exist:  lienthong sim samples --dataset population.citizen --count 5
+Press Ctrl-C to stop.
+"#,
+        admin = running.admin_addr,
+        pop = sims.population_addr,
+        bus = sims.business_addr,
+        land = sims.land_addr,
+    );
+    running.run_until_signal().await;
+    drop(sims);
+    Ok(())
+}

@@ -5,3 +5,4 @@ pub mod context;
 pub mod dataset;
 pub mod error;
 pub mod record;
+pub mod service;

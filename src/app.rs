@@ -1,0 +1,103 @@
+//! Wires config → core → transports, and runs them until shutdown.
+
+use crate::config::Config;
+use crate::core::service::Gateway;
+use crate::proto::lienthong::lookup_service_server::LookupServiceServer;
+use crate::transport::{admin, grpc::LookupApi, rest};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Installs the process-wide rustls provider (ring). Safe to call more than once.
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A running gateway. Dropping it does not stop it; call [`Running::shutdown`].
+pub struct Running {
+    pub lookup_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight calls finish, and returns when both listeners closed.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+
+    /// Runs until SIGINT or SIGTERM, then shuts down gracefully.
+    pub async fn run_until_signal(self) {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        self.shutdown().await;
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, String> {
+    TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr} for the {what} listener: {e}"))
+}
+
+fn serve(listener: TcpListener, router: axum::Router, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
+            tracing::error!(error = %e, "listener stopped");
+        }
+    })
+}
+
+/// Starts the lookup listener (REST + gRPC on one port) and the admin listener.
+pub async fn start(config: Arc<Config>) -> Result<Running, String> {
+    install_crypto();
+    let gateway = Arc::new(Gateway::new(config.clone())?);
+
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<LookupServiceServer<LookupApi>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| format!("reflection: {e}"))?;
+    let grpc = tonic::service::Routes::new(LookupServiceServer::new(LookupApi::new(gateway.clone())))
+        .add_service(health)
+        .add_service(reflection)
+        .into_axum_router();
+    let lookup_router = rest::router(gateway.clone()).merge(grpc);
+
+    let lookup = bind(config.lookup_addr, "lookup").await?;
+    let admin_listener = bind(config.admin_addr, "admin").await?;
+    let lookup_addr = lookup.local_addr().map_err(|e| e.to_string())?;
+    let admin_addr = admin_listener.local_addr().map_err(|e| e.to_string())?;
+    let (stop, stopped) = watch::channel(false);
+    let tasks = vec![serve(lookup, lookup_router, stopped.clone()), serve(admin_listener, admin::router(), stopped)];
+    tracing::info!(lookup = %lookup_addr, admin = %admin_addr, instance = %config.instance_id, "gateway listening");
+    Ok(Running { lookup_addr, admin_addr, stop, tasks })
+}

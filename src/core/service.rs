@@ -1,0 +1,255 @@
+//! The lookup service: the request path both transports share. The order of steps lives in
+//! [`Gateway::lookup`], one comment per step saying why it sits there.
+
+use super::context::{CallContext, RawContext};
+use super::dataset::Dataset;
+use super::error::{ErrorCode, LookupError};
+use super::record::Record;
+use crate::config::{Config, Consumer};
+use crate::upstream::connector::{Call, Connector, UpstreamError};
+use futures::{Stream, StreamExt};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// How the caller proved who it is.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    /// An API key presented as `Authorization: Bearer KEY`.
+    pub api_key: Option<String>,
+    /// Request id assigned by the transport (echoed as `X-Request-Id`).
+    pub request_id: String,
+}
+
+/// One lookup as a transport received it.
+#[derive(Debug, Clone, Default)]
+pub struct LookupRequest {
+    pub dataset: String,
+    pub key: String,
+    /// Fields asked for; empty means every granted field.
+    pub fields: Vec<String>,
+    pub context: RawContext,
+}
+
+/// Where the answer came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheStatus {
+    Hit,
+    Miss,
+    Stale,
+    Coalesced,
+}
+
+impl CacheStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheStatus::Hit => "hit",
+            CacheStatus::Miss => "miss",
+            CacheStatus::Stale => "stale",
+            CacheStatus::Coalesced => "coalesced",
+        }
+    }
+}
+
+/// A served lookup: the record projected to what the caller may see.
+#[derive(Debug, Clone)]
+pub struct Lookup {
+    pub dataset: Arc<Dataset>,
+    pub key: String,
+    pub record: Record,
+    pub cache: CacheStatus,
+}
+
+struct Route {
+    dataset: Arc<Dataset>,
+    connector: Connector,
+}
+
+/// The gateway core.
+pub struct Gateway {
+    config: Arc<Config>,
+    routes: HashMap<&'static str, Route>,
+}
+
+fn sha256(s: &str) -> [u8; 32] {
+    Sha256::digest(s.as_bytes()).into()
+}
+
+/// Compares digests without an early exit, so timing does not reveal how much matched.
+fn same_digest(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn current_year() -> i32 {
+    let days = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() / 86_400)
+        .unwrap_or(0);
+    // Civil-from-days (Howard Hinnant), year only.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(month <= 2)) as i32
+}
+
+impl Gateway {
+    /// Builds the core from validated config.
+    pub fn new(config: Arc<Config>) -> Result<Gateway, String> {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .build()
+            .map_err(|e| format!("http client: {e}"))?;
+        let mut routes = HashMap::new();
+        for c in &config.connectors {
+            let dataset = config.dataset(&c.dataset).ok_or_else(|| format!("unknown dataset {}", c.dataset))?.clone();
+            let connector = Connector::new(c.clone(), dataset.clone(), http.clone())
+                .map_err(|e| format!("connector {}: {e}", c.name))?;
+            routes.insert(dataset.name, Route { dataset, connector });
+        }
+        Ok(Gateway { config, routes })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The request path. Steps still to come sit in their place as comments.
+    pub async fn lookup(&self, caller: &Caller, request: LookupRequest) -> Result<Lookup, LookupError> {
+        // 1. audit — outermost, so every outcome leaves one record (the audit issue adds it).
+        // 2. authenticate — nothing is validated or looked up for an unknown caller.
+        let consumer = self.authenticate(caller)?;
+        // 3. validate — dataset, key and context, before any upstream call.
+        let (route, key, context) = self.validate(&request)?;
+        // 4. authorize — the grant decides which fields may leave.
+        let fields = self.authorize(consumer, route.dataset.name, &context, &request.fields)?;
+        // 5. rate limit, 6. cache — to come: limits before the cache so hits are throttled
+        //    too; the cache holds full records, projected below on every response.
+        // 7. upstream guard + 8. connector — timeouts per connector for now.
+        let call = Call { key: &key, request_id: &caller.request_id, context: &context };
+        let record = match route.connector.fetch(&call).await {
+            Ok(Some(record)) => record,
+            Ok(None) => {
+                return Err(LookupError::new(ErrorCode::NotFound, format!("no {} record has this key", route.dataset.name)));
+            }
+            Err(e) => return Err(self.upstream_failure(route, &e)),
+        };
+        Ok(Lookup { dataset: route.dataset.clone(), key, record: record.project(&fields), cache: CacheStatus::Miss })
+    }
+
+    /// Looks up many items under one context, `concurrency` at a time, yielding results in
+    /// request order.
+    pub fn batch<'a>(
+        &'a self,
+        caller: &'a Caller,
+        context: RawContext,
+        items: Vec<LookupRequest>,
+    ) -> Result<impl Stream<Item = (usize, Result<Lookup, LookupError>)> + 'a, LookupError> {
+        self.admit_batch(caller, items.len())?;
+        Ok(futures::stream::iter(items.into_iter().enumerate())
+            .map(move |(i, mut item)| {
+                item.context = context.clone();
+                async move { (i, self.lookup(caller, item).await) }
+            })
+            .buffered(self.config.batch_concurrency))
+    }
+
+    /// Whether a batch of `len` items may start: failures here fail the whole call (no
+    /// per-item outcomes for an unknown caller or an oversized batch).
+    pub fn admit_batch(&self, caller: &Caller, len: usize) -> Result<(), LookupError> {
+        if len > self.config.max_batch_items {
+            return Err(LookupError::new(
+                ErrorCode::InvalidRequest,
+                format!("a batch holds at most {} items, this one {len}", self.config.max_batch_items),
+            ));
+        }
+        self.authenticate(caller).map(|_| ())
+    }
+
+    fn authenticate(&self, caller: &Caller) -> Result<&Consumer, LookupError> {
+        let Some(key) = caller.api_key.as_deref() else {
+            return Err(LookupError::new(ErrorCode::Unauthenticated, "no credentials: send Authorization: Bearer <api key>"));
+        };
+        let digest = sha256(key);
+        // Check every key of every consumer: the time taken does not depend on which matched.
+        let mut found = None;
+        for consumer in &self.config.consumers {
+            for hash in &consumer.key_hashes {
+                if same_digest(hash, &digest) {
+                    found = Some(consumer);
+                }
+            }
+        }
+        found.ok_or_else(|| LookupError::new(ErrorCode::Unauthenticated, "the API key is not recognised"))
+    }
+
+    fn validate(&self, request: &LookupRequest) -> Result<(&Route, String, CallContext), LookupError> {
+        let route = self.routes.get(request.dataset.as_str()).ok_or_else(|| {
+            LookupError::new(ErrorCode::UnknownDataset, format!("no dataset named {:?}", request.dataset))
+        })?;
+        let key = route
+            .dataset
+            .key_kind
+            .normalize(&request.key, current_year())
+            .map_err(|rule| LookupError::new(ErrorCode::InvalidKey, rule))?;
+        let context = self
+            .config
+            .context_rules
+            .validate(&request.context)
+            .map_err(|rule| LookupError::new(ErrorCode::InvalidContext, rule))?;
+        for f in &request.fields {
+            if !route.dataset.has_field(f) {
+                return Err(LookupError::new(ErrorCode::InvalidRequest, format!("{} has no field {f:?}", route.dataset.name)));
+            }
+        }
+        Ok((route, key, context))
+    }
+
+    fn authorize(&self, consumer: &Consumer, dataset: &str, context: &CallContext, asked: &[String]) -> Result<Vec<String>, LookupError> {
+        let grants: Vec<_> = self.config.grants.iter().filter(|g| g.consumer == consumer.id && g.dataset == dataset).collect();
+        if grants.is_empty() {
+            return Err(LookupError::new(ErrorCode::PermissionDenied, format!("no grant on {dataset} for this consumer")));
+        }
+        let grant = grants
+            .iter()
+            .find(|g| g.procedures.iter().any(|p| p.matches(context.procedure_code())))
+            .ok_or_else(|| {
+                LookupError::new(ErrorCode::PermissionDenied, format!("procedure {} is not granted on {dataset}", context.procedure_code()))
+            })?;
+        if asked.is_empty() {
+            return Ok(grant.fields.clone());
+        }
+        if let Some(f) = asked.iter().find(|f| !grant.fields.contains(f)) {
+            return Err(LookupError::new(ErrorCode::PermissionDenied, format!("field {f:?} of {dataset} is not granted")));
+        }
+        Ok(asked.to_vec())
+    }
+
+    fn upstream_failure(&self, route: &Route, e: &UpstreamError) -> LookupError {
+        let dataset = route.dataset.name;
+        tracing::warn!(connector = route.connector.name(), error = %e, "upstream call failed");
+        match e {
+            UpstreamError::Unavailable(_) => {
+                LookupError::new(ErrorCode::UpstreamUnavailable, format!("the provider of {dataset} is unavailable"))
+            }
+            UpstreamError::Timeout(_) => {
+                LookupError::new(ErrorCode::UpstreamTimeout, format!("the provider of {dataset} did not answer in time"))
+            }
+            UpstreamError::BadResponse(_) => {
+                LookupError::new(ErrorCode::UpstreamBadResponse, format!("the provider of {dataset} sent an unusable response"))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn current_year_is_plausible() {
+        let y = super::current_year();
+        assert!((2025..2200).contains(&y), "{y}");
+    }
+}

@@ -1,0 +1,174 @@
+//! The gRPC adapter: `lienthong.v1.LookupService`, translated to core calls; errors through
+//! the error-code table with `google.rpc.ErrorInfo` (reason = the stable code) in details.
+
+use super::{bearer, context_from, request_id};
+use crate::core::context::RawContext;
+use crate::core::error::LookupError;
+use crate::core::service::{Caller, Gateway, Lookup, LookupRequest};
+use crate::proto::lienthong::lookup_service_server::LookupService;
+use crate::proto::lienthong::*;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::sync::Arc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::{MetadataMap, MetadataValue};
+use tonic::{Request, Response, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// Domain of `ErrorInfo` details.
+pub const ERROR_DOMAIN: &str = "lienthong.v1";
+
+pub struct LookupApi {
+    gateway: Arc<Gateway>,
+}
+
+impl LookupApi {
+    pub fn new(gateway: Arc<Gateway>) -> LookupApi {
+        LookupApi { gateway }
+    }
+}
+
+/// A core error as a gRPC status.
+pub fn status(e: &LookupError, request_id: &str) -> Status {
+    let mut details = ErrorDetails::with_error_info(e.code.as_str(), ERROR_DOMAIN, [("request_id".to_owned(), request_id.to_owned())]);
+    if let Some(after) = e.retry_after {
+        details.set_retry_info(Some(after));
+    }
+    let mut status = Status::with_error_details(e.code.grpc_code(), e.message.clone(), details);
+    if let Ok(v) = MetadataValue::try_from(request_id) {
+        status.metadata_mut().insert("x-request-id", v);
+    }
+    status
+}
+
+fn caller(metadata: &MetadataMap) -> Caller {
+    Caller {
+        api_key: bearer(metadata.get("authorization").and_then(|v| v.to_str().ok())),
+        request_id: request_id(),
+    }
+}
+
+fn context(message: Option<RequestContext>, metadata: &MetadataMap) -> RawContext {
+    // The context message wins; metadata with the REST header names is accepted too.
+    let from_meta = context_from(|name| metadata.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned));
+    let Some(c) = message else { return from_meta };
+    let pick = |v: String, fallback: Option<String>| if v.is_empty() { fallback } else { Some(v) };
+    RawContext {
+        procedure_code: pick(c.procedure_code, from_meta.procedure_code),
+        dossier_id: pick(c.dossier_id, from_meta.dossier_id),
+        officer_id: pick(c.officer_id, from_meta.officer_id),
+        agency_code: pick(c.agency_code, from_meta.agency_code),
+        purpose: pick(c.purpose, from_meta.purpose),
+    }
+}
+
+fn info(lookup: &Lookup, request_id: &str) -> ResponseInfo {
+    ResponseInfo { request_id: request_id.to_owned(), cache: lookup.cache.as_str().into(), dataset: lookup.dataset.name.into() }
+}
+
+fn typed<T: DeserializeOwned>(lookup: &Lookup) -> Result<T, Status> {
+    serde_json::from_value(Value::Object(lookup.record.0.clone()))
+        .map_err(|e| Status::internal(format!("record does not fit its message: {e}")))
+}
+
+fn respond<T>(message: T, lookup: &Lookup, request_id: &str) -> Response<T> {
+    let mut response = Response::new(message);
+    response.metadata_mut().insert("x-cache", MetadataValue::from_static(lookup.cache.as_str()));
+    if let Ok(v) = MetadataValue::try_from(request_id) {
+        response.metadata_mut().insert("x-request-id", v);
+    }
+    response
+}
+
+impl LookupApi {
+    async fn run(&self, metadata: &MetadataMap, dataset: &str, key: String, fields: Vec<String>, ctx: Option<RequestContext>) -> Result<(Lookup, String), Status> {
+        let caller = caller(metadata);
+        let request = LookupRequest { dataset: dataset.to_owned(), key, fields, context: context(ctx, metadata) };
+        match self.gateway.lookup(&caller, request).await {
+            Ok(found) => Ok((found, caller.request_id)),
+            Err(e) => Err(status(&e, &caller.request_id)),
+        }
+    }
+}
+
+fn to_struct(record: crate::core::record::Record) -> Option<pbjson_types::Struct> {
+    serde_json::from_value(Value::Object(record.0)).ok()
+}
+
+#[tonic::async_trait]
+impl LookupService for LookupApi {
+    async fn get_citizen(&self, request: Request<GetCitizenRequest>) -> Result<Response<CitizenResponse>, Status> {
+        let (meta, _, r) = request.into_parts();
+        let (found, id) = self.run(&meta, "population.citizen", r.personal_id, r.fields, r.context).await?;
+        Ok(respond(CitizenResponse { record: Some(typed(&found)?), info: Some(info(&found, &id)) }, &found, &id))
+    }
+
+    async fn get_enterprise(&self, request: Request<GetEnterpriseRequest>) -> Result<Response<EnterpriseResponse>, Status> {
+        let (meta, _, r) = request.into_parts();
+        let (found, id) = self.run(&meta, "business.enterprise", r.enterprise_code, r.fields, r.context).await?;
+        Ok(respond(EnterpriseResponse { record: Some(typed(&found)?), info: Some(info(&found, &id)) }, &found, &id))
+    }
+
+    async fn get_land_parcel(&self, request: Request<GetLandParcelRequest>) -> Result<Response<LandParcelResponse>, Status> {
+        let (meta, _, r) = request.into_parts();
+        let (found, id) = self.run(&meta, "land.parcel", r.parcel_id, r.fields, r.context).await?;
+        Ok(respond(LandParcelResponse { record: Some(typed(&found)?), info: Some(info(&found, &id)) }, &found, &id))
+    }
+
+    async fn get(&self, request: Request<GetRequest>) -> Result<Response<RecordResponse>, Status> {
+        let (meta, _, r) = request.into_parts();
+        let (found, id) = self.run(&meta, &r.dataset, r.key, r.fields, r.context).await?;
+        let info = info(&found, &id);
+        let message = RecordResponse { dataset: found.dataset.name.into(), record: to_struct(found.record.clone()), info: Some(info) };
+        Ok(respond(message, &found, &id))
+    }
+
+    type BatchGetStream = ReceiverStream<Result<BatchGetItem, Status>>;
+
+    async fn batch_get(&self, request: Request<BatchGetRequest>) -> Result<Response<Self::BatchGetStream>, Status> {
+        use futures::StreamExt;
+        let (meta, _, r) = request.into_parts();
+        let caller = caller(&meta);
+        let ctx = context(r.context, &meta);
+        let items: Vec<LookupRequest> = r
+            .items
+            .into_iter()
+            .map(|i| LookupRequest { dataset: i.dataset, key: i.key, fields: i.fields, context: RawContext::default() })
+            .collect();
+        let keys: Vec<(String, String)> = items.iter().map(|i| (i.dataset.clone(), i.key.clone())).collect();
+        self.gateway.admit_batch(&caller, items.len()).map_err(|e| status(&e, &caller.request_id))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let gateway = self.gateway.clone();
+        tokio::spawn(async move {
+            let Ok(stream) = gateway.batch(&caller, ctx, items) else { return };
+            let mut stream = std::pin::pin!(stream);
+            while let Some((i, result)) = stream.next().await {
+                let (dataset, key) = keys[i].clone();
+                let item = match result {
+                    Ok(found) => BatchGetItem {
+                        index: i as u32,
+                        dataset,
+                        key,
+                        outcome: "ok".into(),
+                        cache: found.cache.as_str().into(),
+                        record: to_struct(found.record),
+                        error: None,
+                    },
+                    Err(e) => BatchGetItem {
+                        index: i as u32,
+                        dataset,
+                        key,
+                        outcome: e.code.as_str().into(),
+                        cache: String::new(),
+                        record: None,
+                        error: Some(Problem { code: e.code.as_str().into(), message: e.message }),
+                    },
+                };
+                if tx.send(Ok(item)).await.is_err() {
+                    break; // the caller went away
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}

@@ -1,0 +1,62 @@
+//! Transports: the REST and gRPC adapters (translation only, no logic of their own) on the
+//! lookup listener, and the admin listener.
+
+pub mod admin;
+pub mod grpc;
+pub mod rest;
+
+use crate::core::context::RawContext;
+
+/// A fresh request id (time-ordered UUID).
+pub fn request_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// The key out of `Authorization: Bearer KEY`.
+pub fn bearer(value: Option<&str>) -> Option<String> {
+    let v = value?.trim();
+    let (scheme, key) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| key.trim().to_owned()).filter(|k| !k.is_empty())
+}
+
+/// Decodes %XX escapes (UTF-8); malformed escapes are kept as written.
+pub fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Context from header-like pairs (REST headers or gRPC metadata share the names).
+pub fn context_from(get: impl Fn(&str) -> Option<String>) -> RawContext {
+    RawContext {
+        procedure_code: get("x-procedure-code"),
+        dossier_id: get("x-dossier-id"),
+        officer_id: get("x-officer-id"),
+        agency_code: get("x-agency-code"),
+        purpose: get("x-purpose").map(|p| percent_decode(&p)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn decodes_percent_escapes_and_bearer() {
+        assert_eq!(super::percent_decode("c%E1%BA%A5p%20l%E1%BA%A1i"), "cấp lại");
+        assert_eq!(super::percent_decode("50%"), "50%");
+        assert_eq!(super::bearer(Some("Bearer abc")), Some("abc".into()));
+        assert_eq!(super::bearer(Some("Basic abc")), None);
+    }
+}
