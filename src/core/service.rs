@@ -99,6 +99,7 @@ fn current_year() -> i32 {
 impl Gateway {
     /// Builds the core from validated config.
     pub fn new(config: Arc<Config>) -> Result<Gateway, String> {
+        crate::app::install_crypto();
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(64)
             .build()

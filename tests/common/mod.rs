@@ -1,0 +1,104 @@
+//! Test harness: the real simulators and the real gateway on ephemeral loopback ports, with
+//! the demo's config files rewritten to point at them.
+
+#![allow(dead_code)]
+
+use lienthong::app::{Running, start};
+use lienthong::config::{Config, Source};
+use lienthong::sim::{self, RunningSims, SimOptions};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub const API_KEY: &str = "demo-onestop-key";
+pub const PROCEDURE: &str = "1.001612";
+pub const DOSSIER: &str = "000.00.53.H48-251128-0001";
+pub const OFFICER: &str = "canbo01";
+
+pub const GATEWAY_TOML: &str = include_str!("../../config/demo/gateway.toml");
+pub const CONNECTORS_TOML: &str = include_str!("../../config/demo/connectors.toml");
+pub const CONSUMERS_TOML: &str = include_str!("../../config/demo/consumers.toml");
+pub const GRANTS_TOML: &str = include_str!("../../config/demo/grants.toml");
+
+pub struct Harness {
+    pub sims: RunningSims,
+    pub gateway: Option<Running>,
+    pub base: String,
+    pub grpc_addr: String,
+    pub dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+}
+
+impl Harness {
+    /// Starts with the demo config, edited by `edit_connectors` (applied to connectors.toml
+    /// after the endpoints are pointed at the simulators).
+    pub async fn start_with(edit_connectors: impl FnOnce(String) -> String) -> Harness {
+        let sims = sim::spawn(SimOptions::ephemeral()).await.expect("simulators start");
+        let connectors = CONNECTORS_TOML
+            .replace("127.0.0.1:7081", &sims.population_addr.to_string())
+            .replace("127.0.0.1:7082", &sims.business_addr.to_string())
+            .replace("127.0.0.1:7083", &sims.land_addr.to_string());
+        let connectors = edit_connectors(connectors);
+        let gateway = GATEWAY_TOML
+            .replace("127.0.0.1:8080", "127.0.0.1:0")
+            .replace("127.0.0.1:9090", "127.0.0.1:0")
+            .replace("level = \"info\"", "level = \"warn\"");
+        let dir = tempfile::tempdir().expect("temp dir");
+        for (name, text) in [
+            ("gateway.toml", gateway.as_str()),
+            ("connectors.toml", connectors.as_str()),
+            ("consumers.toml", CONSUMERS_TOML),
+            ("grants.toml", GRANTS_TOML),
+        ] {
+            std::fs::write(dir.path().join(name), text).expect("write config");
+        }
+        let config = Config::load(&Source::File(dir.path().join("gateway.toml")), &BTreeMap::new()).expect("config is valid");
+        let running = start(Arc::new(config)).await.expect("gateway starts");
+        let base = format!("http://{}", running.lookup_addr);
+        let grpc_addr = base.clone();
+        Harness { sims, gateway: Some(running), base, grpc_addr, dir, http: reqwest::Client::new() }
+    }
+
+    pub async fn start() -> Harness {
+        Harness::start_with(|c| c).await
+    }
+
+    /// A REST GET with the demo credentials and a valid context.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(API_KEY)
+            .header("X-Procedure-Code", PROCEDURE)
+            .header("X-Dossier-Id", DOSSIER)
+            .header("X-Officer-Id", OFFICER)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn grpc(&self) -> lienthong::proto::lienthong::lookup_service_client::LookupServiceClient<tonic::transport::Channel> {
+        lienthong::proto::lienthong::lookup_service_client::LookupServiceClient::connect(self.grpc_addr.clone())
+            .await
+            .expect("grpc connects")
+    }
+
+    pub fn sample(&self, dataset: &str) -> String {
+        self.sims.data.samples(dataset, 3).expect("samples")[1].clone()
+    }
+}
+
+pub fn context() -> Option<lienthong::proto::lienthong::RequestContext> {
+    Some(lienthong::proto::lienthong::RequestContext {
+        procedure_code: PROCEDURE.into(),
+        dossier_id: DOSSIER.into(),
+        officer_id: OFFICER.into(),
+        agency_code: "000.00.53.H48".into(),
+        purpose: String::new(),
+    })
+}
+
+/// A gRPC request with the demo API key.
+pub fn authed<T>(message: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    r.metadata_mut().insert("authorization", format!("Bearer {API_KEY}").parse().expect("metadata"));
+    r
+}
