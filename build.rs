@@ -17,6 +17,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile(PROTOS, ["proto"])?;
     let descriptor_path = out_dir.join("descriptor.bin");
     std::fs::write(&descriptor_path, fds.encode_to_vec())?;
+    // What the gateway's reflection service describes: its own API, not the providers'.
+    let lookup_api = protox::compile(&PROTOS[..2], ["proto"])?;
+    std::fs::write(
+        out_dir.join("lookup_descriptor.bin"),
+        lookup_api.encode_to_vec(),
+    )?;
 
     tonic_prost_build::configure()
         .compile_well_known_types(true)

@@ -44,13 +44,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},
@@ -61,15 +62,24 @@ async fn shutdown_signal() {
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, String> {
-    TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr} for the {what} listener: {e}"))
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr} for the {what} listener: {e}"))
 }
 
-fn serve(listener: TcpListener, router: axum::Router, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let shutdown = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
-        if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
+        if let Err(e) = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
             tracing::error!(error = %e, "listener stopped");
         }
     })
@@ -81,15 +91,19 @@ pub async fn start(config: Arc<Config>) -> Result<Running, String> {
     let gateway = Arc::new(Gateway::new(config.clone())?);
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
-    health_reporter.set_serving::<LookupServiceServer<LookupApi>>().await;
+    health_reporter
+        .set_serving::<LookupServiceServer<LookupApi>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(crate::proto::LOOKUP_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| format!("reflection: {e}"))?;
-    let grpc = tonic::service::Routes::new(LookupServiceServer::new(LookupApi::new(gateway.clone())))
-        .add_service(health)
-        .add_service(reflection)
-        .into_axum_router();
+    let grpc =
+        tonic::service::Routes::new(LookupServiceServer::new(LookupApi::new(gateway.clone())))
+            .add_service(health)
+            .add_service(reflection)
+            .into_axum_router();
     let lookup_router = rest::router(gateway.clone()).merge(grpc);
 
     let lookup = bind(config.lookup_addr, "lookup").await?;
@@ -97,7 +111,15 @@ pub async fn start(config: Arc<Config>) -> Result<Running, String> {
     let lookup_addr = lookup.local_addr().map_err(|e| e.to_string())?;
     let admin_addr = admin_listener.local_addr().map_err(|e| e.to_string())?;
     let (stop, stopped) = watch::channel(false);
-    let tasks = vec![serve(lookup, lookup_router, stopped.clone()), serve(admin_listener, admin::router(), stopped)];
+    let tasks = vec![
+        serve(lookup, lookup_router, stopped.clone()),
+        serve(admin_listener, admin::router(), stopped),
+    ];
     tracing::info!(lookup = %lookup_addr, admin = %admin_addr, instance = %config.instance_id, "gateway listening");
-    Ok(Running { lookup_addr, admin_addr, stop, tasks })
+    Ok(Running {
+        lookup_addr,
+        admin_addr,
+        stop,
+        tasks,
+    })
 }

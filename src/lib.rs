@@ -1,21 +1,49 @@
-//! lienthong
+//! lienthong — a data-sharing integration gateway between Vietnam's one-stop systems (the
+//! consumers) and the national databases (the providers).
+//!
+//! A one-stop system looks up a citizen, an enterprise or a land parcel over gRPC or REST,
+//! bound to a procedure and a dossier; the gateway authenticates it, validates the key and the
+//! context, checks its grant, calls the provider through a connector and returns only the
+//! fields the grant allows.
+//!
+//! # Layout
+//! - [`app`] wires config → core → transports; graceful shutdown.
+//! - [`config`] typed config: TOML files → `LIENTHONG_*` env overrides → validation.
+//! - [`core`] the call context, datasets, canonical records, the error-code table, and the
+//!   lookup service whose one function holds the order of the request path.
+//! - [`upstream`] connectors (`soap-xml`, `rest-json`, `grpc`), request templates, the
+//!   declared payload mapping, and upstream credentials.
+//! - [`transport`] the REST and gRPC adapters (translation only) and the admin listener.
+//! - [`domain`] identifier formats and the official administrative-unit code lists.
+//! - [`sim`] the simulated national databases and their deterministic data.
+//! - [`telemetry`] logging.
+//! - [`proto`] generated messages and services (`proto/`, compiled by protox in build.rs).
+
 pub mod app;
 pub mod config;
 pub mod core;
 pub mod domain;
-pub mod upstream;
 pub mod sim;
 pub mod telemetry;
 pub mod transport;
+pub mod upstream;
 
+/// Generated protobuf code.
 pub mod proto {
-    /// Descriptors of every compiled proto, for reflection and dynamic messages.
-    pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptor.bin"));
+    /// Descriptors of every compiled proto (the lookup API and the providers' interfaces),
+    /// for dynamic messages in the gRPC connector.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/descriptor.bin"));
+    /// Descriptors of the lookup API alone, for gRPC server reflection.
+    pub const LOOKUP_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/lookup_descriptor.bin"));
 
+    /// The lookup API and canonical records (`lienthong.v1`).
     pub mod lienthong {
         tonic::include_proto!("lienthong.v1");
         include!(concat!(env!("OUT_DIR"), "/lienthong.v1.serde.rs"));
     }
+    /// The simulated land registry's own interface (`cadastre.v1`).
     pub mod cadastre {
         tonic::include_proto!("cadastre.v1");
         include!(concat!(env!("OUT_DIR"), "/cadastre.v1.serde.rs"));

@@ -129,7 +129,12 @@ async fn serve(config: Option<PathBuf>) -> Result<(), String> {
 }
 
 async fn run_sim(args: SimArgs) -> Result<(), String> {
-    if let Some(SimCommand::Samples { dataset, count, data }) = args.command {
+    if let Some(SimCommand::Samples {
+        dataset,
+        count,
+        data,
+    }) = args.command
+    {
         let d = data::SimData::new(data.seed, data.citizens, data.enterprises, data.parcels);
         for key in d.samples(&dataset, count)? {
             println!("{key}");
@@ -143,8 +148,16 @@ async fn run_sim(args: SimArgs) -> Result<(), String> {
     options.enterprises = args.data.enterprises;
     options.parcels = args.data.parcels;
     let sims = sim::spawn(options).await.map_err(|e| e.to_string())?;
-    println!("population (SOAP/XML)        http://{}{}", sims.population_addr, sim::population::PATH);
-    println!("business registration (REST) http://{}{}", sims.business_addr, sim::business::PATH);
+    println!(
+        "population (SOAP/XML)        http://{}{}",
+        sims.population_addr,
+        sim::population::PATH
+    );
+    println!(
+        "business registration (REST) http://{}{}",
+        sims.business_addr,
+        sim::business::PATH
+    );
     println!("land registry (gRPC)         http://{}", sims.land_addr);
     println!("control: GET /_sim/stats, PUT /_sim/faults, POST /_sim/reset on each address");
     let _ = tokio::signal::ctrl_c().await;
@@ -163,9 +176,18 @@ async fn demo() -> Result<(), String> {
     .await
     .map_err(|e| e.to_string())?;
     let running = lienthong::app::start(Arc::new(config)).await?;
-    let sample = |dataset: &str| sims.data.samples(dataset, 1).ok().and_then(|k| k.into_iter().next()).unwrap_or_default();
-    let (citizen, enterprise, parcel) =
-        (sample("population.citizen"), sample("business.enterprise"), sample("land.parcel"));
+    let sample = |dataset: &str| {
+        sims.data
+            .samples(dataset, 1)
+            .ok()
+            .and_then(|k| k.into_iter().next())
+            .unwrap_or_default()
+    };
+    let (citizen, enterprise, parcel) = (
+        sample("population.citizen"),
+        sample("business.enterprise"),
+        sample("land.parcel"),
+    );
     let lookup = running.lookup_addr;
     let ctx = "-H 'X-Procedure-Code: 1.001612' -H 'X-Dossier-Id: 000.00.53.H48-251128-0001' -H 'X-Officer-Id: canbo01'";
     println!(

@@ -22,42 +22,92 @@ async fn each_dataset_serves_the_simulators_record_over_rest_and_grpc() {
     let mut grpc = h.grpc().await;
 
     let id = h.sample("population.citizen");
-    let expected = h.sims.data.citizen(&PersonalId::parse(&id, 2026).expect("valid")).expect("exists");
+    let expected = h
+        .sims
+        .data
+        .citizen(&PersonalId::parse(&id, 2026).expect("valid"))
+        .expect("exists");
     let rest = h.get(&format!("/v1/citizens/{id}")).await;
     assert_eq!(rest.status(), 200);
     assert_eq!(rest.headers()["x-cache"], "miss");
     assert!(rest.headers().contains_key("x-request-id"));
-    assert_eq!(body(rest).await, canonical(&expected), "REST citizen matches the simulator");
+    assert_eq!(
+        body(rest).await,
+        canonical(&expected),
+        "REST citizen matches the simulator"
+    );
     let reply = grpc
-        .get_citizen(authed(GetCitizenRequest { context: context(), personal_id: id.clone(), fields: vec![] }))
+        .get_citizen(authed(GetCitizenRequest {
+            context: context(),
+            personal_id: id.clone(),
+            fields: vec![],
+        }))
         .await
         .expect("grpc citizen");
-    assert_eq!(reply.metadata().get("x-cache").map(|v| v.to_str().ok()), Some(Some("miss")));
-    assert_eq!(reply.into_inner().record, Some(expected), "gRPC citizen matches the simulator");
+    assert_eq!(
+        reply.metadata().get("x-cache").map(|v| v.to_str().ok()),
+        Some(Some("miss"))
+    );
+    assert_eq!(
+        reply.into_inner().record,
+        Some(expected),
+        "gRPC citizen matches the simulator"
+    );
 
     let code = h.sample("business.enterprise");
-    let expected = h.sims.data.enterprise(&EnterpriseCode::parse(&code).expect("valid")).expect("exists");
-    assert_eq!(body(h.get(&format!("/v1/enterprises/{code}")).await).await, canonical(&expected));
+    let expected = h
+        .sims
+        .data
+        .enterprise(&EnterpriseCode::parse(&code).expect("valid"))
+        .expect("exists");
+    assert_eq!(
+        body(h.get(&format!("/v1/enterprises/{code}")).await).await,
+        canonical(&expected)
+    );
     let reply = grpc
-        .get_enterprise(authed(GetEnterpriseRequest { context: context(), enterprise_code: code, fields: vec![] }))
+        .get_enterprise(authed(GetEnterpriseRequest {
+            context: context(),
+            enterprise_code: code,
+            fields: vec![],
+        }))
         .await
         .expect("grpc enterprise");
     assert_eq!(reply.into_inner().record, Some(expected));
 
     let parcel = h.sample("land.parcel");
-    let expected = h.sims.data.parcel(&ParcelId::parse(&parcel).expect("valid")).expect("exists");
-    assert_eq!(body(h.get(&format!("/v1/land-parcels/{parcel}")).await).await, canonical(&expected));
+    let expected = h
+        .sims
+        .data
+        .parcel(&ParcelId::parse(&parcel).expect("valid"))
+        .expect("exists");
+    assert_eq!(
+        body(h.get(&format!("/v1/land-parcels/{parcel}")).await).await,
+        canonical(&expected)
+    );
     let reply = grpc
-        .get_land_parcel(authed(GetLandParcelRequest { context: context(), parcel_id: parcel.clone(), fields: vec![] }))
+        .get_land_parcel(authed(GetLandParcelRequest {
+            context: context(),
+            parcel_id: parcel.clone(),
+            fields: vec![],
+        }))
         .await
         .expect("grpc parcel");
     assert_eq!(reply.into_inner().record, Some(expected.clone()));
 
     // The generic routes serve the same record.
-    let generic = body(h.get(&format!("/v1/datasets/land.parcel/records/{parcel}")).await).await;
+    let generic = body(
+        h.get(&format!("/v1/datasets/land.parcel/records/{parcel}"))
+            .await,
+    )
+    .await;
     assert_eq!(generic, canonical(&expected));
     let reply = grpc
-        .get(authed(GetRequest { context: context(), dataset: "land.parcel".into(), key: parcel, fields: vec![] }))
+        .get(authed(GetRequest {
+            context: context(),
+            dataset: "land.parcel".into(),
+            key: parcel,
+            fields: vec![],
+        }))
         .await
         .expect("grpc get")
         .into_inner();
@@ -70,10 +120,16 @@ async fn each_dataset_serves_the_simulators_record_over_rest_and_grpc() {
 async fn fields_parameter_projects_the_record() {
     let h = Harness::start().await;
     let id = h.sample("population.citizen");
-    let r = body(h.get(&format!("/v1/citizens/{id}?fields=full_name,date_of_birth")).await).await;
+    let r = body(
+        h.get(&format!("/v1/citizens/{id}?fields=full_name,date_of_birth"))
+            .await,
+    )
+    .await;
     let keys: Vec<&String> = r.as_object().expect("object").keys().collect();
     assert_eq!(keys, ["date_of_birth", "full_name"]);
-    let r = h.get(&format!("/v1/citizens/{id}?fields=full_name,shoe_size")).await;
+    let r = h
+        .get(&format!("/v1/citizens/{id}?fields=full_name,shoe_size"))
+        .await;
     assert_eq!(r.status(), 400);
     assert_eq!(body(r).await["code"], "invalid_request");
 }
@@ -82,14 +138,20 @@ async fn fields_parameter_projects_the_record() {
 async fn error_paths_follow_the_error_table() {
     let h = Harness::start_with(|c| c.replace("timeout_ms = 3000", "timeout_ms = 400")).await;
     let mut grpc = h.grpc().await;
-    let problem = |status: u16, code: &'static str| move |r: (u16, Value)| {
-        assert_eq!(r.0, status, "{code}: {}", r.1);
-        assert_eq!(r.1["code"], code);
-        assert_eq!(r.1["status"], status);
-        r.1
+    let problem = |status: u16, code: &'static str| {
+        move |r: (u16, Value)| {
+            assert_eq!(r.0, status, "{code}: {}", r.1);
+            assert_eq!(r.1["code"], code);
+            assert_eq!(r.1["status"], status);
+            r.1
+        }
     };
     async fn send(r: reqwest::Response) -> (u16, Value) {
-        assert_eq!(r.headers()["content-type"], "application/problem+json", "problem body");
+        assert_eq!(
+            r.headers()["content-type"],
+            "application/problem+json",
+            "problem body"
+        );
         (r.status().as_u16(), r.json().await.expect("json"))
     }
 
@@ -97,38 +159,85 @@ async fn error_paths_follow_the_error_table() {
     let p = problem(400, "invalid_key")(send(h.get("/v1/citizens/00109001234").await).await);
     assert!(p["detail"].as_str().expect("detail").contains("12 digits"));
     let p = problem(400, "invalid_key")(send(h.get("/v1/enterprises/0100233489").await).await);
-    assert!(p["detail"].as_str().expect("detail").contains("check digit"));
+    assert!(
+        p["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("check digit")
+    );
     problem(400, "invalid_key")(send(h.get("/v1/land-parcels/99999-1-1").await).await);
     let status = grpc
-        .get_citizen(authed(GetCitizenRequest { context: context(), personal_id: "12345".into(), fields: vec![] }))
+        .get_citizen(authed(GetCitizenRequest {
+            context: context(),
+            personal_id: "12345".into(),
+            fields: vec![],
+        }))
         .await
         .expect_err("malformed");
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
-    assert_eq!(h.sims.population.calls("TraCuuThongTinCongDan"), 0, "no upstream call for malformed keys");
+    assert_eq!(
+        h.sims.population.calls("TraCuuThongTinCongDan"),
+        0,
+        "no upstream call for malformed keys"
+    );
 
     // Well-formed but absent.
     let absent = "001090000001";
-    assert!(h.sims.data.citizen(&PersonalId::parse(absent, 2026).expect("valid")).is_none());
+    assert!(
+        h.sims
+            .data
+            .citizen(&PersonalId::parse(absent, 2026).expect("valid"))
+            .is_none()
+    );
     problem(404, "not_found")(send(h.get(&format!("/v1/citizens/{absent}")).await).await);
     let status = grpc
-        .get_citizen(authed(GetCitizenRequest { context: context(), personal_id: absent.into(), fields: vec![] }))
+        .get_citizen(authed(GetCitizenRequest {
+            context: context(),
+            personal_id: absent.into(),
+            fields: vec![],
+        }))
         .await
         .expect_err("absent");
     assert_eq!(status.code(), tonic::Code::NotFound);
     let absent_parcel = "00004-60-800";
-    if h.sims.data.parcel(&ParcelId::parse(absent_parcel).expect("valid")).is_none() {
-        problem(404, "not_found")(send(h.get(&format!("/v1/land-parcels/{absent_parcel}")).await).await);
+    if h.sims
+        .data
+        .parcel(&ParcelId::parse(absent_parcel).expect("valid"))
+        .is_none()
+    {
+        problem(404, "not_found")(
+            send(h.get(&format!("/v1/land-parcels/{absent_parcel}")).await).await,
+        );
     }
     problem(404, "unknown_dataset")(send(h.get("/v1/datasets/tax.records/records/1").await).await);
 
     // Credentials and context.
-    let anonymous = h.http.get(format!("{}/v1/citizens/{}", h.base, h.sample("population.citizen"))).send().await.expect("sent");
+    let anonymous = h
+        .http
+        .get(format!(
+            "{}/v1/citizens/{}",
+            h.base,
+            h.sample("population.citizen")
+        ))
+        .send()
+        .await
+        .expect("sent");
     problem(401, "unauthenticated")(send(anonymous).await);
-    let wrong = h.http.get(format!("{}/v1/citizens/x", h.base)).bearer_auth("nope").send().await.expect("sent");
+    let wrong = h
+        .http
+        .get(format!("{}/v1/citizens/x", h.base))
+        .bearer_auth("nope")
+        .send()
+        .await
+        .expect("sent");
     problem(401, "unauthenticated")(send(wrong).await);
     let no_context = h
         .http
-        .get(format!("{}/v1/citizens/{}", h.base, h.sample("population.citizen")))
+        .get(format!(
+            "{}/v1/citizens/{}",
+            h.base,
+            h.sample("population.citizen")
+        ))
         .bearer_auth(API_KEY)
         .header("X-Procedure-Code", PROCEDURE)
         .send()
@@ -137,47 +246,107 @@ async fn error_paths_follow_the_error_table() {
     let p = problem(400, "invalid_context")(send(no_context).await);
     assert!(p["detail"].as_str().expect("detail").contains("dossier_id"));
     let status = grpc
-        .get_citizen(authed(GetCitizenRequest { context: None, personal_id: h.sample("population.citizen"), fields: vec![] }))
+        .get_citizen(authed(GetCitizenRequest {
+            context: None,
+            personal_id: h.sample("population.citizen"),
+            fields: vec![],
+        }))
         .await
         .expect_err("no context");
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
 
     // Provider down, failing, malformed, slow: named by dataset, not internals.
     let citizen = h.sample("population.citizen");
-    h.sims.population.set_faults(Faults { down: true, ..Faults::default() });
-    let p = problem(503, "upstream_unavailable")(send(h.get(&format!("/v1/citizens/{citizen}")).await).await);
-    assert!(p["detail"].as_str().expect("detail").contains("population.citizen"));
+    h.sims.population.set_faults(Faults {
+        down: true,
+        ..Faults::default()
+    });
+    let p = problem(503, "upstream_unavailable")(
+        send(h.get(&format!("/v1/citizens/{citizen}")).await).await,
+    );
+    assert!(
+        p["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("population.citizen")
+    );
     let status = grpc
-        .get_citizen(authed(GetCitizenRequest { context: context(), personal_id: citizen.clone(), fields: vec![] }))
+        .get_citizen(authed(GetCitizenRequest {
+            context: context(),
+            personal_id: citizen.clone(),
+            fields: vec![],
+        }))
         .await
         .expect_err("down");
     assert_eq!(status.code(), tonic::Code::Unavailable);
-    h.sims.population.set_faults(Faults { error_rate: 1.0, ..Faults::default() });
-    problem(503, "upstream_unavailable")(send(h.get(&format!("/v1/citizens/{citizen}")).await).await);
-    h.sims.population.set_faults(Faults { malformed_rate: 1.0, ..Faults::default() });
-    problem(502, "upstream_bad_response")(send(h.get(&format!("/v1/citizens/{citizen}")).await).await);
-    h.sims.population.set_faults(Faults { timeout: true, ..Faults::default() });
+    h.sims.population.set_faults(Faults {
+        error_rate: 1.0,
+        ..Faults::default()
+    });
+    problem(503, "upstream_unavailable")(
+        send(h.get(&format!("/v1/citizens/{citizen}")).await).await,
+    );
+    h.sims.population.set_faults(Faults {
+        malformed_rate: 1.0,
+        ..Faults::default()
+    });
+    problem(502, "upstream_bad_response")(
+        send(h.get(&format!("/v1/citizens/{citizen}")).await).await,
+    );
+    h.sims.population.set_faults(Faults {
+        timeout: true,
+        ..Faults::default()
+    });
     problem(504, "upstream_timeout")(send(h.get(&format!("/v1/citizens/{citizen}")).await).await);
     h.sims.population.set_faults(Faults::default());
-    assert_eq!(h.get(&format!("/v1/citizens/{citizen}")).await.status(), 200, "recovers");
+    assert_eq!(
+        h.get(&format!("/v1/citizens/{citizen}")).await.status(),
+        200,
+        "recovers"
+    );
 
     let code = h.sample("business.enterprise");
-    h.sims.business.set_faults(Faults { malformed_rate: 1.0, ..Faults::default() });
-    problem(502, "upstream_bad_response")(send(h.get(&format!("/v1/enterprises/{code}")).await).await);
-    h.sims.business.set_faults(Faults { down: true, ..Faults::default() });
-    problem(503, "upstream_unavailable")(send(h.get(&format!("/v1/enterprises/{code}")).await).await);
+    h.sims.business.set_faults(Faults {
+        malformed_rate: 1.0,
+        ..Faults::default()
+    });
+    problem(502, "upstream_bad_response")(
+        send(h.get(&format!("/v1/enterprises/{code}")).await).await,
+    );
+    h.sims.business.set_faults(Faults {
+        down: true,
+        ..Faults::default()
+    });
+    problem(503, "upstream_unavailable")(
+        send(h.get(&format!("/v1/enterprises/{code}")).await).await,
+    );
 
     let parcel = h.sample("land.parcel");
-    h.sims.land.set_faults(Faults { malformed_rate: 1.0, ..Faults::default() });
-    problem(502, "upstream_bad_response")(send(h.get(&format!("/v1/land-parcels/{parcel}")).await).await);
-    h.sims.land.set_faults(Faults { down: true, ..Faults::default() });
+    h.sims.land.set_faults(Faults {
+        malformed_rate: 1.0,
+        ..Faults::default()
+    });
+    problem(502, "upstream_bad_response")(
+        send(h.get(&format!("/v1/land-parcels/{parcel}")).await).await,
+    );
+    h.sims.land.set_faults(Faults {
+        down: true,
+        ..Faults::default()
+    });
     let status = grpc
-        .get_land_parcel(authed(GetLandParcelRequest { context: context(), parcel_id: parcel, fields: vec![] }))
+        .get_land_parcel(authed(GetLandParcelRequest {
+            context: context(),
+            parcel_id: parcel,
+            fields: vec![],
+        }))
         .await
         .expect_err("down");
     assert_eq!(status.code(), tonic::Code::Unavailable);
     let details = tonic_types::StatusExt::get_error_details(&status);
-    assert_eq!(details.error_info().map(|i| i.reason.as_str()), Some("upstream_unavailable"));
+    assert_eq!(
+        details.error_info().map(|i| i.reason.as_str()),
+        Some("upstream_unavailable")
+    );
 }
 
 #[tokio::test]
@@ -224,8 +393,16 @@ async fn batch_gives_one_outcome_per_item_in_order() {
         .expect("sent");
     assert_eq!(r.status(), 200);
     let out = body(r).await;
-    let outcomes: Vec<&str> = out["items"].as_array().expect("items").iter().map(|i| i["outcome"].as_str().expect("outcome")).collect();
-    assert_eq!(outcomes, ["ok", "not_found", "invalid_key", "ok", "unknown_dataset"]);
+    let outcomes: Vec<&str> = out["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| i["outcome"].as_str().expect("outcome"))
+        .collect();
+    assert_eq!(
+        outcomes,
+        ["ok", "not_found", "invalid_key", "ok", "unknown_dataset"]
+    );
     assert_eq!(out["items"][0]["record"]["personal_id"], citizen.as_str());
     assert_eq!(out["items"][3]["record"], json!({"parcel_id": parcel}));
 
@@ -233,23 +410,50 @@ async fn batch_gives_one_outcome_per_item_in_order() {
     let request = BatchGetRequest {
         context: context(),
         items: vec![
-            BatchItem { dataset: "population.citizen".into(), key: citizen.clone(), fields: vec![] },
-            BatchItem { dataset: "population.citizen".into(), key: "001090000001".into(), fields: vec![] },
-            BatchItem { dataset: "population.citizen".into(), key: "0010900".into(), fields: vec![] },
+            BatchItem {
+                dataset: "population.citizen".into(),
+                key: citizen.clone(),
+                fields: vec![],
+            },
+            BatchItem {
+                dataset: "population.citizen".into(),
+                key: "001090000001".into(),
+                fields: vec![],
+            },
+            BatchItem {
+                dataset: "population.citizen".into(),
+                key: "0010900".into(),
+                fields: vec![],
+            },
         ],
     };
-    let mut stream = grpc.batch_get(authed(request)).await.expect("batch").into_inner();
+    let mut stream = grpc
+        .batch_get(authed(request))
+        .await
+        .expect("batch")
+        .into_inner();
     let mut got = Vec::new();
     while let Some(item) = stream.message().await.expect("stream item") {
         got.push((item.index, item.outcome, item.error.map(|e| e.code)));
     }
     assert_eq!(
         got,
-        [(0, "ok".into(), None), (1, "not_found".into(), Some("not_found".into())), (2, "invalid_key".into(), Some("invalid_key".into()))]
+        [
+            (0, "ok".into(), None),
+            (1, "not_found".into(), Some("not_found".into())),
+            (2, "invalid_key".into(), Some("invalid_key".into()))
+        ]
     );
 
     let too_many = json!({"items": (0..101).map(|_| json!({"dataset": "land.parcel", "key": parcel})).collect::<Vec<_>>()});
-    let r = h.http.post(format!("{}/v1/batch", h.base)).bearer_auth(API_KEY).json(&too_many).send().await.expect("sent");
+    let r = h
+        .http
+        .post(format!("{}/v1/batch", h.base))
+        .bearer_auth(API_KEY)
+        .json(&too_many)
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(r.status(), 400);
     assert_eq!(body(r).await["code"], "invalid_request");
 }
@@ -257,11 +461,18 @@ async fn batch_gives_one_outcome_per_item_in_order() {
 #[tokio::test]
 async fn a_mapping_changed_in_config_moves_the_served_field() {
     let h = Harness::start_with(|c| {
-        c.replace("short_name = \"MainInformation.SHORT_NAME\"", "short_name = \"MainInformation.NAME_F\"")
+        c.replace(
+            "short_name = \"MainInformation.SHORT_NAME\"",
+            "short_name = \"MainInformation.NAME_F\"",
+        )
     })
     .await;
     let code = h.sample("business.enterprise");
-    let expected = h.sims.data.enterprise(&EnterpriseCode::parse(&code).expect("valid")).expect("exists");
+    let expected = h
+        .sims
+        .data
+        .enterprise(&EnterpriseCode::parse(&code).expect("valid"))
+        .expect("exists");
     let r = body(h.get(&format!("/v1/enterprises/{code}")).await).await;
     assert_eq!(r["short_name"], expected.foreign_name.as_str());
     assert_ne!(r["short_name"], expected.short_name.as_str());
@@ -269,9 +480,118 @@ async fn a_mapping_changed_in_config_moves_the_served_field() {
 
 #[tokio::test]
 async fn a_wrong_upstream_secret_is_refused_by_the_population_simulator() {
-    let h = Harness::start_with(|c| c.replace("secret = \"demo-population-secret\"", "secret = \"wrong\"")).await;
-    let r = h.get(&format!("/v1/citizens/{}", h.sample("population.citizen"))).await;
+    let h = Harness::start_with(|c| {
+        c.replace("secret = \"demo-population-secret\"", "secret = \"wrong\"")
+    })
+    .await;
+    let r = h
+        .get(&format!("/v1/citizens/{}", h.sample("population.citizen")))
+        .await;
     assert_eq!(r.status(), 503);
     assert_eq!(body(r).await["code"], "upstream_unavailable");
-    assert_eq!(h.sims.population.calls("TraCuuThongTinCongDan"), 1, "the simulator saw and refused the call");
+    assert_eq!(
+        h.sims.population.calls("TraCuuThongTinCongDan"),
+        1,
+        "the simulator saw and refused the call"
+    );
+}
+
+#[tokio::test]
+async fn reflection_and_health_let_generic_clients_call_without_a_proto_file() {
+    use prost::Message;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let h = Harness::start().await;
+    let channel = tonic::transport::Channel::from_shared(h.grpc_addr.clone())
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connects");
+    let mut client = ServerReflectionClient::new(channel.clone());
+    let ask = |m: MessageRequest| ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(m),
+    };
+    let requests = vec![
+        ask(MessageRequest::ListServices(String::new())),
+        ask(MessageRequest::FileContainingSymbol(
+            "lienthong.v1.LookupService".into(),
+        )),
+        ask(MessageRequest::FileByFilename(
+            "google/protobuf/struct.proto".into(),
+        )),
+    ];
+    let mut replies = client
+        .server_reflection_info(futures::stream::iter(requests))
+        .await
+        .expect("reflection")
+        .into_inner();
+    let Some(MessageResponse::ListServicesResponse(list)) = replies
+        .message()
+        .await
+        .expect("reply")
+        .and_then(|r| r.message_response)
+    else {
+        panic!("expected a service list")
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        names.contains(&"lienthong.v1.LookupService".to_owned()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"grpc.health.v1.Health".to_owned()),
+        "{names:?}"
+    );
+    for expected in ["lienthong/v1/lookup.proto", "google/protobuf/struct.proto"] {
+        let Some(MessageResponse::FileDescriptorResponse(files)) = replies
+            .message()
+            .await
+            .expect("reply")
+            .and_then(|r| r.message_response)
+        else {
+            panic!("expected a file descriptor for {expected}")
+        };
+        let names: Vec<String> = files
+            .file_descriptor_proto
+            .iter()
+            .map(|b| {
+                prost_types::FileDescriptorProto::decode(b.as_slice())
+                    .expect("descriptor")
+                    .name()
+                    .to_owned()
+            })
+            .collect();
+        assert!(names.contains(&expected.to_owned()), "{names:?}");
+    }
+
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let reply = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "lienthong.v1.LookupService".into(),
+        })
+        .await
+        .expect("health");
+    assert_eq!(
+        reply.into_inner().status(),
+        tonic_health::pb::health_check_response::ServingStatus::Serving
+    );
+}
+
+#[tokio::test]
+async fn admin_listener_answers_health_and_readiness() {
+    let h = Harness::start().await;
+    let admin = h.gateway.as_ref().expect("running").admin_addr;
+    for path in ["/healthz", "/readyz"] {
+        let r = h
+            .http
+            .get(format!("http://{admin}{path}"))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(r.status(), 200, "{path}");
+    }
 }

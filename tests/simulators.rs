@@ -1,10 +1,15 @@
 //! The simulators on their own: the population database's signed header scheme.
 
-use lienthong::sim::{self, DEFAULT_POPULATION_SECRET, DEFAULT_POPULATION_USER, SimOptions, population};
+use lienthong::sim::{
+    self, DEFAULT_POPULATION_SECRET, DEFAULT_POPULATION_USER, SimOptions, population,
+};
 use lienthong::upstream::auth::signed_header_authorization;
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64
 }
 
 fn envelope(id: &str) -> String {
@@ -19,7 +24,10 @@ async fn call(url: &str, id: &str, timestamp: i64, secret: &str) -> (u16, String
     let r = reqwest::Client::new()
         .post(url)
         .header("Timestamp", &ts)
-        .header("Authorization", signed_header_authorization(url, DEFAULT_POPULATION_USER, &ts, secret))
+        .header(
+            "Authorization",
+            signed_header_authorization(url, DEFAULT_POPULATION_USER, &ts, secret),
+        )
         .body(envelope(id))
         .send()
         .await
@@ -36,19 +44,37 @@ async fn signed_header_is_accepted_and_bad_ones_get_a_soap_fault() {
 
     let (status, body) = call(&url, &id, now_ms(), DEFAULT_POPULATION_SECRET).await;
     assert_eq!(status, 200);
-    assert!(body.contains(&format!("<SoDinhDanh>{id}</SoDinhDanh>")), "{body}");
+    assert!(
+        body.contains(&format!("<SoDinhDanh>{id}</SoDinhDanh>")),
+        "{body}"
+    );
 
     let (status, body) = call(&url, &id, now_ms(), "not-the-secret").await;
     assert_eq!(status, 401);
-    assert!(body.contains("<soap:Fault>") && body.contains("signature does not match"), "{body}");
+    assert!(
+        body.contains("<soap:Fault>") && body.contains("signature does not match"),
+        "{body}"
+    );
 
-    let (status, body) = call(&url, &id, now_ms() - 10 * 60 * 1000, DEFAULT_POPULATION_SECRET).await;
+    let (status, body) = call(
+        &url,
+        &id,
+        now_ms() - 10 * 60 * 1000,
+        DEFAULT_POPULATION_SECRET,
+    )
+    .await;
     assert_eq!(status, 401);
-    assert!(body.contains("<soap:Fault>") && body.contains("stale"), "{body}");
+    assert!(
+        body.contains("<soap:Fault>") && body.contains("stale"),
+        "{body}"
+    );
 
     // An absent citizen is an empty collection, not a fault.
     let (status, body) = call(&url, "001090000001", now_ms(), DEFAULT_POPULATION_SECRET).await;
     assert_eq!(status, 200);
-    assert!(body.contains("<CongdanCollection></CongdanCollection>"), "{body}");
+    assert!(
+        body.contains("<CongdanCollection></CongdanCollection>"),
+        "{body}"
+    );
     assert_eq!(sims.population.calls(population::OPERATION), 4);
 }

@@ -10,6 +10,8 @@ use crate::upstream::template::{JsonTemplate, Template};
 use raw::*;
 use regex::Regex;
 use serde::de::DeserializeOwned;
+#[cfg(test)]
+use sha2::Digest;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
@@ -65,10 +67,22 @@ pub enum Source {
 
 /// The demo's configuration, embedded so `lienthong demo` needs no files.
 pub const DEMO: Source = Source::Embedded(&[
-    ("config/demo/gateway.toml", include_str!("../../config/demo/gateway.toml")),
-    ("config/demo/connectors.toml", include_str!("../../config/demo/connectors.toml")),
-    ("config/demo/consumers.toml", include_str!("../../config/demo/consumers.toml")),
-    ("config/demo/grants.toml", include_str!("../../config/demo/grants.toml")),
+    (
+        "config/demo/gateway.toml",
+        include_str!("../../config/demo/gateway.toml"),
+    ),
+    (
+        "config/demo/connectors.toml",
+        include_str!("../../config/demo/connectors.toml"),
+    ),
+    (
+        "config/demo/consumers.toml",
+        include_str!("../../config/demo/consumers.toml"),
+    ),
+    (
+        "config/demo/grants.toml",
+        include_str!("../../config/demo/grants.toml"),
+    ),
 ]);
 
 impl Source {
@@ -81,7 +95,12 @@ impl Source {
 
     fn resolve(&self, relative: &str) -> String {
         match self {
-            Source::File(p) => p.parent().unwrap_or(FsPath::new(".")).join(relative).display().to_string(),
+            Source::File(p) => p
+                .parent()
+                .unwrap_or(FsPath::new("."))
+                .join(relative)
+                .display()
+                .to_string(),
             Source::Embedded(files) => {
                 let dir = FsPath::new(files[0].0).parent().unwrap_or(FsPath::new(""));
                 dir.join(relative).display().to_string()
@@ -91,7 +110,9 @@ impl Source {
 
     fn read(&self, name: &str) -> Result<String, String> {
         match self {
-            Source::File(_) => std::fs::read_to_string(name).map_err(|e| format!("cannot read: {e}")),
+            Source::File(_) => {
+                std::fs::read_to_string(name).map_err(|e| format!("cannot read: {e}"))
+            }
             Source::Embedded(files) => files
                 .iter()
                 .find(|(n, _)| *n == name)
@@ -107,16 +128,36 @@ pub enum UpstreamAuth {
     None,
     /// The population database's scheme: `Timestamp` and
     /// `Authorization: Basic base64(user:sha256(url+user+timestamp+secret))`.
-    SignedHeader { user: String, secret: String, client_id: String, api_key: Option<String> },
-    Bearer { token: String },
+    SignedHeader {
+        user: String,
+        secret: String,
+        client_id: String,
+        api_key: Option<String>,
+    },
+    Bearer {
+        token: String,
+    },
 }
 
 /// Protocol-specific connector settings.
 #[derive(Debug, Clone)]
 pub enum ConnectorKind {
-    SoapXml { namespace: String, operation: String, fields: Vec<(String, Template)> },
-    RestJson { post: bool, url: Template, body: Option<JsonTemplate> },
-    Grpc { method: String, request: JsonTemplate, input: prost_reflect::MessageDescriptor, output: prost_reflect::MessageDescriptor },
+    SoapXml {
+        namespace: String,
+        operation: String,
+        fields: Vec<(String, Template)>,
+    },
+    RestJson {
+        post: bool,
+        url: Template,
+        body: Option<JsonTemplate>,
+    },
+    Grpc {
+        method: String,
+        request: JsonTemplate,
+        input: prost_reflect::MessageDescriptor,
+        output: prost_reflect::MessageDescriptor,
+    },
 }
 
 /// One validated connector.
@@ -194,7 +235,11 @@ struct Errors<'a> {
 
 impl Errors<'_> {
     fn add(&mut self, key: impl Into<String>, message: impl Into<String>) {
-        self.all.push(ConfigError { file: self.file.clone(), key: key.into(), message: message.into() });
+        self.all.push(ConfigError {
+            file: self.file.clone(),
+            key: key.into(),
+            message: message.into(),
+        });
     }
 }
 
@@ -208,7 +253,9 @@ fn parse_toml<T: DeserializeOwned + Default>(
     let mut table: toml::Table = match toml::from_str(text) {
         Ok(t) => t,
         Err(e) => {
-            let where_ = e.span().map(|s| format!("line {}", text[..s.start].lines().count().max(1)));
+            let where_ = e
+                .span()
+                .map(|s| format!("line {}", text[..s.start].lines().count().max(1)));
             errors.add(where_.unwrap_or_default(), e.message().to_owned());
             return T::default();
         }
@@ -216,15 +263,21 @@ fn parse_toml<T: DeserializeOwned + Default>(
     for (path, (var, value)) in overrides {
         let segments: Vec<&str> = path.split('.').collect();
         if !set_path(&mut table, &segments, value.clone()) {
-            errors.add(path.clone(), format!("{var} overrides a value that is not a section"));
+            errors.add(
+                path.clone(),
+                format!("{var} overrides a value that is not a section"),
+            );
         }
     }
     let mut unknown = Vec::new();
     let mut track = |p: serde_ignored::Path<'_>| unknown.push(p.to_string());
     let de = serde_ignored::Deserializer::new(toml::Value::Table(table), &mut track);
     let parsed = serde_path_to_error::deserialize::<_, T>(de);
-    for key in unknown {
-        let from_env = overrides.get(&key).map(|(var, _)| format!(" (set by {var})")).unwrap_or_default();
+    for key in unknown.iter().map(|k| bracket_indices(k)) {
+        let from_env = overrides
+            .get(&key)
+            .map(|(var, _)| format!(" (set by {var})"))
+            .unwrap_or_default();
         errors.add(key, format!("unknown key{from_env}"));
     }
     match parsed {
@@ -234,6 +287,22 @@ fn parse_toml<T: DeserializeOwned + Default>(
             T::default()
         }
     }
+}
+
+/// `connector.1.name` → `connector[1].name`, the form validation errors use.
+fn bracket_indices(path: &str) -> String {
+    let mut out = String::new();
+    for seg in path.split('.') {
+        if !out.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()) {
+            out.push_str(&format!("[{seg}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(seg);
+        }
+    }
+    out
 }
 
 /// Sets `value` at `path`, creating sections; false when a segment is not a section.
@@ -263,7 +332,11 @@ fn env_overrides(env: &BTreeMap<String, String>) -> BTreeMap<String, (String, to
             if !rest.contains("__") || rest.starts_with("TEST_") {
                 return None;
             }
-            let path = rest.split("__").map(str::to_lowercase).collect::<Vec<_>>().join(".");
+            let path = rest
+                .split("__")
+                .map(str::to_lowercase)
+                .collect::<Vec<_>>()
+                .join(".");
             let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
                 .ok()
                 .and_then(|mut t| t.remove("v"))
@@ -284,7 +357,10 @@ impl Config {
     pub fn load(source: &Source, env: &BTreeMap<String, String>) -> Result<Config, ConfigErrors> {
         let mut all = Vec::new();
         let main_name = source.main_name();
-        let mut errors = Errors { file: main_name.clone(), all: &mut all };
+        let mut errors = Errors {
+            file: main_name.clone(),
+            all: &mut all,
+        };
         let main: RawGateway = match source.read(&main_name) {
             Ok(text) => parse_toml(&text, &mut errors, &env_overrides(env)),
             Err(e) => {
@@ -295,14 +371,22 @@ impl Config {
         let none = BTreeMap::new();
         let mut sub = |key: &str, path: &Option<String>| -> Option<(String, String)> {
             let Some(rel) = path else {
-                all.push(ConfigError { file: main_name.clone(), key: key.into(), message: "missing: name the file".into() });
+                all.push(ConfigError {
+                    file: main_name.clone(),
+                    key: key.into(),
+                    message: "missing: name the file".into(),
+                });
                 return None;
             };
             let name = source.resolve(rel);
             match source.read(&name) {
                 Ok(text) => Some((name, text)),
                 Err(e) => {
-                    all.push(ConfigError { file: name, key: String::new(), message: e });
+                    all.push(ConfigError {
+                        file: name,
+                        key: String::new(),
+                        message: e,
+                    });
                     None
                 }
             }
@@ -315,19 +399,53 @@ impl Config {
         let mut parsed_grants = RawGrants::default();
         let mut names = (String::new(), String::new(), String::new());
         if let Some((name, text)) = &connectors_file {
-            parsed_connectors = parse_toml(text, &mut Errors { file: name.clone(), all: &mut all }, &none);
+            parsed_connectors = parse_toml(
+                text,
+                &mut Errors {
+                    file: name.clone(),
+                    all: &mut all,
+                },
+                &none,
+            );
             names.0 = name.clone();
         }
         if let Some((name, text)) = &consumers_file {
-            parsed_consumers = parse_toml(text, &mut Errors { file: name.clone(), all: &mut all }, &none);
+            parsed_consumers = parse_toml(
+                text,
+                &mut Errors {
+                    file: name.clone(),
+                    all: &mut all,
+                },
+                &none,
+            );
             names.1 = name.clone();
         }
         if let Some((name, text)) = &grants_file {
-            parsed_grants = parse_toml(text, &mut Errors { file: name.clone(), all: &mut all }, &none);
+            parsed_grants = parse_toml(
+                text,
+                &mut Errors {
+                    file: name.clone(),
+                    all: &mut all,
+                },
+                &none,
+            );
             names.2 = name.clone();
         }
-        let config = validate(main_name, main, parsed_connectors, parsed_consumers, parsed_grants, &names, env, &mut all);
-        if all.is_empty() { Ok(config) } else { Err(ConfigErrors(all)) }
+        let config = validate(
+            main_name,
+            main,
+            parsed_connectors,
+            parsed_consumers,
+            parsed_grants,
+            &names,
+            env,
+            &mut all,
+        );
+        if all.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(all))
+        }
     }
 
     pub fn dataset(&self, name: &str) -> Option<&Arc<Dataset>> {
@@ -346,7 +464,10 @@ fn validate(
     env: &BTreeMap<String, String>,
     all: &mut Vec<ConfigError>,
 ) -> Config {
-    let mut e = Errors { file: main_name.clone(), all };
+    let mut e = Errors {
+        file: main_name.clone(),
+        all,
+    };
     let addr = |e: &mut Errors<'_>, key: &str, v: &str| {
         v.parse::<SocketAddr>().unwrap_or_else(|_| {
             e.add(key, format!("{v:?} is not an address like 127.0.0.1:8080"));
@@ -359,12 +480,18 @@ fn validate(
         "json" => true,
         "text" => false,
         other => {
-            e.add("log.format", format!("{other:?} is not \"text\" or \"json\""));
+            e.add(
+                "log.format",
+                format!("{other:?} is not \"text\" or \"json\""),
+            );
             false
         }
     };
     if tracing_subscriber::EnvFilter::try_new(&main.log.level).is_err() {
-        e.add("log.level", format!("{:?} is not a log filter (e.g. \"info\")", main.log.level));
+        e.add(
+            "log.level",
+            format!("{:?} is not a log filter (e.g. \"info\")", main.log.level),
+        );
     }
     if main.limits.max_batch_items == 0 {
         e.add("limits.max_batch_items", "must be at least 1");
@@ -374,10 +501,26 @@ fn validate(
     }
     let mut rules = ContextRules::default();
     for (key, slot, value) in [
-        ("context.procedure_code_pattern", &mut rules.procedure_code, &main.context.procedure_code_pattern),
-        ("context.dossier_id_pattern", &mut rules.dossier_id, &main.context.dossier_id_pattern),
-        ("context.officer_id_pattern", &mut rules.officer_id, &main.context.officer_id_pattern),
-        ("context.agency_code_pattern", &mut rules.agency_code, &main.context.agency_code_pattern),
+        (
+            "context.procedure_code_pattern",
+            &mut rules.procedure_code,
+            &main.context.procedure_code_pattern,
+        ),
+        (
+            "context.dossier_id_pattern",
+            &mut rules.dossier_id,
+            &main.context.dossier_id_pattern,
+        ),
+        (
+            "context.officer_id_pattern",
+            &mut rules.officer_id,
+            &main.context.officer_id_pattern,
+        ),
+        (
+            "context.agency_code_pattern",
+            &mut rules.agency_code,
+            &main.context.agency_code_pattern,
+        ),
     ] {
         if let Some(p) = value {
             match Regex::new(p) {
@@ -390,18 +533,28 @@ fn validate(
     for (i, h) in main.admin.operator_token_sha256.iter().enumerate() {
         match sha256_hex(h) {
             Some(b) => operator_token_hashes.push(b),
-            None => e.add(format!("admin.operator_token_sha256[{i}]"), "must be 64 hex digits (a SHA-256)"),
+            None => e.add(
+                format!("admin.operator_token_sha256[{i}]"),
+                "must be 64 hex digits (a SHA-256)",
+            ),
         }
     }
     let instance_id = main
         .instance_id
         .filter(|s| !s.trim().is_empty())
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()))
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "lienthong".into());
 
     let datasets: Vec<Arc<Dataset>> = builtin().into_iter().map(Arc::new).collect();
-    let mut e = Errors { file: connectors_name.clone(), all: e.all };
+    let mut e = Errors {
+        file: connectors_name.clone(),
+        all: e.all,
+    };
     let mut seen_datasets = HashSet::new();
     let mut seen_names = HashSet::new();
     let connectors: Vec<ConnectorConfig> = connectors
@@ -411,16 +564,30 @@ fn validate(
         .filter_map(|(i, c)| {
             let key = format!("connector[{i}]");
             if !seen_names.insert(c.name.clone()) {
-                e.add(format!("{key}.name"), format!("connector {:?} is declared twice", c.name));
+                e.add(
+                    format!("{key}.name"),
+                    format!("connector {:?} is declared twice", c.name),
+                );
             }
             let dataset = datasets.iter().find(|d| d.name == c.dataset);
             match dataset {
                 None => e.add(
                     format!("{key}.dataset"),
-                    format!("{:?} is not a dataset; known: {}", c.dataset, datasets.iter().map(|d| d.name).collect::<Vec<_>>().join(", ")),
+                    format!(
+                        "{:?} is not a dataset; known: {}",
+                        c.dataset,
+                        datasets
+                            .iter()
+                            .map(|d| d.name)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
                 ),
                 Some(d) if !seen_datasets.insert(d.name) => {
-                    e.add(format!("{key}.dataset"), format!("{} already has a connector", d.name));
+                    e.add(
+                        format!("{key}.dataset"),
+                        format!("{} already has a connector", d.name),
+                    );
                 }
                 Some(_) => {}
             }
@@ -428,7 +595,10 @@ fn validate(
             if let (Some(c), Some(d)) = (&connector, dataset) {
                 check_mapping_fields(&format!("{key}.mapping"), &c.mapping, &d.record, &mut e);
                 if !c.mapping.fields().any(|f| f == d.key_field) {
-                    e.add(format!("{key}.mapping"), format!("must map the key field {:?}", d.key_field));
+                    e.add(
+                        format!("{key}.mapping"),
+                        format!("must map the key field {:?}", d.key_field),
+                    );
                 }
             }
             connector
@@ -436,11 +606,17 @@ fn validate(
         .collect();
     for d in &datasets {
         if !seen_datasets.contains(d.name) {
-            e.add("connector", format!("no connector serves dataset {}", d.name));
+            e.add(
+                "connector",
+                format!("no connector serves dataset {}", d.name),
+            );
         }
     }
 
-    let mut e = Errors { file: consumers_name.clone(), all: e.all };
+    let mut e = Errors {
+        file: consumers_name.clone(),
+        all: e.all,
+    };
     let mut consumer_ids = HashSet::new();
     let consumers: Vec<Consumer> = consumers
         .consumer
@@ -451,20 +627,33 @@ fn validate(
             if c.id.trim().is_empty() {
                 e.add(format!("{key}.id"), "must not be empty");
             } else if !consumer_ids.insert(c.id.clone()) {
-                e.add(format!("{key}.id"), format!("consumer {:?} is declared twice", c.id));
+                e.add(
+                    format!("{key}.id"),
+                    format!("consumer {:?} is declared twice", c.id),
+                );
             }
             let mut key_hashes = Vec::new();
             for (j, h) in c.api_key_sha256.iter().enumerate() {
                 match sha256_hex(h) {
                     Some(b) => key_hashes.push(b),
-                    None => e.add(format!("{key}.api_key_sha256[{j}]"), "must be 64 hex digits (a SHA-256 of the key)"),
+                    None => e.add(
+                        format!("{key}.api_key_sha256[{j}]"),
+                        "must be 64 hex digits (a SHA-256 of the key)",
+                    ),
                 }
             }
-            Consumer { id: c.id, name: c.name, key_hashes }
+            Consumer {
+                id: c.id,
+                name: c.name,
+                key_hashes,
+            }
         })
         .collect();
 
-    let mut e = Errors { file: grants_name.clone(), all: e.all };
+    let mut e = Errors {
+        file: grants_name.clone(),
+        all: e.all,
+    };
     let grants = grants
         .grant
         .into_iter()
@@ -472,14 +661,23 @@ fn validate(
         .map(|(i, g)| {
             let key = format!("grant[{i}]");
             if !consumer_ids.contains(&g.consumer) {
-                e.add(format!("{key}.consumer"), format!("{:?} is not a declared consumer", g.consumer));
+                e.add(
+                    format!("{key}.consumer"),
+                    format!("{:?} is not a declared consumer", g.consumer),
+                );
             }
             let dataset = datasets.iter().find(|d| d.name == g.dataset);
             if dataset.is_none() {
-                e.add(format!("{key}.dataset"), format!("{:?} is not a dataset", g.dataset));
+                e.add(
+                    format!("{key}.dataset"),
+                    format!("{:?} is not a dataset", g.dataset),
+                );
             }
             if g.procedures.is_empty() {
-                e.add(format!("{key}.procedures"), "list at least one procedure code (or prefix ending in *)");
+                e.add(
+                    format!("{key}.procedures"),
+                    "list at least one procedure code (or prefix ending in *)",
+                );
             }
             let procedures = g
                 .procedures
@@ -495,16 +693,28 @@ fn validate(
                 Some(d) => {
                     for f in &g.fields {
                         if !d.has_field(f) {
-                            e.add(format!("{key}.fields"), format!("{f:?} is not a field of {}", d.name));
+                            e.add(
+                                format!("{key}.fields"),
+                                format!("{f:?} is not a field of {}", d.name),
+                            );
                         }
                     }
                     if g.fields.is_empty() {
-                        e.add(format!("{key}.fields"), "list the fields granted, or [\"*\"] for all");
+                        e.add(
+                            format!("{key}.fields"),
+                            "list the fields granted, or [\"*\"] for all",
+                        );
                     }
                     d.fields().filter(|f| g.fields.contains(f)).collect()
                 }
             };
-            Grant { consumer: g.consumer, dataset: g.dataset, procedures, fields, legal_basis: g.legal_basis }
+            Grant {
+                consumer: g.consumer,
+                dataset: g.dataset,
+                procedures,
+                fields,
+                legal_basis: g.legal_basis,
+            }
         })
         .collect();
 
@@ -527,24 +737,43 @@ fn validate(
 }
 
 /// Mapped fields must exist in the record type, at every level.
-fn check_mapping_fields(key: &str, mapping: &Mapping, desc: &prost_reflect::MessageDescriptor, e: &mut Errors<'_>) {
+fn check_mapping_fields(
+    key: &str,
+    mapping: &Mapping,
+    desc: &prost_reflect::MessageDescriptor,
+    e: &mut Errors<'_>,
+) {
     for field in mapping.fields() {
         if desc.get_field_by_name(field).is_none() {
-            e.add(format!("{key}.{field}"), format!("{} has no field {field:?}", desc.full_name()));
+            e.add(
+                format!("{key}.{field}"),
+                format!("{} has no field {field:?}", desc.full_name()),
+            );
         }
     }
     for (field, nested) in mapping.nested() {
-        if let Some(prost_reflect::Kind::Message(inner)) = desc.get_field_by_name(field).map(|f| f.kind()) {
+        if let Some(prost_reflect::Kind::Message(inner)) =
+            desc.get_field_by_name(field).map(|f| f.kind())
+        {
             check_mapping_fields(&format!("{key}.{field}"), nested, &inner, e);
         }
     }
 }
 
-fn secret(e: &mut Errors<'_>, key: &str, value: &Option<String>, var: &Option<String>, env: &BTreeMap<String, String>) -> String {
+fn secret(
+    e: &mut Errors<'_>,
+    key: &str,
+    value: &Option<String>,
+    var: &Option<String>,
+    env: &BTreeMap<String, String>,
+) -> String {
     match (value, var) {
         (Some(v), None) => v.clone(),
         (None, Some(var)) => env.get(var).cloned().unwrap_or_else(|| {
-            e.add(format!("{key}_env"), format!("environment variable {var} is not set"));
+            e.add(
+                format!("{key}_env"),
+                format!("environment variable {var} is not set"),
+            );
             String::new()
         }),
         (Some(_), Some(_)) => {
@@ -558,7 +787,12 @@ fn secret(e: &mut Errors<'_>, key: &str, value: &Option<String>, var: &Option<St
     }
 }
 
-fn connector(key: &str, c: RawConnector, env: &BTreeMap<String, String>, e: &mut Errors<'_>) -> Option<ConnectorConfig> {
+fn connector(
+    key: &str,
+    c: RawConnector,
+    env: &BTreeMap<String, String>,
+    e: &mut Errors<'_>,
+) -> Option<ConnectorConfig> {
     let before = e.all.len();
     if c.name.trim().is_empty() {
         e.add(format!("{key}.name"), "must not be empty");
@@ -568,7 +802,9 @@ fn connector(key: &str, c: RawConnector, env: &BTreeMap<String, String>, e: &mut
         e.add(format!("{key}.timeout_ms"), "must be above 0");
     }
     let record_path = c.record_path.as_deref().and_then(|p| {
-        Path::parse(p).map_err(|m| e.add(format!("{key}.record_path"), m)).ok()
+        Path::parse(p)
+            .map_err(|m| e.add(format!("{key}.record_path"), m))
+            .ok()
     });
     let mapping = Mapping::compile(&c.mapping, &c.templates).unwrap_or_else(|m| {
         e.add(format!("{key}.mapping"), m);
@@ -583,20 +819,34 @@ fn connector(key: &str, c: RawConnector, env: &BTreeMap<String, String>, e: &mut
                     e.add(format!("{key}.auth.user"), "missing");
                     String::new()
                 }),
-                secret: secret(e, &format!("{key}.auth.secret"), &a.secret, &a.secret_env, env),
+                secret: secret(
+                    e,
+                    &format!("{key}.auth.secret"),
+                    &a.secret,
+                    &a.secret_env,
+                    env,
+                ),
                 client_id: a.client_id.clone().unwrap_or_default(),
                 api_key: a.api_key.clone(),
             },
-            "bearer" => UpstreamAuth::Bearer { token: secret(e, &format!("{key}.auth.token"), &a.token, &a.token_env, env) },
+            "bearer" => UpstreamAuth::Bearer {
+                token: secret(e, &format!("{key}.auth.token"), &a.token, &a.token_env, env),
+            },
             other => {
-                e.add(format!("{key}.auth.scheme"), format!("{other:?} is not \"signed-header\", \"bearer\" or \"none\""));
+                e.add(
+                    format!("{key}.auth.scheme"),
+                    format!("{other:?} is not \"signed-header\", \"bearer\" or \"none\""),
+                );
                 UpstreamAuth::None
             }
         },
     };
     let http_endpoint = |e: &mut Errors<'_>| {
         if !(c.endpoint.starts_with("http://") || c.endpoint.starts_with("https://")) {
-            e.add(format!("{key}.endpoint"), format!("{:?} is not an http:// or https:// URL", c.endpoint));
+            e.add(
+                format!("{key}.endpoint"),
+                format!("{:?} is not an http:// or https:// URL", c.endpoint),
+            );
         }
     };
     let kind = match c.kind.as_str() {
@@ -610,11 +860,20 @@ fn connector(key: &str, c: RawConnector, env: &BTreeMap<String, String>, e: &mut
                 .fields
                 .iter()
                 .filter_map(|(name, v)| {
-                    let t = v.as_str().ok_or("must be a string".to_owned()).and_then(Template::parse);
-                    t.map_err(|m| e.add(format!("{key}.soap.fields.{name}"), m)).ok().map(|t| (name.clone(), t))
+                    let t = v
+                        .as_str()
+                        .ok_or("must be a string".to_owned())
+                        .and_then(Template::parse);
+                    t.map_err(|m| e.add(format!("{key}.soap.fields.{name}"), m))
+                        .ok()
+                        .map(|t| (name.clone(), t))
                 })
                 .collect();
-            ConnectorKind::SoapXml { namespace: soap.namespace, operation: soap.operation, fields }
+            ConnectorKind::SoapXml {
+                namespace: soap.namespace,
+                operation: soap.operation,
+                fields,
+            }
         }
         "rest-json" => {
             http_endpoint(e);
@@ -623,7 +882,10 @@ fn connector(key: &str, c: RawConnector, env: &BTreeMap<String, String>, e: &mut
                 "GET" => false,
                 "POST" => true,
                 other => {
-                    e.add(format!("{key}.rest.method"), format!("{other:?} is not GET or POST"));
+                    e.add(
+                        format!("{key}.rest.method"),
+                        format!("{other:?} is not GET or POST"),
+                    );
                     false
                 }
             };
@@ -633,7 +895,9 @@ fn connector(key: &str, c: RawConnector, env: &BTreeMap<String, String>, e: &mut
             });
             let body = rest.body.as_ref().and_then(|b| {
                 let json = serde_json::to_value(b).map_err(|err| err.to_string());
-                json.and_then(|j| JsonTemplate::parse(&j)).map_err(|m| e.add(format!("{key}.rest.body"), m)).ok()
+                json.and_then(|j| JsonTemplate::parse(&j))
+                    .map_err(|m| e.add(format!("{key}.rest.body"), m))
+                    .ok()
             });
             ConnectorKind::RestJson { post, url, body }
         }
@@ -641,7 +905,10 @@ fn connector(key: &str, c: RawConnector, env: &BTreeMap<String, String>, e: &mut
             http_endpoint(e);
             let grpc = c.grpc.unwrap_or_default();
             let method = grpc.method.split_once('/').and_then(|(service, method)| {
-                descriptors().get_service_by_name(service)?.methods().find(|m| m.name() == method)
+                descriptors()
+                    .get_service_by_name(service)?
+                    .methods()
+                    .find(|m| m.name() == method)
             });
             let request = serde_json::to_value(&grpc.request)
                 .map_err(|err| err.to_string())
@@ -656,14 +923,23 @@ fn connector(key: &str, c: RawConnector, env: &BTreeMap<String, String>, e: &mut
                     output: m.output(),
                 },
                 (None, _) => {
-                    e.add(format!("{key}.grpc.method"), format!("{:?} is not a known method (package.Service/Method)", grpc.method));
+                    e.add(
+                        format!("{key}.grpc.method"),
+                        format!(
+                            "{:?} is not a known method (package.Service/Method)",
+                            grpc.method
+                        ),
+                    );
                     return None;
                 }
                 _ => return None,
             }
         }
         other => {
-            e.add(format!("{key}.kind"), format!("{other:?} is not \"soap-xml\", \"rest-json\" or \"grpc\""));
+            e.add(
+                format!("{key}.kind"),
+                format!("{other:?} is not \"soap-xml\", \"rest-json\" or \"grpc\""),
+            );
             return None;
         }
     };
@@ -677,4 +953,115 @@ fn connector(key: &str, c: RawConnector, env: &BTreeMap<String, String>, e: &mut
         auth,
         mapping,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &std::path::Path, files: &[(&str, &str)]) -> PathBuf {
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text).expect("write");
+        }
+        dir.join(files[0].0)
+    }
+
+    fn demo_files() -> Vec<(&'static str, String)> {
+        let Source::Embedded(files) = DEMO else {
+            unreachable!()
+        };
+        files
+            .iter()
+            .map(|(n, t)| (n.rsplit('/').next().unwrap_or(n), (*t).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn the_embedded_demo_config_is_valid() {
+        let config = Config::load(&DEMO, &BTreeMap::new()).expect("demo config");
+        assert_eq!(config.connectors.len(), 3);
+        assert_eq!(config.lookup_addr.port(), 8080);
+        assert_eq!(config.admin_addr.port(), 9090);
+        let demo = &config.consumers[0];
+        assert_eq!(demo.id, "demo-onestop");
+        assert_eq!(
+            demo.key_hashes[0],
+            <[u8; 32]>::from(sha2::Sha256::digest(b"demo-onestop-key"))
+        );
+    }
+
+    #[test]
+    fn env_overrides_apply_and_unknown_ones_are_named() {
+        let env: BTreeMap<String, String> = [
+            ("LIENTHONG_LISTEN__LOOKUP", "127.0.0.1:18080"),
+            ("LIENTHONG_LIMITS__MAX_BATCH_ITEMS", "7"),
+            ("LIENTHONG_CONFIG", "ignored.toml"),
+            ("LIENTHONG_TEST_POSTGRES_URL", "ignored"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let config = Config::load(&DEMO, &env).expect("valid");
+        assert_eq!(config.lookup_addr.port(), 18080);
+        assert_eq!(config.max_batch_items, 7);
+
+        let bad: BTreeMap<String, String> =
+            [("LIENTHONG_LISTEN__LOOKPU".to_owned(), "x".to_owned())]
+                .into_iter()
+                .collect();
+        let errors = Config::load(&DEMO, &bad).expect_err("unknown key");
+        assert_eq!(errors.0.len(), 1);
+        assert_eq!(errors.0[0].key, "listen.lookpu");
+        assert!(
+            errors.0[0].message.contains("LIENTHONG_LISTEN__LOOKPU"),
+            "{}",
+            errors
+        );
+    }
+
+    #[test]
+    fn every_error_is_named_with_its_file_and_key() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut files = demo_files();
+        files[0].1 = files[0]
+            .1
+            .replace("[listen]", "colour = \"blue\"\n[listen]")
+            .replace("lookup = \"127.0.0.1:8080\"", "lookup = \"localhost\"");
+        files[1].1 = files[1]
+            .1
+            .replace(
+                "timeout_ms = 3000\nrecord_path = \"Data\"",
+                "timeout_ms = 3000\nrecord_path = \"Data\"\ntimeuot_ms = 1",
+            )
+            .replace(
+                "short_name = \"MainInformation.SHORT_NAME\"",
+                "short_nam = \"MainInformation.SHORT_NAME\"",
+            )
+            .replace("kind = \"grpc\"", "kind = \"corba\"");
+        files[3].1 = files[3].1.replacen(
+            "fields = [\"*\"]",
+            "fields = [\"full_name\", \"shoe_size\"]",
+            1,
+        );
+        let refs: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
+        let main = write(dir.path(), &refs);
+        let errors = Config::load(&Source::File(main), &BTreeMap::new()).expect_err("invalid");
+        let text = errors.to_string();
+        for (file, key) in [
+            ("gateway.toml", "colour"),
+            ("gateway.toml", "listen.lookup"),
+            ("connectors.toml", "connector[1].timeuot_ms"),
+            ("connectors.toml", "connector[1].mapping.short_nam"),
+            ("connectors.toml", "connector[2].kind"),
+            ("grants.toml", "grant[0].fields"),
+        ] {
+            assert!(
+                errors
+                    .0
+                    .iter()
+                    .any(|e| e.file.ends_with(file) && e.key == key),
+                "missing {file}: {key} in\n{text}"
+            );
+        }
+    }
 }

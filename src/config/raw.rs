@@ -38,7 +38,10 @@ pub struct RawListen {
 
 impl Default for RawListen {
     fn default() -> Self {
-        RawListen { lookup: DEFAULT_LOOKUP_ADDR.into(), admin: DEFAULT_ADMIN_ADDR.into() }
+        RawListen {
+            lookup: DEFAULT_LOOKUP_ADDR.into(),
+            admin: DEFAULT_ADMIN_ADDR.into(),
+        }
     }
 }
 
@@ -53,7 +56,10 @@ pub struct RawLog {
 
 impl Default for RawLog {
     fn default() -> Self {
-        RawLog { format: "text".into(), level: "info".into() }
+        RawLog {
+            format: "text".into(),
+            level: "info".into(),
+        }
     }
 }
 
@@ -66,7 +72,10 @@ pub struct RawLimits {
 
 impl Default for RawLimits {
     fn default() -> Self {
-        RawLimits { max_batch_items: DEFAULT_MAX_BATCH_ITEMS, batch_concurrency: DEFAULT_BATCH_CONCURRENCY }
+        RawLimits {
+            max_batch_items: DEFAULT_MAX_BATCH_ITEMS,
+            batch_concurrency: DEFAULT_BATCH_CONCURRENCY,
+        }
     }
 }
 

@@ -4,7 +4,8 @@ use regex::Regex;
 
 /// Default patterns, per ../docs: national procedure codes with an optional local suffix,
 /// dossier codes `<agency>-<yyMMdd>-<sequence>`, agency-assigned officer ids.
-pub const DEFAULT_PROCEDURE_CODE_PATTERN: &str = r"^[1-3]\.\d{6}(\.\d{3}\.\d{2}\.\d{2}\.[A-Z]\d{2})?$";
+pub const DEFAULT_PROCEDURE_CODE_PATTERN: &str =
+    r"^[1-3]\.\d{6}(\.\d{3}\.\d{2}\.\d{2}\.[A-Z]\d{2})?$";
 pub const DEFAULT_DOSSIER_ID_PATTERN: &str = r"^[0-9A-Za-z.]{3,40}-\d{6}-\d{4,6}$";
 pub const DEFAULT_OFFICER_ID_PATTERN: &str = r"^[\p{L}\p{N}._@-]{1,64}$";
 pub const DEFAULT_AGENCY_CODE_PATTERN: &str = r"^[0-9A-Za-z.]{1,40}$";
@@ -109,11 +110,18 @@ impl ContextRules {
         let agency_code = match raw.agency_code.as_deref().map(str::trim) {
             None | Some("") => String::new(),
             Some(v) if self.agency_code.is_match(v) => v.to_owned(),
-            Some(_) => return Err(format!("agency_code does not match the pattern {}", self.agency_code.as_str())),
+            Some(_) => {
+                return Err(format!(
+                    "agency_code does not match the pattern {}",
+                    self.agency_code.as_str()
+                ));
+            }
         };
         let purpose = raw.purpose.as_deref().unwrap_or_default().trim().to_owned();
         if purpose.chars().count() > MAX_PURPOSE_CHARS || purpose.chars().any(char::is_control) {
-            return Err(format!("purpose must be at most {MAX_PURPOSE_CHARS} characters of text"));
+            return Err(format!(
+                "purpose must be at most {MAX_PURPOSE_CHARS} characters of text"
+            ));
         }
         Ok(CallContext {
             procedure_code: required(&raw.procedure_code, "procedure_code", &self.procedure_code)?,
@@ -142,13 +150,25 @@ mod tests {
     fn validates_documented_formats() {
         let rules = ContextRules::default();
         for p in ["1.001612", "2.000884", "1.001612.000.00.00.H48"] {
-            assert!(rules.validate(&raw(p, "000.00.53.H48-220921-0099", "cb.nguyen")).is_ok(), "{p}");
+            assert!(
+                rules
+                    .validate(&raw(p, "000.00.53.H48-220921-0099", "cb.nguyen"))
+                    .is_ok(),
+                "{p}"
+            );
         }
-        let e = rules.validate(&raw("1001612", "000.00.53.H48-220921-0099", "x")).unwrap_err();
+        let e = rules
+            .validate(&raw("1001612", "000.00.53.H48-220921-0099", "x"))
+            .unwrap_err();
         assert!(e.starts_with("procedure_code does not match"), "{e}");
         let e = rules.validate(&raw("1.001612", "hs-1", "x")).unwrap_err();
         assert!(e.starts_with("dossier_id"), "{e}");
-        let e = rules.validate(&RawContext { officer_id: None, ..raw("1.001612", "000.00.53.H48-220921-0099", "") }).unwrap_err();
+        let e = rules
+            .validate(&RawContext {
+                officer_id: None,
+                ..raw("1.001612", "000.00.53.H48-220921-0099", "")
+            })
+            .unwrap_err();
         assert_eq!(e, "officer_id is required");
     }
 }

@@ -5,7 +5,8 @@ use prost_reflect::{DescriptorPool, MessageDescriptor};
 use std::sync::LazyLock;
 
 static DESCRIPTORS: LazyLock<DescriptorPool> = LazyLock::new(|| {
-    DescriptorPool::decode(crate::proto::FILE_DESCRIPTOR_SET).expect("the build's descriptor set decodes")
+    DescriptorPool::decode(crate::proto::FILE_DESCRIPTOR_SET)
+        .expect("the build's descriptor set decodes")
 });
 
 /// Descriptors of every message compiled into the binary (lienthong's and the providers').
@@ -58,7 +59,11 @@ impl Dataset {
 
 /// The three built-in datasets.
 pub fn builtin() -> Vec<Dataset> {
-    let message = |name: &str| descriptors().get_message_by_name(name).expect("built-in record type");
+    let message = |name: &str| {
+        descriptors()
+            .get_message_by_name(name)
+            .expect("built-in record type")
+    };
     vec![
         Dataset {
             name: "population.citizen",

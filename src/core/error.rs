@@ -64,7 +64,9 @@ impl ErrorCode {
         match self {
             ErrorCode::Unauthenticated => Code::Unauthenticated,
             ErrorCode::PermissionDenied => Code::PermissionDenied,
-            ErrorCode::InvalidKey | ErrorCode::InvalidContext | ErrorCode::InvalidRequest => Code::InvalidArgument,
+            ErrorCode::InvalidKey | ErrorCode::InvalidContext | ErrorCode::InvalidRequest => {
+                Code::InvalidArgument
+            }
             ErrorCode::UnknownDataset | ErrorCode::NotFound => Code::NotFound,
             ErrorCode::RateLimited => Code::ResourceExhausted,
             ErrorCode::Overloaded
@@ -81,10 +83,14 @@ impl ErrorCode {
         match self {
             ErrorCode::Unauthenticated => S::UNAUTHORIZED,
             ErrorCode::PermissionDenied => S::FORBIDDEN,
-            ErrorCode::InvalidKey | ErrorCode::InvalidContext | ErrorCode::InvalidRequest => S::BAD_REQUEST,
+            ErrorCode::InvalidKey | ErrorCode::InvalidContext | ErrorCode::InvalidRequest => {
+                S::BAD_REQUEST
+            }
             ErrorCode::UnknownDataset | ErrorCode::NotFound => S::NOT_FOUND,
             ErrorCode::RateLimited => S::TOO_MANY_REQUESTS,
-            ErrorCode::Overloaded | ErrorCode::UpstreamUnavailable | ErrorCode::AuditUnavailable => S::SERVICE_UNAVAILABLE,
+            ErrorCode::Overloaded
+            | ErrorCode::UpstreamUnavailable
+            | ErrorCode::AuditUnavailable => S::SERVICE_UNAVAILABLE,
             ErrorCode::UpstreamTimeout => S::GATEWAY_TIMEOUT,
             ErrorCode::UpstreamBadResponse => S::BAD_GATEWAY,
             ErrorCode::Internal => S::INTERNAL_SERVER_ERROR,
@@ -124,7 +130,11 @@ pub struct LookupError {
 
 impl LookupError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> LookupError {
-        LookupError { code, message: message.into(), retry_after: None }
+        LookupError {
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
     }
 }
 

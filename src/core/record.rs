@@ -11,12 +11,19 @@ pub struct Record(pub Map<String, Value>);
 impl Record {
     /// Checks mapped fields against the record type and returns them in canonical proto3
     /// JSON form (proto field names, defaults omitted). A mismatch names the field.
-    pub fn canonical(desc: &MessageDescriptor, fields: Map<String, Value>) -> Result<Record, String> {
+    pub fn canonical(
+        desc: &MessageDescriptor,
+        fields: Map<String, Value>,
+    ) -> Result<Record, String> {
         let message = DynamicMessage::deserialize(desc.clone(), Value::Object(fields))
             .map_err(|e| format!("does not fit {}: {e}", desc.full_name()))?;
-        let options = SerializeOptions::new().use_proto_field_name(true).skip_default_fields(true);
+        let options = SerializeOptions::new()
+            .use_proto_field_name(true)
+            .skip_default_fields(true);
         let mut ser = serde_json::Serializer::new(Vec::new());
-        message.serialize_with_options(&mut ser, &options).map_err(|e| e.to_string())?;
+        message
+            .serialize_with_options(&mut ser, &options)
+            .map_err(|e| e.to_string())?;
         match serde_json::from_slice(&ser.into_inner()) {
             Ok(Value::Object(map)) => Ok(Record(map)),
             _ => Err("record did not serialise to an object".into()),

@@ -106,7 +106,10 @@ impl Gateway {
             .map_err(|e| format!("http client: {e}"))?;
         let mut routes = HashMap::new();
         for c in &config.connectors {
-            let dataset = config.dataset(&c.dataset).ok_or_else(|| format!("unknown dataset {}", c.dataset))?.clone();
+            let dataset = config
+                .dataset(&c.dataset)
+                .ok_or_else(|| format!("unknown dataset {}", c.dataset))?
+                .clone();
             let connector = Connector::new(c.clone(), dataset.clone(), http.clone())
                 .map_err(|e| format!("connector {}: {e}", c.name))?;
             routes.insert(dataset.name, Route { dataset, connector });
@@ -119,7 +122,11 @@ impl Gateway {
     }
 
     /// The request path. Steps still to come sit in their place as comments.
-    pub async fn lookup(&self, caller: &Caller, request: LookupRequest) -> Result<Lookup, LookupError> {
+    pub async fn lookup(
+        &self,
+        caller: &Caller,
+        request: LookupRequest,
+    ) -> Result<Lookup, LookupError> {
         // 1. audit — outermost, so every outcome leaves one record (the audit issue adds it).
         // 2. authenticate — nothing is validated or looked up for an unknown caller.
         let consumer = self.authenticate(caller)?;
@@ -130,15 +137,27 @@ impl Gateway {
         // 5. rate limit, 6. cache — to come: limits before the cache so hits are throttled
         //    too; the cache holds full records, projected below on every response.
         // 7. upstream guard + 8. connector — timeouts per connector for now.
-        let call = Call { key: &key, request_id: &caller.request_id, context: &context };
+        let call = Call {
+            key: &key,
+            request_id: &caller.request_id,
+            context: &context,
+        };
         let record = match route.connector.fetch(&call).await {
             Ok(Some(record)) => record,
             Ok(None) => {
-                return Err(LookupError::new(ErrorCode::NotFound, format!("no {} record has this key", route.dataset.name)));
+                return Err(LookupError::new(
+                    ErrorCode::NotFound,
+                    format!("no {} record has this key", route.dataset.name),
+                ));
             }
             Err(e) => return Err(self.upstream_failure(route, &e)),
         };
-        Ok(Lookup { dataset: route.dataset.clone(), key, record: record.project(&fields), cache: CacheStatus::Miss })
+        Ok(Lookup {
+            dataset: route.dataset.clone(),
+            key,
+            record: record.project(&fields),
+            cache: CacheStatus::Miss,
+        })
     }
 
     /// Looks up many items under one context, `concurrency` at a time, yielding results in
@@ -164,7 +183,10 @@ impl Gateway {
         if len > self.config.max_batch_items {
             return Err(LookupError::new(
                 ErrorCode::InvalidRequest,
-                format!("a batch holds at most {} items, this one {len}", self.config.max_batch_items),
+                format!(
+                    "a batch holds at most {} items, this one {len}",
+                    self.config.max_batch_items
+                ),
             ));
         }
         self.authenticate(caller).map(|_| ())
@@ -172,7 +194,10 @@ impl Gateway {
 
     fn authenticate(&self, caller: &Caller) -> Result<&Consumer, LookupError> {
         let Some(key) = caller.api_key.as_deref() else {
-            return Err(LookupError::new(ErrorCode::Unauthenticated, "no credentials: send Authorization: Bearer <api key>"));
+            return Err(LookupError::new(
+                ErrorCode::Unauthenticated,
+                "no credentials: send Authorization: Bearer <api key>",
+            ));
         };
         let digest = sha256(key);
         // Check every key of every consumer: the time taken does not depend on which matched.
@@ -184,12 +209,20 @@ impl Gateway {
                 }
             }
         }
-        found.ok_or_else(|| LookupError::new(ErrorCode::Unauthenticated, "the API key is not recognised"))
+        found.ok_or_else(|| {
+            LookupError::new(ErrorCode::Unauthenticated, "the API key is not recognised")
+        })
     }
 
-    fn validate(&self, request: &LookupRequest) -> Result<(&Route, String, CallContext), LookupError> {
+    fn validate(
+        &self,
+        request: &LookupRequest,
+    ) -> Result<(&Route, String, CallContext), LookupError> {
         let route = self.routes.get(request.dataset.as_str()).ok_or_else(|| {
-            LookupError::new(ErrorCode::UnknownDataset, format!("no dataset named {:?}", request.dataset))
+            LookupError::new(
+                ErrorCode::UnknownDataset,
+                format!("no dataset named {:?}", request.dataset),
+            )
         })?;
         let key = route
             .dataset
@@ -203,28 +236,58 @@ impl Gateway {
             .map_err(|rule| LookupError::new(ErrorCode::InvalidContext, rule))?;
         for f in &request.fields {
             if !route.dataset.has_field(f) {
-                return Err(LookupError::new(ErrorCode::InvalidRequest, format!("{} has no field {f:?}", route.dataset.name)));
+                return Err(LookupError::new(
+                    ErrorCode::InvalidRequest,
+                    format!("{} has no field {f:?}", route.dataset.name),
+                ));
             }
         }
         Ok((route, key, context))
     }
 
-    fn authorize(&self, consumer: &Consumer, dataset: &str, context: &CallContext, asked: &[String]) -> Result<Vec<String>, LookupError> {
-        let grants: Vec<_> = self.config.grants.iter().filter(|g| g.consumer == consumer.id && g.dataset == dataset).collect();
+    fn authorize(
+        &self,
+        consumer: &Consumer,
+        dataset: &str,
+        context: &CallContext,
+        asked: &[String],
+    ) -> Result<Vec<String>, LookupError> {
+        let grants: Vec<_> = self
+            .config
+            .grants
+            .iter()
+            .filter(|g| g.consumer == consumer.id && g.dataset == dataset)
+            .collect();
         if grants.is_empty() {
-            return Err(LookupError::new(ErrorCode::PermissionDenied, format!("no grant on {dataset} for this consumer")));
+            return Err(LookupError::new(
+                ErrorCode::PermissionDenied,
+                format!("no grant on {dataset} for this consumer"),
+            ));
         }
         let grant = grants
             .iter()
-            .find(|g| g.procedures.iter().any(|p| p.matches(context.procedure_code())))
+            .find(|g| {
+                g.procedures
+                    .iter()
+                    .any(|p| p.matches(context.procedure_code()))
+            })
             .ok_or_else(|| {
-                LookupError::new(ErrorCode::PermissionDenied, format!("procedure {} is not granted on {dataset}", context.procedure_code()))
+                LookupError::new(
+                    ErrorCode::PermissionDenied,
+                    format!(
+                        "procedure {} is not granted on {dataset}",
+                        context.procedure_code()
+                    ),
+                )
             })?;
         if asked.is_empty() {
             return Ok(grant.fields.clone());
         }
         if let Some(f) = asked.iter().find(|f| !grant.fields.contains(f)) {
-            return Err(LookupError::new(ErrorCode::PermissionDenied, format!("field {f:?} of {dataset} is not granted")));
+            return Err(LookupError::new(
+                ErrorCode::PermissionDenied,
+                format!("field {f:?} of {dataset} is not granted"),
+            ));
         }
         Ok(asked.to_vec())
     }
@@ -233,15 +296,18 @@ impl Gateway {
         let dataset = route.dataset.name;
         tracing::warn!(connector = route.connector.name(), error = %e, "upstream call failed");
         match e {
-            UpstreamError::Unavailable(_) => {
-                LookupError::new(ErrorCode::UpstreamUnavailable, format!("the provider of {dataset} is unavailable"))
-            }
-            UpstreamError::Timeout(_) => {
-                LookupError::new(ErrorCode::UpstreamTimeout, format!("the provider of {dataset} did not answer in time"))
-            }
-            UpstreamError::BadResponse(_) => {
-                LookupError::new(ErrorCode::UpstreamBadResponse, format!("the provider of {dataset} sent an unusable response"))
-            }
+            UpstreamError::Unavailable(_) => LookupError::new(
+                ErrorCode::UpstreamUnavailable,
+                format!("the provider of {dataset} is unavailable"),
+            ),
+            UpstreamError::Timeout(_) => LookupError::new(
+                ErrorCode::UpstreamTimeout,
+                format!("the provider of {dataset} did not answer in time"),
+            ),
+            UpstreamError::BadResponse(_) => LookupError::new(
+                ErrorCode::UpstreamBadResponse,
+                format!("the provider of {dataset} sent an unusable response"),
+            ),
         }
     }
 }

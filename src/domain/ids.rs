@@ -84,7 +84,11 @@ impl PersonalId {
     }
 
     pub fn sex(&self) -> Sex {
-        if self.digit(3) % 2 == 0 { Sex::Male } else { Sex::Female }
+        if self.digit(3) % 2 == 0 {
+            Sex::Male
+        } else {
+            Sex::Female
+        }
     }
 
     /// The random part, digits 7-12.
@@ -137,14 +141,22 @@ impl EnterpriseCode {
         }
         let digits: Vec<u8> = main.bytes().map(|b| b - b'0').collect();
         if digits[2..9].iter().all(|&d| d == 0) {
-            return Err(err("enterprise code digits 3-9 (sequence) must not all be zero"));
+            return Err(err(
+                "enterprise code digits 3-9 (sequence) must not all be zero",
+            ));
         }
         let mut prefix = [0u8; 9];
         prefix.copy_from_slice(&digits[..9]);
         match enterprise_check_digit(&prefix) {
-            None => return Err(err("enterprise code digits 1-9 form a prefix that is never issued")),
+            None => {
+                return Err(err(
+                    "enterprise code digits 1-9 form a prefix that is never issued",
+                ));
+            }
             Some(c) if c != digits[9] => {
-                return Err(err("enterprise code check digit (digit 10) does not match digits 1-9"));
+                return Err(err(
+                    "enterprise code check digit (digit 10) does not match digits 1-9",
+                ));
             }
             Some(_) => {}
         }
@@ -157,7 +169,9 @@ impl EnterpriseCode {
                     0
                 };
                 if n == 0 {
-                    return Err(err("branch number after the hyphen must be 3 digits, 001 to 999"));
+                    return Err(err(
+                        "branch number after the hyphen must be 3 digits, 001 to 999",
+                    ));
                 }
                 Some(n)
             }
@@ -236,7 +250,9 @@ impl ParcelId {
         let number = |part: &str, max: u32, what: &str| -> Result<u32, KeyError> {
             match part.parse::<u32>() {
                 Ok(n) if all_digits(part) && (1..=max).contains(&n) => Ok(n),
-                _ => Err(err(format!("parcel key {what} must be a number from 1 to {max}"))),
+                _ => Err(err(format!(
+                    "parcel key {what} must be a number from 1 to {max}"
+                ))),
             }
         };
         Ok(ParcelId {
@@ -262,8 +278,14 @@ mod tests {
         let id = PersonalId::parse("001090012345", 2026).expect("valid");
         assert_eq!(id.birth_year(), 1990);
         assert_eq!(id.sex(), Sex::Male);
-        assert_eq!(PersonalId::parse("079305000001", 2026).map(|i| i.birth_year()), Ok(2005));
-        assert_eq!(PersonalId::parse("079305000001", 2026).map(|i| i.sex()), Ok(Sex::Female));
+        assert_eq!(
+            PersonalId::parse("079305000001", 2026).map(|i| i.birth_year()),
+            Ok(2005)
+        );
+        assert_eq!(
+            PersonalId::parse("079305000001", 2026).map(|i| i.sex()),
+            Ok(Sex::Female)
+        );
         for (bad, rule) in [
             ("00109001234", "12 digits"),
             ("00109001234x", "12 digits"),

@@ -73,7 +73,10 @@ impl Units {
         let mut communes = Vec::new();
         for r in rows(COMMUNES_2025) {
             if provinces.last().map(|p| p.code) != Some(r[0]) {
-                provinces.push(Province { code: r[0], name: r[1] });
+                provinces.push(Province {
+                    code: r[0],
+                    name: r[1],
+                });
             }
             communes.push(Commune {
                 code: r[3],
@@ -114,7 +117,11 @@ impl Units {
             range.1 = i + 1;
         }
         Units {
-            commune_by_code: communes.iter().enumerate().map(|(i, c)| (c.code, i)).collect(),
+            commune_by_code: communes
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c.code, i))
+                .collect(),
             old_province_by_prefix: old_provinces
                 .iter()
                 .enumerate()
@@ -159,7 +166,10 @@ mod tests {
         assert_eq!(u.commune("00004").map(|c| c.name), Some("Phường Ba Đình"));
         let hanoi = u.old_province_by_id_prefix("001").expect("ha noi");
         assert_eq!(u.old_provinces[hanoi].name, "Thành phố Hà Nội");
-        assert!(u.old_communes_of(hanoi).all(|c| u.old_communes[c].province == hanoi));
+        assert!(
+            u.old_communes_of(hanoi)
+                .all(|c| u.old_communes[c].province == hanoi)
+        );
         assert!(!u.old_communes_of(hanoi).is_empty());
     }
 }

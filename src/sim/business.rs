@@ -26,8 +26,15 @@ struct Sim {
 }
 
 pub fn router(data: Arc<SimData>, token: String, control: Arc<Control>) -> Router {
-    let sim = Arc::new(Sim { data, token, control: control.clone() });
-    Router::new().route(PATH, post(lookup)).with_state(sim).merge(control.router())
+    let sim = Arc::new(Sim {
+        data,
+        token,
+        control: control.clone(),
+    });
+    Router::new()
+        .route(PATH, post(lookup))
+        .with_state(sim)
+        .merge(control.router())
 }
 
 #[derive(Deserialize)]
@@ -38,7 +45,11 @@ struct Request {
 }
 
 fn error(status: StatusCode, message: &str) -> Response {
-    (status, Json(json!({ "StatusCode": status.as_u16(), "Message": message, "Data": null }))).into_response()
+    (
+        status,
+        Json(json!({ "StatusCode": status.as_u16(), "Message": message, "Data": null })),
+    )
+        .into_response()
 }
 
 /// Status as the registry words it.
@@ -98,11 +109,22 @@ fn render(e: &Enterprise) -> Value {
     })
 }
 
-async fn lookup(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+async fn lookup(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     match sim.control.on_call(OPERATION, recorded(&headers)).await {
         Fault::Down => return error(StatusCode::SERVICE_UNAVAILABLE, "Hệ thống đang bảo trì"),
         Fault::Error => return error(StatusCode::INTERNAL_SERVER_ERROR, "Lỗi hệ thống"),
-        Fault::Malformed => return (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], "{\"Data\": {\"MainInfor").into_response(),
+        Fault::Malformed => {
+            return (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                "{\"Data\": {\"MainInfor",
+            )
+                .into_response();
+        }
         Fault::None => {}
     }
     let authorized = headers
@@ -115,14 +137,26 @@ async fn lookup(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: axum::bod
     }
     let request: Request = match serde_json::from_slice(&body) {
         Ok(r) => r,
-        Err(_) => return error(StatusCode::BAD_REQUEST, "Yêu cầu không hợp lệ: cần {type, msdn}"),
+        Err(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "Yêu cầu không hợp lệ: cần {type, msdn}",
+            );
+        }
     };
     if request.kind != OPERATION {
         return error(StatusCode::BAD_REQUEST, "type không được hỗ trợ");
     }
-    let found = EnterpriseCode::parse(&request.msdn).ok().and_then(|c| sim.data.enterprise(&c));
+    let found = EnterpriseCode::parse(&request.msdn)
+        .ok()
+        .and_then(|c| sim.data.enterprise(&c));
     match found {
-        Some(e) => Json(json!({ "StatusCode": 200, "Message": "OK", "Data": render(&e) })).into_response(),
-        None => Json(json!({ "StatusCode": 404, "Message": "Không tìm thấy doanh nghiệp", "Data": null })).into_response(),
+        Some(e) => {
+            Json(json!({ "StatusCode": 200, "Message": "OK", "Data": render(&e) })).into_response()
+        }
+        None => Json(
+            json!({ "StatusCode": 404, "Message": "Không tìm thấy doanh nghiệp", "Data": null }),
+        )
+        .into_response(),
     }
 }

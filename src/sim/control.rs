@@ -89,7 +89,10 @@ impl Control {
     }
 
     fn faults(&self) -> Faults {
-        self.faults.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.faults
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Calls received so far for `operation`.
@@ -162,7 +165,10 @@ async fn get_faults(State(control): State<Arc<Control>>) -> Json<Faults> {
     Json(control.faults())
 }
 
-async fn set_faults(State(control): State<Arc<Control>>, Json(faults): Json<Faults>) -> Json<Faults> {
+async fn set_faults(
+    State(control): State<Arc<Control>>,
+    Json(faults): Json<Faults>,
+) -> Json<Faults> {
     control.set_faults(faults.clone());
     Json(faults)
 }
@@ -180,7 +186,11 @@ pub fn recorded(headers: &http::HeaderMap) -> Vec<(&'static str, String)> {
         .filter_map(|&name| {
             let value = headers.get(name)?.to_str().ok()?;
             // Credentials are recorded only as present, never as a value.
-            let value = if name == "authorization" { "present".to_owned() } else { value.to_owned() };
+            let value = if name == "authorization" {
+                "present".to_owned()
+            } else {
+                value.to_owned()
+            };
             Some((name, value))
         })
         .collect()
@@ -193,16 +203,25 @@ mod tests {
     #[tokio::test]
     async fn error_rate_fails_that_fraction_of_calls() {
         let control = Control::new("test");
-        control.set_faults(Faults { error_rate: 0.25, ..Faults::default() });
+        control.set_faults(Faults {
+            error_rate: 0.25,
+            ..Faults::default()
+        });
         let mut errors = 0;
         for _ in 0..1000 {
             if control.on_call("op", []).await == Fault::Error {
                 errors += 1;
             }
         }
-        assert!((240..=260).contains(&errors), "{errors} errors in 1000 calls");
+        assert!(
+            (240..=260).contains(&errors),
+            "{errors} errors in 1000 calls"
+        );
         assert_eq!(control.calls("op"), 1000);
-        control.set_faults(Faults { down: true, ..Faults::default() });
+        control.set_faults(Faults {
+            down: true,
+            ..Faults::default()
+        });
         assert_eq!(control.on_call("op", []).await, Fault::Down);
     }
 }

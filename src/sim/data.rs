@@ -113,7 +113,8 @@ impl Permutation {
         ((u128::from(self.a) * u128::from(x) + u128::from(self.b)) % u128::from(self.m)) as u64
     }
     fn invert(&self, y: u64) -> u64 {
-        let shifted = (u128::from(y) + u128::from(self.m) - u128::from(self.b)) % u128::from(self.m);
+        let shifted =
+            (u128::from(y) + u128::from(self.m) - u128::from(self.b)) % u128::from(self.m);
         ((u128::from(self.a_inv) * shifted) % u128::from(self.m)) as u64
     }
 }
@@ -226,7 +227,11 @@ impl SimData {
             parcels,
             citizen_perm: Permutation::new(u64::from(MAX_CITIZENS), seed, 11),
             enterprise_perm: Permutation::new(ENTERPRISE_SEQUENCES, seed, 12),
-            parcel_perm: Permutation::new(communes * SHEETS_PER_COMMUNE * PARCELS_PER_SHEET, seed, 13),
+            parcel_perm: Permutation::new(
+                communes * SHEETS_PER_COMMUNE * PARCELS_PER_SHEET,
+                seed,
+                13,
+            ),
         }
     }
 
@@ -249,7 +254,11 @@ impl SimData {
         let home_old = u
             .old_province_by_id_prefix(&format!("0{province_code}"))
             .unwrap_or(0);
-        let head_sex = if rng.chance(800) { Sex::Male } else { Sex::Female };
+        let head_sex = if rng.chance(800) {
+            Sex::Male
+        } else {
+            Sex::Female
+        };
         let head_year = rng.range(1950, 1985) as i32;
         let spouse_year = (head_year + rng.range(-5, 6) as i32).clamp(1948, 1990);
         let head_surname = rng.weighted(SURNAMES, |s| s.1).0;
@@ -261,16 +270,29 @@ impl SimData {
         };
         let plans: [(i32, Sex, &'static str, bool); 4] = [
             (head_year, head_sex, head_surname, rng.chance(300)),
-            (spouse_year, opposite(head_sex), spouse_surname, rng.chance(400)),
+            (
+                spouse_year,
+                opposite(head_sex),
+                spouse_surname,
+                rng.chance(400),
+            ),
             (
                 (mother_year + rng.range(20, 30) as i32).min(2024),
-                if rng.chance(500) { Sex::Male } else { Sex::Female },
+                if rng.chance(500) {
+                    Sex::Male
+                } else {
+                    Sex::Female
+                },
                 father_surname,
                 false,
             ),
             (
                 (mother_year + rng.range(31, 40) as i32).min(2025),
-                if rng.chance(500) { Sex::Male } else { Sex::Female },
+                if rng.chance(500) {
+                    Sex::Male
+                } else {
+                    Sex::Female
+                },
                 father_surname,
                 false,
             ),
@@ -333,15 +355,27 @@ impl SimData {
         } else {
             let parent = |sex: Sex, rng: &mut Rng| Relative {
                 full_name: if sex == Sex::Male {
-                    format!("{} {} {}", me.surname, rng.pick(MIDDLE_MALE), rng.pick(GIVEN_MALE))
+                    format!(
+                        "{} {} {}",
+                        me.surname,
+                        rng.pick(MIDDLE_MALE),
+                        rng.pick(GIVEN_MALE)
+                    )
                 } else {
                     let surname = rng.weighted(SURNAMES, |s| s.1).0;
-                    format!("{surname} {} {}", rng.pick(MIDDLE_FEMALE), rng.pick(GIVEN_FEMALE))
+                    format!(
+                        "{surname} {} {}",
+                        rng.pick(MIDDLE_FEMALE),
+                        rng.pick(GIVEN_FEMALE)
+                    )
                 },
                 nationality: "VN".into(),
                 ..Relative::default()
             };
-            (Some(parent(Sex::Male, &mut rng)), Some(parent(Sex::Female, &mut rng)))
+            (
+                Some(parent(Sex::Male, &mut rng)),
+                Some(parent(Sex::Female, &mut rng)),
+            )
         };
         let adult = me.birth.0 <= 2007;
         let (marital_status, spouse) = match role {
@@ -424,7 +458,11 @@ impl SimData {
         }
         let h = (pick % u64::from(households)) as u32;
         let [head, spouse, ..] = self.household(h);
-        Some(if pick / u64::from(households) % 2 == 0 { head } else { spouse })
+        Some(if (pick / u64::from(households)).is_multiple_of(2) {
+            head
+        } else {
+            spouse
+        })
     }
 
     fn enterprise_core(&self, j: u32) -> (EnterpriseCode, usize, Rng) {
@@ -461,8 +499,9 @@ impl SimData {
             .collect();
         let commune = *rng.pick(&communes);
         let kind = rng.weighted(ENTERPRISE_TYPES, |t| t.3);
-        let lines: Vec<&(&str, &str, &str)> =
-            (0..rng.range(1, 4)).map(|_| rng.pick(BUSINESS_LINES)).collect();
+        let lines: Vec<&(&str, &str, &str)> = (0..rng.range(1, 4))
+            .map(|_| rng.pick(BUSINESS_LINES))
+            .collect();
         let trade = rng.pick(TRADE_NAMES);
         let name = format!("{} {} {}", kind.1, lines[0].2, trade);
         let folded = ascii_fold(&format!("{} {}", trade, lines[0].2)).to_uppercase();
@@ -485,8 +524,16 @@ impl SimData {
                 personal_id: p.id.to_string(),
             })
             .collect();
-        let branches = if rng.chance(200) { rng.range(1, 3) as u16 } else { 0 };
-        let founded = (rng.range(1995, 2025) as i32, rng.range(1, 12) as u32, rng.range(1, 28) as u32);
+        let branches = if rng.chance(200) {
+            rng.range(1, 3) as u16
+        } else {
+            0
+        };
+        let founded = (
+            rng.range(1995, 2025) as i32,
+            rng.range(1, 12) as u32,
+            rng.range(1, 28) as u32,
+        );
         Some((
             Enterprise {
                 enterprise_code: code.to_string(),
@@ -518,7 +565,11 @@ impl SimData {
             if branch > branches {
                 return None;
             }
-            let mut rng = Rng::new(self.seed, STREAM_ENTERPRISE ^ 0xB7, u64::from(branch) << 32 | j);
+            let mut rng = Rng::new(
+                self.seed,
+                STREAM_ENTERPRISE ^ 0xB7,
+                u64::from(branch) << 32 | j,
+            );
             let commune = rng.below(units().communes.len() as u64) as usize;
             record.parent_code = record.enterprise_code.clone();
             record.enterprise_code = code.to_string();
@@ -562,14 +613,15 @@ impl SimData {
                     id: p.id.to_string(),
                 })
                 .collect();
-            if couple && let Some(p) = self.adult(pick ^ 1) {
-                if users.iter().all(|u| u.id != p.id.as_str()) {
-                    users.push(LandUser {
-                        full_name: p.full_name(),
-                        id_kind: "personal_id".into(),
-                        id: p.id.to_string(),
-                    });
-                }
+            if couple
+                && let Some(p) = self.adult(pick ^ 1)
+                && users.iter().all(|u| u.id != p.id.as_str())
+            {
+                users.push(LandUser {
+                    full_name: p.full_name(),
+                    id_kind: "personal_id".into(),
+                    id: p.id.to_string(),
+                });
             }
             users
         };
@@ -593,7 +645,12 @@ impl SimData {
             } else {
                 iso_date((rng.range(2030, 2074) as i32, rng.range(1, 12) as u32, 1))
             },
-            form_of_use: if land_users.len() > 1 { "shared" } else { "private" }.into(),
+            form_of_use: if land_users.len() > 1 {
+                "shared"
+            } else {
+                "private"
+            }
+            .into(),
             land_users,
             certificate_serial: serial,
             mortgaged: rng.chance(150),
@@ -655,7 +712,12 @@ mod tests {
     use super::*;
 
     fn data() -> SimData {
-        SimData::new(DEFAULT_SEED, DEFAULT_CITIZENS, DEFAULT_ENTERPRISES, DEFAULT_PARCELS)
+        SimData::new(
+            DEFAULT_SEED,
+            DEFAULT_CITIZENS,
+            DEFAULT_ENTERPRISES,
+            DEFAULT_PARCELS,
+        )
     }
 
     #[test]
@@ -693,8 +755,14 @@ mod tests {
         let child = d.citizen_at(42).expect("child");
         assert_eq!(head.relation_to_head, "chủ hộ");
         assert_eq!(child.household_head_id, head.personal_id);
-        assert_eq!(spouse.spouse.as_ref().map(|s| s.personal_id.as_str()), Some(head.personal_id.as_str()));
-        let parents = [child.father.expect("father").personal_id, child.mother.expect("mother").personal_id];
+        assert_eq!(
+            spouse.spouse.as_ref().map(|s| s.personal_id.as_str()),
+            Some(head.personal_id.as_str())
+        );
+        let parents = [
+            child.father.expect("father").personal_id,
+            child.mother.expect("mother").personal_id,
+        ];
         assert!(parents.contains(&head.personal_id) && parents.contains(&spouse.personal_id));
     }
 
@@ -707,7 +775,10 @@ mod tests {
             assert_eq!(d.enterprise(&code), Some(e.clone()));
             for r in &e.legal_representatives {
                 let id = PersonalId::parse(&r.personal_id, 2026).expect("rep id");
-                assert_eq!(d.citizen(&id).map(|c| c.full_name), Some(r.full_name.clone()));
+                assert_eq!(
+                    d.citizen(&id).map(|c| c.full_name),
+                    Some(r.full_name.clone())
+                );
             }
             if branches > 0 {
                 let branch = d.enterprise(&code.with_branch(1)).expect("branch");

@@ -21,8 +21,13 @@ struct Sim {
 
 /// gRPC service and control routes on one port.
 pub fn router(data: Arc<SimData>, control: Arc<Control>) -> Router {
-    let service = CadastreServiceServer::new(Sim { data, control: control.clone() });
-    tonic::service::Routes::new(service).into_axum_router().merge(control.router())
+    let service = CadastreServiceServer::new(Sim {
+        data,
+        control: control.clone(),
+    });
+    tonic::service::Routes::new(service)
+        .into_axum_router()
+        .merge(control.router())
 }
 
 fn render(p: &LandParcel) -> ThuaDat {
@@ -33,14 +38,26 @@ fn render(p: &LandParcel) -> ThuaDat {
         so_thua: p.parcel_number,
         dien_tich: p.area_m2,
         muc_dich_su_dung: p.land_use_purposes.clone(),
-        thoi_han_su_dung: if p.term_of_use == "long-term" { "Lâu dài".into() } else { p.term_of_use.clone() },
-        hinh_thuc_su_dung: if p.form_of_use == "shared" { "Sử dụng chung".into() } else { "Sử dụng riêng".into() },
+        thoi_han_su_dung: if p.term_of_use == "long-term" {
+            "Lâu dài".into()
+        } else {
+            p.term_of_use.clone()
+        },
+        hinh_thuc_su_dung: if p.form_of_use == "shared" {
+            "Sử dụng chung".into()
+        } else {
+            "Sử dụng riêng".into()
+        },
         nguoi_su_dung: p
             .land_users
             .iter()
             .map(|u| NguoiSuDung {
                 ho_ten: u.full_name.clone(),
-                loai_giay_to: if u.id_kind == "enterprise_code" { "MSDN".into() } else { "CCCD".into() },
+                loai_giay_to: if u.id_kind == "enterprise_code" {
+                    "MSDN".into()
+                } else {
+                    "CCCD".into()
+                },
                 so_giay_to: u.id.clone(),
             })
             .collect(),
@@ -59,19 +76,37 @@ fn render(p: &LandParcel) -> ThuaDat {
 
 #[tonic::async_trait]
 impl CadastreService for Sim {
-    async fn tra_cuu_thua_dat(&self, request: Request<TraCuuThuaDatRequest>) -> Result<Response<ThuaDat>, Status> {
+    async fn tra_cuu_thua_dat(
+        &self,
+        request: Request<TraCuuThuaDatRequest>,
+    ) -> Result<Response<ThuaDat>, Status> {
         let mut seen: Vec<(&str, String)> = ["traceparent", "authorization"]
             .into_iter()
             .filter_map(|k| Some((k, request.metadata().get(k)?.to_str().ok()?.to_owned())))
-            .map(|(k, v)| if k == "authorization" { (k, "present".to_owned()) } else { (k, v) })
+            .map(|(k, v)| {
+                if k == "authorization" {
+                    (k, "present".to_owned())
+                } else {
+                    (k, v)
+                }
+            })
             .collect();
         let r = request.get_ref();
-        seen.extend([("ma_dvc", r.ma_dvc.clone()), ("ma_can_bo", r.ma_can_bo.clone()), ("ma_don_vi", r.ma_don_vi.clone())]);
+        seen.extend([
+            ("ma_dvc", r.ma_dvc.clone()),
+            ("ma_can_bo", r.ma_can_bo.clone()),
+            ("ma_don_vi", r.ma_don_vi.clone()),
+        ]);
         match self.control.on_call(OPERATION, seen).await {
             Fault::Down => return Err(Status::unavailable("hệ thống đang bảo trì")),
             Fault::Error => return Err(Status::internal("lỗi hệ thống")),
             // A reply missing the parcel's identity: decodable, but not a usable record.
-            Fault::Malformed => return Ok(Response::new(ThuaDat { dien_tich: -1.0, ..ThuaDat::default() })),
+            Fault::Malformed => {
+                return Ok(Response::new(ThuaDat {
+                    dien_tich: -1.0,
+                    ..ThuaDat::default()
+                }));
+            }
             Fault::None => {}
         }
         let key = format!("{}-{}-{}", r.ma_xa, r.so_to, r.so_thua);

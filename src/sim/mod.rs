@@ -85,10 +85,13 @@ impl Drop for RunningSims {
     }
 }
 
-async fn serve(addr: SocketAddr, router: axum::Router) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
-    let listener = TcpListener::bind(addr).await.map_err(|e| {
-        std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
-    })?;
+async fn serve(
+    addr: SocketAddr,
+    router: axum::Router,
+) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
     let local = listener.local_addr()?;
     let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router).await {
@@ -100,17 +103,37 @@ async fn serve(addr: SocketAddr, router: axum::Router) -> std::io::Result<(Socke
 
 /// Starts the three simulators.
 pub async fn spawn(options: SimOptions) -> std::io::Result<RunningSims> {
-    let data = Arc::new(SimData::new(options.seed, options.citizens, options.enterprises, options.parcels));
-    let (population, business, land) =
-        (Control::new("population"), Control::new("business"), Control::new("land"));
+    let data = Arc::new(SimData::new(
+        options.seed,
+        options.citizens,
+        options.enterprises,
+        options.parcels,
+    ));
+    let (population, business, land) = (
+        Control::new("population"),
+        Control::new("business"),
+        Control::new("land"),
+    );
     let (population_addr, t1) = serve(
         options.population_addr,
-        population::router(data.clone(), options.population_account.clone(), population.clone()),
+        population::router(
+            data.clone(),
+            options.population_account.clone(),
+            population.clone(),
+        ),
     )
     .await?;
-    let (business_addr, t2) =
-        serve(options.business_addr, business::router(data.clone(), options.business_token.clone(), business.clone())).await?;
-    let (land_addr, t3) = serve(options.land_addr, land::router(data.clone(), land.clone())).await?;
+    let (business_addr, t2) = serve(
+        options.business_addr,
+        business::router(
+            data.clone(),
+            options.business_token.clone(),
+            business.clone(),
+        ),
+    )
+    .await?;
+    let (land_addr, t3) =
+        serve(options.land_addr, land::router(data.clone(), land.clone())).await?;
     Ok(RunningSims {
         data,
         population_addr,

@@ -67,33 +67,93 @@ pub const RELIGIONS: &[(&str, u32)] = &[
 pub const BLOOD_GROUPS: &[(&str, u32)] = &[("O", 42), ("A", 21), ("B", 31), ("AB", 6)];
 
 pub const STREETS: &[&str] = &[
-    "Lê Lợi", "Trần Hưng Đạo", "Nguyễn Trãi", "Hai Bà Trưng", "Lý Thường Kiệt", "Quang Trung",
-    "Hùng Vương", "Phan Đình Phùng", "Nguyễn Huệ", "Điện Biên Phủ", "Võ Thị Sáu", "Lê Duẩn",
-    "Nguyễn Văn Cừ", "Cách Mạng Tháng Tám", "Phạm Văn Đồng", "Trường Chinh",
+    "Lê Lợi",
+    "Trần Hưng Đạo",
+    "Nguyễn Trãi",
+    "Hai Bà Trưng",
+    "Lý Thường Kiệt",
+    "Quang Trung",
+    "Hùng Vương",
+    "Phan Đình Phùng",
+    "Nguyễn Huệ",
+    "Điện Biên Phủ",
+    "Võ Thị Sáu",
+    "Lê Duẩn",
+    "Nguyễn Văn Cừ",
+    "Cách Mạng Tháng Tám",
+    "Phạm Văn Đồng",
+    "Trường Chinh",
 ];
 
 pub const HAMLETS: &[&str] = &["Thôn", "Ấp", "Bản", "Tổ dân phố", "Khu phố", "Xóm"];
 
 /// Distinctive parts of enterprise names.
 pub const TRADE_NAMES: &[&str] = &[
-    "Hoàng Phát", "Minh Anh", "Thành Công", "Phú Thịnh", "An Khang", "Việt Tiến", "Đại Dương",
-    "Sao Mai", "Hưng Thịnh", "Trường An", "Bình Minh", "Tân Tiến", "Hòa Bình", "Phương Nam",
-    "Đông Á", "Kim Long", "Thiên Phú", "Ánh Dương", "Vạn Xuân", "Hồng Hà", "Mekong", "Sông Hàn",
+    "Hoàng Phát",
+    "Minh Anh",
+    "Thành Công",
+    "Phú Thịnh",
+    "An Khang",
+    "Việt Tiến",
+    "Đại Dương",
+    "Sao Mai",
+    "Hưng Thịnh",
+    "Trường An",
+    "Bình Minh",
+    "Tân Tiến",
+    "Hòa Bình",
+    "Phương Nam",
+    "Đông Á",
+    "Kim Long",
+    "Thiên Phú",
+    "Ánh Dương",
+    "Vạn Xuân",
+    "Hồng Hà",
+    "Mekong",
+    "Sông Hàn",
 ];
 
 /// A line of business: VSIC 2018 code, Vietnamese name, and the word used in trade names.
 pub const BUSINESS_LINES: &[(&str, &str, &str)] = &[
     ("4101", "Xây dựng nhà để ở", "Xây dựng"),
-    ("4663", "Bán buôn vật liệu, thiết bị lắp đặt khác trong xây dựng", "Vật liệu"),
+    (
+        "4663",
+        "Bán buôn vật liệu, thiết bị lắp đặt khác trong xây dựng",
+        "Vật liệu",
+    ),
     ("4649", "Bán buôn đồ dùng khác cho gia đình", "Thương mại"),
-    ("4711", "Bán lẻ lương thực, thực phẩm trong cửa hàng kinh doanh tổng hợp", "Thương mại"),
-    ("5610", "Nhà hàng và các dịch vụ ăn uống phục vụ lưu động", "Ẩm thực"),
+    (
+        "4711",
+        "Bán lẻ lương thực, thực phẩm trong cửa hàng kinh doanh tổng hợp",
+        "Thương mại",
+    ),
+    (
+        "5610",
+        "Nhà hàng và các dịch vụ ăn uống phục vụ lưu động",
+        "Ẩm thực",
+    ),
     ("6201", "Lập trình máy vi tính", "Công nghệ"),
-    ("6202", "Tư vấn máy vi tính và quản trị hệ thống máy vi tính", "Công nghệ"),
+    (
+        "6202",
+        "Tư vấn máy vi tính và quản trị hệ thống máy vi tính",
+        "Công nghệ",
+    ),
     ("4933", "Vận tải hàng hóa bằng đường bộ", "Vận tải"),
-    ("1410", "May trang phục (trừ trang phục từ da lông thú)", "May mặc"),
-    ("0118", "Trồng rau, đậu các loại và trồng hoa", "Nông nghiệp"),
-    ("1079", "Sản xuất thực phẩm khác chưa được phân vào đâu", "Thực phẩm"),
+    (
+        "1410",
+        "May trang phục (trừ trang phục từ da lông thú)",
+        "May mặc",
+    ),
+    (
+        "0118",
+        "Trồng rau, đậu các loại và trồng hoa",
+        "Nông nghiệp",
+    ),
+    (
+        "1079",
+        "Sản xuất thực phẩm khác chưa được phân vào đâu",
+        "Thực phẩm",
+    ),
     ("7020", "Hoạt động tư vấn quản lý", "Tư vấn"),
     ("5510", "Dịch vụ lưu trú ngắn ngày", "Du lịch"),
     ("8559", "Giáo dục khác chưa được phân vào đâu", "Giáo dục"),
@@ -129,8 +189,12 @@ pub const ENTERPRISE_STATUSES: &[(&str, u32)] = &[
     ("ceased", 50),
 ];
 
-pub const REPRESENTATIVE_TITLES: &[&str] =
-    &["Giám đốc", "Tổng giám đốc", "Chủ tịch hội đồng quản trị", "Chủ tịch công ty"];
+pub const REPRESENTATIVE_TITLES: &[&str] = &[
+    "Giám đốc",
+    "Tổng giám đốc",
+    "Chủ tịch hội đồng quản trị",
+    "Chủ tịch công ty",
+];
 
 /// Land-use purpose sets: codes, typical area range in m², long-term use.
 pub const LAND_USES: &[(&[&str], u32, u32, bool, u32)] = &[
@@ -177,6 +241,9 @@ pub fn ascii_fold(s: &str) -> String {
 mod tests {
     #[test]
     fn folds_diacritics() {
-        assert_eq!(super::ascii_fold("Đặng Thị Hồng Nhung"), "Dang Thi Hong Nhung");
+        assert_eq!(
+            super::ascii_fold("Đặng Thị Hồng Nhung"),
+            "Dang Thi Hong Nhung"
+        );
     }
 }

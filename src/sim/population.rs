@@ -37,8 +37,15 @@ struct Sim {
 }
 
 pub fn router(data: Arc<SimData>, account: Account, control: Arc<Control>) -> Router {
-    let sim = Arc::new(Sim { data, account, control: control.clone() });
-    Router::new().route(PATH, post(lookup)).with_state(sim).merge(control.router())
+    let sim = Arc::new(Sim {
+        data,
+        account,
+        control: control.clone(),
+    });
+    Router::new()
+        .route(PATH, post(lookup))
+        .with_state(sim)
+        .merge(control.router())
 }
 
 fn soap(body: &str) -> String {
@@ -53,7 +60,12 @@ fn fault(status: StatusCode, code: &str, message: &str) -> Response {
         "<soap:Fault><faultcode>soap:{code}</faultcode><faultstring>{}</faultstring></soap:Fault>",
         escape(message)
     ));
-    (status, [(header::CONTENT_TYPE, "text/xml; charset=utf-8")], body).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
+        body,
+    )
+        .into_response()
 }
 
 fn escape(s: &str) -> String {
@@ -77,7 +89,9 @@ fn check_signature(sim: &Sim, headers: &HeaderMap) -> Result<(), &'static str> {
         .get("timestamp")
         .and_then(|v| v.to_str().ok())
         .ok_or("missing Timestamp header")?;
-    let sent: i64 = timestamp.parse().map_err(|_| "Timestamp is not milliseconds")?;
+    let sent: i64 = timestamp
+        .parse()
+        .map_err(|_| "Timestamp is not milliseconds")?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -92,8 +106,13 @@ fn check_signature(sim: &Sim, headers: &HeaderMap) -> Result<(), &'static str> {
         .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v).ok())
         .and_then(|v| String::from_utf8(v).ok())
         .ok_or("missing or malformed Authorization header")?;
-    let (user, digest) = credentials.split_once(':').ok_or("malformed Authorization header")?;
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let (user, digest) = credentials
+        .split_once(':')
+        .ok_or("malformed Authorization header")?;
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
     let url = format!("http://{host}{PATH}");
     if user != sim.account.user
         || digest != signed_header_digest(&url, user, timestamp, &sim.account.secret)
@@ -124,11 +143,18 @@ fn parse_request(body: &str) -> Result<Query, String> {
     if !doc.descendants().any(|n| n.tag_name().name() == OPERATION) {
         return Err(format!("body does not hold a {OPERATION} element"));
     }
-    let id = text("SoDinhDanh").or_else(|| text("SoCMND")).ok_or("SoDinhDanh is required")?;
-    let context = [("MaDVC", "ma_dvc"), ("MaCanBo", "ma_can_bo"), ("MaDonVi", "ma_don_vi"), ("MaYeuCau", "ma_yeu_cau")]
-        .into_iter()
-        .filter_map(|(tag, name)| Some((name, text(tag)?)))
-        .collect();
+    let id = text("SoDinhDanh")
+        .or_else(|| text("SoCMND"))
+        .ok_or("SoDinhDanh is required")?;
+    let context = [
+        ("MaDVC", "ma_dvc"),
+        ("MaCanBo", "ma_can_bo"),
+        ("MaDonVi", "ma_don_vi"),
+        ("MaYeuCau", "ma_yeu_cau"),
+    ]
+    .into_iter()
+    .filter_map(|(tag, name)| Some((name, text(tag)?)))
+    .collect();
     Ok(Query {
         id,
         name: text("HoVaTen"),
@@ -144,15 +170,32 @@ async fn lookup(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: String) -
         seen.extend(q.context.iter().cloned());
     }
     match sim.control.on_call(OPERATION, seen).await {
-        Fault::Down => return (StatusCode::SERVICE_UNAVAILABLE, "service unavailable").into_response(),
-        Fault::Error => return fault(StatusCode::INTERNAL_SERVER_ERROR, "Server", "Lỗi hệ thống, vui lòng thử lại sau"),
+        Fault::Down => {
+            return (StatusCode::SERVICE_UNAVAILABLE, "service unavailable").into_response();
+        }
+        Fault::Error => {
+            return fault(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Server",
+                "Lỗi hệ thống, vui lòng thử lại sau",
+            );
+        }
         Fault::Malformed => {
-            return (StatusCode::OK, [(header::CONTENT_TYPE, "text/xml")], "<soap:Envelope><soap:Body><TraCuu").into_response();
+            return (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "text/xml")],
+                "<soap:Envelope><soap:Body><TraCuu",
+            )
+                .into_response();
         }
         Fault::None => {}
     }
     if let Err(reason) = check_signature(&sim, &headers) {
-        return fault(StatusCode::UNAUTHORIZED, "Client", &format!("Xác thực thất bại: {reason}"));
+        return fault(
+            StatusCode::UNAUTHORIZED,
+            "Client",
+            &format!("Xác thực thất bại: {reason}"),
+        );
     }
     let query = match query {
         Ok(q) => q,
@@ -161,17 +204,30 @@ async fn lookup(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: String) -
     let citizen = PersonalId::parse(&query.id, 9999)
         .ok()
         .and_then(|id| sim.data.citizen(&id))
-        .filter(|c| query.name.as_ref().is_none_or(|n| n.to_lowercase() == c.full_name.to_lowercase()))
+        .filter(|c| {
+            query
+                .name
+                .as_ref()
+                .is_none_or(|n| n.to_lowercase() == c.full_name.to_lowercase())
+        })
         .filter(|c| {
             let compact = c.date_of_birth.replace('-', "");
-            query.birth.as_ref().is_none_or(|b| compact.starts_with(b.as_str()))
+            query
+                .birth
+                .as_ref()
+                .is_none_or(|b| compact.starts_with(b.as_str()))
         });
     let mut body = format!("<{OPERATION}Response xmlns=\"{NAMESPACE}\"><CongdanCollection>");
     if let Some(c) = citizen {
         write_citizen(&mut body, &c);
     }
     body.push_str(&format!("</CongdanCollection></{OPERATION}Response>"));
-    (StatusCode::OK, [(header::CONTENT_TYPE, "text/xml; charset=utf-8")], soap(&body)).into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
+        soap(&body),
+    )
+        .into_response()
 }
 
 fn leaf(out: &mut String, tag: &str, value: &str) {
@@ -226,8 +282,20 @@ fn write_citizen(out: &mut String, c: &Citizen) {
     let words: Vec<&str> = c.full_name.split(' ').collect();
     out.push_str("<HoVaTen>");
     leaf(out, "Ho", words.first().copied().unwrap_or_default());
-    leaf(out, "ChuDem", &words[1..words.len().saturating_sub(1).max(1)].join(" "));
-    leaf(out, "Ten", if words.len() > 1 { words[words.len() - 1] } else { "" });
+    leaf(
+        out,
+        "ChuDem",
+        &words[1..words.len().saturating_sub(1).max(1)].join(" "),
+    );
+    leaf(
+        out,
+        "Ten",
+        if words.len() > 1 {
+            words[words.len() - 1]
+        } else {
+            ""
+        },
+    );
     out.push_str("</HoVaTen>");
     leaf(out, "TenGoiKhac", &c.other_name);
     leaf(out, "GioiTinh", if c.sex == "male" { "1" } else { "2" });
@@ -239,7 +307,11 @@ fn write_citizen(out: &mut String, c: &Citizen) {
     leaf(out, "QuocTich", &c.nationality);
     leaf(out, "NhomMau", &c.blood_group);
     leaf(out, "TinhTrangHonNhan", marital_code(&c.marital_status));
-    write_address(out, "NoiDangKyKhaiSinh", c.birth_registration_place.as_ref());
+    write_address(
+        out,
+        "NoiDangKyKhaiSinh",
+        c.birth_registration_place.as_ref(),
+    );
     write_address(out, "QueQuan", c.home_town.as_ref());
     write_address(out, "ThuongTru", c.permanent_residence.as_ref());
     write_address(out, "TamTru", c.temporary_residence.as_ref());

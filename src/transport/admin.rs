@@ -7,8 +7,14 @@ use serde_json::json;
 
 pub fn router() -> Router {
     Router::new()
-        .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
+        .route(
+            "/healthz",
+            get(|| async { Json(json!({ "status": "ok" })) }),
+        )
         // Serving means config loaded and connectors built; the audit store and connector
         // health join the readiness check when they exist.
-        .route("/readyz", get(|| async { Json(json!({ "status": "ready" })) }))
+        .route(
+            "/readyz",
+            get(|| async { Json(json!({ "status": "ready" })) }),
+        )
 }

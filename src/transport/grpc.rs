@@ -30,7 +30,11 @@ impl LookupApi {
 
 /// A core error as a gRPC status.
 pub fn status(e: &LookupError, request_id: &str) -> Status {
-    let mut details = ErrorDetails::with_error_info(e.code.as_str(), ERROR_DOMAIN, [("request_id".to_owned(), request_id.to_owned())]);
+    let mut details = ErrorDetails::with_error_info(
+        e.code.as_str(),
+        ERROR_DOMAIN,
+        [("request_id".to_owned(), request_id.to_owned())],
+    );
     if let Some(after) = e.retry_after {
         details.set_retry_info(Some(after));
     }
@@ -50,7 +54,12 @@ fn caller(metadata: &MetadataMap) -> Caller {
 
 fn context(message: Option<RequestContext>, metadata: &MetadataMap) -> RawContext {
     // The context message wins; metadata with the REST header names is accepted too.
-    let from_meta = context_from(|name| metadata.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned));
+    let from_meta = context_from(|name| {
+        metadata
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    });
     let Some(c) = message else { return from_meta };
     let pick = |v: String, fallback: Option<String>| if v.is_empty() { fallback } else { Some(v) };
     RawContext {
@@ -63,7 +72,11 @@ fn context(message: Option<RequestContext>, metadata: &MetadataMap) -> RawContex
 }
 
 fn info(lookup: &Lookup, request_id: &str) -> ResponseInfo {
-    ResponseInfo { request_id: request_id.to_owned(), cache: lookup.cache.as_str().into(), dataset: lookup.dataset.name.into() }
+    ResponseInfo {
+        request_id: request_id.to_owned(),
+        cache: lookup.cache.as_str().into(),
+        dataset: lookup.dataset.name.into(),
+    }
 }
 
 fn typed<T: DeserializeOwned>(lookup: &Lookup) -> Result<T, Status> {
@@ -73,7 +86,9 @@ fn typed<T: DeserializeOwned>(lookup: &Lookup) -> Result<T, Status> {
 
 fn respond<T>(message: T, lookup: &Lookup, request_id: &str) -> Response<T> {
     let mut response = Response::new(message);
-    response.metadata_mut().insert("x-cache", MetadataValue::from_static(lookup.cache.as_str()));
+    response
+        .metadata_mut()
+        .insert("x-cache", MetadataValue::from_static(lookup.cache.as_str()));
     if let Ok(v) = MetadataValue::try_from(request_id) {
         response.metadata_mut().insert("x-request-id", v);
     }
@@ -81,9 +96,21 @@ fn respond<T>(message: T, lookup: &Lookup, request_id: &str) -> Response<T> {
 }
 
 impl LookupApi {
-    async fn run(&self, metadata: &MetadataMap, dataset: &str, key: String, fields: Vec<String>, ctx: Option<RequestContext>) -> Result<(Lookup, String), Status> {
+    async fn run(
+        &self,
+        metadata: &MetadataMap,
+        dataset: &str,
+        key: String,
+        fields: Vec<String>,
+        ctx: Option<RequestContext>,
+    ) -> Result<(Lookup, String), Status> {
         let caller = caller(metadata);
-        let request = LookupRequest { dataset: dataset.to_owned(), key, fields, context: context(ctx, metadata) };
+        let request = LookupRequest {
+            dataset: dataset.to_owned(),
+            key,
+            fields,
+            context: context(ctx, metadata),
+        };
         match self.gateway.lookup(&caller, request).await {
             Ok(found) => Ok((found, caller.request_id)),
             Err(e) => Err(status(&e, &caller.request_id)),
@@ -97,35 +124,92 @@ fn to_struct(record: crate::core::record::Record) -> Option<pbjson_types::Struct
 
 #[tonic::async_trait]
 impl LookupService for LookupApi {
-    async fn get_citizen(&self, request: Request<GetCitizenRequest>) -> Result<Response<CitizenResponse>, Status> {
+    async fn get_citizen(
+        &self,
+        request: Request<GetCitizenRequest>,
+    ) -> Result<Response<CitizenResponse>, Status> {
         let (meta, _, r) = request.into_parts();
-        let (found, id) = self.run(&meta, "population.citizen", r.personal_id, r.fields, r.context).await?;
-        Ok(respond(CitizenResponse { record: Some(typed(&found)?), info: Some(info(&found, &id)) }, &found, &id))
+        let (found, id) = self
+            .run(
+                &meta,
+                "population.citizen",
+                r.personal_id,
+                r.fields,
+                r.context,
+            )
+            .await?;
+        Ok(respond(
+            CitizenResponse {
+                record: Some(typed(&found)?),
+                info: Some(info(&found, &id)),
+            },
+            &found,
+            &id,
+        ))
     }
 
-    async fn get_enterprise(&self, request: Request<GetEnterpriseRequest>) -> Result<Response<EnterpriseResponse>, Status> {
+    async fn get_enterprise(
+        &self,
+        request: Request<GetEnterpriseRequest>,
+    ) -> Result<Response<EnterpriseResponse>, Status> {
         let (meta, _, r) = request.into_parts();
-        let (found, id) = self.run(&meta, "business.enterprise", r.enterprise_code, r.fields, r.context).await?;
-        Ok(respond(EnterpriseResponse { record: Some(typed(&found)?), info: Some(info(&found, &id)) }, &found, &id))
+        let (found, id) = self
+            .run(
+                &meta,
+                "business.enterprise",
+                r.enterprise_code,
+                r.fields,
+                r.context,
+            )
+            .await?;
+        Ok(respond(
+            EnterpriseResponse {
+                record: Some(typed(&found)?),
+                info: Some(info(&found, &id)),
+            },
+            &found,
+            &id,
+        ))
     }
 
-    async fn get_land_parcel(&self, request: Request<GetLandParcelRequest>) -> Result<Response<LandParcelResponse>, Status> {
+    async fn get_land_parcel(
+        &self,
+        request: Request<GetLandParcelRequest>,
+    ) -> Result<Response<LandParcelResponse>, Status> {
         let (meta, _, r) = request.into_parts();
-        let (found, id) = self.run(&meta, "land.parcel", r.parcel_id, r.fields, r.context).await?;
-        Ok(respond(LandParcelResponse { record: Some(typed(&found)?), info: Some(info(&found, &id)) }, &found, &id))
+        let (found, id) = self
+            .run(&meta, "land.parcel", r.parcel_id, r.fields, r.context)
+            .await?;
+        Ok(respond(
+            LandParcelResponse {
+                record: Some(typed(&found)?),
+                info: Some(info(&found, &id)),
+            },
+            &found,
+            &id,
+        ))
     }
 
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<RecordResponse>, Status> {
         let (meta, _, r) = request.into_parts();
-        let (found, id) = self.run(&meta, &r.dataset, r.key, r.fields, r.context).await?;
+        let (found, id) = self
+            .run(&meta, &r.dataset, r.key, r.fields, r.context)
+            .await?;
         let info = info(&found, &id);
-        let message = RecordResponse { dataset: found.dataset.name.into(), record: to_struct(found.record.clone()), info: Some(info) };
+        let message = RecordResponse {
+            dataset: found.dataset.name.into(),
+            record: to_struct(found.record.clone()),
+            info: Some(info),
+        };
         Ok(respond(message, &found, &id))
     }
 
     type BatchGetStream = ReceiverStream<Result<BatchGetItem, Status>>;
 
-    async fn batch_get(&self, request: Request<BatchGetRequest>) -> Result<Response<Self::BatchGetStream>, Status> {
+    async fn batch_get(
+        &self,
+        request: Request<BatchGetRequest>,
+    ) -> Result<Response<Self::BatchGetStream>, Status> {
         use futures::StreamExt;
         let (meta, _, r) = request.into_parts();
         let caller = caller(&meta);
@@ -133,14 +217,26 @@ impl LookupService for LookupApi {
         let items: Vec<LookupRequest> = r
             .items
             .into_iter()
-            .map(|i| LookupRequest { dataset: i.dataset, key: i.key, fields: i.fields, context: RawContext::default() })
+            .map(|i| LookupRequest {
+                dataset: i.dataset,
+                key: i.key,
+                fields: i.fields,
+                context: RawContext::default(),
+            })
             .collect();
-        let keys: Vec<(String, String)> = items.iter().map(|i| (i.dataset.clone(), i.key.clone())).collect();
-        self.gateway.admit_batch(&caller, items.len()).map_err(|e| status(&e, &caller.request_id))?;
+        let keys: Vec<(String, String)> = items
+            .iter()
+            .map(|i| (i.dataset.clone(), i.key.clone()))
+            .collect();
+        self.gateway
+            .admit_batch(&caller, items.len())
+            .map_err(|e| status(&e, &caller.request_id))?;
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         let gateway = self.gateway.clone();
         tokio::spawn(async move {
-            let Ok(stream) = gateway.batch(&caller, ctx, items) else { return };
+            let Ok(stream) = gateway.batch(&caller, ctx, items) else {
+                return;
+            };
             let mut stream = std::pin::pin!(stream);
             while let Some((i, result)) = stream.next().await {
                 let (dataset, key) = keys[i].clone();
@@ -161,7 +257,10 @@ impl LookupService for LookupApi {
                         outcome: e.code.as_str().into(),
                         cache: String::new(),
                         record: None,
-                        error: Some(Problem { code: e.code.as_str().into(), message: e.message }),
+                        error: Some(Problem {
+                            code: e.code.as_str().into(),
+                            message: e.message,
+                        }),
                     },
                 };
                 if tx.send(Ok(item)).await.is_err() {

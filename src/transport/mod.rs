@@ -16,7 +16,10 @@ pub fn request_id() -> String {
 pub fn bearer(value: Option<&str>) -> Option<String> {
     let v = value?.trim();
     let (scheme, key) = v.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| key.trim().to_owned()).filter(|k| !k.is_empty())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| key.trim().to_owned())
+        .filter(|k| !k.is_empty())
 }
 
 /// Decodes %XX escapes (UTF-8); malformed escapes are kept as written.
@@ -26,12 +29,13 @@ pub fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((hi * 16 + lo) as u8);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push((hi * 16 + lo) as u8);
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;
@@ -54,7 +58,10 @@ pub fn context_from(get: impl Fn(&str) -> Option<String>) -> RawContext {
 mod tests {
     #[test]
     fn decodes_percent_escapes_and_bearer() {
-        assert_eq!(super::percent_decode("c%E1%BA%A5p%20l%E1%BA%A1i"), "cấp lại");
+        assert_eq!(
+            super::percent_decode("c%E1%BA%A5p%20l%E1%BA%A1i"),
+            "cấp lại"
+        );
         assert_eq!(super::percent_decode("50%"), "50%");
         assert_eq!(super::bearer(Some("Bearer abc")), Some("abc".into()));
         assert_eq!(super::bearer(Some("Basic abc")), None);

@@ -41,12 +41,19 @@ fn split_fields(fields: Option<String>) -> Vec<String> {
 }
 
 fn header(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 fn caller(headers: &HeaderMap) -> Caller {
     Caller {
-        api_key: bearer(headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())),
+        api_key: bearer(
+            headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+        ),
         request_id: request_id(),
     }
 }
@@ -64,12 +71,18 @@ pub fn problem(e: &LookupError, request_id: &str) -> Response {
     });
     let mut response = (status, Json(body)).into_response();
     let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
     if let Ok(v) = HeaderValue::from_str(request_id) {
         h.insert("x-request-id", v);
     }
     if let Some(after) = e.retry_after {
-        h.insert(header::RETRY_AFTER, HeaderValue::from(after.as_secs().max(1)));
+        h.insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(after.as_secs().max(1)),
+        );
     }
     response
 }
@@ -84,7 +97,13 @@ fn served(lookup: Lookup, request_id: &str) -> Response {
     response
 }
 
-async fn lookup(gateway: &Gateway, headers: &HeaderMap, dataset: &str, key: String, fields: Option<String>) -> Response {
+async fn lookup(
+    gateway: &Gateway,
+    headers: &HeaderMap,
+    dataset: &str,
+    key: String,
+    fields: Option<String>,
+) -> Response {
     let caller = caller(headers);
     let request = LookupRequest {
         dataset: dataset.to_owned(),
@@ -98,15 +117,30 @@ async fn lookup(gateway: &Gateway, headers: &HeaderMap, dataset: &str, key: Stri
     }
 }
 
-async fn citizen(State(g): State<Arc<Gateway>>, headers: HeaderMap, Path(id): Path<String>, Query(q): Query<Fields>) -> Response {
+async fn citizen(
+    State(g): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<Fields>,
+) -> Response {
     lookup(&g, &headers, "population.citizen", id, q.fields).await
 }
 
-async fn enterprise(State(g): State<Arc<Gateway>>, headers: HeaderMap, Path(code): Path<String>, Query(q): Query<Fields>) -> Response {
+async fn enterprise(
+    State(g): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    Path(code): Path<String>,
+    Query(q): Query<Fields>,
+) -> Response {
     lookup(&g, &headers, "business.enterprise", code, q.fields).await
 }
 
-async fn parcel(State(g): State<Arc<Gateway>>, headers: HeaderMap, Path(parcel): Path<String>, Query(q): Query<Fields>) -> Response {
+async fn parcel(
+    State(g): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    Path(parcel): Path<String>,
+    Query(q): Query<Fields>,
+) -> Response {
     lookup(&g, &headers, "land.parcel", parcel, q.fields).await
 }
 
@@ -134,7 +168,11 @@ struct BatchItem {
     fields: Vec<String>,
 }
 
-async fn batch(State(g): State<Arc<Gateway>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+async fn batch(
+    State(g): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let caller = caller(&headers);
     let parsed: BatchBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
@@ -149,9 +187,17 @@ async fn batch(State(g): State<Arc<Gateway>>, headers: HeaderMap, body: axum::bo
     let items: Vec<LookupRequest> = parsed
         .items
         .into_iter()
-        .map(|i| LookupRequest { dataset: i.dataset, key: i.key, fields: i.fields, context: Default::default() })
+        .map(|i| LookupRequest {
+            dataset: i.dataset,
+            key: i.key,
+            fields: i.fields,
+            context: Default::default(),
+        })
         .collect();
-    let keys: Vec<(String, String)> = items.iter().map(|i| (i.dataset.clone(), i.key.clone())).collect();
+    let keys: Vec<(String, String)> = items
+        .iter()
+        .map(|i| (i.dataset.clone(), i.key.clone()))
+        .collect();
     let context = context_from(|name| header(&headers, name));
     let stream = match g.batch(&caller, context, items) {
         Ok(s) => s,

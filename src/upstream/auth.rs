@@ -16,7 +16,12 @@ pub fn signed_header_digest(url: &str, user: &str, timestamp_ms: &str, secret: &
 }
 
 /// The `Authorization` value: `Basic base64(user:digest)`.
-pub fn signed_header_authorization(url: &str, user: &str, timestamp_ms: &str, secret: &str) -> String {
+pub fn signed_header_authorization(
+    url: &str,
+    user: &str,
+    timestamp_ms: &str,
+    secret: &str,
+) -> String {
     let digest = signed_header_digest(url, user, timestamp_ms, secret);
     format!(
         "Basic {}",

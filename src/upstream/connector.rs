@@ -45,12 +45,22 @@ pub struct Connector {
 }
 
 impl Connector {
-    pub fn new(config: ConnectorConfig, dataset: Arc<Dataset>, http: reqwest::Client) -> Result<Connector, String> {
+    pub fn new(
+        config: ConnectorConfig,
+        dataset: Arc<Dataset>,
+        http: reqwest::Client,
+    ) -> Result<Connector, String> {
         let transport = match config.kind {
-            ConnectorKind::Grpc { .. } => Transport::Grpc(grpc::channel(&config.endpoint, config.timeout)?),
+            ConnectorKind::Grpc { .. } => {
+                Transport::Grpc(grpc::channel(&config.endpoint, config.timeout)?)
+            }
             _ => Transport::Http(http),
         };
-        Ok(Connector { config, dataset, transport })
+        Ok(Connector {
+            config,
+            dataset,
+            transport,
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -63,7 +73,9 @@ impl Connector {
         let payload = tokio::time::timeout(timeout, self.call(call))
             .await
             .map_err(|_| UpstreamError::Timeout(timeout))??;
-        let Some(payload) = payload else { return Ok(None) };
+        let Some(payload) = payload else {
+            return Ok(None);
+        };
         let root = match &self.config.record_path {
             Some(path) => path.get(&payload),
             None => Some(&payload),
@@ -73,14 +85,26 @@ impl Connector {
             Some(Value::String(s)) if s.is_empty() => return Ok(None),
             Some(Value::Array(a)) if a.is_empty() => return Ok(None),
             Some(Value::Array(a)) if a.len() > 1 => {
-                return Err(UpstreamError::BadResponse(format!("{} records for one key", a.len())));
+                return Err(UpstreamError::BadResponse(format!(
+                    "{} records for one key",
+                    a.len()
+                )));
             }
             Some(Value::Array(a)) => &a[0],
             Some(v @ Value::Object(_)) => v,
-            Some(_) => return Err(UpstreamError::BadResponse("record is not a structure".into())),
+            Some(_) => {
+                return Err(UpstreamError::BadResponse(
+                    "record is not a structure".into(),
+                ));
+            }
         };
-        let mapped = self.config.mapping.apply(root).map_err(|e| UpstreamError::BadResponse(e.0))?;
-        let record = Record::canonical(&self.dataset.record, mapped).map_err(UpstreamError::BadResponse)?;
+        let mapped = self
+            .config
+            .mapping
+            .apply(root)
+            .map_err(|e| UpstreamError::BadResponse(e.0))?;
+        let record =
+            Record::canonical(&self.dataset.record, mapped).map_err(UpstreamError::BadResponse)?;
         if record.get_str(self.dataset.key_field) != Some(call.key) {
             return Err(UpstreamError::BadResponse(format!(
                 "record's {} does not match the key asked for",
@@ -92,10 +116,18 @@ impl Connector {
 
     async fn call(&self, call: &Call<'_>) -> Result<Payload, UpstreamError> {
         match (&self.config.kind, &self.transport) {
-            (ConnectorKind::SoapXml { .. }, Transport::Http(client)) => soap::call(client, &self.config, call).await,
-            (ConnectorKind::RestJson { .. }, Transport::Http(client)) => rest::call(client, &self.config, call).await,
-            (ConnectorKind::Grpc { .. }, Transport::Grpc(channel)) => grpc::call(channel.clone(), &self.config, call).await,
-            _ => Err(UpstreamError::Unavailable("connector transport does not match its kind".into())),
+            (ConnectorKind::SoapXml { .. }, Transport::Http(client)) => {
+                soap::call(client, &self.config, call).await
+            }
+            (ConnectorKind::RestJson { .. }, Transport::Http(client)) => {
+                rest::call(client, &self.config, call).await
+            }
+            (ConnectorKind::Grpc { .. }, Transport::Grpc(channel)) => {
+                grpc::call(channel.clone(), &self.config, call).await
+            }
+            _ => Err(UpstreamError::Unavailable(
+                "connector transport does not match its kind".into(),
+            )),
         }
     }
 }

@@ -54,15 +54,37 @@ impl Decoder for RawCodec {
     }
 }
 
-pub async fn call(channel: Channel, config: &ConnectorConfig, call: &Call<'_>) -> Result<Payload, UpstreamError> {
-    let ConnectorKind::Grpc { method, request, input, output } = &config.kind else {
+pub async fn call(
+    channel: Channel,
+    config: &ConnectorConfig,
+    call: &Call<'_>,
+) -> Result<Payload, UpstreamError> {
+    let ConnectorKind::Grpc {
+        method,
+        request,
+        input,
+        output,
+    } = &config.kind
+    else {
         return Err(UpstreamError::Unavailable("not a grpc connector".into()));
     };
-    let vars = Vars { key: call.key, request_id: call.request_id, context: call.context, auth_user: "" };
-    let message = DynamicMessage::deserialize(input.clone(), request.render(&vars))
-        .map_err(|e| UpstreamError::Unavailable(format!("request template does not fit {}: {e}", input.full_name())))?;
+    let vars = Vars {
+        key: call.key,
+        request_id: call.request_id,
+        context: call.context,
+        auth_user: "",
+    };
+    let message =
+        DynamicMessage::deserialize(input.clone(), request.render(&vars)).map_err(|e| {
+            UpstreamError::Unavailable(format!(
+                "request template does not fit {}: {e}",
+                input.full_name()
+            ))
+        })?;
     let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready().await.map_err(|e| UpstreamError::Unavailable(format!("connect: {e}")))?;
+    grpc.ready()
+        .await
+        .map_err(|e| UpstreamError::Unavailable(format!("connect: {e}")))?;
     let path = method
         .parse::<http::uri::PathAndQuery>()
         .map_err(|e| UpstreamError::Unavailable(format!("method path: {e}")))?;
@@ -74,16 +96,24 @@ pub async fn call(channel: Channel, config: &ConnectorConfig, call: &Call<'_>) -
             return match status.code() {
                 tonic::Code::NotFound => Ok(None),
                 tonic::Code::DeadlineExceeded => Err(UpstreamError::Timeout(config.timeout)),
-                code => Err(UpstreamError::Unavailable(format!("grpc {code:?}: {}", status.message()))),
+                code => Err(UpstreamError::Unavailable(format!(
+                    "grpc {code:?}: {}",
+                    status.message()
+                ))),
             };
         }
     };
-    let decoded = DynamicMessage::decode(output.clone(), reply)
-        .map_err(|e| UpstreamError::BadResponse(format!("reply is not a {}: {e}", output.full_name())))?;
-    let options = SerializeOptions::new().use_proto_field_name(true).skip_default_fields(true);
+    let decoded = DynamicMessage::decode(output.clone(), reply).map_err(|e| {
+        UpstreamError::BadResponse(format!("reply is not a {}: {e}", output.full_name()))
+    })?;
+    let options = SerializeOptions::new()
+        .use_proto_field_name(true)
+        .skip_default_fields(true);
     let mut ser = serde_json::Serializer::new(Vec::new());
     decoded
         .serialize_with_options(&mut ser, &options)
         .map_err(|e| UpstreamError::BadResponse(e.to_string()))?;
-    serde_json::from_slice(&ser.into_inner()).map(Some).map_err(|e| UpstreamError::BadResponse(e.to_string()))
+    serde_json::from_slice(&ser.into_inner())
+        .map(Some)
+        .map_err(|e| UpstreamError::BadResponse(e.to_string()))
 }

@@ -23,12 +23,31 @@ use std::collections::HashMap;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Rule {
     Path(Path),
-    Date { path: Path, layout: DateLayout },
-    Values { path: Path, table: HashMap<String, Value>, keep_unlisted: bool },
-    Coerce { path: Path, to: Scalar },
-    Join { paths: Vec<Path>, sep: String },
-    Object { path: Option<Path>, fields: Mapping },
-    Each { path: Path, fields: Option<Mapping> },
+    Date {
+        path: Path,
+        layout: DateLayout,
+    },
+    Values {
+        path: Path,
+        table: HashMap<String, Value>,
+        keep_unlisted: bool,
+    },
+    Coerce {
+        path: Path,
+        to: Scalar,
+    },
+    Join {
+        paths: Vec<Path>,
+        sep: String,
+    },
+    Object {
+        path: Option<Path>,
+        fields: Mapping,
+    },
+    Each {
+        path: Path,
+        fields: Option<Mapping>,
+    },
     Const(Value),
 }
 
@@ -76,16 +95,30 @@ pub struct DateLayout {
 
 impl DateLayout {
     fn parse(s: &str) -> Result<DateLayout, String> {
-        let find = |token: &str| s.find(token).ok_or_else(|| format!("date layout {s:?} lacks {token}"));
-        Ok(DateLayout { year: find("yyyy")?, month: find("MM")?, day: find("dd")?, len: s.len() })
+        let find = |token: &str| {
+            s.find(token)
+                .ok_or_else(|| format!("date layout {s:?} lacks {token}"))
+        };
+        Ok(DateLayout {
+            year: find("yyyy")?,
+            month: find("MM")?,
+            day: find("dd")?,
+            len: s.len(),
+        })
     }
 
     fn to_iso(&self, text: &str) -> Option<String> {
         if text.len() != self.len || !text.is_ascii() {
             return None;
         }
-        let (y, m, d) = (&text[self.year..self.year + 4], &text[self.month..self.month + 2], &text[self.day..self.day + 2]);
-        let ok = [y, m, d].iter().all(|p| p.bytes().all(|b| b.is_ascii_digit()));
+        let (y, m, d) = (
+            &text[self.year..self.year + 4],
+            &text[self.month..self.month + 2],
+            &text[self.day..self.day + 2],
+        );
+        let ok = [y, m, d]
+            .iter()
+            .all(|p| p.bytes().all(|b| b.is_ascii_digit()));
         let (mn, dn): (u32, u32) = (m.parse().ok()?, d.parse().ok()?);
         (ok && (1..=12).contains(&mn) && (1..=31).contains(&dn)).then(|| format!("{y}-{m}-{d}"))
     }
@@ -113,9 +146,24 @@ fn compile_rule(v: &toml::Value, templates: &HashMap<String, Mapping>) -> Result
             Some(_) => Err(format!("`{k}` must be a string")),
         }
     };
-    let known = ["path", "date", "values", "type", "join", "sep", "fields", "each", "const", "template", "keep_unlisted"];
+    let known = [
+        "path",
+        "date",
+        "values",
+        "type",
+        "join",
+        "sep",
+        "fields",
+        "each",
+        "const",
+        "template",
+        "keep_unlisted",
+    ];
     if let Some(k) = table.keys().find(|k| !known.contains(&k.as_str())) {
-        return Err(format!("unknown rule key `{k}`; a rule uses {}", known.join(", ")));
+        return Err(format!(
+            "unknown rule key `{k}`; a rule uses {}",
+            known.join(", ")
+        ));
     }
     let path = str_of("path")?.map(Path::parse).transpose()?;
     let need_path = |what: &str| path.clone().ok_or_else(|| format!("`{what}` needs `path`"));
@@ -126,23 +174,39 @@ fn compile_rule(v: &toml::Value, templates: &HashMap<String, Mapping>) -> Result
         }
     };
     if let Some(c) = table.get("const") {
-        return Ok(Rule::Const(serde_json::to_value(c).map_err(|e| e.to_string())?));
+        return Ok(Rule::Const(
+            serde_json::to_value(c).map_err(|e| e.to_string())?,
+        ));
     }
     if let Some(layout) = str_of("date")? {
-        return Ok(Rule::Date { path: need_path("date")?, layout: DateLayout::parse(layout)? });
+        return Ok(Rule::Date {
+            path: need_path("date")?,
+            layout: DateLayout::parse(layout)?,
+        });
     }
     if let Some(values) = table.get("values") {
-        let toml::Value::Table(values) = values else { return Err("`values` must be a table".into()) };
+        let toml::Value::Table(values) = values else {
+            return Err("`values` must be a table".into());
+        };
         let codes: HashMap<String, Value> = values
             .iter()
-            .map(|(k, v)| Ok((k.clone(), serde_json::to_value(v).map_err(|e| e.to_string())?)))
+            .map(|(k, v)| {
+                Ok((
+                    k.clone(),
+                    serde_json::to_value(v).map_err(|e| e.to_string())?,
+                ))
+            })
             .collect::<Result<_, String>>()?;
         let keep_unlisted = match table.get("keep_unlisted") {
             None => false,
             Some(toml::Value::Boolean(b)) => *b,
             Some(_) => return Err("`keep_unlisted` must be true or false".into()),
         };
-        return Ok(Rule::Values { path: need_path("values")?, table: codes, keep_unlisted });
+        return Ok(Rule::Values {
+            path: need_path("values")?,
+            table: codes,
+            keep_unlisted,
+        });
     }
     if let Some(to) = str_of("type")? {
         let to = match to {
@@ -151,33 +215,59 @@ fn compile_rule(v: &toml::Value, templates: &HashMap<String, Mapping>) -> Result
             "string" => Scalar::String,
             other => return Err(format!("type {other:?} is not bool, number or string")),
         };
-        return Ok(Rule::Coerce { path: need_path("type")?, to });
+        return Ok(Rule::Coerce {
+            path: need_path("type")?,
+            to,
+        });
     }
     if let Some(join) = table.get("join") {
-        let toml::Value::Array(items) = join else { return Err("`join` must be a list of paths".into()) };
+        let toml::Value::Array(items) = join else {
+            return Err("`join` must be a list of paths".into());
+        };
         let paths = items
             .iter()
-            .map(|i| i.as_str().ok_or("`join` must be a list of paths".to_owned()).and_then(Path::parse))
+            .map(|i| {
+                i.as_str()
+                    .ok_or("`join` must be a list of paths".to_owned())
+                    .and_then(Path::parse)
+            })
             .collect::<Result<_, _>>()?;
-        return Ok(Rule::Join { paths, sep: str_of("sep")?.unwrap_or(" ").to_owned() });
+        return Ok(Rule::Join {
+            paths,
+            sep: str_of("sep")?.unwrap_or(" ").to_owned(),
+        });
     }
     if let Some(each) = str_of("each")? {
         let fields = table.get("fields").map(nested).transpose()?;
-        return Ok(Rule::Each { path: Path::parse(each)?, fields });
+        return Ok(Rule::Each {
+            path: Path::parse(each)?,
+            fields,
+        });
     }
     if let Some(name) = str_of("template")? {
-        let fields = templates.get(name).cloned().ok_or_else(|| format!("no template named {name:?}"))?;
+        let fields = templates
+            .get(name)
+            .cloned()
+            .ok_or_else(|| format!("no template named {name:?}"))?;
         return Ok(Rule::Object { path, fields });
     }
     if let Some(fields) = table.get("fields") {
-        return Ok(Rule::Object { path, fields: nested(fields)? });
+        return Ok(Rule::Object {
+            path,
+            fields: nested(fields)?,
+        });
     }
-    path.map(Rule::Path).ok_or_else(|| "a rule table needs `path`, `join`, `each` or `const`".into())
+    path.map(Rule::Path)
+        .ok_or_else(|| "a rule table needs `path`, `join`, `each` or `const`".into())
 }
 
 fn compile_table(t: &toml::Table, templates: &HashMap<String, Mapping>) -> Result<Mapping, String> {
     t.iter()
-        .map(|(k, v)| compile_rule(v, templates).map(|r| (k.clone(), r)).map_err(|e| format!("{k}: {e}")))
+        .map(|(k, v)| {
+            compile_rule(v, templates)
+                .map(|r| (k.clone(), r))
+                .map_err(|e| format!("{k}: {e}"))
+        })
         .collect::<Result<Vec<_>, _>>()
         .map(Mapping)
 }
@@ -187,7 +277,9 @@ impl Mapping {
     pub fn compile(table: &toml::Table, templates: &toml::Table) -> Result<Mapping, String> {
         let mut compiled = HashMap::new();
         for (name, t) in templates {
-            let toml::Value::Table(t) = t else { return Err(format!("template {name}: must be a table")) };
+            let toml::Value::Table(t) = t else {
+                return Err(format!("template {name}: must be a table"));
+            };
             let m = compile_table(t, &compiled).map_err(|e| format!("template {name}: {e}"))?;
             compiled.insert(name.clone(), m);
         }
@@ -199,7 +291,9 @@ impl Mapping {
     pub fn apply(&self, source: &Value) -> Result<Map<String, Value>, MappingError> {
         let mut out = Map::new();
         for (field, rule) in &self.0 {
-            if let Some(v) = apply_rule(rule, source).map_err(|e| MappingError(format!("{field}: {e}")))? {
+            if let Some(v) =
+                apply_rule(rule, source).map_err(|e| MappingError(format!("{field}: {e}")))?
+            {
                 out.insert(field.clone(), v);
             }
         }
@@ -214,7 +308,11 @@ impl Mapping {
     /// Nested mappings, for schema checks: (field, nested mapping).
     pub fn nested(&self) -> impl Iterator<Item = (&str, &Mapping)> {
         self.0.iter().filter_map(|(f, r)| match r {
-            Rule::Object { fields, .. } | Rule::Each { fields: Some(fields), .. } => Some((f.as_str(), fields)),
+            Rule::Object { fields, .. }
+            | Rule::Each {
+                fields: Some(fields),
+                ..
+            } => Some((f.as_str(), fields)),
             _ => None,
         })
     }
@@ -234,7 +332,10 @@ fn apply_rule(rule: &Rule, source: &Value) -> Result<Option<Value>, String> {
         Rule::Const(v) => Some(v.clone()),
         Rule::Path(p) => match p.get(source) {
             Some(v @ (Value::Object(_) | Value::Array(_))) => {
-                return Err(format!("expected a value, found {}", if v.is_array() { "a list" } else { "a record" }));
+                return Err(format!(
+                    "expected a value, found {}",
+                    if v.is_array() { "a list" } else { "a record" }
+                ));
             }
             other => other.cloned(),
         },
@@ -245,11 +346,19 @@ fn apply_rule(rule: &Rule, source: &Value) -> Result<Option<Value>, String> {
                 if text.is_empty() {
                     None
                 } else {
-                    Some(Value::String(layout.to_iso(&text).ok_or("date does not match the declared layout")?))
+                    Some(Value::String(
+                        layout
+                            .to_iso(&text)
+                            .ok_or("date does not match the declared layout")?,
+                    ))
                 }
             }
         },
-        Rule::Values { path, table, keep_unlisted } => match path.get(source) {
+        Rule::Values {
+            path,
+            table,
+            keep_unlisted,
+        } => match path.get(source) {
             None => None,
             Some(v) => {
                 let code = scalar_text(v).ok_or("code is not a scalar")?;
@@ -309,13 +418,17 @@ fn apply_rule(rule: &Rule, source: &Value) -> Result<Option<Value>, String> {
 
 fn coerce(v: &Value, to: Scalar) -> Option<Value> {
     match (to, v) {
-        (Scalar::Bool, Value::Bool(_)) | (Scalar::Number, Value::Number(_)) | (Scalar::String, Value::String(_)) => Some(v.clone()),
+        (Scalar::Bool, Value::Bool(_))
+        | (Scalar::Number, Value::Number(_))
+        | (Scalar::String, Value::String(_)) => Some(v.clone()),
         (Scalar::Bool, Value::String(s)) => match s.to_ascii_lowercase().as_str() {
             "true" | "1" => Some(Value::Bool(true)),
             "false" | "0" => Some(Value::Bool(false)),
             _ => None,
         },
-        (Scalar::Number, Value::String(s)) => serde_json::from_str::<serde_json::Number>(s.trim()).ok().map(Value::Number),
+        (Scalar::Number, Value::String(s)) => serde_json::from_str::<serde_json::Number>(s.trim())
+            .ok()
+            .map(Value::Number),
         (Scalar::String, other) => scalar_text(other).map(Value::String),
         _ => None,
     }
@@ -362,7 +475,10 @@ mod tests {
     fn mapping(toml_src: &str) -> Mapping {
         let t: toml::Table = toml::from_str(toml_src).expect("toml");
         let empty = toml::Table::new();
-        let templates = t.get("templates").and_then(|v| v.as_table()).unwrap_or(&empty);
+        let templates = t
+            .get("templates")
+            .and_then(|v| v.as_table())
+            .unwrap_or(&empty);
         Mapping::compile(t["mapping"].as_table().expect("mapping"), templates).expect("compiles")
     }
 
@@ -397,16 +513,34 @@ mod tests {
                    "country": "VN"})
         );
         let missing = m.apply(&json!({})).expect("absent values are left out");
-        assert_eq!(Value::Object(missing), json!({"lines": [], "tags": [], "country": "VN"}));
+        assert_eq!(
+            Value::Object(missing),
+            json!({"lines": [], "tags": [], "country": "VN"})
+        );
     }
 
     #[test]
     fn unexpected_payloads_are_errors_not_panics() {
-        let m = mapping("[mapping]\nsex = { path = \"G\", values = { \"1\" = \"male\" } }\nborn = { path = \"D\", date = \"dd/MM/yyyy\" }\nid = \"A\"");
+        let m = mapping(
+            "[mapping]\nsex = { path = \"G\", values = { \"1\" = \"male\" } }\nborn = { path = \"D\", date = \"dd/MM/yyyy\" }\nid = \"A\"",
+        );
         assert!(m.apply(&json!({"G": "9"})).unwrap_err().0.contains("sex"));
-        assert!(m.apply(&json!({"D": "1990-01-02"})).unwrap_err().0.contains("born"));
-        assert!(m.apply(&json!({"A": {"x": 1}})).unwrap_err().0.contains("id"));
-        assert_eq!(m.apply(&json!({"D": "02/01/1990"})).expect("ok")["born"], "1990-01-02");
+        assert!(
+            m.apply(&json!({"D": "1990-01-02"}))
+                .unwrap_err()
+                .0
+                .contains("born")
+        );
+        assert!(
+            m.apply(&json!({"A": {"x": 1}}))
+                .unwrap_err()
+                .0
+                .contains("id")
+        );
+        assert_eq!(
+            m.apply(&json!({"D": "02/01/1990"})).expect("ok")["born"],
+            "1990-01-02"
+        );
     }
 
     #[test]
@@ -418,7 +552,9 @@ mod tests {
 
     #[test]
     fn xml_becomes_a_tree() {
-        let v = xml_to_json("<s:E xmlns:s=\"u\"><s:B><C><D>1</D><D>2</D></C><X> y </X></s:B></s:E>").expect("xml");
+        let v =
+            xml_to_json("<s:E xmlns:s=\"u\"><s:B><C><D>1</D><D>2</D></C><X> y </X></s:B></s:E>")
+                .expect("xml");
         assert_eq!(v, json!({"E": {"B": {"C": {"D": ["1", "2"]}, "X": "y"}}}));
         assert!(xml_to_json("<a><b></a>").is_err());
     }

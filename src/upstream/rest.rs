@@ -4,13 +4,26 @@ use super::connector::{Call, Payload, UpstreamError, http_error};
 use super::template::Vars;
 use crate::config::{ConnectorConfig, ConnectorKind, UpstreamAuth};
 
-pub async fn call(client: &reqwest::Client, config: &ConnectorConfig, call: &Call<'_>) -> Result<Payload, UpstreamError> {
+pub async fn call(
+    client: &reqwest::Client,
+    config: &ConnectorConfig,
+    call: &Call<'_>,
+) -> Result<Payload, UpstreamError> {
     let ConnectorKind::RestJson { post, url, body } = &config.kind else {
         return Err(UpstreamError::Unavailable("not a rest connector".into()));
     };
-    let vars = Vars { key: call.key, request_id: call.request_id, context: call.context, auth_user: "" };
+    let vars = Vars {
+        key: call.key,
+        request_id: call.request_id,
+        context: call.context,
+        auth_user: "",
+    };
     let url = url.render(&vars);
-    let mut request = if *post { client.post(&url) } else { client.get(&url) };
+    let mut request = if *post {
+        client.post(&url)
+    } else {
+        client.get(&url)
+    };
     request = request
         .header("Accept", "application/json")
         .header("X-Procedure-Code", call.context.procedure_code())

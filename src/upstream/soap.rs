@@ -9,24 +9,45 @@ use crate::config::{ConnectorConfig, ConnectorKind, UpstreamAuth};
 use std::fmt::Write;
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
-pub async fn call(client: &reqwest::Client, config: &ConnectorConfig, call: &Call<'_>) -> Result<Payload, UpstreamError> {
-    let ConnectorKind::SoapXml { namespace, operation, fields } = &config.kind else {
+pub async fn call(
+    client: &reqwest::Client,
+    config: &ConnectorConfig,
+    call: &Call<'_>,
+) -> Result<Payload, UpstreamError> {
+    let ConnectorKind::SoapXml {
+        namespace,
+        operation,
+        fields,
+    } = &config.kind
+    else {
         return Err(UpstreamError::Unavailable("not a soap connector".into()));
     };
     let user = match &config.auth {
         UpstreamAuth::SignedHeader { user, .. } => user.as_str(),
         _ => "",
     };
-    let vars = Vars { key: call.key, request_id: call.request_id, context: call.context, auth_user: user };
+    let vars = Vars {
+        key: call.key,
+        request_id: call.request_id,
+        context: call.context,
+        auth_user: user,
+    };
     let mut body = format!(
         "<?xml version=\"1.0\" encoding=\"utf-8\"?><soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\" xmlns:ns=\"{}\"><soapenv:Header/><soapenv:Body><ns:{operation}>",
         escape(namespace)
     );
     for (name, template) in fields {
-        let _ = write!(body, "<ns:{name}>{}</ns:{name}>", escape(&template.render(&vars)));
+        let _ = write!(
+            body,
+            "<ns:{name}>{}</ns:{name}>",
+            escape(&template.render(&vars))
+        );
     }
     let _ = write!(body, "</ns:{operation}></soapenv:Body></soapenv:Envelope>");
 
@@ -35,15 +56,21 @@ pub async fn call(client: &reqwest::Client, config: &ConnectorConfig, call: &Cal
         .header("Content-Type", "text/xml; charset=utf-8")
         .header("SOAPAction", format!("{namespace}/{operation}"));
     match &config.auth {
-        UpstreamAuth::SignedHeader { user, secret, client_id, api_key } => {
+        UpstreamAuth::SignedHeader {
+            user,
+            secret,
+            client_id,
+            api_key,
+        } => {
             let timestamp = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_millis())
                 .unwrap_or(0)
                 .to_string();
-            request = request
-                .header("Timestamp", &timestamp)
-                .header("Authorization", signed_header_authorization(&config.endpoint, user, &timestamp, secret));
+            request = request.header("Timestamp", &timestamp).header(
+                "Authorization",
+                signed_header_authorization(&config.endpoint, user, &timestamp, secret),
+            );
             if !client_id.is_empty() {
                 request = request.header("X-Road-Client", client_id);
             }
@@ -66,7 +93,9 @@ pub async fn call(client: &reqwest::Client, config: &ConnectorConfig, call: &Cal
                 path.get(&t).and_then(|v| v.as_str()).map(str::to_owned)
             })
             .unwrap_or_default();
-        return Err(UpstreamError::Unavailable(format!("http {status}; soap fault: {fault}")));
+        return Err(UpstreamError::Unavailable(format!(
+            "http {status}; soap fault: {fault}"
+        )));
     }
     tree.map(Some).map_err(UpstreamError::BadResponse)
 }

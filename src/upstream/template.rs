@@ -18,7 +18,7 @@ pub struct Vars<'a> {
 enum Part {
     Literal(String),
     Key,
-    KeyPart(usize),
+    KeySegment(usize),
     RequestId,
     Context(&'static str),
     AuthUser,
@@ -28,7 +28,13 @@ enum Part {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Template(Vec<Part>);
 
-const CONTEXT_FIELDS: &[&str] = &["procedure_code", "dossier_id", "officer_id", "agency_code", "purpose"];
+const CONTEXT_FIELDS: &[&str] = &[
+    "procedure_code",
+    "dossier_id",
+    "officer_id",
+    "agency_code",
+    "purpose",
+];
 
 impl Template {
     pub fn parse(s: &str) -> Result<Template, String> {
@@ -38,7 +44,10 @@ impl Template {
             if start > 0 {
                 parts.push(Part::Literal(rest[..start].to_owned()));
             }
-            let end = rest[start..].find('}').ok_or_else(|| format!("unclosed placeholder in {s:?}"))? + start;
+            let end = rest[start..]
+                .find('}')
+                .ok_or_else(|| format!("unclosed placeholder in {s:?}"))?
+                + start;
             let name = &rest[start + 1..end];
             parts.push(match name {
                 "key" => Part::Key,
@@ -46,7 +55,7 @@ impl Template {
                 "auth.user" => Part::AuthUser,
                 _ => {
                     if let Some(n) = name.strip_prefix("key.") {
-                        Part::KeyPart(n.parse().map_err(|_| format!("placeholder {{{name}}}: key part must be a number"))?)
+                        Part::KeySegment(n.parse().map_err(|_| format!("placeholder {{{name}}}: key part must be a number"))?)
                     } else if let Some(field) = name.strip_prefix("context.") {
                         Part::Context(
                             CONTEXT_FIELDS
@@ -75,7 +84,9 @@ impl Template {
             match part {
                 Part::Literal(s) => out.push_str(s),
                 Part::Key => out.push_str(vars.key),
-                Part::KeyPart(n) => out.push_str(vars.key.split('-').nth(*n).unwrap_or_default()),
+                Part::KeySegment(n) => {
+                    out.push_str(vars.key.split('-').nth(*n).unwrap_or_default())
+                }
                 Part::RequestId => out.push_str(vars.request_id),
                 Part::Context(field) => out.push_str(vars.context.field(field)),
                 Part::AuthUser => out.push_str(vars.auth_user),
@@ -98,7 +109,12 @@ impl JsonTemplate {
     pub fn parse(value: &Value) -> Result<JsonTemplate, String> {
         Ok(match value {
             Value::String(s) => JsonTemplate::String(Template::parse(s)?),
-            Value::Array(items) => JsonTemplate::Array(items.iter().map(JsonTemplate::parse).collect::<Result<_, _>>()?),
+            Value::Array(items) => JsonTemplate::Array(
+                items
+                    .iter()
+                    .map(JsonTemplate::parse)
+                    .collect::<Result<_, _>>()?,
+            ),
             Value::Object(map) => JsonTemplate::Object(
                 map.iter()
                     .map(|(k, v)| Ok((k.clone(), JsonTemplate::parse(v)?)))
@@ -112,10 +128,15 @@ impl JsonTemplate {
         match self {
             JsonTemplate::Plain(v) => v.clone(),
             JsonTemplate::String(t) => Value::String(t.render(vars)),
-            JsonTemplate::Array(items) => Value::Array(items.iter().map(|i| i.render(vars)).collect()),
-            JsonTemplate::Object(fields) => {
-                Value::Object(fields.iter().map(|(k, v)| (k.clone(), v.render(vars))).collect())
+            JsonTemplate::Array(items) => {
+                Value::Array(items.iter().map(|i| i.render(vars)).collect())
             }
+            JsonTemplate::Object(fields) => Value::Object(
+                fields
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.render(vars)))
+                    .collect(),
+            ),
         }
     }
 }
@@ -128,8 +149,14 @@ mod tests {
     #[test]
     fn renders_placeholders() {
         let ctx = CallContext::for_tests("1.001612", "000.00.53.H48-220921-0099", "cb01");
-        let vars = Vars { key: "00004-12-345", request_id: "r1", context: &ctx, auth_user: "u" };
-        let t = Template::parse("x{key.1}/{context.procedure_code}/{request_id}{auth.user}").expect("parses");
+        let vars = Vars {
+            key: "00004-12-345",
+            request_id: "r1",
+            context: &ctx,
+            auth_user: "u",
+        };
+        let t = Template::parse("x{key.1}/{context.procedure_code}/{request_id}{auth.user}")
+            .expect("parses");
         assert_eq!(t.render(&vars), "x12/1.001612/r1u");
         assert!(Template::parse("{nope}").is_err());
         assert!(Template::parse("{context.secret}").is_err());

@@ -32,7 +32,9 @@ impl Harness {
     /// Starts with the demo config, edited by `edit_connectors` (applied to connectors.toml
     /// after the endpoints are pointed at the simulators).
     pub async fn start_with(edit_connectors: impl FnOnce(String) -> String) -> Harness {
-        let sims = sim::spawn(SimOptions::ephemeral()).await.expect("simulators start");
+        let sims = sim::spawn(SimOptions::ephemeral())
+            .await
+            .expect("simulators start");
         let connectors = CONNECTORS_TOML
             .replace("127.0.0.1:7081", &sims.population_addr.to_string())
             .replace("127.0.0.1:7082", &sims.business_addr.to_string())
@@ -51,11 +53,22 @@ impl Harness {
         ] {
             std::fs::write(dir.path().join(name), text).expect("write config");
         }
-        let config = Config::load(&Source::File(dir.path().join("gateway.toml")), &BTreeMap::new()).expect("config is valid");
+        let config = Config::load(
+            &Source::File(dir.path().join("gateway.toml")),
+            &BTreeMap::new(),
+        )
+        .expect("config is valid");
         let running = start(Arc::new(config)).await.expect("gateway starts");
         let base = format!("http://{}", running.lookup_addr);
         let grpc_addr = base.clone();
-        Harness { sims, gateway: Some(running), base, grpc_addr, dir, http: reqwest::Client::new() }
+        Harness {
+            sims,
+            gateway: Some(running),
+            base,
+            grpc_addr,
+            dir,
+            http: reqwest::Client::new(),
+        }
     }
 
     pub async fn start() -> Harness {
@@ -75,10 +88,16 @@ impl Harness {
             .expect("request sent")
     }
 
-    pub async fn grpc(&self) -> lienthong::proto::lienthong::lookup_service_client::LookupServiceClient<tonic::transport::Channel> {
-        lienthong::proto::lienthong::lookup_service_client::LookupServiceClient::connect(self.grpc_addr.clone())
-            .await
-            .expect("grpc connects")
+    pub async fn grpc(
+        &self,
+    ) -> lienthong::proto::lienthong::lookup_service_client::LookupServiceClient<
+        tonic::transport::Channel,
+    > {
+        lienthong::proto::lienthong::lookup_service_client::LookupServiceClient::connect(
+            self.grpc_addr.clone(),
+        )
+        .await
+        .expect("grpc connects")
     }
 
     pub fn sample(&self, dataset: &str) -> String {
@@ -99,6 +118,9 @@ pub fn context() -> Option<lienthong::proto::lienthong::RequestContext> {
 /// A gRPC request with the demo API key.
 pub fn authed<T>(message: T) -> tonic::Request<T> {
     let mut r = tonic::Request::new(message);
-    r.metadata_mut().insert("authorization", format!("Bearer {API_KEY}").parse().expect("metadata"));
+    r.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {API_KEY}").parse().expect("metadata"),
+    );
     r
 }

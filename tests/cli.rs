@@ -1,0 +1,84 @@
+//! The `lienthong` binary as a user runs it.
+
+use std::process::Command;
+
+fn lienthong() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lienthong"));
+    c.env_remove("LIENTHONG_CONFIG");
+    c
+}
+
+#[test]
+fn check_config_accepts_the_example_and_names_every_error() {
+    let ok = lienthong()
+        .args(["check-config", "--config", "config/demo/gateway.toml"])
+        .output()
+        .expect("runs");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("ok (3 connectors"));
+
+    let dir = tempfile::tempdir().expect("dir");
+    for name in ["connectors.toml", "consumers.toml", "grants.toml"] {
+        std::fs::copy(format!("config/demo/{name}"), dir.path().join(name)).expect("copy");
+    }
+    let gateway = std::fs::read_to_string("config/demo/gateway.toml")
+        .expect("read")
+        .replace("format = \"text\"", "format = \"xml\"\nlevle = \"info\"");
+    std::fs::write(dir.path().join("gateway.toml"), gateway).expect("write");
+    let bad = lienthong()
+        .args(["check-config", "--config"])
+        .arg(dir.path().join("gateway.toml"))
+        .output()
+        .expect("runs");
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("gateway.toml: log.format: \"xml\" is not"),
+        "{err}"
+    );
+    assert!(
+        err.contains("gateway.toml: log.levle: unknown key"),
+        "{err}"
+    );
+}
+
+#[test]
+fn sim_samples_prints_keys_that_exist() {
+    let out = lienthong()
+        .args([
+            "sim",
+            "samples",
+            "--dataset",
+            "business.enterprise",
+            "--count",
+            "5",
+        ])
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    let keys: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(keys.len(), 5);
+    let data = lienthong::sim::data::SimData::new(
+        lienthong::sim::data::DEFAULT_SEED,
+        lienthong::sim::data::DEFAULT_CITIZENS,
+        lienthong::sim::data::DEFAULT_ENTERPRISES,
+        lienthong::sim::data::DEFAULT_PARCELS,
+    );
+    for key in keys {
+        let code = lienthong::domain::ids::EnterpriseCode::parse(&key).expect("valid code");
+        assert!(data.enterprise(&code).is_some(), "{key} exists");
+    }
+    let bad = lienthong()
+        .args(["sim", "samples", "--dataset", "tax.nothing"])
+        .output()
+        .expect("runs");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown dataset"));
+}
