@@ -94,15 +94,23 @@ pub async fn start(config: Arc<Config>) -> Result<Running, String> {
     health_reporter
         .set_serving::<LookupServiceServer<LookupApi>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::proto::LOOKUP_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    // Reflection v1, and v1alpha for older clients (grpcurl before 1.8.8, many libraries).
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::proto::LOOKUP_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection()
         .build_v1()
+        .map_err(|e| format!("reflection: {e}"))?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
         .map_err(|e| format!("reflection: {e}"))?;
     let grpc =
         tonic::service::Routes::new(LookupServiceServer::new(LookupApi::new(gateway.clone())))
             .add_service(health)
-            .add_service(reflection)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
             .into_axum_router();
     let lookup_router = rest::router(gateway.clone()).merge(grpc);
 

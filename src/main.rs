@@ -1,7 +1,7 @@
 //! The `lienthong` command: CLI parsing, then hand-off to the library.
 
 use clap::{Parser, Subcommand};
-use lienthong::config::{Config, DEMO, Source};
+use lienthong::config::{Config, Source};
 use lienthong::sim::{self, SimOptions, data};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -20,7 +20,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Simulated national databases plus the gateway on embedded defaults: nothing to install.
-    Demo,
+    Demo {
+        /// Bind every listener (gateway and simulators) on a free port instead of the
+        /// defaults, e.g. to run beside another demo; the printed commands use the real ports.
+        #[arg(long)]
+        ephemeral_ports: bool,
+    },
     /// Run the gateway.
     Serve {
         /// Main config file (else LIENTHONG_CONFIG, else the embedded demo defaults).
@@ -86,7 +91,7 @@ fn env() -> BTreeMap<String, String> {
 }
 
 fn load(config: Option<PathBuf>) -> Result<Config, String> {
-    let source = config.map(Source::File).unwrap_or(DEMO);
+    let source = config.map(Source::File).unwrap_or_else(Source::demo);
     Config::load(&source, &env()).map_err(|e| e.to_string())
 }
 
@@ -94,7 +99,7 @@ fn load(config: Option<PathBuf>) -> Result<Config, String> {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Demo => demo().await,
+        Command::Demo { ephemeral_ports } => demo(ephemeral_ports).await,
         Command::Serve { config } => serve(config).await,
         Command::CheckConfig { config } => match load(config) {
             Ok(c) => {
@@ -164,17 +169,36 @@ async fn run_sim(args: SimArgs) -> Result<(), String> {
     Ok(())
 }
 
-async fn demo() -> Result<(), String> {
-    let config = Config::load(&DEMO, &env()).map_err(|e| e.to_string())?;
-    lienthong::telemetry::init(config.log_json, &config.log_level);
+async fn demo(ephemeral_ports: bool) -> Result<(), String> {
     let addr = |s: &str| s.parse::<SocketAddr>().map_err(|e| e.to_string());
-    let sims = sim::spawn(SimOptions::on(
-        addr(sim::DEFAULT_POPULATION_ADDR)?,
-        addr(sim::DEFAULT_BUSINESS_ADDR)?,
-        addr(sim::DEFAULT_LAND_ADDR)?,
-    ))
-    .await
-    .map_err(|e| e.to_string())?;
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    let options = if ephemeral_ports {
+        SimOptions::on(any, any, any)
+    } else {
+        SimOptions::on(
+            addr(sim::DEFAULT_POPULATION_ADDR)?,
+            addr(sim::DEFAULT_BUSINESS_ADDR)?,
+            addr(sim::DEFAULT_LAND_ADDR)?,
+        )
+    };
+    let sims = sim::spawn(options).await.map_err(|e| e.to_string())?;
+    // The embedded config points at the simulators' default addresses; follow where they are.
+    let source = Source::demo_with(|text| {
+        let text = text
+            .replace(
+                sim::DEFAULT_POPULATION_ADDR,
+                &sims.population_addr.to_string(),
+            )
+            .replace(sim::DEFAULT_BUSINESS_ADDR, &sims.business_addr.to_string())
+            .replace(sim::DEFAULT_LAND_ADDR, &sims.land_addr.to_string());
+        if ephemeral_ports {
+            text.replace(":8080\"", ":0\"").replace(":9090\"", ":0\"")
+        } else {
+            text
+        }
+    });
+    let config = Config::load(&source, &env()).map_err(|e| e.to_string())?;
+    lienthong::telemetry::init(config.log_json, &config.log_level);
     let running = lienthong::app::start(Arc::new(config)).await?;
     let sample = |dataset: &str| {
         sims.data

@@ -61,12 +61,13 @@ impl fmt::Display for ConfigErrors {
 pub enum Source {
     /// A main file on disk; the files it names are read relative to it.
     File(PathBuf),
-    /// Files compiled into the binary (the demo defaults): (name, contents), main file first.
-    Embedded(&'static [(&'static str, &'static str)]),
+    /// Files held in memory: (name, contents), main file first. The demo's defaults are
+    /// compiled into the binary ([`DEMO_FILES`]).
+    Inline(Vec<(String, String)>),
 }
 
-/// The demo's configuration, embedded so `lienthong demo` needs no files.
-pub const DEMO: Source = Source::Embedded(&[
+/// The demo's configuration, compiled in so `lienthong demo` needs no files.
+pub const DEMO_FILES: [(&str, &str); 4] = [
     (
         "config/demo/gateway.toml",
         include_str!("../../config/demo/gateway.toml"),
@@ -83,13 +84,28 @@ pub const DEMO: Source = Source::Embedded(&[
         "config/demo/grants.toml",
         include_str!("../../config/demo/grants.toml"),
     ),
-]);
+];
 
 impl Source {
+    /// The embedded demo configuration, with `edit` applied to each file's text.
+    pub fn demo_with(edit: impl Fn(&str) -> String) -> Source {
+        Source::Inline(
+            DEMO_FILES
+                .iter()
+                .map(|(n, t)| ((*n).to_owned(), edit(t)))
+                .collect(),
+        )
+    }
+
+    /// The embedded demo configuration as shipped.
+    pub fn demo() -> Source {
+        Source::demo_with(str::to_owned)
+    }
+
     fn main_name(&self) -> String {
         match self {
             Source::File(p) => p.display().to_string(),
-            Source::Embedded(files) => files[0].0.to_owned(),
+            Source::Inline(files) => files[0].0.clone(),
         }
     }
 
@@ -101,8 +117,8 @@ impl Source {
                 .join(relative)
                 .display()
                 .to_string(),
-            Source::Embedded(files) => {
-                let dir = FsPath::new(files[0].0).parent().unwrap_or(FsPath::new(""));
+            Source::Inline(files) => {
+                let dir = FsPath::new(&files[0].0).parent().unwrap_or(FsPath::new(""));
                 dir.join(relative).display().to_string()
             }
         }
@@ -113,10 +129,10 @@ impl Source {
             Source::File(_) => {
                 std::fs::read_to_string(name).map_err(|e| format!("cannot read: {e}"))
             }
-            Source::Embedded(files) => files
+            Source::Inline(files) => files
                 .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, c)| (*c).to_owned())
+                .find(|(n, _)| n == name)
+                .map(|(_, c)| c.clone())
                 .ok_or_else(|| "not among the embedded files".into()),
         }
     }
@@ -967,10 +983,7 @@ mod tests {
     }
 
     fn demo_files() -> Vec<(&'static str, String)> {
-        let Source::Embedded(files) = DEMO else {
-            unreachable!()
-        };
-        files
+        DEMO_FILES
             .iter()
             .map(|(n, t)| (n.rsplit('/').next().unwrap_or(n), (*t).to_owned()))
             .collect()
@@ -978,7 +991,7 @@ mod tests {
 
     #[test]
     fn the_embedded_demo_config_is_valid() {
-        let config = Config::load(&DEMO, &BTreeMap::new()).expect("demo config");
+        let config = Config::load(&Source::demo(), &BTreeMap::new()).expect("demo config");
         assert_eq!(config.connectors.len(), 3);
         assert_eq!(config.lookup_addr.port(), 8080);
         assert_eq!(config.admin_addr.port(), 9090);
@@ -1001,7 +1014,7 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-        let config = Config::load(&DEMO, &env).expect("valid");
+        let config = Config::load(&Source::demo(), &env).expect("valid");
         assert_eq!(config.lookup_addr.port(), 18080);
         assert_eq!(config.max_batch_items, 7);
 
@@ -1009,7 +1022,7 @@ mod tests {
             [("LIENTHONG_LISTEN__LOOKPU".to_owned(), "x".to_owned())]
                 .into_iter()
                 .collect();
-        let errors = Config::load(&DEMO, &bad).expect_err("unknown key");
+        let errors = Config::load(&Source::demo(), &bad).expect_err("unknown key");
         assert_eq!(errors.0.len(), 1);
         assert_eq!(errors.0[0].key, "listen.lookpu");
         assert!(
