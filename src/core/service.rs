@@ -31,6 +31,23 @@ pub struct LookupRequest {
     pub context: RawContext,
 }
 
+/// One item of a batch: the batch's context applies to all.
+#[derive(Debug, Clone, Default)]
+pub struct BatchItem {
+    pub dataset: String,
+    pub key: String,
+    pub fields: Vec<String>,
+}
+
+/// The outcome of one batch item, with the item's dataset and key as asked.
+#[derive(Debug)]
+pub struct BatchOutcome {
+    pub index: usize,
+    pub dataset: String,
+    pub key: String,
+    pub result: Result<Lookup, LookupError>,
+}
+
 /// Where the answer came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheStatus {
@@ -166,13 +183,26 @@ impl Gateway {
         &'a self,
         caller: &'a Caller,
         context: RawContext,
-        items: Vec<LookupRequest>,
-    ) -> Result<impl Stream<Item = (usize, Result<Lookup, LookupError>)> + 'a, LookupError> {
+        items: Vec<BatchItem>,
+    ) -> Result<impl Stream<Item = BatchOutcome> + 'a, LookupError> {
         self.admit_batch(caller, items.len())?;
         Ok(futures::stream::iter(items.into_iter().enumerate())
-            .map(move |(i, mut item)| {
-                item.context = context.clone();
-                async move { (i, self.lookup(caller, item).await) }
+            .map(move |(index, item)| {
+                let request = LookupRequest {
+                    dataset: item.dataset.clone(),
+                    key: item.key.clone(),
+                    fields: item.fields,
+                    context: context.clone(),
+                };
+                async move {
+                    let result = self.lookup(caller, request).await;
+                    BatchOutcome {
+                        index,
+                        dataset: item.dataset,
+                        key: item.key,
+                        result,
+                    }
+                }
             })
             .buffered(self.config.batch_concurrency))
     }

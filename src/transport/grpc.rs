@@ -4,7 +4,7 @@
 use super::{bearer, context_from, request_id};
 use crate::core::context::RawContext;
 use crate::core::error::LookupError;
-use crate::core::service::{Caller, Gateway, Lookup, LookupRequest};
+use crate::core::service::{self as core, Caller, Gateway, Lookup, LookupRequest};
 use crate::proto::lienthong::lookup_service_server::LookupService;
 use crate::proto::lienthong::*;
 use serde::de::DeserializeOwned;
@@ -214,19 +214,14 @@ impl LookupService for LookupApi {
         let (meta, _, r) = request.into_parts();
         let caller = caller(&meta);
         let ctx = context(r.context, &meta);
-        let items: Vec<LookupRequest> = r
+        let items: Vec<core::BatchItem> = r
             .items
             .into_iter()
-            .map(|i| LookupRequest {
+            .map(|i| core::BatchItem {
                 dataset: i.dataset,
                 key: i.key,
                 fields: i.fields,
-                context: RawContext::default(),
             })
-            .collect();
-        let keys: Vec<(String, String)> = items
-            .iter()
-            .map(|i| (i.dataset.clone(), i.key.clone()))
             .collect();
         self.gateway
             .admit_batch(&caller, items.len())
@@ -238,9 +233,9 @@ impl LookupService for LookupApi {
                 return;
             };
             let mut stream = std::pin::pin!(stream);
-            while let Some((i, result)) = stream.next().await {
-                let (dataset, key) = keys[i].clone();
-                let item = match result {
+            while let Some(outcome) = stream.next().await {
+                let (i, dataset, key) = (outcome.index, outcome.dataset, outcome.key);
+                let item = match outcome.result {
                     Ok(found) => BatchGetItem {
                         index: i as u32,
                         dataset,

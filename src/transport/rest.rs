@@ -3,7 +3,7 @@
 
 use super::{bearer, context_from, request_id};
 use crate::core::error::LookupError;
-use crate::core::service::{Caller, Gateway, Lookup, LookupRequest};
+use crate::core::service::{BatchItem, BatchOutcome, Caller, Gateway, Lookup, LookupRequest};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -156,12 +156,12 @@ async fn record(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BatchBody {
-    items: Vec<BatchItem>,
+    items: Vec<BatchBodyItem>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct BatchItem {
+struct BatchBodyItem {
     dataset: String,
     key: String,
     #[serde(default)]
@@ -184,19 +184,14 @@ async fn batch(
             return problem(&err, &caller.request_id);
         }
     };
-    let items: Vec<LookupRequest> = parsed
+    let items: Vec<BatchItem> = parsed
         .items
         .into_iter()
-        .map(|i| LookupRequest {
+        .map(|i| BatchItem {
             dataset: i.dataset,
             key: i.key,
             fields: i.fields,
-            context: Default::default(),
         })
-        .collect();
-    let keys: Vec<(String, String)> = items
-        .iter()
-        .map(|i| (i.dataset.clone(), i.key.clone()))
         .collect();
     let context = context_from(|name| header(&headers, name));
     let stream = match g.batch(&caller, context, items) {
@@ -204,8 +199,7 @@ async fn batch(
         Err(e) => return problem(&e, &caller.request_id),
     };
     let results: Vec<Value> = stream
-        .map(|(i, result)| {
-            let (dataset, key) = &keys[i];
+        .map(|BatchOutcome { dataset, key, result, .. }| {
             match result {
                 Ok(found) => json!({"dataset": dataset, "key": key, "outcome": "ok", "cache": found.cache.as_str(), "record": Value::Object(found.record.0)}),
                 Err(e) => json!({"dataset": dataset, "key": key, "outcome": e.code.as_str(), "error": {"code": e.code.as_str(), "message": e.message}}),
