@@ -907,7 +907,7 @@ fn connector(
             };
             let url = Template::parse(&c.endpoint).unwrap_or_else(|m| {
                 e.add(format!("{key}.endpoint"), m);
-                Template::parse("").unwrap_or_else(|_| unreachable!())
+                Template::default()
             });
             let body = rest.body.as_ref().and_then(|b| {
                 let json = serde_json::to_value(b).map_err(|err| err.to_string());

@@ -25,7 +25,7 @@ enum Part {
 }
 
 /// A parsed template string.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Template(Vec<Part>);
 
 const CONTEXT_FIELDS: &[&str] = &[
