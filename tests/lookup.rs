@@ -136,7 +136,7 @@ async fn fields_parameter_projects_the_record() {
 
 #[tokio::test]
 async fn error_paths_follow_the_error_table() {
-    let h = Harness::start_with(|c| c.replace("timeout_ms = 3000", "timeout_ms = 400")).await;
+    let h = Harness::start_with(|_, c| c.replace("timeout_ms = 3000", "timeout_ms = 400")).await;
     let mut grpc = h.grpc().await;
     let problem = |status: u16, code: &'static str| {
         move |r: (u16, Value)| {
@@ -460,7 +460,7 @@ async fn batch_gives_one_outcome_per_item_in_order() {
 
 #[tokio::test]
 async fn a_mapping_changed_in_config_moves_the_served_field() {
-    let h = Harness::start_with(|c| {
+    let h = Harness::start_with(|_, c| {
         c.replace(
             "short_name = \"MainInformation.SHORT_NAME\"",
             "short_name = \"MainInformation.NAME_F\"",
@@ -480,7 +480,7 @@ async fn a_mapping_changed_in_config_moves_the_served_field() {
 
 #[tokio::test]
 async fn a_wrong_upstream_secret_is_refused_by_the_population_simulator() {
-    let h = Harness::start_with(|c| {
+    let h = Harness::start_with(|_, c| {
         c.replace("secret = \"demo-population-secret\"", "secret = \"wrong\"")
     })
     .await;

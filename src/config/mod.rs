@@ -216,6 +216,14 @@ pub enum ProcedurePattern {
 }
 
 impl ProcedurePattern {
+    /// As written in config: the code, or the prefix followed by `*`.
+    pub fn as_config(&self) -> String {
+        match self {
+            ProcedurePattern::Exact(c) => c.clone(),
+            ProcedurePattern::Prefix(p) => format!("{p}*"),
+        }
+    }
+
     pub fn matches(&self, code: &str) -> bool {
         match self {
             ProcedurePattern::Exact(c) => c == code,

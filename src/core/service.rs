@@ -5,7 +5,7 @@ use super::context::{CallContext, RawContext};
 use super::dataset::Dataset;
 use super::error::{ErrorCode, LookupError};
 use super::record::Record;
-use crate::config::{Config, Consumer};
+use crate::config::{Config, Consumer, Grant};
 use crate::upstream::connector::{Call, Connector, UpstreamError};
 use futures::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
@@ -205,6 +205,18 @@ impl Gateway {
                 }
             })
             .buffered(self.config.batch_concurrency))
+    }
+
+    /// The caller's grants, as discovery shows them: (consumer id, grants).
+    pub fn capabilities(&self, caller: &Caller) -> Result<(String, Vec<&Grant>), LookupError> {
+        let consumer = self.authenticate(caller)?;
+        let grants = self
+            .config
+            .grants
+            .iter()
+            .filter(|g| g.consumer == consumer.id)
+            .collect();
+        Ok((consumer.id.clone(), grants))
     }
 
     /// Whether a batch of `len` items may start: failures here fail the whole call (no

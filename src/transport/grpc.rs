@@ -204,6 +204,29 @@ impl LookupService for LookupApi {
         Ok(respond(message, &found, &id))
     }
 
+    async fn list_capabilities(
+        &self,
+        request: Request<ListCapabilitiesRequest>,
+    ) -> Result<Response<Capabilities>, Status> {
+        let caller = caller(request.metadata());
+        let (consumer, grants) = self
+            .gateway
+            .capabilities(&caller)
+            .map_err(|e| status(&e, &caller.request_id))?;
+        Ok(Response::new(Capabilities {
+            consumer,
+            datasets: grants
+                .into_iter()
+                .map(|g| DatasetCapability {
+                    dataset: g.dataset.clone(),
+                    fields: g.fields.clone(),
+                    procedures: g.procedures.iter().map(|p| p.as_config()).collect(),
+                    legal_basis: g.legal_basis.clone(),
+                })
+                .collect(),
+        }))
+    }
+
     type BatchGetStream = ReceiverStream<Result<BatchGetItem, Status>>;
 
     async fn batch_get(

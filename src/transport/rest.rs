@@ -22,6 +22,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/v1/land-parcels/{parcel}", get(parcel))
         .route("/v1/datasets/{dataset}/records/{key}", get(record))
         .route("/v1/batch", post(batch))
+        .route("/v1/capabilities", get(capabilities))
         .with_state(gateway)
 }
 
@@ -212,4 +213,25 @@ async fn batch(
         response.headers_mut().insert("x-request-id", v);
     }
     response
+}
+
+async fn capabilities(State(g): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    let caller = caller(&headers);
+    match g.capabilities(&caller) {
+        Ok((consumer, grants)) => {
+            let datasets: Vec<Value> = grants
+                .into_iter()
+                .map(|grant| {
+                    json!({
+                        "dataset": grant.dataset,
+                        "fields": grant.fields,
+                        "procedures": grant.procedures.iter().map(|p| p.as_config()).collect::<Vec<_>>(),
+                        "legal_basis": grant.legal_basis,
+                    })
+                })
+                .collect();
+            Json(json!({ "consumer": consumer, "datasets": datasets })).into_response()
+        }
+        Err(e) => problem(&e, &caller.request_id),
+    }
 }

@@ -29,9 +29,9 @@ pub struct Harness {
 }
 
 impl Harness {
-    /// Starts with the demo config, edited by `edit_connectors` (applied to connectors.toml
-    /// after the endpoints are pointed at the simulators).
-    pub async fn start_with(edit_connectors: impl FnOnce(String) -> String) -> Harness {
+    /// Starts with the demo config, each file's text passed through `edit(file name, text)`
+    /// (connectors.toml after its endpoints point at the simulators).
+    pub async fn start_with(edit: impl Fn(&str, String) -> String) -> Harness {
         let sims = sim::spawn(SimOptions::ephemeral())
             .await
             .expect("simulators start");
@@ -39,7 +39,9 @@ impl Harness {
             .replace("127.0.0.1:7081", &sims.population_addr.to_string())
             .replace("127.0.0.1:7082", &sims.business_addr.to_string())
             .replace("127.0.0.1:7083", &sims.land_addr.to_string());
-        let connectors = edit_connectors(connectors);
+        let connectors = edit("connectors.toml", connectors);
+        let consumers = edit("consumers.toml", CONSUMERS_TOML.to_owned());
+        let grants = edit("grants.toml", GRANTS_TOML.to_owned());
         let gateway = GATEWAY_TOML
             .replace("127.0.0.1:8080", "127.0.0.1:0")
             .replace("127.0.0.1:9090", "127.0.0.1:0")
@@ -48,8 +50,8 @@ impl Harness {
         for (name, text) in [
             ("gateway.toml", gateway.as_str()),
             ("connectors.toml", connectors.as_str()),
-            ("consumers.toml", CONSUMERS_TOML),
-            ("grants.toml", GRANTS_TOML),
+            ("consumers.toml", consumers.as_str()),
+            ("grants.toml", grants.as_str()),
         ] {
             std::fs::write(dir.path().join(name), text).expect("write config");
         }
@@ -72,7 +74,7 @@ impl Harness {
     }
 
     pub async fn start() -> Harness {
-        Harness::start_with(|c| c).await
+        Harness::start_with(|_, text| text).await
     }
 
     /// A REST GET with the demo credentials and a valid context.
