@@ -182,3 +182,110 @@ async fn capabilities_show_what_the_grants_allow() {
         "`*` expands to every field"
     );
 }
+
+/// A verify-only grant: the consumer may check a name and a birth date, never read them.
+const VERIFY_ONLY: &str = r#"
+[[grant]]
+consumer = "demo-onestop"
+dataset = "population.citizen"
+procedures = ["1.*"]
+fields = ["full_name", "date_of_birth"]
+modes = ["verify"]
+legal_basis = "Nghị định 47/2020/NĐ-CP"
+"#;
+
+async fn verify_rest(h: &Harness, key: &str, claims: Value) -> (u16, Value) {
+    let r = h
+        .http
+        .post(format!("{}/v1/datasets/population.citizen/verify", h.base))
+        .bearer_auth(API_KEY)
+        .header("X-Procedure-Code", PROCEDURE)
+        .header("X-Dossier-Id", DOSSIER)
+        .header("X-Officer-Id", OFFICER)
+        .json(&serde_json::json!({ "key": key, "claims": claims }))
+        .send()
+        .await
+        .expect("sent");
+    (r.status().as_u16(), r.json().await.expect("json"))
+}
+
+#[tokio::test]
+async fn verify_answers_match_per_claim_and_discloses_nothing_else() {
+    let h = Harness::start_with(|name, text| {
+        if name == "grants.toml" {
+            VERIFY_ONLY.to_owned()
+        } else {
+            text
+        }
+    })
+    .await;
+    let id = h.sample("population.citizen");
+    let citizen = h
+        .sims
+        .data
+        .citizen(&lienthong::domain::ids::PersonalId::parse(&id, 2026).expect("valid"))
+        .expect("exists");
+
+    let (status, body) = get_with(&h, &format!("/v1/citizens/{id}"), PROCEDURE).await;
+    assert_eq!(status, 403, "verify does not allow fetch");
+    assert!(
+        body["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("mode fetch")
+    );
+
+    let claims = serde_json::json!({ "full_name": citizen.full_name.to_uppercase(), "date_of_birth": citizen.date_of_birth });
+    let (status, body) = verify_rest(&h, &id, claims).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        serde_json::json!({ "match": true, "fields": { "full_name": true, "date_of_birth": true } })
+    );
+
+    let (_, body) = verify_rest(&h, &id, serde_json::json!({ "full_name": "Nguyễn Không Phải", "date_of_birth": citizen.date_of_birth })).await;
+    assert_eq!(
+        body,
+        serde_json::json!({ "match": false, "fields": { "full_name": false, "date_of_birth": true } })
+    );
+
+    let (status, body) = verify_rest(&h, &id, serde_json::json!({ "personal_id": id })).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("permission_denied")),
+        "claims only on granted fields"
+    );
+    let (status, body) = verify_rest(&h, &id, serde_json::json!({ "shoe_size": 42 })).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_request"))
+    );
+    let (status, body) = verify_rest(&h, &id, serde_json::json!({})).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_request"))
+    );
+    let (status, body) =
+        verify_rest(&h, "001090000001", serde_json::json!({ "full_name": "x" })).await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
+
+    let mut grpc = h.grpc().await;
+    let claims = [(
+        "full_name".to_owned(),
+        pbjson_types::Value::from(citizen.full_name.clone()),
+    )]
+    .into_iter()
+    .collect();
+    let reply = grpc
+        .verify(authed(VerifyRequest {
+            context: context(),
+            dataset: "population.citizen".into(),
+            key: id,
+            claims,
+        }))
+        .await
+        .expect("verify")
+        .into_inner();
+    assert!(reply.r#match);
+    assert_eq!(reply.fields.get("full_name"), Some(&true));
+}

@@ -206,7 +206,26 @@ pub struct Grant {
     pub procedures: Vec<ProcedurePattern>,
     /// Allowed fields, in record order.
     pub fields: Vec<String>,
+    pub modes: Vec<Mode>,
     pub legal_basis: String,
+}
+
+/// What a grant lets its holder do with the granted fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Receive the fields.
+    Fetch,
+    /// Only learn whether claimed values match them.
+    Verify,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Fetch => "fetch",
+            Mode::Verify => "verify",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -732,7 +751,26 @@ fn validate(
                     d.fields().filter(|f| g.fields.contains(f)).collect()
                 }
             };
+            let modes = if g.modes.is_empty() {
+                vec![Mode::Fetch]
+            } else {
+                g.modes
+                    .iter()
+                    .filter_map(|m| match m.as_str() {
+                        "fetch" => Some(Mode::Fetch),
+                        "verify" => Some(Mode::Verify),
+                        other => {
+                            e.add(
+                                format!("{key}.modes"),
+                                format!("{other:?} is not \"fetch\" or \"verify\""),
+                            );
+                            None
+                        }
+                    })
+                    .collect()
+            };
             Grant {
+                modes,
                 consumer: g.consumer,
                 dataset: g.dataset,
                 procedures,

@@ -197,6 +197,8 @@ pub struct RawGrant {
     pub procedures: Vec<String>,
     /// Fields allowed; `["*"]` for every field of the record.
     pub fields: Vec<String>,
+    /// "fetch" (read the fields) and/or "verify" (check claims against them); default fetch.
+    pub modes: Vec<String>,
     /// The legal text the grant rests on.
     pub legal_basis: String,
 }

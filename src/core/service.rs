@@ -5,7 +5,7 @@ use super::context::{CallContext, RawContext};
 use super::dataset::Dataset;
 use super::error::{ErrorCode, LookupError};
 use super::record::Record;
-use crate::config::{Config, Consumer, Grant};
+use crate::config::{Config, Consumer, Grant, Mode};
 use crate::upstream::connector::{Call, Connector, UpstreamError};
 use futures::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
@@ -46,6 +46,37 @@ pub struct BatchOutcome {
     pub dataset: String,
     pub key: String,
     pub result: Result<Lookup, LookupError>,
+}
+
+/// A verify call: claimed values for fields of one record.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyRequest {
+    pub dataset: String,
+    pub key: String,
+    pub claims: serde_json::Map<String, serde_json::Value>,
+    pub context: RawContext,
+}
+
+/// Which claims match; nothing else about the record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verification {
+    pub matched: bool,
+    pub fields: Vec<(String, bool)>,
+}
+
+/// Claims about text match regardless of case and surrounding space ("nguyễn văn an" matches
+/// "Nguyễn Văn An"); other values must be equal. A field the record lacks matches nothing.
+fn same_value(actual: Option<&serde_json::Value>, claimed: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (actual, claimed) {
+        (None, _) => false,
+        (Some(Value::String(a)), Value::String(c)) => {
+            a.trim().to_lowercase() == c.trim().to_lowercase()
+        }
+        // Numbers arrive as JSON numbers or, for 64-bit fields, strings.
+        (Some(Value::String(a)), Value::Number(n)) => *a == n.to_string(),
+        (Some(a), c) => a == c,
+    }
 }
 
 /// Where the answer came from.
@@ -147,34 +178,99 @@ impl Gateway {
         // 1. audit — outermost, so every outcome leaves one record (the audit issue adds it).
         // 2. authenticate — nothing is validated or looked up for an unknown caller.
         let consumer = self.authenticate(caller)?;
-        // 3. validate — dataset, key and context, before any upstream call.
-        let (route, key, context) = self.validate(&request)?;
+        // 3. validate — dataset, key, context and fields, before any upstream call.
+        let (route, key, context) = self.validate(
+            &request.dataset,
+            &request.key,
+            &request.context,
+            &request.fields,
+        )?;
         // 4. authorize — the grant decides which fields may leave.
-        let fields = self.authorize(consumer, route.dataset.name, &context, &request.fields)?;
-        // 5. rate limit, 6. cache — to come: limits before the cache so hits are throttled
-        //    too; the cache holds full records, projected below on every response.
-        // 7. upstream guard + 8. connector — timeouts per connector for now.
-        let call = Call {
-            key: &key,
-            request_id: &caller.request_id,
-            context: &context,
-        };
-        let record = match route.connector.fetch(&call).await {
-            Ok(Some(record)) => record,
-            Ok(None) => {
-                return Err(LookupError::new(
-                    ErrorCode::NotFound,
-                    format!("no {} record has this key", route.dataset.name),
-                ));
-            }
-            Err(e) => return Err(self.upstream_failure(route, &e)),
-        };
+        let fields = self.authorize(
+            consumer,
+            route.dataset.name,
+            Mode::Fetch,
+            &context,
+            &request.fields,
+        )?;
+        let record = self.fetch(route, &key, &context, caller).await?;
         Ok(Lookup {
             dataset: route.dataset.clone(),
             key,
             record: record.project(&fields),
             cache: CacheStatus::Miss,
         })
+    }
+
+    /// Checks claimed values against a record and says which match, disclosing nothing else.
+    /// Same path as a lookup, under the grant's `verify` mode; claims name granted fields.
+    pub async fn verify(
+        &self,
+        caller: &Caller,
+        request: VerifyRequest,
+    ) -> Result<Verification, LookupError> {
+        let consumer = self.authenticate(caller)?;
+        if request.claims.is_empty() {
+            return Err(LookupError::new(
+                ErrorCode::InvalidRequest,
+                "claims must name at least one field",
+            ));
+        }
+        let fields: Vec<String> = request.claims.keys().cloned().collect();
+        let (route, key, context) =
+            self.validate(&request.dataset, &request.key, &request.context, &fields)?;
+        if let Some((f, _)) = request
+            .claims
+            .iter()
+            .find(|(_, v)| v.is_object() || v.is_array())
+        {
+            return Err(LookupError::new(
+                ErrorCode::InvalidRequest,
+                format!("claim {f:?} must be a single value, not a structure"),
+            ));
+        }
+        self.authorize(
+            consumer,
+            route.dataset.name,
+            Mode::Verify,
+            &context,
+            &fields,
+        )?;
+        let record = self.fetch(route, &key, &context, caller).await?;
+        let fields: Vec<(String, bool)> = request
+            .claims
+            .iter()
+            .map(|(f, claimed)| (f.clone(), same_value(record.0.get(f), claimed)))
+            .collect();
+        Ok(Verification {
+            matched: fields.iter().all(|(_, m)| *m),
+            fields,
+        })
+    }
+
+    /// Steps 5-8: rate limit and cache (to come: limits before the cache so hits are
+    /// throttled too; the cache holds full records, projected after it on every response),
+    /// then the upstream guard (a timeout per connector for now) and the connector.
+    async fn fetch(
+        &self,
+        route: &Route,
+        key: &str,
+        context: &CallContext,
+        caller: &Caller,
+    ) -> Result<Record, LookupError> {
+        let call = Call {
+            key,
+            request_id: &caller.request_id,
+            context,
+        };
+        match route.connector.fetch(&call).await {
+            Ok(Some(record)) => Ok(record),
+            Ok(None) => Err(LookupError::new(
+                ErrorCode::NotFound,
+                format!("no {} record has this key", route.dataset.name),
+            )),
+            Err(e) => Err(self.upstream_failure(route, &e)),
+        }
     }
 
     /// Looks up many items under one context, `concurrency` at a time, yielding results in
@@ -258,31 +354,32 @@ impl Gateway {
 
     fn validate(
         &self,
-        request: &LookupRequest,
+        dataset: &str,
+        key: &str,
+        context: &RawContext,
+        fields: &[String],
     ) -> Result<(&Route, String, CallContext), LookupError> {
-        let route = self.routes.get(request.dataset.as_str()).ok_or_else(|| {
+        let route = self.routes.get(dataset).ok_or_else(|| {
             LookupError::new(
                 ErrorCode::UnknownDataset,
-                format!("no dataset named {:?}", request.dataset),
+                format!("no dataset named {dataset:?}"),
             )
         })?;
         let key = route
             .dataset
             .key_kind
-            .normalize(&request.key, current_year())
+            .normalize(key, current_year())
             .map_err(|rule| LookupError::new(ErrorCode::InvalidKey, rule))?;
         let context = self
             .config
             .context_rules
-            .validate(&request.context)
+            .validate(context)
             .map_err(|rule| LookupError::new(ErrorCode::InvalidContext, rule))?;
-        for f in &request.fields {
-            if !route.dataset.has_field(f) {
-                return Err(LookupError::new(
-                    ErrorCode::InvalidRequest,
-                    format!("{} has no field {f:?}", route.dataset.name),
-                ));
-            }
+        if let Some(f) = fields.iter().find(|f| !route.dataset.has_field(f)) {
+            return Err(LookupError::new(
+                ErrorCode::InvalidRequest,
+                format!("{} has no field {f:?}", route.dataset.name),
+            ));
         }
         Ok((route, key, context))
     }
@@ -291,6 +388,7 @@ impl Gateway {
         &self,
         consumer: &Consumer,
         dataset: &str,
+        mode: Mode,
         context: &CallContext,
         asked: &[String],
     ) -> Result<Vec<String>, LookupError> {
@@ -304,6 +402,16 @@ impl Gateway {
             return Err(LookupError::new(
                 ErrorCode::PermissionDenied,
                 format!("no grant on {dataset} for this consumer"),
+            ));
+        }
+        let grants: Vec<_> = grants
+            .into_iter()
+            .filter(|g| g.modes.contains(&mode))
+            .collect();
+        if grants.is_empty() {
+            return Err(LookupError::new(
+                ErrorCode::PermissionDenied,
+                format!("mode {} is not granted on {dataset}", mode.as_str()),
             ));
         }
         let grant = grants

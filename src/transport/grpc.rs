@@ -204,6 +204,44 @@ impl LookupService for LookupApi {
         Ok(respond(message, &found, &id))
     }
 
+    async fn verify(
+        &self,
+        request: Request<VerifyRequest>,
+    ) -> Result<Response<VerifyResponse>, Status> {
+        let (meta, _, r) = request.into_parts();
+        let caller = caller(&meta);
+        let claims = r
+            .claims
+            .into_iter()
+            .map(|(k, v)| {
+                Ok((
+                    k,
+                    serde_json::to_value(v).map_err(|e| Status::invalid_argument(e.to_string()))?,
+                ))
+            })
+            .collect::<Result<_, Status>>()?;
+        let request = core::VerifyRequest {
+            dataset: r.dataset.clone(),
+            key: r.key,
+            claims,
+            context: context(r.context, &meta),
+        };
+        let verdict = self
+            .gateway
+            .verify(&caller, request)
+            .await
+            .map_err(|e| status(&e, &caller.request_id))?;
+        Ok(Response::new(VerifyResponse {
+            r#match: verdict.matched,
+            fields: verdict.fields.into_iter().collect(),
+            info: Some(ResponseInfo {
+                request_id: caller.request_id,
+                cache: String::new(),
+                dataset: r.dataset,
+            }),
+        }))
+    }
+
     async fn list_capabilities(
         &self,
         request: Request<ListCapabilitiesRequest>,
@@ -222,6 +260,7 @@ impl LookupService for LookupApi {
                     fields: g.fields.clone(),
                     procedures: g.procedures.iter().map(|p| p.as_config()).collect(),
                     legal_basis: g.legal_basis.clone(),
+                    modes: g.modes.iter().map(|m| m.as_str().to_owned()).collect(),
                 })
                 .collect(),
         }))

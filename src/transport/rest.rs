@@ -3,7 +3,9 @@
 
 use super::{bearer, context_from, request_id};
 use crate::core::error::LookupError;
-use crate::core::service::{BatchItem, BatchOutcome, Caller, Gateway, Lookup, LookupRequest};
+use crate::core::service::{
+    BatchItem, BatchOutcome, Caller, Gateway, Lookup, LookupRequest, VerifyRequest,
+};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -23,6 +25,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/v1/datasets/{dataset}/records/{key}", get(record))
         .route("/v1/batch", post(batch))
         .route("/v1/capabilities", get(capabilities))
+        .route("/v1/datasets/{dataset}/verify", post(verify))
         .with_state(gateway)
 }
 
@@ -227,10 +230,59 @@ async fn capabilities(State(g): State<Arc<Gateway>>, headers: HeaderMap) -> Resp
                         "fields": grant.fields,
                         "procedures": grant.procedures.iter().map(|p| p.as_config()).collect::<Vec<_>>(),
                         "legal_basis": grant.legal_basis,
+                        "modes": grant.modes.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
                     })
                 })
                 .collect();
             Json(json!({ "consumer": consumer, "datasets": datasets })).into_response()
+        }
+        Err(e) => problem(&e, &caller.request_id),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerifyBody {
+    key: String,
+    claims: serde_json::Map<String, Value>,
+}
+
+async fn verify(
+    State(g): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    Path(dataset): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let caller = caller(&headers);
+    let parsed: VerifyBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            let err = LookupError::new(
+                crate::core::error::ErrorCode::InvalidRequest,
+                format!("body must be {{\"key\": \"...\", \"claims\": {{field: value}}}}: {e}"),
+            );
+            return problem(&err, &caller.request_id);
+        }
+    };
+    let request = VerifyRequest {
+        dataset,
+        key: parsed.key,
+        claims: parsed.claims,
+        context: context_from(|name| header(&headers, name)),
+    };
+    match g.verify(&caller, request).await {
+        Ok(v) => {
+            let fields: serde_json::Map<String, Value> = v
+                .fields
+                .into_iter()
+                .map(|(f, m)| (f, Value::Bool(m)))
+                .collect();
+            let mut response =
+                Json(json!({ "match": v.matched, "fields": fields })).into_response();
+            if let Ok(id) = HeaderValue::from_str(&caller.request_id) {
+                response.headers_mut().insert("x-request-id", id);
+            }
+            response
         }
         Err(e) => problem(&e, &caller.request_id),
     }
