@@ -464,6 +464,28 @@ impl Gateway {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn claims_match_text_loosely_and_other_values_exactly() {
+        let same = |a: serde_json::Value, c: serde_json::Value| super::same_value(Some(&a), &c);
+        assert!(same(json!("Nguyễn Văn An"), json!("  nguyễn văn an ")));
+        assert!(
+            !same(json!("Nguyễn Văn An"), json!("Nguyen Van An")),
+            "diacritics matter"
+        );
+        assert!(
+            same(json!("12500000000"), json!(12_500_000_000u64)),
+            "int64 fields are strings"
+        );
+        assert!(!same(json!("12500000000"), json!(12_500_000_001u64)));
+        assert!(same(json!(true), json!(true)) && !same(json!(true), json!("true")));
+        assert!(
+            !super::same_value(None, &json!("x")),
+            "an absent field matches nothing"
+        );
+    }
+
     #[test]
     fn current_year_is_plausible() {
         let y = super::current_year();
