@@ -289,3 +289,69 @@ async fn verify_answers_match_per_claim_and_discloses_nothing_else() {
     assert!(reply.r#match);
     assert_eq!(reply.fields.get("full_name"), Some(&true));
 }
+
+#[tokio::test]
+async fn a_grant_outside_its_validity_is_denied() {
+    let expired = r#"
+[[grant]]
+consumer = "demo-onestop"
+dataset = "population.citizen"
+procedures = ["1.*"]
+fields = ["*"]
+valid_from = "2020-01-01"
+valid_until = "2024-12-31"
+legal_basis = "Thỏa thuận kết nối 2020-2024"
+
+[[grant]]
+consumer = "demo-onestop"
+dataset = "business.enterprise"
+procedures = ["1.*"]
+fields = ["*"]
+valid_from = "2020-01-01"
+legal_basis = "Nghị định 47/2020/NĐ-CP"
+"#;
+    let h = Harness::start_with(|name, text| {
+        if name == "grants.toml" {
+            expired.to_owned()
+        } else {
+            text
+        }
+    })
+    .await;
+    let (status, body) = get_with(
+        &h,
+        &format!("/v1/citizens/{}", h.sample("population.citizen")),
+        PROCEDURE,
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("not in force")
+    );
+    let (status, _) = get_with(
+        &h,
+        &format!("/v1/enterprises/{}", h.sample("business.enterprise")),
+        PROCEDURE,
+    )
+    .await;
+    assert_eq!(
+        status, 200,
+        "an open-ended grant in force since 2020 admits"
+    );
+    assert_eq!(h.sims.population.calls("TraCuuThongTinCongDan"), 0);
+    let caps: Value = h
+        .http
+        .get(format!("{}/v1/capabilities", h.base))
+        .bearer_auth(API_KEY)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(caps["datasets"][0]["valid_until"], "2024-12-31");
+    assert_eq!(caps["datasets"][1]["valid_until"], Value::Null);
+}

@@ -5,6 +5,7 @@ pub mod raw;
 
 use crate::core::context::ContextRules;
 use crate::core::dataset::{Dataset, builtin, descriptors};
+use crate::domain::date::Date;
 use crate::upstream::mapping::{Mapping, Path};
 use crate::upstream::template::{JsonTemplate, Template};
 use raw::*;
@@ -208,6 +209,17 @@ pub struct Grant {
     pub fields: Vec<String>,
     pub modes: Vec<Mode>,
     pub legal_basis: String,
+    /// First and last day in force (inclusive); `None` is open-ended.
+    pub valid_from: Option<Date>,
+    pub valid_until: Option<Date>,
+}
+
+impl Grant {
+    /// Whether the grant is in force on `day`.
+    pub fn in_force(&self, day: Date) -> bool {
+        self.valid_from.is_none_or(|from| from <= day)
+            && self.valid_until.is_none_or(|until| day <= until)
+    }
 }
 
 /// What a grant lets its holder do with the granted fields.
@@ -769,7 +781,28 @@ fn validate(
                     })
                     .collect()
             };
+            let mut date = |field: &str, value: &Option<String>| {
+                value.as_deref().and_then(|v| {
+                    let parsed = Date::parse_iso(v);
+                    if parsed.is_none() {
+                        e.add(
+                            format!("{key}.{field}"),
+                            format!("{v:?} is not a date (yyyy-mm-dd)"),
+                        );
+                    }
+                    parsed
+                })
+            };
+            let valid_from = date("valid_from", &g.valid_from);
+            let valid_until = date("valid_until", &g.valid_until);
+            if let (Some(from), Some(until)) = (valid_from, valid_until)
+                && until < from
+            {
+                e.add(format!("{key}.valid_until"), "is before valid_from");
+            }
             Grant {
+                valid_from,
+                valid_until,
                 modes,
                 consumer: g.consumer,
                 dataset: g.dataset,
@@ -1097,11 +1130,18 @@ mod tests {
                 "short_nam = \"MainInformation.SHORT_NAME\"",
             )
             .replace("kind = \"grpc\"", "kind = \"corba\"");
-        files[3].1 = files[3].1.replacen(
-            "fields = [\"*\"]",
-            "fields = [\"full_name\", \"shoe_size\"]",
-            1,
-        );
+        files[3].1 = files[3]
+            .1
+            .replacen(
+                "fields = [\"*\"]",
+                "fields = [\"full_name\", \"shoe_size\"]",
+                1,
+            )
+            .replacen(
+                "legal_basis",
+                "valid_until = \"2024-02-30\"\nlegal_basis",
+                1,
+            );
         let refs: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
         let main = write(dir.path(), &refs);
         let errors = Config::load(&Source::File(main), &BTreeMap::new()).expect_err("invalid");
@@ -1113,6 +1153,7 @@ mod tests {
             ("connectors.toml", "connector[1].mapping.short_nam"),
             ("connectors.toml", "connector[2].kind"),
             ("grants.toml", "grant[0].fields"),
+            ("grants.toml", "grant[0].valid_until"),
         ] {
             assert!(
                 errors

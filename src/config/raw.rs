@@ -201,4 +201,7 @@ pub struct RawGrant {
     pub modes: Vec<String>,
     /// The legal text the grant rests on.
     pub legal_basis: String,
+    /// First and last day (inclusive, `yyyy-mm-dd`, UTC) the grant is in force; open if unset.
+    pub valid_from: Option<String>,
+    pub valid_until: Option<String>,
 }

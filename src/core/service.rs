@@ -6,6 +6,7 @@ use super::dataset::Dataset;
 use super::error::{ErrorCode, LookupError};
 use super::record::Record;
 use crate::config::{Config, Consumer, Grant, Mode};
+use crate::domain::date::Date;
 use crate::upstream::connector::{Call, Connector, UpstreamError};
 use futures::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
@@ -129,19 +130,7 @@ fn same_digest(a: &[u8; 32], b: &[u8; 32]) -> bool {
 }
 
 fn current_year() -> i32 {
-    let days = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() / 86_400)
-        .unwrap_or(0);
-    // Civil-from-days (Howard Hinnant), year only.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(month <= 2)) as i32
+    Date::today().year
 }
 
 impl Gateway {
@@ -402,6 +391,14 @@ impl Gateway {
             return Err(LookupError::new(
                 ErrorCode::PermissionDenied,
                 format!("no grant on {dataset} for this consumer"),
+            ));
+        }
+        let today = Date::today();
+        let grants: Vec<_> = grants.into_iter().filter(|g| g.in_force(today)).collect();
+        if grants.is_empty() {
+            return Err(LookupError::new(
+                ErrorCode::PermissionDenied,
+                format!("the grant on {dataset} is not in force today"),
             ));
         }
         let grants: Vec<_> = grants

@@ -6,6 +6,7 @@
 //! lookup by key costs one generation.
 
 use super::names::*;
+use crate::domain::date::days_in_month;
 use crate::domain::ids::{EnterpriseCode, ParcelId, PersonalId, Sex};
 use crate::domain::units::units;
 use crate::proto::lienthong::{
@@ -157,15 +158,6 @@ impl Person {
             old_id_number: String::new(),
             nationality: "VN".into(),
         }
-    }
-}
-
-fn days_in_month(year: i32, month: u32) -> u32 {
-    match month {
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
     }
 }
 

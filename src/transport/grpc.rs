@@ -261,6 +261,8 @@ impl LookupService for LookupApi {
                     procedures: g.procedures.iter().map(|p| p.as_config()).collect(),
                     legal_basis: g.legal_basis.clone(),
                     modes: g.modes.iter().map(|m| m.as_str().to_owned()).collect(),
+                    valid_from: g.valid_from.map(|d| d.to_string()).unwrap_or_default(),
+                    valid_until: g.valid_until.map(|d| d.to_string()).unwrap_or_default(),
                 })
                 .collect(),
         }))

@@ -231,6 +231,8 @@ async fn capabilities(State(g): State<Arc<Gateway>>, headers: HeaderMap) -> Resp
                         "procedures": grant.procedures.iter().map(|p| p.as_config()).collect::<Vec<_>>(),
                         "legal_basis": grant.legal_basis,
                         "modes": grant.modes.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
+                        "valid_from": grant.valid_from.map(|d| d.to_string()),
+                        "valid_until": grant.valid_until.map(|d| d.to_string()),
                     })
                 })
                 .collect();
