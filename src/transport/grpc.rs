@@ -251,21 +251,7 @@ impl LookupService for LookupApi {
             .gateway
             .capabilities(&caller)
             .map_err(|e| status(&e, &caller.request_id))?;
-        Ok(Response::new(Capabilities {
-            consumer,
-            datasets: grants
-                .into_iter()
-                .map(|g| DatasetCapability {
-                    dataset: g.dataset.clone(),
-                    fields: g.fields.clone(),
-                    procedures: g.procedures.iter().map(|p| p.as_config()).collect(),
-                    legal_basis: g.legal_basis.clone(),
-                    modes: g.modes.iter().map(|m| m.as_str().to_owned()).collect(),
-                    valid_from: g.valid_from.map(|d| d.to_string()).unwrap_or_default(),
-                    valid_until: g.valid_until.map(|d| d.to_string()).unwrap_or_default(),
-                })
-                .collect(),
-        }))
+        Ok(Response::new(super::capabilities(consumer, &grants)))
     }
 
     type BatchGetStream = ReceiverStream<Result<BatchGetItem, Status>>;

@@ -5,7 +5,28 @@ pub mod admin;
 pub mod grpc;
 pub mod rest;
 
+use crate::config::Grant;
 use crate::core::context::RawContext;
+use crate::proto::lienthong::{Capabilities, DatasetCapability};
+
+/// What a consumer's grants allow, as both transports answer it.
+pub fn capabilities(consumer: String, grants: &[&Grant]) -> Capabilities {
+    Capabilities {
+        consumer,
+        datasets: grants
+            .iter()
+            .map(|g| DatasetCapability {
+                dataset: g.dataset.clone(),
+                fields: g.fields.clone(),
+                procedures: g.procedures.iter().map(|p| p.as_config()).collect(),
+                legal_basis: g.legal_basis.clone(),
+                modes: g.modes.iter().map(|m| m.as_str().to_owned()).collect(),
+                valid_from: g.valid_from.map(|d| d.to_string()).unwrap_or_default(),
+                valid_until: g.valid_until.map(|d| d.to_string()).unwrap_or_default(),
+            })
+            .collect(),
+    }
+}
 
 /// A fresh request id (time-ordered UUID).
 pub fn request_id() -> String {

@@ -221,23 +221,8 @@ async fn batch(
 async fn capabilities(State(g): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
     let caller = caller(&headers);
     match g.capabilities(&caller) {
-        Ok((consumer, grants)) => {
-            let datasets: Vec<Value> = grants
-                .into_iter()
-                .map(|grant| {
-                    json!({
-                        "dataset": grant.dataset,
-                        "fields": grant.fields,
-                        "procedures": grant.procedures.iter().map(|p| p.as_config()).collect::<Vec<_>>(),
-                        "legal_basis": grant.legal_basis,
-                        "modes": grant.modes.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
-                        "valid_from": grant.valid_from.map(|d| d.to_string()),
-                        "valid_until": grant.valid_until.map(|d| d.to_string()),
-                    })
-                })
-                .collect();
-            Json(json!({ "consumer": consumer, "datasets": datasets })).into_response()
-        }
+        // The proto3 JSON form of the gRPC answer, so both transports say the same.
+        Ok((consumer, grants)) => Json(super::capabilities(consumer, &grants)).into_response(),
         Err(e) => problem(&e, &caller.request_id),
     }
 }
