@@ -505,7 +505,7 @@ async fn reflection_and_health_let_generic_clients_call_without_a_proto_file() {
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
     let h = Harness::start().await;
-    let channel = tonic::transport::Channel::from_shared(h.grpc_addr.clone())
+    let channel = tonic::transport::Channel::from_shared(h.base.clone())
         .expect("uri")
         .connect()
         .await
@@ -584,7 +584,7 @@ async fn reflection_and_health_let_generic_clients_call_without_a_proto_file() {
 #[tokio::test]
 async fn admin_listener_answers_health_and_readiness() {
     let h = Harness::start().await;
-    let admin = h.gateway.as_ref().expect("running").admin_addr;
+    let admin = h.gateway.admin_addr;
     for path in ["/healthz", "/readyz"] {
         let r = h
             .http

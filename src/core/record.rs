@@ -8,6 +8,17 @@ use serde_json::{Map, Value};
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record(pub Map<String, Value>);
 
+/// A dynamic message in proto3 JSON form with proto field names and defaults omitted: the
+/// form of canonical records and of gRPC payloads before mapping.
+pub fn proto_json(message: &DynamicMessage) -> Result<Value, String> {
+    let options = SerializeOptions::new()
+        .use_proto_field_name(true)
+        .skip_default_fields(true);
+    message
+        .serialize_with_options(serde_json::value::Serializer, &options)
+        .map_err(|e| e.to_string())
+}
+
 impl Record {
     /// Checks mapped fields against the record type and returns them in canonical proto3
     /// JSON form (proto field names, defaults omitted). A mismatch names the field.
@@ -17,15 +28,8 @@ impl Record {
     ) -> Result<Record, String> {
         let message = DynamicMessage::deserialize(desc.clone(), Value::Object(fields))
             .map_err(|e| format!("does not fit {}: {e}", desc.full_name()))?;
-        let options = SerializeOptions::new()
-            .use_proto_field_name(true)
-            .skip_default_fields(true);
-        let mut ser = serde_json::Serializer::new(Vec::new());
-        message
-            .serialize_with_options(&mut ser, &options)
-            .map_err(|e| e.to_string())?;
-        match serde_json::from_slice(&ser.into_inner()) {
-            Ok(Value::Object(map)) => Ok(Record(map)),
+        match proto_json(&message)? {
+            Value::Object(map) => Ok(Record(map)),
             _ => Err("record did not serialise to an object".into()),
         }
     }

@@ -7,6 +7,7 @@ use super::data::SimData;
 use crate::domain::ids::PersonalId;
 use crate::proto::lienthong::{Address, Citizen, Relative};
 use crate::upstream::auth::{SIGNATURE_MAX_SKEW_MS, signed_header_digest};
+use crate::upstream::mapping::xml_escape as escape;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -66,21 +67,6 @@ fn fault(status: StatusCode, code: &str, message: &str) -> Response {
         body,
     )
         .into_response()
-}
-
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// Checks `Timestamp` and `Authorization: Basic base64(user:sha256(url+user+timestamp+secret))`.

@@ -132,7 +132,7 @@ impl Connector {
     }
 }
 
-/// Reads an HTTP body, classifying transport failures.
+/// Classifies an HTTP client failure: timeouts apart, everything else as unavailable.
 pub(crate) fn http_error(e: reqwest::Error) -> UpstreamError {
     if e.is_timeout() {
         UpstreamError::Timeout(Duration::ZERO)

@@ -4,9 +4,10 @@
 use super::connector::{Call, Payload, UpstreamError};
 use super::template::Vars;
 use crate::config::{ConnectorConfig, ConnectorKind};
+use crate::core::record::proto_json;
 use bytes::{Buf, BufMut, Bytes};
 use prost::Message;
-use prost_reflect::{DynamicMessage, SerializeOptions};
+use prost_reflect::DynamicMessage;
 use std::time::Duration;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::Channel;
@@ -106,14 +107,7 @@ pub async fn call(
     let decoded = DynamicMessage::decode(output.clone(), reply).map_err(|e| {
         UpstreamError::BadResponse(format!("reply is not a {}: {e}", output.full_name()))
     })?;
-    let options = SerializeOptions::new()
-        .use_proto_field_name(true)
-        .skip_default_fields(true);
-    let mut ser = serde_json::Serializer::new(Vec::new());
-    decoded
-        .serialize_with_options(&mut ser, &options)
-        .map_err(|e| UpstreamError::BadResponse(e.to_string()))?;
-    serde_json::from_slice(&ser.into_inner())
+    proto_json(&decoded)
         .map(Some)
-        .map_err(|e| UpstreamError::BadResponse(e.to_string()))
+        .map_err(UpstreamError::BadResponse)
 }

@@ -3,17 +3,10 @@
 
 use super::auth::signed_header_authorization;
 use super::connector::{Call, Payload, UpstreamError, http_error};
-use super::mapping::xml_to_json;
+use super::mapping::{xml_escape as escape, xml_to_json};
 use super::template::Vars;
 use crate::config::{ConnectorConfig, ConnectorKind, UpstreamAuth};
 use std::fmt::Write;
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
 
 pub async fn call(
     client: &reqwest::Client,

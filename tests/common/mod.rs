@@ -21,9 +21,8 @@ pub const GRANTS_TOML: &str = include_str!("../../config/demo/grants.toml");
 
 pub struct Harness {
     pub sims: RunningSims,
-    pub gateway: Option<Running>,
+    pub gateway: Running,
     pub base: String,
-    pub grpc_addr: String,
     pub dir: tempfile::TempDir,
     pub http: reqwest::Client,
 }
@@ -62,12 +61,10 @@ impl Harness {
         .expect("config is valid");
         let running = start(Arc::new(config)).await.expect("gateway starts");
         let base = format!("http://{}", running.lookup_addr);
-        let grpc_addr = base.clone();
         Harness {
             sims,
-            gateway: Some(running),
+            gateway: running,
             base,
-            grpc_addr,
             dir,
             http: reqwest::Client::new(),
         }
@@ -96,7 +93,7 @@ impl Harness {
         tonic::transport::Channel,
     > {
         lienthong::proto::lienthong::lookup_service_client::LookupServiceClient::connect(
-            self.grpc_addr.clone(),
+            self.base.clone(),
         )
         .await
         .expect("grpc connects")
