@@ -119,11 +119,26 @@ pub async fn start(config: Arc<Config>) -> Result<Running, String> {
     let lookup_addr = lookup.local_addr().map_err(|e| e.to_string())?;
     let admin_addr = admin_listener.local_addr().map_err(|e| e.to_string())?;
     let (stop, stopped) = watch::channel(false);
-    let tasks = vec![
-        serve(lookup, lookup_router, stopped.clone()),
-        serve(admin_listener, admin::router(), stopped),
-    ];
-    tracing::info!(lookup = %lookup_addr, admin = %admin_addr, instance = %config.instance_id, "gateway listening");
+    let lookup_task = match &config.tls {
+        Some(tls) => {
+            crate::transport::tls::serve(lookup, tls.server.clone(), lookup_router, stopped.clone())
+        }
+        None => serve(lookup, lookup_router, stopped.clone()),
+    };
+    let tasks = vec![lookup_task, serve(admin_listener, admin::router(), stopped)];
+    let security = match &config.tls {
+        None => "plaintext",
+        Some(t) => match t.client_auth {
+            None => "tls",
+            Some(crate::transport::tls::ClientAuth::Optional) => {
+                "tls, client certificates optional"
+            }
+            Some(crate::transport::tls::ClientAuth::Required) => {
+                "tls, client certificates required"
+            }
+        },
+    };
+    tracing::info!(lookup = %lookup_addr, admin = %admin_addr, lookup_security = security, instance = %config.instance_id, "gateway listening");
     Ok(Running {
         lookup_addr,
         admin_addr,

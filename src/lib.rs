@@ -13,13 +13,16 @@
 //!   lookup service whose one function holds the order of the request path.
 //! - [`upstream`] connectors (`soap-xml`, `rest-json`, `grpc`), request templates, the
 //!   declared payload mapping, and upstream credentials.
-//! - [`transport`] the REST and gRPC adapters (translation only) and the admin listener.
+//! - [`transport`] the REST and gRPC adapters (translation only), TLS and client
+//!   certificates on the lookup listener, and the admin listener.
+//! - [`certs`] a private CA and certificates for mTLS pilots and tests (`lienthong certs`).
 //! - [`domain`] identifier formats and the official administrative-unit code lists.
 //! - [`sim`] the simulated national databases and their deterministic data.
 //! - [`telemetry`] logging.
 //! - [`proto`] generated messages and services (`proto/`, compiled by protox in build.rs).
 
 pub mod app;
+pub mod certs;
 pub mod config;
 pub mod core;
 pub mod domain;

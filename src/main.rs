@@ -39,6 +39,23 @@ enum Command {
     },
     /// The simulated national databases alone.
     Sim(SimArgs),
+    /// Make a private CA, a server certificate and client certificates for mTLS (a pilot
+    /// or a test). Existing files are kept: run it again to add clients under the same CA.
+    Certs {
+        /// Directory to write into.
+        #[arg(long, default_value = "tls")]
+        out: PathBuf,
+        /// A DNS name or IP address the server certificate is valid for (repeatable).
+        #[arg(long = "server-name", default_values_t = ["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()])]
+        server_names: Vec<String>,
+        /// A client certificate with this subject CN (repeatable), written as
+        /// client-NAME.pem and client-NAME-key.pem.
+        #[arg(long = "client")]
+        clients: Vec<String>,
+        /// Days the server and client certificates are valid (the CA: at least ten years).
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+    },
 }
 
 #[derive(clap::Args)]
@@ -115,6 +132,17 @@ async fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         Command::Sim(args) => run_sim(args).await,
+        Command::Certs {
+            out,
+            server_names,
+            clients,
+            days,
+        } => certs(lienthong::certs::Plan {
+            out,
+            server_names,
+            clients,
+            days,
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -123,6 +151,42 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn certs(plan: lienthong::certs::Plan) -> Result<(), String> {
+    let report = lienthong::certs::make(&plan)?;
+    for p in &report.written {
+        println!("wrote {}", p.display());
+    }
+    for p in &report.kept {
+        println!("kept  {} (exists)", p.display());
+    }
+    let dir = plan.out.display();
+    println!(
+        r#"
+Turn on TLS with client certificates in the main config (paths are relative to it):
+
+  [tls]
+  cert = "{dir}/server.pem"
+  key = "{dir}/server-key.pem"
+  client_ca = "{dir}/ca.pem"
+  client_auth = "optional"   # "required": no API keys, certificates only
+
+and name each client certificate on its consumer (consumers file):
+"#
+    );
+    for client in &plan.clients {
+        println!("  certificate_names = [\"CN={client}\"]");
+    }
+    if let Some(client) = plan.clients.first() {
+        println!(
+            r#"
+Then, for example:
+  curl --cacert {dir}/ca.pem --cert {dir}/client-{client}.pem --key {dir}/client-{client}-key.pem \
+    https://localhost:8080/v1/capabilities"#
+        );
+    }
+    Ok(())
 }
 
 async fn serve(config: Option<PathBuf>) -> Result<(), String> {

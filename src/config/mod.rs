@@ -6,6 +6,7 @@ pub mod raw;
 use crate::core::context::ContextRules;
 use crate::core::dataset::{Dataset, builtin, descriptors};
 use crate::domain::date::Date;
+use crate::transport::tls::{self, ClientAuth};
 use crate::upstream::mapping::{Mapping, Path};
 use crate::upstream::template::{JsonTemplate, Template};
 use raw::*;
@@ -125,6 +126,15 @@ impl Source {
         }
     }
 
+    /// A path on disk named in config: relative to the main file, or to the working
+    /// directory for the embedded configuration.
+    fn resolve_disk(&self, relative: &str) -> String {
+        match self {
+            Source::File(_) => self.resolve(relative),
+            Source::Inline(_) => relative.to_owned(),
+        }
+    }
+
     fn read(&self, name: &str) -> Result<String, String> {
         match self {
             Source::File(_) => {
@@ -196,6 +206,16 @@ pub struct Consumer {
     pub id: String,
     pub name: String,
     pub key_hashes: Vec<[u8; 32]>,
+    /// Client certificate names (`CN=…`, `DNS:…`, …) that identify this consumer.
+    pub certificate_names: Vec<String>,
+}
+
+/// TLS on the lookup listener, loaded and checked.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub server: Arc<rustls::ServerConfig>,
+    /// Set when client certificates are verified (a `client_ca` is configured).
+    pub client_auth: Option<ClientAuth>,
 }
 
 /// Access granted to one consumer on one dataset.
@@ -270,6 +290,8 @@ pub struct Config {
     pub instance_id: String,
     pub lookup_addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    /// TLS on the lookup listener; `None` serves plaintext.
+    pub tls: Option<TlsConfig>,
     pub log_json: bool,
     pub log_level: String,
     pub max_batch_items: usize,
@@ -487,6 +509,7 @@ impl Config {
             names.2 = name.clone();
         }
         let config = validate(
+            source,
             main_name,
             main,
             parsed_connectors,
@@ -510,6 +533,7 @@ impl Config {
 
 #[allow(clippy::too_many_arguments)]
 fn validate(
+    source: &Source,
     main_name: String,
     main: RawGateway,
     connectors: RawConnectors,
@@ -531,6 +555,24 @@ fn validate(
     };
     let lookup_addr = addr(&mut e, "listen.lookup", &main.listen.lookup);
     let admin_addr = addr(&mut e, "listen.admin", &main.listen.admin);
+    let tls = main
+        .tls
+        .as_ref()
+        .and_then(|t| tls_config(source, t, &mut e));
+    if tls.is_none()
+        && main.tls.is_none()
+        && !lookup_addr.ip().is_loopback()
+        && !main.listen.allow_plaintext
+    {
+        e.add(
+            "listen.lookup",
+            format!(
+                "{lookup_addr} is reachable from other hosts but [tls] is not configured: \
+                 configure [tls], or set listen.allow_plaintext = true when a proxy in front \
+                 terminates TLS"
+            ),
+        );
+    }
     let log_json = match main.log.format.as_str() {
         "json" => true,
         "text" => false,
@@ -673,6 +715,8 @@ fn validate(
         all: e.all,
     };
     let mut consumer_ids = HashSet::new();
+    let mut cert_owners = std::collections::HashMap::new();
+    let client_cas = tls.as_ref().is_some_and(|t| t.client_auth.is_some());
     let consumers: Vec<Consumer> = consumers
         .consumer
         .into_iter()
@@ -697,10 +741,32 @@ fn validate(
                     ),
                 }
             }
+            let mut certificate_names = Vec::new();
+            for (j, n) in c.certificate_names.iter().enumerate() {
+                let at = format!("{key}.certificate_names[{j}]");
+                match tls::normalize_name(n) {
+                    Err(m) => e.add(at, m),
+                    Ok(n) => {
+                        if !client_cas {
+                            e.add(
+                                at.clone(),
+                                "no client certificate can be presented: [tls] client_ca is not configured",
+                            );
+                        }
+                        if let Some(other) = cert_owners.insert(n.clone(), c.id.clone())
+                            && other != c.id
+                        {
+                            e.add(at, format!("{n} already identifies consumer {other:?}"));
+                        }
+                        certificate_names.push(n);
+                    }
+                }
+            }
             Consumer {
                 id: c.id,
                 name: c.name,
                 key_hashes,
+                certificate_names,
             }
         })
         .collect();
@@ -818,6 +884,7 @@ fn validate(
         instance_id,
         lookup_addr,
         admin_addr,
+        tls,
         log_json,
         log_level: main.log.level,
         max_batch_items: main.limits.max_batch_items,
@@ -829,6 +896,62 @@ fn validate(
         consumers,
         grants,
     }
+}
+
+/// Reads and checks the `[tls]` files; `None` (with errors recorded) when they do not load.
+fn tls_config(source: &Source, raw: &RawTls, e: &mut Errors<'_>) -> Option<TlsConfig> {
+    let mut read = |key: &str, rel: &str| -> Option<Vec<u8>> {
+        if rel.trim().is_empty() {
+            e.add(format!("tls.{key}"), "missing: name a PEM file");
+            return None;
+        }
+        let path = source.resolve_disk(rel);
+        std::fs::read(&path)
+            .map_err(|err| e.add(format!("tls.{key}"), format!("cannot read {path}: {err}")))
+            .ok()
+    };
+    let cert = read("cert", &raw.cert);
+    let key = read("key", &raw.key);
+    let ca = raw.client_ca.as_deref().map(|p| read("client_ca", p));
+    let client_auth = match raw.client_auth.as_deref() {
+        None | Some("optional") => ClientAuth::Optional,
+        Some("required") => ClientAuth::Required,
+        Some(other) => {
+            e.add(
+                "tls.client_auth",
+                format!("{other:?} is not \"optional\" or \"required\""),
+            );
+            ClientAuth::Optional
+        }
+    };
+    if raw.client_auth.is_some() && raw.client_ca.is_none() {
+        e.add(
+            "tls.client_auth",
+            "client certificates need tls.client_ca, the CA that signs them",
+        );
+    }
+    let chain = tls::certs_from_pem(&cert?)
+        .map_err(|m| e.add("tls.cert", m))
+        .ok()?;
+    let key = tls::key_from_pem(&key?)
+        .map_err(|m| e.add("tls.key", m))
+        .ok()?;
+    let cas = match ca {
+        None => None,
+        Some(pem) => Some(
+            tls::certs_from_pem(&pem?)
+                .map_err(|m| e.add("tls.client_ca", m))
+                .ok()?,
+        ),
+    };
+    let client_auth = cas.as_ref().map(|_| client_auth);
+    let server = tls::server_config(chain, key, cas, client_auth)
+        .map_err(|m| e.add("tls", m))
+        .ok()?;
+    Some(TlsConfig {
+        server,
+        client_auth,
+    })
 }
 
 /// Mapped fields must exist in the record type, at every level.
@@ -1108,6 +1231,82 @@ mod tests {
             errors.0[0].message.contains("LIENTHONG_LISTEN__LOOKPU"),
             "{}",
             errors
+        );
+    }
+
+    #[test]
+    fn tls_settings_are_checked_and_plaintext_stays_on_loopback() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut files = demo_files();
+        files[0].1 = files[0].1.replace("127.0.0.1:8080", "0.0.0.0:8080");
+        files[2].1 += "certificate_names = [\"motcua-hanoi\", \"CN=motcua-hanoi\"]\n";
+        let main = write(
+            dir.path(),
+            &files
+                .iter()
+                .map(|(n, t)| (*n, t.as_str()))
+                .collect::<Vec<_>>(),
+        );
+        let errors = Config::load(&Source::File(main.clone()), &BTreeMap::new())
+            .expect_err("plaintext on 0.0.0.0, bad names");
+        let keys: Vec<&str> = errors.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "listen.lookup",
+                "consumer[0].certificate_names[0]",
+                "consumer[0].certificate_names[1]"
+            ],
+            "{errors}"
+        );
+        assert!(errors.0[0].message.contains("[tls]"), "{errors}");
+        assert!(errors.0[2].message.contains("client_ca"), "{errors}");
+
+        // With TLS the same address is fine; files are read relative to the main file.
+        let ca = crate::certs::Authority::new("test", 1).expect("ca");
+        let server = ca.server(&["localhost".into()], 1).expect("server");
+        std::fs::create_dir(dir.path().join("tls")).expect("dir");
+        for (name, text) in [
+            ("tls/ca.pem", &ca.pem().cert_pem),
+            ("tls/server.pem", &server.cert_pem),
+            ("tls/server-key.pem", &server.key_pem),
+        ] {
+            std::fs::write(dir.path().join(name), text).expect("write");
+        }
+        let with_tls = |tls: &str| {
+            let mut f = files.clone();
+            f[0].1 += tls;
+            f[2].1 = f[2].1.replace("\"motcua-hanoi\", ", "");
+            let main = write(
+                dir.path(),
+                &f.iter().map(|(n, t)| (*n, t.as_str())).collect::<Vec<_>>(),
+            );
+            Config::load(&Source::File(main), &BTreeMap::new())
+        };
+        let config = with_tls(
+            "[tls]\ncert = \"tls/server.pem\"\nkey = \"tls/server-key.pem\"\nclient_ca = \"tls/ca.pem\"\n",
+        )
+        .expect("valid");
+        let tls = config.tls.expect("tls");
+        assert_eq!(tls.client_auth, Some(ClientAuth::Optional));
+        assert_eq!(config.consumers[0].certificate_names, ["CN=motcua-hanoi"]);
+
+        // The key of another certificate, a missing file, an unknown client_auth.
+        let other = ca.server(&["other".into()], 1).expect("server");
+        std::fs::write(dir.path().join("tls/other-key.pem"), &other.key_pem).expect("write");
+        let errors = with_tls(
+            "[tls]\ncert = \"tls/server.pem\"\nkey = \"tls/other-key.pem\"\nclient_ca = \"tls/ca.pem\"\n",
+        )
+        .expect_err("mismatched key");
+        assert_eq!(errors.0[0].key, "tls", "{errors}");
+        let errors = with_tls(
+            "[tls]\ncert = \"tls/missing.pem\"\nkey = \"tls/server-key.pem\"\nclient_ca = \"tls/ca.pem\"\nclient_auth = \"always\"\n",
+        )
+        .expect_err("missing file");
+        let keys: Vec<&str> = errors.0.iter().map(|e| e.key.as_str()).collect();
+        assert!(
+            keys.contains(&"tls.cert") && keys.contains(&"tls.client_auth"),
+            "{errors}"
         );
     }
 

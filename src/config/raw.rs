@@ -27,6 +27,7 @@ pub struct RawGateway {
     pub limits: RawLimits,
     pub context: RawContextRules,
     pub admin: RawAdmin,
+    pub tls: Option<RawTls>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -34,6 +35,8 @@ pub struct RawGateway {
 pub struct RawListen {
     pub lookup: String,
     pub admin: String,
+    /// Serve the lookup API without TLS on an address other than loopback.
+    pub allow_plaintext: bool,
 }
 
 impl Default for RawListen {
@@ -41,8 +44,23 @@ impl Default for RawListen {
         RawListen {
             lookup: DEFAULT_LOOKUP_ADDR.into(),
             admin: DEFAULT_ADMIN_ADDR.into(),
+            allow_plaintext: false,
         }
     }
+}
+
+/// TLS on the lookup listener; paths are relative to the main file.
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawTls {
+    /// PEM: the server certificate, then any intermediates.
+    pub cert: String,
+    /// PEM: the server's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: String,
+    /// PEM: the CA(s) that sign client certificates; enables mTLS.
+    pub client_ca: Option<String>,
+    /// "optional" (API keys still work; the default) or "required".
+    pub client_auth: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -179,6 +197,9 @@ pub struct RawConsumer {
     pub name: String,
     /// SHA-256 (hex) of each API key the consumer may present.
     pub api_key_sha256: Vec<String>,
+    /// Client certificate names that identify the consumer: `CN=…`, `DNS:…`, `URI:…`,
+    /// `email:…` or `IP:…`.
+    pub certificate_names: Vec<String>,
 }
 
 /// The grants file.

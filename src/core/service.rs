@@ -13,11 +13,21 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// The names a client certificate carries, once the TLS layer has verified it against the
+/// configured CA: `CN=…` for the subject's common names, `DNS:…`, `URI:…`, `email:…` and
+/// `IP:…` for its subject alternative names (DNS names in lower case).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientCertificate {
+    pub names: Vec<String>,
+}
+
 /// How the caller proved who it is.
 #[derive(Debug, Clone, Default)]
 pub struct Caller {
     /// An API key presented as `Authorization: Bearer KEY`.
     pub api_key: Option<String>,
+    /// A verified client certificate (mTLS).
+    pub certificate: Option<Arc<ClientCertificate>>,
     /// Request id assigned by the transport (echoed as `X-Request-Id`).
     pub request_id: String,
 }
@@ -319,13 +329,40 @@ impl Gateway {
         self.authenticate(caller).map(|_| ())
     }
 
+    /// Certificate or API key → consumer. A certificate the CA signed but no consumer claims
+    /// does not authenticate by itself; with both credentials they must name the same consumer.
     fn authenticate(&self, caller: &Caller) -> Result<&Consumer, LookupError> {
-        let Some(key) = caller.api_key.as_deref() else {
-            return Err(LookupError::new(
-                ErrorCode::Unauthenticated,
-                "no credentials: send Authorization: Bearer <api key>",
-            ));
-        };
+        let unauthenticated = |m: String| LookupError::new(ErrorCode::Unauthenticated, m);
+        let by_certificate = caller.certificate.as_deref().map(|cert| {
+            let owner = self.config.consumers.iter().find(|c| {
+                c.certificate_names
+                    .iter()
+                    .any(|n| cert.names.iter().any(|m| m == n))
+            });
+            (cert, owner)
+        });
+        let by_key = caller
+            .api_key
+            .as_deref()
+            .map(|key| self.consumer_for_key(key));
+        match (by_certificate, by_key) {
+            (None, None) => Err(unauthenticated(
+                "no credentials: present a client certificate or send Authorization: Bearer <api key>"
+                    .into(),
+            )),
+            (_, Some(None)) => Err(unauthenticated("the API key is not recognised".into())),
+            (Some((_, Some(a))), Some(Some(b))) if a.id != b.id => Err(unauthenticated(
+                "the client certificate and the API key belong to different consumers".into(),
+            )),
+            (Some((_, Some(consumer))), _) | (_, Some(Some(consumer))) => Ok(consumer),
+            (Some((cert, None)), None) => Err(unauthenticated(format!(
+                "the client certificate ({}) is not registered to any consumer",
+                cert.names.join(", ")
+            ))),
+        }
+    }
+
+    fn consumer_for_key(&self, key: &str) -> Option<&Consumer> {
         let digest = sha256(key);
         // Check every key of every consumer: the time taken does not depend on which matched.
         let mut found = None;
@@ -336,9 +373,7 @@ impl Gateway {
                 }
             }
         }
-        found.ok_or_else(|| {
-            LookupError::new(ErrorCode::Unauthenticated, "the API key is not recognised")
-        })
+        found
     }
 
     fn validate(

@@ -41,11 +41,16 @@ impl Date {
 
     /// Today in UTC.
     pub fn today() -> Date {
-        let days = std::time::SystemTime::now()
+        Date::in_days(0)
+    }
+
+    /// The UTC date `days` from today (negative: in the past).
+    pub fn in_days(days: i64) -> Date {
+        let today = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| (d.as_secs() / 86_400) as i64)
             .unwrap_or(0);
-        Date::from_days(days)
+        Date::from_days(today + days)
     }
 
     /// The date `days` after 1970-01-01 (civil-from-days, Howard Hinnant).

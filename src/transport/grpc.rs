@@ -4,7 +4,9 @@
 use super::{bearer, context_from, request_id};
 use crate::core::context::RawContext;
 use crate::core::error::LookupError;
-use crate::core::service::{self as core, Caller, Gateway, Lookup, LookupRequest};
+use crate::core::service::{
+    self as core, Caller, ClientCertificate, Gateway, Lookup, LookupRequest,
+};
 use crate::proto::lienthong::lookup_service_server::LookupService;
 use crate::proto::lienthong::*;
 use serde::de::DeserializeOwned;
@@ -12,7 +14,7 @@ use serde_json::Value;
 use std::sync::Arc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::{MetadataMap, MetadataValue};
-use tonic::{Request, Response, Status};
+use tonic::{Extensions, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 /// Domain of `ErrorInfo` details.
@@ -45,9 +47,10 @@ pub fn status(e: &LookupError, request_id: &str) -> Status {
     status
 }
 
-fn caller(metadata: &MetadataMap) -> Caller {
+fn caller(metadata: &MetadataMap, extensions: &Extensions) -> Caller {
     Caller {
         api_key: bearer(metadata.get("authorization").and_then(|v| v.to_str().ok())),
+        certificate: extensions.get::<Arc<ClientCertificate>>().cloned(),
         request_id: request_id(),
     }
 }
@@ -98,13 +101,13 @@ fn respond<T>(message: T, lookup: &Lookup, request_id: &str) -> Response<T> {
 impl LookupApi {
     async fn run(
         &self,
-        metadata: &MetadataMap,
+        (metadata, extensions): (&MetadataMap, &Extensions),
         dataset: &str,
         key: String,
         fields: Vec<String>,
         ctx: Option<RequestContext>,
     ) -> Result<(Lookup, String), Status> {
-        let caller = caller(metadata);
+        let caller = caller(metadata, extensions);
         let request = LookupRequest {
             dataset: dataset.to_owned(),
             key,
@@ -128,10 +131,10 @@ impl LookupService for LookupApi {
         &self,
         request: Request<GetCitizenRequest>,
     ) -> Result<Response<CitizenResponse>, Status> {
-        let (meta, _, r) = request.into_parts();
+        let (meta, ext, r) = request.into_parts();
         let (found, id) = self
             .run(
-                &meta,
+                (&meta, &ext),
                 "population.citizen",
                 r.personal_id,
                 r.fields,
@@ -152,10 +155,10 @@ impl LookupService for LookupApi {
         &self,
         request: Request<GetEnterpriseRequest>,
     ) -> Result<Response<EnterpriseResponse>, Status> {
-        let (meta, _, r) = request.into_parts();
+        let (meta, ext, r) = request.into_parts();
         let (found, id) = self
             .run(
-                &meta,
+                (&meta, &ext),
                 "business.enterprise",
                 r.enterprise_code,
                 r.fields,
@@ -176,9 +179,15 @@ impl LookupService for LookupApi {
         &self,
         request: Request<GetLandParcelRequest>,
     ) -> Result<Response<LandParcelResponse>, Status> {
-        let (meta, _, r) = request.into_parts();
+        let (meta, ext, r) = request.into_parts();
         let (found, id) = self
-            .run(&meta, "land.parcel", r.parcel_id, r.fields, r.context)
+            .run(
+                (&meta, &ext),
+                "land.parcel",
+                r.parcel_id,
+                r.fields,
+                r.context,
+            )
             .await?;
         Ok(respond(
             LandParcelResponse {
@@ -191,9 +200,9 @@ impl LookupService for LookupApi {
     }
 
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<RecordResponse>, Status> {
-        let (meta, _, r) = request.into_parts();
+        let (meta, ext, r) = request.into_parts();
         let (found, id) = self
-            .run(&meta, &r.dataset, r.key, r.fields, r.context)
+            .run((&meta, &ext), &r.dataset, r.key, r.fields, r.context)
             .await?;
         let info = info(&found, &id);
         let message = RecordResponse {
@@ -208,8 +217,8 @@ impl LookupService for LookupApi {
         &self,
         request: Request<VerifyRequest>,
     ) -> Result<Response<VerifyResponse>, Status> {
-        let (meta, _, r) = request.into_parts();
-        let caller = caller(&meta);
+        let (meta, ext, r) = request.into_parts();
+        let caller = caller(&meta, &ext);
         let claims = r
             .claims
             .into_iter()
@@ -246,7 +255,7 @@ impl LookupService for LookupApi {
         &self,
         request: Request<ListCapabilitiesRequest>,
     ) -> Result<Response<Capabilities>, Status> {
-        let caller = caller(request.metadata());
+        let caller = caller(request.metadata(), request.extensions());
         let (consumer, grants) = self
             .gateway
             .capabilities(&caller)
@@ -261,8 +270,8 @@ impl LookupService for LookupApi {
         request: Request<BatchGetRequest>,
     ) -> Result<Response<Self::BatchGetStream>, Status> {
         use futures::StreamExt;
-        let (meta, _, r) = request.into_parts();
-        let caller = caller(&meta);
+        let (meta, ext, r) = request.into_parts();
+        let caller = caller(&meta, &ext);
         let ctx = context(r.context, &meta);
         let items: Vec<core::BatchItem> = r
             .items

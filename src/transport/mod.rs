@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod grpc;
 pub mod rest;
+pub mod tls;
 
 use crate::config::Grant;
 use crate::core::context::RawContext;

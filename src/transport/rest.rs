@@ -4,9 +4,11 @@
 use super::{bearer, context_from, request_id};
 use crate::core::error::LookupError;
 use crate::core::service::{
-    BatchItem, BatchOutcome, Caller, Gateway, Lookup, LookupRequest, VerifyRequest,
+    BatchItem, BatchOutcome, Caller, ClientCertificate, Gateway, Lookup, LookupRequest,
+    VerifyRequest,
 };
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -51,14 +53,30 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn caller(headers: &HeaderMap) -> Caller {
-    Caller {
-        api_key: bearer(
-            headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok()),
-        ),
-        request_id: request_id(),
+/// A request's headers and the caller they (and the TLS connection) identify.
+struct Incoming {
+    headers: HeaderMap,
+    caller: Caller,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Incoming {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let caller = Caller {
+            api_key: bearer(
+                parts
+                    .headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok()),
+            ),
+            certificate: parts.extensions.get::<Arc<ClientCertificate>>().cloned(),
+            request_id: request_id(),
+        };
+        Ok(Incoming {
+            headers: parts.headers.clone(),
+            caller,
+        })
     }
 }
 
@@ -103,17 +121,16 @@ fn served(lookup: Lookup, request_id: &str) -> Response {
 
 async fn lookup(
     gateway: &Gateway,
-    headers: &HeaderMap,
+    Incoming { headers, caller }: Incoming,
     dataset: &str,
     key: String,
     fields: Option<String>,
 ) -> Response {
-    let caller = caller(headers);
     let request = LookupRequest {
         dataset: dataset.to_owned(),
         key,
         fields: split_fields(fields),
-        context: context_from(|name| header(headers, name)),
+        context: context_from(|name| header(&headers, name)),
     };
     match gateway.lookup(&caller, request).await {
         Ok(found) => served(found, &caller.request_id),
@@ -123,38 +140,38 @@ async fn lookup(
 
 async fn citizen(
     State(g): State<Arc<Gateway>>,
-    headers: HeaderMap,
+    incoming: Incoming,
     Path(id): Path<String>,
     Query(q): Query<Fields>,
 ) -> Response {
-    lookup(&g, &headers, "population.citizen", id, q.fields).await
+    lookup(&g, incoming, "population.citizen", id, q.fields).await
 }
 
 async fn enterprise(
     State(g): State<Arc<Gateway>>,
-    headers: HeaderMap,
+    incoming: Incoming,
     Path(code): Path<String>,
     Query(q): Query<Fields>,
 ) -> Response {
-    lookup(&g, &headers, "business.enterprise", code, q.fields).await
+    lookup(&g, incoming, "business.enterprise", code, q.fields).await
 }
 
 async fn parcel(
     State(g): State<Arc<Gateway>>,
-    headers: HeaderMap,
+    incoming: Incoming,
     Path(parcel): Path<String>,
     Query(q): Query<Fields>,
 ) -> Response {
-    lookup(&g, &headers, "land.parcel", parcel, q.fields).await
+    lookup(&g, incoming, "land.parcel", parcel, q.fields).await
 }
 
 async fn record(
     State(g): State<Arc<Gateway>>,
-    headers: HeaderMap,
+    incoming: Incoming,
     Path((dataset, key)): Path<(String, String)>,
     Query(q): Query<Fields>,
 ) -> Response {
-    lookup(&g, &headers, &dataset, key, q.fields).await
+    lookup(&g, incoming, &dataset, key, q.fields).await
 }
 
 #[derive(Deserialize)]
@@ -174,10 +191,9 @@ struct BatchBodyItem {
 
 async fn batch(
     State(g): State<Arc<Gateway>>,
-    headers: HeaderMap,
+    Incoming { headers, caller }: Incoming,
     body: axum::body::Bytes,
 ) -> Response {
-    let caller = caller(&headers);
     let parsed: BatchBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
         Err(e) => {
@@ -218,8 +234,10 @@ async fn batch(
     response
 }
 
-async fn capabilities(State(g): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
-    let caller = caller(&headers);
+async fn capabilities(
+    State(g): State<Arc<Gateway>>,
+    Incoming { caller, .. }: Incoming,
+) -> Response {
     match g.capabilities(&caller) {
         // The proto3 JSON form of the gRPC answer, so both transports say the same.
         Ok((consumer, grants)) => Json(super::capabilities(consumer, &grants)).into_response(),
@@ -236,11 +254,10 @@ struct VerifyBody {
 
 async fn verify(
     State(g): State<Arc<Gateway>>,
-    headers: HeaderMap,
+    Incoming { headers, caller }: Incoming,
     Path(dataset): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    let caller = caller(&headers);
     let parsed: VerifyBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
         Err(e) => {

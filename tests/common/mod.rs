@@ -29,7 +29,8 @@ pub struct Harness {
 
 impl Harness {
     /// Starts with the demo config, each file's text passed through `edit(file name, text)`
-    /// (connectors.toml after its endpoints point at the simulators).
+    /// (connectors.toml after its endpoints point at the simulators, gateway.toml after its
+    /// listeners moved to ephemeral ports).
     pub async fn start_with(edit: impl Fn(&str, String) -> String) -> Harness {
         let sims = sim::spawn(SimOptions::ephemeral())
             .await
@@ -45,6 +46,7 @@ impl Harness {
             .replace("127.0.0.1:8080", "127.0.0.1:0")
             .replace("127.0.0.1:9090", "127.0.0.1:0")
             .replace("level = \"info\"", "level = \"warn\"");
+        let gateway = edit("gateway.toml", gateway);
         let dir = tempfile::tempdir().expect("temp dir");
         for (name, text) in [
             ("gateway.toml", gateway.as_str()),

@@ -1,0 +1,258 @@
+//! `lienthong certs`: a private CA, a server certificate and client certificates, enough to
+//! turn on mTLS for a pilot or a test in minutes. A production deployment uses the
+//! certificates its PKI issues; the gateway only needs PEM files.
+
+use crate::domain::date::Date;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use std::path::{Path, PathBuf};
+
+/// A certificate and its private key, both PEM.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// A certificate authority that signs server and client certificates.
+pub struct Authority {
+    issuer: Issuer<'static, KeyPair>,
+    pem: Issued,
+}
+
+fn validity(params: &mut CertificateParams, days: u32) {
+    let at = |d: Date| rcgen::date_time_ymd(d.year, d.month as u8, d.day as u8);
+    // A day of slack for clocks that run behind.
+    params.not_before = at(Date::in_days(-1));
+    params.not_after = at(Date::in_days(i64::from(days)));
+}
+
+fn err(what: &str) -> impl Fn(rcgen::Error) -> String + '_ {
+    move |e| format!("{what}: {e}")
+}
+
+impl Authority {
+    /// A new self-signed CA named `name`, valid for `days`.
+    pub fn new(name: &str, days: u32) -> Result<Authority, String> {
+        let key = KeyPair::generate().map_err(err("CA key"))?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        validity(&mut params, days);
+        let cert = params.self_signed(&key).map_err(err("CA certificate"))?;
+        let pem = Issued {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        };
+        Ok(Authority {
+            issuer: Issuer::new(params, key),
+            pem,
+        })
+    }
+
+    /// An existing CA from its PEM certificate and key.
+    pub fn load(cert_pem: &str, key_pem: &str) -> Result<Authority, String> {
+        let key = KeyPair::from_pem(key_pem).map_err(err("CA key"))?;
+        let issuer = Issuer::from_ca_cert_pem(cert_pem, key).map_err(err("CA certificate"))?;
+        let key_pem = issuer.key().serialize_pem();
+        Ok(Authority {
+            issuer,
+            pem: Issued {
+                cert_pem: cert_pem.to_owned(),
+                key_pem,
+            },
+        })
+    }
+
+    /// The CA's own certificate and key.
+    pub fn pem(&self) -> &Issued {
+        &self.pem
+    }
+
+    /// A server certificate for `names` (DNS names or IP addresses; the first is also the CN).
+    pub fn server(&self, names: &[String], days: u32) -> Result<Issued, String> {
+        let mut params =
+            CertificateParams::new(names.to_vec()).map_err(err("server certificate names"))?;
+        if let Some(first) = names.first() {
+            params
+                .distinguished_name
+                .push(DnType::CommonName, first.as_str());
+        }
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        self.sign(params, days, "server certificate")
+    }
+
+    /// A client certificate with subject CN `name` and the given alternative names.
+    pub fn client(&self, name: &str, alt_names: &[String], days: u32) -> Result<Issued, String> {
+        let mut params =
+            CertificateParams::new(alt_names.to_vec()).map_err(err("client certificate names"))?;
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        self.sign(params, days, "client certificate")
+    }
+
+    fn sign(&self, mut params: CertificateParams, days: u32, what: &str) -> Result<Issued, String> {
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.use_authority_key_identifier_extension = true;
+        validity(&mut params, days);
+        let key = KeyPair::generate().map_err(err(what))?;
+        let cert = params.signed_by(&key, &self.issuer).map_err(err(what))?;
+        Ok(Issued {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+}
+
+/// What `lienthong certs` was asked to make.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub out: PathBuf,
+    /// Names the server certificate is valid for.
+    pub server_names: Vec<String>,
+    /// One client certificate per name (its subject CN).
+    pub clients: Vec<String>,
+    pub days: u32,
+}
+
+/// What was written and what was kept, as paths.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub written: Vec<PathBuf>,
+    pub kept: Vec<PathBuf>,
+}
+
+/// Creates the CA (or reuses the one in `out`), the server certificate and the client
+/// certificates. Existing files are never overwritten: running it again with a new client
+/// name adds that client under the same CA.
+pub fn make(plan: &Plan) -> Result<Report, String> {
+    for c in &plan.clients {
+        if c.is_empty()
+            || !c
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
+        {
+            return Err(format!(
+                "client name {c:?}: use letters, digits, '-', '_' and '.' (it names the files)"
+            ));
+        }
+    }
+    std::fs::create_dir_all(&plan.out)
+        .map_err(|e| format!("cannot create {}: {e}", plan.out.display()))?;
+    let mut report = Report::default();
+    let path = |name: &str| plan.out.join(name);
+    let (ca_cert, ca_key) = (path("ca.pem"), path("ca-key.pem"));
+    let ca = if ca_cert.exists() && ca_key.exists() {
+        report.kept.extend([ca_cert.clone(), ca_key.clone()]);
+        Authority::load(&read(&ca_cert)?, &read(&ca_key)?)?
+    } else if ca_cert.exists() || ca_key.exists() {
+        return Err(format!(
+            "{} has only one of ca.pem and ca-key.pem: restore the other or remove both",
+            plan.out.display()
+        ));
+    } else {
+        let ca = Authority::new("lienthong pilot CA", plan.days.max(3650))?;
+        write_pair(&ca_cert, &ca_key, ca.pem(), &mut report)?;
+        ca
+    };
+    let (server_cert, server_key) = (path("server.pem"), path("server-key.pem"));
+    if server_cert.exists() {
+        report.kept.extend([server_cert, server_key]);
+    } else {
+        let issued = ca.server(&plan.server_names, plan.days)?;
+        write_pair(&server_cert, &server_key, &issued, &mut report)?;
+    }
+    for client in &plan.clients {
+        let cert = path(&format!("client-{client}.pem"));
+        let key = path(&format!("client-{client}-key.pem"));
+        if cert.exists() {
+            report.kept.extend([cert, key]);
+            continue;
+        }
+        let issued = ca.client(client, &[], plan.days)?;
+        write_pair(&cert, &key, &issued, &mut report)?;
+    }
+    Ok(report)
+}
+
+fn read(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+fn write_pair(cert: &Path, key: &Path, issued: &Issued, report: &mut Report) -> Result<(), String> {
+    write(cert, &issued.cert_pem, 0o644)?;
+    write(key, &issued.key_pem, 0o600)?;
+    report.written.extend([cert.to_owned(), key.to_owned()]);
+    Ok(())
+}
+
+fn write(path: &Path, text: &str, mode: u32) -> Result<(), String> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
+    #[cfg(not(unix))]
+    let _ = mode;
+    let mut file = options
+        .open(path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    std::io::Write::write_all(&mut file, text.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_run_adds_a_client_under_the_same_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut plan = Plan {
+            out: dir.path().join("tls"),
+            server_names: vec!["localhost".into(), "127.0.0.1".into()],
+            clients: vec!["motcua-hanoi".into()],
+            days: 30,
+        };
+        let first = make(&plan).unwrap();
+        assert_eq!(first.written.len(), 6);
+        let ca_before = std::fs::read_to_string(plan.out.join("ca.pem")).unwrap();
+        plan.clients.push("motcua-hue".into());
+        let second = make(&plan).unwrap();
+        assert_eq!(
+            second.written,
+            [
+                plan.out.join("client-motcua-hue.pem"),
+                plan.out.join("client-motcua-hue-key.pem")
+            ]
+        );
+        assert_eq!(
+            std::fs::read_to_string(plan.out.join("ca.pem")).unwrap(),
+            ca_before
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(plan.out.join("client-motcua-hue-key.pem"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(
+                mode & 0o077,
+                0,
+                "private keys are readable by the owner only"
+            );
+        }
+        plan.clients = vec!["../escape".into()];
+        assert!(make(&plan).unwrap_err().contains("client name"));
+    }
+}

@@ -1,0 +1,255 @@
+//! TLS on the lookup listener: a rustls server config from PEM files, client certificates
+//! verified against a configured CA (mTLS), and the accept loop that hands a verified
+//! certificate's names to the core as the caller's identity.
+//!
+//! REST and gRPC share the port, so the server offers ALPN `h2` and `http/1.1`.
+
+use crate::core::service::ClientCertificate;
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use rustls::RootCertStore;
+use rustls::ServerConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tower::ServiceExt;
+use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+
+/// Whether a client must present a certificate, or may use an API key instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    Optional,
+    Required,
+}
+
+/// How long a client may take to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Every certificate in a PEM file, in order.
+pub fn certs_from_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("not a PEM certificate file: {e}"))?;
+    if certs.is_empty() {
+        return Err("holds no CERTIFICATE block".into());
+    }
+    Ok(certs)
+}
+
+/// The first private key in a PEM file (PKCS#8, PKCS#1 or SEC1).
+pub fn key_from_pem(pem: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
+    PrivateKeyDer::from_pem_slice(pem).map_err(|e| format!("holds no usable private key: {e}"))
+}
+
+/// The server side of TLS: `client_auth` is `Some` exactly when `client_cas` is.
+pub fn server_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    client_cas: Option<Vec<CertificateDer<'static>>>,
+    client_auth: Option<ClientAuth>,
+) -> Result<Arc<ServerConfig>, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let builder = match client_cas {
+        None => builder.with_no_client_auth(),
+        Some(cas) => {
+            let mut roots = RootCertStore::empty();
+            for ca in cas {
+                roots
+                    .add(ca)
+                    .map_err(|e| format!("client_ca: not a usable CA certificate: {e}"))?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let verifier = match client_auth {
+                Some(ClientAuth::Required) => verifier,
+                _ => verifier.allow_unauthenticated(),
+            };
+            builder
+                .with_client_cert_verifier(verifier.build().map_err(|e| format!("client_ca: {e}"))?)
+        }
+    };
+    let mut config = builder
+        .with_single_cert(chain, key)
+        .map_err(|e| format!("the certificate and key do not make a server identity: {e}"))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// `CN=x`, `DNS:x`, `URI:x`, `email:x` or `IP:x` as configured, in the form
+/// [`identity`] produces (DNS names in lower case); an error says what is accepted.
+pub fn normalize_name(name: &str) -> Result<String, String> {
+    let name = name.trim();
+    let kinds = ["CN=", "DNS:", "URI:", "email:", "IP:"];
+    let Some(kind) = kinds.iter().find(|k| name.starts_with(**k)) else {
+        return Err(format!(
+            "{name:?} must start with one of {} (e.g. \"CN=motcua-hanoi\")",
+            kinds.join(" ")
+        ));
+    };
+    let value = &name[kind.len()..];
+    if value.is_empty() {
+        return Err(format!("{name:?} names nothing after {kind}"));
+    }
+    Ok(match *kind {
+        "DNS:" => format!("DNS:{}", value.to_ascii_lowercase()),
+        "IP:" => {
+            let ip: std::net::IpAddr = value
+                .parse()
+                .map_err(|_| format!("{value:?} is not an IP address"))?;
+            format!("IP:{ip}")
+        }
+        _ => name.to_owned(),
+    })
+}
+
+/// The names a (verified) client certificate carries.
+pub fn identity(cert: &CertificateDer<'_>) -> ClientCertificate {
+    let mut names = Vec::new();
+    let Ok((_, cert)) = X509Certificate::from_der(cert.as_ref()) else {
+        return ClientCertificate { names };
+    };
+    for cn in cert.subject().iter_common_name() {
+        if let Ok(cn) = cn.as_str() {
+            names.push(format!("CN={cn}"));
+        }
+    }
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::DNSName(d) => names.push(format!("DNS:{}", d.to_ascii_lowercase())),
+                GeneralName::URI(u) => names.push(format!("URI:{u}")),
+                GeneralName::RFC822Name(m) => names.push(format!("email:{m}")),
+                GeneralName::IPAddress(ip) => {
+                    let ip = match ip.len() {
+                        4 => <[u8; 4]>::try_from(*ip).ok().map(std::net::IpAddr::from),
+                        16 => <[u8; 16]>::try_from(*ip).ok().map(std::net::IpAddr::from),
+                        _ => None,
+                    };
+                    if let Some(ip) = ip {
+                        names.push(format!("IP:{ip}"));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    ClientCertificate { names }
+}
+
+/// Serves `router` over TLS until `stop` turns true, then lets open connections finish.
+/// Each request carries the connection's verified client certificate, if any, as an
+/// `Arc<ClientCertificate>` extension.
+pub fn serve(
+    listener: TcpListener,
+    config: Arc<ServerConfig>,
+    router: Router,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    tokio::spawn(async move {
+        let graceful = GracefulShutdown::new();
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = stop.wait_for(|s| *s) => break,
+            };
+            let (tcp, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let acceptor = acceptor.clone();
+            let router = router.clone();
+            let watcher = graceful.watcher();
+            tokio::spawn(async move {
+                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+                {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake refused");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+                let certificate = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .map(|leaf| Arc::new(identity(leaf)));
+                let service = router.map_request(move |mut req: http::Request<_>| {
+                    if let Some(c) = &certificate {
+                        req.extensions_mut().insert(c.clone());
+                    }
+                    req
+                });
+                let builder = auto::Builder::new(TokioExecutor::new());
+                let conn = builder
+                    .serve_connection(TokioIo::new(tls), TowerToHyperService::new(service))
+                    .into_owned();
+                if let Err(e) = watcher.watch(conn).await {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+            });
+        }
+        drop(listener);
+        graceful.shutdown().await;
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_normalised_and_checked() {
+        assert_eq!(
+            normalize_name("DNS:MotCua.HaNoi.gov.vn").unwrap(),
+            "DNS:motcua.hanoi.gov.vn"
+        );
+        assert_eq!(
+            normalize_name("CN=motcua-hanoi").unwrap(),
+            "CN=motcua-hanoi"
+        );
+        assert_eq!(normalize_name("IP:::1").unwrap(), "IP:::1");
+        assert!(normalize_name("motcua-hanoi").unwrap_err().contains("CN="));
+        assert!(normalize_name("CN=").is_err());
+        assert!(normalize_name("IP:not-an-ip").is_err());
+    }
+
+    #[test]
+    fn identity_reads_common_name_and_alternative_names() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec![
+            "MotCua.example.vn".to_owned(),
+            "10.0.0.7".to_owned(),
+        ])
+        .unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "motcua-hanoi");
+        let cert = params.self_signed(&key).unwrap();
+        let id = identity(cert.der());
+        assert_eq!(
+            id.names,
+            ["CN=motcua-hanoi", "DNS:motcua.example.vn", "IP:10.0.0.7"]
+        );
+    }
+}

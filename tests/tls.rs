@@ -1,0 +1,426 @@
+//! Identity over real TLS sockets: client certificates made here with rcgen, verified
+//! against the configured CA and mapped to consumers; every way in that must be refused is.
+
+mod common;
+
+use common::*;
+use lienthong::certs::{Authority, Issued};
+use lienthong::proto::lienthong::lookup_service_client::LookupServiceClient;
+use lienthong::proto::lienthong::*;
+use lienthong::transport::tls::{certs_from_pem, key_from_pem};
+use serde_json::Value;
+use std::sync::Arc;
+
+/// Consumer `motcua-hanoi` proves itself with a client certificate; it may read two citizen
+/// fields for one procedure. The demo consumer keeps its API key and its wide grants.
+const CERT_CONSUMER: &str = r#"
+[[consumer]]
+id = "motcua-hanoi"
+name = "Cổng dịch vụ công Hà Nội"
+certificate_names = ["CN=motcua-hanoi", "DNS:motcua.hanoi.gov.vn"]
+"#;
+
+const CERT_GRANT: &str = r#"
+[[grant]]
+consumer = "motcua-hanoi"
+dataset = "population.citizen"
+procedures = ["1.001612"]
+fields = ["full_name", "date_of_birth"]
+legal_basis = "Nghị định 47/2020/NĐ-CP"
+"#;
+
+struct Pki {
+    dir: tempfile::TempDir,
+    ca: Authority,
+    other_ca: Authority,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ca = Authority::new("test CA", 10).expect("CA");
+        let server = ca
+            .server(&["localhost".into(), "127.0.0.1".into()], 2)
+            .expect("server cert");
+        for (name, text) in [
+            ("ca.pem", &ca.pem().cert_pem),
+            ("server.pem", &server.cert_pem),
+            ("server-key.pem", &server.key_pem),
+        ] {
+            std::fs::write(dir.path().join(name), text).expect("write");
+        }
+        Pki {
+            dir,
+            ca,
+            other_ca: Authority::new("another CA", 10).expect("CA"),
+        }
+    }
+
+    fn tls_section(&self, client_auth: &str) -> String {
+        let p = |n: &str| self.dir.path().join(n).display().to_string();
+        format!(
+            "\n[tls]\ncert = {:?}\nkey = {:?}\nclient_ca = {:?}\nclient_auth = {client_auth:?}\n",
+            p("server.pem"),
+            p("server-key.pem"),
+            p("ca.pem")
+        )
+    }
+
+    async fn gateway(&self, client_auth: &str) -> Harness {
+        let tls = self.tls_section(client_auth);
+        Harness::start_with(move |name, text| match name {
+            "gateway.toml" => text + &tls,
+            "consumers.toml" => text + CERT_CONSUMER,
+            "grants.toml" => text + CERT_GRANT,
+            _ => text,
+        })
+        .await
+    }
+}
+
+fn rustls_client(ca: &Authority, identity: Option<&Issued>) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in certs_from_pem(ca.pem().cert_pem.as_bytes()).expect("CA pem") {
+        roots.add(c).expect("root");
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots);
+    match identity {
+        None => builder.with_no_client_auth(),
+        Some(id) => builder
+            .with_client_auth_cert(
+                certs_from_pem(id.cert_pem.as_bytes()).expect("cert"),
+                key_from_pem(id.key_pem.as_bytes()).expect("key"),
+            )
+            .expect("client identity"),
+    }
+}
+
+fn https(identity: Option<&Issued>, pki: &Pki) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(rustls_client(&pki.ca, identity))
+        .build()
+        .expect("client")
+}
+
+/// A REST GET over TLS with the given headers, and the valid call context where they do not
+/// set its headers.
+async fn get(
+    client: &reqwest::Client,
+    h: &Harness,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<(u16, Value), reqwest::Error> {
+    let mut r = client.get(format!(
+        "https://127.0.0.1:{}{path}",
+        h.gateway.lookup_addr.port()
+    ));
+    let context = [
+        ("X-Procedure-Code", PROCEDURE),
+        ("X-Dossier-Id", DOSSIER),
+        ("X-Officer-Id", OFFICER),
+    ];
+    for (k, v) in context
+        .iter()
+        .filter(|(k, _)| !headers.iter().any(|(h, _)| h == k))
+    {
+        r = r.header(*k, *v);
+    }
+    for (k, v) in headers {
+        r = r.header(*k, *v);
+    }
+    let response = r.send().await?;
+    let status = response.status().as_u16();
+    Ok((status, response.json().await.unwrap_or(Value::Null)))
+}
+
+fn population_calls(h: &Harness) -> u64 {
+    h.sims.population.calls("TraCuuThongTinCongDan")
+}
+
+#[tokio::test]
+async fn client_certificate_identifies_the_consumer_and_its_grant_applies() {
+    let pki = Pki::new();
+    let h = pki.gateway("optional").await;
+    let hanoi = pki.ca.client("motcua-hanoi", &[], 1).expect("client cert");
+    let client = https(Some(&hanoi), &pki);
+    let id = h.sample("population.citizen");
+
+    let (status, body) = get(&client, &h, &format!("/v1/citizens/{id}"), &[])
+        .await
+        .expect("TLS request");
+    assert_eq!(status, 200, "{body}");
+    let keys: Vec<&String> = body.as_object().expect("record").keys().collect();
+    assert_eq!(keys, ["date_of_birth", "full_name"]);
+
+    let (status, caps) = get(&client, &h, "/v1/capabilities", &[])
+        .await
+        .expect("TLS");
+    assert_eq!(status, 200);
+    assert_eq!(caps["consumer"], "motcua-hanoi");
+
+    // A certificate matched by its DNS alternative name alone maps to the same consumer.
+    let by_san = pki
+        .ca
+        .client("portal-node-7", &["MotCua.HaNoi.gov.vn".into()], 1)
+        .expect("client cert");
+    let (status, caps) = get(&https(Some(&by_san), &pki), &h, "/v1/capabilities", &[])
+        .await
+        .expect("TLS");
+    assert_eq!(status, 200, "{caps}");
+    assert_eq!(caps["consumer"], "motcua-hanoi");
+
+    // The API key still works beside certificates when client_auth is optional.
+    let (status, caps) = get(
+        &https(None, &pki),
+        &h,
+        "/v1/capabilities",
+        &[("Authorization", "Bearer demo-onestop-key")],
+    )
+    .await
+    .expect("TLS");
+    assert_eq!(status, 200);
+    assert_eq!(caps["consumer"], "demo-onestop");
+}
+
+#[tokio::test]
+async fn every_denial_path_over_tls() {
+    let pki = Pki::new();
+    let h = pki.gateway("optional").await;
+    let id = h.sample("population.citizen");
+    let citizen = format!("/v1/citizens/{id}");
+    let hanoi = https(
+        Some(&pki.ca.client("motcua-hanoi", &[], 1).expect("cert")),
+        &pki,
+    );
+    let denied = |r: Result<(u16, Value), reqwest::Error>, status: u16, code: &str, names: &str| {
+        let (got, body) = r.expect("the TLS request itself succeeds");
+        assert_eq!(got, status, "{code}: {body}");
+        assert_eq!(body["code"], code, "{body}");
+        let detail = body["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains(names), "{detail:?} should name {names:?}");
+    };
+
+    // No credentials at all.
+    denied(
+        get(&https(None, &pki), &h, &citizen, &[]).await,
+        401,
+        "unauthenticated",
+        "no credentials",
+    );
+    // A certificate our CA signed, for a name no consumer claims.
+    let stranger = pki.ca.client("unregistered", &[], 1).expect("cert");
+    denied(
+        get(&https(Some(&stranger), &pki), &h, &citizen, &[]).await,
+        401,
+        "unauthenticated",
+        "CN=unregistered",
+    );
+    // A wrong API key, with or without a certificate.
+    let wrong_key = [("Authorization", "Bearer not-the-key")];
+    denied(
+        get(&https(None, &pki), &h, &citizen, &wrong_key).await,
+        401,
+        "unauthenticated",
+        "API key",
+    );
+    denied(
+        get(&hanoi, &h, &citizen, &wrong_key).await,
+        401,
+        "unauthenticated",
+        "API key",
+    );
+    // A certificate and a key that belong to different consumers.
+    denied(
+        get(
+            &hanoi,
+            &h,
+            &citizen,
+            &[("Authorization", "Bearer demo-onestop-key")],
+        )
+        .await,
+        401,
+        "unauthenticated",
+        "different consumers",
+    );
+    // Authenticated, but outside the grant: dataset, field, procedure.
+    let enterprise = h.sample("business.enterprise");
+    denied(
+        get(&hanoi, &h, &format!("/v1/enterprises/{enterprise}"), &[]).await,
+        403,
+        "permission_denied",
+        "business.enterprise",
+    );
+    denied(
+        get(
+            &hanoi,
+            &h,
+            &format!("{citizen}?fields=full_name,permanent_residence"),
+            &[],
+        )
+        .await,
+        403,
+        "permission_denied",
+        "permanent_residence",
+    );
+    denied(
+        get(&hanoi, &h, &citizen, &[("X-Procedure-Code", "2.000001")]).await,
+        403,
+        "permission_denied",
+        "2.000001",
+    );
+    // A malformed call context.
+    denied(
+        get(&hanoi, &h, &citizen, &[("X-Dossier-Id", "dossier 12")]).await,
+        400,
+        "invalid_context",
+        "dossier_id",
+    );
+
+    // A certificate from another CA, even with a registered name, fails the handshake.
+    let forged = pki.other_ca.client("motcua-hanoi", &[], 1).expect("cert");
+    let refused = get(&https(Some(&forged), &pki), &h, &citizen, &[]).await;
+    assert!(refused.is_err(), "another CA's certificate was accepted");
+    // Plaintext to the TLS port is not served.
+    let plain = reqwest::Client::new()
+        .get(format!("http://{}{citizen}", h.gateway.lookup_addr))
+        .bearer_auth(API_KEY)
+        .send()
+        .await;
+    match plain {
+        Err(_) => {}
+        Ok(r) => assert!(
+            !r.status().is_success(),
+            "plaintext was served: {}",
+            r.status()
+        ),
+    }
+    // Not one of these reached the national database.
+    assert_eq!(population_calls(&h), 0);
+}
+
+#[tokio::test]
+async fn required_client_certificates_refuse_api_key_only_clients() {
+    let pki = Pki::new();
+    let h = pki.gateway("required").await;
+    let id = h.sample("population.citizen");
+    let refused = get(
+        &https(None, &pki),
+        &h,
+        &format!("/v1/citizens/{id}"),
+        &[("Authorization", "Bearer demo-onestop-key")],
+    )
+    .await;
+    assert!(refused.is_err(), "served without a client certificate");
+    let hanoi = pki.ca.client("motcua-hanoi", &[], 1).expect("cert");
+    let (status, _) = get(
+        &https(Some(&hanoi), &pki),
+        &h,
+        &format!("/v1/citizens/{id}"),
+        &[],
+    )
+    .await
+    .expect("TLS");
+    assert_eq!(status, 200);
+    assert_eq!(population_calls(&h), 1);
+}
+
+#[tokio::test]
+async fn grpc_over_mutual_tls() {
+    use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+    let pki = Pki::new();
+    let h = pki.gateway("optional").await;
+    let id = h.sample("population.citizen");
+    let channel = |identity: Option<&Issued>| {
+        let mut tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&pki.ca.pem().cert_pem))
+            .domain_name("localhost");
+        if let Some(i) = identity {
+            tls = tls.identity(Identity::from_pem(&i.cert_pem, &i.key_pem));
+        }
+        Channel::from_shared(format!(
+            "https://127.0.0.1:{}",
+            h.gateway.lookup_addr.port()
+        ))
+        .expect("uri")
+        .tls_config(tls)
+        .expect("tls config")
+    };
+    let request = || GetCitizenRequest {
+        personal_id: id.clone(),
+        context: context(),
+        fields: vec![],
+    };
+
+    let hanoi = pki.ca.client("motcua-hanoi", &[], 1).expect("cert");
+    let mut grpc = LookupServiceClient::new(channel(Some(&hanoi)).connect().await.expect("h2"));
+    let found = grpc
+        .get_citizen(request())
+        .await
+        .expect("served")
+        .into_inner();
+    let record = found.record.expect("record");
+    assert_eq!(record.personal_id, "", "personal_id is not granted");
+    assert!(!record.full_name.is_empty());
+    assert!(record.permanent_residence.is_none());
+
+    let mut anonymous = LookupServiceClient::new(channel(None).connect().await.expect("h2"));
+    let status = anonymous
+        .get_citizen(request())
+        .await
+        .expect_err("no credentials");
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+}
+
+#[tokio::test]
+async fn certificates_from_the_certs_command_turn_on_mtls() {
+    let dir = tempfile::tempdir().expect("dir");
+    let out = dir.path().join("tls");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_lienthong"))
+        .args(["certs", "--out"])
+        .arg(&out)
+        .args(["--client", "motcua-hanoi", "--days", "3"])
+        .output()
+        .expect("lienthong certs runs");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        stdout.contains("certificate_names = [\"CN=motcua-hanoi\"]"),
+        "{stdout}"
+    );
+    let read = |name: &str| std::fs::read_to_string(out.join(name)).expect(name);
+
+    let tls = format!(
+        "\n[tls]\ncert = {:?}\nkey = {:?}\nclient_ca = {:?}\n",
+        out.join("server.pem").display().to_string(),
+        out.join("server-key.pem").display().to_string(),
+        out.join("ca.pem").display().to_string(),
+    );
+    let h = Harness::start_with(move |name, text| match name {
+        "gateway.toml" => text + &tls,
+        "consumers.toml" => text + CERT_CONSUMER,
+        "grants.toml" => text + CERT_GRANT,
+        _ => text,
+    })
+    .await;
+    let ca = Authority::load(&read("ca.pem"), &read("ca-key.pem")).expect("CA loads");
+    let client = Issued {
+        cert_pem: read("client-motcua-hanoi.pem"),
+        key_pem: read("client-motcua-hanoi-key.pem"),
+    };
+    let http = reqwest::Client::builder()
+        .tls_backend_preconfigured(rustls_client(&ca, Some(&client)))
+        .build()
+        .expect("client");
+    let (status, caps) = get(&http, &h, "/v1/capabilities", &[]).await.expect("TLS");
+    assert_eq!(status, 200, "{caps}");
+    assert_eq!(caps["consumer"], "motcua-hanoi");
+}
