@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod grpc;
+pub mod openapi;
 pub mod rest;
 pub mod tls;
 

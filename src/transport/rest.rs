@@ -11,28 +11,102 @@ use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use futures::StreamExt;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-/// The lookup API's REST routes.
+/// The lookup API's REST routes, and `GET /openapi.json` describing them.
 pub fn router(gateway: Arc<Gateway>) -> Router {
-    Router::new()
-        .route("/v1/citizens/{id}", get(citizen))
-        .route("/v1/enterprises/{code}", get(enterprise))
-        .route("/v1/land-parcels/{parcel}", get(parcel))
-        .route("/v1/datasets/{dataset}/records/{key}", get(record))
-        .route("/v1/batch", post(batch))
-        .route("/v1/capabilities", get(capabilities))
-        .route("/v1/datasets/{dataset}/verify", post(verify))
-        .with_state(gateway)
+    let (router, api) = documented(gateway);
+    let json = api.to_pretty_json().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "OpenAPI document does not serialise");
+        "{}".into()
+    });
+    router.route(
+        "/openapi.json",
+        get(move || {
+            let json = json.clone();
+            async move { ([(header::CONTENT_TYPE, "application/json")], json) }
+        }),
+    )
 }
 
-#[derive(Deserialize, Default)]
+/// The routes and the OpenAPI document collected from their annotations.
+pub fn documented(gateway: Arc<Gateway>) -> (Router, utoipa::openapi::OpenApi) {
+    let (router, mut api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(citizen))
+        .routes(routes!(enterprise))
+        .routes(routes!(parcel))
+        .routes(routes!(record))
+        .routes(routes!(batch))
+        .routes(routes!(capabilities))
+        .routes(routes!(verify))
+        .with_state(gateway)
+        .split_for_parts();
+    super::openapi::complete(
+        &mut api,
+        crate::core::dataset::descriptors(),
+        &[
+            CITIZEN,
+            ENTERPRISE,
+            LAND_PARCEL,
+            "lienthong.v1.Capabilities",
+        ],
+    );
+    (router, api)
+}
+
+const CITIZEN: &str = "lienthong.v1.Citizen";
+const ENTERPRISE: &str = "lienthong.v1.Enterprise";
+const LAND_PARCEL: &str = "lienthong.v1.LandParcel";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "lienthong lookup API",
+        description = "Lookups in the national databases for one-stop systems, bound to a \
+            procedure and a dossier. Every call needs a credential (an API key or a client \
+            certificate) and the call-context headers; a consumer receives only the fields \
+            its grant allows. The same operations are served over gRPC \
+            (`lienthong.v1.LookupService`) on the same port."
+    ),
+    components(schemas(Problem))
+)]
+struct ApiDoc;
+
+/// The call context every lookup carries (headers; `X-Purpose` is percent-encoded UTF-8).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+struct ContextHeaders {
+    /// The administrative procedure code, e.g. `1.001612`.
+    #[param(rename = "X-Procedure-Code")]
+    procedure_code: String,
+    /// The dossier (hồ sơ) being processed, e.g. `000.00.53.H48-251128-0001`.
+    #[param(rename = "X-Dossier-Id")]
+    dossier_id: String,
+    /// The civil servant handling the dossier.
+    #[param(rename = "X-Officer-Id")]
+    officer_id: String,
+    /// The agency's code in the national list, e.g. `000.00.53.H48`.
+    #[param(rename = "X-Agency-Code")]
+    agency_code: Option<String>,
+    /// Free-text purpose, percent-encoded UTF-8.
+    #[param(rename = "X-Purpose")]
+    purpose: Option<String>,
+}
+
+#[derive(Deserialize, Default, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct Fields {
+    /// Comma-separated field names (proto names, e.g. `full_name,date_of_birth`); absent
+    /// means every field the grant allows.
     fields: Option<String>,
 }
 
@@ -80,17 +154,34 @@ impl<S: Send + Sync> FromRequestParts<S> for Incoming {
     }
 }
 
+/// An RFC 9457 problem body.
+#[derive(Serialize, ToSchema)]
+pub struct Problem {
+    /// `urn:lienthong:error:` followed by the code.
+    #[serde(rename = "type")]
+    kind: String,
+    title: String,
+    /// The HTTP status, repeated.
+    status: u16,
+    /// What was wrong, naming the field, key or grant concerned.
+    detail: String,
+    /// The stable error code (see docs/errors.md).
+    code: String,
+    /// `urn:lienthong:request:` followed by the request id.
+    instance: String,
+}
+
 /// The problem body for an error, with `Retry-After` where one applies.
 pub fn problem(e: &LookupError, request_id: &str) -> Response {
     let status = e.code.http_status();
-    let body = json!({
-        "type": format!("urn:lienthong:error:{}", e.code.as_str()),
-        "title": e.code.title(),
-        "status": status.as_u16(),
-        "detail": e.message,
-        "code": e.code.as_str(),
-        "instance": format!("urn:lienthong:request:{request_id}"),
-    });
+    let body = Problem {
+        kind: format!("urn:lienthong:error:{}", e.code.as_str()),
+        title: e.code.title().into(),
+        status: status.as_u16(),
+        detail: e.message.clone(),
+        code: e.code.as_str().into(),
+        instance: format!("urn:lienthong:request:{request_id}"),
+    };
     let mut response = (status, Json(body)).into_response();
     let h = response.headers_mut();
     h.insert(
@@ -138,6 +229,14 @@ async fn lookup(
     }
 }
 
+/// A citizen from the national population database, by personal identification number.
+#[utoipa::path(
+    get,
+    path = "/v1/citizens/{id}",
+    tag = "lookup",
+    params(("id" = String, Path, description = "12-digit personal identification number"), Fields, ContextHeaders),
+    responses((status = 200, description = "The record, only the granted (and asked) fields; `X-Cache` says where it came from", body = ref("#/components/schemas/lienthong.v1.Citizen")))
+)]
 async fn citizen(
     State(g): State<Arc<Gateway>>,
     incoming: Incoming,
@@ -147,6 +246,14 @@ async fn citizen(
     lookup(&g, incoming, "population.citizen", id, q.fields).await
 }
 
+/// An enterprise from the national business registration database, by enterprise code.
+#[utoipa::path(
+    get,
+    path = "/v1/enterprises/{code}",
+    tag = "lookup",
+    params(("code" = String, Path, description = "10-digit enterprise code, or 13 with a branch suffix"), Fields, ContextHeaders),
+    responses((status = 200, description = "The record, only the granted (and asked) fields", body = ref("#/components/schemas/lienthong.v1.Enterprise")))
+)]
 async fn enterprise(
     State(g): State<Arc<Gateway>>,
     incoming: Incoming,
@@ -156,6 +263,14 @@ async fn enterprise(
     lookup(&g, incoming, "business.enterprise", code, q.fields).await
 }
 
+/// A land parcel from the land registry, by parcel id.
+#[utoipa::path(
+    get,
+    path = "/v1/land-parcels/{parcel}",
+    tag = "lookup",
+    params(("parcel" = String, Path, description = "Parcel id: commune code, map sheet and parcel number"), Fields, ContextHeaders),
+    responses((status = 200, description = "The record, only the granted (and asked) fields", body = ref("#/components/schemas/lienthong.v1.LandParcel")))
+)]
 async fn parcel(
     State(g): State<Arc<Gateway>>,
     incoming: Incoming,
@@ -165,6 +280,19 @@ async fn parcel(
     lookup(&g, incoming, "land.parcel", parcel, q.fields).await
 }
 
+/// A record of any dataset, by its key.
+#[utoipa::path(
+    get,
+    path = "/v1/datasets/{dataset}/records/{key}",
+    tag = "lookup",
+    params(
+        ("dataset" = String, Path, description = "Dataset name, e.g. `population.citizen`"),
+        ("key" = String, Path, description = "The dataset's key"),
+        Fields,
+        ContextHeaders
+    ),
+    responses((status = 200, description = "The record as a JSON object, only the granted (and asked) fields", body = Object))
+)]
 async fn record(
     State(g): State<Arc<Gateway>>,
     incoming: Incoming,
@@ -174,21 +302,60 @@ async fn record(
     lookup(&g, incoming, &dataset, key, q.fields).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct BatchBody {
+    /// At most `limits.max_batch_items` (100 by default).
     items: Vec<BatchBodyItem>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct BatchBodyItem {
     dataset: String,
     key: String,
+    /// Fields asked for; absent means every granted field.
     #[serde(default)]
     fields: Vec<String>,
 }
 
+#[derive(Serialize, ToSchema)]
+struct BatchAnswer {
+    /// One per item, in request order.
+    items: Vec<BatchAnswerItem>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct BatchAnswerItem {
+    dataset: String,
+    key: String,
+    /// `ok`, or the item's error code.
+    outcome: String,
+    /// Where a served record came from: hit, miss, stale or coalesced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    record: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<BatchItemError>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct BatchItemError {
+    code: String,
+    message: String,
+}
+
+/// Several lookups under one call context; each item succeeds or fails on its own.
+#[utoipa::path(
+    post,
+    path = "/v1/batch",
+    tag = "lookup",
+    params(ContextHeaders),
+    request_body = BatchBody,
+    responses((status = 200, description = "One outcome per item, in request order", body = BatchAnswer))
+)]
 async fn batch(
     State(g): State<Arc<Gateway>>,
     Incoming { headers, caller }: Incoming,
@@ -218,22 +385,51 @@ async fn batch(
         Ok(s) => s,
         Err(e) => return problem(&e, &caller.request_id),
     };
-    let results: Vec<Value> = stream
-        .map(|BatchOutcome { dataset, key, result, .. }| {
-            match result {
-                Ok(found) => json!({"dataset": dataset, "key": key, "outcome": "ok", "cache": found.cache.as_str(), "record": Value::Object(found.record.0)}),
-                Err(e) => json!({"dataset": dataset, "key": key, "outcome": e.code.as_str(), "error": {"code": e.code.as_str(), "message": e.message}}),
-            }
-        })
+    let items: Vec<BatchAnswerItem> = stream
+        .map(
+            |BatchOutcome {
+                 dataset,
+                 key,
+                 result,
+                 ..
+             }| match result {
+                Ok(found) => BatchAnswerItem {
+                    dataset,
+                    key,
+                    outcome: "ok".into(),
+                    cache: Some(found.cache.as_str().into()),
+                    record: Some(Value::Object(found.record.0)),
+                    error: None,
+                },
+                Err(e) => BatchAnswerItem {
+                    dataset,
+                    key,
+                    outcome: e.code.as_str().into(),
+                    cache: None,
+                    record: None,
+                    error: Some(BatchItemError {
+                        code: e.code.as_str().into(),
+                        message: e.message,
+                    }),
+                },
+            },
+        )
         .collect()
         .await;
-    let mut response = (StatusCode::OK, Json(json!({ "items": results }))).into_response();
+    let mut response = (StatusCode::OK, Json(BatchAnswer { items })).into_response();
     if let Ok(v) = HeaderValue::from_str(&caller.request_id) {
         response.headers_mut().insert("x-request-id", v);
     }
     response
 }
 
+/// What the caller's grants allow: datasets, fields, procedure codes, modes, validity.
+#[utoipa::path(
+    get,
+    path = "/v1/capabilities",
+    tag = "discovery",
+    responses((status = 200, description = "The caller's grants", body = ref("#/components/schemas/lienthong.v1.Capabilities")))
+)]
 async fn capabilities(
     State(g): State<Arc<Gateway>>,
     Incoming { caller, .. }: Incoming,
@@ -245,13 +441,33 @@ async fn capabilities(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct VerifyBody {
     key: String,
+    /// Claimed values by field name, e.g. `{"full_name": "…", "date_of_birth": "1990-05-17"}`.
+    #[schema(value_type = Object)]
     claims: serde_json::Map<String, Value>,
 }
 
+#[derive(Serialize, ToSchema)]
+struct VerifyAnswer {
+    /// Whether every claim matched.
+    #[serde(rename = "match")]
+    matched: bool,
+    /// Match or no match, per claimed field; no value is disclosed.
+    fields: BTreeMap<String, bool>,
+}
+
+/// Check claimed values against a record without receiving it.
+#[utoipa::path(
+    post,
+    path = "/v1/datasets/{dataset}/verify",
+    tag = "verify",
+    params(("dataset" = String, Path, description = "Dataset name, e.g. `population.citizen`"), ContextHeaders),
+    request_body = VerifyBody,
+    responses((status = 200, description = "Match or no match per claim", body = VerifyAnswer))
+)]
 async fn verify(
     State(g): State<Arc<Gateway>>,
     Incoming { headers, caller }: Incoming,
@@ -276,13 +492,11 @@ async fn verify(
     };
     match g.verify(&caller, request).await {
         Ok(v) => {
-            let fields: serde_json::Map<String, Value> = v
-                .fields
-                .into_iter()
-                .map(|(f, m)| (f, Value::Bool(m)))
-                .collect();
-            let mut response =
-                Json(json!({ "match": v.matched, "fields": fields })).into_response();
+            let answer = VerifyAnswer {
+                matched: v.matched,
+                fields: v.fields.into_iter().collect(),
+            };
+            let mut response = Json(answer).into_response();
             if let Ok(id) = HeaderValue::from_str(&caller.request_id) {
                 response.headers_mut().insert("x-request-id", id);
             }
