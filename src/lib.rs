@@ -11,6 +11,7 @@
 //! - [`config`] typed config: TOML files → `LIENTHONG_*` env overrides → validation.
 //! - [`core`] the call context, datasets, canonical records, the error-code table, and the
 //!   lookup service whose one function holds the order of the request path.
+//! - [`layers`] the record cache (single-flight, negative entries, stale-if-error).
 //! - [`upstream`] connectors (`soap-xml`, `rest-json`, `grpc`), request templates, the
 //!   declared payload mapping, and upstream credentials.
 //! - [`transport`] the REST and gRPC adapters (translation only), TLS and client
@@ -26,6 +27,7 @@ pub mod certs;
 pub mod config;
 pub mod core;
 pub mod domain;
+pub mod layers;
 pub mod sim;
 pub mod telemetry;
 pub mod transport;

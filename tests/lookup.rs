@@ -44,15 +44,19 @@ async fn each_dataset_serves_the_simulators_record_over_rest_and_grpc() {
         }))
         .await
         .expect("grpc citizen");
+    // The same key again, now over gRPC: served from the cache, the provider asked once.
     assert_eq!(
         reply.metadata().get("x-cache").map(|v| v.to_str().ok()),
-        Some(Some("miss"))
+        Some(Some("hit"))
     );
+    let reply = reply.into_inner();
+    assert_eq!(reply.info.expect("info").cache, "hit");
     assert_eq!(
-        reply.into_inner().record,
+        reply.record,
         Some(expected),
         "gRPC citizen matches the simulator"
     );
+    assert_eq!(h.sims.population.calls("TraCuuThongTinCongDan"), 1);
 
     let code = h.sample("business.enterprise");
     let expected = h

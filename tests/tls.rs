@@ -424,3 +424,88 @@ async fn certificates_from_the_certs_command_turn_on_mtls() {
     assert_eq!(status, 200, "{caps}");
     assert_eq!(caps["consumer"], "motcua-hanoi");
 }
+
+#[tokio::test]
+async fn a_record_cached_for_a_wider_grant_leaves_only_the_narrow_grants_fields() {
+    let pki = Pki::new();
+    let h = pki.gateway("optional").await;
+    let id = h.sample("population.citizen");
+    let citizen = format!("/v1/citizens/{id}");
+
+    // The demo consumer's grant covers every field: its lookup fills the cache.
+    let wide = https(None, &pki);
+    let key = [("Authorization", "Bearer demo-onestop-key")];
+    let (status, full) = get(&wide, &h, &citizen, &key).await.expect("TLS");
+    assert_eq!(status, 200);
+    assert!(full.as_object().expect("record").len() > 10, "{full}");
+
+    // The certificate consumer, granted two fields, is served from that cache entry.
+    let hanoi = pki.ca.client("motcua-hanoi", &[], 1).expect("cert");
+    let narrow = https(Some(&hanoi), &pki);
+    let response = narrow
+        .get(format!(
+            "https://127.0.0.1:{}{citizen}",
+            h.gateway.lookup_addr.port()
+        ))
+        .header("X-Procedure-Code", PROCEDURE)
+        .header("X-Dossier-Id", DOSSIER)
+        .header("X-Officer-Id", OFFICER)
+        .send()
+        .await
+        .expect("TLS");
+    assert_eq!(response.headers()["x-cache"], "hit");
+    let body: Value = response.json().await.expect("json");
+    let keys: Vec<&String> = body.as_object().expect("record").keys().collect();
+    assert_eq!(keys, ["date_of_birth", "full_name"]);
+    assert_eq!(body["full_name"], full["full_name"]);
+    let (status, _) = get(
+        &narrow,
+        &h,
+        &format!("{citizen}?fields=full_name,permanent_residence"),
+        &[],
+    )
+    .await
+    .expect("TLS");
+    assert_eq!(
+        status, 403,
+        "a cached field outside the grant stays refused"
+    );
+
+    // The same through a batch and through the generic route.
+    let batch: Value = narrow
+        .post(format!(
+            "https://127.0.0.1:{}/v1/batch",
+            h.gateway.lookup_addr.port()
+        ))
+        .header("X-Procedure-Code", PROCEDURE)
+        .header("X-Dossier-Id", DOSSIER)
+        .header("X-Officer-Id", OFFICER)
+        .json(&serde_json::json!({"items": [{"dataset": "population.citizen", "key": id}]}))
+        .send()
+        .await
+        .expect("TLS")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(batch["items"][0]["cache"], "hit", "{batch}");
+    let keys: Vec<&String> = batch["items"][0]["record"]
+        .as_object()
+        .expect("record")
+        .keys()
+        .collect();
+    assert_eq!(keys, ["date_of_birth", "full_name"]);
+    let (_, generic) = get(
+        &narrow,
+        &h,
+        &format!("/v1/datasets/population.citizen/records/{id}"),
+        &[],
+    )
+    .await
+    .expect("TLS");
+    assert_eq!(generic.as_object().expect("record").len(), 2, "{generic}");
+    assert_eq!(
+        population_calls(&h),
+        1,
+        "one provider call served all of them"
+    );
+}

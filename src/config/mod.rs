@@ -6,6 +6,7 @@ pub mod raw;
 use crate::core::context::ContextRules;
 use crate::core::dataset::{Dataset, builtin, descriptors};
 use crate::domain::date::Date;
+use crate::layers::cache::CacheSettings;
 use crate::transport::tls::{self, ClientAuth};
 use crate::upstream::mapping::{Mapping, Path};
 use crate::upstream::template::{JsonTemplate, Template};
@@ -198,6 +199,7 @@ pub struct ConnectorConfig {
     pub record_path: Option<Path>,
     pub auth: UpstreamAuth,
     pub mapping: Mapping,
+    pub cache: CacheSettings,
 }
 
 /// A consumer (a one-stop system) and its credentials.
@@ -232,6 +234,8 @@ pub struct Grant {
     /// First and last day in force (inclusive); `None` is open-ended.
     pub valid_from: Option<Date>,
     pub valid_until: Option<Date>,
+    /// May ask for a fresh read (`Cache-Control: no-cache`).
+    pub allow_cache_bypass: bool,
 }
 
 impl Grant {
@@ -867,6 +871,7 @@ fn validate(
                 e.add(format!("{key}.valid_until"), "is before valid_from");
             }
             Grant {
+                allow_cache_bypass: g.allow_cache_bypass,
                 valid_from,
                 valid_until,
                 modes,
@@ -1024,6 +1029,18 @@ fn connector(
             .map_err(|m| e.add(format!("{key}.record_path"), m))
             .ok()
     });
+    if c.cache.ttl_s > 0 && c.cache.capacity == 0 {
+        e.add(
+            format!("{key}.cache.capacity"),
+            "must be at least 1 while cache.ttl_s is above 0",
+        );
+    }
+    let cache = CacheSettings {
+        ttl: Duration::from_secs(c.cache.ttl_s),
+        negative_ttl: Duration::from_secs(c.cache.negative_ttl_s),
+        stale_if_error: Duration::from_secs(c.cache.stale_if_error_s),
+        capacity: c.cache.capacity,
+    };
     let mapping = Mapping::compile(&c.mapping, &c.templates).unwrap_or_else(|m| {
         e.add(format!("{key}.mapping"), m);
         Mapping::default()
@@ -1170,6 +1187,7 @@ fn connector(
         record_path,
         auth,
         mapping,
+        cache,
     })
 }
 

@@ -137,6 +137,33 @@ pub struct RawConnector {
     pub grpc: Option<RawGrpc>,
     pub mapping: toml::Table,
     pub templates: toml::Table,
+    pub cache: RawCache,
+}
+
+/// Caching of one connector's records.
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct RawCache {
+    /// Seconds a record is served without asking the provider; 0 turns caching off.
+    pub ttl_s: u64,
+    /// Seconds "no such record" is remembered.
+    pub negative_ttl_s: u64,
+    /// Seconds past the TTL a record may still be served when the provider fails.
+    pub stale_if_error_s: u64,
+    /// Most records held.
+    pub capacity: u64,
+}
+
+impl Default for RawCache {
+    fn default() -> Self {
+        let d = crate::layers::cache::CacheSettings::default();
+        RawCache {
+            ttl_s: d.ttl.as_secs(),
+            negative_ttl_s: d.negative_ttl.as_secs(),
+            stale_if_error_s: d.stale_if_error.as_secs(),
+            capacity: d.capacity,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -225,4 +252,6 @@ pub struct RawGrant {
     /// First and last day (inclusive, `yyyy-mm-dd`, UTC) the grant is in force; open if unset.
     pub valid_from: Option<String>,
     pub valid_until: Option<String>,
+    /// Whether the consumer may ask for a fresh read (`Cache-Control: no-cache`).
+    pub allow_cache_bypass: bool,
 }

@@ -7,6 +7,7 @@ use super::error::{ErrorCode, LookupError};
 use super::record::Record;
 use crate::config::{Config, Consumer, Grant, Mode};
 use crate::domain::date::Date;
+use crate::layers::cache::RecordCache;
 use crate::upstream::connector::{Call, Connector, UpstreamError};
 use futures::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
@@ -40,6 +41,9 @@ pub struct LookupRequest {
     /// Fields asked for; empty means every granted field.
     pub fields: Vec<String>,
     pub context: RawContext,
+    /// Asked for a fresh read from the provider (`Cache-Control: no-cache`); the grant
+    /// must allow it.
+    pub bypass_cache: bool,
 }
 
 /// One item of a batch: the batch's context applies to all.
@@ -122,6 +126,7 @@ pub struct Lookup {
 struct Route {
     dataset: Arc<Dataset>,
     connector: Connector,
+    cache: RecordCache,
 }
 
 /// The gateway core.
@@ -159,7 +164,15 @@ impl Gateway {
                 .clone();
             let connector = Connector::new(c.clone(), dataset.clone(), http.clone())
                 .map_err(|e| format!("connector {}: {e}", c.name))?;
-            routes.insert(dataset.name, Route { dataset, connector });
+            let cache = RecordCache::new(c.cache);
+            routes.insert(
+                dataset.name,
+                Route {
+                    dataset,
+                    connector,
+                    cache,
+                },
+            );
         }
         Ok(Gateway { config, routes })
     }
@@ -185,19 +198,32 @@ impl Gateway {
             &request.fields,
         )?;
         // 4. authorize — the grant decides which fields may leave.
-        let fields = self.authorize(
+        let (grant, fields) = self.authorize(
             consumer,
             route.dataset.name,
             Mode::Fetch,
             &context,
             &request.fields,
         )?;
-        let record = self.fetch(route, &key, &context, caller).await?;
+        if request.bypass_cache && !grant.allow_cache_bypass {
+            return Err(LookupError::new(
+                ErrorCode::PermissionDenied,
+                format!(
+                    "the grant on {} does not allow bypassing the cache (Cache-Control: no-cache)",
+                    route.dataset.name
+                ),
+            ));
+        }
+        // 5-7 (rate limit, upstream guard to come), 6: the cache holds full records, so
+        // projection to this caller's grant happens after it, on every response.
+        let (record, cache) = self
+            .fetch(route, &key, &context, caller, request.bypass_cache)
+            .await?;
         Ok(Lookup {
             dataset: route.dataset.clone(),
             key,
             record: record.project(&fields),
-            cache: CacheStatus::Miss,
+            cache,
         })
     }
 
@@ -235,7 +261,7 @@ impl Gateway {
             &context,
             &fields,
         )?;
-        let record = self.fetch(route, &key, &context, caller).await?;
+        let (record, _) = self.fetch(route, &key, &context, caller, false).await?;
         let fields: Vec<(String, bool)> = request
             .claims
             .iter()
@@ -247,24 +273,29 @@ impl Gateway {
         })
     }
 
-    /// Steps 5-8: rate limit and cache (to come: limits before the cache so hits are
-    /// throttled too; the cache holds full records, projected after it on every response),
-    /// then the upstream guard (a timeout per connector for now) and the connector.
+    /// Steps 5-8: rate limit (to come: before the cache, so hits are throttled too), the
+    /// cache (single-flight, stale-if-error), then the upstream guard (a timeout per
+    /// connector for now) and the connector. The record is the full canonical one.
     async fn fetch(
         &self,
         route: &Route,
         key: &str,
         context: &CallContext,
         caller: &Caller,
-    ) -> Result<Record, LookupError> {
+        bypass_cache: bool,
+    ) -> Result<(Arc<Record>, CacheStatus), LookupError> {
         let call = Call {
             key,
             request_id: &caller.request_id,
             context,
         };
-        match route.connector.fetch(&call).await {
-            Ok(Some(record)) => Ok(record),
-            Ok(None) => Err(LookupError::new(
+        let served = route
+            .cache
+            .get_or_fetch(key, bypass_cache, || route.connector.fetch(&call))
+            .await;
+        match served {
+            Ok((Some(record), status)) => Ok((record, status)),
+            Ok((None, _)) => Err(LookupError::new(
                 ErrorCode::NotFound,
                 format!("no {} record has this key", route.dataset.name),
             )),
@@ -288,6 +319,7 @@ impl Gateway {
                     key: item.key.clone(),
                     fields: item.fields,
                     context: context.clone(),
+                    bypass_cache: false,
                 };
                 async move {
                     let result = self.lookup(caller, request).await;
@@ -408,6 +440,7 @@ impl Gateway {
         Ok((route, key, context))
     }
 
+    /// The grant that admits this call, and the fields it lets leave.
     fn authorize(
         &self,
         consumer: &Consumer,
@@ -415,7 +448,7 @@ impl Gateway {
         mode: Mode,
         context: &CallContext,
         asked: &[String],
-    ) -> Result<Vec<String>, LookupError> {
+    ) -> Result<(&Grant, Vec<String>), LookupError> {
         let grants: Vec<_> = self
             .config
             .grants
@@ -463,7 +496,7 @@ impl Gateway {
                 )
             })?;
         if asked.is_empty() {
-            return Ok(grant.fields.clone());
+            return Ok((grant, grant.fields.clone()));
         }
         if let Some(f) = asked.iter().find(|f| !grant.fields.contains(f)) {
             return Err(LookupError::new(
@@ -471,7 +504,7 @@ impl Gateway {
                 format!("field {f:?} of {dataset} is not granted"),
             ));
         }
-        Ok(asked.to_vec())
+        Ok((grant, asked.to_vec()))
     }
 
     fn upstream_failure(&self, route: &Route, e: &UpstreamError) -> LookupError {

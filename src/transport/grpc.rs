@@ -1,7 +1,7 @@
 //! The gRPC adapter: `lienthong.v1.LookupService`, translated to core calls; errors through
 //! the error-code table with `google.rpc.ErrorInfo` (reason = the stable code) in details.
 
-use super::{bearer, context_from, request_id};
+use super::{bearer, context_from, request_id, wants_fresh};
 use crate::core::context::RawContext;
 use crate::core::error::LookupError;
 use crate::core::service::{
@@ -113,6 +113,7 @@ impl LookupApi {
             key,
             fields,
             context: context(ctx, metadata),
+            bypass_cache: wants_fresh(metadata.get("cache-control").and_then(|v| v.to_str().ok())),
         };
         match self.gateway.lookup(&caller, request).await {
             Ok(found) => Ok((found, caller.request_id)),

@@ -66,6 +66,14 @@ pub fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Whether a `Cache-Control` value asks for a fresh read (`no-cache`).
+pub fn wants_fresh(cache_control: Option<&str>) -> bool {
+    cache_control.is_some_and(|v| {
+        v.split(',')
+            .any(|d| d.trim().eq_ignore_ascii_case("no-cache"))
+    })
+}
+
 /// Context from header-like pairs (REST headers or gRPC metadata share the names).
 pub fn context_from(get: impl Fn(&str) -> Option<String>) -> RawContext {
     RawContext {

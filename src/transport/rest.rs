@@ -1,7 +1,7 @@
 //! The REST adapter: routes of the lookup API, translated to core calls; errors as RFC 9457
 //! `application/problem+json` bodies carrying the stable `code`.
 
-use super::{bearer, context_from, request_id};
+use super::{bearer, context_from, request_id, wants_fresh};
 use crate::core::error::LookupError;
 use crate::core::service::{
     BatchItem, BatchOutcome, Caller, ClientCertificate, Gateway, Lookup, LookupRequest,
@@ -222,6 +222,7 @@ async fn lookup(
         key,
         fields: split_fields(fields),
         context: context_from(|name| header(&headers, name)),
+        bypass_cache: wants_fresh(header(&headers, "cache-control").as_deref()),
     };
     match gateway.lookup(&caller, request).await {
         Ok(found) => served(found, &caller.request_id),

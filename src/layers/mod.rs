@@ -1,0 +1,4 @@
+//! The layers of the request path that sit between the core's checks and the connector, one
+//! concern per file.
+
+pub mod cache;
