@@ -563,6 +563,7 @@ fn validate(
         .tls
         .as_ref()
         .and_then(|t| tls_config(source, t, &mut e));
+    let tls_has_client_ca = main.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
     if tls.is_none()
         && main.tls.is_none()
         && !lookup_addr.ip().is_loopback()
@@ -720,7 +721,7 @@ fn validate(
     };
     let mut consumer_ids = HashSet::new();
     let mut cert_owners = std::collections::HashMap::new();
-    let client_cas = tls.as_ref().is_some_and(|t| t.client_auth.is_some());
+    let client_cas = tls_has_client_ca;
     let consumers: Vec<Consumer> = consumers
         .consumer
         .into_iter()
