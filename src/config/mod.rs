@@ -7,6 +7,7 @@ use crate::core::context::ContextRules;
 use crate::core::dataset::{Dataset, builtin, descriptors};
 use crate::domain::date::Date;
 use crate::layers::cache::CacheSettings;
+use crate::layers::rate_limit::QuotaSpec;
 use crate::transport::tls::{self, ClientAuth};
 use crate::upstream::mapping::{Mapping, Path};
 use crate::upstream::template::{JsonTemplate, Template};
@@ -210,6 +211,8 @@ pub struct Consumer {
     pub key_hashes: Vec<[u8; 32]>,
     /// Client certificate names (`CN=…`, `DNS:…`, …) that identify this consumer.
     pub certificate_names: Vec<String>,
+    /// The consumer's overall quota, across its grants.
+    pub quota: Option<QuotaSpec>,
 }
 
 /// TLS on the lookup listener, loaded and checked.
@@ -236,6 +239,8 @@ pub struct Grant {
     pub valid_until: Option<Date>,
     /// May ask for a fresh read (`Cache-Control: no-cache`).
     pub allow_cache_bypass: bool,
+    /// Calls this grant admits; unlimited when `None`.
+    pub quota: Option<QuotaSpec>,
 }
 
 impl Grant {
@@ -767,11 +772,17 @@ fn validate(
                     }
                 }
             }
+            let quota = c.quota.as_deref().and_then(|q| {
+                QuotaSpec::parse(q)
+                    .map_err(|m| e.add(format!("{key}.quota"), m))
+                    .ok()
+            });
             Consumer {
                 id: c.id,
                 name: c.name,
                 key_hashes,
                 certificate_names,
+                quota,
             }
         })
         .collect();
@@ -871,7 +882,13 @@ fn validate(
             {
                 e.add(format!("{key}.valid_until"), "is before valid_from");
             }
+            let quota = g.quota.as_deref().and_then(|q| {
+                QuotaSpec::parse(q)
+                    .map_err(|m| e.add(format!("{key}.quota"), m))
+                    .ok()
+            });
             Grant {
+                quota,
                 allow_cache_bypass: g.allow_cache_bypass,
                 valid_from,
                 valid_until,

@@ -227,6 +227,8 @@ pub struct RawConsumer {
     /// Client certificate names that identify the consumer: `CN=…`, `DNS:…`, `URI:…`,
     /// `email:…` or `IP:…`.
     pub certificate_names: Vec<String>,
+    /// The consumer's overall quota across datasets, e.g. "6000/min".
+    pub quota: Option<String>,
 }
 
 /// The grants file.
@@ -254,4 +256,6 @@ pub struct RawGrant {
     pub valid_until: Option<String>,
     /// Whether the consumer may ask for a fresh read (`Cache-Control: no-cache`).
     pub allow_cache_bypass: bool,
+    /// Calls this grant admits, e.g. "600/min"; unlimited when unset.
+    pub quota: Option<String>,
 }

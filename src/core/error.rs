@@ -1,6 +1,7 @@
 //! The one error-code table: every failure a caller can see, with its gRPC status and HTTP
 //! status. Transports translate through it and nowhere else.
 
+use crate::layers::rate_limit::QuotaState;
 use std::time::Duration;
 
 /// Stable error codes (the `code` of a problem body, the `reason` of gRPC `ErrorInfo`).
@@ -126,6 +127,8 @@ pub struct LookupError {
     pub code: ErrorCode,
     pub message: String,
     pub retry_after: Option<Duration>,
+    /// The quota that refused the call, for the `RateLimit-*` headers.
+    pub quota: Option<QuotaState>,
 }
 
 impl LookupError {
@@ -134,6 +137,7 @@ impl LookupError {
             code,
             message: message.into(),
             retry_after: None,
+            quota: None,
         }
     }
 }

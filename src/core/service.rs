@@ -8,11 +8,13 @@ use super::record::Record;
 use crate::config::{Config, Consumer, Grant, Mode};
 use crate::domain::date::Date;
 use crate::layers::cache::RecordCache;
+use crate::layers::rate_limit::{Limiter, OverQuota, QuotaState};
 use crate::upstream::connector::{Call, Connector, UpstreamError};
 use futures::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The names a client certificate carries, once the TLS layer has verified it against the
 /// configured CA: `CN=…` for the subject's common names, `DNS:…`, `URI:…`, `email:…` and
@@ -121,6 +123,8 @@ pub struct Lookup {
     pub key: String,
     pub record: Record,
     pub cache: CacheStatus,
+    /// The tightest quota that applied, for the `RateLimit-*` headers.
+    pub quota: Option<QuotaState>,
 }
 
 struct Route {
@@ -133,6 +137,10 @@ struct Route {
 pub struct Gateway {
     config: Arc<Config>,
     routes: HashMap<&'static str, Route>,
+    /// Each consumer's overall quota, by consumer id.
+    consumer_limits: HashMap<String, Limiter>,
+    /// Each grant's quota, by the grant's position in the config.
+    grant_limits: HashMap<usize, Limiter>,
 }
 
 fn sha256(s: &str) -> [u8; 32] {
@@ -174,7 +182,23 @@ impl Gateway {
                 },
             );
         }
-        Ok(Gateway { config, routes })
+        let consumer_limits = config
+            .consumers
+            .iter()
+            .filter_map(|c| Some((c.id.clone(), Limiter::new(c.quota?))))
+            .collect();
+        let grant_limits = config
+            .grants
+            .iter()
+            .enumerate()
+            .filter_map(|(i, g)| Some((i, Limiter::new(g.quota?))))
+            .collect();
+        Ok(Gateway {
+            config,
+            routes,
+            consumer_limits,
+            grant_limits,
+        })
     }
 
     pub fn config(&self) -> &Config {
@@ -198,7 +222,7 @@ impl Gateway {
             &request.fields,
         )?;
         // 4. authorize — the grant decides which fields may leave.
-        let (grant, fields) = self.authorize(
+        let (grant_index, grant, fields) = self.authorize(
             consumer,
             route.dataset.name,
             Mode::Fetch,
@@ -214,8 +238,10 @@ impl Gateway {
                 ),
             ));
         }
-        // 5-7 (rate limit, upstream guard to come), 6: the cache holds full records, so
-        // projection to this caller's grant happens after it, on every response.
+        // 5. rate limit — before the cache, so cached answers count against the quota too.
+        let quota = self.admit(consumer, grant_index, route.dataset.name)?;
+        // 6-8. cache, upstream guard, connector. The cache holds full records, so projection
+        // to this caller's grant happens after it, on every response.
         let (record, cache) = self
             .fetch(route, &key, &context, caller, request.bypass_cache)
             .await?;
@@ -224,6 +250,7 @@ impl Gateway {
             key,
             record: record.project(&fields),
             cache,
+            quota,
         })
     }
 
@@ -254,13 +281,14 @@ impl Gateway {
                 format!("claim {f:?} must be a single value, not a structure"),
             ));
         }
-        self.authorize(
+        let (grant_index, _, _) = self.authorize(
             consumer,
             route.dataset.name,
             Mode::Verify,
             &context,
             &fields,
         )?;
+        self.admit(consumer, grant_index, route.dataset.name)?;
         let (record, _) = self.fetch(route, &key, &context, caller, false).await?;
         let fields: Vec<(String, bool)> = request
             .claims
@@ -335,7 +363,7 @@ impl Gateway {
     }
 
     /// The caller's grants, as discovery shows them: (consumer id, grants).
-    pub fn capabilities(&self, caller: &Caller) -> Result<(String, Vec<&Grant>), LookupError> {
+    pub fn capabilities(&self, caller: &Caller) -> Result<(&Consumer, Vec<&Grant>), LookupError> {
         let consumer = self.authenticate(caller)?;
         let grants = self
             .config
@@ -343,7 +371,7 @@ impl Gateway {
             .iter()
             .filter(|g| g.consumer == consumer.id)
             .collect();
-        Ok((consumer.id.clone(), grants))
+        Ok((consumer, grants))
     }
 
     /// Whether a batch of `len` items may start: failures here fail the whole call (no
@@ -440,7 +468,45 @@ impl Gateway {
         Ok((route, key, context))
     }
 
-    /// The grant that admits this call, and the fields it lets leave.
+    /// Counts the call against the grant's quota, then the consumer's; the state of the
+    /// tighter one goes with the answer. A refusal by the grant's quota does not use up the
+    /// consumer's.
+    fn admit(
+        &self,
+        consumer: &Consumer,
+        grant_index: usize,
+        dataset: &str,
+    ) -> Result<Option<QuotaState>, LookupError> {
+        let over = |over: OverQuota, whose: String| {
+            let retry = over.retry_after.max(Duration::from_millis(1));
+            LookupError {
+                retry_after: Some(retry),
+                quota: Some(over.state),
+                ..LookupError::new(
+                    ErrorCode::RateLimited,
+                    format!("{whose} is used up; retry in {} ms", retry.as_millis()),
+                )
+            }
+        };
+        let by_grant = match self.grant_limits.get(&grant_index) {
+            None => None,
+            Some(l) => Some(
+                l.check()
+                    .map_err(|o| over(o, format!("the quota of {} on {dataset}", l.spec())))?,
+            ),
+        };
+        let by_consumer = match self.consumer_limits.get(&consumer.id) {
+            None => None,
+            Some(l) => Some(
+                l.check()
+                    .map_err(|o| over(o, format!("the consumer's quota of {}", l.spec())))?,
+            ),
+        };
+        Ok(QuotaState::tighter(by_grant, by_consumer))
+    }
+
+    /// The grant that admits this call (its position in the config, itself), and the fields
+    /// it lets leave.
     fn authorize(
         &self,
         consumer: &Consumer,
@@ -448,12 +514,13 @@ impl Gateway {
         mode: Mode,
         context: &CallContext,
         asked: &[String],
-    ) -> Result<(&Grant, Vec<String>), LookupError> {
+    ) -> Result<(usize, &Grant, Vec<String>), LookupError> {
         let grants: Vec<_> = self
             .config
             .grants
             .iter()
-            .filter(|g| g.consumer == consumer.id && g.dataset == dataset)
+            .enumerate()
+            .filter(|(_, g)| g.consumer == consumer.id && g.dataset == dataset)
             .collect();
         if grants.is_empty() {
             return Err(LookupError::new(
@@ -462,7 +529,10 @@ impl Gateway {
             ));
         }
         let today = Date::today();
-        let grants: Vec<_> = grants.into_iter().filter(|g| g.in_force(today)).collect();
+        let grants: Vec<_> = grants
+            .into_iter()
+            .filter(|(_, g)| g.in_force(today))
+            .collect();
         if grants.is_empty() {
             return Err(LookupError::new(
                 ErrorCode::PermissionDenied,
@@ -471,7 +541,7 @@ impl Gateway {
         }
         let grants: Vec<_> = grants
             .into_iter()
-            .filter(|g| g.modes.contains(&mode))
+            .filter(|(_, g)| g.modes.contains(&mode))
             .collect();
         if grants.is_empty() {
             return Err(LookupError::new(
@@ -479,9 +549,9 @@ impl Gateway {
                 format!("mode {} is not granted on {dataset}", mode.as_str()),
             ));
         }
-        let grant = grants
+        let &(index, grant) = grants
             .iter()
-            .find(|g| {
+            .find(|(_, g)| {
                 g.procedures
                     .iter()
                     .any(|p| p.matches(context.procedure_code()))
@@ -496,7 +566,7 @@ impl Gateway {
                 )
             })?;
         if asked.is_empty() {
-            return Ok((grant, grant.fields.clone()));
+            return Ok((index, grant, grant.fields.clone()));
         }
         if let Some(f) = asked.iter().find(|f| !grant.fields.contains(f)) {
             return Err(LookupError::new(
@@ -504,7 +574,7 @@ impl Gateway {
                 format!("field {f:?} of {dataset} is not granted"),
             ));
         }
-        Ok((grant, asked.to_vec()))
+        Ok((index, grant, asked.to_vec()))
     }
 
     fn upstream_failure(&self, route: &Route, e: &UpstreamError) -> LookupError {

@@ -2,3 +2,4 @@
 //! concern per file.
 
 pub mod cache;
+pub mod rate_limit;

@@ -1,7 +1,7 @@
 //! The gRPC adapter: `lienthong.v1.LookupService`, translated to core calls; errors through
 //! the error-code table with `google.rpc.ErrorInfo` (reason = the stable code) in details.
 
-use super::{bearer, context_from, request_id, wants_fresh};
+use super::{bearer, context_from, rate_limit_headers, request_id, wants_fresh};
 use crate::core::context::RawContext;
 use crate::core::error::LookupError;
 use crate::core::service::{
@@ -44,7 +44,18 @@ pub fn status(e: &LookupError, request_id: &str) -> Status {
     if let Ok(v) = MetadataValue::try_from(request_id) {
         status.metadata_mut().insert("x-request-id", v);
     }
+    if let Some(q) = &e.quota {
+        insert_rate_limit(status.metadata_mut(), q);
+    }
     status
+}
+
+fn insert_rate_limit(metadata: &mut MetadataMap, q: &crate::layers::rate_limit::QuotaState) {
+    for (name, value) in rate_limit_headers(q) {
+        if let Ok(v) = MetadataValue::try_from(value.as_str()) {
+            metadata.insert(name, v);
+        }
+    }
 }
 
 fn caller(metadata: &MetadataMap, extensions: &Extensions) -> Caller {
@@ -94,6 +105,9 @@ fn respond<T>(message: T, lookup: &Lookup, request_id: &str) -> Response<T> {
         .insert("x-cache", MetadataValue::from_static(lookup.cache.as_str()));
     if let Ok(v) = MetadataValue::try_from(request_id) {
         response.metadata_mut().insert("x-request-id", v);
+    }
+    if let Some(q) = &lookup.quota {
+        insert_rate_limit(response.metadata_mut(), q);
     }
     response
 }

@@ -7,14 +7,16 @@ pub mod openapi;
 pub mod rest;
 pub mod tls;
 
-use crate::config::Grant;
+use crate::config::{Consumer, Grant};
 use crate::core::context::RawContext;
+use crate::layers::rate_limit::QuotaState;
 use crate::proto::lienthong::{Capabilities, DatasetCapability};
 
 /// What a consumer's grants allow, as both transports answer it.
-pub fn capabilities(consumer: String, grants: &[&Grant]) -> Capabilities {
+pub fn capabilities(consumer: &Consumer, grants: &[&Grant]) -> Capabilities {
     Capabilities {
-        consumer,
+        consumer: consumer.id.clone(),
+        quota: consumer.quota.map(|q| q.to_string()).unwrap_or_default(),
         datasets: grants
             .iter()
             .map(|g| DatasetCapability {
@@ -25,9 +27,22 @@ pub fn capabilities(consumer: String, grants: &[&Grant]) -> Capabilities {
                 modes: g.modes.iter().map(|m| m.as_str().to_owned()).collect(),
                 valid_from: g.valid_from.map(|d| d.to_string()).unwrap_or_default(),
                 valid_until: g.valid_until.map(|d| d.to_string()).unwrap_or_default(),
+                quota: g.quota.map(|q| q.to_string()).unwrap_or_default(),
+                allow_cache_bypass: g.allow_cache_bypass,
             })
             .collect(),
     }
+}
+
+/// The `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` (whole seconds,
+/// rounded up) values of a quota's state; gRPC sends them as metadata of the same names.
+pub fn rate_limit_headers(state: &QuotaState) -> [(&'static str, String); 3] {
+    let reset = state.reset.as_secs() + u64::from(state.reset.subsec_nanos() > 0);
+    [
+        ("ratelimit-limit", state.limit.to_string()),
+        ("ratelimit-remaining", state.remaining.to_string()),
+        ("ratelimit-reset", reset.to_string()),
+    ]
 }
 
 /// A fresh request id (time-ordered UUID).

@@ -1,7 +1,7 @@
 //! The REST adapter: routes of the lookup API, translated to core calls; errors as RFC 9457
 //! `application/problem+json` bodies carrying the stable `code`.
 
-use super::{bearer, context_from, request_id, wants_fresh};
+use super::{bearer, context_from, rate_limit_headers, request_id, wants_fresh};
 use crate::core::error::LookupError;
 use crate::core::service::{
     BatchItem, BatchOutcome, Caller, ClientCertificate, Gateway, Lookup, LookupRequest,
@@ -192,12 +192,22 @@ pub fn problem(e: &LookupError, request_id: &str) -> Response {
         h.insert("x-request-id", v);
     }
     if let Some(after) = e.retry_after {
-        h.insert(
-            header::RETRY_AFTER,
-            HeaderValue::from(after.as_secs().max(1)),
-        );
+        // Whole seconds, rounded up: retrying earlier would be refused again.
+        let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+        h.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    }
+    if let Some(q) = &e.quota {
+        insert_rate_limit(h, q);
     }
     response
+}
+
+fn insert_rate_limit(h: &mut HeaderMap, q: &crate::layers::rate_limit::QuotaState) {
+    for (name, value) in rate_limit_headers(q) {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
+    }
 }
 
 fn served(lookup: Lookup, request_id: &str) -> Response {
@@ -206,6 +216,9 @@ fn served(lookup: Lookup, request_id: &str) -> Response {
     h.insert("x-cache", HeaderValue::from_static(lookup.cache.as_str()));
     if let Ok(v) = HeaderValue::from_str(request_id) {
         h.insert("x-request-id", v);
+    }
+    if let Some(q) = &lookup.quota {
+        insert_rate_limit(h, q);
     }
     response
 }
