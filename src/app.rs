@@ -1,5 +1,7 @@
 //! Wires config → core → transports, and runs them until shutdown.
 
+use crate::audit::sqlite::SqliteStore;
+use crate::audit::writer::AuditLog;
 use crate::config::Config;
 use crate::core::service::Gateway;
 use crate::proto::lienthong::lookup_service_server::LookupServiceServer;
@@ -19,16 +21,27 @@ pub fn install_crypto() {
 pub struct Running {
     pub lookup_addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    pub gateway: Arc<Gateway>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    audit_writer: JoinHandle<()>,
 }
 
 impl Running {
-    /// Stops accepting, lets in-flight calls finish, and returns when both listeners closed.
+    /// Stops accepting, lets in-flight calls finish, then lets the audit writer commit what
+    /// is queued and sign the head; returns when all of that is done.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         for t in self.tasks {
             let _ = t.await;
+        }
+        // The last handle on the core: dropping it closes the audit queue.
+        drop(self.gateway);
+        if tokio::time::timeout(std::time::Duration::from_secs(30), self.audit_writer)
+            .await
+            .is_err()
+        {
+            tracing::error!("the audit writer did not finish within 30 s");
         }
     }
 
@@ -88,7 +101,19 @@ fn serve(
 /// Starts the lookup listener (REST + gRPC on one port) and the admin listener.
 pub async fn start(config: Arc<Config>) -> Result<Running, String> {
     install_crypto();
-    let gateway = Arc::new(Gateway::new(config.clone())?);
+    let store = SqliteStore::open(&config.audit.path, config.audit.fsync)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (audit, audit_writer) = AuditLog::start(
+        Arc::new(store),
+        &config.instance_id,
+        config.audit.subjects(),
+        config.audit.signer(),
+        config.audit.writer.clone(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let gateway = Arc::new(Gateway::new(config.clone(), audit)?);
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
@@ -142,7 +167,9 @@ pub async fn start(config: Arc<Config>) -> Result<Running, String> {
     Ok(Running {
         lookup_addr,
         admin_addr,
+        gateway,
         stop,
         tasks,
+        audit_writer,
     })
 }

@@ -8,6 +8,8 @@
 //!
 //! # Layout
 //! - [`app`] wires config → core → transports; graceful shutdown.
+//! - [`audit`] the tamper-evident audit trail: records, chain, group-commit writer, stores,
+//!   verification.
 //! - [`config`] typed config: TOML files → `LIENTHONG_*` env overrides → validation.
 //! - [`core`] the call context, datasets, canonical records, the error-code table, and the
 //!   lookup service whose one function holds the order of the request path.
@@ -23,6 +25,7 @@
 //! - [`proto`] generated messages and services (`proto/`, compiled by protox in build.rs).
 
 pub mod app;
+pub mod audit;
 pub mod certs;
 pub mod config;
 pub mod core;

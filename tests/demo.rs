@@ -33,7 +33,10 @@ fn every_printed_curl_command_works() {
         eprintln!("skipped: curl is not installed");
         return;
     }
+    // The demo keeps its audit trail under ./data: run it in a directory of its own.
+    let workdir = tempfile::tempdir().expect("temp dir");
     let mut child = Command::new(env!("CARGO_BIN_EXE_lienthong"))
+        .current_dir(workdir.path())
         .args(["demo", "--ephemeral-ports"])
         .env("LIENTHONG_LOG__LEVEL", "warn")
         .env_remove("LIENTHONG_CONFIG")

@@ -28,6 +28,66 @@ pub struct RawGateway {
     pub context: RawContextRules,
     pub admin: RawAdmin,
     pub tls: Option<RawTls>,
+    pub audit: RawAudit,
+}
+
+/// The audit trail.
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct RawAudit {
+    /// The SQLite file, relative to the main file (to the working directory for the
+    /// embedded demo config).
+    pub path: String,
+    /// "sync" (a response leaves after its record is committed) or "async".
+    pub durability: String,
+    /// Each group commit reaches the disk (SQLite synchronous=FULL); off survives a crash of
+    /// the process but not of the machine.
+    pub fsync: bool,
+    /// "fail-closed" (refuse lookups while the store fails) or "fail-open".
+    pub on_store_failure: String,
+    pub queue_capacity: usize,
+    pub max_batch: usize,
+    pub checkpoint_every: u64,
+    pub checkpoint_interval_s: u64,
+    /// Days records are kept before they are archived; 0 keeps them.
+    pub retention_days: u64,
+    /// Where archives are written, relative like `path`.
+    pub archive_dir: String,
+    /// The key of subject references (HMAC-SHA256), base64, with its id.
+    pub subject_key_id: String,
+    pub subject_key: Option<String>,
+    pub subject_key_env: Option<String>,
+    /// The ed25519 seed (32 bytes, base64) that signs checkpoints, with its id.
+    pub signing_key_id: String,
+    pub signing_key: Option<String>,
+    pub signing_key_env: Option<String>,
+    /// Public keys (base64) of earlier signing keys, by id, so old checkpoints still verify.
+    pub verify_keys: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for RawAudit {
+    fn default() -> Self {
+        let w = crate::audit::writer::WriterSettings::default();
+        RawAudit {
+            path: "data/audit.db".into(),
+            durability: "sync".into(),
+            fsync: true,
+            on_store_failure: "fail-closed".into(),
+            queue_capacity: w.queue_capacity,
+            max_batch: w.max_batch,
+            checkpoint_every: w.checkpoint_every,
+            checkpoint_interval_s: w.checkpoint_interval.as_secs(),
+            retention_days: 0,
+            archive_dir: "data/archive".into(),
+            subject_key_id: "k1".into(),
+            subject_key: None,
+            subject_key_env: None,
+            signing_key_id: "s1".into(),
+            signing_key: None,
+            signing_key_env: None,
+            verify_keys: Default::default(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -5,6 +5,8 @@ use super::context::{CallContext, RawContext};
 use super::dataset::Dataset;
 use super::error::{ErrorCode, LookupError};
 use super::record::Record;
+use crate::audit::record::{AuditEntry, now_ms};
+use crate::audit::writer::{AuditFailure, AuditLog};
 use crate::config::{Config, Consumer, Grant, Mode};
 use crate::domain::date::Date;
 use crate::layers::cache::RecordCache;
@@ -31,6 +33,8 @@ pub struct Caller {
     pub api_key: Option<String>,
     /// A verified client certificate (mTLS).
     pub certificate: Option<Arc<ClientCertificate>>,
+    /// "rest" or "grpc", for the audit record.
+    pub transport: &'static str,
     /// Request id assigned by the transport (echoed as `X-Request-Id`).
     pub request_id: String,
 }
@@ -141,6 +145,70 @@ pub struct Gateway {
     consumer_limits: HashMap<String, Limiter>,
     /// Each grant's quota, by the grant's position in the config.
     grant_limits: HashMap<usize, Limiter>,
+    audit: AuditLog,
+}
+
+/// What the request path learned about one call, for its audit record.
+struct Facts {
+    transport: &'static str,
+    request_id: String,
+    action: &'static str,
+    actor: String,
+    credential: &'static str,
+    context: Option<CallContext>,
+    dataset: String,
+    subject: String,
+    fields: Vec<String>,
+    cache: &'static str,
+    upstream: Option<(&'static str, i64)>,
+    detail: String,
+}
+
+impl Facts {
+    fn new(caller: &Caller, action: &'static str, dataset: &str) -> Facts {
+        Facts {
+            transport: caller.transport,
+            request_id: caller.request_id.clone(),
+            action,
+            actor: String::new(),
+            credential: "",
+            context: None,
+            // As asked (it may name no dataset), bounded so a caller cannot bloat the trail.
+            dataset: dataset.chars().take(100).collect(),
+            subject: String::new(),
+            fields: Vec::new(),
+            cache: "",
+            upstream: None,
+            detail: String::new(),
+        }
+    }
+
+    fn entry(self, outcome: &str) -> AuditEntry {
+        let c = self.context.as_ref();
+        let ctx = |f: fn(&CallContext) -> &str| c.map(f).unwrap_or_default().to_owned();
+        AuditEntry {
+            time_ms: now_ms(),
+            request_id: self.request_id,
+            trace_id: String::new(),
+            transport: self.transport.into(),
+            actor: self.actor,
+            credential: self.credential.into(),
+            officer_id: ctx(CallContext::officer_id),
+            agency_code: ctx(CallContext::agency_code),
+            procedure_code: ctx(CallContext::procedure_code),
+            dossier_id: ctx(CallContext::dossier_id),
+            purpose: ctx(CallContext::purpose),
+            dataset: self.dataset,
+            subject: self.subject,
+            action: self.action.into(),
+            fields: self.fields,
+            outcome: outcome.into(),
+            cache: self.cache.into(),
+            upstream_status: self.upstream.map(|u| u.0).unwrap_or_default().into(),
+            upstream_ms: self.upstream.map(|u| u.1).unwrap_or(-1),
+            detail: self.detail,
+        }
+    }
 }
 
 fn sha256(s: &str) -> [u8; 32] {
@@ -158,7 +226,7 @@ fn current_year() -> i32 {
 
 impl Gateway {
     /// Builds the core from validated config.
-    pub fn new(config: Arc<Config>) -> Result<Gateway, String> {
+    pub fn new(config: Arc<Config>, audit: AuditLog) -> Result<Gateway, String> {
         crate::app::install_crypto();
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(64)
@@ -198,6 +266,7 @@ impl Gateway {
             routes,
             consumer_limits,
             grant_limits,
+            audit,
         })
     }
 
@@ -205,15 +274,88 @@ impl Gateway {
         &self.config
     }
 
-    /// The request path. Steps still to come sit in their place as comments.
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    /// Step 1, audit: records the call's facts and outcome, and lets the result leave only
+    /// once the record is committed (in sync durability). When the record cannot be kept the
+    /// caller gets an error and no data.
+    async fn audited<T>(
+        &self,
+        facts: Facts,
+        result: Result<T, LookupError>,
+    ) -> Result<T, LookupError> {
+        let outcome = match &result {
+            Ok(_) => "served",
+            Err(e) => e.code.as_str(),
+        };
+        match self.audit.record(facts.entry(outcome)).await {
+            Ok(()) => result,
+            Err(AuditFailure::Full) => Err(LookupError {
+                retry_after: Some(Duration::from_secs(1)),
+                ..LookupError::new(
+                    ErrorCode::Overloaded,
+                    "the audit trail is saturated, so no data was released; retry shortly",
+                )
+            }),
+            Err(_) if self.audit.fail_open() => result,
+            Err(e) => {
+                tracing::error!(error = %e, "audit record not kept; call refused");
+                Err(LookupError::new(
+                    ErrorCode::AuditUnavailable,
+                    "the audit trail cannot record this call, so no data was released",
+                ))
+            }
+        }
+    }
+
+    /// Records a call refused before the core could run it (a malformed body), and returns
+    /// the error to send (or the audit's own error when the record cannot be kept).
+    pub async fn refuse(
+        &self,
+        caller: &Caller,
+        action: &'static str,
+        error: LookupError,
+    ) -> LookupError {
+        let mut facts = Facts::new(caller, action, "");
+        if let Ok((consumer, credential)) = self.authenticate(caller) {
+            facts.actor = consumer.id.clone();
+            facts.credential = credential;
+        }
+        match self.audited::<()>(facts, Err(error)).await {
+            Err(e) => e,
+            Ok(()) => unreachable!("an error stays an error"),
+        }
+    }
+
+    /// The request path, one step after another; the upstream guard (step 7) is still a
+    /// timeout per connector.
     pub async fn lookup(
         &self,
         caller: &Caller,
         request: LookupRequest,
     ) -> Result<Lookup, LookupError> {
-        // 1. audit — outermost, so every outcome leaves one record (the audit issue adds it).
+        // 1. audit — outermost, so every outcome (denied, throttled, absent, failed, served)
+        //    leaves exactly one record, committed before the answer leaves.
+        let mut facts = Facts::new(caller, "fetch", &request.dataset);
+        let result = self.lookup_steps(caller, request, &mut facts).await;
+        if let Ok(found) = &result {
+            facts.fields = found.record.0.keys().cloned().collect();
+        }
+        self.audited(facts, result).await
+    }
+
+    async fn lookup_steps(
+        &self,
+        caller: &Caller,
+        request: LookupRequest,
+        facts: &mut Facts,
+    ) -> Result<Lookup, LookupError> {
         // 2. authenticate — nothing is validated or looked up for an unknown caller.
-        let consumer = self.authenticate(caller)?;
+        let (consumer, credential) = self.authenticate(caller)?;
+        facts.actor = consumer.id.clone();
+        facts.credential = credential;
         // 3. validate — dataset, key, context and fields, before any upstream call.
         let (route, key, context) = self.validate(
             &request.dataset,
@@ -221,6 +363,8 @@ impl Gateway {
             &request.context,
             &request.fields,
         )?;
+        facts.subject = self.audit.subject(route.dataset.name, &key);
+        facts.context = Some(context.clone());
         // 4. authorize — the grant decides which fields may leave.
         let (grant_index, grant, fields) = self.authorize(
             consumer,
@@ -243,7 +387,7 @@ impl Gateway {
         // 6-8. cache, upstream guard, connector. The cache holds full records, so projection
         // to this caller's grant happens after it, on every response.
         let (record, cache) = self
-            .fetch(route, &key, &context, caller, request.bypass_cache)
+            .fetch(route, &key, &context, caller, request.bypass_cache, facts)
             .await?;
         Ok(Lookup {
             dataset: route.dataset.clone(),
@@ -261,7 +405,23 @@ impl Gateway {
         caller: &Caller,
         request: VerifyRequest,
     ) -> Result<Verification, LookupError> {
-        let consumer = self.authenticate(caller)?;
+        let mut facts = Facts::new(caller, "verify", &request.dataset);
+        let result = self.verify_steps(caller, request, &mut facts).await;
+        if let Ok(v) = &result {
+            facts.detail = if v.matched { "match" } else { "no match" }.into();
+        }
+        self.audited(facts, result).await
+    }
+
+    async fn verify_steps(
+        &self,
+        caller: &Caller,
+        request: VerifyRequest,
+        facts: &mut Facts,
+    ) -> Result<Verification, LookupError> {
+        let (consumer, credential) = self.authenticate(caller)?;
+        facts.actor = consumer.id.clone();
+        facts.credential = credential;
         if request.claims.is_empty() {
             return Err(LookupError::new(
                 ErrorCode::InvalidRequest,
@@ -271,6 +431,9 @@ impl Gateway {
         let fields: Vec<String> = request.claims.keys().cloned().collect();
         let (route, key, context) =
             self.validate(&request.dataset, &request.key, &request.context, &fields)?;
+        facts.subject = self.audit.subject(route.dataset.name, &key);
+        facts.context = Some(context.clone());
+        facts.fields = fields.clone();
         if let Some((f, _)) = request
             .claims
             .iter()
@@ -289,7 +452,9 @@ impl Gateway {
             &fields,
         )?;
         self.admit(consumer, grant_index, route.dataset.name)?;
-        let (record, _) = self.fetch(route, &key, &context, caller, false).await?;
+        let (record, _) = self
+            .fetch(route, &key, &context, caller, false, facts)
+            .await?;
         let fields: Vec<(String, bool)> = request
             .claims
             .iter()
@@ -301,9 +466,9 @@ impl Gateway {
         })
     }
 
-    /// Steps 5-8: rate limit (to come: before the cache, so hits are throttled too), the
-    /// cache (single-flight, stale-if-error), then the upstream guard (a timeout per
-    /// connector for now) and the connector. The record is the full canonical one.
+    /// Steps 6-8: the cache (single-flight, stale-if-error), then the upstream guard (a
+    /// timeout per connector for now) and the connector. The record is the full canonical
+    /// one. What the provider answered, and how fast, goes into the call's facts.
     async fn fetch(
         &self,
         route: &Route,
@@ -311,16 +476,35 @@ impl Gateway {
         context: &CallContext,
         caller: &Caller,
         bypass_cache: bool,
+        facts: &mut Facts,
     ) -> Result<(Arc<Record>, CacheStatus), LookupError> {
         let call = Call {
             key,
             request_id: &caller.request_id,
             context,
         };
+        let upstream = std::sync::Mutex::new(None);
         let served = route
             .cache
-            .get_or_fetch(key, bypass_cache, || route.connector.fetch(&call))
+            .get_or_fetch(key, bypass_cache, || async {
+                let started = std::time::Instant::now();
+                let answer = route.connector.fetch(&call).await;
+                let status = match &answer {
+                    Ok(Some(_)) => "ok",
+                    Ok(None) => "not_found",
+                    Err(UpstreamError::Unavailable(_)) => "unavailable",
+                    Err(UpstreamError::Timeout(_)) => "timeout",
+                    Err(UpstreamError::BadResponse(_)) => "bad_response",
+                };
+                let ms = started.elapsed().as_millis() as i64;
+                *upstream.lock().unwrap_or_else(|p| p.into_inner()) = Some((status, ms));
+                answer
+            })
             .await;
+        facts.upstream = upstream.into_inner().unwrap_or_else(|p| p.into_inner());
+        if let Ok((_, status)) = &served {
+            facts.cache = status.as_str();
+        }
         match served {
             Ok((Some(record), status)) => Ok((record, status)),
             Ok((None, _)) => Err(LookupError::new(
@@ -332,15 +516,15 @@ impl Gateway {
     }
 
     /// Looks up many items under one context, `concurrency` at a time, yielding results in
-    /// request order.
+    /// request order; each item is a lookup with its own audit record. Call
+    /// [`Gateway::admit_batch`] first.
     pub fn batch<'a>(
         &'a self,
         caller: &'a Caller,
         context: RawContext,
         items: Vec<BatchItem>,
-    ) -> Result<impl Stream<Item = BatchOutcome> + 'a, LookupError> {
-        self.admit_batch(caller, items.len())?;
-        Ok(futures::stream::iter(items.into_iter().enumerate())
+    ) -> impl Stream<Item = BatchOutcome> + 'a {
+        futures::stream::iter(items.into_iter().enumerate())
             .map(move |(index, item)| {
                 let request = LookupRequest {
                     dataset: item.dataset.clone(),
@@ -359,12 +543,12 @@ impl Gateway {
                     }
                 }
             })
-            .buffered(self.config.batch_concurrency))
+            .buffered(self.config.batch_concurrency)
     }
 
     /// The caller's grants, as discovery shows them: (consumer id, grants).
     pub fn capabilities(&self, caller: &Caller) -> Result<(&Consumer, Vec<&Grant>), LookupError> {
-        let consumer = self.authenticate(caller)?;
+        let (consumer, _) = self.authenticate(caller)?;
         let grants = self
             .config
             .grants
@@ -375,23 +559,33 @@ impl Gateway {
     }
 
     /// Whether a batch of `len` items may start: failures here fail the whole call (no
-    /// per-item outcomes for an unknown caller or an oversized batch).
-    pub fn admit_batch(&self, caller: &Caller, len: usize) -> Result<(), LookupError> {
-        if len > self.config.max_batch_items {
-            return Err(LookupError::new(
-                ErrorCode::InvalidRequest,
-                format!(
-                    "a batch holds at most {} items, this one {len}",
-                    self.config.max_batch_items
-                ),
-            ));
+    /// per-item outcomes for an unknown caller or an oversized batch), with one audit record.
+    pub async fn admit_batch(&self, caller: &Caller, len: usize) -> Result<(), LookupError> {
+        let admitted = (|| {
+            if len > self.config.max_batch_items {
+                return Err(LookupError::new(
+                    ErrorCode::InvalidRequest,
+                    format!(
+                        "a batch holds at most {} items, this one {len}",
+                        self.config.max_batch_items
+                    ),
+                ));
+            }
+            self.authenticate(caller).map(|_| ())
+        })();
+        match admitted {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let mut facts = Facts::new(caller, "batch", "");
+                facts.detail = format!("{len} items");
+                self.audited(facts, Err(e)).await
+            }
         }
-        self.authenticate(caller).map(|_| ())
     }
 
     /// Certificate or API key → consumer. A certificate the CA signed but no consumer claims
     /// does not authenticate by itself; with both credentials they must name the same consumer.
-    fn authenticate(&self, caller: &Caller) -> Result<&Consumer, LookupError> {
+    fn authenticate(&self, caller: &Caller) -> Result<(&Consumer, &'static str), LookupError> {
         let unauthenticated = |m: String| LookupError::new(ErrorCode::Unauthenticated, m);
         let by_certificate = caller.certificate.as_deref().map(|cert| {
             let owner = self.config.consumers.iter().find(|c| {
@@ -414,7 +608,8 @@ impl Gateway {
             (Some((_, Some(a))), Some(Some(b))) if a.id != b.id => Err(unauthenticated(
                 "the client certificate and the API key belong to different consumers".into(),
             )),
-            (Some((_, Some(consumer))), _) | (_, Some(Some(consumer))) => Ok(consumer),
+            (Some((_, Some(consumer))), _) => Ok((consumer, "certificate")),
+            (_, Some(Some(consumer))) => Ok((consumer, "api_key")),
             (Some((cert, None)), None) => Err(unauthenticated(format!(
                 "the client certificate ({}) is not registered to any consumer",
                 cert.names.join(", ")

@@ -62,6 +62,7 @@ fn caller(metadata: &MetadataMap, extensions: &Extensions) -> Caller {
     Caller {
         api_key: bearer(metadata.get("authorization").and_then(|v| v.to_str().ok())),
         certificate: extensions.get::<Arc<ClientCertificate>>().cloned(),
+        transport: "grpc",
         request_id: request_id(),
     }
 }
@@ -299,13 +300,12 @@ impl LookupService for LookupApi {
             .collect();
         self.gateway
             .admit_batch(&caller, items.len())
+            .await
             .map_err(|e| status(&e, &caller.request_id))?;
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         let gateway = self.gateway.clone();
         tokio::spawn(async move {
-            let Ok(stream) = gateway.batch(&caller, ctx, items) else {
-                return;
-            };
+            let stream = gateway.batch(&caller, ctx, items);
             let mut stream = std::pin::pin!(stream);
             while let Some(outcome) = stream.next().await {
                 let (i, dataset, key) = (outcome.index, outcome.dataset, outcome.key);

@@ -145,6 +145,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Incoming {
                     .and_then(|v| v.to_str().ok()),
             ),
             certificate: parts.extensions.get::<Arc<ClientCertificate>>().cloned(),
+            transport: "rest",
             request_id: request_id(),
         };
         Ok(Incoming {
@@ -382,6 +383,7 @@ async fn batch(
                 crate::core::error::ErrorCode::InvalidRequest,
                 format!("body must be {{\"items\": [{{\"dataset\", \"key\", \"fields\"?}}]}}: {e}"),
             );
+            let err = g.refuse(&caller, "batch", err).await;
             return problem(&err, &caller.request_id);
         }
     };
@@ -395,10 +397,10 @@ async fn batch(
         })
         .collect();
     let context = context_from(|name| header(&headers, name));
-    let stream = match g.batch(&caller, context, items) {
-        Ok(s) => s,
-        Err(e) => return problem(&e, &caller.request_id),
-    };
+    if let Err(e) = g.admit_batch(&caller, items.len()).await {
+        return problem(&e, &caller.request_id);
+    }
+    let stream = g.batch(&caller, context, items);
     let items: Vec<BatchAnswerItem> = stream
         .map(
             |BatchOutcome {
@@ -495,6 +497,7 @@ async fn verify(
                 crate::core::error::ErrorCode::InvalidRequest,
                 format!("body must be {{\"key\": \"...\", \"claims\": {{field: value}}}}: {e}"),
             );
+            let err = g.refuse(&caller, "verify", err).await;
             return problem(&err, &caller.request_id);
         }
     };

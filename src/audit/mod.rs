@@ -1,0 +1,14 @@
+//! The audit trail: one record per call whatever its outcome, committed before the answer
+//! leaves (group commit), chained and signed so tampering shows, and queried by subject,
+//! consumer, dossier, officer and time.
+//!
+//! - [`record`] the record, its chain hash, subject references, checkpoint signatures.
+//! - [`writer`] the group-commit writer and the handle requests use.
+//! - [`store`] the store trait; [`sqlite`] the embedded store.
+//! - [`verify`] recomputing chains and checking checkpoints.
+
+pub mod record;
+pub mod sqlite;
+pub mod store;
+pub mod verify;
+pub mod writer;

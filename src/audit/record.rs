@@ -1,0 +1,296 @@
+//! One audit record, its place in the chain, and the keys around it: the subject reference
+//! (a keyed hash, so nobody reading the store learns whose data it was) and the checkpoint
+//! signature.
+
+use ring::hmac;
+use ring::signature::{self, Ed25519KeyPair, KeyPair};
+use sha2::{Digest, Sha256};
+
+/// The facts of one call, as the request path collects them. No personal data: the subject
+/// is a keyed hash, the fields are names, the context is the validated call context.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// Unix time in milliseconds.
+    pub time_ms: i64,
+    pub request_id: String,
+    pub trace_id: String,
+    /// "rest", "grpc", "cli" or "admin".
+    pub transport: String,
+    /// The authenticated consumer (or operator); empty when authentication failed.
+    pub actor: String,
+    /// "api_key", "certificate", "operator_token", or empty.
+    pub credential: String,
+    pub officer_id: String,
+    pub agency_code: String,
+    pub procedure_code: String,
+    pub dossier_id: String,
+    pub purpose: String,
+    pub dataset: String,
+    /// `key id:hex(HMAC-SHA256(dataset NUL key))`; empty when no valid key was given.
+    pub subject: String,
+    /// "fetch", "verify", "audit_read", "audit_gap".
+    pub action: String,
+    /// Fields disclosed (fetch) or checked (verify).
+    pub fields: Vec<String>,
+    /// "served", or the error code the call ended with.
+    pub outcome: String,
+    /// hit, miss, stale, coalesced; empty when the cache was not reached.
+    pub cache: String,
+    /// ok, not_found, unavailable, timeout, bad_response; empty when no provider call.
+    pub upstream_status: String,
+    /// Provider latency in milliseconds; -1 when no provider call.
+    pub upstream_ms: i64,
+    /// What else an auditor needs (a query's filters, a gap's extent); never personal data.
+    pub detail: String,
+}
+
+/// A record in its chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chained {
+    pub instance: String,
+    pub seq: i64,
+    pub entry: AuditEntry,
+    pub prev_hash: [u8; 32],
+    pub hash: [u8; 32],
+}
+
+/// The hash before a chain's first record.
+pub const GENESIS: [u8; 32] = [0; 32];
+
+fn put(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    out.extend_from_slice(bytes);
+}
+
+impl AuditEntry {
+    /// An unambiguous byte form: every field length-prefixed, in a fixed order.
+    pub fn canonical(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        out.extend_from_slice(&self.time_ms.to_be_bytes());
+        for s in [
+            &self.request_id,
+            &self.trace_id,
+            &self.transport,
+            &self.actor,
+            &self.credential,
+            &self.officer_id,
+            &self.agency_code,
+            &self.procedure_code,
+            &self.dossier_id,
+            &self.purpose,
+            &self.dataset,
+            &self.subject,
+            &self.action,
+        ] {
+            put(&mut out, s.as_bytes());
+        }
+        out.extend_from_slice(&(self.fields.len() as u32).to_be_bytes());
+        for f in &self.fields {
+            put(&mut out, f.as_bytes());
+        }
+        for s in [&self.outcome, &self.cache, &self.upstream_status] {
+            put(&mut out, s.as_bytes());
+        }
+        out.extend_from_slice(&self.upstream_ms.to_be_bytes());
+        put(&mut out, self.detail.as_bytes());
+        out
+    }
+}
+
+/// The hash of a record: SHA-256 over the previous hash, the chain, the sequence number and
+/// the record's canonical bytes.
+pub fn chain_hash(prev: &[u8; 32], instance: &str, seq: i64, entry: &AuditEntry) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"lienthong-audit-v1\0");
+    h.update(prev);
+    h.update((instance.len() as u32).to_be_bytes());
+    h.update(instance.as_bytes());
+    h.update(seq.to_be_bytes());
+    h.update(entry.canonical());
+    h.finalize().into()
+}
+
+impl Chained {
+    /// Whether the stored hash is the hash of what is stored.
+    pub fn hash_holds(&self) -> bool {
+        chain_hash(&self.prev_hash, &self.instance, self.seq, &self.entry) == self.hash
+    }
+}
+
+/// The keyed hash that stands for a subject in the audit store.
+pub struct SubjectKey {
+    pub id: String,
+    key: hmac::Key,
+}
+
+impl SubjectKey {
+    pub fn new(id: &str, secret: &[u8]) -> SubjectKey {
+        SubjectKey {
+            id: id.to_owned(),
+            key: hmac::Key::new(hmac::HMAC_SHA256, secret),
+        }
+    }
+
+    /// `id:hex` for one dataset's (normalised) key.
+    pub fn reference(&self, dataset: &str, key: &str) -> String {
+        let mut ctx = hmac::Context::with_key(&self.key);
+        ctx.update(dataset.as_bytes());
+        ctx.update(&[0]);
+        ctx.update(key.as_bytes());
+        format!("{}:{}", self.id, hex::encode(ctx.sign().as_ref()))
+    }
+}
+
+impl std::fmt::Debug for SubjectKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SubjectKey({})", self.id)
+    }
+}
+
+/// A signed statement of a chain's head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub instance: String,
+    pub seq: i64,
+    pub hash: [u8; 32],
+    pub time_ms: i64,
+    pub key_id: String,
+    pub signature: Vec<u8>,
+}
+
+/// What a checkpoint signs.
+pub fn checkpoint_message(instance: &str, seq: i64, hash: &[u8; 32], time_ms: i64) -> Vec<u8> {
+    let mut m = b"lienthong-checkpoint-v1\0".to_vec();
+    put(&mut m, instance.as_bytes());
+    m.extend_from_slice(&seq.to_be_bytes());
+    m.extend_from_slice(hash);
+    m.extend_from_slice(&time_ms.to_be_bytes());
+    m
+}
+
+/// The ed25519 key that signs checkpoints.
+pub struct Signer {
+    pub id: String,
+    pair: Ed25519KeyPair,
+}
+
+impl Signer {
+    /// From a 32-byte seed.
+    pub fn from_seed(id: &str, seed: &[u8]) -> Result<Signer, String> {
+        let pair = Ed25519KeyPair::from_seed_unchecked(seed)
+            .map_err(|_| "an ed25519 seed is 32 bytes".to_owned())?;
+        Ok(Signer {
+            id: id.to_owned(),
+            pair,
+        })
+    }
+
+    pub fn public_key(&self) -> Vec<u8> {
+        self.pair.public_key().as_ref().to_vec()
+    }
+
+    pub fn sign(&self, instance: &str, seq: i64, hash: &[u8; 32], time_ms: i64) -> Checkpoint {
+        let signature = self
+            .pair
+            .sign(&checkpoint_message(instance, seq, hash, time_ms))
+            .as_ref()
+            .to_vec();
+        Checkpoint {
+            instance: instance.to_owned(),
+            seq,
+            hash: *hash,
+            time_ms,
+            key_id: self.id.clone(),
+            signature,
+        }
+    }
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Signer({})", self.id)
+    }
+}
+
+/// Whether `public_key` signed the checkpoint.
+pub fn checkpoint_signed_by(cp: &Checkpoint, public_key: &[u8]) -> bool {
+    signature::UnparsedPublicKey::new(&signature::ED25519, public_key)
+        .verify(
+            &checkpoint_message(&cp.instance, cp.seq, &cp.hash, cp.time_ms),
+            &cp.signature,
+        )
+        .is_ok()
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_change_to_a_record_changes_its_hash() {
+        let entry = AuditEntry {
+            time_ms: 1,
+            fields: vec!["full_name".into()],
+            outcome: "served".into(),
+            ..AuditEntry::default()
+        };
+        let h = chain_hash(&GENESIS, "gw1", 1, &entry);
+        let mut moved = entry.clone();
+        moved.fields = vec!["full_name".into(), "date_of_birth".into()];
+        assert_ne!(chain_hash(&GENESIS, "gw1", 1, &moved), h);
+        // Field boundaries are part of the form: "ab","c" is not "a","bc".
+        let a = AuditEntry {
+            actor: "ab".into(),
+            credential: "c".into(),
+            ..entry.clone()
+        };
+        let b = AuditEntry {
+            actor: "a".into(),
+            credential: "bc".into(),
+            ..entry.clone()
+        };
+        assert_ne!(a.canonical(), b.canonical());
+        assert_ne!(
+            chain_hash(&GENESIS, "gw1", 2, &entry),
+            h,
+            "the position counts"
+        );
+        assert_ne!(
+            chain_hash(&GENESIS, "gw2", 1, &entry),
+            h,
+            "the chain counts"
+        );
+    }
+
+    #[test]
+    fn subject_references_hide_the_key_and_depend_on_the_audit_key() {
+        let k = SubjectKey::new("k1", b"audit secret");
+        let r = k.reference("population.citizen", "001090012345");
+        assert!(r.starts_with("k1:") && !r.contains("001090012345"));
+        assert_eq!(r, k.reference("population.citizen", "001090012345"));
+        assert_ne!(r, k.reference("business.enterprise", "001090012345"));
+        assert_ne!(
+            r,
+            SubjectKey::new("k1", b"another").reference("population.citizen", "001090012345")
+        );
+    }
+
+    #[test]
+    fn checkpoints_verify_with_the_signers_public_key_only() {
+        let signer = Signer::from_seed("s1", &[7; 32]).expect("seed");
+        let cp = signer.sign("gw1", 10, &[1; 32], 5);
+        assert!(checkpoint_signed_by(&cp, &signer.public_key()));
+        let other = Signer::from_seed("s2", &[8; 32]).expect("seed");
+        assert!(!checkpoint_signed_by(&cp, &other.public_key()));
+        let moved = Checkpoint { seq: 11, ..cp };
+        assert!(!checkpoint_signed_by(&moved, &signer.public_key()));
+    }
+}

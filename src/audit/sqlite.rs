@@ -1,0 +1,517 @@
+//! The embedded audit store: one SQLite file in WAL mode. With `fsync` on (the default) it
+//! runs `synchronous=FULL`, so a committed group survives power loss; off, `NORMAL`, which
+//! survives a crash of the process.
+
+use super::record::{AuditEntry, Chained, Checkpoint, GENESIS, chain_hash};
+use super::store::{Archive, AuditStore, Query, StoreError};
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{AssertSqlSafe, Row, SqlitePool};
+use std::path::Path;
+use std::time::Duration;
+
+/// Schema versions in order; each runs once, in a transaction, recorded in
+/// `schema_migrations`.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    "CREATE TABLE audit_records (
+        instance TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        time_ms INTEGER NOT NULL,
+        request_id TEXT NOT NULL,
+        trace_id TEXT NOT NULL,
+        transport TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        credential TEXT NOT NULL,
+        officer_id TEXT NOT NULL,
+        agency_code TEXT NOT NULL,
+        procedure_code TEXT NOT NULL,
+        dossier_id TEXT NOT NULL,
+        purpose TEXT NOT NULL,
+        dataset TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        action TEXT NOT NULL,
+        fields TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        cache TEXT NOT NULL,
+        upstream_status TEXT NOT NULL,
+        upstream_ms INTEGER NOT NULL,
+        detail TEXT NOT NULL,
+        prev_hash BLOB NOT NULL,
+        hash BLOB NOT NULL,
+        PRIMARY KEY (instance, seq)
+    );
+    CREATE INDEX audit_by_subject ON audit_records (subject, time_ms);
+    CREATE INDEX audit_by_actor ON audit_records (actor, time_ms);
+    CREATE INDEX audit_by_dossier ON audit_records (dossier_id, time_ms);
+    CREATE INDEX audit_by_officer ON audit_records (officer_id, time_ms);
+    CREATE INDEX audit_by_time ON audit_records (time_ms);
+    CREATE TABLE audit_checkpoints (
+        instance TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        hash BLOB NOT NULL,
+        time_ms INTEGER NOT NULL,
+        key_id TEXT NOT NULL,
+        signature BLOB NOT NULL,
+        PRIMARY KEY (instance, seq)
+    );
+    CREATE TABLE audit_archives (
+        instance TEXT NOT NULL,
+        first_seq INTEGER NOT NULL,
+        last_seq INTEGER NOT NULL,
+        last_hash BLOB NOT NULL,
+        file TEXT NOT NULL,
+        file_hash BLOB NOT NULL,
+        time_ms INTEGER NOT NULL,
+        PRIMARY KEY (instance, last_seq)
+    );",
+)];
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+fn err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::from(e)
+}
+
+fn hash32(bytes: Vec<u8>) -> Result<[u8; 32], StoreError> {
+    bytes
+        .try_into()
+        .map_err(|_| StoreError("a stored hash is not 32 bytes".into()))
+}
+
+const COLUMNS: &str = "instance, seq, time_ms, request_id, trace_id, transport, actor, credential, \
+    officer_id, agency_code, procedure_code, dossier_id, purpose, dataset, subject, action, \
+    fields, outcome, cache, upstream_status, upstream_ms, detail, prev_hash, hash";
+
+fn row_to_chained(row: &sqlx::sqlite::SqliteRow) -> Result<Chained, StoreError> {
+    let s = |c: &str| row.try_get::<String, _>(c).map_err(err);
+    let fields = s("fields")?;
+    Ok(Chained {
+        instance: s("instance")?,
+        seq: row.try_get("seq").map_err(err)?,
+        prev_hash: hash32(row.try_get("prev_hash").map_err(err)?)?,
+        hash: hash32(row.try_get("hash").map_err(err)?)?,
+        entry: AuditEntry {
+            time_ms: row.try_get("time_ms").map_err(err)?,
+            request_id: s("request_id")?,
+            trace_id: s("trace_id")?,
+            transport: s("transport")?,
+            actor: s("actor")?,
+            credential: s("credential")?,
+            officer_id: s("officer_id")?,
+            agency_code: s("agency_code")?,
+            procedure_code: s("procedure_code")?,
+            dossier_id: s("dossier_id")?,
+            purpose: s("purpose")?,
+            dataset: s("dataset")?,
+            subject: s("subject")?,
+            action: s("action")?,
+            fields: if fields.is_empty() {
+                vec![]
+            } else {
+                fields.split(',').map(str::to_owned).collect()
+            },
+            outcome: s("outcome")?,
+            cache: s("cache")?,
+            upstream_status: s("upstream_status")?,
+            upstream_ms: row.try_get("upstream_ms").map_err(err)?,
+            detail: s("detail")?,
+        },
+    })
+}
+
+async fn insert(conn: &mut sqlx::SqliteConnection, r: &Chained) -> Result<(), StoreError> {
+    let e = &r.entry;
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO audit_records ({COLUMNS}) VALUES \
+         (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    )))
+    .bind(&r.instance)
+    .bind(r.seq)
+    .bind(e.time_ms)
+    .bind(&e.request_id)
+    .bind(&e.trace_id)
+    .bind(&e.transport)
+    .bind(&e.actor)
+    .bind(&e.credential)
+    .bind(&e.officer_id)
+    .bind(&e.agency_code)
+    .bind(&e.procedure_code)
+    .bind(&e.dossier_id)
+    .bind(&e.purpose)
+    .bind(&e.dataset)
+    .bind(&e.subject)
+    .bind(&e.action)
+    .bind(e.fields.join(","))
+    .bind(&e.outcome)
+    .bind(&e.cache)
+    .bind(&e.upstream_status)
+    .bind(e.upstream_ms)
+    .bind(&e.detail)
+    .bind(r.prev_hash.as_slice())
+    .bind(r.hash.as_slice())
+    .execute(conn)
+    .await
+    .map_err(err)?;
+    Ok(())
+}
+
+async fn head_in(
+    conn: &mut sqlx::SqliteConnection,
+    instance: &str,
+) -> Result<Option<(i64, [u8; 32])>, StoreError> {
+    let row = sqlx::query(
+        "SELECT seq, hash FROM audit_records WHERE instance = ? ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(instance)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(err)?;
+    if let Some(row) = row {
+        return Ok(Some((
+            row.try_get("seq").map_err(err)?,
+            hash32(row.try_get("hash").map_err(err)?)?,
+        )));
+    }
+    // Everything archived: the chain continues from the last archive.
+    let row = sqlx::query(
+        "SELECT last_seq, last_hash FROM audit_archives WHERE instance = ? \
+         ORDER BY last_seq DESC LIMIT 1",
+    )
+    .bind(instance)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(err)?;
+    row.map(|r| {
+        Ok((
+            r.try_get("last_seq").map_err(err)?,
+            hash32(r.try_get("last_hash").map_err(err)?)?,
+        ))
+    })
+    .transpose()
+}
+
+impl SqliteStore {
+    /// Opens (creating) the file and brings its schema up to date.
+    pub async fn open(path: &Path, fsync: bool) -> Result<SqliteStore, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(if fsync {
+                SqliteSynchronous::Full
+            } else {
+                SqliteSynchronous::Normal
+            })
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError(format!("cannot open {}: {e}", path.display())))?;
+        let store = SqliteStore { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS schema_migrations \
+             (version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL)",
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        let applied: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_migrations")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(err)?;
+        let applied = applied.unwrap_or(0);
+        for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > applied) {
+            sqlx::raw_sql(AssertSqlSafe(*sql))
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            sqlx::query("INSERT INTO schema_migrations (version, applied_ms) VALUES (?, ?)")
+                .bind(version)
+                .bind(super::record::now_ms())
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+        }
+        if let Some((newest, _)) = MIGRATIONS.last()
+            && applied > *newest
+        {
+            return Err(StoreError(format!(
+                "the audit database is at schema version {applied}, newer than this build knows ({newest})"
+            )));
+        }
+        tx.commit().await.map_err(err)
+    }
+
+    /// Runs a statement against the file directly (tests use it to tamper).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+#[async_trait]
+impl AuditStore for SqliteStore {
+    async fn head(&self, instance: &str) -> Result<Option<(i64, [u8; 32])>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(err)?;
+        head_in(&mut conn, instance).await
+    }
+
+    async fn append(
+        &self,
+        records: &[Chained],
+        checkpoint: Option<&Checkpoint>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        for r in records {
+            insert(&mut tx, r).await?;
+        }
+        if let Some(cp) = checkpoint {
+            sqlx::query(
+                "INSERT INTO audit_checkpoints (instance, seq, hash, time_ms, key_id, signature) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&cp.instance)
+            .bind(cp.seq)
+            .bind(cp.hash.as_slice())
+            .bind(cp.time_ms)
+            .bind(&cp.key_id)
+            .bind(&cp.signature)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        }
+        tx.commit().await.map_err(err)
+    }
+
+    async fn append_at_head(
+        &self,
+        instance: &str,
+        entry: &AuditEntry,
+    ) -> Result<Chained, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(err)?;
+        // IMMEDIATE: take the write lock before reading the head, so two writers of one
+        // chain cannot both extend the same head.
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut *conn)
+            .await
+            .map_err(err)?;
+        let result = async {
+            let (seq, prev) = head_in(&mut conn, instance).await?.unwrap_or((0, GENESIS));
+            let record = Chained {
+                instance: instance.to_owned(),
+                seq: seq + 1,
+                hash: chain_hash(&prev, instance, seq + 1, entry),
+                prev_hash: prev,
+                entry: entry.clone(),
+            };
+            insert(&mut conn, &record).await?;
+            Ok(record)
+        }
+        .await;
+        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        sqlx::query(end).execute(&mut *conn).await.map_err(err)?;
+        result
+    }
+
+    async fn instances(&self) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT instance FROM audit_records UNION SELECT instance FROM audit_archives \
+             ORDER BY 1",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)
+    }
+
+    async fn count(&self, instance: &str) -> Result<i64, StoreError> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit_records WHERE instance = ?")
+            .bind(instance)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(err)
+    }
+
+    async fn scan(
+        &self,
+        instance: &str,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<Chained>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM audit_records WHERE instance = ? AND seq > ? \
+             ORDER BY seq LIMIT ?"
+        )))
+        .bind(instance)
+        .bind(after)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows.iter().map(row_to_chained).collect()
+    }
+
+    async fn checkpoints(&self, instance: &str) -> Result<Vec<Checkpoint>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT instance, seq, hash, time_ms, key_id, signature FROM audit_checkpoints \
+             WHERE instance = ? ORDER BY seq",
+        )
+        .bind(instance)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(Checkpoint {
+                    instance: r.try_get("instance").map_err(err)?,
+                    seq: r.try_get("seq").map_err(err)?,
+                    hash: hash32(r.try_get("hash").map_err(err)?)?,
+                    time_ms: r.try_get("time_ms").map_err(err)?,
+                    key_id: r.try_get("key_id").map_err(err)?,
+                    signature: r.try_get("signature").map_err(err)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn query(&self, q: &Query) -> Result<Vec<Chained>, StoreError> {
+        let mut sql = format!("SELECT {COLUMNS} FROM audit_records WHERE 1 = 1");
+        let mut texts: Vec<&str> = Vec::new();
+        for (column, value) in [
+            ("subject", &q.subject),
+            ("dataset", &q.dataset),
+            ("actor", &q.actor),
+            ("dossier_id", &q.dossier_id),
+            ("officer_id", &q.officer_id),
+        ] {
+            if let Some(v) = value {
+                sql.push_str(&format!(" AND {column} = ?"));
+                texts.push(v);
+            }
+        }
+        if q.from_ms.is_some() {
+            sql.push_str(" AND time_ms >= ?");
+        }
+        if q.to_ms.is_some() {
+            sql.push_str(" AND time_ms <= ?");
+        }
+        if q.after.is_some() {
+            sql.push_str(
+                " AND (time_ms < ? OR (time_ms = ? AND (instance > ? OR (instance = ? AND seq < ?))))",
+            );
+        }
+        sql.push_str(" ORDER BY time_ms DESC, instance ASC, seq DESC LIMIT ?");
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for t in texts {
+            query = query.bind(t);
+        }
+        if let Some(from) = q.from_ms {
+            query = query.bind(from);
+        }
+        if let Some(to) = q.to_ms {
+            query = query.bind(to);
+        }
+        if let Some((time, instance, seq)) = &q.after {
+            query = query
+                .bind(*time)
+                .bind(*time)
+                .bind(instance.as_str())
+                .bind(instance.as_str())
+                .bind(*seq);
+        }
+        let rows = query
+            .bind(q.limit as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        rows.iter().map(row_to_chained).collect()
+    }
+
+    async fn archives(&self, instance: &str) -> Result<Vec<Archive>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT instance, first_seq, last_seq, last_hash, file, file_hash, time_ms \
+             FROM audit_archives WHERE instance = ? ORDER BY last_seq",
+        )
+        .bind(instance)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(Archive {
+                    instance: r.try_get("instance").map_err(err)?,
+                    first_seq: r.try_get("first_seq").map_err(err)?,
+                    last_seq: r.try_get("last_seq").map_err(err)?,
+                    last_hash: hash32(r.try_get("last_hash").map_err(err)?)?,
+                    file: r.try_get("file").map_err(err)?,
+                    file_hash: hash32(r.try_get("file_hash").map_err(err)?)?,
+                    time_ms: r.try_get("time_ms").map_err(err)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn expired(
+        &self,
+        instance: &str,
+        before_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Chained>, StoreError> {
+        // In chain order, stopping at the first record still in retention: a chain is
+        // archived from its start, never with holes.
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM audit_records WHERE instance = ? AND seq < COALESCE(\
+               (SELECT MIN(seq) FROM audit_records WHERE instance = ? AND time_ms >= ?), \
+               9223372036854775807) ORDER BY seq LIMIT ?"
+        )))
+        .bind(instance)
+        .bind(instance)
+        .bind(before_ms)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows.iter().map(row_to_chained).collect()
+    }
+
+    async fn archived(&self, a: &Archive) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        sqlx::query(
+            "INSERT INTO audit_archives (instance, first_seq, last_seq, last_hash, file, file_hash, time_ms) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&a.instance)
+        .bind(a.first_seq)
+        .bind(a.last_seq)
+        .bind(a.last_hash.as_slice())
+        .bind(&a.file)
+        .bind(a.file_hash.as_slice())
+        .bind(a.time_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        for table in ["audit_records", "audit_checkpoints"] {
+            sqlx::query(AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE instance = ? AND seq <= ?"
+            )))
+            .bind(&a.instance)
+            .bind(a.last_seq)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        }
+        tx.commit().await.map_err(err)
+    }
+}

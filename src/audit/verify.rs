@@ -1,0 +1,175 @@
+//! `lienthong audit verify`: recompute every chain and check every checkpoint signature.
+//!
+//! A chain links each record to the hash of the one before, so an altered, removed or
+//! inserted record breaks a link or a hash. Someone able to rewrite the store could rebuild
+//! the links after a change; the signed checkpoints catch that, since the hash they signed no
+//! longer matches. Records after the last checkpoint have only the chain to protect them,
+//! which is why the report says how many there are.
+
+use super::record::{Checkpoint, GENESIS, checkpoint_signed_by};
+use super::store::{AuditStore, StoreError};
+use std::collections::{BTreeMap, HashMap};
+
+/// What was checked of one chain.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChainReport {
+    pub instance: String,
+    /// Records checked (those still in the store).
+    pub records: i64,
+    /// Where the chain starts in the store (after what was archived) and ends.
+    pub first_seq: i64,
+    pub last_seq: i64,
+    pub checkpoints: usize,
+    /// The newest checkpoint's position, and how many records follow it.
+    pub last_checkpoint: i64,
+    pub after_last_checkpoint: i64,
+    pub archived_through: i64,
+}
+
+/// The first thing found wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("chain {instance}, record {seq}: {what}")]
+pub struct Broken {
+    pub instance: String,
+    pub seq: i64,
+    pub what: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error(transparent)]
+    Broken(#[from] Broken),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+const PAGE: usize = 10_000;
+
+/// Checks every chain in the store. `keys` holds the public keys (by key id) checkpoints
+/// may be signed with; `progress(instance, done, total)` is called as pages are checked.
+pub async fn verify(
+    store: &dyn AuditStore,
+    keys: &HashMap<String, Vec<u8>>,
+    mut progress: impl FnMut(&str, i64, i64),
+) -> Result<Vec<ChainReport>, VerifyError> {
+    let mut reports = Vec::new();
+    for instance in store.instances().await? {
+        reports.push(verify_chain(store, &instance, keys, &mut progress).await?);
+    }
+    Ok(reports)
+}
+
+async fn verify_chain(
+    store: &dyn AuditStore,
+    instance: &str,
+    keys: &HashMap<String, Vec<u8>>,
+    progress: &mut impl FnMut(&str, i64, i64),
+) -> Result<ChainReport, VerifyError> {
+    let broken = |seq: i64, what: String| Broken {
+        instance: instance.to_owned(),
+        seq,
+        what,
+    };
+    let (archived_seq, archived_hash) = store
+        .archives(instance)
+        .await?
+        .last()
+        .map(|a| (a.last_seq, a.last_hash))
+        .unwrap_or((0, GENESIS));
+    let checkpoints: BTreeMap<i64, Checkpoint> = store
+        .checkpoints(instance)
+        .await?
+        .into_iter()
+        .map(|c| (c.seq, c))
+        .collect();
+    for cp in checkpoints.values() {
+        let key = keys.get(&cp.key_id).ok_or_else(|| {
+            broken(
+                cp.seq,
+                format!(
+                    "checkpoint signed with key {:?}, which is not configured",
+                    cp.key_id
+                ),
+            )
+        })?;
+        if !checkpoint_signed_by(cp, key) {
+            return Err(broken(cp.seq, "checkpoint signature does not verify".into()).into());
+        }
+    }
+    let total = store.count(instance).await?;
+    let mut report = ChainReport {
+        instance: instance.to_owned(),
+        first_seq: archived_seq + 1,
+        last_seq: archived_seq,
+        archived_through: archived_seq,
+        ..ChainReport::default()
+    };
+    let (mut expected, mut prev) = (archived_seq + 1, archived_hash);
+    loop {
+        let page = store.scan(instance, expected - 1, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        let next_after = last.seq;
+        for r in &page {
+            if r.seq != expected {
+                return Err(broken(
+                    expected,
+                    format!(
+                        "missing: the chain jumps from {} to {}",
+                        expected - 1,
+                        r.seq
+                    ),
+                )
+                .into());
+            }
+            if r.prev_hash != prev {
+                return Err(broken(
+                    r.seq,
+                    "does not link to the record before it (one was removed, inserted or altered)"
+                        .into(),
+                )
+                .into());
+            }
+            if !r.hash_holds() {
+                return Err(
+                    broken(r.seq, "altered: its contents do not match its hash".into()).into(),
+                );
+            }
+            if let Some(cp) = checkpoints.get(&r.seq)
+                && cp.hash != r.hash
+            {
+                return Err(broken(
+                    r.seq,
+                    "differs from what the checkpoint signed (the chain was rewritten)".into(),
+                )
+                .into());
+            }
+            prev = r.hash;
+            expected += 1;
+            report.records += 1;
+        }
+        report.last_seq = next_after;
+        progress(instance, report.records, total);
+        if page.len() < PAGE {
+            break;
+        }
+    }
+    // A checkpoint beyond the last record means the tail was cut off.
+    if let Some((&seq, _)) = checkpoints.range(report.last_seq + 1..).next() {
+        return Err(broken(
+            seq,
+            format!(
+                "signed by a checkpoint but absent: records after {} were removed",
+                report.last_seq
+            ),
+        )
+        .into());
+    }
+    report.checkpoints = checkpoints.len();
+    report.last_checkpoint = checkpoints
+        .keys()
+        .next_back()
+        .copied()
+        .unwrap_or(archived_seq);
+    report.after_last_checkpoint = report.last_seq - report.last_checkpoint;
+    Ok(report)
+}

@@ -1,0 +1,321 @@
+//! The audit writer: one task per gateway instance owns the chain's head. Requests hand it
+//! their records through a bounded queue; it takes every record waiting (up to a batch),
+//! chains them, commits them in one transaction (group commit), and only then tells each
+//! request its record is durable. The queue is bounded: when it is full the caller is told
+//! at once, so memory never grows with a backlog.
+
+use super::record::{AuditEntry, Chained, GENESIS, Signer, SubjectKey, chain_hash, now_ms};
+use super::store::AuditStore;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// When a response may leave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// After its record is committed (the default).
+    Sync,
+    /// As soon as its record is queued; a crash can lose what was queued.
+    Async,
+}
+
+/// How the writer runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriterSettings {
+    pub durability: Durability,
+    /// Serve when the store fails (the gap is recorded when it returns) instead of refusing.
+    pub fail_open: bool,
+    /// Records that may wait for the writer.
+    pub queue_capacity: usize,
+    /// Most records in one transaction.
+    pub max_batch: usize,
+    /// Sign the head at least every this many records…
+    pub checkpoint_every: u64,
+    /// …and every this long while records keep coming.
+    pub checkpoint_interval: Duration,
+}
+
+impl Default for WriterSettings {
+    fn default() -> Self {
+        WriterSettings {
+            durability: Durability::Sync,
+            fail_open: false,
+            queue_capacity: 10_000,
+            max_batch: 512,
+            checkpoint_every: 1000,
+            checkpoint_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why a record was not (yet) committed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuditFailure {
+    #[error("the audit queue is full")]
+    Full,
+    #[error("the audit store failed: {0}")]
+    Store(String),
+    #[error("the audit writer has stopped")]
+    Stopped,
+}
+
+struct Job {
+    entry: AuditEntry,
+    ack: Option<oneshot::Sender<Result<(), AuditFailure>>>,
+}
+
+/// Counters of the writer's work (for metrics and tests).
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    pub commits: AtomicU64,
+    pub records: AtomicU64,
+    pub largest_batch: AtomicU64,
+    pub failures: AtomicU64,
+    pub checkpoints: AtomicU64,
+    /// Records waiting in the queue.
+    pub backlog: AtomicU64,
+}
+
+/// The handle requests use.
+pub struct AuditLog {
+    tx: mpsc::Sender<Job>,
+    settings: WriterSettings,
+    instance: String,
+    subjects: SubjectKey,
+    stats: Arc<WriterStats>,
+}
+
+impl AuditLog {
+    /// Reads the chain's head and starts the writer task.
+    pub async fn start(
+        store: Arc<dyn AuditStore>,
+        instance: &str,
+        subjects: SubjectKey,
+        signer: Signer,
+        settings: WriterSettings,
+    ) -> Result<(AuditLog, JoinHandle<()>), AuditFailure> {
+        let head = store
+            .head(instance)
+            .await
+            .map_err(|e| AuditFailure::Store(e.0))?
+            .unwrap_or((0, GENESIS));
+        let (tx, rx) = mpsc::channel(settings.queue_capacity.max(1));
+        let stats = Arc::new(WriterStats::default());
+        let writer = Writer {
+            store,
+            instance: instance.to_owned(),
+            signer,
+            settings: settings.clone(),
+            head,
+            since_checkpoint: 0,
+            gap: None,
+            stats: stats.clone(),
+        };
+        let task = tokio::spawn(writer.run(rx));
+        Ok((
+            AuditLog {
+                tx,
+                settings,
+                instance: instance.to_owned(),
+                subjects,
+                stats,
+            },
+            task,
+        ))
+    }
+
+    /// Hands over one record; in `sync` durability, returns once it is committed.
+    pub async fn record(&self, entry: AuditEntry) -> Result<(), AuditFailure> {
+        let (ack, committed) = match self.settings.durability {
+            Durability::Sync => {
+                let (tx, rx) = oneshot::channel();
+                (Some(tx), Some(rx))
+            }
+            Durability::Async => (None, None),
+        };
+        self.tx.try_send(Job { entry, ack }).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => AuditFailure::Full,
+            mpsc::error::TrySendError::Closed(_) => AuditFailure::Stopped,
+        })?;
+        self.stats.backlog.fetch_add(1, Ordering::Relaxed);
+        match committed {
+            None => Ok(()),
+            Some(rx) => rx.await.unwrap_or(Err(AuditFailure::Stopped)),
+        }
+    }
+
+    /// The keyed hash standing for a subject.
+    pub fn subject(&self, dataset: &str, key: &str) -> String {
+        self.subjects.reference(dataset, key)
+    }
+
+    pub fn fail_open(&self) -> bool {
+        self.settings.fail_open
+    }
+
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    pub fn stats(&self) -> &WriterStats {
+        &self.stats
+    }
+}
+
+struct Writer {
+    store: Arc<dyn AuditStore>,
+    instance: String,
+    signer: Signer,
+    settings: WriterSettings,
+    /// The last committed record: (seq, hash).
+    head: (i64, [u8; 32]),
+    since_checkpoint: u64,
+    /// Records not committed while failing open: (count, first time, last time).
+    gap: Option<(u64, i64, i64)>,
+    stats: Arc<WriterStats>,
+}
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::Receiver<Job>) {
+        let mut ticker = tokio::time::interval(self.settings.checkpoint_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_checkpoint = Instant::now();
+        loop {
+            let first = tokio::select! {
+                job = rx.recv() => match job {
+                    Some(job) => job,
+                    None => break,
+                },
+                _ = ticker.tick() => {
+                    if self.since_checkpoint > 0
+                        && last_checkpoint.elapsed() >= self.settings.checkpoint_interval
+                        && self.checkpoint_alone().await
+                    {
+                        last_checkpoint = Instant::now();
+                    }
+                    continue;
+                }
+            };
+            let mut batch = vec![first];
+            while batch.len() < self.settings.max_batch {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            self.stats
+                .backlog
+                .fetch_sub(batch.len() as u64, Ordering::Relaxed);
+            if self.commit(batch).await {
+                last_checkpoint = Instant::now();
+            }
+        }
+        // Queue closed (shutdown): sign the head so verification sees nothing unsigned.
+        if self.since_checkpoint > 0 {
+            self.checkpoint_alone().await;
+        }
+    }
+
+    fn chain(&self, seq: i64, prev: [u8; 32], entry: AuditEntry) -> Chained {
+        Chained {
+            instance: self.instance.clone(),
+            seq,
+            hash: chain_hash(&prev, &self.instance, seq, &entry),
+            prev_hash: prev,
+            entry,
+        }
+    }
+
+    /// Commits a batch; true when it carried a checkpoint.
+    async fn commit(&mut self, batch: Vec<Job>) -> bool {
+        let (mut seq, mut prev) = self.head;
+        let mut records = Vec::with_capacity(batch.len() + 1);
+        if let Some((count, first, last)) = self.gap {
+            seq += 1;
+            let gap = AuditEntry {
+                time_ms: now_ms(),
+                action: "audit_gap".into(),
+                outcome: "unrecorded".into(),
+                upstream_ms: -1,
+                detail: format!(
+                    "{count} calls were served without a record between {first} and {last} (ms since epoch) while the audit store failed"
+                ),
+                ..AuditEntry::default()
+            };
+            let r = self.chain(seq, prev, gap);
+            prev = r.hash;
+            records.push(r);
+        }
+        let mut acks = Vec::with_capacity(batch.len());
+        for job in batch {
+            seq += 1;
+            let r = self.chain(seq, prev, job.entry);
+            prev = r.hash;
+            records.push(r);
+            acks.push(job.ack);
+        }
+        let due = self.since_checkpoint + records.len() as u64 >= self.settings.checkpoint_every;
+        let checkpoint = due.then(|| self.signer.sign(&self.instance, seq, &prev, now_ms()));
+        match self.store.append(&records, checkpoint.as_ref()).await {
+            Ok(()) => {
+                self.head = (seq, prev);
+                self.gap = None;
+                self.since_checkpoint = if due {
+                    0
+                } else {
+                    self.since_checkpoint + records.len() as u64
+                };
+                self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .records
+                    .fetch_add(records.len() as u64, Ordering::Relaxed);
+                self.stats
+                    .largest_batch
+                    .fetch_max(records.len() as u64, Ordering::Relaxed);
+                if due {
+                    self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+                }
+                for ack in acks.into_iter().flatten() {
+                    let _ = ack.send(Ok(()));
+                }
+                due
+            }
+            Err(e) => {
+                tracing::error!(error = %e, records = acks.len(), "audit commit failed");
+                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                if self.settings.fail_open {
+                    let n = acks.len() as u64;
+                    let first = records.first().map(|r| r.entry.time_ms).unwrap_or(0);
+                    let last = records.last().map(|r| r.entry.time_ms).unwrap_or(0);
+                    self.gap = Some(match self.gap {
+                        Some((c, f, _)) => (c + n, f, last),
+                        None => (n, first, last),
+                    });
+                }
+                for ack in acks.into_iter().flatten() {
+                    let _ = ack.send(Err(AuditFailure::Store(e.0.clone())));
+                }
+                false
+            }
+        }
+    }
+
+    async fn checkpoint_alone(&mut self) -> bool {
+        let (seq, hash) = self.head;
+        let cp = self.signer.sign(&self.instance, seq, &hash, now_ms());
+        match self.store.append(&[], Some(&cp)).await {
+            Ok(()) => {
+                self.since_checkpoint = 0;
+                self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "audit checkpoint failed");
+                false
+            }
+        }
+    }
+}
