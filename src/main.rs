@@ -39,6 +39,12 @@ enum Command {
     },
     /// The simulated national databases alone.
     Sim(SimArgs),
+    /// The audit trail: verify it, a subject's access report, records by consumer, dossier,
+    /// officer and time.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Make a private CA, a server certificate and client certificates for mTLS (a pilot
     /// or a test). Existing files are kept: run it again to add clients under the same CA.
     Certs {
@@ -56,6 +62,64 @@ enum Command {
         #[arg(long, default_value_t = 365)]
         days: u32,
     },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute every chain and check every checkpoint signature; exits non-zero naming the
+    /// first bad record.
+    Verify {
+        #[arg(long, env = "LIENTHONG_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Who looked at one subject's data: agency system, procedure, dossier, officer, when,
+    /// which fields (disclosures only).
+    Report {
+        #[arg(long, env = "LIENTHONG_CONFIG")]
+        config: Option<PathBuf>,
+        /// e.g. population.citizen
+        #[arg(long)]
+        dataset: String,
+        /// The subject's key, e.g. a personal identification number.
+        #[arg(long)]
+        subject: String,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    /// Records by consumer, dossier, officer, dataset and time (every outcome).
+    Records {
+        #[arg(long, env = "LIENTHONG_CONFIG")]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        dataset: Option<String>,
+        #[arg(long)]
+        consumer: Option<String>,
+        #[arg(long)]
+        dossier: Option<String>,
+        #[arg(long)]
+        officer: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct PageArgs {
+    /// From this day or instant (yyyy-mm-dd or yyyy-mm-ddThh:mm:ssZ), inclusive.
+    #[arg(long)]
+    from: Option<String>,
+    /// Up to this day or instant, inclusive.
+    #[arg(long)]
+    to: Option<String>,
+    /// Records per page (at most 500).
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+    /// The token a previous page printed.
+    #[arg(long)]
+    page_token: Option<String>,
+    /// JSON instead of lines.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -132,6 +196,7 @@ async fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         Command::Sim(args) => run_sim(args).await,
+        Command::Audit { command } => audit(command).await,
         Command::Certs {
             out,
             server_names,
@@ -149,6 +214,57 @@ async fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+async fn audit(command: AuditCommand) -> Result<(), String> {
+    use lienthong::audit::{commands, query::Filters};
+    let filters = |page: PageArgs| {
+        (
+            Filters {
+                from: page.from,
+                to: page.to,
+                limit: Some(page.limit),
+                page_token: page.page_token,
+                ..Filters::default()
+            },
+            page.json,
+        )
+    };
+    match command {
+        AuditCommand::Verify { config } => commands::run_verify(&load(config)?).await,
+        AuditCommand::Report {
+            config,
+            dataset,
+            subject,
+            page,
+        } => {
+            let (f, json) = filters(page);
+            let f = Filters {
+                dataset: Some(dataset),
+                subject: Some(subject),
+                ..f
+            };
+            commands::run_query(&load(config)?, f, json, true).await
+        }
+        AuditCommand::Records {
+            config,
+            dataset,
+            consumer,
+            dossier,
+            officer,
+            page,
+        } => {
+            let (f, json) = filters(page);
+            let f = Filters {
+                dataset,
+                consumer,
+                dossier,
+                officer,
+                ..f
+            };
+            commands::run_query(&load(config)?, f, json, false).await
         }
     }
 }

@@ -6,7 +6,11 @@
 //! - [`writer`] the group-commit writer and the handle requests use.
 //! - [`store`] the store trait; [`sqlite`] the embedded store.
 //! - [`verify`] recomputing chains and checking checkpoints.
+//! - [`query`] pages of records by subject, consumer, dossier, officer, time; [`commands`]
+//!   the `lienthong audit` commands.
 
+pub mod commands;
+pub mod query;
 pub mod record;
 pub mod sqlite;
 pub mod store;

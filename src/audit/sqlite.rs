@@ -2,7 +2,7 @@
 //! runs `synchronous=FULL`, so a committed group survives power loss; off, `NORMAL`, which
 //! survives a crash of the process.
 
-use super::record::{AuditEntry, Chained, Checkpoint, GENESIS, chain_hash};
+use super::record::{AuditEntry, Chained, Checkpoint, GENESIS, Signer, chain_hash};
 use super::store::{Archive, AuditStore, Query, StoreError};
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -158,6 +158,26 @@ async fn insert(conn: &mut sqlx::SqliteConnection, r: &Chained) -> Result<(), St
     Ok(())
 }
 
+async fn insert_checkpoint(
+    conn: &mut sqlx::SqliteConnection,
+    cp: &Checkpoint,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO audit_checkpoints (instance, seq, hash, time_ms, key_id, signature) \
+         VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&cp.instance)
+    .bind(cp.seq)
+    .bind(cp.hash.as_slice())
+    .bind(cp.time_ms)
+    .bind(&cp.key_id)
+    .bind(&cp.signature)
+    .execute(conn)
+    .await
+    .map_err(err)?;
+    Ok(())
+}
+
 async fn head_in(
     conn: &mut sqlx::SqliteConnection,
     instance: &str,
@@ -279,19 +299,7 @@ impl AuditStore for SqliteStore {
             insert(&mut tx, r).await?;
         }
         if let Some(cp) = checkpoint {
-            sqlx::query(
-                "INSERT INTO audit_checkpoints (instance, seq, hash, time_ms, key_id, signature) \
-                 VALUES (?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&cp.instance)
-            .bind(cp.seq)
-            .bind(cp.hash.as_slice())
-            .bind(cp.time_ms)
-            .bind(&cp.key_id)
-            .bind(&cp.signature)
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
+            insert_checkpoint(&mut tx, cp).await?;
         }
         tx.commit().await.map_err(err)
     }
@@ -300,6 +308,7 @@ impl AuditStore for SqliteStore {
         &self,
         instance: &str,
         entry: &AuditEntry,
+        signer: Option<&Signer>,
     ) -> Result<Chained, StoreError> {
         let mut conn = self.pool.acquire().await.map_err(err)?;
         // IMMEDIATE: take the write lock before reading the head, so two writers of one
@@ -318,6 +327,10 @@ impl AuditStore for SqliteStore {
                 entry: entry.clone(),
             };
             insert(&mut conn, &record).await?;
+            if let Some(signer) = signer {
+                let cp = signer.sign(instance, record.seq, &record.hash, entry.time_ms);
+                insert_checkpoint(&mut conn, &cp).await?;
+            }
             Ok(record)
         }
         .await;
@@ -395,6 +408,7 @@ impl AuditStore for SqliteStore {
             ("actor", &q.actor),
             ("dossier_id", &q.dossier_id),
             ("officer_id", &q.officer_id),
+            ("outcome", &q.outcome),
         ] {
             if let Some(v) = value {
                 sql.push_str(&format!(" AND {column} = ?"));

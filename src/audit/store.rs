@@ -1,7 +1,7 @@
 //! Where audit records are kept. The writer, `audit verify` and the queries see only this
 //! trait; SQLite is the embedded default and PostgreSQL drops in beside it.
 
-use super::record::{AuditEntry, Chained, Checkpoint};
+use super::record::{AuditEntry, Chained, Checkpoint, Signer};
 use async_trait::async_trait;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -22,6 +22,7 @@ pub struct Query {
     pub actor: Option<String>,
     pub dossier_id: Option<String>,
     pub officer_id: Option<String>,
+    pub outcome: Option<String>,
     /// Inclusive bounds, Unix milliseconds.
     pub from_ms: Option<i64>,
     pub to_ms: Option<i64>,
@@ -58,11 +59,13 @@ pub trait AuditStore: Send + Sync {
     ) -> Result<(), StoreError>;
 
     /// Appends one record at the chain's head as read inside the same transaction, for
-    /// writers that share a chain with others (each `audit` command run).
+    /// writers that share a chain with others (each `audit` command run), and signs the new
+    /// head when a signer is given.
     async fn append_at_head(
         &self,
         instance: &str,
         entry: &AuditEntry,
+        signer: Option<&Signer>,
     ) -> Result<Chained, StoreError>;
 
     /// Chains present.

@@ -71,9 +71,73 @@ impl Date {
     }
 }
 
+impl Date {
+    /// Days from 1970-01-01 to this date (days-from-civil, the inverse of `from_days`).
+    pub fn days(&self) -> i64 {
+        let y = i64::from(self.year) - i64::from(self.month <= 2);
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let m = i64::from(self.month);
+        let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(self.day) - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        era * 146_097 + doe - 719_468
+    }
+}
+
+/// `yyyy-mm-ddThh:mm:ss.mmmZ` for Unix milliseconds.
+pub fn iso_ms(ms: i64) -> String {
+    let day = Date::from_days(ms.div_euclid(86_400_000));
+    let rest = ms.rem_euclid(86_400_000);
+    format!(
+        "{day}T{:02}:{:02}:{:02}.{:03}Z",
+        rest / 3_600_000,
+        rest / 60_000 % 60,
+        rest / 1000 % 60,
+        rest % 1000
+    )
+}
+
+/// Unix milliseconds of `yyyy-mm-dd` (midnight UTC) or `yyyy-mm-ddThh:mm:ssZ`.
+pub fn parse_instant_ms(s: &str) -> Option<i64> {
+    let (date, time) = match s.split_once('T') {
+        Some((d, t)) => (d, Some(t.strip_suffix('Z')?)),
+        None => (s, None),
+    };
+    let day = Date::parse_iso(date)?.days() * 86_400_000;
+    let Some(time) = time else { return Some(day) };
+    let parts: Vec<&str> = time.split(':').collect();
+    let [h, m, sec] = parts.as_slice() else {
+        return None;
+    };
+    let (h, m, sec): (i64, i64, i64) = (h.parse().ok()?, m.parse().ok()?, sec.parse().ok()?);
+    ((0..24).contains(&h) && (0..60).contains(&m) && (0..60).contains(&sec))
+        .then_some(day + ((h * 60 + m) * 60 + sec) * 1000)
+}
+
 impl fmt::Display for Date {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:04}-{:02}-{:02}", self.year, self.month, self.day)
+    }
+}
+
+#[cfg(test)]
+mod instant_tests {
+    use super::*;
+
+    #[test]
+    fn days_and_instants_round_trip() {
+        for days in [-719_468, -1, 0, 1, 20_000, 20_785, 2_932_896] {
+            assert_eq!(Date::from_days(days).days(), days);
+        }
+        assert_eq!(iso_ms(0), "1970-01-01T00:00:00.000Z");
+        let ms = parse_instant_ms("2026-11-28T04:42:08Z").expect("valid");
+        assert_eq!(iso_ms(ms), "2026-11-28T04:42:08.000Z");
+        assert_eq!(
+            parse_instant_ms("2026-11-28"),
+            Some(ms - (4 * 3600 + 42 * 60 + 8) * 1000)
+        );
+        assert_eq!(parse_instant_ms("2026-11-28T25:00:00Z"), None);
+        assert_eq!(parse_instant_ms("yesterday"), None);
     }
 }
 

@@ -1,0 +1,147 @@
+//! The `lienthong audit …` commands: verify the trail, the access report of one subject, and
+//! records by consumer, dossier, officer and time. They read the store named in config;
+//! every read is recorded on the chain `<instance>.cli`, signed at once.
+
+use super::query::{self, Filters};
+use super::sqlite::SqliteStore;
+use super::store::AuditStore;
+use super::verify::{VerifyError, verify};
+use crate::config::Config;
+use std::io::Write;
+
+async fn open(config: &Config) -> Result<SqliteStore, String> {
+    let path = &config.audit.path;
+    if !path.exists() {
+        return Err(format!(
+            "no audit trail at {} (audit.path): run the gateway (or the demo) here first",
+            path.display()
+        ));
+    }
+    SqliteStore::open(path, config.audit.fsync)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// `audit verify`: every chain, every checkpoint; a summary, or the first bad record.
+pub async fn run_verify(config: &Config) -> Result<(), String> {
+    let store = open(config).await?;
+    let mut stderr = std::io::stderr();
+    let mut last_shown = 0;
+    let result = verify(
+        &store,
+        &config.audit.verify_keys,
+        |instance, done, total| {
+            if total >= 10_000 && done - last_shown >= 10_000 || done == total && total >= 10_000 {
+                last_shown = done;
+                let _ = write!(
+                    stderr,
+                    "\rverifying {instance}: {done}/{total} ({}%)",
+                    done * 100 / total.max(1)
+                );
+                if done == total {
+                    let _ = writeln!(stderr);
+                }
+            }
+        },
+    )
+    .await;
+    match result {
+        Ok(chains) => {
+            println!("{}: the audit trail verifies", config.audit.path.display());
+            for c in &chains {
+                println!(
+                    "  chain {}: {} records ({}..{}), {} checkpoints, last at {}, {} records after it{}",
+                    c.instance,
+                    c.records,
+                    c.first_seq,
+                    c.last_seq,
+                    c.checkpoints,
+                    c.last_checkpoint,
+                    c.after_last_checkpoint,
+                    if c.archived_through > 0 {
+                        format!(", archived through {}", c.archived_through)
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            if chains.is_empty() {
+                println!("  (no records yet)");
+            }
+            Ok(())
+        }
+        Err(VerifyError::Broken(b)) => Err(format!("the audit trail does not verify: {b}")),
+        Err(VerifyError::Store(e)) => Err(e.to_string()),
+    }
+}
+
+/// `audit report` / `audit records`: one page, printed as lines or JSON.
+pub async fn run_query(
+    config: &Config,
+    filters: Filters,
+    json: bool,
+    report: bool,
+) -> Result<(), String> {
+    let store = open(config).await?;
+    let subjects = config.audit.subjects();
+    let mut q = filters.to_query(&subjects)?;
+    if report {
+        // The access report: what was disclosed, not what was refused.
+        q.outcome = Some("served".into());
+    }
+    let page = query::page(&store, &q).await.map_err(|e| e.to_string())?;
+    let actor = std::env::var("USER").unwrap_or_else(|_| "cli".into());
+    let entry = query::read_entry(
+        &format!("cli:{actor}"),
+        "cli",
+        &filters,
+        &page,
+        q.subject.clone(),
+    );
+    store
+        .append_at_head(
+            &format!("{}.cli", config.instance_id),
+            &entry,
+            Some(&config.audit.signer()),
+        )
+        .await
+        .map_err(|e| format!("the read could not be recorded, so nothing is shown: {e}"))?;
+    if json {
+        let body = serde_json::json!({
+            "records": page.records.iter().map(query::to_json).collect::<Vec<_>>(),
+            "next_page_token": page.next,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&body).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    if page.records.is_empty() {
+        println!("no records");
+    }
+    for r in &page.records {
+        if report {
+            println!("{}", query::report_line(r));
+        } else {
+            println!(
+                "{}  {}#{}  {}  {}  {}  {}",
+                crate::domain::date::iso_ms(r.entry.time_ms),
+                r.instance,
+                r.seq,
+                if r.entry.actor.is_empty() {
+                    "-"
+                } else {
+                    &r.entry.actor
+                },
+                r.entry.action,
+                r.entry.dataset,
+                r.entry.outcome
+            );
+        }
+    }
+    if let Some(next) = page.next {
+        println!("more: --page-token {next}");
+    }
+    Ok(())
+}
