@@ -31,7 +31,8 @@ pub async fn run_verify(config: &Config) -> Result<(), String> {
         &store,
         &config.audit.verify_keys,
         |instance, done, total| {
-            if total >= 10_000 && done - last_shown >= 10_000 || done == total && total >= 10_000 {
+            // Long logs only: a progress line every 10,000 records, and at the end.
+            if total >= 10_000 && (done - last_shown >= 10_000 || done == total) {
                 last_shown = done;
                 let _ = write!(
                     stderr,
