@@ -150,7 +150,10 @@ pub async fn start(config: Arc<Config>) -> Result<Running, String> {
         }
         None => serve(lookup, lookup_router, stopped.clone()),
     };
-    let tasks = vec![lookup_task, serve(admin_listener, admin::router(), stopped)];
+    let tasks = vec![
+        lookup_task,
+        serve(admin_listener, admin::router(gateway.clone()), stopped),
+    ];
     let security = match &config.tls {
         None => "plaintext",
         Some(t) => match t.client_auth {

@@ -82,6 +82,7 @@ pub struct WriterStats {
 /// The handle requests use.
 pub struct AuditLog {
     tx: mpsc::Sender<Job>,
+    store: Arc<dyn AuditStore>,
     settings: WriterSettings,
     instance: String,
     subjects: SubjectKey,
@@ -103,6 +104,7 @@ impl AuditLog {
             .map_err(|e| AuditFailure::Store(e.0))?
             .unwrap_or((0, GENESIS));
         let (tx, rx) = mpsc::channel(settings.queue_capacity.max(1));
+        let store_handle = store.clone();
         let stats = Arc::new(WriterStats::default());
         let writer = Writer {
             store,
@@ -118,6 +120,7 @@ impl AuditLog {
         Ok((
             AuditLog {
                 tx,
+                store: store_handle,
                 settings,
                 instance: instance.to_owned(),
                 subjects,
@@ -150,6 +153,15 @@ impl AuditLog {
     /// The keyed hash standing for a subject.
     pub fn subject(&self, dataset: &str, key: &str) -> String {
         self.subjects.reference(dataset, key)
+    }
+
+    /// The store, for queries.
+    pub fn store(&self) -> &dyn AuditStore {
+        self.store.as_ref()
+    }
+
+    pub fn subjects(&self) -> &SubjectKey {
+        &self.subjects
     }
 
     pub fn fail_open(&self) -> bool {
