@@ -582,3 +582,75 @@ async fn audit_queries_need_an_operator_and_are_themselves_recorded() {
         "the subject's key is not written"
     );
 }
+
+/// Hides the records table from the running gateway's store (its inserts fail), or brings it
+/// back.
+async fn hide_records(dir: &std::path::Path, hide: bool) {
+    let store = SqliteStore::open(&dir.join("data/audit.db"), false)
+        .await
+        .expect("open");
+    let sql = if hide {
+        "ALTER TABLE audit_records RENAME TO audit_records_hidden"
+    } else {
+        "ALTER TABLE audit_records_hidden RENAME TO audit_records"
+    };
+    sqlx::raw_sql(sql)
+        .execute(store.pool())
+        .await
+        .expect("rename");
+    store.pool().close().await;
+}
+
+#[tokio::test]
+async fn a_failing_store_refuses_lookups_or_serves_and_records_the_gap_as_configured() {
+    for fail_open in [false, true] {
+        let h = Harness::start_with(move |name, text| match name {
+            "gateway.toml" if fail_open => text.replace(
+                "on_store_failure = \"fail-closed\"",
+                "on_store_failure = \"fail-open\"",
+            ),
+            _ => text,
+        })
+        .await;
+        let ids = h
+            .sims
+            .data
+            .samples("population.citizen", 4)
+            .expect("samples");
+        assert_eq!(
+            h.get(&format!("/v1/citizens/{}", ids[0])).await.status(),
+            200
+        );
+        hide_records(h.dir.path(), true).await;
+        let during = h.get(&format!("/v1/citizens/{}", ids[1])).await;
+        if fail_open {
+            assert_eq!(during.status(), 200, "fail-open serves");
+        } else {
+            assert_eq!(during.status(), 503);
+            let body: Value = during.json().await.expect("json");
+            assert_eq!(body["code"], "audit_unavailable");
+            assert!(body.get("full_name").is_none());
+        }
+        hide_records(h.dir.path(), false).await;
+        assert_eq!(
+            h.get(&format!("/v1/citizens/{}", ids[2])).await.status(),
+            200
+        );
+        let records = chain(&h).await;
+        let actions: Vec<&str> = records.iter().map(|r| r.entry.action.as_str()).collect();
+        if fail_open {
+            assert_eq!(actions, ["fetch", "audit_gap", "fetch"]);
+            assert!(
+                records[1].entry.detail.starts_with("1 call(s)"),
+                "{}",
+                records[1].entry.detail
+            );
+        } else {
+            assert_eq!(actions, ["fetch", "fetch"]);
+        }
+        let keys = h.gateway.gateway.config().audit.verify_keys.clone();
+        verify(h.gateway.gateway.audit().store(), &keys, |_, _, _| {})
+            .await
+            .expect("the chain is whole");
+    }
+}

@@ -253,7 +253,7 @@ impl Writer {
                 outcome: "unrecorded".into(),
                 upstream_ms: -1,
                 detail: format!(
-                    "{count} calls were served without a record between {first} and {last} (ms since epoch) while the audit store failed"
+                    "{count} call(s) served without a record between {first} and {last} (ms since epoch) while the audit store failed"
                 ),
                 ..AuditEntry::default()
             };
@@ -328,6 +328,199 @@ impl Writer {
                 tracing::warn!(error = %e, "audit checkpoint failed");
                 false
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::record::{Checkpoint, checkpoint_signed_by};
+    use crate::audit::store::{Archive, Query, StoreError};
+    use async_trait::async_trait;
+    use std::sync::Mutex;
+    use std::sync::atomic::AtomicBool;
+
+    /// A store in memory that can be made to fail, or to hang, on demand.
+    #[derive(Default)]
+    struct FakeStore {
+        records: Mutex<Vec<Chained>>,
+        checkpoints: Mutex<Vec<Checkpoint>>,
+        failing: AtomicBool,
+        hang: AtomicBool,
+    }
+
+    #[async_trait]
+    impl AuditStore for FakeStore {
+        async fn head(&self, _: &str) -> Result<Option<(i64, [u8; 32])>, StoreError> {
+            Ok(self.records.lock().unwrap().last().map(|r| (r.seq, r.hash)))
+        }
+        async fn append(
+            &self,
+            records: &[Chained],
+            cp: Option<&Checkpoint>,
+        ) -> Result<(), StoreError> {
+            if self.hang.load(Ordering::SeqCst) {
+                std::future::pending::<()>().await;
+            }
+            if self.failing.load(Ordering::SeqCst) {
+                return Err(StoreError("disk on fire".into()));
+            }
+            self.records.lock().unwrap().extend_from_slice(records);
+            self.checkpoints.lock().unwrap().extend(cp.cloned());
+            Ok(())
+        }
+        async fn append_at_head(
+            &self,
+            _: &str,
+            _: &AuditEntry,
+            _: Option<&Signer>,
+        ) -> Result<Chained, StoreError> {
+            Err(StoreError("not used".into()))
+        }
+        async fn instances(&self) -> Result<Vec<String>, StoreError> {
+            Ok(vec![])
+        }
+        async fn count(&self, _: &str) -> Result<i64, StoreError> {
+            Ok(0)
+        }
+        async fn scan(&self, _: &str, _: i64, _: usize) -> Result<Vec<Chained>, StoreError> {
+            Ok(vec![])
+        }
+        async fn checkpoints(&self, _: &str) -> Result<Vec<Checkpoint>, StoreError> {
+            Ok(vec![])
+        }
+        async fn query(&self, _: &Query) -> Result<Vec<Chained>, StoreError> {
+            Ok(vec![])
+        }
+        async fn archives(&self, _: &str) -> Result<Vec<Archive>, StoreError> {
+            Ok(vec![])
+        }
+        async fn expired(&self, _: &str, _: i64, _: usize) -> Result<Vec<Chained>, StoreError> {
+            Ok(vec![])
+        }
+        async fn archived(&self, _: &Archive) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+
+    async fn start(store: Arc<FakeStore>, settings: WriterSettings) -> (AuditLog, JoinHandle<()>) {
+        AuditLog::start(
+            store,
+            "gw1",
+            SubjectKey::new("k1", b"0123456789abcdef"),
+            Signer::from_seed("s1", &[3; 32]).expect("seed"),
+            settings,
+        )
+        .await
+        .expect("starts")
+    }
+
+    fn entry(n: i64) -> AuditEntry {
+        AuditEntry {
+            time_ms: n,
+            outcome: "served".into(),
+            ..AuditEntry::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn fail_closed_refuses_while_the_store_fails_and_the_chain_resumes_intact() {
+        let store = Arc::new(FakeStore::default());
+        let (log, _task) = start(store.clone(), WriterSettings::default()).await;
+        log.record(entry(1)).await.expect("committed");
+        store.failing.store(true, Ordering::SeqCst);
+        assert!(matches!(
+            log.record(entry(2)).await,
+            Err(AuditFailure::Store(_))
+        ));
+        store.failing.store(false, Ordering::SeqCst);
+        log.record(entry(3)).await.expect("committed");
+        let records = store.records.lock().unwrap().clone();
+        assert_eq!(records.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(
+            records[1].entry.time_ms, 3,
+            "the failed record left no hole"
+        );
+        assert_eq!(records[1].prev_hash, records[0].hash);
+        assert!(records.iter().all(Chained::hash_holds));
+    }
+
+    #[tokio::test]
+    async fn fail_open_records_the_gap_when_the_store_returns() {
+        let store = Arc::new(FakeStore::default());
+        let settings = WriterSettings {
+            fail_open: true,
+            ..WriterSettings::default()
+        };
+        let (log, _task) = start(store.clone(), settings).await;
+        store.failing.store(true, Ordering::SeqCst);
+        for n in 1..=3 {
+            assert!(
+                log.record(entry(n)).await.is_err(),
+                "the caller decides to serve"
+            );
+        }
+        store.failing.store(false, Ordering::SeqCst);
+        log.record(entry(4)).await.expect("committed");
+        let records = store.records.lock().unwrap().clone();
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[0].entry.action, "audit_gap");
+        assert!(
+            records[0].entry.detail.starts_with("3 call(s)"),
+            "{}",
+            records[0].entry.detail
+        );
+        assert_eq!(records[1].entry.time_ms, 4);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_sheds_at_once_instead_of_growing() {
+        let store = Arc::new(FakeStore::default());
+        store.hang.store(true, Ordering::SeqCst);
+        let settings = WriterSettings {
+            queue_capacity: 2,
+            max_batch: 1,
+            ..WriterSettings::default()
+        };
+        let (log, _task) = start(store.clone(), settings).await;
+        let log = Arc::new(log);
+        // One record is stuck in the hung commit, two wait in the queue…
+        let mut waiting = Vec::new();
+        for n in 0..3 {
+            let log = log.clone();
+            waiting.push(tokio::spawn(async move { log.record(entry(n)).await }));
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // …so the next is refused immediately.
+        let refused = tokio::time::timeout(Duration::from_secs(1), log.record(entry(9)))
+            .await
+            .expect("answered at once");
+        assert_eq!(refused, Err(AuditFailure::Full));
+        assert_eq!(log.stats().backlog.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test]
+    async fn checkpoints_sign_the_head_every_n_records_and_at_shutdown() {
+        let store = Arc::new(FakeStore::default());
+        let settings = WriterSettings {
+            checkpoint_every: 4,
+            ..WriterSettings::default()
+        };
+        let (log, task) = start(store.clone(), settings).await;
+        for n in 1..=6 {
+            log.record(entry(n)).await.expect("committed");
+        }
+        drop(log);
+        task.await.expect("writer ends");
+        let cps = store.checkpoints.lock().unwrap().clone();
+        assert_eq!(cps.iter().map(|c| c.seq).collect::<Vec<_>>(), [4, 6]);
+        let signer = Signer::from_seed("s1", &[3; 32]).expect("seed");
+        let records = store.records.lock().unwrap().clone();
+        for cp in &cps {
+            assert!(checkpoint_signed_by(cp, &signer.public_key()));
+            assert_eq!(cp.hash, records[cp.seq as usize - 1].hash);
         }
     }
 }

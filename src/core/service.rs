@@ -220,6 +220,26 @@ fn same_digest(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// A message with every quoted value blanked out: parse errors quote the payload values they
+/// choke on, which may be a name or an id, and logs must not carry personal data.
+pub fn redact(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut quoted = false;
+    for c in message.chars() {
+        match c {
+            '"' | '`' => {
+                if !quoted {
+                    out.push_str("\"…\"");
+                }
+                quoted = !quoted;
+            }
+            _ if quoted => {}
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
 fn current_year() -> i32 {
     Date::today().year
 }
@@ -774,7 +794,11 @@ impl Gateway {
 
     fn upstream_failure(&self, route: &Route, e: &UpstreamError) -> LookupError {
         let dataset = route.dataset.name;
-        tracing::warn!(connector = route.connector.name(), error = %e, "upstream call failed");
+        tracing::warn!(
+            connector = route.connector.name(),
+            error = %redact(&e.to_string()),
+            "upstream call failed"
+        );
         match e {
             UpstreamError::Unavailable(_) => LookupError::new(
                 ErrorCode::UpstreamUnavailable,
@@ -813,6 +837,18 @@ mod tests {
         assert!(
             !super::same_value(None, &json!("x")),
             "an absent field matches nothing"
+        );
+    }
+
+    #[test]
+    fn redaction_blanks_quoted_values() {
+        assert_eq!(
+            super::redact(r#"invalid type: string "Nguyễn Văn An", expected i64 at `full_name`"#),
+            r#"invalid type: string "…", expected i64 at "…""#
+        );
+        assert_eq!(
+            super::redact("provider unavailable: 503"),
+            "provider unavailable: 503"
         );
     }
 

@@ -35,32 +35,9 @@ impl Harness {
         let sims = sim::spawn(SimOptions::ephemeral())
             .await
             .expect("simulators start");
-        let connectors = CONNECTORS_TOML
-            .replace("127.0.0.1:7081", &sims.population_addr.to_string())
-            .replace("127.0.0.1:7082", &sims.business_addr.to_string())
-            .replace("127.0.0.1:7083", &sims.land_addr.to_string());
-        let connectors = edit("connectors.toml", connectors);
-        let consumers = edit("consumers.toml", CONSUMERS_TOML.to_owned());
-        let grants = edit("grants.toml", GRANTS_TOML.to_owned());
-        let gateway = GATEWAY_TOML
-            .replace("127.0.0.1:8080", "127.0.0.1:0")
-            .replace("127.0.0.1:9090", "127.0.0.1:0")
-            .replace("level = \"info\"", "level = \"warn\"");
-        let gateway = edit("gateway.toml", gateway);
         let dir = tempfile::tempdir().expect("temp dir");
-        for (name, text) in [
-            ("gateway.toml", gateway.as_str()),
-            ("connectors.toml", connectors.as_str()),
-            ("consumers.toml", consumers.as_str()),
-            ("grants.toml", grants.as_str()),
-        ] {
-            std::fs::write(dir.path().join(name), text).expect("write config");
-        }
-        let config = Config::load(
-            &Source::File(dir.path().join("gateway.toml")),
-            &BTreeMap::new(),
-        )
-        .expect("config is valid");
+        let main = write_config(dir.path(), &sims, edit);
+        let config = Config::load(&Source::File(main), &BTreeMap::new()).expect("config is valid");
         let running = start(Arc::new(config)).await.expect("gateway starts");
         let base = format!("http://{}", running.lookup_addr);
         Harness {
@@ -104,6 +81,37 @@ impl Harness {
     pub fn sample(&self, dataset: &str) -> String {
         self.sims.data.samples(dataset, 3).expect("samples")[1].clone()
     }
+}
+
+/// Writes the demo config into `dir`, pointed at `sims`, listeners on ephemeral ports and
+/// logs at warn, each file's text passed through `edit(file name, text)`; returns the main
+/// file.
+pub fn write_config(
+    dir: &std::path::Path,
+    sims: &RunningSims,
+    edit: impl Fn(&str, String) -> String,
+) -> std::path::PathBuf {
+    let connectors = CONNECTORS_TOML
+        .replace("127.0.0.1:7081", &sims.population_addr.to_string())
+        .replace("127.0.0.1:7082", &sims.business_addr.to_string())
+        .replace("127.0.0.1:7083", &sims.land_addr.to_string());
+    let connectors = edit("connectors.toml", connectors);
+    let consumers = edit("consumers.toml", CONSUMERS_TOML.to_owned());
+    let grants = edit("grants.toml", GRANTS_TOML.to_owned());
+    let gateway = GATEWAY_TOML
+        .replace("127.0.0.1:8080", "127.0.0.1:0")
+        .replace("127.0.0.1:9090", "127.0.0.1:0")
+        .replace("level = \"info\"", "level = \"warn\"");
+    let gateway = edit("gateway.toml", gateway);
+    for (name, text) in [
+        ("gateway.toml", gateway.as_str()),
+        ("connectors.toml", connectors.as_str()),
+        ("consumers.toml", consumers.as_str()),
+        ("grants.toml", grants.as_str()),
+    ] {
+        std::fs::write(dir.join(name), text).expect("write config");
+    }
+    dir.join("gateway.toml")
 }
 
 pub fn context() -> Option<lienthong::proto::lienthong::RequestContext> {
