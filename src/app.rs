@@ -1,6 +1,7 @@
 //! Wires config → core → transports, and runs them until shutdown.
 
 use crate::audit::sqlite::SqliteStore;
+use crate::audit::store::AuditStore;
 use crate::audit::writer::AuditLog;
 use crate::config::Config;
 use crate::core::service::Gateway;
@@ -98,14 +99,46 @@ fn serve(
     })
 }
 
+/// Archives expired audit records every hour (and once at start-up) until `stop`.
+async fn retain(
+    store: Arc<dyn AuditStore>,
+    config: Arc<Config>,
+    retention: std::time::Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let before = crate::audit::record::now_ms() - retention.as_millis() as i64;
+        let instances = store.instances().await.unwrap_or_default();
+        for instance in instances {
+            if let Err(e) = crate::audit::retention::archive_expired(
+                store.as_ref(),
+                &instance,
+                before,
+                &config.audit.archive_dir,
+                &config.audit.signer(),
+            )
+            .await
+            {
+                tracing::error!(error = %e, instance, "audit archiving failed");
+            }
+        }
+    }
+}
+
 /// Starts the lookup listener (REST + gRPC on one port) and the admin listener.
 pub async fn start(config: Arc<Config>) -> Result<Running, String> {
     install_crypto();
     let store = SqliteStore::open(&config.audit.path, config.audit.fsync)
         .await
         .map_err(|e| e.to_string())?;
+    let store: Arc<dyn AuditStore> = Arc::new(store);
     let (audit, audit_writer) = AuditLog::start(
-        Arc::new(store),
+        store.clone(),
         &config.instance_id,
         config.audit.subjects(),
         config.audit.signer(),
@@ -150,10 +183,22 @@ pub async fn start(config: Arc<Config>) -> Result<Running, String> {
         }
         None => serve(lookup, lookup_router, stopped.clone()),
     };
-    let tasks = vec![
+    let mut tasks = vec![
         lookup_task,
-        serve(admin_listener, admin::router(gateway.clone()), stopped),
+        serve(
+            admin_listener,
+            admin::router(gateway.clone()),
+            stopped.clone(),
+        ),
     ];
+    if let Some(retention) = config.audit.retention {
+        tasks.push(tokio::spawn(retain(
+            store,
+            config.clone(),
+            retention,
+            stopped,
+        )));
+    }
     let security = match &config.tls {
         None => "plaintext",
         Some(t) => match t.client_auth {

@@ -86,6 +86,15 @@ enum AuditCommand {
         #[command(flatten)]
         page: PageArgs,
     },
+    /// Move records older than the retention period to signed archive files now (the
+    /// gateway also does it hourly when audit.retention_days is set).
+    Archive {
+        #[arg(long, env = "LIENTHONG_CONFIG")]
+        config: Option<PathBuf>,
+        /// Instead of audit.retention_days.
+        #[arg(long)]
+        older_than_days: Option<u64>,
+    },
     /// Records by consumer, dossier, officer, dataset and time (every outcome).
     Records {
         #[arg(long, env = "LIENTHONG_CONFIG")]
@@ -234,6 +243,10 @@ async fn audit(command: AuditCommand) -> Result<(), String> {
     };
     match command {
         AuditCommand::Verify { config } => commands::run_verify(&load(config)?).await,
+        AuditCommand::Archive {
+            config,
+            older_than_days,
+        } => commands::run_archive(&load(config)?, older_than_days).await,
         AuditCommand::Report {
             config,
             dataset,

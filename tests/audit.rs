@@ -654,3 +654,90 @@ async fn a_failing_store_refuses_lookups_or_serves_and_records_the_gap_as_config
             .expect("the chain is whole");
     }
 }
+
+#[tokio::test]
+async fn retention_archives_old_records_to_signed_chained_files_and_what_remains_verifies() {
+    use lienthong::audit::retention::archive_expired;
+    let (dir, keys) = finished_trail(12).await;
+    let config = lienthong::config::Config::load(
+        &lienthong::config::Source::File(dir.path().join("gateway.toml")),
+        &std::collections::BTreeMap::new(),
+    )
+    .expect("config");
+    let store = SqliteStore::open(&config.audit.path, false)
+        .await
+        .expect("open");
+    let instance = config.instance_id.clone();
+    let records = store.scan(&instance, 0, 100).await.expect("scan");
+    let signer = config.audit.signer();
+    let archive_dir = dir.path().join("data/archive");
+
+    // Everything before record 7 has expired.
+    let made = archive_expired(
+        &store,
+        &instance,
+        records[6].entry.time_ms,
+        &archive_dir,
+        &signer,
+    )
+    .await
+    .expect("archived");
+    let expired_count = records
+        .iter()
+        .filter(|r| r.entry.time_ms < records[6].entry.time_ms)
+        .count() as i64;
+    assert_eq!(made.len(), 1);
+    assert_eq!((made[0].first_seq, made[0].last_seq), (1, expired_count));
+    assert_eq!(
+        store.count(&instance).await.expect("count"),
+        12 - expired_count
+    );
+    let report = &verify(&store, &keys, |_, _, _| {})
+        .await
+        .expect("what remains verifies")[0];
+    assert_eq!(
+        (
+            report.first_seq,
+            report.archived_through,
+            report.archives_checked
+        ),
+        (expired_count + 1, expired_count, 1)
+    );
+
+    // The rest, in a second archive chained to the first.
+    let made = archive_expired(
+        &store,
+        &instance,
+        lienthong::audit::record::now_ms() + 1,
+        &archive_dir,
+        &signer,
+    )
+    .await
+    .expect("archived");
+    assert_eq!(made.last().expect("archive").last_seq, 12);
+    assert_eq!(store.count(&instance).await.expect("count"), 0);
+    assert_eq!(
+        store.head(&instance).await.expect("head").map(|h| h.0),
+        Some(12),
+        "the chain goes on from the archive"
+    );
+    let report = &verify(&store, &keys, |_, _, _| {}).await.expect("verifies")[0];
+    assert_eq!(report.archives_checked, 2);
+
+    // An archive file changed after it was written is found.
+    let first_file = std::fs::read_dir(&archive_dir)
+        .expect("dir")
+        .map(|e| e.expect("entry").path())
+        .min()
+        .expect("a file");
+    let text = std::fs::read_to_string(&first_file).expect("read");
+    std::fs::write(
+        &first_file,
+        text.replacen("demo-onestop", "demo-onestoq", 1),
+    )
+    .expect("write");
+    match verify(&store, &keys, |_, _, _| {}).await {
+        Err(VerifyError::Broken(b)) => assert!(b.what.contains("changed"), "{b}"),
+        other => panic!("a changed archive was not noticed: {other:?}"),
+    }
+}

@@ -60,7 +60,10 @@ pub async fn run_verify(config: &Config) -> Result<(), String> {
                     c.last_checkpoint,
                     c.after_last_checkpoint,
                     if c.archived_through > 0 {
-                        format!(", archived through {}", c.archived_through)
+                        format!(
+                            ", archived through {} ({} archive files checked, {} not found)",
+                            c.archived_through, c.archives_checked, c.archives_missing
+                        )
                     } else {
                         String::new()
                     }
@@ -144,5 +147,42 @@ pub async fn run_query(
     if let Some(next) = page.next {
         println!("more: --page-token {next}");
     }
+    Ok(())
+}
+
+/// `audit archive`: moves records older than the retention period (or `older_than_days`)
+/// to archive files now.
+pub async fn run_archive(config: &Config, older_than_days: Option<u64>) -> Result<(), String> {
+    let days = match (older_than_days, config.audit.retention) {
+        (Some(d), _) => d,
+        (None, Some(r)) => r.as_secs() / 86_400,
+        (None, None) => {
+            return Err(
+                "audit.retention_days is 0 (keep everything): pass --older-than-days N".into(),
+            );
+        }
+    };
+    let store = open(config).await?;
+    let before = super::record::now_ms() - (days as i64) * 86_400_000;
+    let signer = config.audit.signer();
+    let mut total = 0;
+    for instance in store.instances().await.map_err(|e| e.to_string())? {
+        for a in super::retention::archive_expired(
+            &store,
+            &instance,
+            before,
+            &config.audit.archive_dir,
+            &signer,
+        )
+        .await?
+        {
+            println!(
+                "archived {} records {}..{} to {}",
+                a.instance, a.first_seq, a.last_seq, a.file
+            );
+            total += a.last_seq - a.first_seq + 1;
+        }
+    }
+    println!("{total} records archived (older than {days} days)");
     Ok(())
 }

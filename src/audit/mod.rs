@@ -6,12 +6,14 @@
 //! - [`writer`] the group-commit writer and the handle requests use.
 //! - [`store`] the store trait; [`sqlite`] the embedded store.
 //! - [`verify`] recomputing chains and checking checkpoints.
+//! - [`retention`] moving expired records to signed, chained archive files.
 //! - [`query`] pages of records by subject, consumer, dossier, officer, time; [`commands`]
 //!   the `lienthong audit` commands.
 
 pub mod commands;
 pub mod query;
 pub mod record;
+pub mod retention;
 pub mod sqlite;
 pub mod store;
 pub mod verify;

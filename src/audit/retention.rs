@@ -1,0 +1,185 @@
+//! Retention: records older than the configured period leave the store for an archive file,
+//! from the start of the chain, never with holes. Each file holds the records with their
+//! hashes, names the file before it by its SHA-256 (so archives form a chain of their own),
+//! and is signed with the checkpoint key. The store keeps a note of every archive, so the
+//! first remaining record still verifies against the last archived one.
+
+use super::query::to_json;
+use super::record::{Checkpoint, Signer, checkpoint_signed_by, now_ms};
+use super::store::{Archive, AuditStore};
+use base64::Engine;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+
+/// Most records one archive file holds; a long backlog makes several files.
+const MAX_PER_FILE: usize = 100_000;
+
+/// Archives every record of `instance` older than `before_ms`; returns the archives made.
+pub async fn archive_expired(
+    store: &dyn AuditStore,
+    instance: &str,
+    before_ms: i64,
+    dir: &Path,
+    signer: &Signer,
+) -> Result<Vec<Archive>, String> {
+    let mut made = Vec::new();
+    loop {
+        let records = store
+            .expired(instance, before_ms, MAX_PER_FILE)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (Some(first), Some(last)) = (records.first(), records.last()) else {
+            return Ok(made);
+        };
+        let prev_file = store
+            .archives(instance)
+            .await
+            .map_err(|e| e.to_string())?
+            .last()
+            .map(|a| a.file_hash)
+            .unwrap_or([0; 32]);
+        let time_ms = now_ms();
+        let mut body = serde_json::to_string(&json!({
+            "lienthong_audit_archive": 1,
+            "instance": instance,
+            "first_seq": first.seq,
+            "last_seq": last.seq,
+            "previous_archive_sha256": hex::encode(prev_file),
+            "time_ms": time_ms,
+        }))
+        .map_err(|e| e.to_string())?;
+        body.push('\n');
+        for r in &records {
+            let mut line = to_json(r);
+            line["time_ms"] = json!(r.entry.time_ms);
+            line["prev_hash"] = json!(hex::encode(r.prev_hash));
+            line["hash"] = json!(hex::encode(r.hash));
+            body.push_str(&line.to_string());
+            body.push('\n');
+        }
+        let body_hash: [u8; 32] = Sha256::digest(body.as_bytes()).into();
+        let signature = signer.sign(instance, last.seq, &body_hash, time_ms);
+        body.push_str(
+            &json!({
+                "signature": base64::engine::general_purpose::STANDARD.encode(&signature.signature),
+                "key_id": signature.key_id,
+            })
+            .to_string(),
+        );
+        body.push('\n');
+        let file_hash: [u8; 32] = Sha256::digest(body.as_bytes()).into();
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let name = format!("{instance}-{:012}-{:012}.jsonl", first.seq, last.seq);
+        let path = dir.join(&name);
+        write_durably(&path, body.as_bytes())?;
+        let archive = Archive {
+            instance: instance.to_owned(),
+            first_seq: first.seq,
+            last_seq: last.seq,
+            last_hash: last.hash,
+            file: path.display().to_string(),
+            file_hash,
+            time_ms,
+        };
+        // Only once the file is on disk do the records leave the store.
+        store.archived(&archive).await.map_err(|e| e.to_string())?;
+        tracing::info!(instance, first = first.seq, last = last.seq, file = %name, "audit records archived");
+        made.push(archive);
+    }
+}
+
+fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let tmp = path.with_extension("jsonl.tmp");
+    let mut f =
+        std::fs::File::create(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("cannot rename to {}: {e}", path.display()))
+}
+
+/// Checks one archive file: its hash as noted, its signature, its records' chain, and that
+/// it follows `previous` (the archive before it, if any).
+pub fn verify_archive(
+    archive: &Archive,
+    previous: Option<&Archive>,
+    keys: &HashMap<String, Vec<u8>>,
+) -> Result<(), String> {
+    let bytes = std::fs::read(&archive.file)
+        .map_err(|e| format!("archive {} cannot be read: {e}", archive.file))?;
+    let file_hash: [u8; 32] = Sha256::digest(&bytes).into();
+    if file_hash != archive.file_hash {
+        return Err(format!(
+            "archive {} was changed after it was written",
+            archive.file
+        ));
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<&str> = text.lines().collect();
+    let (Some(header), Some(trailer)) = (lines.first(), lines.last()) else {
+        return Err(format!("archive {} is empty", archive.file));
+    };
+    let header: Value = serde_json::from_str(header).map_err(|e| e.to_string())?;
+    let trailer: Value = serde_json::from_str(trailer).map_err(|e| e.to_string())?;
+    let expected_prev = previous
+        .map(|p| hex::encode(p.file_hash))
+        .unwrap_or_else(|| hex::encode([0u8; 32]));
+    if header["previous_archive_sha256"] != json!(expected_prev) {
+        return Err(format!(
+            "archive {} does not follow the archive before it",
+            archive.file
+        ));
+    }
+    let body_len = text.len() - lines.last().map(|l| l.len() + 1).unwrap_or(0);
+    let body_hash: [u8; 32] = Sha256::digest(&bytes[..body_len]).into();
+    let key_id = trailer["key_id"].as_str().unwrap_or_default();
+    let signature = base64::engine::general_purpose::STANDARD
+        .decode(trailer["signature"].as_str().unwrap_or_default())
+        .map_err(|e| e.to_string())?;
+    let cp = Checkpoint {
+        instance: archive.instance.clone(),
+        seq: archive.last_seq,
+        hash: body_hash,
+        time_ms: header["time_ms"].as_i64().unwrap_or_default(),
+        key_id: key_id.to_owned(),
+        signature,
+    };
+    let key = keys.get(key_id).ok_or_else(|| {
+        format!(
+            "archive {} is signed with unknown key {key_id:?}",
+            archive.file
+        )
+    })?;
+    if !checkpoint_signed_by(&cp, key) {
+        return Err(format!(
+            "archive {}: the signature does not verify",
+            archive.file
+        ));
+    }
+    let mut prev = previous.map(|p| p.last_hash).unwrap_or([0; 32]);
+    for line in &lines[1..lines.len() - 1] {
+        let r: Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
+        if r["prev_hash"] != json!(hex::encode(prev)) {
+            return Err(format!(
+                "archive {}: record {} does not link",
+                archive.file, r["seq"]
+            ));
+        }
+        let hash =
+            hex::decode(r["hash"].as_str().unwrap_or_default()).map_err(|e| e.to_string())?;
+        prev = hash
+            .try_into()
+            .map_err(|_| "a hash is not 32 bytes".to_owned())?;
+    }
+    if prev != archive.last_hash {
+        return Err(format!(
+            "archive {} does not end where the store says",
+            archive.file
+        ));
+    }
+    Ok(())
+}
