@@ -429,6 +429,10 @@ Over gRPC (server reflection is on, no proto file needed):
     -d '{{"context":{{"procedure_code":"1.001612","dossier_id":"000.00.53.H48-251128-0001","officer_id":"canbo01"}},"personal_id":"{citizen}"}}' \
     {lookup} lienthong.v1.LookupService/GetCitizen
 
+Every call above left an audit record (in ./data/audit.db). Who looked at this citizen:
+  curl -s -H 'Authorization: Bearer demo-operator-token' 'http://{admin}/admin/v1/audit/report?dataset=population.citizen&subject={citizen}'
+After stopping: lienthong audit verify, and lienthong audit report --dataset population.citizen --subject {citizen}
+
 More keys that exist:  lienthong sim samples --dataset population.citizen --count 5
 Press Ctrl-C to stop.
 "#,

@@ -741,3 +741,54 @@ async fn retention_archives_old_records_to_signed_chained_files_and_what_remains
         other => panic!("a changed archive was not noticed: {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn verifying_a_long_trail_reports_progress_page_by_page() {
+    use lienthong::audit::record::{AuditEntry, Signer, SubjectKey};
+    use lienthong::audit::writer::{AuditLog, Durability, WriterSettings};
+    let dir = tempfile::tempdir().expect("dir");
+    let store = std::sync::Arc::new(
+        SqliteStore::open(&dir.path().join("audit.db"), false)
+            .await
+            .expect("open"),
+    );
+    let signer = || Signer::from_seed("s1", &[5; 32]).expect("seed");
+    let (log, task) = AuditLog::start(
+        store.clone(),
+        "gw-long",
+        SubjectKey::new("k1", b"0123456789abcdef"),
+        signer(),
+        WriterSettings {
+            durability: Durability::Async,
+            queue_capacity: 30_000,
+            max_batch: 5_000,
+            checkpoint_every: 7_000,
+            ..WriterSettings::default()
+        },
+    )
+    .await
+    .expect("writer");
+    for n in 0..25_000 {
+        log.record(AuditEntry {
+            time_ms: n,
+            outcome: "served".into(),
+            ..AuditEntry::default()
+        })
+        .await
+        .expect("queued");
+    }
+    drop(log);
+    task.await.expect("writer finished");
+    let keys = HashMap::from([("s1".to_owned(), signer().public_key())]);
+    let mut seen = Vec::new();
+    let reports = verify(store.as_ref(), &keys, |_, done, total| {
+        seen.push((done, total))
+    })
+    .await
+    .expect("verifies");
+    assert_eq!(seen, [(10_000, 25_000), (20_000, 25_000), (25_000, 25_000)]);
+    assert_eq!(reports[0].records, 25_000);
+    // At least one per 7,000 records (signed at the end of the batch that crosses it).
+    assert!(reports[0].checkpoints >= 3, "{:?}", reports[0]);
+    assert_eq!(reports[0].after_last_checkpoint, 0);
+}

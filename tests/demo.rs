@@ -70,7 +70,7 @@ fn every_printed_curl_command_works() {
             }
         }
     }
-    assert_eq!(commands.len(), 4, "{commands:#?}");
+    assert_eq!(commands.len(), 5, "{commands:#?}");
     let run = |cmd: &str| -> serde_json::Value {
         let out = Command::new("sh")
             .arg("-c")
@@ -103,6 +103,15 @@ fn every_printed_curl_command_works() {
 
     grpc_command_works(&grpcurl);
 
+    // The printed audit report lists the lookups of that citizen just made.
+    let report = run(&commands[4]);
+    let rows = report["records"].as_array().expect("records");
+    assert!(rows.len() >= 2, "{report}");
+    assert!(
+        rows.iter().all(|r| r["consumer"] == "demo-onestop"),
+        "{report}"
+    );
+
     // SIGTERM: the demo shuts down gracefully and exits 0.
     let mut child = child.0.take().expect("child");
     let killed = Command::new("kill")
@@ -112,6 +121,24 @@ fn every_printed_curl_command_works() {
     assert!(killed.success());
     let status = child.wait().expect("exits");
     assert!(status.success(), "{status:?}");
+
+    // Where the demo ran, its trail verifies, every record signed by the shutdown checkpoint.
+    let verified = Command::new(env!("CARGO_BIN_EXE_lienthong"))
+        .current_dir(workdir.path())
+        .args(["audit", "verify"])
+        .env_remove("LIENTHONG_CONFIG")
+        .output()
+        .expect("audit verify runs");
+    let out = String::from_utf8_lossy(&verified.stdout);
+    assert!(
+        verified.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    assert!(
+        out.contains("the audit trail verifies") && out.contains("0 records after it"),
+        "{out}"
+    );
 }
 
 /// grpcurl is not packaged for Debian; the printed command's request (its `-d` JSON, its

@@ -49,7 +49,13 @@ pub async fn run_verify(config: &Config) -> Result<(), String> {
     match result {
         Ok(chains) => {
             println!("{}: the audit trail verifies", config.audit.path.display());
-            for c in &chains {
+            for c in chains.iter().filter(|c| c.records == 0) {
+                println!(
+                    "  chain {}: no records in the store, archived through {} ({} archive files checked, {} not found)",
+                    c.instance, c.archived_through, c.archives_checked, c.archives_missing
+                );
+            }
+            for c in chains.iter().filter(|c| c.records > 0) {
                 println!(
                     "  chain {}: {} records ({}..{}), {} checkpoints, last at {}, {} records after it{}",
                     c.instance,
@@ -184,5 +190,31 @@ pub async fn run_archive(config: &Config, older_than_days: Option<u64>) -> Resul
         }
     }
     println!("{total} records archived (older than {days} days)");
+    // Archiving changes the trail, so it is recorded on it too.
+    let entry = super::record::AuditEntry {
+        time_ms: super::record::now_ms(),
+        transport: "cli".into(),
+        actor: format!(
+            "cli:{}",
+            std::env::var("USER").unwrap_or_else(|_| "cli".into())
+        ),
+        credential: "local".into(),
+        action: "audit_archive".into(),
+        outcome: "served".into(),
+        upstream_ms: -1,
+        detail: format!(
+            "{total} records older than {days} days archived to {}",
+            config.audit.archive_dir.display()
+        ),
+        ..Default::default()
+    };
+    store
+        .append_at_head(
+            &format!("{}.cli", config.instance_id),
+            &entry,
+            Some(&signer),
+        )
+        .await
+        .map_err(|e| format!("archived, but the archiving could not be recorded: {e}"))?;
     Ok(())
 }
