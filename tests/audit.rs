@@ -792,3 +792,44 @@ async fn verifying_a_long_trail_reports_progress_page_by_page() {
     assert!(reports[0].checkpoints >= 3, "{:?}", reports[0]);
     assert_eq!(reports[0].after_last_checkpoint, 0);
 }
+
+#[tokio::test]
+async fn a_call_the_client_abandons_still_leaves_its_record() {
+    let h = harness().await;
+    h.sims.population.set_faults(Faults {
+        latency_ms: 600,
+        ..Faults::default()
+    });
+    let id = h.sample("population.citizen");
+    let mut grpc = h.grpc().await;
+    let mut request = authed(GetCitizenRequest {
+        context: context(),
+        personal_id: id,
+        fields: vec![],
+    });
+    request.set_timeout(std::time::Duration::from_millis(100));
+    let status = grpc.get_citizen(request).await.expect_err("gave up");
+    assert!(
+        matches!(
+            status.code(),
+            tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+        ),
+        "{status:?}"
+    );
+    // The server drops the call when the client resets the stream; its record follows.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let records = chain(&h).await;
+        if let Some(r) = records.iter().find(|r| r.entry.outcome == "cancelled") {
+            assert_eq!(records.len(), 1);
+            assert_eq!(r.entry.actor, "demo-onestop");
+            assert!(r.entry.subject.starts_with("demo-k1:"));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no record: {records:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -150,6 +150,17 @@ impl AuditLog {
         }
     }
 
+    /// Queues a record without waiting for it (for calls cancelled mid-way: nothing was
+    /// released, and their record must not be lost with them). Dropped only if the queue is
+    /// full.
+    pub fn record_detached(&self, entry: AuditEntry) {
+        if self.tx.try_send(Job { entry, ack: None }).is_ok() {
+            self.stats.backlog.fetch_add(1, Ordering::Relaxed);
+        } else {
+            tracing::warn!("audit queue full: a cancelled call's record was dropped");
+        }
+    }
+
     /// The keyed hash standing for a subject.
     pub fn subject(&self, dataset: &str, key: &str) -> String {
         self.subjects.reference(dataset, key)

@@ -164,6 +164,31 @@ struct Facts {
     detail: String,
 }
 
+/// Facts of a call in progress: if the call is dropped before it ends (the client went
+/// away), its record is still written, with the outcome `cancelled`.
+struct Pending<'a> {
+    audit: &'a AuditLog,
+    facts: Option<Facts>,
+}
+
+impl Pending<'_> {
+    fn facts(&mut self) -> &mut Facts {
+        self.facts.as_mut().expect("facts until finished")
+    }
+
+    fn finish(mut self) -> Facts {
+        self.facts.take().expect("finished once")
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if let Some(facts) = self.facts.take() {
+            self.audit.record_detached(facts.entry("cancelled"));
+        }
+    }
+}
+
 impl Facts {
     fn new(caller: &Caller, action: &'static str, dataset: &str) -> Facts {
         Facts {
@@ -358,8 +383,12 @@ impl Gateway {
     ) -> Result<Lookup, LookupError> {
         // 1. audit — outermost, so every outcome (denied, throttled, absent, failed, served)
         //    leaves exactly one record, committed before the answer leaves.
-        let mut facts = Facts::new(caller, "fetch", &request.dataset);
-        let result = self.lookup_steps(caller, request, &mut facts).await;
+        let mut pending = Pending {
+            audit: &self.audit,
+            facts: Some(Facts::new(caller, "fetch", &request.dataset)),
+        };
+        let result = self.lookup_steps(caller, request, pending.facts()).await;
+        let mut facts = pending.finish();
         if let Ok(found) = &result {
             facts.fields = found.record.0.keys().cloned().collect();
         }
@@ -425,8 +454,12 @@ impl Gateway {
         caller: &Caller,
         request: VerifyRequest,
     ) -> Result<Verification, LookupError> {
-        let mut facts = Facts::new(caller, "verify", &request.dataset);
-        let result = self.verify_steps(caller, request, &mut facts).await;
+        let mut pending = Pending {
+            audit: &self.audit,
+            facts: Some(Facts::new(caller, "verify", &request.dataset)),
+        };
+        let result = self.verify_steps(caller, request, pending.facts()).await;
+        let mut facts = pending.finish();
         if let Ok(v) = &result {
             facts.detail = if v.matched { "match" } else { "no match" }.into();
         }
