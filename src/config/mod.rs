@@ -11,6 +11,7 @@ use crate::domain::date::Date;
 use crate::layers::cache::CacheSettings;
 use crate::layers::rate_limit::QuotaSpec;
 use crate::transport::tls::{self, ClientAuth};
+use crate::upstream::guard::{BreakerSettings, GuardSettings};
 use crate::upstream::mapping::{Mapping, Path};
 use crate::upstream::template::{JsonTemplate, Template};
 use raw::*;
@@ -203,6 +204,7 @@ pub struct ConnectorConfig {
     pub auth: UpstreamAuth,
     pub mapping: Mapping,
     pub cache: CacheSettings,
+    pub guard: GuardSettings,
 }
 
 /// A consumer (a one-stop system) and its credentials.
@@ -1218,6 +1220,46 @@ fn connector(
             "must be at least 1 while cache.ttl_s is above 0",
         );
     }
+    let g = &c.guard;
+    if g.max_in_flight == 0 {
+        e.add(format!("{key}.guard.max_in_flight"), "must be at least 1");
+    }
+    if g.capacity_rps > 0 && g.burst == 0 {
+        e.add(
+            format!("{key}.guard.burst"),
+            "must be at least 1 when capacity_rps is set",
+        );
+    }
+    for (name, v) in [
+        ("retry_budget", g.retry_budget),
+        ("breaker_failure_rate", g.breaker_failure_rate),
+    ] {
+        if !(0.0..=1.0).contains(&v) {
+            e.add(format!("{key}.guard.{name}"), "must be between 0 and 1");
+        }
+    }
+    if g.breaker_consecutive_failures == 0 || g.breaker_min_calls == 0 {
+        e.add(
+            format!("{key}.guard"),
+            "breaker_consecutive_failures and breaker_min_calls must be at least 1",
+        );
+    }
+    let guard = GuardSettings {
+        capacity_rps: g.capacity_rps,
+        burst: g.burst,
+        max_in_flight: g.max_in_flight,
+        max_wait: Duration::from_millis(g.max_wait_ms),
+        retries: g.retries,
+        retry_budget: g.retry_budget,
+        backoff: Duration::from_millis(g.backoff_ms),
+        breaker: BreakerSettings {
+            consecutive_failures: g.breaker_consecutive_failures,
+            failure_rate: g.breaker_failure_rate,
+            min_calls: g.breaker_min_calls,
+            window: Duration::from_secs(g.breaker_window_s.max(1)),
+            open_for: Duration::from_secs(g.breaker_open_s),
+        },
+    };
     let cache = CacheSettings {
         ttl: Duration::from_secs(c.cache.ttl_s),
         negative_ttl: Duration::from_secs(c.cache.negative_ttl_s),
@@ -1371,6 +1413,7 @@ fn connector(
         auth,
         mapping,
         cache,
+        guard,
     })
 }
 

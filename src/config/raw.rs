@@ -198,6 +198,46 @@ pub struct RawConnector {
     pub mapping: toml::Table,
     pub templates: toml::Table,
     pub cache: RawCache,
+    pub guard: RawGuard,
+}
+
+/// Protection of one provider (see docs/configuration.md).
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct RawGuard {
+    /// Calls per second toward the provider; 0 is unlimited.
+    pub capacity_rps: u32,
+    pub burst: u32,
+    pub max_in_flight: usize,
+    pub max_wait_ms: u64,
+    pub retries: u32,
+    pub retry_budget: f64,
+    pub backoff_ms: u64,
+    pub breaker_consecutive_failures: u32,
+    pub breaker_failure_rate: f64,
+    pub breaker_min_calls: u32,
+    pub breaker_window_s: u64,
+    pub breaker_open_s: u64,
+}
+
+impl Default for RawGuard {
+    fn default() -> Self {
+        let d = crate::upstream::guard::GuardSettings::default();
+        RawGuard {
+            capacity_rps: d.capacity_rps,
+            burst: d.burst,
+            max_in_flight: d.max_in_flight,
+            max_wait_ms: d.max_wait.as_millis() as u64,
+            retries: d.retries,
+            retry_budget: d.retry_budget,
+            backoff_ms: d.backoff.as_millis() as u64,
+            breaker_consecutive_failures: d.breaker.consecutive_failures,
+            breaker_failure_rate: d.breaker.failure_rate,
+            breaker_min_calls: d.breaker.min_calls,
+            breaker_window_s: d.breaker.window.as_secs(),
+            breaker_open_s: d.breaker.open_for.as_secs(),
+        }
+    }
 }
 
 /// Caching of one connector's records.

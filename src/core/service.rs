@@ -12,6 +12,7 @@ use crate::domain::date::Date;
 use crate::layers::cache::RecordCache;
 use crate::layers::rate_limit::{Limiter, OverQuota, QuotaState};
 use crate::upstream::connector::{Call, Connector, UpstreamError};
+use crate::upstream::guard::{Guard, GuardStatus};
 use futures::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -50,6 +51,8 @@ pub struct LookupRequest {
     /// Asked for a fresh read from the provider (`Cache-Control: no-cache`); the grant
     /// must allow it.
     pub bypass_cache: bool,
+    /// The caller's deadline (gRPC `grpc-timeout`): provider calls give up by then.
+    pub deadline: Option<tokio::time::Instant>,
 }
 
 /// One item of a batch: the batch's context applies to all.
@@ -135,6 +138,7 @@ struct Route {
     dataset: Arc<Dataset>,
     connector: Connector,
     cache: RecordCache,
+    guard: Guard,
 }
 
 /// The gateway core.
@@ -286,12 +290,14 @@ impl Gateway {
             let connector = Connector::new(c.clone(), dataset.clone(), http.clone())
                 .map_err(|e| format!("connector {}: {e}", c.name))?;
             let cache = RecordCache::new(c.cache);
+            let guard = Guard::new(c.guard.clone(), c.timeout);
             routes.insert(
                 dataset.name,
                 Route {
                     dataset,
                     connector,
                     cache,
+                    guard,
                 },
             );
         }
@@ -321,6 +327,54 @@ impl Gateway {
 
     pub fn audit(&self) -> &AuditLog {
         &self.audit
+    }
+
+    /// Each connector's guard: (connector, dataset, status, calls, attempts, retries).
+    pub fn guards(&self) -> Vec<(String, &'static str, GuardStatus, [u64; 5])> {
+        let mut out: Vec<_> = self
+            .routes
+            .values()
+            .map(|r| {
+                let s = r.guard.stats();
+                let n =
+                    |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+                (
+                    r.connector.name().to_owned(),
+                    r.dataset.name,
+                    r.guard.status(),
+                    [
+                        n(&s.calls),
+                        n(&s.attempts),
+                        n(&s.retries),
+                        n(&s.rejected_open),
+                        n(&s.rejected_busy),
+                    ],
+                )
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Forgets cached records: one key of a dataset, or all of it. Returns how many records
+    /// the dataset held before.
+    pub async fn purge(&self, dataset: &str, key: Option<&str>) -> Result<u64, LookupError> {
+        let route = self.routes.get(dataset).ok_or_else(|| {
+            LookupError::new(ErrorCode::UnknownDataset, format!("no dataset {dataset:?}"))
+        })?;
+        let before = route.cache.len();
+        match key {
+            None => route.cache.purge_all(),
+            Some(key) => {
+                let key = route
+                    .dataset
+                    .key_kind
+                    .normalize(key, current_year())
+                    .map_err(|rule| LookupError::new(ErrorCode::InvalidKey, rule))?;
+                route.cache.purge_key(&key).await;
+            }
+        }
+        Ok(before)
     }
 
     /// Step 1, audit: records the call's facts and outcome, and lets the result leave only
@@ -436,7 +490,14 @@ impl Gateway {
         // 6-8. cache, upstream guard, connector. The cache holds full records, so projection
         // to this caller's grant happens after it, on every response.
         let (record, cache) = self
-            .fetch(route, &key, &context, caller, request.bypass_cache, facts)
+            .fetch(
+                route,
+                &key,
+                &context,
+                caller,
+                (request.bypass_cache, request.deadline),
+                facts,
+            )
             .await?;
         Ok(Lookup {
             dataset: route.dataset.clone(),
@@ -506,7 +567,7 @@ impl Gateway {
         )?;
         self.admit(consumer, grant_index, route.dataset.name)?;
         let (record, _) = self
-            .fetch(route, &key, &context, caller, false, facts)
+            .fetch(route, &key, &context, caller, (false, None), facts)
             .await?;
         let fields: Vec<(String, bool)> = request
             .claims
@@ -519,16 +580,17 @@ impl Gateway {
         })
     }
 
-    /// Steps 6-8: the cache (single-flight, stale-if-error), then the upstream guard (a
-    /// timeout per connector for now) and the connector. The record is the full canonical
-    /// one. What the provider answered, and how fast, goes into the call's facts.
+    /// Steps 6-8: the cache (single-flight, stale-if-error), then the upstream guard
+    /// (breaker, in-flight cap, capacity, timeouts, retries) and the connector. The record is
+    /// the full canonical one. What the provider answered, and how fast, goes into the call's
+    /// facts.
     async fn fetch(
         &self,
         route: &Route,
         key: &str,
         context: &CallContext,
         caller: &Caller,
-        bypass_cache: bool,
+        (bypass_cache, deadline): (bool, Option<tokio::time::Instant>),
         facts: &mut Facts,
     ) -> Result<(Arc<Record>, CacheStatus), LookupError> {
         let call = Call {
@@ -541,7 +603,10 @@ impl Gateway {
             .cache
             .get_or_fetch(key, bypass_cache, || async {
                 let started = std::time::Instant::now();
-                let answer = route.connector.fetch(&call).await;
+                let answer = route
+                    .guard
+                    .call(deadline, || route.connector.fetch(&call))
+                    .await;
                 let status = match &answer {
                     Ok(Some(_)) => "ok",
                     Ok(None) => "not_found",
@@ -585,6 +650,7 @@ impl Gateway {
                     fields: item.fields,
                     context: context.clone(),
                     bypass_cache: false,
+                    deadline: None,
                 };
                 async move {
                     let result = self.lookup(caller, request).await;

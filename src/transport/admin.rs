@@ -29,6 +29,8 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         )
         .route("/admin/v1/audit/records", get(records))
         .route("/admin/v1/audit/report", get(report))
+        .route("/admin/v1/breakers", get(breakers))
+        .route("/admin/v1/cache/purge", axum::routing::post(purge))
         .with_state(gateway)
 }
 
@@ -166,6 +168,108 @@ async fn read(
     Json(json!({
         "records": page.records.iter().map(query::to_json).collect::<Vec<_>>(),
         "next_page_token": page.next,
+    }))
+    .into_response()
+}
+
+/// Each connector's guard: breaker state, load, and what it refused.
+async fn breakers(State(g): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    if let Err(e) = operator(&g, &headers) {
+        return super::rest::problem(&e, &super::request_id());
+    }
+    let connectors: Vec<_> = g
+        .guards()
+        .into_iter()
+        .map(
+            |(name, dataset, s, [calls, attempts, retries, open, busy])| {
+                json!({
+                    "connector": name,
+                    "dataset": dataset,
+                    "breaker": s.breaker.as_str(),
+                    "consecutive_failures": s.consecutive_failures,
+                    "window_calls": s.window_calls,
+                    "window_failures": s.window_failures,
+                    "in_flight": s.in_flight,
+                    "waiting": s.waiting,
+                    "retry_balance": s.retry_balance,
+                    "calls": calls,
+                    "attempts": attempts,
+                    "retries": retries,
+                    "rejected_breaker_open": open,
+                    "rejected_capacity": busy,
+                })
+            },
+        )
+        .collect();
+    Json(json!({ "connectors": connectors })).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PurgeBody {
+    dataset: String,
+    key: Option<String>,
+}
+
+/// Forgets cached records of a dataset, or of one key; recorded in the audit chain.
+async fn purge(
+    State(g): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let request_id = super::request_id();
+    let fail = |e: LookupError| super::rest::problem(&e, &request_id);
+    let actor = match operator(&g, &headers) {
+        Ok(a) => a,
+        Err(e) => return fail(e),
+    };
+    let body: PurgeBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return fail(LookupError::new(
+                ErrorCode::InvalidRequest,
+                format!("body must be {{\"dataset\": \"...\", \"key\"?: \"...\"}}: {e}"),
+            ));
+        }
+    };
+    let held = match g.purge(&body.dataset, body.key.as_deref()).await {
+        Ok(n) => n,
+        Err(e) => return fail(e),
+    };
+    let audit = g.audit();
+    let entry = crate::audit::record::AuditEntry {
+        time_ms: crate::audit::record::now_ms(),
+        request_id: request_id.clone(),
+        transport: "admin".into(),
+        actor,
+        credential: "operator_token".into(),
+        dataset: body.dataset.clone(),
+        subject: body
+            .key
+            .as_deref()
+            .map(|k| audit.subject(&body.dataset, k))
+            .unwrap_or_default(),
+        action: "cache_purge".into(),
+        outcome: "served".into(),
+        upstream_ms: -1,
+        detail: if body.key.is_some() {
+            "one key".into()
+        } else {
+            "whole dataset".into()
+        },
+        ..Default::default()
+    };
+    if let Err(e) = audit.record(entry).await {
+        tracing::error!(error = %e, "cache purge not recorded");
+        return fail(LookupError::new(
+            ErrorCode::AuditUnavailable,
+            "the purge was done but could not be recorded",
+        ));
+    }
+    Json(json!({
+        "dataset": body.dataset,
+        "purged": if body.key.is_some() { "key" } else { "dataset" },
+        "records_held_before": held,
     }))
     .into_response()
 }

@@ -237,6 +237,7 @@ async fn lookup(
         fields: split_fields(fields),
         context: context_from(|name| header(&headers, name)),
         bypass_cache: wants_fresh(header(&headers, "cache-control").as_deref()),
+        deadline: None,
     };
     match gateway.lookup(&caller, request).await {
         Ok(found) => served(found, &caller.request_id),

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod connector;
 pub mod grpc;
+pub mod guard;
 pub mod mapping;
 pub mod rest;
 pub mod soap;

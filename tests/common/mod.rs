@@ -66,6 +66,11 @@ impl Harness {
             .expect("request sent")
     }
 
+    /// A REST GET as `get`, answering only the status (for many at once).
+    pub async fn get_owned(&self, path: String) -> u16 {
+        self.get(&path).await.status().as_u16()
+    }
+
     pub async fn grpc(
         &self,
     ) -> lienthong::proto::lienthong::lookup_service_client::LookupServiceClient<

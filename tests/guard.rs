@@ -1,0 +1,349 @@
+//! The upstream guard end to end, driven by the simulators' fault controls and call
+//! counters: the breaker opens, shows on the admin listener and closes again; stale records
+//! cover for an open breaker; retries stay within budget; a dead provider does not hold up
+//! lookups to another; an operator purges the cache.
+
+mod common;
+
+use common::*;
+use lienthong::sim::control::Faults;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const POPULATION_OP: &str = "TraCuuThongTinCongDan";
+
+/// Adds `guard` settings to the population connector's `[connector.guard]`.
+fn population_guard(guard: &'static str) -> impl Fn(&str, String) -> String {
+    move |name, text| {
+        if name == "connectors.toml" {
+            text.replacen(
+                "[connector.guard]\n",
+                &format!("[connector.guard]\n{guard}\n"),
+                1,
+            )
+        } else {
+            text
+        }
+    }
+}
+
+async fn breakers(h: &Harness) -> Value {
+    h.http
+        .get(format!("http://{}/admin/v1/breakers", h.gateway.admin_addr))
+        .bearer_auth("demo-operator-token")
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json")
+}
+
+fn connector<'a>(b: &'a Value, name: &str) -> &'a Value {
+    b["connectors"]
+        .as_array()
+        .expect("connectors")
+        .iter()
+        .find(|c| c["connector"] == name)
+        .expect("connector listed")
+}
+
+#[tokio::test]
+async fn the_breaker_opens_covers_with_stale_records_and_closes_when_the_provider_returns() {
+    let h = Harness::start_with(population_guard(
+        "retries = 0\nbreaker_consecutive_failures = 3\nbreaker_open_s = 1",
+    ))
+    .await;
+    let ids = h
+        .sims
+        .data
+        .samples("population.citizen", 12)
+        .expect("samples");
+    // One record cached before the outage.
+    assert_eq!(
+        h.get(&format!("/v1/citizens/{}", ids[0])).await.status(),
+        200
+    );
+
+    h.sims.population.set_faults(Faults {
+        down: true,
+        ..Faults::default()
+    });
+    let mut statuses = Vec::new();
+    for id in &ids[1..9] {
+        statuses.push(h.get(&format!("/v1/citizens/{id}")).await.status().as_u16());
+    }
+    assert!(statuses.iter().all(|s| *s == 503), "{statuses:?}");
+    assert_eq!(
+        h.sims.population.calls(POPULATION_OP),
+        1 + 3,
+        "three failures reached the provider, then the breaker stopped the rest"
+    );
+    let b = breakers(&h).await;
+    let population = connector(&b, "population");
+    assert_eq!(population["breaker"], "open", "{b}");
+    assert_eq!(population["rejected_breaker_open"], 5);
+    assert_eq!(connector(&b, "business")["breaker"], "closed");
+
+    // A record still fresh in the cache is served as usual meanwhile.
+    assert_eq!(
+        h.get(&format!("/v1/citizens/{}", ids[0])).await.headers()["x-cache"],
+        "hit"
+    );
+
+    // The provider returns; after open_s a probe goes through and closes the breaker.
+    h.sims.population.set_faults(Faults::default());
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        h.get(&format!("/v1/citizens/{}", ids[9])).await.status(),
+        200
+    );
+    assert_eq!(
+        connector(&breakers(&h).await, "population")["breaker"],
+        "closed"
+    );
+    assert_eq!(
+        h.get(&format!("/v1/citizens/{}", ids[10])).await.status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn stale_records_cover_for_an_open_breaker() {
+    let h = Harness::start_with(|name, text| {
+        let text = population_guard(
+            "retries = 0\nbreaker_consecutive_failures = 2\nbreaker_open_s = 60",
+        )(name, text);
+        if name == "connectors.toml" {
+            text.replacen("ttl_s = 300", "ttl_s = 1", 1)
+        } else {
+            text
+        }
+    })
+    .await;
+    let ids = h
+        .sims
+        .data
+        .samples("population.citizen", 5)
+        .expect("samples");
+    assert_eq!(
+        h.get(&format!("/v1/citizens/{}", ids[0])).await.status(),
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    h.sims.population.set_faults(Faults {
+        down: true,
+        ..Faults::default()
+    });
+    for id in &ids[1..3] {
+        assert_eq!(h.get(&format!("/v1/citizens/{id}")).await.status(), 503);
+    }
+    let calls = h.sims.population.calls(POPULATION_OP);
+    let stale = h.get(&format!("/v1/citizens/{}", ids[0])).await;
+    assert_eq!(stale.status(), 200);
+    assert_eq!(stale.headers()["x-cache"], "stale");
+    assert_eq!(
+        h.sims.population.calls(POPULATION_OP),
+        calls,
+        "the open breaker answered; the provider was not asked"
+    );
+}
+
+#[tokio::test]
+async fn retries_stay_within_the_budget_when_every_call_fails() {
+    let h = Harness::start_with(population_guard(
+        "retries = 3\nretry_budget = 0.1\nbackoff_ms = 1\nbreaker_consecutive_failures = 100000\nbreaker_min_calls = 100000",
+    ))
+    .await;
+    h.sims.population.set_faults(Faults {
+        error_rate: 1.0,
+        ..Faults::default()
+    });
+    let ids = h
+        .sims
+        .data
+        .samples("population.citizen", 100)
+        .expect("samples");
+    for id in &ids {
+        assert_eq!(h.get(&format!("/v1/citizens/{id}")).await.status(), 503);
+    }
+    let calls = h.sims.population.calls(POPULATION_OP);
+    // 100 lookups; with 3 retries each and no budget that would be 400 provider calls.
+    assert!(
+        (101..=111).contains(&calls),
+        "{calls} provider calls for 100 lookups"
+    );
+    let b = breakers(&h).await;
+    assert_eq!(connector(&b, "population")["retries"], calls - 100);
+}
+
+#[tokio::test]
+async fn a_hung_provider_does_not_hold_up_lookups_to_another() {
+    let h = Harness::start_with(population_guard(
+        "max_in_flight = 4\nmax_wait_ms = 100\nretries = 0\nbreaker_consecutive_failures = 100000\nbreaker_min_calls = 100000",
+    ))
+    .await;
+    h.sims.population.set_faults(Faults {
+        timeout: true,
+        ..Faults::default()
+    });
+    let citizens = h
+        .sims
+        .data
+        .samples("population.citizen", 40)
+        .expect("samples");
+    let enterprises = h
+        .sims
+        .data
+        .samples("business.enterprise", 40)
+        .expect("samples");
+    let stuck = futures::future::join_all(
+        citizens
+            .iter()
+            .map(|id| h.get_owned(format!("/v1/citizens/{id}"))),
+    );
+    let meanwhile = async {
+        // While population calls hang, its guard holds 4 at the provider and turns the rest away.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let b = breakers(&h).await;
+        let population = connector(&b, "population");
+        assert_eq!(population["in_flight"], 4, "{b}");
+        assert_eq!(
+            population["waiting"], 0,
+            "nothing queues past max_wait: {b}"
+        );
+        assert_eq!(population["rejected_capacity"], 36, "{b}");
+        assert_eq!(h.sims.population.calls(POPULATION_OP), 4);
+
+        // Enterprises are served meanwhile, every one.
+        let served = futures::future::join_all(
+            enterprises
+                .iter()
+                .map(|code| h.get_owned(format!("/v1/enterprises/{code}"))),
+        )
+        .await;
+        assert!(served.iter().all(|s| *s == 200), "{served:?}");
+        assert_eq!(
+            h.sims.business.calls(lienthong::sim::business::OPERATION),
+            40
+        );
+        assert_eq!(connector(&breakers(&h).await, "business")["waiting"], 0);
+    };
+    let (stuck, ()) = tokio::join!(stuck, meanwhile);
+    // The four at the provider gave up at the connector's timeout; the rest were refused.
+    assert_eq!(stuck.iter().filter(|s| **s == 504).count(), 4, "{stuck:?}");
+    assert_eq!(stuck.iter().filter(|s| **s == 503).count(), 36, "{stuck:?}");
+}
+
+#[tokio::test]
+async fn an_operator_purges_a_key_or_a_dataset_and_the_purge_is_recorded() {
+    let h = Harness::start().await;
+    let ids = h
+        .sims
+        .data
+        .samples("population.citizen", 3)
+        .expect("samples");
+    for id in &ids {
+        assert_eq!(h.get(&format!("/v1/citizens/{id}")).await.status(), 200);
+    }
+    let purge = |body: Value, token: Option<&'static str>| {
+        let mut r = h
+            .http
+            .post(format!(
+                "http://{}/admin/v1/cache/purge",
+                h.gateway.admin_addr
+            ))
+            .json(&body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    let refused = purge(json!({"dataset": "population.citizen"}), None)
+        .await
+        .expect("sent");
+    assert_eq!(refused.status(), 401);
+
+    let one = purge(
+        json!({"dataset": "population.citizen", "key": ids[0]}),
+        Some("demo-operator-token"),
+    )
+    .await
+    .expect("sent");
+    assert_eq!(one.status(), 200);
+    assert_eq!(
+        h.get(&format!("/v1/citizens/{}", ids[0])).await.headers()["x-cache"],
+        "miss"
+    );
+    assert_eq!(
+        h.get(&format!("/v1/citizens/{}", ids[1])).await.headers()["x-cache"],
+        "hit"
+    );
+
+    let all = purge(
+        json!({"dataset": "population.citizen"}),
+        Some("demo-operator-token"),
+    )
+    .await
+    .expect("sent");
+    assert_eq!(all.status(), 200);
+    assert_eq!(
+        h.get(&format!("/v1/citizens/{}", ids[1])).await.headers()["x-cache"],
+        "miss"
+    );
+    let bad = purge(json!({"dataset": "tax.payer"}), Some("demo-operator-token"))
+        .await
+        .expect("sent");
+    assert_eq!(bad.status(), 404);
+
+    let audit = h.gateway.gateway.audit();
+    let purges = audit
+        .store()
+        .scan(audit.instance(), 0, 1000)
+        .await
+        .expect("scan")
+        .into_iter()
+        .filter(|r| r.entry.action == "cache_purge")
+        .count();
+    assert_eq!(purges, 2);
+}
+
+#[tokio::test]
+async fn the_callers_grpc_deadline_bounds_the_provider_call() {
+    use lienthong::proto::lienthong::*;
+    let h = Harness::start().await;
+    h.sims.population.set_faults(Faults {
+        latency_ms: 1500,
+        ..Faults::default()
+    });
+    let mut grpc = h.grpc().await;
+    let mut request = authed(GetCitizenRequest {
+        context: context(),
+        personal_id: h.sample("population.citizen"),
+        fields: vec![],
+    });
+    // A 200 ms deadline, told to the server, where the connector alone would wait 3 s.
+    request
+        .metadata_mut()
+        .insert("grpc-timeout", "200m".parse().expect("metadata"));
+    let started = std::time::Instant::now();
+    let status = grpc.get_citizen(request).await.expect_err("deadline");
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "answered before the provider"
+    );
+    let audit = h.gateway.gateway.audit();
+    let records = audit
+        .store()
+        .scan(audit.instance(), 0, 10)
+        .await
+        .expect("scan");
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].entry.outcome, "upstream_timeout");
+    assert!(
+        (150..1000).contains(&records[0].entry.upstream_ms),
+        "{:?}",
+        records[0].entry
+    );
+}
