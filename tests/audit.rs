@@ -802,20 +802,18 @@ async fn a_call_the_client_abandons_still_leaves_its_record() {
     });
     let id = h.sample("population.citizen");
     let mut grpc = h.grpc().await;
-    let mut request = authed(GetCitizenRequest {
+    let request = authed(GetCitizenRequest {
         context: context(),
         personal_id: id,
         fields: vec![],
     });
-    request.set_timeout(std::time::Duration::from_millis(100));
-    let status = grpc.get_citizen(request).await.expect_err("gave up");
-    assert!(
-        matches!(
-            status.code(),
-            tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
-        ),
-        "{status:?}"
-    );
+    // The client stops waiting without having told the server a deadline: it just goes.
+    let gave_up = tokio::time::timeout(
+        std::time::Duration::from_millis(100),
+        grpc.get_citizen(request),
+    )
+    .await;
+    assert!(gave_up.is_err(), "the call was still running");
     // The server drops the call when the client resets the stream; its record follows.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
