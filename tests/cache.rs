@@ -80,11 +80,8 @@ async fn a_failing_provider_gets_the_stale_record_served_and_marked() {
         stale.json::<serde_json::Value>().await.expect("json"),
         record
     );
-    assert_eq!(
-        h.sims.population.calls(POPULATION_OP),
-        2,
-        "the refresh was tried"
-    );
+    // The refresh was tried (and retried once, within the guard's retry budget).
+    assert_eq!(h.sims.population.calls(POPULATION_OP), 1 + 2);
 
     // A key never fetched has nothing stale to fall back on.
     let other = h
