@@ -140,7 +140,15 @@ async fn fields_parameter_projects_the_record() {
 
 #[tokio::test]
 async fn error_paths_follow_the_error_table() {
-    let h = Harness::start_with(|_, c| c.replace("timeout_ms = 3000", "timeout_ms = 400")).await;
+    // Each failure below is checked on its own: the breaker (tested in tests/guard.rs) is
+    // kept from opening on the run of them.
+    let h = Harness::start_with(|_, c| {
+        c.replace("timeout_ms = 3000", "timeout_ms = 400").replace(
+            "[connector.guard]\n",
+            "[connector.guard]\nbreaker_consecutive_failures = 1000\nbreaker_min_calls = 1000\n",
+        )
+    })
+    .await;
     let mut grpc = h.grpc().await;
     let problem = |status: u16, code: &'static str| {
         move |r: (u16, Value)| {

@@ -611,6 +611,7 @@ impl Gateway {
                     Ok(Some(_)) => "ok",
                     Ok(None) => "not_found",
                     Err(UpstreamError::Unavailable(_)) => "unavailable",
+                    Err(UpstreamError::Refused(_)) => "refused",
                     Err(UpstreamError::Timeout(_)) => "timeout",
                     Err(UpstreamError::BadResponse(_)) => "bad_response",
                 };
@@ -902,6 +903,12 @@ impl Gateway {
             UpstreamError::Unavailable(_) => LookupError::new(
                 ErrorCode::UpstreamUnavailable,
                 format!("the provider of {dataset} is unavailable"),
+            ),
+            UpstreamError::Refused(_) => LookupError::new(
+                ErrorCode::UpstreamUnavailable,
+                format!(
+                    "the provider of {dataset} refused the gateway's call (see the gateway's logs)"
+                ),
             ),
             UpstreamError::Timeout(_) => LookupError::new(
                 ErrorCode::UpstreamTimeout,

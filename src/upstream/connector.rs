@@ -15,6 +15,10 @@ use std::time::Duration;
 pub enum UpstreamError {
     #[error("provider unavailable: {0}")]
     Unavailable(String),
+    /// The provider refused the call itself (credentials, signature, request form): retrying
+    /// would not help.
+    #[error("provider refused the call: {0}")]
+    Refused(String),
     #[error("provider did not answer within {0:?}")]
     Timeout(Duration),
     #[error("unusable provider response: {0}")]
@@ -129,6 +133,15 @@ impl Connector {
                 "connector transport does not match its kind".into(),
             )),
         }
+    }
+}
+
+/// An unsuccessful HTTP status: 4xx (the provider refused the call) or anything else.
+pub(crate) fn http_status_error(status: reqwest::StatusCode, detail: String) -> UpstreamError {
+    if status.is_client_error() {
+        UpstreamError::Refused(detail)
+    } else {
+        UpstreamError::Unavailable(detail)
     }
 }
 

@@ -97,6 +97,13 @@ pub async fn call(
             return match status.code() {
                 tonic::Code::NotFound => Ok(None),
                 tonic::Code::DeadlineExceeded => Err(UpstreamError::Timeout(config.timeout)),
+                tonic::Code::Unauthenticated
+                | tonic::Code::PermissionDenied
+                | tonic::Code::InvalidArgument => Err(UpstreamError::Refused(format!(
+                    "grpc {:?}: {}",
+                    status.code(),
+                    status.message()
+                ))),
                 code => Err(UpstreamError::Unavailable(format!(
                     "grpc {code:?}: {}",
                     status.message()

@@ -44,7 +44,10 @@ pub async fn call(
         return Ok(None);
     }
     if !status.is_success() {
-        return Err(UpstreamError::Unavailable(format!("http {status}")));
+        return Err(super::connector::http_status_error(
+            status,
+            format!("http {status}"),
+        ));
     }
     let bytes = response.bytes().await.map_err(http_error)?;
     serde_json::from_slice(&bytes)

@@ -86,9 +86,10 @@ pub async fn call(
                 path.get(&t).and_then(|v| v.as_str()).map(str::to_owned)
             })
             .unwrap_or_default();
-        return Err(UpstreamError::Unavailable(format!(
-            "http {status}; soap fault: {fault}"
-        )));
+        return Err(super::connector::http_status_error(
+            status,
+            format!("http {status}; soap fault: {fault}"),
+        ));
     }
     tree.map(Some).map_err(UpstreamError::BadResponse)
 }
