@@ -6,6 +6,7 @@
 
 use super::record::{AuditEntry, Chained, GENESIS, Signer, SubjectKey, chain_hash, now_ms};
 use super::store::AuditStore;
+use crate::telemetry::metrics::{COUNT_BUCKETS, Histogram, SECONDS_BUCKETS};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -68,7 +69,7 @@ struct Job {
 }
 
 /// Counters of the writer's work (for metrics and tests).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct WriterStats {
     pub commits: AtomicU64,
     pub records: AtomicU64,
@@ -77,6 +78,25 @@ pub struct WriterStats {
     pub checkpoints: AtomicU64,
     /// Records waiting in the queue.
     pub backlog: AtomicU64,
+    /// Records per commit.
+    pub batch_sizes: Histogram,
+    /// Time a commit takes.
+    pub commit_seconds: Histogram,
+}
+
+impl Default for WriterStats {
+    fn default() -> Self {
+        WriterStats {
+            commits: AtomicU64::new(0),
+            records: AtomicU64::new(0),
+            largest_batch: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            checkpoints: AtomicU64::new(0),
+            backlog: AtomicU64::new(0),
+            batch_sizes: Histogram::new(COUNT_BUCKETS),
+            commit_seconds: Histogram::new(SECONDS_BUCKETS),
+        }
+    }
 }
 
 /// The handle requests use.
@@ -282,8 +302,14 @@ impl Writer {
         }
         let due = self.since_checkpoint + records.len() as u64 >= self.settings.checkpoint_every;
         let checkpoint = due.then(|| self.signer.sign(&self.instance, seq, &prev, now_ms()));
-        match self.store.append(&records, checkpoint.as_ref()).await {
+        let started = Instant::now();
+        let appended = self.store.append(&records, checkpoint.as_ref()).await;
+        self.stats
+            .commit_seconds
+            .observe_duration(started.elapsed());
+        match appended {
             Ok(()) => {
+                self.stats.batch_sizes.observe(records.len() as f64);
                 self.head = (seq, prev);
                 self.gap = None;
                 self.since_checkpoint = if due {

@@ -11,6 +11,7 @@ use crate::config::{Config, Consumer, Grant, Mode};
 use crate::domain::date::Date;
 use crate::layers::cache::RecordCache;
 use crate::layers::rate_limit::{Limiter, OverQuota, QuotaState};
+use crate::telemetry::metrics::Metrics;
 use crate::upstream::connector::{Call, Connector, UpstreamError};
 use crate::upstream::guard::{Guard, GuardStatus};
 use futures::{Stream, StreamExt};
@@ -150,6 +151,7 @@ pub struct Gateway {
     /// Each grant's quota, by the grant's position in the config.
     grant_limits: HashMap<usize, Limiter>,
     audit: AuditLog,
+    metrics: Metrics,
 }
 
 /// What the request path learned about one call, for its audit record.
@@ -166,6 +168,7 @@ struct Facts {
     cache: &'static str,
     upstream: Option<(&'static str, i64)>,
     detail: String,
+    started: std::time::Instant,
 }
 
 /// Facts of a call in progress: if the call is dropped before it ends (the client went
@@ -209,6 +212,7 @@ impl Facts {
             cache: "",
             upstream: None,
             detail: String::new(),
+            started: std::time::Instant::now(),
         }
     }
 
@@ -318,6 +322,7 @@ impl Gateway {
             consumer_limits,
             grant_limits,
             audit,
+            metrics: Metrics::default(),
         })
     }
 
@@ -356,6 +361,135 @@ impl Gateway {
         out
     }
 
+    /// Everything `/metrics` shows: the request path's series, and the live state of the
+    /// guards, caches and audit writer.
+    pub async fn render_metrics(&self) -> String {
+        for r in self.routes.values() {
+            r.cache.settle().await;
+        }
+        use crate::telemetry::metrics::{label_text, render_counter, render_gauge};
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut out = String::with_capacity(16 * 1024);
+        self.metrics.render(&mut out);
+        let guards = self.guards();
+        let by = |f: &dyn Fn(&GuardStatus, &[u64; 5]) -> f64| -> Vec<(String, f64)> {
+            guards
+                .iter()
+                .map(|(name, _, s, c)| (label_text(&["connector"], &[name.clone()]), f(s, c)))
+                .collect()
+        };
+        render_gauge(
+            &mut out,
+            "lienthong_breaker_state",
+            "Circuit breaker per connector: 0 closed, 1 half open, 2 open.",
+            &by(&|s, _| match s.breaker {
+                crate::upstream::guard::BreakerState::Closed => 0.0,
+                crate::upstream::guard::BreakerState::HalfOpen => 1.0,
+                crate::upstream::guard::BreakerState::Open => 2.0,
+            }),
+        );
+        render_gauge(
+            &mut out,
+            "lienthong_upstream_in_flight",
+            "Calls at the provider now, per connector.",
+            &by(&|s, _| s.in_flight as f64),
+        );
+        render_gauge(
+            &mut out,
+            "lienthong_upstream_waiting",
+            "Calls waiting for provider capacity or an in-flight slot, per connector.",
+            &by(&|s, _| s.waiting as f64),
+        );
+        let mut rejected = Vec::new();
+        let mut retries = Vec::new();
+        for (name, _, _, [_, _, r, open, busy]) in &guards {
+            for (reason, n) in [("breaker_open", open), ("capacity", busy)] {
+                rejected.push((
+                    label_text(&["connector", "reason"], &[name.clone(), reason.to_owned()]),
+                    *n,
+                ));
+            }
+            retries.push((label_text(&["connector"], &[name.clone()]), *r));
+        }
+        render_counter(
+            &mut out,
+            "lienthong_upstream_rejected_total",
+            "Provider calls refused by the guard, by reason.",
+            &rejected,
+        );
+        render_counter(
+            &mut out,
+            "lienthong_upstream_retries_total",
+            "Retries made by the guard, per connector.",
+            &retries,
+        );
+        let mut entries: Vec<(String, f64)> = self
+            .routes
+            .values()
+            .map(|r| {
+                (
+                    label_text(&["dataset"], &[r.dataset.name.to_owned()]),
+                    r.cache.len() as f64,
+                )
+            })
+            .collect();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        render_gauge(
+            &mut out,
+            "lienthong_cache_entries",
+            "Records held in the cache, per dataset.",
+            &entries,
+        );
+        let w = self.audit.stats();
+        render_gauge(
+            &mut out,
+            "lienthong_audit_backlog",
+            "Audit records waiting for the writer.",
+            &[(String::new(), w.backlog.load(Relaxed) as f64)],
+        );
+        for (name, help, v) in [
+            (
+                "lienthong_audit_records_total",
+                "Audit records committed.",
+                &w.records,
+            ),
+            (
+                "lienthong_audit_commits_total",
+                "Audit transactions committed.",
+                &w.commits,
+            ),
+            (
+                "lienthong_audit_failures_total",
+                "Audit commits that failed.",
+                &w.failures,
+            ),
+            (
+                "lienthong_audit_checkpoints_total",
+                "Chain heads signed.",
+                &w.checkpoints,
+            ),
+        ] {
+            render_counter(&mut out, name, help, &[(String::new(), v.load(Relaxed))]);
+        }
+        for (name, help, h) in [
+            (
+                "lienthong_audit_commit_records",
+                "Records per audit commit (group commit).",
+                &w.batch_sizes,
+            ),
+            (
+                "lienthong_audit_commit_duration_seconds",
+                "Time an audit commit takes.",
+                &w.commit_seconds,
+            ),
+        ] {
+            use std::fmt::Write;
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+            h.render(&mut out, name, "");
+        }
+        out
+    }
+
     /// Forgets cached records: one key of a dataset, or all of it. Returns how many records
     /// the dataset held before.
     pub async fn purge(&self, dataset: &str, key: Option<&str>) -> Result<u64, LookupError> {
@@ -389,7 +523,42 @@ impl Gateway {
             Ok(_) => "served",
             Err(e) => e.code.as_str(),
         };
-        match self.audit.record(facts.entry(outcome)).await {
+        // Metric labels stay bounded: a dataset from config (else "unknown"), a consumer
+        // from config (else "anonymous").
+        let dataset = match self.routes.get(facts.dataset.as_str()) {
+            Some(r) => r.dataset.name,
+            None if facts.dataset.is_empty() => "none",
+            None => "unknown",
+        };
+        let consumer = if facts.actor.is_empty() {
+            "anonymous".to_owned()
+        } else {
+            facts.actor.clone()
+        };
+        let (transport, started) = (facts.transport, facts.started);
+        let answer = self.commit_audit(facts.entry(outcome), result).await;
+        let outcome = match &answer {
+            Ok(_) => "served",
+            Err(e) => e.code.as_str(),
+        };
+        let labels = [dataset, consumer.as_str(), transport, outcome];
+        self.metrics
+            .requests
+            .with(&labels)
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.metrics
+            .request_seconds
+            .with(&labels)
+            .observe_duration(started.elapsed());
+        answer
+    }
+
+    async fn commit_audit<T>(
+        &self,
+        entry: AuditEntry,
+        result: Result<T, LookupError>,
+    ) -> Result<T, LookupError> {
+        match self.audit.record(entry).await {
             Ok(()) => result,
             Err(AuditFailure::Full) => Err(LookupError {
                 retry_after: Some(Duration::from_secs(1)),
@@ -437,6 +606,7 @@ impl Gateway {
     ) -> Result<Lookup, LookupError> {
         // 1. audit — outermost, so every outcome (denied, throttled, absent, failed, served)
         //    leaves exactly one record, committed before the answer leaves.
+        let _in_flight = self.metrics.enter();
         let mut pending = Pending {
             audit: &self.audit,
             facts: Some(Facts::new(caller, "fetch", &request.dataset)),
@@ -515,6 +685,7 @@ impl Gateway {
         caller: &Caller,
         request: VerifyRequest,
     ) -> Result<Verification, LookupError> {
+        let _in_flight = self.metrics.enter();
         let mut pending = Pending {
             audit: &self.audit,
             facts: Some(Facts::new(caller, "verify", &request.dataset)),
@@ -615,14 +786,28 @@ impl Gateway {
                     Err(UpstreamError::Timeout(_)) => "timeout",
                     Err(UpstreamError::BadResponse(_)) => "bad_response",
                 };
-                let ms = started.elapsed().as_millis() as i64;
-                *upstream.lock().unwrap_or_else(|p| p.into_inner()) = Some((status, ms));
+                let took = started.elapsed();
+                let connector = route.connector.name();
+                self.metrics
+                    .upstream
+                    .with(&[connector, status])
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.metrics
+                    .upstream_seconds
+                    .with(&[connector])
+                    .observe_duration(took);
+                *upstream.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((status, took.as_millis() as i64));
                 answer
             })
             .await;
         facts.upstream = upstream.into_inner().unwrap_or_else(|p| p.into_inner());
         if let Ok((_, status)) = &served {
             facts.cache = status.as_str();
+            self.metrics
+                .cache
+                .with(&[route.dataset.name, status.as_str()])
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         match served {
             Ok((Some(record), status)) => Ok((record, status)),
@@ -793,6 +978,10 @@ impl Gateway {
         dataset: &str,
     ) -> Result<Option<QuotaState>, LookupError> {
         let over = |over: OverQuota, whose: String| {
+            self.metrics
+                .rate_limited
+                .with(&[consumer.id.as_str(), dataset])
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let retry = over.retry_after.max(Duration::from_millis(1));
             LookupError {
                 retry_after: Some(retry),

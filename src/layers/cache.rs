@@ -205,7 +205,12 @@ impl RecordCache {
         self.entries.invalidate_all();
     }
 
-    /// Records held (approximate until moka's pending work runs).
+    /// Lets moka finish its pending bookkeeping, so `len` is exact.
+    pub async fn settle(&self) {
+        self.entries.run_pending_tasks().await;
+    }
+
+    /// Records held (approximate until moka's pending work runs: see `settle`).
     pub fn len(&self) -> u64 {
         self.entries.entry_count()
     }

@@ -27,6 +27,18 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
             "/readyz",
             get(|| async { Json(json!({ "status": "ready" })) }),
         )
+        .route(
+            "/metrics",
+            get(|State(g): State<Arc<Gateway>>| async move {
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    g.render_metrics().await,
+                )
+            }),
+        )
         .route("/admin/v1/audit/records", get(records))
         .route("/admin/v1/audit/report", get(report))
         .route("/admin/v1/breakers", get(breakers))

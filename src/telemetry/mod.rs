@@ -15,3 +15,4 @@ pub fn init(json: bool, level: &str) {
         builder.try_init()
     };
 }
+pub mod metrics;
