@@ -375,7 +375,12 @@ impl Gateway {
         let by = |f: &dyn Fn(&GuardStatus, &[u64; 5]) -> f64| -> Vec<(String, f64)> {
             guards
                 .iter()
-                .map(|(name, _, s, c)| (label_text(&["connector"], &[name.clone()]), f(s, c)))
+                .map(|(name, _, s, c)| {
+                    (
+                        label_text(&["connector"], std::slice::from_ref(name)),
+                        f(s, c),
+                    )
+                })
                 .collect()
         };
         render_gauge(
@@ -409,7 +414,7 @@ impl Gateway {
                     *n,
                 ));
             }
-            retries.push((label_text(&["connector"], &[name.clone()]), *r));
+            retries.push((label_text(&["connector"], std::slice::from_ref(name)), *r));
         }
         render_counter(
             &mut out,

@@ -85,6 +85,9 @@ impl Histogram {
     }
 }
 
+/// One series: its label values and its value.
+type Series<T> = (Vec<String>, Arc<T>);
+
 /// A family of series of one kind, by label values.
 #[derive(Debug)]
 pub struct Family<T> {
@@ -92,7 +95,7 @@ pub struct Family<T> {
     help: &'static str,
     labels: &'static [&'static str],
     /// Keyed by the label values joined with U+001F (which no label value holds).
-    series: RwLock<HashMap<String, (Vec<String>, Arc<T>)>>,
+    series: RwLock<HashMap<String, Series<T>>>,
     make: fn() -> T,
 }
 
