@@ -23,16 +23,32 @@ pub struct Running {
     pub lookup_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub gateway: Arc<Gateway>,
-    stop: watch::Sender<bool>,
+    stop_lookup: watch::Sender<bool>,
+    stop_rest: watch::Sender<bool>,
+    lookup_task: JoinHandle<()>,
     tasks: Vec<JoinHandle<()>>,
     audit_writer: JoinHandle<()>,
+    health: tonic_health::server::HealthReporter,
+    drain_delay: std::time::Duration,
 }
 
 impl Running {
-    /// Stops accepting, lets in-flight calls finish, then lets the audit writer commit what
-    /// is queued and sign the head; returns when all of that is done.
+    /// Drains: readiness turns false and gRPC health says NOT_SERVING; after the drain delay
+    /// the lookup listener stops accepting and its in-flight calls finish; then the admin
+    /// listener closes and the audit writer commits what is queued and signs the head.
+    /// Returns when all of that is done.
     pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
+        self.gateway.start_draining();
+        self.health
+            .set_not_serving::<LookupServiceServer<LookupApi>>()
+            .await;
+        self.health
+            .set_service_status("", tonic_health::ServingStatus::NotServing)
+            .await;
+        tokio::time::sleep(self.drain_delay).await;
+        let _ = self.stop_lookup.send(true);
+        let _ = self.lookup_task.await;
+        let _ = self.stop_rest.send(true);
         for t in self.tasks {
             let _ = t.await;
         }
@@ -49,7 +65,10 @@ impl Running {
     /// Runs until SIGINT or SIGTERM, then shuts down gracefully.
     pub async fn run_until_signal(self) {
         shutdown_signal().await;
-        tracing::info!("shutting down");
+        tracing::info!(
+            drain_delay_ms = self.drain_delay.as_millis() as u64,
+            "draining, then shutting down"
+        );
         self.shutdown().await;
     }
 }
@@ -152,6 +171,9 @@ pub async fn start(config: Arc<Config>) -> Result<Running, String> {
     health_reporter
         .set_serving::<LookupServiceServer<LookupApi>>()
         .await;
+    health_reporter
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
     // Reflection v1, and v1alpha for older clients (grpcurl before 1.8.8, many libraries).
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -176,21 +198,19 @@ pub async fn start(config: Arc<Config>) -> Result<Running, String> {
     let admin_listener = bind(config.admin_addr, "admin").await?;
     let lookup_addr = lookup.local_addr().map_err(|e| e.to_string())?;
     let admin_addr = admin_listener.local_addr().map_err(|e| e.to_string())?;
-    let (stop, stopped) = watch::channel(false);
+    let (stop_lookup, lookup_stopped) = watch::channel(false);
+    let (stop_rest, stopped) = watch::channel(false);
     let lookup_task = match &config.tls {
         Some(tls) => {
-            crate::transport::tls::serve(lookup, tls.server.clone(), lookup_router, stopped.clone())
+            crate::transport::tls::serve(lookup, tls.server.clone(), lookup_router, lookup_stopped)
         }
-        None => serve(lookup, lookup_router, stopped.clone()),
+        None => serve(lookup, lookup_router, lookup_stopped),
     };
-    let mut tasks = vec![
-        lookup_task,
-        serve(
-            admin_listener,
-            admin::router(gateway.clone()),
-            stopped.clone(),
-        ),
-    ];
+    let mut tasks = vec![serve(
+        admin_listener,
+        admin::router(gateway.clone()),
+        stopped.clone(),
+    )];
     if let Some(retention) = config.audit.retention {
         tasks.push(tokio::spawn(retain(
             store,
@@ -216,8 +236,12 @@ pub async fn start(config: Arc<Config>) -> Result<Running, String> {
         lookup_addr,
         admin_addr,
         gateway,
-        stop,
+        stop_lookup,
+        stop_rest,
+        lookup_task,
         tasks,
         audit_writer,
+        health: health_reporter,
+        drain_delay: config.drain_delay,
     })
 }

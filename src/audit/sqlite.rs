@@ -339,6 +339,21 @@ impl AuditStore for SqliteStore {
         result
     }
 
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(err)?;
+        // Taking the write lock and letting it go proves the file is writable and not
+        // locked out; it writes nothing.
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut *conn)
+            .await
+            .map_err(err)?;
+        sqlx::query("ROLLBACK")
+            .execute(&mut *conn)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
     async fn instances(&self) -> Result<Vec<String>, StoreError> {
         sqlx::query_scalar(
             "SELECT instance FROM audit_records UNION SELECT instance FROM audit_archives \

@@ -68,6 +68,9 @@ pub trait AuditStore: Send + Sync {
         signer: Option<&Signer>,
     ) -> Result<Chained, StoreError>;
 
+    /// Whether the store can take a write now (for readiness).
+    async fn ping(&self) -> Result<(), StoreError>;
+
     /// Chains present.
     async fn instances(&self) -> Result<Vec<String>, StoreError>;
 

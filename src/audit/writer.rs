@@ -415,6 +415,9 @@ mod tests {
         ) -> Result<Chained, StoreError> {
             Err(StoreError("not used".into()))
         }
+        async fn ping(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
         async fn instances(&self) -> Result<Vec<String>, StoreError> {
             Ok(vec![])
         }

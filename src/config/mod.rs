@@ -205,6 +205,8 @@ pub struct ConnectorConfig {
     pub mapping: Mapping,
     pub cache: CacheSettings,
     pub guard: GuardSettings,
+    /// Readiness depends on this connector's breaker being shut.
+    pub critical: bool,
 }
 
 /// A consumer (a one-stop system) and its credentials.
@@ -344,6 +346,8 @@ pub struct Config {
     /// TLS on the lookup listener; `None` serves plaintext.
     pub tls: Option<TlsConfig>,
     pub audit: AuditConfig,
+    /// On SIGTERM, how long to stay up, not ready, before closing the lookup listener.
+    pub drain_delay: Duration,
     pub log_json: bool,
     pub log_level: String,
     pub max_batch_items: usize,
@@ -953,6 +957,7 @@ fn validate(
         admin_addr,
         tls,
         audit,
+        drain_delay: Duration::from_millis(main.listen.drain_delay_ms),
         log_json,
         log_level: main.log.level,
         max_batch_items: main.limits.max_batch_items,
@@ -1414,6 +1419,7 @@ fn connector(
         mapping,
         cache,
         guard,
+        critical: c.critical,
     })
 }
 

@@ -97,6 +97,9 @@ pub struct RawListen {
     pub admin: String,
     /// Serve the lookup API without TLS on an address other than loopback.
     pub allow_plaintext: bool,
+    /// On SIGTERM: how long to keep serving, not ready, before closing the lookup listener
+    /// (time for load balancers to notice).
+    pub drain_delay_ms: u64,
 }
 
 impl Default for RawListen {
@@ -105,6 +108,7 @@ impl Default for RawListen {
             lookup: DEFAULT_LOOKUP_ADDR.into(),
             admin: DEFAULT_ADMIN_ADDR.into(),
             allow_plaintext: false,
+            drain_delay_ms: 0,
         }
     }
 }
@@ -199,6 +203,8 @@ pub struct RawConnector {
     pub templates: toml::Table,
     pub cache: RawCache,
     pub guard: RawGuard,
+    /// Readiness fails while this connector's breaker is open.
+    pub critical: bool,
 }
 
 /// Protection of one provider (see docs/configuration.md).

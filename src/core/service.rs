@@ -152,6 +152,7 @@ pub struct Gateway {
     grant_limits: HashMap<usize, Limiter>,
     audit: AuditLog,
     metrics: Metrics,
+    draining: std::sync::atomic::AtomicBool,
 }
 
 /// What the request path learned about one call, for its audit record.
@@ -323,6 +324,7 @@ impl Gateway {
             grant_limits,
             audit,
             metrics: Metrics::default(),
+            draining: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -359,6 +361,33 @@ impl Gateway {
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
+    }
+
+    /// From now on readiness is false: the gateway is shutting down.
+    pub fn start_draining(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Connectors marked critical whose breaker is open (the provider is hard down).
+    pub fn critical_down(&self) -> Vec<String> {
+        let mut down: Vec<String> = self
+            .config
+            .connectors
+            .iter()
+            .filter(|c| c.critical)
+            .filter_map(|c| {
+                let route = self.routes.get(c.dataset.as_str())?;
+                (route.guard.status().breaker == crate::upstream::guard::BreakerState::Open)
+                    .then(|| c.name.clone())
+            })
+            .collect();
+        down.sort();
+        down
     }
 
     /// Everything `/metrics` shows: the request path's series, and the live state of the

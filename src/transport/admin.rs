@@ -21,12 +21,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
             "/healthz",
             get(|| async { Json(json!({ "status": "ok" })) }),
         )
-        // Serving means config loaded, connectors built and the audit store opened;
-        // connector health joins the readiness check with the upstream guard.
-        .route(
-            "/readyz",
-            get(|| async { Json(json!({ "status": "ready" })) }),
-        )
+        .route("/readyz", get(readyz))
         .route(
             "/metrics",
             get(|State(g): State<Arc<Gateway>>| async move {
@@ -44,6 +39,37 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/admin/v1/breakers", get(breakers))
         .route("/admin/v1/cache/purge", axum::routing::post(purge))
         .with_state(gateway)
+}
+
+/// Ready to take lookups: config loaded (it is, or the process would not run), not
+/// shutting down, the audit store writable, and no connector marked critical hard down.
+async fn readyz(State(g): State<Arc<Gateway>>) -> Response {
+    let draining = g.is_draining();
+    let audit =
+        match tokio::time::timeout(std::time::Duration::from_secs(2), g.audit().store().ping())
+            .await
+        {
+            Ok(Ok(())) => "ok".to_owned(),
+            Ok(Err(e)) => format!("not writable: {e}"),
+            Err(_) => "not writable: no answer within 2 s".to_owned(),
+        };
+    let down = g.critical_down();
+    let ready = !draining && audit == "ok" && down.is_empty();
+    let body = json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "checks": {
+            "config": "ok",
+            "draining": draining,
+            "audit_store": audit,
+            "critical_connectors_down": down,
+        }
+    });
+    let status = if ready {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
 }
 
 /// The operator behind a token: `operator:` and the first bytes of the token's hash, so
