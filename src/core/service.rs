@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 /// The names a client certificate carries, once the TLS layer has verified it against the
 /// configured CA: `CN=…` for the subject's common names, `DNS:…`, `URI:…`, `email:…` and
@@ -26,6 +27,76 @@ use std::time::Duration;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientCertificate {
     pub names: Vec<String>,
+}
+
+/// A call's place in a W3C trace: the trace id (32 hex digits), the gateway's own span id
+/// for this call (16 hex digits), and whether the caller samples it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceContext {
+    pub trace_id: String,
+    pub span_id: String,
+    pub sampled: bool,
+}
+
+impl Default for TraceContext {
+    fn default() -> Self {
+        TraceContext::continue_from(None)
+    }
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut out = String::with_capacity(bytes * 2);
+    while out.len() < bytes * 2 {
+        out.push_str(&uuid::Uuid::new_v4().simple().to_string());
+    }
+    out.truncate(bytes * 2);
+    out
+}
+
+impl TraceContext {
+    /// Continues the caller's trace from a `traceparent` value, or starts a new one when
+    /// there is none or it is malformed (as W3C Trace Context asks).
+    pub fn continue_from(traceparent: Option<&str>) -> TraceContext {
+        let parsed = traceparent.and_then(|t| {
+            let parts: Vec<&str> = t.trim().split('-').collect();
+            let [version, trace, parent, flags] = parts.as_slice() else {
+                return None;
+            };
+            let hex = |s: &str, n: usize| {
+                s.len() == n
+                    && s.bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            };
+            let zero = |s: &str| s.bytes().all(|b| b == b'0');
+            (hex(version, 2)
+                && *version != "ff"
+                && hex(trace, 32)
+                && !zero(trace)
+                && hex(parent, 16)
+                && !zero(parent)
+                && hex(flags, 2))
+            .then(|| {
+                let sampled = u8::from_str_radix(flags, 16).is_ok_and(|f| f & 1 == 1);
+                ((*trace).to_owned(), sampled)
+            })
+        });
+        let (trace_id, sampled) = parsed.unwrap_or_else(|| (random_hex(16), true));
+        TraceContext {
+            trace_id,
+            span_id: random_hex(8),
+            sampled,
+        }
+    }
+
+    /// The `traceparent` to send to a provider: this trace, the gateway's span as parent.
+    pub fn traceparent(&self) -> String {
+        format!(
+            "00-{}-{}-{}",
+            self.trace_id,
+            self.span_id,
+            if self.sampled { "01" } else { "00" }
+        )
+    }
 }
 
 /// How the caller proved who it is.
@@ -37,6 +108,8 @@ pub struct Caller {
     pub certificate: Option<Arc<ClientCertificate>>,
     /// "rest" or "grpc", for the audit record.
     pub transport: &'static str,
+    /// The W3C trace this call belongs to (the caller's `traceparent`, or a new one).
+    pub trace: TraceContext,
     /// Request id assigned by the transport (echoed as `X-Request-Id`).
     pub request_id: String,
 }
@@ -159,6 +232,7 @@ pub struct Gateway {
 struct Facts {
     transport: &'static str,
     request_id: String,
+    trace_id: String,
     action: &'static str,
     actor: String,
     credential: &'static str,
@@ -202,6 +276,7 @@ impl Facts {
         Facts {
             transport: caller.transport,
             request_id: caller.request_id.clone(),
+            trace_id: caller.trace.trace_id.clone(),
             action,
             actor: String::new(),
             credential: "",
@@ -223,7 +298,7 @@ impl Facts {
         AuditEntry {
             time_ms: now_ms(),
             request_id: self.request_id,
-            trace_id: String::new(),
+            trace_id: self.trace_id,
             transport: self.transport.into(),
             actor: self.actor,
             credential: self.credential.into(),
@@ -272,6 +347,15 @@ pub fn redact(message: &str) -> String {
         }
     }
     out
+}
+
+/// The span every log line of a call carries: its request id and trace id.
+fn call_span(caller: &Caller) -> tracing::Span {
+    tracing::info_span!(
+        "call",
+        request_id = %caller.request_id,
+        trace_id = %caller.trace.trace_id
+    )
 }
 
 fn current_year() -> i32 {
@@ -645,7 +729,10 @@ impl Gateway {
             audit: &self.audit,
             facts: Some(Facts::new(caller, "fetch", &request.dataset)),
         };
-        let result = self.lookup_steps(caller, request, pending.facts()).await;
+        let result = self
+            .lookup_steps(caller, request, pending.facts())
+            .instrument(call_span(caller))
+            .await;
         let mut facts = pending.finish();
         if let Ok(found) = &result {
             facts.fields = found.record.0.keys().cloned().collect();
@@ -724,7 +811,10 @@ impl Gateway {
             audit: &self.audit,
             facts: Some(Facts::new(caller, "verify", &request.dataset)),
         };
-        let result = self.verify_steps(caller, request, pending.facts()).await;
+        let result = self
+            .verify_steps(caller, request, pending.facts())
+            .instrument(call_span(caller))
+            .await;
         let mut facts = pending.finish();
         if let Ok(v) = &result {
             facts.detail = if v.matched { "match" } else { "no match" }.into();
@@ -798,10 +888,12 @@ impl Gateway {
         (bypass_cache, deadline): (bool, Option<tokio::time::Instant>),
         facts: &mut Facts,
     ) -> Result<(Arc<Record>, CacheStatus), LookupError> {
+        let traceparent = caller.trace.traceparent();
         let call = Call {
             key,
             request_id: &caller.request_id,
             context,
+            traceparent: &traceparent,
         };
         let upstream = std::sync::Mutex::new(None);
         let served = route

@@ -95,6 +95,12 @@ impl Control {
             .clone()
     }
 
+    /// The value of a context header (e.g. `traceparent`) on the last call that carried it.
+    pub fn last_seen(&self, header: &str) -> Option<String> {
+        let stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        stats.last_context.get(header).cloned()
+    }
+
     /// Calls received so far for `operation`.
     pub fn calls(&self, operation: &str) -> u64 {
         let stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());

@@ -5,7 +5,7 @@ use super::{bearer, context_from, rate_limit_headers, request_id, wants_fresh};
 use crate::core::context::RawContext;
 use crate::core::error::LookupError;
 use crate::core::service::{
-    self as core, Caller, ClientCertificate, Gateway, Lookup, LookupRequest,
+    self as core, Caller, ClientCertificate, Gateway, Lookup, LookupRequest, TraceContext,
 };
 use crate::proto::lienthong::lookup_service_server::LookupService;
 use crate::proto::lienthong::*;
@@ -63,6 +63,9 @@ fn caller(metadata: &MetadataMap, extensions: &Extensions) -> Caller {
         api_key: bearer(metadata.get("authorization").and_then(|v| v.to_str().ok())),
         certificate: extensions.get::<Arc<ClientCertificate>>().cloned(),
         transport: "grpc",
+        trace: TraceContext::continue_from(
+            metadata.get("traceparent").and_then(|v| v.to_str().ok()),
+        ),
         request_id: request_id(),
     }
 }

@@ -5,7 +5,7 @@ use super::{bearer, context_from, rate_limit_headers, request_id, wants_fresh};
 use crate::core::error::LookupError;
 use crate::core::service::{
     BatchItem, BatchOutcome, Caller, ClientCertificate, Gateway, Lookup, LookupRequest,
-    VerifyRequest,
+    TraceContext, VerifyRequest,
 };
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
@@ -146,6 +146,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Incoming {
             ),
             certificate: parts.extensions.get::<Arc<ClientCertificate>>().cloned(),
             transport: "rest",
+            trace: TraceContext::continue_from(
+                parts
+                    .headers
+                    .get("traceparent")
+                    .and_then(|v| v.to_str().ok()),
+            ),
             request_id: request_id(),
         };
         Ok(Incoming {

@@ -34,6 +34,8 @@ pub struct Call<'a> {
     pub key: &'a str,
     pub request_id: &'a str,
     pub context: &'a CallContext,
+    /// W3C `traceparent` for the provider call (this call's trace, the gateway's span).
+    pub traceparent: &'a str,
 }
 
 enum Transport {

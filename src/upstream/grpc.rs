@@ -91,6 +91,9 @@ pub async fn call(
         .map_err(|e| UpstreamError::Unavailable(format!("method path: {e}")))?;
     let mut req = tonic::Request::new(Bytes::from(message.encode_to_vec()));
     req.set_timeout(config.timeout);
+    if let Ok(v) = tonic::metadata::MetadataValue::try_from(call.traceparent) {
+        req.metadata_mut().insert("traceparent", v);
+    }
     let reply = match grpc.unary(req, path, RawCodec).await {
         Ok(r) => r.into_inner(),
         Err(status) => {

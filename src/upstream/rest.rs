@@ -26,6 +26,7 @@ pub async fn call(
     };
     request = request
         .header("Accept", "application/json")
+        .header("traceparent", call.traceparent)
         .header("X-Procedure-Code", call.context.procedure_code())
         .header("X-Dossier-Id", call.context.dossier_id())
         .header("X-Officer-Id", call.context.officer_id());

@@ -47,6 +47,7 @@ pub async fn call(
     let mut request = client
         .post(&config.endpoint)
         .header("Content-Type", "text/xml; charset=utf-8")
+        .header("traceparent", call.traceparent)
         .header("SOAPAction", format!("{namespace}/{operation}"));
     match &config.auth {
         UpstreamAuth::SignedHeader {
