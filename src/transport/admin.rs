@@ -1,6 +1,5 @@
-//! The admin listener: liveness and readiness (open), and under `/admin/v1/` the operator's
-//! API, which needs an operator token from the start. Metrics, the dashboard and the
-//! registry join it in later issues.
+//! The admin listener: liveness, readiness, `/metrics` and the live `/dashboard` (open), and
+//! under `/admin/v1/` the operator's API, which needs an operator token from the start.
 
 use crate::audit::query::{self, Filters};
 use crate::core::error::{ErrorCode, LookupError};
@@ -31,6 +30,15 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
                         "text/plain; version=0.0.4; charset=utf-8",
                     )],
                     g.render_metrics().await,
+                )
+            }),
+        )
+        .route(
+            "/dashboard",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                    include_str!("dashboard.html"),
                 )
             }),
         )
