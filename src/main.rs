@@ -411,7 +411,7 @@ async fn demo(ephemeral_ports: bool) -> Result<(), String> {
         r#"
 lienthong demo is running.
   lookup API (REST + gRPC)  http://{lookup}
-  admin                     http://{admin}/healthz
+  admin                     http://{admin}/dashboard (live), /metrics, /healthz, /readyz
   simulators                population {pop}, business {bus}, land {land} (GET /_sim/stats on each)
   consumer demo-onestop, API key demo-onestop-key
 
