@@ -320,9 +320,11 @@ Then, for example:
 
 async fn serve(config: Option<PathBuf>) -> Result<(), String> {
     let config = load(config)?;
-    lienthong::telemetry::init(config.log_json, &config.log_level);
+    let telemetry =
+        lienthong::telemetry::init(config.log_json, &config.log_level, config.otel.as_ref());
     let running = lienthong::app::start(Arc::new(config)).await?;
     running.run_until_signal().await;
+    telemetry.shutdown();
     Ok(())
 }
 
@@ -339,7 +341,7 @@ async fn run_sim(args: SimArgs) -> Result<(), String> {
         }
         return Ok(());
     }
-    lienthong::telemetry::init(false, "info");
+    let _telemetry = lienthong::telemetry::init(false, "info", None);
     let mut options = SimOptions::on(args.population_addr, args.business_addr, args.land_addr);
     options.seed = args.data.seed;
     options.citizens = args.data.citizens;
@@ -391,7 +393,8 @@ async fn demo(ephemeral_ports: bool) -> Result<(), String> {
         }
     });
     let config = Config::load(&source, &env()).map_err(|e| e.to_string())?;
-    lienthong::telemetry::init(config.log_json, &config.log_level);
+    let telemetry =
+        lienthong::telemetry::init(config.log_json, &config.log_level, config.otel.as_ref());
     let running = lienthong::app::start(Arc::new(config)).await?;
     let sample = |dataset: &str| {
         sims.data
@@ -442,6 +445,7 @@ Press Ctrl-C to stop.
         land = sims.land_addr,
     );
     running.run_until_signal().await;
+    telemetry.shutdown();
     drop(sims);
     Ok(())
 }

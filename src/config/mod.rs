@@ -348,6 +348,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// On SIGTERM, how long to stay up, not ready, before closing the lookup listener.
     pub drain_delay: Duration,
+    /// Span export, when configured.
+    pub otel: Option<crate::telemetry::OtelSettings>,
     pub log_json: bool,
     pub log_level: String,
     pub max_batch_items: usize,
@@ -617,6 +619,23 @@ fn validate(
         .and_then(|t| tls_config(source, t, &mut e));
     let tls_has_client_ca = main.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
     let audit = audit_config(source, &main.audit, env, &mut e);
+    let t = &main.telemetry;
+    if !(0.0..=1.0).contains(&t.sampling_ratio) {
+        e.add("telemetry.sampling_ratio", "must be between 0 and 1");
+    }
+    if !t.otlp_endpoint.is_empty()
+        && !(t.otlp_endpoint.starts_with("http://") || t.otlp_endpoint.starts_with("https://"))
+    {
+        e.add(
+            "telemetry.otlp_endpoint",
+            format!("{:?} is not a URL like http://127.0.0.1:4317", t.otlp_endpoint),
+        );
+    }
+    let otel = (!t.otlp_endpoint.is_empty()).then(|| crate::telemetry::OtelSettings {
+        endpoint: t.otlp_endpoint.clone(),
+        sampling_ratio: t.sampling_ratio,
+        service_name: t.service_name.clone(),
+    });
     if tls.is_none()
         && main.tls.is_none()
         && !lookup_addr.ip().is_loopback()
@@ -958,6 +977,7 @@ fn validate(
         tls,
         audit,
         drain_delay: Duration::from_millis(main.listen.drain_delay_ms),
+        otel,
         log_json,
         log_level: main.log.level,
         max_batch_items: main.limits.max_batch_items,

@@ -29,6 +29,29 @@ pub struct RawGateway {
     pub admin: RawAdmin,
     pub tls: Option<RawTls>,
     pub audit: RawAudit,
+    pub telemetry: RawTelemetry,
+}
+
+/// OpenTelemetry span export.
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct RawTelemetry {
+    /// OTLP/gRPC collector, e.g. "http://127.0.0.1:4317"; empty exports nothing.
+    pub otlp_endpoint: String,
+    /// Fraction of traces started at the gateway that are sampled (callers' decisions are
+    /// followed).
+    pub sampling_ratio: f64,
+    pub service_name: String,
+}
+
+impl Default for RawTelemetry {
+    fn default() -> Self {
+        RawTelemetry {
+            otlp_endpoint: String::new(),
+            sampling_ratio: 1.0,
+            service_name: "lienthong".into(),
+        }
+    }
 }
 
 /// The audit trail.

@@ -36,6 +36,8 @@ pub struct TraceContext {
     pub trace_id: String,
     pub span_id: String,
     pub sampled: bool,
+    /// The caller's span (from its `traceparent`), when it sent one.
+    pub parent: Option<String>,
 }
 
 impl Default for TraceContext {
@@ -77,14 +79,15 @@ impl TraceContext {
                 && hex(flags, 2))
             .then(|| {
                 let sampled = u8::from_str_radix(flags, 16).is_ok_and(|f| f & 1 == 1);
-                ((*trace).to_owned(), sampled)
+                ((*trace).to_owned(), sampled, Some((*parent).to_owned()))
             })
         });
-        let (trace_id, sampled) = parsed.unwrap_or_else(|| (random_hex(16), true));
+        let (trace_id, sampled, parent) = parsed.unwrap_or_else(|| (random_hex(16), true, None));
         TraceContext {
             trace_id,
             span_id: random_hex(8),
             sampled,
+            parent,
         }
     }
 
@@ -232,7 +235,7 @@ pub struct Gateway {
 struct Facts {
     transport: &'static str,
     request_id: String,
-    trace_id: String,
+    trace: TraceContext,
     action: &'static str,
     actor: String,
     credential: &'static str,
@@ -276,7 +279,7 @@ impl Facts {
         Facts {
             transport: caller.transport,
             request_id: caller.request_id.clone(),
-            trace_id: caller.trace.trace_id.clone(),
+            trace: caller.trace.clone(),
             action,
             actor: String::new(),
             credential: "",
@@ -298,7 +301,7 @@ impl Facts {
         AuditEntry {
             time_ms: now_ms(),
             request_id: self.request_id,
-            trace_id: self.trace_id,
+            trace_id: self.trace.trace_id,
             transport: self.transport.into(),
             actor: self.actor,
             credential: self.credential.into(),
@@ -349,13 +352,61 @@ pub fn redact(message: &str) -> String {
     out
 }
 
-/// The span every log line of a call carries: its request id and trace id.
-fn call_span(caller: &Caller) -> tracing::Span {
-    tracing::info_span!(
+/// The span of a call, which every log line of it carries (request id, trace id). When
+/// spans are exported it continues the caller's trace, and the call's trace context becomes
+/// the exported span's, so audit, logs, providers and the collector agree.
+fn call_span(caller: &Caller, facts: &mut Facts) -> tracing::Span {
+    use opentelemetry::trace::{SpanContext, TraceContextExt, TraceFlags, TraceState};
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let span = tracing::info_span!(
         "call",
         request_id = %caller.request_id,
-        trace_id = %caller.trace.trace_id
-    )
+        trace_id = tracing::field::Empty,
+        transport = caller.transport,
+    );
+    let t = &caller.trace;
+    if let (Some(parent), Ok(trace_id)) = (
+        &t.parent,
+        opentelemetry::trace::TraceId::from_hex(&t.trace_id),
+    ) && let Ok(span_id) = opentelemetry::trace::SpanId::from_hex(parent)
+    {
+        let flags = if t.sampled {
+            TraceFlags::SAMPLED
+        } else {
+            TraceFlags::default()
+        };
+        let remote = SpanContext::new(trace_id, span_id, flags, true, TraceState::default());
+        let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
+    }
+    let exported = span.context().span().span_context().clone();
+    if exported.is_valid() {
+        facts.trace = TraceContext {
+            trace_id: exported.trace_id().to_string(),
+            span_id: exported.span_id().to_string(),
+            sampled: exported.is_sampled(),
+            parent: t.parent.clone(),
+        };
+    }
+    span.record("trace_id", facts.trace.trace_id.as_str());
+    span
+}
+
+/// The `traceparent` for a provider call made in `span`: the exported span's context when
+/// spans are exported, else the call's own.
+fn exported_parent(span: &tracing::Span, trace: &TraceContext) -> String {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let sc = span.context().span().span_context().clone();
+    if sc.is_valid() {
+        format!(
+            "00-{}-{}-{}",
+            sc.trace_id(),
+            sc.span_id(),
+            if sc.is_sampled() { "01" } else { "00" }
+        )
+    } else {
+        trace.traceparent()
+    }
 }
 
 fn current_year() -> i32 {
@@ -729,9 +780,10 @@ impl Gateway {
             audit: &self.audit,
             facts: Some(Facts::new(caller, "fetch", &request.dataset)),
         };
+        let span = call_span(caller, pending.facts());
         let result = self
             .lookup_steps(caller, request, pending.facts())
-            .instrument(call_span(caller))
+            .instrument(span)
             .await;
         let mut facts = pending.finish();
         if let Ok(found) = &result {
@@ -811,9 +863,10 @@ impl Gateway {
             audit: &self.audit,
             facts: Some(Facts::new(caller, "verify", &request.dataset)),
         };
+        let span = call_span(caller, pending.facts());
         let result = self
             .verify_steps(caller, request, pending.facts())
-            .instrument(call_span(caller))
+            .instrument(span)
             .await;
         let mut facts = pending.finish();
         if let Ok(v) = &result {
@@ -888,13 +941,8 @@ impl Gateway {
         (bypass_cache, deadline): (bool, Option<tokio::time::Instant>),
         facts: &mut Facts,
     ) -> Result<(Arc<Record>, CacheStatus), LookupError> {
-        let traceparent = caller.trace.traceparent();
-        let call = Call {
-            key,
-            request_id: &caller.request_id,
-            context,
-            traceparent: &traceparent,
-        };
+        let trace = facts.trace.clone();
+        let connector = route.connector.name();
         let upstream = std::sync::Mutex::new(None);
         let served = route
             .cache
@@ -902,7 +950,23 @@ impl Gateway {
                 let started = std::time::Instant::now();
                 let answer = route
                     .guard
-                    .call(deadline, || route.connector.fetch(&call))
+                    .call(deadline, || {
+                        // Each attempt is a span of its own; the provider hears it as parent.
+                        let span = tracing::info_span!("connector", connector);
+                        let traceparent = exported_parent(&span, &trace);
+                        let request_id = caller.request_id.as_str();
+                        async move {
+                            let call = Call {
+                                key,
+                                request_id,
+                                context,
+                                traceparent: &traceparent,
+                            };
+                            route.connector.fetch(&call).await
+                        }
+                        .instrument(span)
+                    })
+                    .instrument(tracing::info_span!("upstream_guard", connector))
                     .await;
                 let status = match &answer {
                     Ok(Some(_)) => "ok",
@@ -926,6 +990,7 @@ impl Gateway {
                     Some((status, took.as_millis() as i64));
                 answer
             })
+            .instrument(tracing::info_span!("cache", dataset = route.dataset.name))
             .await;
         facts.upstream = upstream.into_inner().unwrap_or_else(|p| p.into_inner());
         if let Ok((_, status)) = &served {
