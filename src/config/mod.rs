@@ -628,7 +628,10 @@ fn validate(
     {
         e.add(
             "telemetry.otlp_endpoint",
-            format!("{:?} is not a URL like http://127.0.0.1:4317", t.otlp_endpoint),
+            format!(
+                "{:?} is not a URL like http://127.0.0.1:4317",
+                t.otlp_endpoint
+            ),
         );
     }
     let otel = (!t.otlp_endpoint.is_empty()).then(|| crate::telemetry::OtelSettings {

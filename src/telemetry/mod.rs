@@ -71,7 +71,10 @@ pub fn init(json: bool, level: &str, otel: Option<&OtelSettings>) -> Telemetry {
                 .with_filter(LevelFilter::INFO),
         )
     });
-    let _ = tracing_subscriber::registry().with(logs).with(spans).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(logs)
+        .with(spans)
+        .try_init();
     Telemetry { provider }
 }
 
