@@ -623,9 +623,14 @@ fn validate(
     if !(0.0..=1.0).contains(&t.sampling_ratio) {
         e.add("telemetry.sampling_ratio", "must be between 0 and 1");
     }
-    if !t.otlp_endpoint.is_empty()
-        && !(t.otlp_endpoint.starts_with("http://") || t.otlp_endpoint.starts_with("https://"))
-    {
+    let url_like = ["", "http://", "https://"].iter().any(|p| {
+        if p.is_empty() {
+            t.otlp_endpoint.is_empty()
+        } else {
+            t.otlp_endpoint.starts_with(p)
+        }
+    });
+    if !url_like {
         e.add(
             "telemetry.otlp_endpoint",
             format!(
