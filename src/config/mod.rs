@@ -623,13 +623,9 @@ fn validate(
     if !(0.0..=1.0).contains(&t.sampling_ratio) {
         e.add("telemetry.sampling_ratio", "must be between 0 and 1");
     }
-    let url_like = ["", "http://", "https://"].iter().any(|p| {
-        if p.is_empty() {
-            t.otlp_endpoint.is_empty()
-        } else {
-            t.otlp_endpoint.starts_with(p)
-        }
-    });
+    let url_like = t.otlp_endpoint.is_empty()
+        || t.otlp_endpoint.starts_with("http://")
+        || t.otlp_endpoint.starts_with("https://");
     if !url_like {
         e.add(
             "telemetry.otlp_endpoint",
