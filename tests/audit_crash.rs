@@ -11,38 +11,8 @@ use lienthong::audit::verify::verify;
 use lienthong::config::{Config, Source};
 use lienthong::sim::{self, SimOptions, control::Faults};
 use std::collections::{BTreeMap, HashSet};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Waits for the "gateway listening" log line and returns the lookup address.
-fn lookup_addr(log: &std::path::Path) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        for line in text.lines() {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(line)
-                && v["fields"]["message"] == "gateway listening"
-            {
-                return v["fields"]["lookup"].as_str().expect("lookup").to_owned();
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!(
-        "the gateway did not start:\n{}",
-        std::fs::read_to_string(log).unwrap_or_default()
-    );
-}
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_under_load_loses_no_acknowledged_record() {
@@ -58,18 +28,8 @@ async fn sigkill_under_load_loses_no_acknowledged_record() {
     let dir = tempfile::tempdir().expect("dir");
     let main = write_config(dir.path(), &sims, |_, text| text);
     let log = dir.path().join("gateway.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_lienthong"))
-        .args(["serve", "--config"])
-        .arg(&main)
-        .env("LIENTHONG_LOG__FORMAT", "json")
-        .env("LIENTHONG_LOG__LEVEL", "info")
-        .env_remove("LIENTHONG_LOG")
-        .stdout(Stdio::from(std::fs::File::create(&log).expect("log file")))
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("serve starts");
-    let mut child = KillOnDrop(child);
-    let base = format!("http://{}", lookup_addr(&log));
+    let (mut child, lookup, _) = spawn_serve(&main, &log, "info");
+    let base = format!("http://{lookup}");
 
     let citizens = sims
         .data

@@ -112,15 +112,6 @@ async fn an_audit_store_that_cannot_take_writes_makes_the_gateway_unready() {
     assert_eq!(readyz(&h).await.0, 200);
 }
 
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_not_ready_finishes_in_flight_calls_then_exits() {
     let sims = lienthong::sim::spawn(lienthong::sim::SimOptions::ephemeral())
@@ -130,50 +121,12 @@ async fn sigterm_drains_not_ready_finishes_in_flight_calls_then_exits() {
     let main = write_config(dir.path(), &sims, |name, text| {
         if name == "gateway.toml" {
             text.replace("[listen]\n", "[listen]\ndrain_delay_ms = 1000\n")
-                .replace("format = \"text\"", "format = \"json\"")
-                .replace("level = \"warn\"", "level = \"info\"")
         } else {
             text
         }
     });
     let log = dir.path().join("gateway.log");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_lienthong"))
-        .args(["serve", "--config"])
-        .arg(&main)
-        .env_remove("LIENTHONG_LOG")
-        .stdout(std::process::Stdio::from(
-            std::fs::File::create(&log).expect("log"),
-        ))
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("serve");
-    let mut child = KillOnDrop(child);
-    let (lookup, admin) = {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            let found = text.lines().find_map(|l| {
-                let v: Value = serde_json::from_str(l).ok()?;
-                (v["fields"]["message"] == "gateway listening").then(|| {
-                    (
-                        v["fields"]["lookup"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_owned(),
-                        v["fields"]["admin"].as_str().unwrap_or_default().to_owned(),
-                    )
-                })
-            });
-            if let Some(f) = found {
-                break f;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "did not start: {text}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
+    let (mut child, lookup, admin) = spawn_serve(&main, &log, "info");
     lienthong::app::install_crypto();
     let http = reqwest::Client::new();
     sims.population.set_faults(Faults {

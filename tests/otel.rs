@@ -35,15 +35,6 @@ impl TraceService for Collector {
     }
 }
 
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT: &str = "00f067aa0ba902b7";
 
@@ -66,48 +57,13 @@ async fn spans_reach_the_collector_with_their_parent_links() {
     let dir = tempfile::tempdir().expect("dir");
     let main = write_config(dir.path(), &sims, |name, text| {
         if name == "gateway.toml" {
-            text.replace("format = \"text\"", "format = \"json\"")
-                .replace("level = \"warn\"", "level = \"info\"")
-                + &format!("\n[telemetry]\notlp_endpoint = \"http://{otlp}\"\n")
+            text + &format!("\n[telemetry]\notlp_endpoint = \"http://{otlp}\"\n")
         } else {
             text
         }
     });
     let log = dir.path().join("gateway.log");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_lienthong"))
-        .args(["serve", "--config"])
-        .arg(&main)
-        .env_remove("LIENTHONG_LOG")
-        .stdout(std::process::Stdio::from(
-            std::fs::File::create(&log).expect("log"),
-        ))
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("serve");
-    let mut child = KillOnDrop(child);
-    let lookup = {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            let found = text.lines().find_map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).ok()?;
-                (v["fields"]["message"] == "gateway listening").then(|| {
-                    v["fields"]["lookup"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned()
-                })
-            });
-            if let Some(f) = found {
-                break f;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "did not start: {text}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
+    let (mut child, lookup, _) = spawn_serve(&main, &log, "info");
 
     lienthong::app::install_crypto();
     let id = sims.data.samples("population.citizen", 2).expect("samples")[1].clone();

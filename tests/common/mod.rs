@@ -138,3 +138,54 @@ pub fn authed<T>(message: T) -> tonic::Request<T> {
     );
     r
 }
+
+/// A child process killed (and reaped) when dropped, so a failing test leaves none behind.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `lienthong serve --config main` as a process, JSON logs at `level` into `log`; returns it
+/// once it logged "gateway listening", with its lookup and admin addresses.
+pub fn spawn_serve(
+    main: &std::path::Path,
+    log: &std::path::Path,
+    level: &str,
+) -> (KillOnDrop, String, String) {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_lienthong"))
+        .args(["serve", "--config"])
+        .arg(main)
+        .env("LIENTHONG_LOG__FORMAT", "json")
+        .env("LIENTHONG_LOG__LEVEL", level)
+        .env_remove("LIENTHONG_LOG")
+        .stdout(std::process::Stdio::from(
+            std::fs::File::create(log).expect("log file"),
+        ))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("serve starts");
+    let child = KillOnDrop(child);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let found = text.lines().find_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).ok()?;
+            (v["fields"]["message"] == "gateway listening").then(|| {
+                let field = |k: &str| v["fields"][k].as_str().unwrap_or_default().to_owned();
+                (field("lookup"), field("admin"))
+            })
+        });
+        if let Some((lookup, admin)) = found {
+            return (child, lookup, admin);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gateway did not start:\n{text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
