@@ -211,6 +211,9 @@ pub async fn start(config: Arc<Config>) -> Result<Running, String> {
         admin::router(gateway.clone()),
         stopped.clone(),
     )];
+    tasks.push(tokio::spawn(
+        gateway.clone().run_health_checks(stopped.clone()),
+    ));
     if let Some(retention) = config.audit.retention {
         tasks.push(tokio::spawn(retain(
             store,

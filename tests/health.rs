@@ -212,3 +212,81 @@ async fn sigterm_drains_not_ready_finishes_in_flight_calls_then_exits() {
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn active_probes_follow_a_provider_down_and_back_up() {
+    let h = Harness::start_with(|name, text| {
+        if name == "connectors.toml" {
+            // Population is probed every 100 ms and is critical.
+            text.replacen("timeout_ms = 3000\n", "timeout_ms = 3000\ncritical = true\n", 1)
+                .replacen(
+                    "[connector.guard]\n",
+                    "[connector.health]\nprobe_key = \"001099000017\"\ninterval_ms = 100\n\n[connector.guard]\n",
+                    1,
+                )
+        } else {
+            text
+        }
+    })
+    .await;
+    let metric = |text: &str| {
+        text.lines()
+            .find(|l| l.starts_with("lienthong_connector_up{connector=\"population\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    };
+    let scrape = || async {
+        h.http
+            .get(format!("http://{}/metrics", h.gateway.admin_addr))
+            .send()
+            .await
+            .expect("sent")
+            .text()
+            .await
+            .expect("text")
+    };
+    let wait_for = |want: f64| async move {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            if metric(&scrape().await) == Some(want) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "connector_up never became {want}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    wait_for(1.0).await;
+    assert_eq!(readyz(&h).await.0, 200);
+    // Probes reach the provider without any lookup (an absent key answers "not found").
+    assert!(h.sims.population.calls("TraCuuThongTinCongDan") >= 1);
+    assert_eq!(
+        h.gateway
+            .gateway
+            .audit()
+            .stats()
+            .records
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+
+    h.sims.population.set_faults(Faults {
+        down: true,
+        ..Faults::default()
+    });
+    wait_for(0.0).await;
+    let (status, body) = readyz(&h).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["checks"]["critical_connectors_down"][0], "population");
+    assert!(!metric(&scrape().await).is_none());
+    assert!(
+        scrape()
+            .await
+            .contains("lienthong_connector_probe_seconds{connector=\"population\"}")
+    );
+
+    h.sims.population.set_faults(Faults::default());
+    wait_for(1.0).await;
+    assert_eq!(readyz(&h).await.0, 200);
+}

@@ -205,8 +205,10 @@ pub struct ConnectorConfig {
     pub mapping: Mapping,
     pub cache: CacheSettings,
     pub guard: GuardSettings,
-    /// Readiness depends on this connector's breaker being shut.
+    /// Readiness depends on this connector's breaker being shut (and its probe passing).
     pub critical: bool,
+    /// Active health checks: (probe key, interval).
+    pub health: Option<(String, Duration)>,
 }
 
 /// A consumer (a one-stop system) and its credentials.
@@ -1249,6 +1251,23 @@ fn connector(
             "must be at least 1 while cache.ttl_s is above 0",
         );
     }
+    let health = c.health.as_ref().and_then(|h| {
+        if h.probe_key.trim().is_empty() {
+            e.add(
+                format!("{key}.health.probe_key"),
+                "missing: a key to probe with",
+            );
+            return None;
+        }
+        if h.interval_ms < 100 {
+            e.add(format!("{key}.health.interval_ms"), "must be at least 100");
+            return None;
+        }
+        Some((
+            h.probe_key.trim().to_owned(),
+            Duration::from_millis(h.interval_ms),
+        ))
+    });
     let g = &c.guard;
     if g.max_in_flight == 0 {
         e.add(format!("{key}.guard.max_in_flight"), "must be at least 1");
@@ -1444,6 +1463,7 @@ fn connector(
         cache,
         guard,
         critical: c.critical,
+        health,
     })
 }
 

@@ -228,6 +228,18 @@ pub struct RawConnector {
     pub guard: RawGuard,
     /// Readiness fails while this connector's breaker is open.
     pub critical: bool,
+    pub health: Option<RawHealth>,
+}
+
+/// Active health checks of a provider.
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawHealth {
+    /// A key to look up; a record or "no such record" both mean the provider answers. Use a
+    /// test record: the answer is discarded.
+    pub probe_key: String,
+    /// Time between probes.
+    pub interval_ms: u64,
 }
 
 /// Protection of one provider (see docs/configuration.md).

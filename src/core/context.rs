@@ -61,6 +61,18 @@ impl CallContext {
         }
     }
 
+    /// The context of the gateway's own health probes: no procedure, dossier or officer of
+    /// a citizen's case, and saying so to the provider.
+    pub fn health_probe() -> CallContext {
+        CallContext {
+            procedure_code: "0.000000".into(),
+            dossier_id: "lienthong-health-probe".into(),
+            officer_id: "lienthong".into(),
+            agency_code: String::new(),
+            purpose: "health probe".into(),
+        }
+    }
+
     #[doc(hidden)]
     pub fn for_tests(procedure: &str, dossier: &str, officer: &str) -> CallContext {
         CallContext {

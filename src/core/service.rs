@@ -216,6 +216,21 @@ struct Route {
     connector: Connector,
     cache: RecordCache,
     guard: Guard,
+    probe: std::sync::Mutex<ProbeState>,
+}
+
+/// What the last active health probes of a provider found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProbeState {
+    /// `None` until the first probe (or with no probes configured).
+    pub up: Option<bool>,
+    pub probes: u64,
+    pub failures: u64,
+    /// When the last probe ended (Unix ms), and how long it took.
+    pub last_ms: i64,
+    pub latency_ms: i64,
+    /// Why the last failed probe failed: unavailable, refused, timeout, bad_response.
+    pub error: &'static str,
 }
 
 /// The gateway core.
@@ -438,6 +453,7 @@ impl Gateway {
                     connector,
                     cache,
                     guard,
+                    probe: std::sync::Mutex::new(ProbeState::default()),
                 },
             );
         }
@@ -508,7 +524,105 @@ impl Gateway {
         self.draining.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    /// Connectors marked critical whose breaker is open (the provider is hard down).
+    /// Probes one provider now, outside the cache and the guard: a record or "no such
+    /// record" means it answers. The answer itself is discarded.
+    pub async fn probe(&self, dataset: &str, key: &str) -> ProbeState {
+        let Some(route) = self.routes.get(dataset) else {
+            return ProbeState::default();
+        };
+        let context = CallContext::health_probe();
+        let request_id = format!("health-{}", uuid::Uuid::now_v7());
+        let traceparent = TraceContext::default().traceparent();
+        let started = std::time::Instant::now();
+        let answer = match route.dataset.key_kind.normalize(key, current_year()) {
+            Err(_) => Err("invalid_probe_key"),
+            Ok(key) => route
+                .connector
+                .fetch(&Call {
+                    key: &key,
+                    request_id: &request_id,
+                    context: &context,
+                    traceparent: &traceparent,
+                })
+                .await
+                .map(|_| ())
+                .map_err(|e| match e {
+                    UpstreamError::Unavailable(_) => "unavailable",
+                    UpstreamError::Refused(_) => "refused",
+                    UpstreamError::Timeout(_) => "timeout",
+                    UpstreamError::BadResponse(_) => "bad_response",
+                }),
+        };
+        let mut state = route.probe.lock().unwrap_or_else(|p| p.into_inner());
+        state.probes += 1;
+        state.last_ms = now_ms();
+        state.latency_ms = started.elapsed().as_millis() as i64;
+        match answer {
+            Ok(()) => {
+                state.up = Some(true);
+                state.error = "";
+            }
+            Err(why) => {
+                state.up = Some(false);
+                state.failures += 1;
+                state.error = why;
+                tracing::warn!(
+                    connector = route.connector.name(),
+                    error = why,
+                    "health probe failed"
+                );
+            }
+        }
+        state.clone()
+    }
+
+    /// Probes every connector that has `[connector.health]`, each at its own interval, until
+    /// `stop` turns true.
+    pub async fn run_health_checks(self: Arc<Self>, stop: tokio::sync::watch::Receiver<bool>) {
+        let mut checks = Vec::new();
+        for c in &self.config.connectors {
+            let Some((key, every)) = c.health.clone() else {
+                continue;
+            };
+            let (gateway, dataset, mut stop) = (self.clone(), c.dataset.clone(), stop.clone());
+            checks.push(tokio::spawn(async move {
+                loop {
+                    gateway.probe(&dataset, &key).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(every) => {}
+                        _ = stop.wait_for(|s| *s) => return,
+                    }
+                }
+            }));
+        }
+        for c in checks {
+            let _ = c.await;
+        }
+    }
+
+    /// Each probed connector's state: (connector, state).
+    pub fn probes(&self) -> Vec<(String, ProbeState)> {
+        let mut out: Vec<_> = self
+            .config
+            .connectors
+            .iter()
+            .filter(|c| c.health.is_some())
+            .filter_map(|c| {
+                let route = self.routes.get(c.dataset.as_str())?;
+                let state = route
+                    .probe
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                Some((c.name.clone(), state))
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Connectors marked critical whose breaker is open or whose last probe failed (the
+    /// provider is hard down).
     pub fn critical_down(&self) -> Vec<String> {
         let mut down: Vec<String> = self
             .config
@@ -517,7 +631,10 @@ impl Gateway {
             .filter(|c| c.critical)
             .filter_map(|c| {
                 let route = self.routes.get(c.dataset.as_str())?;
-                (route.guard.status().breaker == crate::upstream::guard::BreakerState::Open)
+                let probe_down =
+                    route.probe.lock().unwrap_or_else(|p| p.into_inner()).up == Some(false);
+                (route.guard.status().breaker == crate::upstream::guard::BreakerState::Open
+                    || probe_down)
                     .then(|| c.name.clone())
             })
             .collect();
@@ -568,6 +685,36 @@ impl Gateway {
             "lienthong_upstream_waiting",
             "Calls waiting for provider capacity or an in-flight slot, per connector.",
             &by(&|s, _| s.waiting as f64),
+        );
+        let probes = self.probes();
+        render_gauge(
+            &mut out,
+            "lienthong_connector_up",
+            "Last active health probe per probed connector: 1 answered, 0 failed.",
+            &probes
+                .iter()
+                .filter_map(|(name, p)| {
+                    Some((
+                        label_text(&["connector"], std::slice::from_ref(name)),
+                        if p.up? { 1.0 } else { 0.0 },
+                    ))
+                })
+                .collect::<Vec<_>>(),
+        );
+        render_gauge(
+            &mut out,
+            "lienthong_connector_probe_seconds",
+            "How long the last active health probe took, per probed connector.",
+            &probes
+                .iter()
+                .filter(|(_, p)| p.up.is_some())
+                .map(|(name, p)| {
+                    (
+                        label_text(&["connector"], std::slice::from_ref(name)),
+                        p.latency_ms as f64 / 1000.0,
+                    )
+                })
+                .collect::<Vec<_>>(),
         );
         let mut rejected = Vec::new();
         let mut retries = Vec::new();
