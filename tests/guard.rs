@@ -347,3 +347,102 @@ async fn the_callers_grpc_deadline_bounds_the_provider_call() {
         records[0].entry
     );
 }
+
+#[tokio::test]
+async fn admin_roles_limit_what_each_credential_may_do() {
+    let h = Harness::start().await;
+    let admin = format!("http://{}", h.gateway.admin_addr);
+    let get = |path: &str, token: &'static str| {
+        h.http
+            .get(format!("{admin}{path}"))
+            .bearer_auth(token)
+            .send()
+    };
+    let purge = |dataset: &str, token: &'static str| {
+        h.http
+            .post(format!("{admin}/admin/v1/cache/purge"))
+            .bearer_auth(token)
+            .json(&json!({ "dataset": dataset }))
+            .send()
+    };
+    // The auditor reads the trail, and nothing else.
+    assert_eq!(
+        get("/admin/v1/audit/records", "demo-auditor-token")
+            .await
+            .expect("sent")
+            .status(),
+        200
+    );
+    let refused = get("/admin/v1/breakers", "demo-auditor-token")
+        .await
+        .expect("sent");
+    assert_eq!(refused.status(), 403);
+    let body: Value = refused.json().await.expect("json");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("operator or provider"),
+        "{body}"
+    );
+    assert_eq!(
+        purge("land.parcel", "demo-auditor-token")
+            .await
+            .expect("sent")
+            .status(),
+        403
+    );
+
+    // The land registry's credential sees and purges only land.
+    let b: Value = get("/admin/v1/breakers", "demo-land-provider-token")
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    let names: Vec<&str> = b["connectors"]
+        .as_array()
+        .expect("connectors")
+        .iter()
+        .map(|c| c["connector"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(names, ["land"]);
+    assert_eq!(
+        purge("land.parcel", "demo-land-provider-token")
+            .await
+            .expect("sent")
+            .status(),
+        200
+    );
+    let other = purge("population.citizen", "demo-land-provider-token")
+        .await
+        .expect("sent");
+    assert_eq!(other.status(), 403);
+    assert_eq!(
+        get("/admin/v1/audit/records", "demo-land-provider-token")
+            .await
+            .expect("sent")
+            .status(),
+        403
+    );
+
+    // The operator may do all of it; the purge is recorded under the credential's name.
+    let all: Value = get("/admin/v1/breakers", "demo-operator-token")
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(all["connectors"].as_array().expect("connectors").len(), 3);
+    let audit = h.gateway.gateway.audit();
+    let purgers: Vec<String> = audit
+        .store()
+        .scan(audit.instance(), 0, 100)
+        .await
+        .expect("scan")
+        .into_iter()
+        .filter(|r| r.entry.action == "cache_purge")
+        .map(|r| r.entry.actor)
+        .collect();
+    assert_eq!(purgers, ["demo-land-registry"]);
+}

@@ -223,6 +223,25 @@ pub struct Consumer {
     pub quota: Option<QuotaSpec>,
 }
 
+/// What an admin credential may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminRole {
+    /// Everything.
+    Operator,
+    /// Audit queries only.
+    Auditor,
+    /// Only the datasets this agency owns: their cache and their providers' state.
+    Provider { agency: String },
+}
+
+/// A named admin credential (its token stored as SHA-256).
+#[derive(Debug, Clone)]
+pub struct AdminToken {
+    pub name: String,
+    pub hash: [u8; 32],
+    pub role: AdminRole,
+}
+
 /// The audit trail's settings and keys.
 #[derive(Clone)]
 pub struct AuditConfig {
@@ -358,6 +377,8 @@ pub struct Config {
     pub batch_concurrency: usize,
     pub context_rules: ContextRules,
     pub operator_token_hashes: Vec<[u8; 32]>,
+    /// Admin credentials with roles (operator tokens included, unnamed).
+    pub admin_tokens: Vec<AdminToken>,
     pub datasets: Vec<Arc<Dataset>>,
     pub connectors: Vec<ConnectorConfig>,
     pub consumers: Vec<Consumer>,
@@ -719,6 +740,58 @@ fn validate(
             ),
         }
     }
+    let mut admin_tokens: Vec<AdminToken> = operator_token_hashes
+        .iter()
+        .map(|hash| AdminToken {
+            name: format!("operator:{}", hex::encode(&hash[..4])),
+            hash: *hash,
+            role: AdminRole::Operator,
+        })
+        .collect();
+    for (i, t) in main.admin.token.iter().enumerate() {
+        let key = format!("admin.token[{i}]");
+        let Some(hash) = sha256_hex(&t.sha256) else {
+            e.add(format!("{key}.sha256"), "must be 64 hex digits (a SHA-256)");
+            continue;
+        };
+        if t.name.trim().is_empty() {
+            e.add(format!("{key}.name"), "must name who holds the token");
+        }
+        let role = match (t.role.as_str(), &t.agency) {
+            ("operator", None) => AdminRole::Operator,
+            ("auditor", None) => AdminRole::Auditor,
+            ("provider", Some(agency)) if !agency.trim().is_empty() => AdminRole::Provider {
+                agency: agency.trim().to_owned(),
+            },
+            ("provider", _) => {
+                e.add(format!("{key}.agency"), "a provider token names its agency");
+                continue;
+            }
+            ("operator" | "auditor", Some(_)) => {
+                e.add(
+                    format!("{key}.agency"),
+                    "only provider tokens name an agency",
+                );
+                continue;
+            }
+            (other, _) => {
+                e.add(
+                    format!("{key}.role"),
+                    format!("{other:?} is not \"operator\", \"auditor\" or \"provider\""),
+                );
+                continue;
+            }
+        };
+        if admin_tokens.iter().any(|a| a.hash == hash) {
+            e.add(format!("{key}.sha256"), "this token is already configured");
+            continue;
+        }
+        admin_tokens.push(AdminToken {
+            name: t.name.trim().to_owned(),
+            hash,
+            role,
+        });
+    }
     let instance_id = main
         .instance_id
         .filter(|s| !s.trim().is_empty())
@@ -989,7 +1062,8 @@ fn validate(
         max_batch_items: main.limits.max_batch_items,
         batch_concurrency: main.limits.batch_concurrency,
         context_rules: rules,
-        operator_token_hashes,
+        operator_token_hashes: operator_token_hashes.clone(),
+        admin_tokens,
         datasets,
         connectors,
         consumers,

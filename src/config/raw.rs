@@ -198,6 +198,20 @@ pub struct RawContextRules {
 pub struct RawAdmin {
     /// SHA-256 (hex) of each operator token accepted on the admin listener.
     pub operator_token_sha256: Vec<String>,
+    /// Named admin credentials with a role.
+    pub token: Vec<RawAdminToken>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawAdminToken {
+    /// Who holds it, as the audit trail names them.
+    pub name: String,
+    pub sha256: String,
+    /// "operator", "auditor" or "provider".
+    pub role: String,
+    /// For a provider: the agency whose datasets it manages (a dataset's owner).
+    pub agency: Option<String>,
 }
 
 /// The connectors file.

@@ -2,6 +2,7 @@
 //! under `/admin/v1/` the operator's API, which needs an operator token from the start.
 
 use crate::audit::query::{self, Filters};
+use crate::config::{AdminRole, AdminToken};
 use crate::core::error::{ErrorCode, LookupError};
 use crate::core::service::Gateway;
 use axum::extract::{Query, State};
@@ -80,9 +81,9 @@ async fn readyz(State(g): State<Arc<Gateway>>) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// The operator behind a token: `operator:` and the first bytes of the token's hash, so
-/// records tell operators apart without holding their tokens.
-fn operator(gateway: &Gateway, headers: &HeaderMap) -> Result<String, LookupError> {
+/// The admin credential behind `Authorization: Bearer <token>`, compared by SHA-256 without
+/// an early exit.
+fn admin(gateway: &Gateway, headers: &HeaderMap) -> Result<AdminToken, LookupError> {
     let token = super::bearer(
         headers
             .get(header::AUTHORIZATION)
@@ -91,26 +92,60 @@ fn operator(gateway: &Gateway, headers: &HeaderMap) -> Result<String, LookupErro
     .ok_or_else(|| {
         LookupError::new(
             ErrorCode::Unauthenticated,
-            "send Authorization: Bearer <operator token>",
+            "send Authorization: Bearer <admin token>",
         )
     })?;
     let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-    let mut found = false;
-    for hash in &gateway.config().operator_token_hashes {
+    let mut found = None;
+    for t in &gateway.config().admin_tokens {
         // No early exit: the time taken does not say which token was close.
-        found |= hash
+        if t.hash
             .iter()
             .zip(&digest)
             .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
+            == 0
+        {
+            found = Some(t.clone());
+        }
     }
-    if found {
-        Ok(format!("operator:{}", hex::encode(&digest[..4])))
+    found.ok_or_else(|| {
+        LookupError::new(
+            ErrorCode::Unauthenticated,
+            "the admin token is not recognised",
+        )
+    })
+}
+
+/// Refuses a credential whose role is not among `allowed` (named in the message).
+fn require(who: &AdminToken, allowed: &[&str]) -> Result<(), LookupError> {
+    let role = match who.role {
+        AdminRole::Operator => "operator",
+        AdminRole::Auditor => "auditor",
+        AdminRole::Provider { .. } => "provider",
+    };
+    if allowed.contains(&role) {
+        Ok(())
     } else {
         Err(LookupError::new(
-            ErrorCode::Unauthenticated,
-            "the operator token is not recognised",
+            ErrorCode::PermissionDenied,
+            format!(
+                "{role} credentials cannot do this; it needs: {}",
+                allowed.join(" or ")
+            ),
         ))
+    }
+}
+
+/// Whether this credential may manage `dataset` (operators all; providers those their
+/// agency owns).
+fn manages(g: &Gateway, who: &AdminToken, dataset: &str) -> bool {
+    match &who.role {
+        AdminRole::Operator => true,
+        AdminRole::Auditor => false,
+        AdminRole::Provider { agency } => g
+            .config()
+            .dataset(dataset)
+            .is_some_and(|d| d.owner == agency),
     }
 }
 
@@ -169,10 +204,11 @@ async fn read(
 ) -> Response {
     let request_id = super::request_id();
     let fail = |e: LookupError| super::rest::problem(&e, &request_id);
-    let actor = match operator(g, headers) {
-        Ok(a) => a,
-        Err(e) => return fail(e),
-    };
+    let actor =
+        match admin(g, headers).and_then(|w| require(&w, &["operator", "auditor"]).map(|()| w)) {
+            Ok(w) => w.name,
+            Err(e) => return fail(e),
+        };
     let filters: Filters = match params {
         Ok(Query(p)) => p.into(),
         Err(e) => return fail(LookupError::new(ErrorCode::InvalidRequest, e.body_text())),
@@ -218,16 +254,32 @@ async fn read(
     .into_response()
 }
 
-/// Each connector's guard: breaker state, load, and what it refused.
+/// Each connector's guard (breaker state, load, refusals) and active health probe; a
+/// provider credential sees its own agency's connectors only.
 async fn breakers(State(g): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
-    if let Err(e) = operator(&g, &headers) {
-        return super::rest::problem(&e, &super::request_id());
-    }
+    let who = match admin(&g, &headers)
+        .and_then(|w| require(&w, &["operator", "provider"]).map(|()| w))
+    {
+        Ok(w) => w,
+        Err(e) => return super::rest::problem(&e, &super::request_id()),
+    };
+    let probes = g.probes();
     let connectors: Vec<_> = g
         .guards()
         .into_iter()
+        .filter(|(_, dataset, _, _)| manages(&g, &who, dataset))
         .map(
             |(name, dataset, s, [calls, attempts, retries, open, busy])| {
+                let probe = probes.iter().find(|(n, _)| *n == name).map(|(_, p)| {
+                    json!({
+                        "up": p.up,
+                        "probes": p.probes,
+                        "failures": p.failures,
+                        "last": crate::domain::date::iso_ms(p.last_ms),
+                        "latency_ms": p.latency_ms,
+                        "error": p.error,
+                    })
+                });
                 json!({
                     "connector": name,
                     "dataset": dataset,
@@ -243,6 +295,7 @@ async fn breakers(State(g): State<Arc<Gateway>>, headers: HeaderMap) -> Response
                     "retries": retries,
                     "rejected_breaker_open": open,
                     "rejected_capacity": busy,
+                    "health_probe": probe,
                 })
             },
         )
@@ -265,10 +318,13 @@ async fn purge(
 ) -> Response {
     let request_id = super::request_id();
     let fail = |e: LookupError| super::rest::problem(&e, &request_id);
-    let actor = match operator(&g, &headers) {
-        Ok(a) => a,
+    let who = match admin(&g, &headers)
+        .and_then(|w| require(&w, &["operator", "provider"]).map(|()| w))
+    {
+        Ok(w) => w,
         Err(e) => return fail(e),
     };
+    let actor = who.name.clone();
     let body: PurgeBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
         Err(e) => {
@@ -278,6 +334,12 @@ async fn purge(
             ));
         }
     };
+    if g.config().dataset(&body.dataset).is_some() && !manages(&g, &who, &body.dataset) {
+        return fail(LookupError::new(
+            ErrorCode::PermissionDenied,
+            format!("{} belongs to another agency", body.dataset),
+        ));
+    }
     let held = match g.purge(&body.dataset, body.key.as_deref()).await {
         Ok(n) => n,
         Err(e) => return fail(e),
