@@ -45,6 +45,8 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Operate a running gateway through its admin listener.
+    Admin(AdminArgs),
     /// Make a private CA, a server certificate and client certificates for mTLS (a pilot
     /// or a test). Existing files are kept: run it again to add clients under the same CA.
     Certs {
@@ -109,6 +111,38 @@ enum AuditCommand {
         officer: Option<String>,
         #[command(flatten)]
         page: PageArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct AdminArgs {
+    /// The admin listener, e.g. http://127.0.0.1:9090 (else listen.admin of the config).
+    #[arg(long, global = true)]
+    admin: Option<String>,
+    /// An admin token (else LIENTHONG_ADMIN_TOKEN).
+    #[arg(
+        long,
+        global = true,
+        env = "LIENTHONG_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
+    #[arg(long, global = true, env = "LIENTHONG_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Each provider's circuit breaker, load and health probe.
+    Breakers,
+    /// Forget cached records of a dataset, or of one key.
+    Purge {
+        #[arg(long)]
+        dataset: String,
+        #[arg(long)]
+        key: Option<String>,
     },
 }
 
@@ -206,6 +240,7 @@ async fn main() -> ExitCode {
         },
         Command::Sim(args) => run_sim(args).await,
         Command::Audit { command } => audit(command).await,
+        Command::Admin(args) => admin(args).await,
         Command::Certs {
             out,
             server_names,
@@ -225,6 +260,74 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+async fn admin(args: AdminArgs) -> Result<(), String> {
+    lienthong::app::install_crypto();
+    let base = match args.admin {
+        Some(a) => a.trim_end_matches('/').to_owned(),
+        None => format!("http://{}", load(args.config)?.admin_addr),
+    };
+    let token = args
+        .token
+        .ok_or("an admin token is needed: --token or LIENTHONG_ADMIN_TOKEN")?;
+    let http = reqwest::Client::new();
+    let request = match &args.command {
+        AdminCommand::Breakers => http.get(format!("{base}/admin/v1/breakers")),
+        AdminCommand::Purge { dataset, key } => http
+            .post(format!("{base}/admin/v1/cache/purge"))
+            .json(&serde_json::json!({ "dataset": dataset, "key": key })),
+    };
+    let response = request
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|e| format!("{base}: {e}"))?;
+    let status = response.status();
+    let body: serde_json::Value = response
+        .json()
+        .await
+        .map_err(|e| format!("{base}: not a JSON answer: {e}"))?;
+    if !status.is_success() {
+        return Err(format!(
+            "{status}: {}",
+            body["detail"].as_str().unwrap_or("refused")
+        ));
+    }
+    match args.command {
+        AdminCommand::Breakers => {
+            println!(
+                "{:<14} {:<20} {:<10} {:>8} {:>8} {:>9} {:>8}  probe",
+                "connector", "dataset", "breaker", "calls", "retries", "in flight", "refused"
+            );
+            for c in body["connectors"].as_array().into_iter().flatten() {
+                let n = |k: &str| c[k].as_u64().unwrap_or(0);
+                let probe = match c["health_probe"]["up"].as_bool() {
+                    Some(true) => "up",
+                    Some(false) => "down",
+                    None => "-",
+                };
+                println!(
+                    "{:<14} {:<20} {:<10} {:>8} {:>8} {:>9} {:>8}  {probe}",
+                    c["connector"].as_str().unwrap_or(""),
+                    c["dataset"].as_str().unwrap_or(""),
+                    c["breaker"].as_str().unwrap_or(""),
+                    n("calls"),
+                    n("retries"),
+                    n("in_flight"),
+                    n("rejected_breaker_open") + n("rejected_capacity"),
+                );
+            }
+        }
+        AdminCommand::Purge { dataset, key } => match key {
+            Some(_) => println!("purged one key of {dataset}"),
+            None => println!(
+                "purged {dataset} ({} records were held)",
+                body["records_held_before"]
+            ),
+        },
+    }
+    Ok(())
 }
 
 async fn audit(command: AuditCommand) -> Result<(), String> {

@@ -446,3 +446,76 @@ async fn admin_roles_limit_what_each_credential_may_do() {
         .collect();
     assert_eq!(purgers, ["demo-land-registry"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_command_shows_breakers_and_purges() {
+    let h = Harness::start().await;
+    let id = h.sample("population.citizen");
+    assert_eq!(h.get(&format!("/v1/citizens/{id}")).await.status(), 200);
+    let admin = format!("http://{}", h.gateway.admin_addr);
+    let run = |args: Vec<String>, token: &'static str| {
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_lienthong"))
+                .arg("admin")
+                .args(args)
+                .env("LIENTHONG_ADMIN_TOKEN", token)
+                .env_remove("LIENTHONG_CONFIG")
+                .output()
+                .expect("runs")
+        })
+    };
+    let out = run(
+        vec!["--admin".into(), admin.clone(), "breakers".into()],
+        "demo-operator-token",
+    )
+    .await
+    .expect("task");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let population = text
+        .lines()
+        .find(|l| l.starts_with("population"))
+        .expect("row");
+    assert!(population.contains("closed"), "{text}");
+    assert_eq!(
+        population.split_whitespace().nth(3),
+        Some("1"),
+        "one provider call: {text}"
+    );
+
+    let out = run(
+        vec![
+            "--admin".into(),
+            admin.clone(),
+            "purge".into(),
+            "--dataset".into(),
+            "population.citizen".into(),
+        ],
+        "demo-operator-token",
+    )
+    .await
+    .expect("task");
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 records were held"));
+    assert_eq!(
+        h.get(&format!("/v1/citizens/{id}")).await.headers()["x-cache"],
+        "miss"
+    );
+
+    let out = run(
+        vec!["--admin".into(), admin, "breakers".into()],
+        "demo-auditor-token",
+    )
+    .await
+    .expect("task");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("403"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -812,6 +812,7 @@ impl Gateway {
         let route = self.routes.get(dataset).ok_or_else(|| {
             LookupError::new(ErrorCode::UnknownDataset, format!("no dataset {dataset:?}"))
         })?;
+        route.cache.settle().await;
         let before = route.cache.len();
         match key {
             None => route.cache.purge_all(),
