@@ -4,6 +4,7 @@ use crate::audit::sqlite::SqliteStore;
 use crate::audit::store::AuditStore;
 use crate::audit::writer::AuditLog;
 use crate::config::Config;
+use crate::core::live::Live;
 use crate::core::service::Gateway;
 use crate::proto::lienthong::lookup_service_server::LookupServiceServer;
 use crate::transport::{admin, grpc::LookupApi, rest};
@@ -22,7 +23,7 @@ pub fn install_crypto() {
 pub struct Running {
     pub lookup_addr: SocketAddr,
     pub admin_addr: SocketAddr,
-    pub gateway: Arc<Gateway>,
+    pub live: Arc<Live>,
     stop_lookup: watch::Sender<bool>,
     stop_rest: watch::Sender<bool>,
     lookup_task: JoinHandle<()>,
@@ -33,12 +34,17 @@ pub struct Running {
 }
 
 impl Running {
+    /// The core version serving now.
+    pub fn gateway(&self) -> Arc<Gateway> {
+        self.live.current()
+    }
+
     /// Drains: readiness turns false and gRPC health says NOT_SERVING; after the drain delay
     /// the lookup listener stops accepting and its in-flight calls finish; then the admin
     /// listener closes and the audit writer commits what is queued and signs the head.
     /// Returns when all of that is done.
     pub async fn shutdown(self) {
-        self.gateway.start_draining();
+        self.live.current().start_draining();
         self.health
             .set_not_serving::<LookupServiceServer<LookupApi>>()
             .await;
@@ -53,7 +59,7 @@ impl Running {
             let _ = t.await;
         }
         // The last handle on the core: dropping it closes the audit queue.
-        drop(self.gateway);
+        drop(self.live);
         if tokio::time::timeout(std::time::Duration::from_secs(30), self.audit_writer)
             .await
             .is_err()
@@ -165,7 +171,7 @@ pub async fn start(config: Arc<Config>) -> Result<Running, String> {
     )
     .await
     .map_err(|e| e.to_string())?;
-    let gateway = Arc::new(Gateway::new(config.clone(), audit)?);
+    let live = Live::new(Gateway::new(config.clone(), audit)?);
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
@@ -186,13 +192,12 @@ pub async fn start(config: Arc<Config>) -> Result<Running, String> {
     let reflection_v1alpha = reflection()
         .build_v1alpha()
         .map_err(|e| format!("reflection: {e}"))?;
-    let grpc =
-        tonic::service::Routes::new(LookupServiceServer::new(LookupApi::new(gateway.clone())))
-            .add_service(health)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .into_axum_router();
-    let lookup_router = rest::router(gateway.clone()).merge(grpc);
+    let grpc = tonic::service::Routes::new(LookupServiceServer::new(LookupApi::new(live.clone())))
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .into_axum_router();
+    let lookup_router = rest::router(live.clone()).merge(grpc);
 
     let lookup = bind(config.lookup_addr, "lookup").await?;
     let admin_listener = bind(config.admin_addr, "admin").await?;
@@ -208,11 +213,11 @@ pub async fn start(config: Arc<Config>) -> Result<Running, String> {
     };
     let mut tasks = vec![serve(
         admin_listener,
-        admin::router(gateway.clone()),
+        admin::router(live.clone()),
         stopped.clone(),
     )];
     tasks.push(tokio::spawn(
-        gateway.clone().run_health_checks(stopped.clone()),
+        live.clone().run_health_checks(stopped.clone()),
     ));
     if let Some(retention) = config.audit.retention {
         tasks.push(tokio::spawn(retain(
@@ -238,7 +243,7 @@ pub async fn start(config: Arc<Config>) -> Result<Running, String> {
     Ok(Running {
         lookup_addr,
         admin_addr,
-        gateway,
+        live,
         stop_lookup,
         stop_rest,
         lookup_task,

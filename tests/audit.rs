@@ -29,7 +29,7 @@ async fn harness() -> Harness {
 }
 
 async fn chain(h: &Harness) -> Vec<Chained> {
-    let audit = h.gateway.gateway.audit();
+    let audit = h.gateway.gateway().audit_handle();
     audit
         .store()
         .scan(audit.instance(), 0, 100_000)
@@ -270,10 +270,14 @@ async fn every_outcome_leaves_exactly_one_record_and_no_personal_data() {
     );
 
     // The chain verifies; the store holds none of the keys or names that were served.
-    let keys = h.gateway.gateway.config().audit.verify_keys.clone();
-    verify(h.gateway.gateway.audit().store(), &keys, |_, _, _| {})
-        .await
-        .expect("verifies");
+    let keys = h.gateway.gateway().config().audit.verify_keys.clone();
+    verify(
+        h.gateway.gateway().audit_handle().store(),
+        &keys,
+        |_, _, _| {},
+    )
+    .await
+    .expect("verifies");
     let mut bytes = Vec::new();
     for file in ["audit.db", "audit.db-wal"] {
         if let Ok(b) = std::fs::read(h.dir.path().join("data").join(file)) {
@@ -313,7 +317,8 @@ async fn concurrent_lookups_share_commits() {
     });
     let served = futures::future::join_all(calls).await;
     assert!(served.iter().all(|ok| *ok));
-    let stats = h.gateway.gateway.audit().stats();
+    let audit = h.gateway.gateway().audit_handle();
+    let stats = audit.stats();
     let (commits, records) = (
         stats.commits.load(Ordering::Relaxed),
         stats.records.load(Ordering::Relaxed),
@@ -340,7 +345,7 @@ async fn finished_trail(n: usize) -> (tempfile::TempDir, HashMap<String, Vec<u8>
     for id in &ids {
         assert_eq!(h.get(&format!("/v1/citizens/{id}")).await.status(), 200);
     }
-    let keys = h.gateway.gateway.config().audit.verify_keys.clone();
+    let keys = h.gateway.gateway().config().audit.verify_keys.clone();
     let Harness { gateway, dir, .. } = h;
     gateway.shutdown().await;
     (dir, keys)
@@ -648,10 +653,14 @@ async fn a_failing_store_refuses_lookups_or_serves_and_records_the_gap_as_config
         } else {
             assert_eq!(actions, ["fetch", "fetch"]);
         }
-        let keys = h.gateway.gateway.config().audit.verify_keys.clone();
-        verify(h.gateway.gateway.audit().store(), &keys, |_, _, _| {})
-            .await
-            .expect("the chain is whole");
+        let keys = h.gateway.gateway().config().audit.verify_keys.clone();
+        verify(
+            h.gateway.gateway().audit_handle().store(),
+            &keys,
+            |_, _, _| {},
+        )
+        .await
+        .expect("the chain is whole");
     }
 }
 

@@ -296,7 +296,7 @@ async fn an_operator_purges_a_key_or_a_dataset_and_the_purge_is_recorded() {
         .expect("sent");
     assert_eq!(bad.status(), 404);
 
-    let audit = h.gateway.gateway.audit();
+    let audit = h.gateway.gateway().audit_handle();
     let purges = audit
         .store()
         .scan(audit.instance(), 0, 1000)
@@ -333,7 +333,7 @@ async fn the_callers_grpc_deadline_bounds_the_provider_call() {
         started.elapsed() < Duration::from_millis(1500),
         "answered before the provider"
     );
-    let audit = h.gateway.gateway.audit();
+    let audit = h.gateway.gateway().audit_handle();
     let records = audit
         .store()
         .scan(audit.instance(), 0, 10)
@@ -434,7 +434,7 @@ async fn admin_roles_limit_what_each_credential_may_do() {
         .await
         .expect("json");
     assert_eq!(all["connectors"].as_array().expect("connectors").len(), 3);
-    let audit = h.gateway.gateway.audit();
+    let audit = h.gateway.gateway().audit_handle();
     let purgers: Vec<String> = audit
         .store()
         .scan(audit.instance(), 0, 100)

@@ -263,7 +263,7 @@ async fn active_probes_follow_a_provider_down_and_back_up() {
     assert!(h.sims.population.calls("TraCuuThongTinCongDan") >= 1);
     assert_eq!(
         h.gateway
-            .gateway
+            .gateway()
             .audit()
             .stats()
             .records

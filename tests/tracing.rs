@@ -10,7 +10,7 @@ const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_PARENT: &str = "00f067aa0ba902b7";
 
 async fn trace_ids(h: &Harness) -> Vec<String> {
-    let audit = h.gateway.gateway.audit();
+    let audit = h.gateway.gateway().audit_handle();
     audit
         .store()
         .scan(audit.instance(), 0, 100)

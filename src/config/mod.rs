@@ -207,6 +207,9 @@ pub struct ConnectorConfig {
     pub guard: GuardSettings,
     /// Readiness depends on this connector's breaker being shut (and its probe passing).
     pub critical: bool,
+    /// SHA-256 of everything configured for this connector: a reload keeps the running
+    /// connector (its cache, guard and probe state) when this is unchanged.
+    pub fingerprint: String,
     /// Active health checks: (probe key, interval).
     pub health: Option<(String, Duration)>,
 }
@@ -361,6 +364,8 @@ impl ProcedurePattern {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub source: String,
+    /// Where the config was read from, so it can be read again (a reload).
+    pub origin: Source,
     pub instance_id: String,
     pub lookup_addr: SocketAddr,
     pub admin_addr: SocketAddr,
@@ -1049,6 +1054,7 @@ fn validate(
         .collect();
 
     Config {
+        origin: source.clone(),
         source: main_name,
         instance_id,
         lookup_addr,
@@ -1307,6 +1313,9 @@ fn connector(
     e: &mut Errors<'_>,
 ) -> Option<ConnectorConfig> {
     let before = e.all.len();
+    let fingerprint = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+        format!("{c:?}").as_bytes(),
+    ));
     if c.name.trim().is_empty() {
         e.add(format!("{key}.name"), "must not be empty");
     }
@@ -1538,6 +1547,7 @@ fn connector(
         guard,
         critical: c.critical,
         health,
+        fingerprint,
     })
 }
 

@@ -4,5 +4,6 @@
 pub mod context;
 pub mod dataset;
 pub mod error;
+pub mod live;
 pub mod record;
 pub mod service;

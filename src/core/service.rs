@@ -212,6 +212,8 @@ pub struct Lookup {
 }
 
 struct Route {
+    /// The connector config's fingerprint: a reload keeps this route when it is unchanged.
+    fingerprint: String,
     dataset: Arc<Dataset>,
     connector: Connector,
     cache: RecordCache,
@@ -236,14 +238,15 @@ pub struct ProbeState {
 /// The gateway core.
 pub struct Gateway {
     config: Arc<Config>,
-    routes: HashMap<&'static str, Route>,
+    routes: HashMap<&'static str, Arc<Route>>,
     /// Each consumer's overall quota, by consumer id.
     consumer_limits: HashMap<String, Limiter>,
     /// Each grant's quota, by the grant's position in the config.
     grant_limits: HashMap<usize, Limiter>,
-    audit: AuditLog,
-    metrics: Metrics,
-    draining: std::sync::atomic::AtomicBool,
+    audit: Arc<AuditLog>,
+    metrics: Arc<Metrics>,
+    draining: Arc<std::sync::atomic::AtomicBool>,
+    http: reqwest::Client,
 }
 
 /// What the request path learned about one call, for its audit record.
@@ -436,25 +439,83 @@ impl Gateway {
             .pool_max_idle_per_host(64)
             .build()
             .map_err(|e| format!("http client: {e}"))?;
+        Gateway::build(
+            config,
+            Arc::new(audit),
+            Arc::default(),
+            Arc::default(),
+            http,
+            &HashMap::new(),
+        )
+    }
+
+    /// The core for a new configuration, sharing this one's audit writer, metrics and
+    /// drain flag, and keeping each connector whose configuration did not change (its cache,
+    /// guard and probe state go on). Quotas start afresh.
+    pub fn next(&self, config: Arc<Config>) -> Result<Gateway, String> {
+        Gateway::build(
+            config,
+            self.audit.clone(),
+            self.metrics.clone(),
+            self.draining.clone(),
+            self.http.clone(),
+            &self.routes,
+        )
+    }
+
+    /// Which connectors `next` would keep and which it would build anew.
+    pub fn connector_changes(&self, config: &Config) -> (Vec<String>, Vec<String>) {
+        let mut kept = Vec::new();
+        let mut rebuilt = Vec::new();
+        for c in &config.connectors {
+            let same = self
+                .routes
+                .get(c.dataset.as_str())
+                .is_some_and(|r| r.fingerprint == c.fingerprint);
+            if same {
+                kept.push(c.name.clone())
+            } else {
+                rebuilt.push(c.name.clone())
+            }
+        }
+        (kept, rebuilt)
+    }
+
+    fn build(
+        config: Arc<Config>,
+        audit: Arc<AuditLog>,
+        metrics: Arc<Metrics>,
+        draining: Arc<std::sync::atomic::AtomicBool>,
+        http: reqwest::Client,
+        previous: &HashMap<&'static str, Arc<Route>>,
+    ) -> Result<Gateway, String> {
         let mut routes = HashMap::new();
         for c in &config.connectors {
             let dataset = config
                 .dataset(&c.dataset)
                 .ok_or_else(|| format!("unknown dataset {}", c.dataset))?
                 .clone();
+            if let Some(kept) = previous
+                .get(dataset.name)
+                .filter(|r| r.fingerprint == c.fingerprint)
+            {
+                routes.insert(dataset.name, kept.clone());
+                continue;
+            }
             let connector = Connector::new(c.clone(), dataset.clone(), http.clone())
                 .map_err(|e| format!("connector {}: {e}", c.name))?;
             let cache = RecordCache::new(c.cache);
             let guard = Guard::new(c.guard.clone(), c.timeout);
             routes.insert(
                 dataset.name,
-                Route {
+                Arc::new(Route {
+                    fingerprint: c.fingerprint.clone(),
                     dataset,
                     connector,
                     cache,
                     guard,
                     probe: std::sync::Mutex::new(ProbeState::default()),
-                },
+                }),
             );
         }
         let consumer_limits = config
@@ -474,8 +535,9 @@ impl Gateway {
             consumer_limits,
             grant_limits,
             audit,
-            metrics: Metrics::default(),
-            draining: std::sync::atomic::AtomicBool::new(false),
+            metrics,
+            draining,
+            http,
         })
     }
 
@@ -485,6 +547,11 @@ impl Gateway {
 
     pub fn audit(&self) -> &AuditLog {
         &self.audit
+    }
+
+    /// The audit writer's handle, shared by every version of the core.
+    pub fn audit_handle(&self) -> Arc<AuditLog> {
+        self.audit.clone()
     }
 
     /// Each connector's guard: (connector, dataset, status, calls, attempts, retries).
@@ -574,30 +641,6 @@ impl Gateway {
             }
         }
         state.clone()
-    }
-
-    /// Probes every connector that has `[connector.health]`, each at its own interval, until
-    /// `stop` turns true.
-    pub async fn run_health_checks(self: Arc<Self>, stop: tokio::sync::watch::Receiver<bool>) {
-        let mut checks = Vec::new();
-        for c in &self.config.connectors {
-            let Some((key, every)) = c.health.clone() else {
-                continue;
-            };
-            let (gateway, dataset, mut stop) = (self.clone(), c.dataset.clone(), stop.clone());
-            checks.push(tokio::spawn(async move {
-                loop {
-                    gateway.probe(&dataset, &key).await;
-                    tokio::select! {
-                        _ = tokio::time::sleep(every) => {}
-                        _ = stop.wait_for(|s| *s) => return,
-                    }
-                }
-            }));
-        }
-        for c in checks {
-            let _ = c.await;
-        }
     }
 
     /// Each probed connector's state: (connector, state).

@@ -15,7 +15,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
-pub fn router(gateway: Arc<Gateway>) -> Router {
+pub fn router(gateway: Arc<crate::core::live::Live>) -> Router {
     Router::new()
         .route(
             "/healthz",
@@ -24,7 +24,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/readyz", get(readyz))
         .route(
             "/metrics",
-            get(|State(g): State<Arc<Gateway>>| async move {
+            get(|super::Current(g): super::Current| async move {
                 (
                     [(
                         header::CONTENT_TYPE,
@@ -46,13 +46,14 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/admin/v1/audit/records", get(records))
         .route("/admin/v1/audit/report", get(report))
         .route("/admin/v1/breakers", get(breakers))
+        .route("/admin/v1/reload", axum::routing::post(reload))
         .route("/admin/v1/cache/purge", axum::routing::post(purge))
         .with_state(gateway)
 }
 
 /// Ready to take lookups: config loaded (it is, or the process would not run), not
 /// shutting down, the audit store writable, and no connector marked critical hard down.
-async fn readyz(State(g): State<Arc<Gateway>>) -> Response {
+async fn readyz(super::Current(g): super::Current) -> Response {
     let draining = g.is_draining();
     let audit =
         match tokio::time::timeout(std::time::Duration::from_secs(2), g.audit().store().ping())
@@ -180,7 +181,7 @@ impl From<Params> for Filters {
 }
 
 async fn records(
-    State(g): State<Arc<Gateway>>,
+    super::Current(g): super::Current,
     headers: HeaderMap,
     params: Result<Query<Params>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
@@ -189,7 +190,7 @@ async fn records(
 
 /// A subject's access report: the disclosures of their data (needs dataset and subject).
 async fn report(
-    State(g): State<Arc<Gateway>>,
+    super::Current(g): super::Current,
     headers: HeaderMap,
     params: Result<Query<Params>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
@@ -256,7 +257,7 @@ async fn read(
 
 /// Each connector's guard (breaker state, load, refusals) and active health probe; a
 /// provider credential sees its own agency's connectors only.
-async fn breakers(State(g): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+async fn breakers(super::Current(g): super::Current, headers: HeaderMap) -> Response {
     let who = match admin(&g, &headers)
         .and_then(|w| require(&w, &["operator", "provider"]).map(|()| w))
     {
@@ -312,7 +313,7 @@ struct PurgeBody {
 
 /// Forgets cached records of a dataset, or of one key; recorded in the audit chain.
 async fn purge(
-    State(g): State<Arc<Gateway>>,
+    super::Current(g): super::Current,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
@@ -380,4 +381,58 @@ async fn purge(
         "records_held_before": held,
     }))
     .into_response()
+}
+
+/// Reads the configuration files again and, if they validate, swaps them in at once:
+/// calls in flight finish on the old version, new ones see the new. Recorded in the audit
+/// trail. Operators only.
+async fn reload(State(live): State<Arc<crate::core::live::Live>>, headers: HeaderMap) -> Response {
+    let request_id = super::request_id();
+    let fail = |e: LookupError| super::rest::problem(&e, &request_id);
+    let g = live.current();
+    let who = match admin(&g, &headers).and_then(|w| require(&w, &["operator"]).map(|()| w)) {
+        Ok(w) => w,
+        Err(e) => return fail(e),
+    };
+    let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+    let outcome = live.reload(&env).await;
+    let (status, detail, answer) = match &outcome {
+        Ok(r) => (
+            "served",
+            format!(
+                "version {}: kept {:?}, rebuilt {:?}, needs restart {:?}",
+                r.version, r.kept, r.rebuilt, r.needs_restart
+            ),
+            Ok(json!({
+                "version": r.version,
+                "connectors_kept": r.kept,
+                "connectors_rebuilt": r.rebuilt,
+                "needs_restart": r.needs_restart,
+            })),
+        ),
+        Err(e) => (
+            "invalid_request",
+            "refused: the running configuration stays".to_owned(),
+            Err(e.to_string()),
+        ),
+    };
+    let entry = crate::audit::record::AuditEntry {
+        time_ms: crate::audit::record::now_ms(),
+        request_id: request_id.clone(),
+        transport: "admin".into(),
+        actor: who.name,
+        credential: "operator_token".into(),
+        action: "config_reload".into(),
+        outcome: status.into(),
+        upstream_ms: -1,
+        detail,
+        ..Default::default()
+    };
+    if let Err(e) = g.audit().record(entry).await {
+        tracing::error!(error = %e, "config reload not recorded");
+    }
+    match answer {
+        Ok(body) => Json(body).into_response(),
+        Err(message) => fail(LookupError::new(ErrorCode::InvalidRequest, message)),
+    }
 }

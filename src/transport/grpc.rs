@@ -5,7 +5,7 @@ use super::{bearer, context_from, rate_limit_headers, request_id, wants_fresh};
 use crate::core::context::RawContext;
 use crate::core::error::LookupError;
 use crate::core::service::{
-    self as core, Caller, ClientCertificate, Gateway, Lookup, LookupRequest, TraceContext,
+    self as core, Caller, ClientCertificate, Lookup, LookupRequest, TraceContext,
 };
 use crate::proto::lienthong::lookup_service_server::LookupService;
 use crate::proto::lienthong::*;
@@ -21,11 +21,11 @@ use tonic_types::{ErrorDetails, StatusExt};
 pub const ERROR_DOMAIN: &str = "lienthong.v1";
 
 pub struct LookupApi {
-    gateway: Arc<Gateway>,
+    gateway: Arc<crate::core::live::Live>,
 }
 
 impl LookupApi {
-    pub fn new(gateway: Arc<Gateway>) -> LookupApi {
+    pub fn new(gateway: Arc<crate::core::live::Live>) -> LookupApi {
         LookupApi { gateway }
     }
 }
@@ -162,7 +162,7 @@ impl LookupApi {
             bypass_cache: wants_fresh(metadata.get("cache-control").and_then(|v| v.to_str().ok())),
             deadline: deadline(metadata),
         };
-        match self.gateway.lookup(&caller, request).await {
+        match self.gateway.current().lookup(&caller, request).await {
             Ok(found) => Ok((found, caller.request_id)),
             Err(e) => Err(status(&e, &caller.request_id)),
         }
@@ -285,6 +285,7 @@ impl LookupService for LookupApi {
         };
         let verdict = self
             .gateway
+            .current()
             .verify(&caller, request)
             .await
             .map_err(|e| status(&e, &caller.request_id))?;
@@ -304,8 +305,8 @@ impl LookupService for LookupApi {
         request: Request<ListCapabilitiesRequest>,
     ) -> Result<Response<Capabilities>, Status> {
         let caller = caller(request.metadata(), request.extensions());
-        let (consumer, grants) = self
-            .gateway
+        let gateway = self.gateway.current();
+        let (consumer, grants) = gateway
             .capabilities(&caller)
             .map_err(|e| status(&e, &caller.request_id))?;
         Ok(Response::new(super::capabilities(consumer, &grants)))
@@ -331,11 +332,12 @@ impl LookupService for LookupApi {
             })
             .collect();
         self.gateway
+            .current()
             .admit_batch(&caller, items.len())
             .await
             .map_err(|e| status(&e, &caller.request_id))?;
         let (tx, rx) = tokio::sync::mpsc::channel(16);
-        let gateway = self.gateway.clone();
+        let gateway = self.gateway.current();
         tokio::spawn(async move {
             let stream = gateway.batch(&caller, ctx, items);
             let mut stream = std::pin::pin!(stream);

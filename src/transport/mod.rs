@@ -12,6 +12,20 @@ use crate::core::context::RawContext;
 use crate::layers::rate_limit::QuotaState;
 use crate::proto::lienthong::{Capabilities, DatasetCapability};
 
+/// The core version current when a request arrived; the request keeps it to the end.
+pub struct Current(pub std::sync::Arc<crate::core::service::Gateway>);
+
+impl axum::extract::FromRequestParts<std::sync::Arc<crate::core::live::Live>> for Current {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        _: &mut axum::http::request::Parts,
+        live: &std::sync::Arc<crate::core::live::Live>,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Current(live.current()))
+    }
+}
+
 /// What a consumer's grants allow, as both transports answer it.
 pub fn capabilities(consumer: &Consumer, grants: &[&Grant]) -> Capabilities {
     Capabilities {

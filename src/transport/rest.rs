@@ -7,7 +7,7 @@ use crate::core::service::{
     BatchItem, BatchOutcome, Caller, ClientCertificate, Gateway, Lookup, LookupRequest,
     TraceContext, VerifyRequest,
 };
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -22,7 +22,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// The lookup API's REST routes, and `GET /openapi.json` describing them.
-pub fn router(gateway: Arc<Gateway>) -> Router {
+pub fn router(gateway: Arc<crate::core::live::Live>) -> Router {
     let (router, api) = documented(gateway);
     let json = api.to_pretty_json().unwrap_or_else(|e| {
         tracing::error!(error = %e, "OpenAPI document does not serialise");
@@ -38,7 +38,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
 }
 
 /// The routes and the OpenAPI document collected from their annotations.
-pub fn documented(gateway: Arc<Gateway>) -> (Router, utoipa::openapi::OpenApi) {
+pub fn documented(gateway: Arc<crate::core::live::Live>) -> (Router, utoipa::openapi::OpenApi) {
     let (router, mut api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(citizen))
         .routes(routes!(enterprise))
@@ -260,7 +260,7 @@ async fn lookup(
     responses((status = 200, description = "The record, only the granted (and asked) fields; `X-Cache` says where it came from", body = ref("#/components/schemas/lienthong.v1.Citizen")))
 )]
 async fn citizen(
-    State(g): State<Arc<Gateway>>,
+    super::Current(g): super::Current,
     incoming: Incoming,
     Path(id): Path<String>,
     Query(q): Query<Fields>,
@@ -277,7 +277,7 @@ async fn citizen(
     responses((status = 200, description = "The record, only the granted (and asked) fields", body = ref("#/components/schemas/lienthong.v1.Enterprise")))
 )]
 async fn enterprise(
-    State(g): State<Arc<Gateway>>,
+    super::Current(g): super::Current,
     incoming: Incoming,
     Path(code): Path<String>,
     Query(q): Query<Fields>,
@@ -294,7 +294,7 @@ async fn enterprise(
     responses((status = 200, description = "The record, only the granted (and asked) fields", body = ref("#/components/schemas/lienthong.v1.LandParcel")))
 )]
 async fn parcel(
-    State(g): State<Arc<Gateway>>,
+    super::Current(g): super::Current,
     incoming: Incoming,
     Path(parcel): Path<String>,
     Query(q): Query<Fields>,
@@ -316,7 +316,7 @@ async fn parcel(
     responses((status = 200, description = "The record as a JSON object, only the granted (and asked) fields", body = Object))
 )]
 async fn record(
-    State(g): State<Arc<Gateway>>,
+    super::Current(g): super::Current,
     incoming: Incoming,
     Path((dataset, key)): Path<(String, String)>,
     Query(q): Query<Fields>,
@@ -379,7 +379,7 @@ struct BatchItemError {
     responses((status = 200, description = "One outcome per item, in request order", body = BatchAnswer))
 )]
 async fn batch(
-    State(g): State<Arc<Gateway>>,
+    super::Current(g): super::Current,
     Incoming { headers, caller }: Incoming,
     body: axum::body::Bytes,
 ) -> Response {
@@ -454,7 +454,7 @@ async fn batch(
     responses((status = 200, description = "The caller's grants", body = ref("#/components/schemas/lienthong.v1.Capabilities")))
 )]
 async fn capabilities(
-    State(g): State<Arc<Gateway>>,
+    super::Current(g): super::Current,
     Incoming { caller, .. }: Incoming,
 ) -> Response {
     match g.capabilities(&caller) {
@@ -492,7 +492,7 @@ struct VerifyAnswer {
     responses((status = 200, description = "Match or no match per claim", body = VerifyAnswer))
 )]
 async fn verify(
-    State(g): State<Arc<Gateway>>,
+    super::Current(g): super::Current,
     Incoming { headers, caller }: Incoming,
     Path(dataset): Path<String>,
     body: axum::body::Bytes,

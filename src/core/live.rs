@@ -1,0 +1,136 @@
+//! The running core, swappable at run time: a new configuration replaces the old one at
+//! once, calls in flight finish on the version they started with, and new calls see the
+//! new one. A configuration that does not validate is refused whole; the old one keeps
+//! serving.
+
+use super::service::Gateway;
+use crate::config::{Config, ConfigErrors, Source};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+pub struct Live {
+    current: RwLock<Arc<Gateway>>,
+    version: AtomicU64,
+    reloading: tokio::sync::Mutex<()>,
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reloaded {
+    pub version: u64,
+    /// Connectors kept running (cache, guard and probe state intact), and built anew.
+    pub kept: Vec<String>,
+    pub rebuilt: Vec<String>,
+    /// Settings that changed but take effect only at the next start.
+    pub needs_restart: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("the new configuration is invalid; the running one stays:\n{0}")]
+    Invalid(ConfigErrors),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("the new configuration could not be started: {0}")]
+    Build(String),
+}
+
+impl Live {
+    pub fn new(gateway: Gateway) -> Arc<Live> {
+        Arc::new(Live {
+            current: RwLock::new(Arc::new(gateway)),
+            version: AtomicU64::new(1),
+            reloading: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The version new calls use.
+    pub fn current(&self) -> Arc<Gateway> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Counts swaps: 1 at start.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::SeqCst)
+    }
+
+    /// Reads the configuration again from where it came from (with `env` for overrides)
+    /// and swaps it in if it validates.
+    pub async fn reload(&self, env: &BTreeMap<String, String>) -> Result<Reloaded, ReloadError> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let old = self.current();
+        let source = old.config().origin.clone();
+        if matches!(source, Source::Inline(_)) {
+            return Err(ReloadError::Unsupported(
+                "the embedded demo configuration cannot be reloaded; run serve --config FILE"
+                    .into(),
+            ));
+        }
+        let config = Config::load(&source, env).map_err(ReloadError::Invalid)?;
+        let needs_restart = restart_only(old.config(), &config);
+        let (kept, rebuilt) = old.connector_changes(&config);
+        let next = old.next(Arc::new(config)).map_err(ReloadError::Build)?;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+        let version = self.version.fetch_add(1, Ordering::SeqCst) + 1;
+        Ok(Reloaded {
+            version,
+            kept,
+            rebuilt,
+            needs_restart,
+        })
+    }
+}
+
+impl Live {
+    /// Probes every connector that has `[connector.health]` (as configured at start), each
+    /// at its own interval, through whatever version is current, until `stop` turns true.
+    pub async fn run_health_checks(self: Arc<Self>, stop: tokio::sync::watch::Receiver<bool>) {
+        let mut checks = Vec::new();
+        for c in &self.current().config().connectors {
+            let Some((key, every)) = c.health.clone() else {
+                continue;
+            };
+            let (live, dataset, mut stop) = (self.clone(), c.dataset.clone(), stop.clone());
+            checks.push(tokio::spawn(async move {
+                loop {
+                    live.current().probe(&dataset, &key).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(every) => {}
+                        _ = stop.wait_for(|s| *s) => return,
+                    }
+                }
+            }));
+        }
+        for c in checks {
+            let _ = c.await;
+        }
+    }
+}
+
+/// Settings a running gateway cannot change: listeners, TLS, the audit store, identity.
+fn restart_only(old: &Config, new: &Config) -> Vec<String> {
+    let mut changed = Vec::new();
+    if old.lookup_addr != new.lookup_addr {
+        changed.push("listen.lookup".into());
+    }
+    if old.admin_addr != new.admin_addr {
+        changed.push("listen.admin".into());
+    }
+    if old.tls.is_some() != new.tls.is_some() {
+        changed.push("tls".into());
+    }
+    if old.audit.path != new.audit.path || old.audit.writer != new.audit.writer {
+        changed.push("audit".into());
+    }
+    if old.instance_id != new.instance_id {
+        changed.push("instance_id".into());
+    }
+    if old.log_json != new.log_json || old.log_level != new.log_level {
+        changed.push("log".into());
+    }
+    changed
+}
