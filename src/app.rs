@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::core::live::Live;
 use crate::core::service::Gateway;
 use crate::proto::lienthong::lookup_service_server::LookupServiceServer;
+use crate::registry::Registry;
 use crate::transport::{admin, grpc::LookupApi, rest};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -124,6 +125,44 @@ fn serve(
     })
 }
 
+/// The configuration to run: the registry's latest version, which the config files seed on
+/// the first start. The embedded demo configuration keeps no registry.
+async fn resume(config: Arc<Config>) -> Result<(Arc<Config>, Option<Registry>, u64), String> {
+    if matches!(config.origin, crate::config::Source::Inline(_)) {
+        return Ok((config, None, 1));
+    }
+    let registry = Registry::open(&config.registry_path).await?;
+    let Some(latest) = registry.latest().await? else {
+        let v = registry
+            .record(
+                "seed",
+                &format!("seeded from {}", config.source),
+                &config.files,
+            )
+            .await?;
+        return Ok((config, Some(registry), v as u64));
+    };
+    if latest.files == config.files {
+        return Ok((config, Some(registry), latest.version as u64));
+    }
+    tracing::warn!(
+        version = latest.version,
+        "the config files differ from the registry's latest version, which runs; POST /admin/v1/reload applies the files"
+    );
+    let source = config
+        .origin
+        .with_files(latest.files.clone())
+        .ok_or("no registry for the embedded configuration")?;
+    let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+    let resumed = Config::load(&source, &env).map_err(|e| {
+        format!(
+            "registry version {} does not load with the current main file:\n{e}",
+            latest.version
+        )
+    })?;
+    Ok((Arc::new(resumed), Some(registry), latest.version as u64))
+}
+
 /// Archives expired audit records every hour (and once at start-up) until `stop`.
 async fn retain(
     store: Arc<dyn AuditStore>,
@@ -171,7 +210,8 @@ pub async fn start(config: Arc<Config>) -> Result<Running, String> {
     )
     .await
     .map_err(|e| e.to_string())?;
-    let live = Live::new(Gateway::new(config.clone(), audit)?);
+    let (config, registry, version) = resume(config).await?;
+    let live = Live::new(Gateway::new(config.clone(), audit)?, registry, version);
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter

@@ -13,6 +13,7 @@
 //! - [`config`] typed config: TOML files → `LIENTHONG_*` env overrides → validation.
 //! - [`core`] the call context, datasets, canonical records, the error-code table, and the
 //!   lookup service whose one function holds the order of the request path.
+//! - [`registry`] every version of the connectors, consumers and grants the gateway ran.
 //! - [`layers`] the record cache (single-flight, negative entries, stale-if-error).
 //! - [`upstream`] connectors (`soap-xml`, `rest-json`, `grpc`), request templates, the
 //!   declared payload mapping, and upstream credentials.
@@ -31,6 +32,7 @@ pub mod config;
 pub mod core;
 pub mod domain;
 pub mod layers;
+pub mod registry;
 pub mod sim;
 pub mod telemetry;
 pub mod transport;

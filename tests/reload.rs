@@ -134,3 +134,106 @@ async fn a_reload_swaps_grants_and_connectors_without_a_restart() {
         .collect();
     assert_eq!(reloads, ["served", "invalid_request", "served"]);
 }
+
+#[tokio::test]
+async fn versions_are_kept_rolled_back_and_resumed_after_a_restart() {
+    let h = Harness::start().await;
+    let parcel = h.sample("land.parcel");
+    let grants_file = h.dir.path().join("grants.toml");
+    let grants = std::fs::read_to_string(&grants_file).expect("grants");
+    let without_land = grants
+        .split("[[grant]]")
+        .filter(|block| !block.contains("land.parcel"))
+        .collect::<Vec<_>>()
+        .join("[[grant]]");
+    std::fs::write(&grants_file, &without_land).expect("write");
+    assert_eq!(reload(&h, "demo-operator-token").await.0, 200);
+    assert_eq!(
+        h.get(&format!("/v1/land-parcels/{parcel}")).await.status(),
+        403
+    );
+
+    let admin = format!("http://{}", h.gateway.admin_addr);
+    let history = |token: &'static str| {
+        h.http
+            .get(format!("{admin}/admin/v1/registry/versions"))
+            .bearer_auth(token)
+            .send()
+    };
+    let body: Value = history("demo-auditor-token")
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(body["running"], 2);
+    let changes: Vec<&str> = body["versions"]
+        .as_array()
+        .expect("versions")
+        .iter()
+        .map(|v| v["change"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(changes.len(), 2);
+    assert!(
+        changes[0].starts_with("reloaded") && changes[1].starts_with("seeded"),
+        "{changes:?}"
+    );
+
+    // Back to version 1: land is granted again, as a new version 3.
+    let rolled: Value = h
+        .http
+        .post(format!("{admin}/admin/v1/registry/rollback"))
+        .bearer_auth("demo-operator-token")
+        .json(&serde_json::json!({ "version": 1 }))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(rolled["version"], 3, "{rolled}");
+    assert_eq!(
+        h.get(&format!("/v1/land-parcels/{parcel}")).await.status(),
+        200
+    );
+    let missing = h
+        .http
+        .post(format!("{admin}/admin/v1/registry/rollback"))
+        .bearer_auth("demo-operator-token")
+        .json(&serde_json::json!({ "version": 42 }))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(missing.status(), 400);
+
+    // A restart resumes the registry's latest version (3, land granted), not the files
+    // (which still lack the land grant).
+    let Harness {
+        sims, gateway, dir, ..
+    } = h;
+    gateway.shutdown().await;
+    let config = lienthong::config::Config::load(
+        &lienthong::config::Source::File(dir.path().join("gateway.toml")),
+        &std::collections::BTreeMap::new(),
+    )
+    .expect("config");
+    let restarted = lienthong::app::start(std::sync::Arc::new(config))
+        .await
+        .expect("restarts");
+    assert_eq!(restarted.live.version(), 3);
+    let r = reqwest::Client::new()
+        .get(format!(
+            "http://{}/v1/land-parcels/{parcel}",
+            restarted.lookup_addr
+        ))
+        .bearer_auth(API_KEY)
+        .header("X-Procedure-Code", PROCEDURE)
+        .header("X-Dossier-Id", DOSSIER)
+        .header("X-Officer-Id", OFFICER)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(r.status(), 200, "version 3 grants land");
+    restarted.shutdown().await;
+    drop(sims);
+}

@@ -71,6 +71,13 @@ pub enum Source {
     /// Files held in memory: (name, contents), main file first. The demo's defaults are
     /// compiled into the binary ([`DEMO_FILES`]).
     Inline(Vec<(String, String)>),
+    /// A main file on disk whose connectors, consumers and grants files are replaced by the
+    /// texts given, by role ("connectors", "consumers", "grants"): a version from the
+    /// registry.
+    Registry {
+        main: PathBuf,
+        files: Vec<(String, String)>,
+    },
 }
 
 /// The demo's configuration, compiled in so `lienthong demo` needs no files.
@@ -111,14 +118,14 @@ impl Source {
 
     fn main_name(&self) -> String {
         match self {
-            Source::File(p) => p.display().to_string(),
+            Source::File(p) | Source::Registry { main: p, .. } => p.display().to_string(),
             Source::Inline(files) => files[0].0.clone(),
         }
     }
 
     fn resolve(&self, relative: &str) -> String {
         match self {
-            Source::File(p) => p
+            Source::File(p) | Source::Registry { main: p, .. } => p
                 .parent()
                 .unwrap_or(FsPath::new("."))
                 .join(relative)
@@ -135,7 +142,7 @@ impl Source {
     /// directory for the embedded configuration.
     fn resolve_disk(&self, relative: &str) -> String {
         match self {
-            Source::File(_) => self.resolve(relative),
+            Source::File(_) | Source::Registry { .. } => self.resolve(relative),
             Source::Inline(_) => relative.to_owned(),
         }
     }
@@ -150,6 +157,20 @@ impl Source {
                 .find(|(n, _)| n == name)
                 .map(|(_, c)| c.clone())
                 .ok_or_else(|| "not among the embedded files".into()),
+            Source::Registry { .. } => {
+                std::fs::read_to_string(name).map_err(|e| format!("cannot read: {e}"))
+            }
+        }
+    }
+
+    /// The same main file with the sub-files replaced by `files`.
+    pub fn with_files(&self, files: Vec<(String, String)>) -> Option<Source> {
+        match self {
+            Source::File(p) | Source::Registry { main: p, .. } => Some(Source::Registry {
+                main: p.clone(),
+                files,
+            }),
+            Source::Inline(_) => None,
         }
     }
 }
@@ -366,6 +387,10 @@ pub struct Config {
     pub source: String,
     /// Where the config was read from, so it can be read again (a reload).
     pub origin: Source,
+    /// The connectors, consumers and grants files as read, by role: ("connectors", text).
+    pub files: Vec<(String, String)>,
+    /// Where the registry of configuration versions is kept.
+    pub registry_path: PathBuf,
     pub instance_id: String,
     pub lookup_addr: SocketAddr,
     pub admin_addr: SocketAddr,
@@ -542,7 +567,15 @@ impl Config {
                 return None;
             };
             let name = source.resolve(rel);
-            match source.read(&name) {
+            let text = match source {
+                Source::Registry { files, .. } => files
+                    .iter()
+                    .find(|(role, _)| role == key)
+                    .map(|(_, t)| Ok(t.clone()))
+                    .unwrap_or_else(|| source.read(&name)),
+                _ => source.read(&name),
+            };
+            match text {
                 Ok(text) => Some((name, text)),
                 Err(e) => {
                     all.push(ConfigError {
@@ -606,7 +639,15 @@ impl Config {
             &mut all,
         );
         if all.is_empty() {
-            Ok(config)
+            let files = [
+                ("connectors", connectors_file),
+                ("consumers", consumers_file),
+                ("grants", grants_file),
+            ]
+            .into_iter()
+            .filter_map(|(role, f)| Some((role.to_owned(), f?.1)))
+            .collect();
+            Ok(Config { files, ..config })
         } else {
             Err(ConfigErrors(all))
         }
@@ -1054,6 +1095,8 @@ fn validate(
         .collect();
 
     Config {
+        files: Vec::new(),
+        registry_path: PathBuf::from(source.resolve_disk(&main.registry.path)),
         origin: source.clone(),
         source: main_name,
         instance_id,

@@ -30,6 +30,23 @@ pub struct RawGateway {
     pub tls: Option<RawTls>,
     pub audit: RawAudit,
     pub telemetry: RawTelemetry,
+    pub registry: RawRegistry,
+}
+
+/// The registry of configuration versions.
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct RawRegistry {
+    /// SQLite file, relative to the main file.
+    pub path: String,
+}
+
+impl Default for RawRegistry {
+    fn default() -> Self {
+        RawRegistry {
+            path: "data/registry.db".into(),
+        }
+    }
 }
 
 /// OpenTelemetry span export.

@@ -5,6 +5,7 @@
 
 use super::service::Gateway;
 use crate::config::{Config, ConfigErrors, Source};
+use crate::registry::Registry;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -13,6 +14,7 @@ pub struct Live {
     current: RwLock<Arc<Gateway>>,
     version: AtomicU64,
     reloading: tokio::sync::Mutex<()>,
+    registry: Option<Registry>,
 }
 
 /// What a reload did.
@@ -37,12 +39,18 @@ pub enum ReloadError {
 }
 
 impl Live {
-    pub fn new(gateway: Gateway) -> Arc<Live> {
+    /// `version` is the registry version the gateway runs (1 without a registry).
+    pub fn new(gateway: Gateway, registry: Option<Registry>, version: u64) -> Arc<Live> {
         Arc::new(Live {
             current: RwLock::new(Arc::new(gateway)),
-            version: AtomicU64::new(1),
+            version: AtomicU64::new(version),
             reloading: tokio::sync::Mutex::new(()),
+            registry,
         })
+    }
+
+    pub fn registry(&self) -> Option<&Registry> {
+        self.registry.as_ref()
     }
 
     /// The version new calls use.
@@ -53,29 +61,83 @@ impl Live {
             .clone()
     }
 
-    /// Counts swaps: 1 at start.
+    /// The registry version running (or a count of swaps without a registry).
     pub fn version(&self) -> u64 {
         self.version.load(Ordering::SeqCst)
     }
 
-    /// Reads the configuration again from where it came from (with `env` for overrides)
-    /// and swaps it in if it validates.
-    pub async fn reload(&self, env: &BTreeMap<String, String>) -> Result<Reloaded, ReloadError> {
+    /// Reads the configuration files again (with `env` for overrides) and swaps them in if
+    /// they validate; recorded as a new registry version.
+    pub async fn reload(
+        &self,
+        actor: &str,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Reloaded, ReloadError> {
         let _one_at_a_time = self.reloading.lock().await;
         let old = self.current();
-        let source = old.config().origin.clone();
-        if matches!(source, Source::Inline(_)) {
-            return Err(ReloadError::Unsupported(
-                "the embedded demo configuration cannot be reloaded; run serve --config FILE"
-                    .into(),
-            ));
-        }
+        let source = match &old.config().origin {
+            Source::Inline(_) => {
+                return Err(ReloadError::Unsupported(
+                    "the embedded demo configuration cannot be reloaded; run serve --config FILE"
+                        .into(),
+                ));
+            }
+            Source::File(main) | Source::Registry { main, .. } => Source::File(main.clone()),
+        };
         let config = Config::load(&source, env).map_err(ReloadError::Invalid)?;
+        self.swap(old, config, actor, "reloaded from the config files")
+            .await
+    }
+
+    /// Runs an earlier registry version again (recorded as a new version).
+    pub async fn rollback(
+        &self,
+        actor: &str,
+        to: i64,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Reloaded, ReloadError> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let registry = self.registry.as_ref().ok_or_else(|| {
+            ReloadError::Unsupported("no registry: nothing to roll back to".into())
+        })?;
+        let earlier = registry
+            .get(to)
+            .await
+            .map_err(ReloadError::Build)?
+            .ok_or_else(|| ReloadError::Unsupported(format!("there is no version {to}")))?;
+        let old = self.current();
+        let source = old
+            .config()
+            .origin
+            .with_files(earlier.files)
+            .ok_or_else(|| {
+                ReloadError::Unsupported("the embedded demo configuration has no versions".into())
+            })?;
+        let config = Config::load(&source, env).map_err(ReloadError::Invalid)?;
+        self.swap(old, config, actor, &format!("rolled back to version {to}"))
+            .await
+    }
+
+    async fn swap(
+        &self,
+        old: Arc<Gateway>,
+        config: Config,
+        actor: &str,
+        change: &str,
+    ) -> Result<Reloaded, ReloadError> {
         let needs_restart = restart_only(old.config(), &config);
         let (kept, rebuilt) = old.connector_changes(&config);
+        let files = config.files.clone();
         let next = old.next(Arc::new(config)).map_err(ReloadError::Build)?;
+        let version = match &self.registry {
+            Some(r) => r
+                .record(actor, change, &files)
+                .await
+                .map_err(ReloadError::Build)? as u64,
+            None => self.version.load(Ordering::SeqCst) + 1,
+        };
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
-        let version = self.version.fetch_add(1, Ordering::SeqCst) + 1;
+        self.version.store(version, Ordering::SeqCst);
         Ok(Reloaded {
             version,
             kept,

@@ -47,6 +47,8 @@ pub fn router(gateway: Arc<crate::core::live::Live>) -> Router {
         .route("/admin/v1/audit/report", get(report))
         .route("/admin/v1/breakers", get(breakers))
         .route("/admin/v1/reload", axum::routing::post(reload))
+        .route("/admin/v1/registry/versions", get(versions))
+        .route("/admin/v1/registry/rollback", axum::routing::post(rollback))
         .route("/admin/v1/cache/purge", axum::routing::post(purge))
         .with_state(gateway)
 }
@@ -395,7 +397,7 @@ async fn reload(State(live): State<Arc<crate::core::live::Live>>, headers: Heade
         Err(e) => return fail(e),
     };
     let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
-    let outcome = live.reload(&env).await;
+    let outcome = live.reload(&who.name, &env).await;
     let (status, detail, answer) = match &outcome {
         Ok(r) => (
             "served",
@@ -420,7 +422,7 @@ async fn reload(State(live): State<Arc<crate::core::live::Live>>, headers: Heade
         time_ms: crate::audit::record::now_ms(),
         request_id: request_id.clone(),
         transport: "admin".into(),
-        actor: who.name,
+        actor: who.name.clone(),
         credential: "operator_token".into(),
         action: "config_reload".into(),
         outcome: status.into(),
@@ -434,5 +436,98 @@ async fn reload(State(live): State<Arc<crate::core::live::Live>>, headers: Heade
     match answer {
         Ok(body) => Json(body).into_response(),
         Err(message) => fail(LookupError::new(ErrorCode::InvalidRequest, message)),
+    }
+}
+
+/// The registry's history: every configuration version the gateway ran, newest first, with
+/// who changed it and why (operators and auditors).
+async fn versions(
+    State(live): State<Arc<crate::core::live::Live>>,
+    headers: HeaderMap,
+) -> Response {
+    let request_id = super::request_id();
+    let g = live.current();
+    if let Err(e) = admin(&g, &headers).and_then(|w| require(&w, &["operator", "auditor"])) {
+        return super::rest::problem(&e, &request_id);
+    }
+    let Some(registry) = live.registry() else {
+        return Json(json!({ "running": live.version(), "versions": [] })).into_response();
+    };
+    match registry.history().await {
+        Ok(all) => Json(json!({
+            "running": live.version(),
+            "versions": all.iter().map(|v| json!({
+                "version": v.version,
+                "time": crate::domain::date::iso_ms(v.time_ms),
+                "actor": v.actor,
+                "change": v.change,
+            })).collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        Err(e) => super::rest::problem(&LookupError::new(ErrorCode::Internal, e), &request_id),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RollbackBody {
+    version: i64,
+}
+
+/// Runs an earlier configuration version again, as a new version (operators only).
+async fn rollback(
+    State(live): State<Arc<crate::core::live::Live>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let request_id = super::request_id();
+    let fail = |e: LookupError| super::rest::problem(&e, &request_id);
+    let g = live.current();
+    let who = match admin(&g, &headers).and_then(|w| require(&w, &["operator"]).map(|()| w)) {
+        Ok(w) => w,
+        Err(e) => return fail(e),
+    };
+    let to = match serde_json::from_slice::<RollbackBody>(&body) {
+        Ok(b) => b.version,
+        Err(e) => {
+            return fail(LookupError::new(
+                ErrorCode::InvalidRequest,
+                format!("body must be {{\"version\": N}}: {e}"),
+            ));
+        }
+    };
+    let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+    let outcome = live.rollback(&who.name, to, &env).await;
+    let entry = crate::audit::record::AuditEntry {
+        time_ms: crate::audit::record::now_ms(),
+        request_id: request_id.clone(),
+        transport: "admin".into(),
+        actor: who.name.clone(),
+        credential: "operator_token".into(),
+        action: "config_rollback".into(),
+        outcome: if outcome.is_ok() {
+            "served"
+        } else {
+            "invalid_request"
+        }
+        .into(),
+        upstream_ms: -1,
+        detail: match &outcome {
+            Ok(r) => format!("to version {to}, running as version {}", r.version),
+            Err(e) => format!("to version {to} refused: {e}"),
+        },
+        ..Default::default()
+    };
+    if let Err(e) = g.audit().record(entry).await {
+        tracing::error!(error = %e, "config rollback not recorded");
+    }
+    match outcome {
+        Ok(r) => Json(json!({
+            "version": r.version,
+            "connectors_kept": r.kept,
+            "connectors_rebuilt": r.rebuilt,
+        }))
+        .into_response(),
+        Err(e) => fail(LookupError::new(ErrorCode::InvalidRequest, e.to_string())),
     }
 }
