@@ -237,3 +237,139 @@ async fn versions_are_kept_rolled_back_and_resumed_after_a_restart() {
     restarted.shutdown().await;
     drop(sims);
 }
+
+#[tokio::test]
+async fn grants_are_added_and_removed_through_the_admin_api_with_dry_runs() {
+    let h = Harness::start().await;
+    let admin = format!("http://{}", h.gateway.admin_addr);
+    let parcel = h.sample("land.parcel");
+    let grant = serde_json::json!({
+        "consumer": "demo-onestop",
+        "dataset": "land.parcel",
+        "procedures": ["3.*"],
+        "fields": ["parcel_id", "area_m2"],
+        "legal_basis": "Luật Đất đai 2024",
+    });
+    let post = |body: Value, query: &'static str, token: &'static str| {
+        h.http
+            .post(format!("{admin}/admin/v1/grants{query}"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+    let under_3 = || async {
+        h.http
+            .get(format!("{}/v1/land-parcels/{parcel}", h.base))
+            .bearer_auth(API_KEY)
+            .header("X-Procedure-Code", "3.000123")
+            .header("X-Dossier-Id", DOSSIER)
+            .header("X-Officer-Id", OFFICER)
+            .send()
+            .await
+            .expect("sent")
+            .status()
+            .as_u16()
+    };
+    assert_eq!(under_3().await, 403, "procedure 3.* is not granted yet");
+
+    // A dry run checks without applying; a bad grant is refused with its problems named.
+    let dry: Value = post(grant.clone(), "?dry_run=true", "demo-operator-token")
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(dry["valid"], true, "{dry}");
+    assert_eq!(under_3().await, 403);
+    let mut bad = grant.clone();
+    bad["fields"] = serde_json::json!(["parcel_id", "owner_shoe_size"]);
+    bad["consumer"] = serde_json::json!("nobody");
+    let refused = post(bad, "", "demo-operator-token").await.expect("sent");
+    assert_eq!(refused.status(), 400);
+    let detail = refused.json::<Value>().await.expect("json")["detail"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(
+        detail.contains("owner_shoe_size") && detail.contains("nobody"),
+        "{detail}"
+    );
+
+    // The land registry may add a grant on land, not on population.
+    let mut population = grant.clone();
+    population["dataset"] = serde_json::json!("population.citizen");
+    assert_eq!(
+        post(population, "", "demo-land-provider-token")
+            .await
+            .expect("sent")
+            .status(),
+        403
+    );
+    let added: Value = post(grant, "", "demo-land-provider-token")
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(added["version"], 2, "{added}");
+    assert_eq!(under_3().await, 200, "the new grant serves at once");
+
+    // It is listed, and removed again by its index.
+    let listed: Value = h
+        .http
+        .get(format!("{admin}/admin/v1/grants"))
+        .bearer_auth("demo-land-provider-token")
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    let mine = listed["grants"].as_array().expect("grants");
+    assert!(
+        mine.iter().all(|g| g["grant"]["dataset"] == "land.parcel"),
+        "{listed}"
+    );
+    let index = mine
+        .iter()
+        .find(|g| g["grant"]["procedures"][0] == "3.*")
+        .expect("the new grant")["index"]
+        .as_u64()
+        .expect("index");
+    let removed = h
+        .http
+        .delete(format!("{admin}/admin/v1/grants/{index}"))
+        .bearer_auth("demo-operator-token")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(removed.status(), 200);
+    assert_eq!(under_3().await, 403);
+
+    // Both changes are in the audit chain with what was before and after.
+    let audit = h.gateway.gateway().audit_handle();
+    let changes: Vec<(String, Value)> = audit
+        .store()
+        .scan(audit.instance(), 0, 10_000)
+        .await
+        .expect("scan")
+        .into_iter()
+        .filter(|r| r.entry.action.starts_with("grant_"))
+        .map(|r| {
+            (
+                r.entry.action,
+                serde_json::from_str(&r.entry.detail).expect("json detail"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        changes.len(),
+        3,
+        "the refused one, the addition, the removal"
+    );
+    assert_eq!(changes[1].0, "grant_added");
+    assert_eq!(changes[1].1["before"], Value::Null);
+    assert_eq!(changes[1].1["after"]["procedures"][0], "3.*");
+    assert_eq!(changes[2].0, "grant_removed");
+    assert_eq!(changes[2].1["before"]["dataset"], "land.parcel");
+}

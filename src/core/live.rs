@@ -89,6 +89,30 @@ impl Live {
             .await
     }
 
+    /// Applies new files (by role: connectors, consumers, grants), or only checks them when
+    /// `dry_run`; recorded as a new registry version with `change`.
+    pub async fn apply(
+        &self,
+        actor: &str,
+        change: &str,
+        files: Vec<(String, String)>,
+        dry_run: bool,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Option<Reloaded>, ReloadError> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let old = self.current();
+        let source = old.config().origin.with_files(files).ok_or_else(|| {
+            ReloadError::Unsupported(
+                "the embedded demo configuration cannot be changed; run serve --config FILE".into(),
+            )
+        })?;
+        let config = Config::load(&source, env).map_err(ReloadError::Invalid)?;
+        if dry_run {
+            return Ok(None);
+        }
+        self.swap(old, config, actor, change).await.map(Some)
+    }
+
     /// Runs an earlier registry version again (recorded as a new version).
     pub async fn rollback(
         &self,

@@ -49,6 +49,7 @@ pub fn router(gateway: Arc<crate::core::live::Live>) -> Router {
         .route("/admin/v1/reload", axum::routing::post(reload))
         .route("/admin/v1/registry/versions", get(versions))
         .route("/admin/v1/registry/rollback", axum::routing::post(rollback))
+        .merge(super::admin_grants::routes())
         .route("/admin/v1/cache/purge", axum::routing::post(purge))
         .with_state(gateway)
 }
@@ -86,7 +87,7 @@ async fn readyz(super::Current(g): super::Current) -> Response {
 
 /// The admin credential behind `Authorization: Bearer <token>`, compared by SHA-256 without
 /// an early exit.
-fn admin(gateway: &Gateway, headers: &HeaderMap) -> Result<AdminToken, LookupError> {
+pub(crate) fn admin(gateway: &Gateway, headers: &HeaderMap) -> Result<AdminToken, LookupError> {
     let token = super::bearer(
         headers
             .get(header::AUTHORIZATION)
@@ -120,7 +121,7 @@ fn admin(gateway: &Gateway, headers: &HeaderMap) -> Result<AdminToken, LookupErr
 }
 
 /// Refuses a credential whose role is not among `allowed` (named in the message).
-fn require(who: &AdminToken, allowed: &[&str]) -> Result<(), LookupError> {
+pub(crate) fn require(who: &AdminToken, allowed: &[&str]) -> Result<(), LookupError> {
     let role = match who.role {
         AdminRole::Operator => "operator",
         AdminRole::Auditor => "auditor",
@@ -141,7 +142,7 @@ fn require(who: &AdminToken, allowed: &[&str]) -> Result<(), LookupError> {
 
 /// Whether this credential may manage `dataset` (operators all; providers those their
 /// agency owns).
-fn manages(g: &Gateway, who: &AdminToken, dataset: &str) -> bool {
+pub(crate) fn manages(g: &Gateway, who: &AdminToken, dataset: &str) -> bool {
     match &who.role {
         AdminRole::Operator => true,
         AdminRole::Auditor => false,
