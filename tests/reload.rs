@@ -373,3 +373,120 @@ async fn grants_are_added_and_removed_through_the_admin_api_with_dry_runs() {
     assert_eq!(changes[2].0, "grant_removed");
     assert_eq!(changes[2].1["before"]["dataset"], "land.parcel");
 }
+
+#[tokio::test]
+async fn connectors_are_changed_over_the_admin_api_after_a_probe() {
+    let h = Harness::start().await;
+    let admin = format!("http://{}", h.gateway.admin_addr);
+    let id = h.sample("population.citizen");
+    assert_eq!(h.get(&format!("/v1/citizens/{id}")).await.status(), 200);
+    let put = |body: Value, query: String, token: &'static str| {
+        h.http
+            .put(format!("{admin}/admin/v1/connectors/population{query}"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+
+    // Listed with credentials redacted.
+    let listed: Value = h
+        .http
+        .get(format!("{admin}/admin/v1/connectors"))
+        .bearer_auth("demo-operator-token")
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    let population = listed["connectors"]
+        .as_array()
+        .expect("connectors")
+        .iter()
+        .find(|c| c["name"] == "population")
+        .expect("listed");
+    assert_eq!(population["auth"]["secret"], "(set)");
+    assert!(!listed.to_string().contains("demo-population-secret"));
+
+    // A bad value is refused in a dry run, naming it.
+    let refused = put(
+        serde_json::json!({"timeout_ms": 0}),
+        "?dry_run=true".into(),
+        "demo-operator-token",
+    )
+    .await
+    .expect("sent");
+    assert_eq!(refused.status(), 400);
+    assert!(
+        refused.json::<Value>().await.expect("json")["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("timeout_ms")
+    );
+
+    // An endpoint nobody answers fails its probe: nothing changes.
+    let dead = put(
+        serde_json::json!({"endpoint": "http://127.0.0.1:9/csdlqgdc/037/TraCuuThongTinCongDan"}),
+        format!("?probe_key={id}"),
+        "demo-operator-token",
+    )
+    .await
+    .expect("sent");
+    assert_eq!(dead.status(), 400);
+    let detail = dead.json::<Value>().await.expect("json")["detail"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(
+        detail.contains("probe") && detail.contains("unavailable"),
+        "{detail}"
+    );
+    assert_eq!(
+        h.get(&format!("/v1/citizens/{id}")).await.headers()["x-cache"],
+        "hit",
+        "still the old connector"
+    );
+
+    // A good change passes its probe and goes live; the connector is rebuilt.
+    let ok: Value = put(
+        serde_json::json!({"cache": {"ttl_s": 120}}),
+        format!("?probe_key={id}"),
+        "demo-operator-token",
+    )
+    .await
+    .expect("sent")
+    .json()
+    .await
+    .expect("json");
+    assert_eq!(ok["version"], 2, "{ok}");
+    assert_eq!(ok["connectors_rebuilt"], serde_json::json!(["population"]));
+    assert_eq!(ok["connector"]["cache"]["ttl_s"], 120);
+    assert_eq!(
+        h.get(&format!("/v1/citizens/{id}")).await.headers()["x-cache"],
+        "miss"
+    );
+
+    // The land registry may not touch the population connector.
+    assert_eq!(
+        put(
+            serde_json::json!({"timeout_ms": 2000}),
+            String::new(),
+            "demo-land-provider-token"
+        )
+        .await
+        .expect("sent")
+        .status(),
+        403
+    );
+    let audit = h.gateway.gateway().audit_handle();
+    let updates: Vec<String> = audit
+        .store()
+        .scan(audit.instance(), 0, 10_000)
+        .await
+        .expect("scan")
+        .into_iter()
+        .filter(|r| r.entry.action == "connector_updated")
+        .map(|r| r.entry.outcome)
+        .collect();
+    assert_eq!(updates, ["invalid_request", "served"]);
+}

@@ -1242,6 +1242,44 @@ fn audit_config(
     }
 }
 
+/// A connector's settings, hashed so that writing the same settings differently (keys in
+/// another order, as a file rewritten by the admin API has them) gives the same print.
+fn fingerprint(c: &RawConnector) -> String {
+    fn sorted(v: &toml::Value) -> String {
+        match v {
+            toml::Value::Table(t) => {
+                let inner: BTreeMap<&String, String> =
+                    t.iter().map(|(k, v)| (k, sorted(v))).collect();
+                format!("{inner:?}")
+            }
+            toml::Value::Array(a) => {
+                format!("{:?}", a.iter().map(sorted).collect::<Vec<_>>())
+            }
+            other => format!("{other:?}"),
+        }
+    }
+    let mapping = sorted(&toml::Value::Table(c.mapping.clone()));
+    let templates = sorted(&toml::Value::Table(c.templates.clone()));
+    let body = c.rest.as_ref().and_then(|r| r.body.as_ref()).map(sorted);
+    let request = c
+        .grpc
+        .as_ref()
+        .map(|g| sorted(&toml::Value::Table(g.request.clone())));
+    let mut rest = RawConnector {
+        mapping: toml::Table::new(),
+        templates: toml::Table::new(),
+        ..c.clone()
+    };
+    if let Some(r) = rest.rest.as_mut() {
+        r.body = None;
+    }
+    if let Some(g) = rest.grpc.as_mut() {
+        g.request = toml::Table::new();
+    }
+    let text = format!("{rest:?}|{mapping}|{templates}|{body:?}|{request:?}");
+    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(text.as_bytes()))
+}
+
 /// Reads and checks the `[tls]` files; `None` (with errors recorded) when they do not load.
 fn tls_config(source: &Source, raw: &RawTls, e: &mut Errors<'_>) -> Option<TlsConfig> {
     let mut read = |key: &str, rel: &str| -> Option<Vec<u8>> {
@@ -1356,9 +1394,7 @@ fn connector(
     e: &mut Errors<'_>,
 ) -> Option<ConnectorConfig> {
     let before = e.all.len();
-    let fingerprint = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
-        format!("{c:?}").as_bytes(),
-    ));
+    let fingerprint = fingerprint(&c);
     if c.name.trim().is_empty() {
         e.add(format!("{key}.name"), "must not be empty");
     }

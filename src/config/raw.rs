@@ -238,7 +238,7 @@ pub struct RawConnectors {
     pub connector: Vec<RawConnector>,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(default)]
 pub struct RawConnector {
     pub name: String,
@@ -263,7 +263,7 @@ pub struct RawConnector {
 }
 
 /// Active health checks of a provider.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(default)]
 pub struct RawHealth {
     /// A key to look up; a record or "no such record" both mean the provider answers. Use a
@@ -274,7 +274,7 @@ pub struct RawHealth {
 }
 
 /// Protection of one provider (see docs/configuration.md).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct RawGuard {
     /// Calls per second toward the provider; 0 is unlimited.
@@ -313,7 +313,7 @@ impl Default for RawGuard {
 }
 
 /// Caching of one connector's records.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct RawCache {
     /// Seconds a record is served without asking the provider; 0 turns caching off.
@@ -338,7 +338,7 @@ impl Default for RawCache {
     }
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(default)]
 pub struct RawUpstreamAuth {
     /// "signed-header" (the population scheme), "bearer" or "none".
@@ -355,7 +355,7 @@ pub struct RawUpstreamAuth {
     pub api_key: Option<String>,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(default)]
 pub struct RawSoap {
     pub namespace: String,
@@ -364,7 +364,7 @@ pub struct RawSoap {
     pub fields: toml::Table,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(default)]
 pub struct RawRest {
     /// "GET" or "POST".
@@ -373,7 +373,7 @@ pub struct RawRest {
     pub body: Option<toml::Value>,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(default)]
 pub struct RawGrpc {
     /// Full method name, "package.Service/Method".

@@ -113,6 +113,27 @@ impl Live {
         self.swap(old, config, actor, change).await.map(Some)
     }
 
+    /// As `apply`, trying `probe` = (dataset, key) on the new version before it goes live.
+    pub async fn apply_probed(
+        &self,
+        actor: &str,
+        change: &str,
+        files: Vec<(String, String)>,
+        probe: (&str, &str),
+        env: &BTreeMap<String, String>,
+    ) -> Result<Reloaded, ReloadError> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let old = self.current();
+        let source = old.config().origin.with_files(files).ok_or_else(|| {
+            ReloadError::Unsupported(
+                "the embedded demo configuration cannot be changed; run serve --config FILE".into(),
+            )
+        })?;
+        let config = Config::load(&source, env).map_err(ReloadError::Invalid)?;
+        self.swap_probed(old, config, actor, change, Some(probe))
+            .await
+    }
+
     /// Runs an earlier registry version again (recorded as a new version).
     pub async fn rollback(
         &self,
@@ -149,10 +170,36 @@ impl Live {
         actor: &str,
         change: &str,
     ) -> Result<Reloaded, ReloadError> {
+        self.swap_probed(old, config, actor, change, None).await
+    }
+
+    /// Swaps in `config`; with `probe` = (dataset, key), only if the new version's provider
+    /// answers that key first (a connector is tried before it goes live).
+    async fn swap_probed(
+        &self,
+        old: Arc<Gateway>,
+        config: Config,
+        actor: &str,
+        change: &str,
+        probe: Option<(&str, &str)>,
+    ) -> Result<Reloaded, ReloadError> {
         let needs_restart = restart_only(old.config(), &config);
         let (kept, rebuilt) = old.connector_changes(&config);
         let files = config.files.clone();
         let next = old.next(Arc::new(config)).map_err(ReloadError::Build)?;
+        if let Some((dataset, key)) = probe {
+            let answer = next.probe(dataset, key).await;
+            if answer.up != Some(true) {
+                return Err(ReloadError::Build(format!(
+                    "the probe of {dataset} failed ({}); nothing was applied",
+                    if answer.error.is_empty() {
+                        "no answer"
+                    } else {
+                        answer.error
+                    }
+                )));
+            }
+        }
         let version = match &self.registry {
             Some(r) => r
                 .record(actor, change, &files)

@@ -50,6 +50,7 @@ pub fn router(gateway: Arc<crate::core::live::Live>) -> Router {
         .route("/admin/v1/registry/versions", get(versions))
         .route("/admin/v1/registry/rollback", axum::routing::post(rollback))
         .merge(super::admin_grants::routes())
+        .merge(super::admin_connectors::routes())
         .route("/admin/v1/cache/purge", axum::routing::post(purge))
         .with_state(gateway)
 }
