@@ -142,7 +142,7 @@ pub fn read_entry(
         credential: if transport == "cli" {
             "local"
         } else {
-            "operator_token"
+            "admin_token"
         }
         .into(),
         dataset: filters.dataset.clone().unwrap_or_default(),

@@ -18,7 +18,7 @@ pub struct AuditEntry {
     pub transport: String,
     /// The authenticated consumer (or operator); empty when authentication failed.
     pub actor: String,
-    /// "api_key", "certificate", "operator_token", or empty.
+    /// "api_key", "certificate", "admin_token", "local" (the CLI), or empty.
     pub credential: String,
     pub officer_id: String,
     pub agency_code: String,

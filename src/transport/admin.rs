@@ -121,6 +121,42 @@ pub(crate) fn admin(gateway: &Gateway, headers: &HeaderMap) -> Result<AdminToken
     })
 }
 
+/// An admin action as the audit trail records it.
+pub(crate) struct AdminAction<'a> {
+    pub request_id: &'a str,
+    pub actor: &'a str,
+    pub action: &'a str,
+    pub dataset: &'a str,
+    pub subject: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// Records an admin action in the audit chain (committed before the answer leaves).
+pub(crate) async fn record_admin(g: &Gateway, a: AdminAction<'_>) -> Result<(), LookupError> {
+    let entry = crate::audit::record::AuditEntry {
+        time_ms: crate::audit::record::now_ms(),
+        request_id: a.request_id.to_owned(),
+        transport: "admin".into(),
+        actor: a.actor.to_owned(),
+        credential: "admin_token".into(),
+        dataset: a.dataset.to_owned(),
+        subject: a.subject,
+        action: a.action.to_owned(),
+        outcome: if a.ok { "served" } else { "invalid_request" }.into(),
+        upstream_ms: -1,
+        detail: a.detail,
+        ..Default::default()
+    };
+    g.audit().record(entry).await.map_err(|e| {
+        tracing::error!(error = %e, action = a.action, "admin action not recorded");
+        LookupError::new(
+            ErrorCode::AuditUnavailable,
+            "the action could not be recorded in the audit trail",
+        )
+    })
+}
+
 /// Refuses a credential whose role is not among `allowed` (named in the message).
 pub(crate) fn require(who: &AdminToken, allowed: &[&str]) -> Result<(), LookupError> {
     let role = match who.role {
@@ -349,35 +385,31 @@ async fn purge(
         Ok(n) => n,
         Err(e) => return fail(e),
     };
-    let audit = g.audit();
-    let entry = crate::audit::record::AuditEntry {
-        time_ms: crate::audit::record::now_ms(),
-        request_id: request_id.clone(),
-        transport: "admin".into(),
-        actor,
-        credential: "operator_token".into(),
-        dataset: body.dataset.clone(),
-        subject: body
-            .key
-            .as_deref()
-            .map(|k| audit.subject(&body.dataset, k))
-            .unwrap_or_default(),
-        action: "cache_purge".into(),
-        outcome: "served".into(),
-        upstream_ms: -1,
-        detail: if body.key.is_some() {
-            "one key".into()
-        } else {
-            "whole dataset".into()
-        },
-        ..Default::default()
+    let subject = body
+        .key
+        .as_deref()
+        .map(|k| g.audit().subject(&body.dataset, k))
+        .unwrap_or_default();
+    let detail = if body.key.is_some() {
+        "one key"
+    } else {
+        "whole dataset"
     };
-    if let Err(e) = audit.record(entry).await {
-        tracing::error!(error = %e, "cache purge not recorded");
-        return fail(LookupError::new(
-            ErrorCode::AuditUnavailable,
-            "the purge was done but could not be recorded",
-        ));
+    let recorded = record_admin(
+        &g,
+        AdminAction {
+            request_id: &request_id,
+            actor: &actor,
+            action: "cache_purge",
+            dataset: &body.dataset,
+            subject,
+            ok: true,
+            detail: detail.into(),
+        },
+    )
+    .await;
+    if let Err(e) = recorded {
+        return fail(e);
     }
     Json(json!({
         "dataset": body.dataset,
@@ -420,21 +452,19 @@ async fn reload(State(live): State<Arc<crate::core::live::Live>>, headers: Heade
             Err(e.to_string()),
         ),
     };
-    let entry = crate::audit::record::AuditEntry {
-        time_ms: crate::audit::record::now_ms(),
-        request_id: request_id.clone(),
-        transport: "admin".into(),
-        actor: who.name.clone(),
-        credential: "operator_token".into(),
-        action: "config_reload".into(),
-        outcome: status.into(),
-        upstream_ms: -1,
-        detail,
-        ..Default::default()
-    };
-    if let Err(e) = g.audit().record(entry).await {
-        tracing::error!(error = %e, "config reload not recorded");
-    }
+    let _ = record_admin(
+        &g,
+        AdminAction {
+            request_id: &request_id,
+            actor: &who.name,
+            action: "config_reload",
+            dataset: "",
+            subject: String::new(),
+            ok: status == "served",
+            detail,
+        },
+    )
+    .await;
     match answer {
         Ok(body) => Json(body).into_response(),
         Err(message) => fail(LookupError::new(ErrorCode::InvalidRequest, message)),
@@ -500,29 +530,22 @@ async fn rollback(
     };
     let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
     let outcome = live.rollback(&who.name, to, &env).await;
-    let entry = crate::audit::record::AuditEntry {
-        time_ms: crate::audit::record::now_ms(),
-        request_id: request_id.clone(),
-        transport: "admin".into(),
-        actor: who.name.clone(),
-        credential: "operator_token".into(),
-        action: "config_rollback".into(),
-        outcome: if outcome.is_ok() {
-            "served"
-        } else {
-            "invalid_request"
-        }
-        .into(),
-        upstream_ms: -1,
-        detail: match &outcome {
-            Ok(r) => format!("to version {to}, running as version {}", r.version),
-            Err(e) => format!("to version {to} refused: {e}"),
+    let _ = record_admin(
+        &g,
+        AdminAction {
+            request_id: &request_id,
+            actor: &who.name,
+            action: "config_rollback",
+            dataset: "",
+            subject: String::new(),
+            ok: outcome.is_ok(),
+            detail: match &outcome {
+                Ok(r) => format!("to version {to}, running as version {}", r.version),
+                Err(e) => format!("to version {to} refused: {e}"),
+            },
         },
-        ..Default::default()
-    };
-    if let Err(e) = g.audit().record(entry).await {
-        tracing::error!(error = %e, "config rollback not recorded");
-    }
+    )
+    .await;
     match outcome {
         Ok(r) => Json(json!({
             "version": r.version,

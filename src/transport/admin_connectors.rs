@@ -191,27 +191,19 @@ async fn update(
         (None, false) => live.apply(&who.name, &summary, files, false, &env).await,
     };
     if !options.dry_run {
-        let entry = crate::audit::record::AuditEntry {
-            time_ms: crate::audit::record::now_ms(),
-            request_id: request_id.clone(),
-            transport: "admin".into(),
-            actor: who.name.clone(),
-            credential: "operator_token".into(),
-            dataset: dataset.clone(),
-            action: "connector_updated".into(),
-            outcome: if outcome.is_ok() {
-                "served"
-            } else {
-                "invalid_request"
-            }
-            .into(),
-            upstream_ms: -1,
-            detail: json!({ "change": summary, "before": before, "after": after }).to_string(),
-            ..Default::default()
-        };
-        if let Err(e) = g.audit().record(entry).await {
-            tracing::error!(error = %e, "registry change not recorded");
-        }
+        let _ = super::admin::record_admin(
+            &g,
+            super::admin::AdminAction {
+                request_id: &request_id,
+                actor: &who.name,
+                action: "connector_updated",
+                dataset: &dataset,
+                subject: String::new(),
+                ok: outcome.is_ok(),
+                detail: json!({ "change": summary, "before": before, "after": after }).to_string(),
+            },
+        )
+        .await;
     }
     match outcome {
         Ok(None) => {

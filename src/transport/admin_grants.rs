@@ -102,26 +102,19 @@ async fn change(
     let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
     let outcome = live.apply(actor, &summary, files, dry_run, &env).await;
     if !dry_run {
-        let entry = crate::audit::record::AuditEntry {
-            time_ms: crate::audit::record::now_ms(),
-            request_id: request_id.clone(),
-            transport: "admin".into(),
-            actor: actor.into(),
-            credential: "operator_token".into(),
-            action: action.into(),
-            outcome: if outcome.is_ok() {
-                "served"
-            } else {
-                "invalid_request"
-            }
-            .into(),
-            upstream_ms: -1,
-            detail: json!({ "change": summary, "before": before, "after": after }).to_string(),
-            ..Default::default()
-        };
-        if let Err(e) = g.audit().record(entry).await {
-            tracing::error!(error = %e, "registry change not recorded");
-        }
+        let _ = super::admin::record_admin(
+            &g,
+            super::admin::AdminAction {
+                request_id: &request_id,
+                actor,
+                action,
+                dataset: "",
+                subject: String::new(),
+                ok: outcome.is_ok(),
+                detail: json!({ "change": summary, "before": before, "after": after }).to_string(),
+            },
+        )
+        .await;
     }
     match outcome {
         Ok(None) => {
