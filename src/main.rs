@@ -144,6 +144,17 @@ enum AdminCommand {
         #[arg(long)]
         key: Option<String>,
     },
+    /// Read the config files again and run them, if they validate (a new version).
+    Reload,
+    /// Every configuration version the gateway ran, newest first.
+    Versions,
+    /// Run an earlier configuration version again (as a new version).
+    Rollback {
+        #[arg(long)]
+        version: i64,
+    },
+    /// The grants in force, with the index to remove one by.
+    Grants,
 }
 
 #[derive(clap::Args)]
@@ -277,6 +288,12 @@ async fn admin(args: AdminArgs) -> Result<(), String> {
         AdminCommand::Purge { dataset, key } => http
             .post(format!("{base}/admin/v1/cache/purge"))
             .json(&serde_json::json!({ "dataset": dataset, "key": key })),
+        AdminCommand::Reload => http.post(format!("{base}/admin/v1/reload")),
+        AdminCommand::Versions => http.get(format!("{base}/admin/v1/registry/versions")),
+        AdminCommand::Rollback { version } => http
+            .post(format!("{base}/admin/v1/registry/rollback"))
+            .json(&serde_json::json!({ "version": version })),
+        AdminCommand::Grants => http.get(format!("{base}/admin/v1/grants")),
     };
     let response = request
         .bearer_auth(token)
@@ -316,6 +333,44 @@ async fn admin(args: AdminArgs) -> Result<(), String> {
                     n("retries"),
                     n("in_flight"),
                     n("rejected_breaker_open") + n("rejected_capacity"),
+                );
+            }
+        }
+        AdminCommand::Reload | AdminCommand::Rollback { .. } => {
+            println!(
+                "running version {}; connectors rebuilt: {}",
+                body["version"], body["connectors_rebuilt"]
+            );
+            if let Some(later) = body["needs_restart"].as_array().filter(|a| !a.is_empty()) {
+                println!("take effect at the next start: {later:?}");
+            }
+        }
+        AdminCommand::Versions => {
+            for v in body["versions"].as_array().into_iter().flatten() {
+                let running = if v["version"] == body["running"] {
+                    " (running)"
+                } else {
+                    ""
+                };
+                println!(
+                    "{:>4}  {}  {:<24} {}{running}",
+                    v["version"],
+                    v["time"].as_str().unwrap_or(""),
+                    v["actor"].as_str().unwrap_or(""),
+                    v["change"].as_str().unwrap_or("")
+                );
+            }
+        }
+        AdminCommand::Grants => {
+            for g in body["grants"].as_array().into_iter().flatten() {
+                let grant = &g["grant"];
+                println!(
+                    "{:>3}  {:<16} {:<22} procedures {}  fields {}",
+                    g["index"],
+                    grant["consumer"].as_str().unwrap_or(""),
+                    grant["dataset"].as_str().unwrap_or(""),
+                    grant["procedures"],
+                    grant["fields"]
                 );
             }
         }
