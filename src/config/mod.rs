@@ -149,7 +149,8 @@ impl Source {
 
     fn read(&self, name: &str) -> Result<String, String> {
         match self {
-            Source::File(_) => {
+            // A registry version's files are taken by role before this is asked.
+            Source::File(_) | Source::Registry { .. } => {
                 std::fs::read_to_string(name).map_err(|e| format!("cannot read: {e}"))
             }
             Source::Inline(files) => files
@@ -157,9 +158,6 @@ impl Source {
                 .find(|(n, _)| n == name)
                 .map(|(_, c)| c.clone())
                 .ok_or_else(|| "not among the embedded files".into()),
-            Source::Registry { .. } => {
-                std::fs::read_to_string(name).map_err(|e| format!("cannot read: {e}"))
-            }
         }
     }
 
@@ -406,7 +404,6 @@ pub struct Config {
     pub max_batch_items: usize,
     pub batch_concurrency: usize,
     pub context_rules: ContextRules,
-    pub operator_token_hashes: Vec<[u8; 32]>,
     /// Admin credentials with roles (operator tokens included, unnamed).
     pub admin_tokens: Vec<AdminToken>,
     pub datasets: Vec<Arc<Dataset>>,
@@ -1111,7 +1108,6 @@ fn validate(
         max_batch_items: main.limits.max_batch_items,
         batch_concurrency: main.limits.batch_concurrency,
         context_rules: rules,
-        operator_token_hashes: operator_token_hashes.clone(),
         admin_tokens,
         datasets,
         connectors,

@@ -6,7 +6,6 @@
 use super::service::Gateway;
 use crate::config::{Config, ConfigErrors, Source};
 use crate::registry::Registry;
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -68,11 +67,7 @@ impl Live {
 
     /// Reads the configuration files again (with `env` for overrides) and swaps them in if
     /// they validate; recorded as a new registry version.
-    pub async fn reload(
-        &self,
-        actor: &str,
-        env: &BTreeMap<String, String>,
-    ) -> Result<Reloaded, ReloadError> {
+    pub async fn reload(&self, actor: &str) -> Result<Reloaded, ReloadError> {
         let _one_at_a_time = self.reloading.lock().await;
         let old = self.current();
         let source = match &old.config().origin {
@@ -84,20 +79,22 @@ impl Live {
             }
             Source::File(main) | Source::Registry { main, .. } => Source::File(main.clone()),
         };
-        let config = Config::load(&source, env).map_err(ReloadError::Invalid)?;
-        self.swap(old, config, actor, "reloaded from the config files")
+        let config = Config::load(&source, &process_env()).map_err(ReloadError::Invalid)?;
+        self.swap(old, config, actor, "reloaded from the config files", None)
             .await
     }
 
     /// Applies new files (by role: connectors, consumers, grants), or only checks them when
-    /// `dry_run`; recorded as a new registry version with `change`.
+    /// `dry_run`; with `probe` = (dataset, key), only if the new version's provider answers
+    /// that key first (a connector is tried before it goes live). Recorded as a new registry
+    /// version with `change`; `None` for a dry run.
     pub async fn apply(
         &self,
         actor: &str,
         change: &str,
         files: Vec<(String, String)>,
         dry_run: bool,
-        env: &BTreeMap<String, String>,
+        probe: Option<(&str, &str)>,
     ) -> Result<Option<Reloaded>, ReloadError> {
         let _one_at_a_time = self.reloading.lock().await;
         let old = self.current();
@@ -106,41 +103,15 @@ impl Live {
                 "the embedded demo configuration cannot be changed; run serve --config FILE".into(),
             )
         })?;
-        let config = Config::load(&source, env).map_err(ReloadError::Invalid)?;
+        let config = Config::load(&source, &process_env()).map_err(ReloadError::Invalid)?;
         if dry_run {
             return Ok(None);
         }
-        self.swap(old, config, actor, change).await.map(Some)
-    }
-
-    /// As `apply`, trying `probe` = (dataset, key) on the new version before it goes live.
-    pub async fn apply_probed(
-        &self,
-        actor: &str,
-        change: &str,
-        files: Vec<(String, String)>,
-        probe: (&str, &str),
-        env: &BTreeMap<String, String>,
-    ) -> Result<Reloaded, ReloadError> {
-        let _one_at_a_time = self.reloading.lock().await;
-        let old = self.current();
-        let source = old.config().origin.with_files(files).ok_or_else(|| {
-            ReloadError::Unsupported(
-                "the embedded demo configuration cannot be changed; run serve --config FILE".into(),
-            )
-        })?;
-        let config = Config::load(&source, env).map_err(ReloadError::Invalid)?;
-        self.swap_probed(old, config, actor, change, Some(probe))
-            .await
+        self.swap(old, config, actor, change, probe).await.map(Some)
     }
 
     /// Runs an earlier registry version again (recorded as a new version).
-    pub async fn rollback(
-        &self,
-        actor: &str,
-        to: i64,
-        env: &BTreeMap<String, String>,
-    ) -> Result<Reloaded, ReloadError> {
+    pub async fn rollback(&self, actor: &str, to: i64) -> Result<Reloaded, ReloadError> {
         let _one_at_a_time = self.reloading.lock().await;
         let registry = self.registry.as_ref().ok_or_else(|| {
             ReloadError::Unsupported("no registry: nothing to roll back to".into())
@@ -158,24 +129,20 @@ impl Live {
             .ok_or_else(|| {
                 ReloadError::Unsupported("the embedded demo configuration has no versions".into())
             })?;
-        let config = Config::load(&source, env).map_err(ReloadError::Invalid)?;
-        self.swap(old, config, actor, &format!("rolled back to version {to}"))
-            .await
-    }
-
-    async fn swap(
-        &self,
-        old: Arc<Gateway>,
-        config: Config,
-        actor: &str,
-        change: &str,
-    ) -> Result<Reloaded, ReloadError> {
-        self.swap_probed(old, config, actor, change, None).await
+        let config = Config::load(&source, &process_env()).map_err(ReloadError::Invalid)?;
+        self.swap(
+            old,
+            config,
+            actor,
+            &format!("rolled back to version {to}"),
+            None,
+        )
+        .await
     }
 
     /// Swaps in `config`; with `probe` = (dataset, key), only if the new version's provider
-    /// answers that key first (a connector is tried before it goes live).
-    async fn swap_probed(
+    /// answers that key first.
+    async fn swap(
         &self,
         old: Arc<Gateway>,
         config: Config,
@@ -242,6 +209,11 @@ impl Live {
             let _ = c.await;
         }
     }
+}
+
+/// The process environment, for `LIENTHONG_*` overrides when a configuration is read again.
+fn process_env() -> std::collections::BTreeMap<String, String> {
+    std::env::vars().collect()
 }
 
 /// Settings a running gateway cannot change: listeners, TLS, the audit store, identity.

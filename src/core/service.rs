@@ -346,7 +346,7 @@ fn sha256(s: &str) -> [u8; 32] {
 }
 
 /// Compares digests without an early exit, so timing does not reveal how much matched.
-fn same_digest(a: &[u8; 32], b: &[u8; 32]) -> bool {
+pub(crate) fn same_digest(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -613,12 +613,7 @@ impl Gateway {
                 })
                 .await
                 .map(|_| ())
-                .map_err(|e| match e {
-                    UpstreamError::Unavailable(_) => "unavailable",
-                    UpstreamError::Refused(_) => "refused",
-                    UpstreamError::Timeout(_) => "timeout",
-                    UpstreamError::BadResponse(_) => "bad_response",
-                }),
+                .map_err(|e| e.kind()),
         };
         let mut state = route.probe.lock().unwrap_or_else(|p| p.into_inner());
         state.probes += 1;
@@ -1162,10 +1157,7 @@ impl Gateway {
                 let status = match &answer {
                     Ok(Some(_)) => "ok",
                     Ok(None) => "not_found",
-                    Err(UpstreamError::Unavailable(_)) => "unavailable",
-                    Err(UpstreamError::Refused(_)) => "refused",
-                    Err(UpstreamError::Timeout(_)) => "timeout",
-                    Err(UpstreamError::BadResponse(_)) => "bad_response",
+                    Err(e) => e.kind(),
                 };
                 let took = started.elapsed();
                 let connector = route.connector.name();

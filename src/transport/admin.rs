@@ -4,7 +4,7 @@
 use crate::audit::query::{self, Filters};
 use crate::config::{AdminRole, AdminToken};
 use crate::core::error::{ErrorCode, LookupError};
-use crate::core::service::Gateway;
+use crate::core::service::{Gateway, same_digest};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
@@ -86,9 +86,14 @@ async fn readyz(super::Current(g): super::Current) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// The admin credential behind `Authorization: Bearer <token>`, compared by SHA-256 without
-/// an early exit.
-pub(crate) fn admin(gateway: &Gateway, headers: &HeaderMap) -> Result<AdminToken, LookupError> {
+/// The admin credential behind `Authorization: Bearer <token>` (compared by SHA-256
+/// without an early exit), if its role is among `allowed`; the refusal names the roles that
+/// may.
+pub(crate) fn admin(
+    gateway: &Gateway,
+    headers: &HeaderMap,
+    allowed: &[&str],
+) -> Result<AdminToken, LookupError> {
     let token = super::bearer(
         headers
             .get(header::AUTHORIZATION)
@@ -103,22 +108,71 @@ pub(crate) fn admin(gateway: &Gateway, headers: &HeaderMap) -> Result<AdminToken
     let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
     let mut found = None;
     for t in &gateway.config().admin_tokens {
-        // No early exit: the time taken does not say which token was close.
-        if t.hash
-            .iter()
-            .zip(&digest)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
-        {
+        // Every token is compared: the time taken does not say which one was close.
+        if same_digest(&t.hash, &digest) {
             found = Some(t.clone());
         }
     }
-    found.ok_or_else(|| {
+    let who = found.ok_or_else(|| {
         LookupError::new(
             ErrorCode::Unauthenticated,
             "the admin token is not recognised",
         )
-    })
+    })?;
+    let role = match who.role {
+        AdminRole::Operator => "operator",
+        AdminRole::Auditor => "auditor",
+        AdminRole::Provider { .. } => "provider",
+    };
+    if allowed.contains(&role) {
+        Ok(who)
+    } else {
+        Err(LookupError::new(
+            ErrorCode::PermissionDenied,
+            format!(
+                "{role} credentials cannot do this; it needs: {}",
+                allowed.join(" or ")
+            ),
+        ))
+    }
+}
+
+/// The current text of one of the registry's files ("connectors", "consumers", "grants"),
+/// parsed.
+pub(crate) fn role_table(g: &Gateway, role: &str) -> Result<toml::Table, LookupError> {
+    let text = g
+        .config()
+        .files
+        .iter()
+        .find(|(r, _)| r == role)
+        .map(|(_, t)| t.as_str())
+        .unwrap_or_default();
+    toml::from_str(text).map_err(|e| LookupError::new(ErrorCode::Internal, e.to_string()))
+}
+
+/// Why a configuration change was refused, as the admin API answers it.
+pub(crate) fn refusal(e: crate::core::live::ReloadError) -> LookupError {
+    let message = match e {
+        crate::core::live::ReloadError::Invalid(errors) => {
+            format!("the change is refused, nothing was applied:\n{errors}")
+        }
+        other => other.to_string(),
+    };
+    LookupError::new(ErrorCode::InvalidRequest, message)
+}
+
+/// The registry's files with `role`'s replaced by `table`.
+pub(crate) fn files_with(
+    g: &Gateway,
+    role: &str,
+    table: &toml::Table,
+) -> Result<Vec<(String, String)>, LookupError> {
+    let text =
+        toml::to_string(table).map_err(|e| LookupError::new(ErrorCode::Internal, e.to_string()))?;
+    let mut files = g.config().files.clone();
+    files.retain(|(r, _)| r != role);
+    files.push((role.to_owned(), text));
+    Ok(files)
 }
 
 /// An admin action as the audit trail records it.
@@ -155,26 +209,6 @@ pub(crate) async fn record_admin(g: &Gateway, a: AdminAction<'_>) -> Result<(), 
             "the action could not be recorded in the audit trail",
         )
     })
-}
-
-/// Refuses a credential whose role is not among `allowed` (named in the message).
-pub(crate) fn require(who: &AdminToken, allowed: &[&str]) -> Result<(), LookupError> {
-    let role = match who.role {
-        AdminRole::Operator => "operator",
-        AdminRole::Auditor => "auditor",
-        AdminRole::Provider { .. } => "provider",
-    };
-    if allowed.contains(&role) {
-        Ok(())
-    } else {
-        Err(LookupError::new(
-            ErrorCode::PermissionDenied,
-            format!(
-                "{role} credentials cannot do this; it needs: {}",
-                allowed.join(" or ")
-            ),
-        ))
-    }
 }
 
 /// Whether this credential may manage `dataset` (operators all; providers those their
@@ -245,11 +279,10 @@ async fn read(
 ) -> Response {
     let request_id = super::request_id();
     let fail = |e: LookupError| super::rest::problem(&e, &request_id);
-    let actor =
-        match admin(g, headers).and_then(|w| require(&w, &["operator", "auditor"]).map(|()| w)) {
-            Ok(w) => w.name,
-            Err(e) => return fail(e),
-        };
+    let actor = match admin(g, headers, &["operator", "auditor"]) {
+        Ok(w) => w.name,
+        Err(e) => return fail(e),
+    };
     let filters: Filters = match params {
         Ok(Query(p)) => p.into(),
         Err(e) => return fail(LookupError::new(ErrorCode::InvalidRequest, e.body_text())),
@@ -298,9 +331,7 @@ async fn read(
 /// Each connector's guard (breaker state, load, refusals) and active health probe; a
 /// provider credential sees its own agency's connectors only.
 async fn breakers(super::Current(g): super::Current, headers: HeaderMap) -> Response {
-    let who = match admin(&g, &headers)
-        .and_then(|w| require(&w, &["operator", "provider"]).map(|()| w))
-    {
+    let who = match admin(&g, &headers, &["operator", "provider"]) {
         Ok(w) => w,
         Err(e) => return super::rest::problem(&e, &super::request_id()),
     };
@@ -359,9 +390,7 @@ async fn purge(
 ) -> Response {
     let request_id = super::request_id();
     let fail = |e: LookupError| super::rest::problem(&e, &request_id);
-    let who = match admin(&g, &headers)
-        .and_then(|w| require(&w, &["operator", "provider"]).map(|()| w))
-    {
+    let who = match admin(&g, &headers, &["operator", "provider"]) {
         Ok(w) => w,
         Err(e) => return fail(e),
     };
@@ -426,12 +455,11 @@ async fn reload(State(live): State<Arc<crate::core::live::Live>>, headers: Heade
     let request_id = super::request_id();
     let fail = |e: LookupError| super::rest::problem(&e, &request_id);
     let g = live.current();
-    let who = match admin(&g, &headers).and_then(|w| require(&w, &["operator"]).map(|()| w)) {
+    let who = match admin(&g, &headers, &["operator"]) {
         Ok(w) => w,
         Err(e) => return fail(e),
     };
-    let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
-    let outcome = live.reload(&who.name, &env).await;
+    let outcome = live.reload(&who.name).await;
     let (status, detail, answer) = match &outcome {
         Ok(r) => (
             "served",
@@ -479,7 +507,7 @@ async fn versions(
 ) -> Response {
     let request_id = super::request_id();
     let g = live.current();
-    if let Err(e) = admin(&g, &headers).and_then(|w| require(&w, &["operator", "auditor"])) {
+    if let Err(e) = admin(&g, &headers, &["operator", "auditor"]).map(|_| ()) {
         return super::rest::problem(&e, &request_id);
     }
     let Some(registry) = live.registry() else {
@@ -515,7 +543,7 @@ async fn rollback(
     let request_id = super::request_id();
     let fail = |e: LookupError| super::rest::problem(&e, &request_id);
     let g = live.current();
-    let who = match admin(&g, &headers).and_then(|w| require(&w, &["operator"]).map(|()| w)) {
+    let who = match admin(&g, &headers, &["operator"]) {
         Ok(w) => w,
         Err(e) => return fail(e),
     };
@@ -528,8 +556,7 @@ async fn rollback(
             ));
         }
     };
-    let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
-    let outcome = live.rollback(&who.name, to, &env).await;
+    let outcome = live.rollback(&who.name, to).await;
     let _ = record_admin(
         &g,
         AdminAction {

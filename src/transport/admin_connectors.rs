@@ -9,9 +9,9 @@
 //! connector before and after (credentials redacted). Operators manage every connector; a
 //! provider manages those of its agency's datasets.
 
-use super::admin::{admin, manages, require};
+use super::admin::{admin, files_with, manages, role_table};
 use crate::core::error::{ErrorCode, LookupError};
-use crate::core::live::{Live, ReloadError};
+use crate::core::live::Live;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -48,28 +48,14 @@ fn redacted(connector: &toml::Value) -> Value {
     v
 }
 
-fn connectors_table(live: &Live) -> Result<toml::Table, LookupError> {
-    let g = live.current();
-    let text = g
-        .config()
-        .files
-        .iter()
-        .find(|(role, _)| role == "connectors")
-        .map(|(_, t)| t.clone())
-        .unwrap_or_default();
-    toml::from_str(&text).map_err(|e| LookupError::new(ErrorCode::Internal, e.to_string()))
-}
-
 async fn list(State(live): State<Arc<Live>>, headers: HeaderMap) -> Response {
     let request_id = super::request_id();
     let g = live.current();
-    let who = match admin(&g, &headers)
-        .and_then(|w| require(&w, &["operator", "provider"]).map(|()| w))
-    {
+    let who = match admin(&g, &headers, &["operator", "provider"]) {
         Ok(w) => w,
         Err(e) => return super::rest::problem(&e, &request_id),
     };
-    let table = match connectors_table(&live) {
+    let table = match role_table(&g, "connectors") {
         Ok(t) => t,
         Err(e) => return super::rest::problem(&e, &request_id),
     };
@@ -118,9 +104,7 @@ async fn update(
     let request_id = super::request_id();
     let fail = |e: LookupError| super::rest::problem(&e, &request_id);
     let g = live.current();
-    let who = match admin(&g, &headers)
-        .and_then(|w| require(&w, &["operator", "provider"]).map(|()| w))
-    {
+    let who = match admin(&g, &headers, &["operator", "provider"]) {
         Ok(w) => w,
         Err(e) => return fail(e),
     };
@@ -139,7 +123,7 @@ async fn update(
             "a connector's name and dataset do not change",
         ));
     }
-    let mut table = match connectors_table(&live) {
+    let mut table = match role_table(&g, "connectors") {
         Ok(t) => t,
         Err(e) => return fail(e),
     };
@@ -173,23 +157,18 @@ async fn update(
         return fail(LookupError::new(ErrorCode::InvalidRequest, m));
     }
     let after = redacted(&toml::Value::Table(connector.clone()));
-    let text = match toml::to_string(&table) {
-        Ok(t) => t,
-        Err(e) => return fail(LookupError::new(ErrorCode::Internal, e.to_string())),
+    let files = match files_with(&g, "connectors", &table) {
+        Ok(f) => f,
+        Err(e) => return fail(e),
     };
-    let mut files = g.config().files.clone();
-    files.retain(|(role, _)| role != "connectors");
-    files.push(("connectors".into(), text));
-    let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
     let summary = format!("connector {name} updated");
-    let outcome = match (&options.probe_key, options.dry_run) {
-        (_, true) => live.apply(&who.name, &summary, files, true, &env).await,
-        (Some(key), false) => live
-            .apply_probed(&who.name, &summary, files, (&dataset, key), &env)
-            .await
-            .map(Some),
-        (None, false) => live.apply(&who.name, &summary, files, false, &env).await,
-    };
+    let probe = options
+        .probe_key
+        .as_deref()
+        .map(|key| (dataset.as_str(), key));
+    let outcome = live
+        .apply(&who.name, &summary, files, options.dry_run, probe)
+        .await;
     if !options.dry_run {
         let _ = super::admin::record_admin(
             &g,
@@ -215,10 +194,6 @@ async fn update(
             "connector": after,
         }))
         .into_response(),
-        Err(ReloadError::Invalid(errors)) => fail(LookupError::new(
-            ErrorCode::InvalidRequest,
-            format!("the change is refused, nothing was applied:\n{errors}"),
-        )),
-        Err(e) => fail(LookupError::new(ErrorCode::InvalidRequest, e.to_string())),
+        Err(e) => fail(super::admin::refusal(e)),
     }
 }

@@ -5,9 +5,9 @@
 //! Operators manage every grant; a provider manages grants on the datasets its agency owns;
 //! auditors may list.
 
-use super::admin::{admin, manages, require};
+use super::admin::{admin, files_with, manages, role_table};
 use crate::core::error::{ErrorCode, LookupError};
-use crate::core::live::{Live, ReloadError};
+use crate::core::live::Live;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -49,18 +49,6 @@ struct DryRun {
     dry_run: bool,
 }
 
-fn grants_table(live: &Live) -> Result<toml::Table, LookupError> {
-    let g = live.current();
-    let text = g
-        .config()
-        .files
-        .iter()
-        .find(|(role, _)| role == "grants")
-        .map(|(_, t)| t.clone())
-        .unwrap_or_default();
-    toml::from_str(&text).map_err(|e| LookupError::new(ErrorCode::Internal, e.to_string()))
-}
-
 fn grants_array(table: &mut toml::Table) -> &mut Vec<toml::Value> {
     let entry = table
         .entry("grant")
@@ -87,20 +75,11 @@ async fn change(
 ) -> Response {
     let request_id = super::request_id();
     let g = live.current();
-    let text = match toml::to_string(&table) {
-        Ok(t) => t,
-        Err(e) => {
-            return super::rest::problem(
-                &LookupError::new(ErrorCode::Internal, e.to_string()),
-                &request_id,
-            );
-        }
+    let files = match files_with(&g, "grants", &table) {
+        Ok(f) => f,
+        Err(e) => return super::rest::problem(&e, &request_id),
     };
-    let mut files = g.config().files.clone();
-    files.retain(|(role, _)| role != "grants");
-    files.push(("grants".into(), text));
-    let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
-    let outcome = live.apply(actor, &summary, files, dry_run, &env).await;
+    let outcome = live.apply(actor, &summary, files, dry_run, None).await;
     if !dry_run {
         let _ = super::admin::record_admin(
             &g,
@@ -121,17 +100,7 @@ async fn change(
             Json(json!({ "dry_run": true, "valid": true, "change": summary })).into_response()
         }
         Ok(Some(r)) => Json(json!({ "version": r.version, "change": summary })).into_response(),
-        Err(ReloadError::Invalid(errors)) => super::rest::problem(
-            &LookupError::new(
-                ErrorCode::InvalidRequest,
-                format!("the change is refused, nothing was applied:\n{errors}"),
-            ),
-            &request_id,
-        ),
-        Err(e) => super::rest::problem(
-            &LookupError::new(ErrorCode::InvalidRequest, e.to_string()),
-            &request_id,
-        ),
+        Err(e) => super::rest::problem(&super::admin::refusal(e), &request_id),
     }
 }
 
@@ -139,13 +108,11 @@ async fn change(
 async fn list(State(live): State<Arc<Live>>, headers: HeaderMap) -> Response {
     let request_id = super::request_id();
     let g = live.current();
-    let who = match admin(&g, &headers)
-        .and_then(|w| require(&w, &["operator", "auditor", "provider"]).map(|()| w))
-    {
+    let who = match admin(&g, &headers, &["operator", "auditor", "provider"]) {
         Ok(w) => w,
         Err(e) => return super::rest::problem(&e, &request_id),
     };
-    let mut table = match grants_table(&live) {
+    let mut table = match role_table(&g, "grants") {
         Ok(t) => t,
         Err(e) => return super::rest::problem(&e, &request_id),
     };
@@ -170,9 +137,7 @@ async fn add(
     let request_id = super::request_id();
     let fail = |e: LookupError| super::rest::problem(&e, &request_id);
     let g = live.current();
-    let who = match admin(&g, &headers)
-        .and_then(|w| require(&w, &["operator", "provider"]).map(|()| w))
-    {
+    let who = match admin(&g, &headers, &["operator", "provider"]) {
         Ok(w) => w,
         Err(e) => return fail(e),
     };
@@ -200,7 +165,7 @@ async fn add(
         Ok(v) => v,
         Err(e) => return fail(LookupError::new(ErrorCode::InvalidRequest, e.to_string())),
     };
-    let mut table = match grants_table(&live) {
+    let mut table = match role_table(&g, "grants") {
         Ok(t) => t,
         Err(e) => return fail(e),
     };
@@ -227,13 +192,11 @@ async fn remove(
     let request_id = super::request_id();
     let fail = |e: LookupError| super::rest::problem(&e, &request_id);
     let g = live.current();
-    let who = match admin(&g, &headers)
-        .and_then(|w| require(&w, &["operator", "provider"]).map(|()| w))
-    {
+    let who = match admin(&g, &headers, &["operator", "provider"]) {
         Ok(w) => w,
         Err(e) => return fail(e),
     };
-    let mut table = match grants_table(&live) {
+    let mut table = match role_table(&g, "grants") {
         Ok(t) => t,
         Err(e) => return fail(e),
     };

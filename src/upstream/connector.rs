@@ -25,6 +25,18 @@ pub enum UpstreamError {
     BadResponse(String),
 }
 
+impl UpstreamError {
+    /// The failure's kind, as metrics, audit records and probes name it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UpstreamError::Unavailable(_) => "unavailable",
+            UpstreamError::Refused(_) => "refused",
+            UpstreamError::Timeout(_) => "timeout",
+            UpstreamError::BadResponse(_) => "bad_response",
+        }
+    }
+}
+
 /// What a protocol call returns: a payload tree, or `None` when the provider says the
 /// record does not exist.
 pub type Payload = Option<Value>;
