@@ -8,6 +8,7 @@ use std::path::PathBuf;
 const PROTOS: &[&str] = &[
     "lienthong/v1/records.proto",
     "lienthong/v1/lookup.proto",
+    "lienthong/v1/admin.proto",
     "providers/cadastre/v1/cadastre.proto",
 ];
 
@@ -22,6 +23,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(
         out_dir.join("lookup_descriptor.bin"),
         lookup_api.encode_to_vec(),
+    )?;
+
+    let admin_api = protox::compile(&PROTOS[2..3], ["proto"])?;
+    std::fs::write(
+        out_dir.join("admin_descriptor.bin"),
+        admin_api.encode_to_vec(),
     )?;
 
     tonic_prost_build::configure()

@@ -6,8 +6,10 @@ use crate::audit::writer::AuditLog;
 use crate::config::Config;
 use crate::core::live::Live;
 use crate::core::service::Gateway;
+use crate::proto::lienthong::admin_service_server::AdminServiceServer;
 use crate::proto::lienthong::lookup_service_server::LookupServiceServer;
 use crate::registry::Registry;
+use crate::transport::admin_grpc::AdminApi;
 use crate::transport::{admin, grpc::LookupApi, rest};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -251,11 +253,24 @@ pub async fn start(config: Arc<Config>) -> Result<Running, String> {
         }
         None => serve(lookup, lookup_router, lookup_stopped),
     };
-    let mut tasks = vec![serve(
-        admin_listener,
-        admin::router(live.clone()),
-        stopped.clone(),
-    )];
+    let admin_reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::ADMIN_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| format!("reflection: {e}"))?;
+    let admin_router = admin::router(live.clone()).merge(
+        tonic::service::Routes::new(AdminServiceServer::new(AdminApi::new(live.clone())))
+            .add_service(admin_reflection)
+            .into_axum_router(),
+    );
+    let mut tasks = vec![match (&config.tls, config.admin_tls) {
+        (Some(tls), true) => crate::transport::tls::serve(
+            admin_listener,
+            tls.server.clone(),
+            admin_router,
+            stopped.clone(),
+        ),
+        _ => serve(admin_listener, admin_router, stopped.clone()),
+    }];
     tasks.push(tokio::spawn(
         live.clone().run_health_checks(stopped.clone()),
     ));

@@ -7,6 +7,8 @@
 //! fields the grant allows.
 //!
 //! # Layout
+//! - [`admin`] the admin operations (datasets, connectors, grants, registry history and
+//!   rollback, purges, audit queries) with their roles, shared by REST and gRPC.
 //! - [`app`] wires config → core → transports; graceful shutdown.
 //! - [`audit`] the tamper-evident audit trail: records, chain, group-commit writer, stores,
 //!   verification.
@@ -25,6 +27,7 @@
 //! - [`telemetry`] logging.
 //! - [`proto`] generated messages and services (`proto/`, compiled by protox in build.rs).
 
+pub mod admin;
 pub mod app;
 pub mod audit;
 pub mod certs;
@@ -47,6 +50,9 @@ pub mod proto {
     /// Descriptors of the lookup API alone, for gRPC server reflection.
     pub const LOOKUP_DESCRIPTOR_SET: &[u8] =
         include_bytes!(concat!(env!("OUT_DIR"), "/lookup_descriptor.bin"));
+    /// Descriptors of the admin API alone, for reflection on the admin listener.
+    pub const ADMIN_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/admin_descriptor.bin"));
 
     /// The lookup API and canonical records (`lienthong.v1`).
     pub mod lienthong {

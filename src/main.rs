@@ -116,7 +116,8 @@ enum AuditCommand {
 
 #[derive(clap::Args)]
 struct AdminArgs {
-    /// The admin listener, e.g. http://127.0.0.1:9090 (else listen.admin of the config).
+    /// The admin listener, e.g. http://127.0.0.1:9090 or https://… (else listen.admin of
+    /// the config).
     #[arg(long, global = true)]
     admin: Option<String>,
     /// An admin token (else LIENTHONG_ADMIN_TOKEN).
@@ -127,6 +128,20 @@ struct AdminArgs {
         hide_env_values = true
     )]
     token: Option<String>,
+    /// For an https admin listener: the CA that signed its certificate (PEM).
+    #[arg(long, global = true)]
+    ca: Option<PathBuf>,
+    /// An admin client certificate (PEM) instead of a token, with --key.
+    #[arg(long, global = true, requires = "key")]
+    cert: Option<PathBuf>,
+    #[arg(long, global = true, requires = "cert")]
+    key: Option<PathBuf>,
+    /// Check a change and report every problem; apply nothing.
+    #[arg(long, global = true)]
+    dry_run: bool,
+    /// Print the answer as JSON.
+    #[arg(long, global = true)]
+    json: bool,
     #[arg(long, global = true, env = "LIENTHONG_CONFIG")]
     config: Option<PathBuf>,
     #[command(subcommand)]
@@ -153,8 +168,91 @@ enum AdminCommand {
         #[arg(long)]
         version: i64,
     },
-    /// The grants in force, with the index to remove one by.
-    Grants,
+    /// Datasets: list (default), show, create, update, disable, enable.
+    Datasets {
+        #[command(subcommand)]
+        action: Option<DatasetAction>,
+    },
+    /// Connectors: list (default), update.
+    Connectors {
+        #[command(subcommand)]
+        action: Option<ConnectorAction>,
+    },
+    /// Grants: list (default), add, update, disable, enable, remove.
+    Grants {
+        #[command(subcommand)]
+        action: Option<GrantAction>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DatasetAction {
+    List,
+    /// One dataset: schema, key rule, connector, grants, health.
+    Show {
+        name: String,
+    },
+    /// Register a dataset with its connector, from a JSON file ("-" for stdin).
+    Create {
+        #[arg(long = "file", short = 'f')]
+        file: PathBuf,
+        /// Try the new connector with one lookup of this key before it goes live.
+        #[arg(long)]
+        probe_key: Option<String>,
+    },
+    /// Change a dataset with the settings in a JSON file ("-" for stdin).
+    Update {
+        name: String,
+        #[arg(long = "file", short = 'f')]
+        file: PathBuf,
+    },
+    /// Switch a dataset off: lookups are refused, nothing is deleted.
+    Disable {
+        name: String,
+    },
+    Enable {
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConnectorAction {
+    List,
+    /// Merge the settings in a JSON file ("-" for stdin) into a connector.
+    Update {
+        name: String,
+        #[arg(long = "file", short = 'f')]
+        file: PathBuf,
+        /// Try the changed connector with one lookup of this key before it goes live.
+        #[arg(long)]
+        probe_key: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum GrantAction {
+    List,
+    /// Add the grant in a JSON file ("-" for stdin).
+    Add {
+        #[arg(long = "file", short = 'f')]
+        file: PathBuf,
+    },
+    /// Merge the settings in a JSON file ("-" for stdin) into grant INDEX.
+    Update {
+        index: usize,
+        #[arg(long = "file", short = 'f')]
+        file: PathBuf,
+    },
+    /// Switch grant INDEX off: it admits nothing until switched on.
+    Disable {
+        index: usize,
+    },
+    Enable {
+        index: usize,
+    },
+    Remove {
+        index: usize,
+    },
 }
 
 #[derive(clap::Args)]
@@ -273,33 +371,151 @@ async fn main() -> ExitCode {
     }
 }
 
+/// A JSON document from a file, or stdin for "-".
+fn json_file(path: &std::path::Path) -> Result<serde_json::Value, String> {
+    let text = if path == std::path::Path::new("-") {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+            .map_err(|e| format!("stdin: {e}"))?;
+        s
+    } else {
+        std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?
+    };
+    serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))
+}
+
+fn read_pem(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
 async fn admin(args: AdminArgs) -> Result<(), String> {
+    use serde_json::json;
     lienthong::app::install_crypto();
-    let base = match args.admin {
+    let base = match &args.admin {
         Some(a) => a.trim_end_matches('/').to_owned(),
-        None => format!("http://{}", load(args.config)?.admin_addr),
+        None => {
+            let config = load(args.config.clone())?;
+            let scheme = if config.admin_tls { "https" } else { "http" };
+            format!("{scheme}://{}", config.admin_addr)
+        }
     };
-    let token = args
-        .token
-        .ok_or("an admin token is needed: --token or LIENTHONG_ADMIN_TOKEN")?;
-    let http = reqwest::Client::new();
-    let request = match &args.command {
-        AdminCommand::Breakers => http.get(format!("{base}/admin/v1/breakers")),
-        AdminCommand::Purge { dataset, key } => http
-            .post(format!("{base}/admin/v1/cache/purge"))
-            .json(&serde_json::json!({ "dataset": dataset, "key": key })),
-        AdminCommand::Reload => http.post(format!("{base}/admin/v1/reload")),
-        AdminCommand::Versions => http.get(format!("{base}/admin/v1/registry/versions")),
-        AdminCommand::Rollback { version } => http
-            .post(format!("{base}/admin/v1/registry/rollback"))
-            .json(&serde_json::json!({ "version": version })),
-        AdminCommand::Grants => http.get(format!("{base}/admin/v1/grants")),
+    if args.token.is_none() && args.cert.is_none() {
+        return Err(
+            "an admin credential is needed: --token (or LIENTHONG_ADMIN_TOKEN), or --cert and --key"
+                .into(),
+        );
+    }
+    let mut http = reqwest::Client::builder();
+    if let Some(ca) = &args.ca {
+        let (cert, key) = match (&args.cert, &args.key) {
+            (Some(c), Some(k)) => (Some(read_pem(c)?), Some(read_pem(k)?)),
+            _ => (None, None),
+        };
+        let identity = cert.as_deref().zip(key.as_deref());
+        http = http.tls_backend_preconfigured(lienthong::transport::tls::client_config(
+            &read_pem(ca)?,
+            identity,
+        )?);
+    } else if args.cert.is_some() {
+        return Err("--cert needs --ca (the CA of the admin listener's certificate)".into());
+    }
+    let http = http.build().map_err(|e| e.to_string())?;
+    let dry = if args.dry_run { "?dry_run=true" } else { "" };
+    let with_probe = |probe: &Option<String>| match (args.dry_run, probe) {
+        (d, Some(k)) => format!(
+            "?probe_key={}{}",
+            urlencode(k),
+            if d { "&dry_run=true" } else { "" }
+        ),
+        (_, None) => dry.to_owned(),
     };
-    let response = request
-        .bearer_auth(token)
-        .send()
-        .await
-        .map_err(|e| format!("{base}: {e}"))?;
+    let url = |path: &str| format!("{base}/admin/v1/{path}");
+    use reqwest::Method;
+    let (method, path, body): (Method, String, Option<serde_json::Value>) = match &args.command {
+        AdminCommand::Breakers => (Method::GET, url("breakers"), None),
+        AdminCommand::Purge { dataset, key } => (
+            Method::POST,
+            url("cache/purge"),
+            Some(json!({ "dataset": dataset, "key": key })),
+        ),
+        AdminCommand::Reload => (Method::POST, url("reload"), None),
+        AdminCommand::Versions => (Method::GET, url("registry/versions"), None),
+        AdminCommand::Rollback { version } => (
+            Method::POST,
+            url("registry/rollback"),
+            Some(json!({ "version": version })),
+        ),
+        AdminCommand::Datasets { action } => match action {
+            None | Some(DatasetAction::List) => (Method::GET, url("datasets"), None),
+            Some(DatasetAction::Show { name }) => {
+                (Method::GET, url(&format!("datasets/{name}")), None)
+            }
+            Some(DatasetAction::Create { file, probe_key }) => (
+                Method::POST,
+                url("datasets") + &with_probe(probe_key),
+                Some(json_file(file)?),
+            ),
+            Some(DatasetAction::Update { name, file }) => (
+                Method::PUT,
+                url(&format!("datasets/{name}")) + dry,
+                Some(json_file(file)?),
+            ),
+            Some(DatasetAction::Disable { name }) => (
+                Method::PUT,
+                url(&format!("datasets/{name}")) + dry,
+                Some(json!({ "disabled": true })),
+            ),
+            Some(DatasetAction::Enable { name }) => (
+                Method::PUT,
+                url(&format!("datasets/{name}")) + dry,
+                Some(json!({ "disabled": false })),
+            ),
+        },
+        AdminCommand::Connectors { action } => match action {
+            None | Some(ConnectorAction::List) => (Method::GET, url("connectors"), None),
+            Some(ConnectorAction::Update {
+                name,
+                file,
+                probe_key,
+            }) => (
+                Method::PUT,
+                url(&format!("connectors/{name}")) + &with_probe(probe_key),
+                Some(json_file(file)?),
+            ),
+        },
+        AdminCommand::Grants { action } => match action {
+            None | Some(GrantAction::List) => (Method::GET, url("grants"), None),
+            Some(GrantAction::Add { file }) => {
+                (Method::POST, url("grants") + dry, Some(json_file(file)?))
+            }
+            Some(GrantAction::Update { index, file }) => (
+                Method::PUT,
+                url(&format!("grants/{index}")) + dry,
+                Some(json_file(file)?),
+            ),
+            Some(GrantAction::Disable { index }) => (
+                Method::PUT,
+                url(&format!("grants/{index}")) + dry,
+                Some(json!({ "disabled": true })),
+            ),
+            Some(GrantAction::Enable { index }) => (
+                Method::PUT,
+                url(&format!("grants/{index}")) + dry,
+                Some(json!({ "disabled": false })),
+            ),
+            Some(GrantAction::Remove { index }) => {
+                (Method::DELETE, url(&format!("grants/{index}")) + dry, None)
+            }
+        },
+    };
+    let mut request = http.request(method, &path);
+    if let Some(token) = &args.token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = &body {
+        request = request.json(body);
+    }
+    let response = request.send().await.map_err(|e| format!("{base}: {e}"))?;
     let status = response.status();
     let body: serde_json::Value = response
         .json()
@@ -311,7 +527,38 @@ async fn admin(args: AdminArgs) -> Result<(), String> {
             body["detail"].as_str().unwrap_or("refused")
         ));
     }
-    match args.command {
+    if args.json {
+        println!("{body:#}");
+        return Ok(());
+    }
+    print_admin(&args.command, &body);
+    Ok(())
+}
+
+/// Percent-encodes a query value.
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// An admin answer for people (`--json` prints it whole).
+fn print_admin(command: &AdminCommand, body: &serde_json::Value) {
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_owned();
+    if body["dry_run"] == true {
+        println!("valid, nothing applied: {}", s(&body["change"]));
+        return;
+    }
+    if body.get("change").is_some() && body.get("version").is_some() {
+        println!("version {}: {}", body["version"], s(&body["change"]));
+        return;
+    }
+    match command {
         AdminCommand::Breakers => {
             println!(
                 "{:<14} {:<20} {:<10} {:>8} {:>8} {:>9} {:>8}  probe",
@@ -326,9 +573,9 @@ async fn admin(args: AdminArgs) -> Result<(), String> {
                 };
                 println!(
                     "{:<14} {:<20} {:<10} {:>8} {:>8} {:>9} {:>8}  {probe}",
-                    c["connector"].as_str().unwrap_or(""),
-                    c["dataset"].as_str().unwrap_or(""),
-                    c["breaker"].as_str().unwrap_or(""),
+                    s(&c["connector"]),
+                    s(&c["dataset"]),
+                    s(&c["breaker"]),
                     n("calls"),
                     n("retries"),
                     n("in_flight"),
@@ -355,22 +602,60 @@ async fn admin(args: AdminArgs) -> Result<(), String> {
                 println!(
                     "{:>4}  {}  {:<24} {}{running}",
                     v["version"],
-                    v["time"].as_str().unwrap_or(""),
-                    v["actor"].as_str().unwrap_or(""),
-                    v["change"].as_str().unwrap_or("")
+                    s(&v["time"]),
+                    s(&v["actor"]),
+                    s(&v["change"])
                 );
             }
         }
-        AdminCommand::Grants => {
+        AdminCommand::Grants { .. } => {
             for g in body["grants"].as_array().into_iter().flatten() {
                 let grant = &g["grant"];
+                let off = if grant["disabled"] == true {
+                    "  (off)"
+                } else {
+                    ""
+                };
                 println!(
-                    "{:>3}  {:<16} {:<22} procedures {}  fields {}",
+                    "{:>3}  {:<16} {:<24} procedures {}  fields {}{off}",
                     g["index"],
-                    grant["consumer"].as_str().unwrap_or(""),
-                    grant["dataset"].as_str().unwrap_or(""),
+                    s(&grant["consumer"]),
+                    s(&grant["dataset"]),
                     grant["procedures"],
                     grant["fields"]
+                );
+            }
+        }
+        AdminCommand::Datasets { action } => match action {
+            Some(DatasetAction::Show { .. }) => println!("{body:#}"),
+            _ => {
+                for d in body["datasets"].as_array().into_iter().flatten() {
+                    let state = if d["disabled"] == true { "off" } else { "on" };
+                    let fields: Vec<String> = d["fields"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|f| s(&f["name"]))
+                        .collect();
+                    println!(
+                        "{:<26} {:<12} {:<4} key {:<18} fields {}",
+                        s(&d["name"]),
+                        s(&d["owner"]),
+                        state,
+                        s(&d["key_field"]),
+                        fields.join(",")
+                    );
+                }
+            }
+        },
+        AdminCommand::Connectors { .. } => {
+            for c in body["connectors"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<20} {:<26} {:<10} {}",
+                    s(&c["name"]),
+                    s(&c["dataset"]),
+                    s(&c["kind"]),
+                    s(&c["endpoint"])
                 );
             }
         }
@@ -382,7 +667,6 @@ async fn admin(args: AdminArgs) -> Result<(), String> {
             ),
         },
     }
-    Ok(())
 }
 
 async fn audit(command: AuditCommand) -> Result<(), String> {

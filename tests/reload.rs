@@ -460,7 +460,7 @@ async fn connectors_are_changed_over_the_admin_api_after_a_probe() {
     .expect("json");
     assert_eq!(ok["version"], 2, "{ok}");
     assert_eq!(ok["connectors_rebuilt"], serde_json::json!(["population"]));
-    assert_eq!(ok["connector"]["cache"]["ttl_s"], 120);
+    assert_eq!(ok["after"]["cache"]["ttl_s"], 120);
     assert_eq!(
         h.get(&format!("/v1/citizens/{id}")).await.headers()["x-cache"],
         "miss"

@@ -13,7 +13,8 @@ pub const DEFAULT_PAGE: usize = 100;
 
 /// What an auditor asked for, as given (keys in clear: the subject is hashed before the
 /// store sees it).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Filters {
     pub dataset: Option<String>,
     /// The subject's key (e.g. a personal id); needs `dataset`.

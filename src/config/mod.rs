@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path as FsPath, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 /// Prefix of environment overrides: `LIENTHONG_<SECTION>__<KEY>`.
@@ -256,11 +256,12 @@ pub enum AdminRole {
     Provider { agency: String },
 }
 
-/// A named admin credential (its token stored as SHA-256).
+/// A named admin caller: a token (stored as SHA-256) or a client certificate's names.
 #[derive(Debug, Clone)]
-pub struct AdminToken {
+pub struct AdminCredential {
     pub name: String,
-    pub hash: [u8; 32],
+    pub hash: Option<[u8; 32]>,
+    pub certificate_names: Vec<String>,
     pub role: AdminRole,
 }
 
@@ -328,6 +329,8 @@ pub struct Grant {
     pub allow_cache_bypass: bool,
     /// Calls this grant admits; unlimited when `None`.
     pub quota: Option<QuotaSpec>,
+    /// Switched off by its owner: admits nothing.
+    pub disabled: bool,
 }
 
 impl Grant {
@@ -405,7 +408,9 @@ pub struct Config {
     pub batch_concurrency: usize,
     pub context_rules: ContextRules,
     /// Admin credentials with roles (operator tokens included, unnamed).
-    pub admin_tokens: Vec<AdminToken>,
+    pub admin_credentials: Vec<AdminCredential>,
+    /// The admin listener speaks TLS (with the `[tls]` certificate).
+    pub admin_tls: bool,
     pub datasets: Vec<Arc<Dataset>>,
     pub connectors: Vec<ConnectorConfig>,
     pub consumers: Vec<Consumer>,
@@ -584,12 +589,33 @@ impl Config {
                 }
             }
         };
+        // The datasets file is optional; a registry version may hold one the main file does
+        // not name (datasets registered over the admin API).
+        let datasets_file = match (&main.datasets, source) {
+            (None, Source::Registry { files, .. }) => files
+                .iter()
+                .find(|(role, _)| role == "datasets")
+                .map(|(_, t)| (source.resolve("datasets.toml (registry)"), t.clone())),
+            (None, _) => None,
+            (Some(_), _) => sub("datasets", &main.datasets),
+        };
         let connectors_file = sub("connectors", &main.connectors);
         let consumers_file = sub("consumers", &main.consumers);
         let grants_file = sub("grants", &main.grants);
         let mut parsed_connectors = RawConnectors::default();
         let mut parsed_consumers = RawConsumers::default();
         let mut parsed_grants = RawGrants::default();
+        let mut parsed_datasets = RawDatasets::default();
+        if let Some((name, text)) = &datasets_file {
+            parsed_datasets = parse_toml(
+                text,
+                &mut Errors {
+                    file: name.clone(),
+                    all: &mut all,
+                },
+                &none,
+            );
+        }
         let mut names = (String::new(), String::new(), String::new());
         if let Some((name, text)) = &connectors_file {
             parsed_connectors = parse_toml(
@@ -624,10 +650,15 @@ impl Config {
             );
             names.2 = name.clone();
         }
+        let datasets_name = datasets_file
+            .as_ref()
+            .map(|(n, _)| n.clone())
+            .unwrap_or_default();
         let config = validate(
             source,
             main_name,
             main,
+            (parsed_datasets, datasets_name),
             parsed_connectors,
             parsed_consumers,
             parsed_grants,
@@ -637,6 +668,7 @@ impl Config {
         );
         if all.is_empty() {
             let files = [
+                ("datasets", datasets_file),
                 ("connectors", connectors_file),
                 ("consumers", consumers_file),
                 ("grants", grants_file),
@@ -660,6 +692,7 @@ fn validate(
     source: &Source,
     main_name: String,
     main: RawGateway,
+    (raw_datasets, datasets_name): (RawDatasets, String),
     connectors: RawConnectors,
     consumers: RawConsumers,
     grants: RawGrants,
@@ -783,14 +816,44 @@ fn validate(
             ),
         }
     }
-    let mut admin_tokens: Vec<AdminToken> = operator_token_hashes
+    let mut admin_credentials: Vec<AdminCredential> = operator_token_hashes
         .iter()
-        .map(|hash| AdminToken {
+        .map(|hash| AdminCredential {
             name: format!("operator:{}", hex::encode(&hash[..4])),
-            hash: *hash,
+            hash: Some(*hash),
+            certificate_names: Vec::new(),
             role: AdminRole::Operator,
         })
         .collect();
+    let admin_role =
+        |e: &mut Errors<'_>, key: &str, role: &str, agency: &Option<String>| match (role, agency) {
+            ("operator", None) => Some(AdminRole::Operator),
+            ("auditor", None) => Some(AdminRole::Auditor),
+            ("provider", Some(agency)) if !agency.trim().is_empty() => Some(AdminRole::Provider {
+                agency: agency.trim().to_owned(),
+            }),
+            ("provider", _) => {
+                e.add(
+                    format!("{key}.agency"),
+                    "a provider credential names its agency",
+                );
+                None
+            }
+            ("operator" | "auditor", Some(_)) => {
+                e.add(
+                    format!("{key}.agency"),
+                    "only provider credentials name an agency",
+                );
+                None
+            }
+            (other, _) => {
+                e.add(
+                    format!("{key}.role"),
+                    format!("{other:?} is not \"operator\", \"auditor\" or \"provider\""),
+                );
+                None
+            }
+        };
     for (i, t) in main.admin.token.iter().enumerate() {
         let key = format!("admin.token[{i}]");
         let Some(hash) = sha256_hex(&t.sha256) else {
@@ -800,40 +863,75 @@ fn validate(
         if t.name.trim().is_empty() {
             e.add(format!("{key}.name"), "must name who holds the token");
         }
-        let role = match (t.role.as_str(), &t.agency) {
-            ("operator", None) => AdminRole::Operator,
-            ("auditor", None) => AdminRole::Auditor,
-            ("provider", Some(agency)) if !agency.trim().is_empty() => AdminRole::Provider {
-                agency: agency.trim().to_owned(),
-            },
-            ("provider", _) => {
-                e.add(format!("{key}.agency"), "a provider token names its agency");
-                continue;
-            }
-            ("operator" | "auditor", Some(_)) => {
-                e.add(
-                    format!("{key}.agency"),
-                    "only provider tokens name an agency",
-                );
-                continue;
-            }
-            (other, _) => {
-                e.add(
-                    format!("{key}.role"),
-                    format!("{other:?} is not \"operator\", \"auditor\" or \"provider\""),
-                );
-                continue;
-            }
+        let Some(role) = admin_role(&mut e, &key, &t.role, &t.agency) else {
+            continue;
         };
-        if admin_tokens.iter().any(|a| a.hash == hash) {
+        if admin_credentials.iter().any(|a| a.hash == Some(hash)) {
             e.add(format!("{key}.sha256"), "this token is already configured");
             continue;
         }
-        admin_tokens.push(AdminToken {
+        admin_credentials.push(AdminCredential {
             name: t.name.trim().to_owned(),
-            hash,
+            hash: Some(hash),
+            certificate_names: Vec::new(),
             role,
         });
+    }
+    for (i, c) in main.admin.client.iter().enumerate() {
+        let key = format!("admin.client[{i}]");
+        if c.name.trim().is_empty() {
+            e.add(format!("{key}.name"), "must name who holds the certificate");
+        }
+        if !main.admin.tls {
+            e.add(
+                format!("{key}.certificate_names"),
+                "admin client certificates need admin.tls = true",
+            );
+        }
+        let mut names = Vec::new();
+        for (j, n) in c.certificate_names.iter().enumerate() {
+            match tls::normalize_name(n) {
+                Ok(n)
+                    if admin_credentials
+                        .iter()
+                        .any(|a| a.certificate_names.contains(&n)) =>
+                {
+                    e.add(
+                        format!("{key}.certificate_names[{j}]"),
+                        format!("{n:?} already names another admin client"),
+                    )
+                }
+                Ok(n) => names.push(n),
+                Err(m) => e.add(format!("{key}.certificate_names[{j}]"), m),
+            }
+        }
+        if c.certificate_names.is_empty() {
+            e.add(
+                format!("{key}.certificate_names"),
+                "name at least one, e.g. \"CN=ops-alice\"",
+            );
+        }
+        let Some(role) = admin_role(&mut e, &key, &c.role, &c.agency) else {
+            continue;
+        };
+        admin_credentials.push(AdminCredential {
+            name: c.name.trim().to_owned(),
+            hash: None,
+            certificate_names: names,
+            role,
+        });
+    }
+    if !main.admin.client.is_empty() && !tls_has_client_ca {
+        e.add(
+            "admin.client",
+            "admin client certificates need tls.client_ca to verify them",
+        );
+    }
+    if main.admin.tls && main.tls.is_none() {
+        e.add(
+            "admin.tls",
+            "needs a [tls] section (the admin listener uses its certificate)",
+        );
     }
     let instance_id = main
         .instance_id
@@ -846,7 +944,14 @@ fn validate(
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "lienthong".into());
 
-    let datasets: Vec<Arc<Dataset>> = builtin().into_iter().map(Arc::new).collect();
+    let mut e = Errors {
+        file: datasets_name,
+        all: e.all,
+    };
+    let datasets: Vec<Arc<Dataset>> = datasets(raw_datasets, &mut e)
+        .into_iter()
+        .map(Arc::new)
+        .collect();
     let mut e = Errors {
         file: connectors_name.clone(),
         all: e.all,
@@ -874,12 +979,12 @@ fn validate(
                         c.dataset,
                         datasets
                             .iter()
-                            .map(|d| d.name)
+                            .map(|d| d.name.as_str())
                             .collect::<Vec<_>>()
                             .join(", ")
                     ),
                 ),
-                Some(d) if !seen_datasets.insert(d.name) => {
+                Some(d) if !seen_datasets.insert(d.name.clone()) => {
                     e.add(
                         format!("{key}.dataset"),
                         format!("{} already has a connector", d.name),
@@ -887,8 +992,10 @@ fn validate(
                 }
                 Some(_) => {}
             }
-            let connector = connector(&key, c, env, &mut e);
-            if let (Some(c), Some(d)) = (&connector, dataset) {
+            let mut connector = connector(&key, c, env, &mut e);
+            if let (Some(c), Some(d)) = (&mut connector, dataset) {
+                // A connector is rebuilt when its dataset's schema or key rule changes.
+                c.fingerprint = format!("{}|{}", c.fingerprint, d.schema_fingerprint());
                 check_mapping_fields(&format!("{key}.mapping"), &c.mapping, &d.record, &mut e);
                 if !c.mapping.fields().any(|f| f == d.key_field) {
                     e.add(
@@ -901,7 +1008,7 @@ fn validate(
         })
         .collect();
     for d in &datasets {
-        if !seen_datasets.contains(d.name) {
+        if !seen_datasets.contains(&d.name) {
             e.add(
                 "connector",
                 format!("no connector serves dataset {}", d.name),
@@ -1079,6 +1186,7 @@ fn validate(
             Grant {
                 quota,
                 allow_cache_bypass: g.allow_cache_bypass,
+                disabled: g.disabled,
                 valid_from,
                 valid_until,
                 modes,
@@ -1108,7 +1216,8 @@ fn validate(
         max_batch_items: main.limits.max_batch_items,
         batch_concurrency: main.limits.batch_concurrency,
         context_rules: rules,
-        admin_tokens,
+        admin_credentials,
+        admin_tls: main.admin.tls,
         datasets,
         connectors,
         consumers,
@@ -1240,6 +1349,169 @@ fn audit_config(
 
 /// A connector's settings, hashed so that writing the same settings differently (keys in
 /// another order, as a file rewritten by the admin API has them) gives the same print.
+/// The built-in datasets, changed by the datasets file (switched off), and the datasets it
+/// registers, each with a record type built from its field schema.
+fn datasets(raw: RawDatasets, e: &mut Errors<'_>) -> Vec<Dataset> {
+    use crate::core::dataset::{FIELD_TYPES, FieldSpec, KeyKind, KeyRule, build_record};
+    static NAME: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new("^[a-z][a-z0-9_]{0,39}\\.[a-z][a-z0-9_]{0,39}$").expect("valid")
+    });
+    static FIELD: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new("^[a-z][a-z0-9_]{0,63}$").expect("valid"));
+    let mut all = builtin();
+    let mut pool = descriptors().clone();
+    let mut seen = HashSet::new();
+    for (i, d) in raw.dataset.into_iter().enumerate() {
+        let key = format!("dataset[{i}]");
+        if !seen.insert(d.name.clone()) {
+            e.add(
+                format!("{key}.name"),
+                format!("{:?} is declared twice", d.name),
+            );
+            continue;
+        }
+        if let Some(existing) = all.iter_mut().find(|b| b.builtin && b.name == d.name) {
+            // A built-in dataset may only be switched off (its schema is compiled in).
+            let changes_more = d.key.is_some()
+                || d.key_field.is_some()
+                || !d.field.is_empty()
+                || !d.description.is_empty();
+            if changes_more {
+                e.add(
+                    key,
+                    format!("{} is built in: only `disabled` may be set for it", d.name),
+                );
+            }
+            existing.disabled = d.disabled;
+            continue;
+        }
+        if !NAME.is_match(&d.name) {
+            e.add(
+                format!("{key}.name"),
+                format!(
+                    "{:?} is not a dataset name like \"tax.status\" (owner agency, a dot, the record; lower case, digits, _)",
+                    d.name
+                ),
+            );
+            continue;
+        }
+        let owner = d.name.split('.').next().unwrap_or_default().to_owned();
+        let mut fields = Vec::new();
+        let mut field_names = HashSet::new();
+        for (j, f) in d.field.iter().enumerate() {
+            let fkey = format!("{key}.field[{j}]");
+            if !FIELD.is_match(&f.name) {
+                e.add(
+                    format!("{fkey}.name"),
+                    format!("{:?} is not a field name (lower case, digits, _)", f.name),
+                );
+                continue;
+            }
+            if !field_names.insert(f.name.clone()) {
+                e.add(
+                    format!("{fkey}.name"),
+                    format!("{:?} is declared twice", f.name),
+                );
+                continue;
+            }
+            let Some((_, kind)) = FIELD_TYPES.iter().find(|(n, _)| *n == f.kind) else {
+                e.add(
+                    format!("{fkey}.type"),
+                    format!(
+                        "{:?} is not a field type; use one of: {}",
+                        f.kind,
+                        FIELD_TYPES
+                            .iter()
+                            .map(|(n, _)| *n)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+                continue;
+            };
+            fields.push(FieldSpec {
+                name: f.name.clone(),
+                kind: *kind,
+                repeated: f.repeated,
+            });
+        }
+        if d.field.is_empty() {
+            e.add(format!("{key}.field"), "a dataset needs at least one field");
+        }
+        let key_field = d.key_field.clone().unwrap_or_default();
+        match fields.iter().find(|f| f.name == key_field) {
+            _ if key_field.is_empty() => e.add(
+                format!("{key}.key_field"),
+                "missing: name the field that holds the key",
+            ),
+            None if field_names.contains(&key_field) => {}
+            None => e.add(
+                format!("{key}.key_field"),
+                format!("{key_field:?} is not one of the dataset's fields"),
+            ),
+            Some(f) if f.repeated || f.kind != FIELD_TYPES[0].1 => e.add(
+                format!("{key}.key_field"),
+                format!("{key_field:?} must be a single string field"),
+            ),
+            Some(_) => {}
+        }
+        let rule = match d
+            .key
+            .as_ref()
+            .map(|k| (k.builtin.as_deref(), k.pattern.as_deref()))
+        {
+            Some((Some(b), None)) => match KeyKind::by_name(b) {
+                Some(kind) => Some(KeyRule::Builtin(kind)),
+                None => {
+                    e.add(
+                        format!("{key}.key.builtin"),
+                        format!(
+                            "{b:?} is not a built-in validator; use one of: {}",
+                            KeyKind::ALL
+                                .iter()
+                                .map(|(n, _)| *n)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    );
+                    None
+                }
+            },
+            Some((None, Some(p))) => match KeyRule::pattern(p) {
+                Ok(rule) => Some(rule),
+                Err(m) => {
+                    e.add(format!("{key}.key.pattern"), m);
+                    None
+                }
+            },
+            _ => {
+                e.add(
+                    format!("{key}.key"),
+                    "give one of: key = { builtin = \"personal_id\" } or key = { pattern = \"REGEX\" }",
+                );
+                None
+            }
+        };
+        let (Some(rule), true) = (rule, fields.len() == d.field.len() && !fields.is_empty()) else {
+            continue;
+        };
+        match build_record(&mut pool, &d.name, &fields) {
+            Ok(record) => all.push(Dataset {
+                name: d.name,
+                key: rule,
+                key_field,
+                record,
+                owner,
+                description: d.description,
+                builtin: false,
+                disabled: d.disabled,
+            }),
+            Err(m) => e.add(key, format!("its record type cannot be built: {m}")),
+        }
+    }
+    all
+}
+
 fn fingerprint(c: &RawConnector) -> String {
     fn sorted(v: &toml::Value) -> String {
         match v {

@@ -22,6 +22,8 @@ pub struct RawGateway {
     pub connectors: Option<String>,
     pub consumers: Option<String>,
     pub grants: Option<String>,
+    /// Datasets registered beyond the built-in three (optional).
+    pub datasets: Option<String>,
     pub listen: RawListen,
     pub log: RawLog,
     pub limits: RawLimits,
@@ -217,6 +219,21 @@ pub struct RawAdmin {
     pub operator_token_sha256: Vec<String>,
     /// Named admin credentials with a role.
     pub token: Vec<RawAdminToken>,
+    /// Admin callers known by their client certificate (needs `admin.tls`).
+    pub client: Vec<RawAdminClient>,
+    /// Serve the admin listener over TLS with the `[tls]` certificate, verifying client
+    /// certificates against `tls.client_ca`.
+    pub tls: bool,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawAdminClient {
+    pub name: String,
+    /// Names the certificate carries, e.g. "CN=ops-alice" (any one identifies the caller).
+    pub certificate_names: Vec<String>,
+    pub role: String,
+    pub agency: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -229,6 +246,47 @@ pub struct RawAdminToken {
     pub role: String,
     /// For a provider: the agency whose datasets it manages (a dataset's owner).
     pub agency: Option<String>,
+}
+
+/// The datasets file: datasets registered beyond the built-in three, and the built-in
+/// ones switched off.
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawDatasets {
+    pub dataset: Vec<RawDataset>,
+}
+
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(default)]
+pub struct RawDataset {
+    /// `owner.record`, e.g. `tax.status`; the owner is the agency before the dot.
+    pub name: String,
+    pub description: String,
+    /// Which field of the record holds the key.
+    pub key_field: Option<String>,
+    /// `{ builtin = "personal_id" | "enterprise_code" | "parcel_id" }` or
+    /// `{ pattern = "REGEX" }` (the whole key must match).
+    pub key: Option<RawKeyRule>,
+    pub field: Vec<RawField>,
+    pub disabled: bool,
+}
+
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(default)]
+pub struct RawKeyRule {
+    pub builtin: Option<String>,
+    pub pattern: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(default)]
+pub struct RawField {
+    pub name: String,
+    /// string, int32, int64, uint32, double or bool.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub repeated: bool,
+    pub description: String,
 }
 
 /// The connectors file.
@@ -430,4 +488,6 @@ pub struct RawGrant {
     pub allow_cache_bypass: bool,
     /// Calls this grant admits, e.g. "600/min"; unlimited when unset.
     pub quota: Option<String>,
+    /// Switched off: kept (and listed), but it admits nothing.
+    pub disabled: bool,
 }

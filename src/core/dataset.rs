@@ -1,7 +1,17 @@
 //! Datasets: a named record type behind one key, with its key validator and field schema.
+//!
+//! Three are built in, with record types compiled from `proto/`. Providers register more at
+//! run time (the datasets file, or `/admin/v1/datasets`): a flat field schema from which a
+//! record type is built into a descriptor pool at load, and a key validator that is either a
+//! built-in one or a regular expression.
 
 use crate::domain::ids::{EnterpriseCode, ParcelId, PersonalId};
-use prost_reflect::{DescriptorPool, MessageDescriptor};
+use prost_reflect::prost_types::{
+    DescriptorProto, FieldDescriptorProto, FileDescriptorProto, field_descriptor_proto,
+};
+use prost_reflect::{DescriptorPool, Kind, MessageDescriptor};
+use regex::Regex;
+use serde_json::{Value, json};
 use std::sync::LazyLock;
 
 static DESCRIPTORS: LazyLock<DescriptorPool> = LazyLock::new(|| {
@@ -14,7 +24,7 @@ pub fn descriptors() -> &'static DescriptorPool {
     &DESCRIPTORS
 }
 
-/// How a dataset's keys are validated and normalised.
+/// The built-in key validators, by the name config uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyKind {
     PersonalId,
@@ -23,6 +33,24 @@ pub enum KeyKind {
 }
 
 impl KeyKind {
+    pub const ALL: [(&'static str, KeyKind); 3] = [
+        ("personal_id", KeyKind::PersonalId),
+        ("enterprise_code", KeyKind::EnterpriseCode),
+        ("parcel_id", KeyKind::ParcelId),
+    ];
+
+    pub fn by_name(name: &str) -> Option<KeyKind> {
+        Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, k)| *k)
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, k)| *k == self)
+            .map(|(n, _)| *n)
+            .expect("every kind is named")
+    }
+
     /// Validates and normalises a key. `current_year` bounds plausible birth years.
     pub fn normalize(self, key: &str, current_year: i32) -> Result<String, String> {
         match self {
@@ -34,16 +62,71 @@ impl KeyKind {
     }
 }
 
+/// How a dataset's keys are checked: a built-in validator (structure and check digits) or a
+/// regular expression the whole key must match.
+#[derive(Debug, Clone)]
+pub enum KeyRule {
+    Builtin(KeyKind),
+    Pattern(Regex),
+}
+
+impl KeyRule {
+    /// A pattern rule; the expression is anchored at both ends.
+    pub fn pattern(expression: &str) -> Result<KeyRule, String> {
+        if expression.len() > 200 {
+            return Err("is longer than 200 characters".into());
+        }
+        Regex::new(&format!("^(?:{expression})$"))
+            .map(KeyRule::Pattern)
+            .map_err(|e| format!("is not a regular expression: {e}"))
+    }
+
+    /// Validates and normalises a key (a pattern key is only trimmed).
+    pub fn normalize(&self, key: &str, current_year: i32) -> Result<String, String> {
+        match self {
+            KeyRule::Builtin(kind) => kind.normalize(key, current_year),
+            KeyRule::Pattern(re) => {
+                let key = key.trim();
+                if re.is_match(key) {
+                    Ok(key.to_owned())
+                } else {
+                    let shown = re.as_str();
+                    Err(format!(
+                        "does not match the dataset's key pattern {}",
+                        &shown[4..shown.len() - 2]
+                    ))
+                }
+            }
+        }
+    }
+
+    /// The rule as config and the admin API write it.
+    pub fn to_json(&self) -> Value {
+        match self {
+            KeyRule::Builtin(kind) => json!({ "builtin": kind.name() }),
+            KeyRule::Pattern(re) => {
+                let shown = re.as_str();
+                json!({ "pattern": &shown[4..shown.len() - 2] })
+            }
+        }
+    }
+}
+
 /// A dataset the gateway serves.
 #[derive(Debug, Clone)]
 pub struct Dataset {
-    pub name: &'static str,
-    pub key_kind: KeyKind,
+    pub name: String,
+    pub key: KeyRule,
     /// The canonical record field that holds the key.
-    pub key_field: &'static str,
+    pub key_field: String,
     pub record: MessageDescriptor,
     /// Who owns the data (the provider agency).
-    pub owner: &'static str,
+    pub owner: String,
+    pub description: String,
+    /// Compiled in (its schema and key rule do not change).
+    pub builtin: bool,
+    /// Switched off by its owner: lookups are refused, grants and connector stay.
+    pub disabled: bool,
 }
 
 impl Dataset {
@@ -55,6 +138,120 @@ impl Dataset {
     pub fn has_field(&self, name: &str) -> bool {
         self.record.get_field_by_name(name).is_some()
     }
+
+    /// What a connector's records depend on: name, key rule, key field, fields and types
+    /// (not the description, not whether it is switched off).
+    pub fn schema_fingerprint(&self) -> String {
+        let mut v = self.to_json();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("description");
+            o.remove("disabled");
+        }
+        v.to_string()
+    }
+
+    /// The dataset as the admin API shows it: schema, key rule, owner, state.
+    pub fn to_json(&self) -> Value {
+        let fields: Vec<Value> = self
+            .record
+            .fields()
+            .map(|f| {
+                let mut field = json!({
+                    "name": f.name(),
+                    "type": type_name(&f.kind()),
+                });
+                if f.is_list() {
+                    field["repeated"] = json!(true);
+                }
+                field
+            })
+            .collect();
+        json!({
+            "name": self.name,
+            "owner": self.owner,
+            "description": self.description,
+            "key": self.key.to_json(),
+            "key_field": self.key_field,
+            "fields": fields,
+            "builtin": self.builtin,
+            "disabled": self.disabled,
+        })
+    }
+}
+
+/// Field types a registered dataset may use, with their proto types.
+pub const FIELD_TYPES: [(&str, field_descriptor_proto::Type); 6] = [
+    ("string", field_descriptor_proto::Type::String),
+    ("int32", field_descriptor_proto::Type::Int32),
+    ("int64", field_descriptor_proto::Type::Int64),
+    ("uint32", field_descriptor_proto::Type::Uint32),
+    ("double", field_descriptor_proto::Type::Double),
+    ("bool", field_descriptor_proto::Type::Bool),
+];
+
+fn type_name(kind: &Kind) -> String {
+    match kind {
+        Kind::String => "string".into(),
+        Kind::Int32 => "int32".into(),
+        Kind::Int64 => "int64".into(),
+        Kind::Uint32 => "uint32".into(),
+        Kind::Uint64 => "uint64".into(),
+        Kind::Double => "double".into(),
+        Kind::Float => "float".into(),
+        Kind::Bool => "bool".into(),
+        Kind::Message(m) => m.full_name().to_owned(),
+        Kind::Enum(e) => e.full_name().to_owned(),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}
+
+/// One field of a registered dataset's schema.
+#[derive(Debug, Clone)]
+pub struct FieldSpec {
+    pub name: String,
+    pub kind: field_descriptor_proto::Type,
+    pub repeated: bool,
+}
+
+/// Builds the record type of a registered dataset into `pool` (a copy of the compiled
+/// descriptors) and returns it. Field names and types were checked by the caller.
+pub fn build_record(
+    pool: &mut DescriptorPool,
+    dataset: &str,
+    fields: &[FieldSpec],
+) -> Result<MessageDescriptor, String> {
+    let package = format!("lienthong.datasets.{dataset}");
+    let message = DescriptorProto {
+        name: Some("Record".into()),
+        field: fields
+            .iter()
+            .enumerate()
+            .map(|(i, f)| FieldDescriptorProto {
+                name: Some(f.name.clone()),
+                json_name: Some(f.name.clone()),
+                number: Some(i as i32 + 1),
+                label: Some(if f.repeated {
+                    field_descriptor_proto::Label::Repeated
+                } else {
+                    field_descriptor_proto::Label::Optional
+                } as i32),
+                r#type: Some(f.kind as i32),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let file = FileDescriptorProto {
+        name: Some(format!("lienthong/datasets/{dataset}.proto")),
+        package: Some(package.clone()),
+        message_type: vec![message],
+        syntax: Some("proto3".into()),
+        ..Default::default()
+    };
+    pool.add_file_descriptor_proto(file)
+        .map_err(|e| e.to_string())?;
+    pool.get_message_by_name(&format!("{package}.Record"))
+        .ok_or_else(|| "the record type was not built".into())
 }
 
 /// The three built-in datasets.
@@ -64,27 +261,94 @@ pub fn builtin() -> Vec<Dataset> {
             .get_message_by_name(name)
             .expect("built-in record type")
     };
+    let dataset = |name: &str, kind, key_field: &str, record: &str, description: &str| Dataset {
+        name: name.into(),
+        key: KeyRule::Builtin(kind),
+        key_field: key_field.into(),
+        record: message(record),
+        owner: name.split('.').next().unwrap_or_default().into(),
+        description: description.into(),
+        builtin: true,
+        disabled: false,
+    };
     vec![
-        Dataset {
-            name: "population.citizen",
-            key_kind: KeyKind::PersonalId,
-            key_field: "personal_id",
-            record: message("lienthong.v1.Citizen"),
-            owner: "population",
-        },
-        Dataset {
-            name: "business.enterprise",
-            key_kind: KeyKind::EnterpriseCode,
-            key_field: "enterprise_code",
-            record: message("lienthong.v1.Enterprise"),
-            owner: "business",
-        },
-        Dataset {
-            name: "land.parcel",
-            key_kind: KeyKind::ParcelId,
-            key_field: "parcel_id",
-            record: message("lienthong.v1.LandParcel"),
-            owner: "land",
-        },
+        dataset(
+            "population.citizen",
+            KeyKind::PersonalId,
+            "personal_id",
+            "lienthong.v1.Citizen",
+            "Citizens in the national population database, by 12-digit personal id",
+        ),
+        dataset(
+            "business.enterprise",
+            KeyKind::EnterpriseCode,
+            "enterprise_code",
+            "lienthong.v1.Enterprise",
+            "Enterprises and branches in the national business registration database",
+        ),
+        dataset(
+            "land.parcel",
+            KeyKind::ParcelId,
+            "parcel_id",
+            "lienthong.v1.LandParcel",
+            "Land parcels in the cadastre, by commune, map sheet and parcel number",
+        ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_registered_schema_builds_a_record_type_that_checks_records() {
+        let mut pool = descriptors().clone();
+        let fields = vec![
+            FieldSpec {
+                name: "code".into(),
+                kind: field_descriptor_proto::Type::String,
+                repeated: false,
+            },
+            FieldSpec {
+                name: "employees".into(),
+                kind: field_descriptor_proto::Type::Int32,
+                repeated: false,
+            },
+            FieldSpec {
+                name: "lines".into(),
+                kind: field_descriptor_proto::Type::String,
+                repeated: true,
+            },
+        ];
+        let record = build_record(&mut pool, "tax.status", &fields).expect("builds");
+        let ok = crate::core::record::Record::canonical(
+            &record,
+            json!({"code": "0101234567", "employees": 12, "lines": ["a", "b"]})
+                .as_object()
+                .cloned()
+                .unwrap(),
+        )
+        .expect("fits");
+        assert_eq!(ok.0["employees"], json!(12));
+        let wrong = crate::core::record::Record::canonical(
+            &record,
+            json!({"employees": "many"}).as_object().cloned().unwrap(),
+        );
+        assert!(wrong.is_err(), "a string is not an int32");
+        let unknown = crate::core::record::Record::canonical(
+            &record,
+            json!({"owner": "x"}).as_object().cloned().unwrap(),
+        );
+        assert!(unknown.is_err(), "a field outside the schema is refused");
+    }
+
+    #[test]
+    fn pattern_keys_match_whole() {
+        let rule = KeyRule::pattern("[0-9]{4}-[A-Z]{2}").expect("valid");
+        assert_eq!(rule.normalize(" 1234-AB ", 2026).unwrap(), "1234-AB");
+        let refused = rule.normalize("x1234-AB", 2026).unwrap_err();
+        assert!(refused.contains("[0-9]{4}-[A-Z]{2}"), "{refused}");
+        assert_eq!(rule.to_json(), json!({"pattern": "[0-9]{4}-[A-Z]{2}"}));
+        assert!(KeyRule::pattern("(").is_err());
+    }
 }

@@ -186,28 +186,51 @@ impl Live {
 }
 
 impl Live {
-    /// Probes every connector that has `[connector.health]` (as configured at start), each
-    /// at its own interval, through whatever version is current, until `stop` turns true.
-    pub async fn run_health_checks(self: Arc<Self>, stop: tokio::sync::watch::Receiver<bool>) {
-        let mut checks = Vec::new();
-        for c in &self.current().config().connectors {
-            let Some((key, every)) = c.health.clone() else {
-                continue;
-            };
-            let (live, dataset, mut stop) = (self.clone(), c.dataset.clone(), stop.clone());
-            checks.push(tokio::spawn(async move {
-                loop {
-                    live.current().probe(&dataset, &key).await;
-                    tokio::select! {
-                        _ = tokio::time::sleep(every) => {}
-                        _ = stop.wait_for(|s| *s) => return,
-                    }
+    /// Probes every connector that has `[connector.health]`, each at its own interval,
+    /// through whatever version is current (connectors added or changed at run time
+    /// included), until `stop` turns true. A slow provider delays only its own probes.
+    pub async fn run_health_checks(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        use std::collections::HashMap;
+        use tokio::time::{Duration, Instant};
+        // Connector name → (settings it was scheduled with, when it is next due).
+        let mut due: HashMap<String, ((String, Duration), Instant)> = HashMap::new();
+        let mut running = tokio::task::JoinSet::new();
+        loop {
+            let now = Instant::now();
+            let current = self.current();
+            let checked: Vec<_> = current
+                .config()
+                .connectors
+                .iter()
+                .filter_map(|c| Some((c.name.clone(), c.dataset.clone(), c.health.clone()?)))
+                .collect();
+            due.retain(|name, _| checked.iter().any(|(n, _, _)| n == name));
+            for (name, dataset, settings) in checked {
+                let slot = due.entry(name).or_insert((settings.clone(), now));
+                if slot.0 != settings {
+                    *slot = (settings.clone(), now);
                 }
-            }));
+                if slot.1 <= now {
+                    slot.1 = now + settings.1;
+                    let live = self.clone();
+                    running.spawn(async move {
+                        live.current().probe(&dataset, &settings.0).await;
+                    });
+                }
+            }
+            while running.try_join_next().is_some() {}
+            let next = due
+                .values()
+                .map(|(_, at)| *at)
+                .min()
+                .unwrap_or(now + Duration::from_secs(1))
+                .min(now + Duration::from_secs(1));
+            tokio::select! {
+                _ = tokio::time::sleep_until(next) => {}
+                _ = stop.wait_for(|s| *s) => break,
+            }
         }
-        for c in checks {
-            let _ = c.await;
-        }
+        running.shutdown().await;
     }
 }
 

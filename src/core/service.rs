@@ -238,7 +238,7 @@ pub struct ProbeState {
 /// The gateway core.
 pub struct Gateway {
     config: Arc<Config>,
-    routes: HashMap<&'static str, Arc<Route>>,
+    routes: HashMap<String, Arc<Route>>,
     /// Each consumer's overall quota, by consumer id.
     consumer_limits: HashMap<String, Limiter>,
     /// Each grant's quota, by the grant's position in the config.
@@ -487,7 +487,7 @@ impl Gateway {
         metrics: Arc<Metrics>,
         draining: Arc<std::sync::atomic::AtomicBool>,
         http: reqwest::Client,
-        previous: &HashMap<&'static str, Arc<Route>>,
+        previous: &HashMap<String, Arc<Route>>,
     ) -> Result<Gateway, String> {
         let mut routes = HashMap::new();
         for c in &config.connectors {
@@ -496,10 +496,10 @@ impl Gateway {
                 .ok_or_else(|| format!("unknown dataset {}", c.dataset))?
                 .clone();
             if let Some(kept) = previous
-                .get(dataset.name)
+                .get(&dataset.name)
                 .filter(|r| r.fingerprint == c.fingerprint)
             {
-                routes.insert(dataset.name, kept.clone());
+                routes.insert(dataset.name.clone(), kept.clone());
                 continue;
             }
             let connector = Connector::new(c.clone(), dataset.clone(), http.clone())
@@ -507,7 +507,7 @@ impl Gateway {
             let cache = RecordCache::new(c.cache);
             let guard = Guard::new(c.guard.clone(), c.timeout);
             routes.insert(
-                dataset.name,
+                dataset.name.clone(),
                 Arc::new(Route {
                     fingerprint: c.fingerprint.clone(),
                     dataset,
@@ -555,7 +555,7 @@ impl Gateway {
     }
 
     /// Each connector's guard: (connector, dataset, status, calls, attempts, retries).
-    pub fn guards(&self) -> Vec<(String, &'static str, GuardStatus, [u64; 5])> {
+    pub fn guards(&self) -> Vec<(String, String, GuardStatus, [u64; 5])> {
         let mut out: Vec<_> = self
             .routes
             .values()
@@ -565,7 +565,7 @@ impl Gateway {
                     |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
                 (
                     r.connector.name().to_owned(),
-                    r.dataset.name,
+                    r.dataset.name.clone(),
                     r.guard.status(),
                     [
                         n(&s.calls),
@@ -601,7 +601,7 @@ impl Gateway {
         let request_id = format!("health-{}", uuid::Uuid::now_v7());
         let traceparent = TraceContext::default().traceparent();
         let started = std::time::Instant::now();
-        let answer = match route.dataset.key_kind.normalize(key, current_year()) {
+        let answer = match route.dataset.key.normalize(key, current_year()) {
             Err(_) => Err("invalid_probe_key"),
             Ok(key) => route
                 .connector
@@ -857,7 +857,7 @@ impl Gateway {
             Some(key) => {
                 let key = route
                     .dataset
-                    .key_kind
+                    .key
                     .normalize(key, current_year())
                     .map_err(|rule| LookupError::new(ErrorCode::InvalidKey, rule))?;
                 route.cache.purge_key(&key).await;
@@ -881,7 +881,7 @@ impl Gateway {
         // Metric labels stay bounded: a dataset from config (else "unknown"), a consumer
         // from config (else "anonymous").
         let dataset = match self.routes.get(facts.dataset.as_str()) {
-            Some(r) => r.dataset.name,
+            Some(r) => r.dataset.name.as_str(),
             None if facts.dataset.is_empty() => "none",
             None => "unknown",
         };
@@ -995,12 +995,12 @@ impl Gateway {
             &request.context,
             &request.fields,
         )?;
-        facts.subject = self.audit.subject(route.dataset.name, &key);
+        facts.subject = self.audit.subject(&route.dataset.name, &key);
         facts.context = Some(context.clone());
         // 4. authorize — the grant decides which fields may leave.
         let (grant_index, grant, fields) = self.authorize(
             consumer,
-            route.dataset.name,
+            &route.dataset.name,
             Mode::Fetch,
             &context,
             &request.fields,
@@ -1015,7 +1015,7 @@ impl Gateway {
             ));
         }
         // 5. rate limit — before the cache, so cached answers count against the quota too.
-        let quota = self.admit(consumer, grant_index, route.dataset.name)?;
+        let quota = self.admit(consumer, grant_index, &route.dataset.name)?;
         // 6-8. cache, upstream guard, connector. The cache holds full records, so projection
         // to this caller's grant happens after it, on every response.
         let (record, cache) = self
@@ -1079,7 +1079,7 @@ impl Gateway {
         let fields: Vec<String> = request.claims.keys().cloned().collect();
         let (route, key, context) =
             self.validate(&request.dataset, &request.key, &request.context, &fields)?;
-        facts.subject = self.audit.subject(route.dataset.name, &key);
+        facts.subject = self.audit.subject(&route.dataset.name, &key);
         facts.context = Some(context.clone());
         facts.fields = fields.clone();
         if let Some((f, _)) = request
@@ -1094,12 +1094,12 @@ impl Gateway {
         }
         let (grant_index, _, _) = self.authorize(
             consumer,
-            route.dataset.name,
+            &route.dataset.name,
             Mode::Verify,
             &context,
             &fields,
         )?;
-        self.admit(consumer, grant_index, route.dataset.name)?;
+        self.admit(consumer, grant_index, &route.dataset.name)?;
         let (record, _) = self
             .fetch(route, &key, &context, caller, (false, None), facts)
             .await?;
@@ -1173,14 +1173,17 @@ impl Gateway {
                     Some((status, took.as_millis() as i64));
                 answer
             })
-            .instrument(tracing::info_span!("cache", dataset = route.dataset.name))
+            .instrument(tracing::info_span!(
+                "cache",
+                dataset = route.dataset.name.as_str()
+            ))
             .await;
         facts.upstream = upstream.into_inner().unwrap_or_else(|p| p.into_inner());
         if let Ok((_, status)) = &served {
             facts.cache = status.as_str();
             self.metrics
                 .cache
-                .with(&[route.dataset.name, status.as_str()])
+                .with(&[route.dataset.name.as_str(), status.as_str()])
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         match served {
@@ -1232,7 +1235,8 @@ impl Gateway {
             .config
             .grants
             .iter()
-            .filter(|g| g.consumer == consumer.id)
+            .filter(|g| g.consumer == consumer.id && !g.disabled)
+            .filter(|g| self.config.dataset(&g.dataset).is_some_and(|d| !d.disabled))
             .collect();
         Ok((consumer, grants))
     }
@@ -1323,9 +1327,17 @@ impl Gateway {
                 format!("no dataset named {dataset:?}"),
             )
         })?;
+        // Whether it is switched off comes from this version's config: a route (and its
+        // cache) outlives a switch.
+        if self.config.dataset(dataset).is_some_and(|d| d.disabled) {
+            return Err(LookupError::new(
+                ErrorCode::UnknownDataset,
+                format!("dataset {dataset} is switched off by its owner"),
+            ));
+        }
         let key = route
             .dataset
-            .key_kind
+            .key
             .normalize(key, current_year())
             .map_err(|rule| LookupError::new(ErrorCode::InvalidKey, rule))?;
         let context = self
@@ -1406,6 +1418,13 @@ impl Gateway {
                 format!("no grant on {dataset} for this consumer"),
             ));
         }
+        let grants: Vec<_> = grants.into_iter().filter(|(_, g)| !g.disabled).collect();
+        if grants.is_empty() {
+            return Err(LookupError::new(
+                ErrorCode::PermissionDenied,
+                format!("the grant on {dataset} is switched off"),
+            ));
+        }
         let today = Date::today();
         let grants: Vec<_> = grants
             .into_iter()
@@ -1456,7 +1475,7 @@ impl Gateway {
     }
 
     fn upstream_failure(&self, route: &Route, e: &UpstreamError) -> LookupError {
-        let dataset = route.dataset.name;
+        let dataset = &route.dataset.name;
         tracing::warn!(
             connector = route.connector.name(),
             error = %redact(&e.to_string()),

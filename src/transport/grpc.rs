@@ -121,7 +121,7 @@ fn info(lookup: &Lookup, request_id: &str) -> ResponseInfo {
     ResponseInfo {
         request_id: request_id.to_owned(),
         cache: lookup.cache.as_str().into(),
-        dataset: lookup.dataset.name.into(),
+        dataset: lookup.dataset.name.clone(),
     }
 }
 
@@ -254,7 +254,7 @@ impl LookupService for LookupApi {
             .await?;
         let info = info(&found, &id);
         let message = RecordResponse {
-            dataset: found.dataset.name.into(),
+            dataset: found.dataset.name.clone(),
             record: to_struct(found.record.clone()),
             info: Some(info),
         };

@@ -2,8 +2,7 @@
 //! lookup listener, and the admin listener.
 
 pub mod admin;
-pub mod admin_connectors;
-pub mod admin_grants;
+pub mod admin_grpc;
 pub mod grpc;
 pub mod openapi;
 pub mod rest;

@@ -123,7 +123,7 @@ impl Connector {
             .map_err(|e| UpstreamError::BadResponse(e.0))?;
         let record =
             Record::canonical(&self.dataset.record, mapped).map_err(UpstreamError::BadResponse)?;
-        if record.get_str(self.dataset.key_field) != Some(call.key) {
+        if record.get_str(&self.dataset.key_field) != Some(call.key) {
             return Err(UpstreamError::BadResponse(format!(
                 "record's {} does not match the key asked for",
                 self.dataset.key_field
