@@ -151,10 +151,7 @@ async fn resume(config: Arc<Config>) -> Result<(Arc<Config>, Option<Registry>, u
         version = latest.version,
         "the config files differ from the registry's latest version, which runs; POST /admin/v1/reload applies the files"
     );
-    let source = config
-        .origin
-        .with_files(latest.files.clone())
-        .ok_or("no registry for the embedded configuration")?;
+    let source = config.origin.with_files(latest.files.clone());
     let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
     let resumed = Config::load(&source, &env).map_err(|e| {
         format!(

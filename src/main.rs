@@ -593,6 +593,12 @@ fn print_admin(command: &AdminCommand, body: &serde_json::Value) {
             }
         }
         AdminCommand::Versions => {
+            if body["versions"].as_array().is_none_or(|v| v.is_empty()) {
+                println!(
+                    "running version {}; this gateway keeps no history (the embedded demo has no registry)",
+                    body["running"]
+                );
+            }
             for v in body["versions"].as_array().into_iter().flatten() {
                 let running = if v["version"] == body["running"] {
                     " (running)"

@@ -581,3 +581,189 @@ async fn a_registered_dataset_survives_a_restart_and_its_schema_is_enforced() {
         .expect("sent");
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test]
+async fn lienthong_admin_wraps_the_same_operations_for_scripts() {
+    let h = Harness::start().await;
+    let code = h.sample("business.enterprise");
+    let endpoint = format!("http://{}/api/dkkd/v1/doanhnghiep", h.sims.business_addr);
+    let dir = h.dir.path().to_owned();
+    std::fs::write(dir.join("brief.json"), brief(&endpoint).to_string()).expect("write");
+    std::fs::write(dir.join("grant.json"), brief_grant().to_string()).expect("write");
+    let mut bad = brief_grant();
+    bad["fields"] = json!(["shoe_size"]);
+    std::fs::write(dir.join("bad-grant.json"), bad.to_string()).expect("write");
+    let admin = format!("http://{}", h.gateway.admin_addr);
+    let run = |args: &[&str]| {
+        let mut all = vec!["admin".to_owned(), "--admin".into(), admin.clone()];
+        all.extend(args.iter().map(|a| (*a).to_owned()));
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_lienthong"))
+                .args(all)
+                .current_dir(dir)
+                .env("LIENTHONG_ADMIN_TOKEN", OPERATOR)
+                .env_remove("LIENTHONG_CONFIG")
+                .output()
+                .expect("runs");
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        })
+    };
+    let (ok, out, err) = run(&["datasets", "create", "-f", "brief.json", "--dry-run"])
+        .await
+        .expect("task");
+    assert!(
+        ok && out.starts_with("valid, nothing applied"),
+        "{out}{err}"
+    );
+    let (ok, out, err) = run(&[
+        "datasets",
+        "create",
+        "-f",
+        "brief.json",
+        "--probe-key",
+        &code,
+    ])
+    .await
+    .expect("task");
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "version 2: dataset business.brief registered");
+    let (ok, out, _) = run(&["grants", "add", "-f", "grant.json"])
+        .await
+        .expect("task");
+    assert!(ok && out.starts_with("version 3:"), "{out}");
+    assert_eq!(
+        h.get(&format!("/v1/datasets/business.brief/records/{code}"))
+            .await
+            .status(),
+        200
+    );
+    let (ok, out, err) = run(&["grants", "add", "-f", "bad-grant.json"])
+        .await
+        .expect("task");
+    assert!(!ok, "{out}");
+    assert!(err.contains("400") && err.contains("shoe_size"), "{err}");
+    let (_, listed, _) = run(&["datasets"]).await.expect("task");
+    let row = listed
+        .lines()
+        .find(|l| l.starts_with("business.brief"))
+        .expect("listed");
+    assert!(
+        row.contains("enterprise_code,name,status,founding_date"),
+        "{row}"
+    );
+    let (_, grants, _) = run(&["grants"]).await.expect("task");
+    let index = grants
+        .lines()
+        .find(|l| l.contains("business.brief"))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("the new grant")
+        .to_owned();
+    let (ok, out, _) = run(&["grants", "disable", &index]).await.expect("task");
+    assert!(ok && out.contains("switched off"), "{out}");
+    let (_, grants, _) = run(&["grants"]).await.expect("task");
+    assert!(
+        grants
+            .lines()
+            .any(|l| l.contains("business.brief") && l.ends_with("(off)")),
+        "{grants}"
+    );
+    assert_eq!(
+        h.get(&format!("/v1/datasets/business.brief/records/{code}"))
+            .await
+            .status(),
+        403
+    );
+    let (ok, out, _) = run(&["rollback", "--version", "3"]).await.expect("task");
+    assert!(ok && out.starts_with("running version 5"), "{out}");
+    assert_eq!(
+        h.get(&format!("/v1/datasets/business.brief/records/{code}"))
+            .await
+            .status(),
+        200
+    );
+    let (_, versions, _) = run(&["versions"]).await.expect("task");
+    assert_eq!(versions.lines().count(), 5, "{versions}");
+    let (ok, shown, _) = run(&["datasets", "show", "business.brief", "--json"])
+        .await
+        .expect("task");
+    assert!(ok);
+    let shown: Value = serde_json::from_str(&shown).expect("json");
+    assert_eq!(shown["connector"]["auth"]["token"], "(set)");
+}
+
+#[tokio::test]
+async fn a_connector_added_at_run_time_is_health_checked_and_its_metrics_show_it() {
+    let h = Harness::start().await;
+    let code = h.sample("business.enterprise");
+    let endpoint = format!("http://{}/api/dkkd/v1/doanhnghiep", h.sims.business_addr);
+    let mut body = brief(&endpoint);
+    body["connector"]["health"] = json!({"probe_key": code, "interval_ms": 100});
+    let (status, created) =
+        admin(&h, Method::POST, "/admin/v1/datasets", OPERATOR, Some(body)).await;
+    assert_eq!(status, 200, "{created}");
+    let metrics = format!("http://{}/metrics", h.gateway.admin_addr);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, breakers) = admin(&h, Method::GET, "/admin/v1/breakers", OPERATOR, None).await;
+        let probe = breakers["connectors"]
+            .as_array()
+            .expect("connectors")
+            .iter()
+            .find(|c| c["connector"] == "business-brief")
+            .map(|c| c["health_probe"].clone())
+            .unwrap_or(Value::Null);
+        if probe["up"] == true && probe["probes"].as_u64().unwrap_or(0) >= 3 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no repeated probes of the new connector: {breakers}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let text = h
+        .http
+        .get(&metrics)
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        text.contains("lienthong_connector_up{connector=\"business-brief\"} 1"),
+        "{text}"
+    );
+    // The provider goes down: the probe says so.
+    h.http
+        .put(format!("http://{}/_sim/faults", h.sims.business_addr))
+        .json(&json!({"down": true}))
+        .send()
+        .await
+        .expect("faults set");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = h
+            .http
+            .get(&metrics)
+            .send()
+            .await
+            .expect("sent")
+            .text()
+            .await
+            .expect("text");
+        if text.contains("lienthong_connector_up{connector=\"business-brief\"} 0") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the probe did not see the outage"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

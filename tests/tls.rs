@@ -509,3 +509,193 @@ async fn a_record_cached_for_a_wider_grant_leaves_only_the_narrow_grants_fields(
         "one provider call served all of them"
     );
 }
+
+/// Admin callers known by their certificate: an operator and the land registry.
+const ADMIN_CLIENTS: &str = r#"
+[[admin.client]]
+name = "ops-alice"
+certificate_names = ["CN=ops-alice"]
+role = "operator"
+
+[[admin.client]]
+name = "land-registry-officer"
+certificate_names = ["CN=land-officer"]
+role = "provider"
+agency = "land"
+"#;
+
+#[tokio::test]
+async fn admin_callers_prove_themselves_with_client_certificates_over_rest_and_grpc() {
+    use lienthong::proto::lienthong::AdminRequest;
+    use lienthong::proto::lienthong::admin_service_client::AdminServiceClient;
+    use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+    let pki = Pki::new();
+    let tls = pki.tls_section("optional");
+    let h = Harness::start_with(move |name, text| match name {
+        "gateway.toml" => {
+            text.replace(
+                "operator_token_sha256 =",
+                "tls = true\noperator_token_sha256 =",
+            )
+            .replace("\n[audit]", &format!("{ADMIN_CLIENTS}\n[audit]"))
+                + &tls
+        }
+        "consumers.toml" => text + CERT_CONSUMER,
+        _ => text,
+    })
+    .await;
+    let admin = format!("https://localhost:{}", h.gateway.admin_addr.port());
+    let issue = |cn: &str| pki.ca.client(cn, &[], 1).expect("client cert");
+    let (ops, land, consumer) = (
+        issue("ops-alice"),
+        issue("land-officer"),
+        issue("motcua-hanoi"),
+    );
+    let put = |client: reqwest::Client, dataset: &str, off: bool| {
+        let url = format!("{admin}/admin/v1/datasets/{dataset}");
+        async move {
+            let r = client
+                .put(url)
+                .json(&serde_json::json!({ "disabled": off }))
+                .send()
+                .await
+                .expect("sent");
+            (r.status().as_u16(), r.json::<Value>().await.expect("json"))
+        }
+    };
+
+    // REST: the operator's certificate may list; the land registry's may switch its own
+    // dataset off and on, and not another agency's.
+    let r = https(Some(&ops), &pki)
+        .get(format!("{admin}/admin/v1/datasets"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(r.status(), 200);
+    let (status, body) = put(https(Some(&land), &pki), "business.enterprise", true).await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = put(https(Some(&land), &pki), "land.parcel", true).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = put(https(Some(&land), &pki), "land.parcel", false).await;
+    assert_eq!(status, 200);
+    // A consumer's certificate is not an admin credential; neither is none.
+    let r = https(Some(&consumer), &pki)
+        .get(format!("{admin}/admin/v1/datasets"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(r.status(), 401);
+    let r = https(None, &pki)
+        .get(format!("{admin}/admin/v1/datasets"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(r.status(), 401);
+    // A token still works over TLS; plaintext to the admin port is not served.
+    let r = https(None, &pki)
+        .get(format!("{admin}/admin/v1/grants"))
+        .bearer_auth("demo-operator-token")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(r.status(), 200);
+    let plain = reqwest::Client::new()
+        .get(format!("http://{}/admin/v1/datasets", h.gateway.admin_addr))
+        .bearer_auth("demo-operator-token")
+        .send()
+        .await;
+    assert!(plain.is_err() || plain.is_ok_and(|r| r.status() != 200));
+
+    // gRPC AdminService on the same listener, with the same rules.
+    let channel = |identity: &Issued| {
+        Channel::from_shared(admin.clone())
+            .expect("uri")
+            .tls_config(
+                ClientTlsConfig::new()
+                    .ca_certificate(Certificate::from_pem(&pki.ca.pem().cert_pem))
+                    .identity(Identity::from_pem(&identity.cert_pem, &identity.key_pem))
+                    .domain_name("localhost"),
+            )
+            .expect("tls config")
+            .connect_lazy()
+    };
+    let mut as_ops = AdminServiceClient::new(channel(&ops));
+    let listed = as_ops
+        .list_datasets(AdminRequest::default())
+        .await
+        .expect("list")
+        .into_inner();
+    let listed = serde_json::to_value(&listed).expect("json");
+    let names: Vec<&str> = listed["datasets"]
+        .as_array()
+        .expect("datasets")
+        .iter()
+        .filter_map(|d| d["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["population.citizen", "business.enterprise", "land.parcel"]
+    );
+    let mut as_land = AdminServiceClient::new(channel(&land));
+    let body = |v: Value| Some(serde_json::from_value(v).expect("struct"));
+    let refused = as_land
+        .update_dataset(AdminRequest {
+            name: "population.citizen".into(),
+            body: body(serde_json::json!({"disabled": true})),
+            ..Default::default()
+        })
+        .await
+        .expect_err("not theirs");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    let dry = as_land
+        .update_dataset(AdminRequest {
+            name: "land.parcel".into(),
+            body: body(serde_json::json!({"disabled": true})),
+            dry_run: true,
+            ..Default::default()
+        })
+        .await
+        .expect("a dry run of their own")
+        .into_inner();
+    assert_eq!(serde_json::to_value(&dry).expect("json")["valid"], true);
+    let wrong = as_ops
+        .update_dataset(AdminRequest {
+            name: "land.parcel".into(),
+            body: body(serde_json::json!({"fields": []})),
+            ..Default::default()
+        })
+        .await
+        .expect_err("a built-in schema does not change");
+    assert_eq!(wrong.code(), tonic::Code::InvalidArgument);
+
+    // Who did what is in the chain, with the kind of credential.
+    let trail: Value = https(Some(&ops), &pki)
+        .get(format!(
+            "{admin}/admin/v1/audit/records?dataset=land.parcel"
+        ))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    let switched: Vec<(&str, &str)> = trail["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .filter(|r| r["action"] == "dataset_updated")
+        .map(|r| {
+            (
+                r["consumer"].as_str().unwrap_or(""),
+                r["credential"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        switched,
+        [
+            ("land-registry-officer", "admin_certificate"),
+            ("land-registry-officer", "admin_certificate")
+        ]
+    );
+}

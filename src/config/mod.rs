@@ -71,11 +71,11 @@ pub enum Source {
     /// Files held in memory: (name, contents), main file first. The demo's defaults are
     /// compiled into the binary ([`DEMO_FILES`]).
     Inline(Vec<(String, String)>),
-    /// A main file on disk whose connectors, consumers and grants files are replaced by the
-    /// texts given, by role ("connectors", "consumers", "grants"): a version from the
-    /// registry.
-    Registry {
-        main: PathBuf,
+    /// Another source whose datasets, connectors, consumers and grants files are replaced
+    /// by the texts given, by role ("datasets", "connectors", "consumers", "grants"): a
+    /// version from the registry, or a change made at run time.
+    Versioned {
+        base: Box<Source>,
         files: Vec<(String, String)>,
     },
 }
@@ -118,14 +118,16 @@ impl Source {
 
     fn main_name(&self) -> String {
         match self {
-            Source::File(p) | Source::Registry { main: p, .. } => p.display().to_string(),
+            Source::File(p) => p.display().to_string(),
             Source::Inline(files) => files[0].0.clone(),
+            Source::Versioned { base, .. } => base.main_name(),
         }
     }
 
     fn resolve(&self, relative: &str) -> String {
         match self {
-            Source::File(p) | Source::Registry { main: p, .. } => p
+            Source::Versioned { base, .. } => base.resolve(relative),
+            Source::File(p) => p
                 .parent()
                 .unwrap_or(FsPath::new("."))
                 .join(relative)
@@ -142,15 +144,17 @@ impl Source {
     /// directory for the embedded configuration.
     fn resolve_disk(&self, relative: &str) -> String {
         match self {
-            Source::File(_) | Source::Registry { .. } => self.resolve(relative),
+            Source::File(_) => self.resolve(relative),
             Source::Inline(_) => relative.to_owned(),
+            Source::Versioned { base, .. } => base.resolve_disk(relative),
         }
     }
 
     fn read(&self, name: &str) -> Result<String, String> {
         match self {
-            // A registry version's files are taken by role before this is asked.
-            Source::File(_) | Source::Registry { .. } => {
+            // A version's files are taken by role before this is asked.
+            Source::Versioned { base, .. } => base.read(name),
+            Source::File(_) => {
                 std::fs::read_to_string(name).map_err(|e| format!("cannot read: {e}"))
             }
             Source::Inline(files) => files
@@ -162,13 +166,18 @@ impl Source {
     }
 
     /// The same main file with the sub-files replaced by `files`.
-    pub fn with_files(&self, files: Vec<(String, String)>) -> Option<Source> {
+    pub fn with_files(&self, files: Vec<(String, String)>) -> Source {
+        Source::Versioned {
+            base: Box::new(self.base().clone()),
+            files,
+        }
+    }
+
+    /// The source the files came from before any version replaced them.
+    pub fn base(&self) -> &Source {
         match self {
-            Source::File(p) | Source::Registry { main: p, .. } => Some(Source::Registry {
-                main: p.clone(),
-                files,
-            }),
-            Source::Inline(_) => None,
+            Source::Versioned { base, .. } => base.base(),
+            other => other,
         }
     }
 }
@@ -570,7 +579,7 @@ impl Config {
             };
             let name = source.resolve(rel);
             let text = match source {
-                Source::Registry { files, .. } => files
+                Source::Versioned { files, .. } => files
                     .iter()
                     .find(|(role, _)| role == key)
                     .map(|(_, t)| Ok(t.clone()))
@@ -592,7 +601,7 @@ impl Config {
         // The datasets file is optional; a registry version may hold one the main file does
         // not name (datasets registered over the admin API).
         let datasets_file = match (&main.datasets, source) {
-            (None, Source::Registry { files, .. }) => files
+            (None, Source::Versioned { files, .. }) => files
                 .iter()
                 .find(|(role, _)| role == "datasets")
                 .map(|(_, t)| (source.resolve("datasets.toml (registry)"), t.clone())),
@@ -2085,6 +2094,104 @@ mod tests {
                     .iter()
                     .any(|e| e.file.ends_with(file) && e.key == key),
                 "missing {file}: {key} in\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_datasets_file_registers_datasets_and_names_each_mistake() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut files = demo_files();
+        files[0].1 = files[0]
+            .1
+            .replace("grants = ", "datasets = \"datasets.toml\"\ngrants = ");
+        let good = r#"
+[[dataset]]
+name = "tax.status"
+key = { pattern = "[0-9]{10}" }
+key_field = "tax_code"
+[[dataset.field]]
+name = "tax_code"
+type = "string"
+[[dataset.field]]
+name = "debts"
+type = "int64"
+repeated = true
+
+[[dataset]]
+name = "land.parcel"
+disabled = true
+"#;
+        let connector = r#"
+[[connector]]
+name = "tax"
+dataset = "tax.status"
+kind = "rest-json"
+endpoint = "http://127.0.0.1:7099/tax"
+[connector.mapping]
+tax_code = "code"
+debts = "debts"
+"#;
+        files[1].1.push_str(connector);
+        files.push(("datasets.toml", good.to_owned()));
+        let refs: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
+        let main = write(dir.path(), &refs);
+        let config = Config::load(&Source::File(main.clone()), &BTreeMap::new()).expect("valid");
+        let tax = config.dataset("tax.status").expect("registered");
+        assert_eq!((tax.owner.as_str(), tax.builtin), ("tax", false));
+        assert!(tax.key.normalize("0101234567", 2026).is_ok());
+        assert!(tax.key.normalize("01012345", 2026).is_err());
+        assert!(config.dataset("land.parcel").expect("built in").disabled);
+        assert!(config.files.iter().any(|(role, _)| role == "datasets"));
+
+        let bad = r#"
+[[dataset]]
+name = "Tax Status"
+key = { pattern = "[0-9]{10}" }
+key_field = "tax_code"
+[[dataset.field]]
+name = "tax_code"
+type = "string"
+
+[[dataset]]
+name = "tax.status"
+key = { pattern = "(" }
+key_field = "debts"
+[[dataset.field]]
+name = "tax_code"
+type = "text"
+[[dataset.field]]
+name = "debts"
+type = "int64"
+
+[[dataset]]
+name = "land.parcel"
+key_field = "parcel_id"
+
+[[dataset]]
+name = "tax.other"
+key_field = "code"
+[[dataset.field]]
+name = "code"
+type = "string"
+"#;
+        std::fs::write(dir.path().join("datasets.toml"), bad).expect("write");
+        let errors = Config::load(&Source::File(main), &BTreeMap::new()).expect_err("invalid");
+        let text = errors.to_string();
+        for key in [
+            "dataset[0].name",
+            "dataset[1].key.pattern",
+            "dataset[1].field[0].type",
+            "dataset[1].key_field",
+            "dataset[2]",
+            "dataset[3].key",
+        ] {
+            assert!(
+                errors
+                    .0
+                    .iter()
+                    .any(|e| e.file.ends_with("datasets.toml") && e.key == key),
+                "missing datasets.toml: {key} in\n{text}"
             );
         }
     }

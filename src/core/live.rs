@@ -70,14 +70,14 @@ impl Live {
     pub async fn reload(&self, actor: &str) -> Result<Reloaded, ReloadError> {
         let _one_at_a_time = self.reloading.lock().await;
         let old = self.current();
-        let source = match &old.config().origin {
-            Source::Inline(_) => {
+        let source = match old.config().origin.base() {
+            Source::File(main) => Source::File(main.clone()),
+            _ => {
                 return Err(ReloadError::Unsupported(
-                    "the embedded demo configuration cannot be reloaded; run serve --config FILE"
+                    "the embedded demo configuration has no files to read again; run serve --config FILE"
                         .into(),
                 ));
             }
-            Source::File(main) | Source::Registry { main, .. } => Source::File(main.clone()),
         };
         let config = Config::load(&source, &process_env()).map_err(ReloadError::Invalid)?;
         self.swap(old, config, actor, "reloaded from the config files", None)
@@ -98,11 +98,7 @@ impl Live {
     ) -> Result<Option<Reloaded>, ReloadError> {
         let _one_at_a_time = self.reloading.lock().await;
         let old = self.current();
-        let source = old.config().origin.with_files(files).ok_or_else(|| {
-            ReloadError::Unsupported(
-                "the embedded demo configuration cannot be changed; run serve --config FILE".into(),
-            )
-        })?;
+        let source = old.config().origin.with_files(files);
         let config = Config::load(&source, &process_env()).map_err(ReloadError::Invalid)?;
         if dry_run {
             return Ok(None);
@@ -122,13 +118,7 @@ impl Live {
             .map_err(ReloadError::Build)?
             .ok_or_else(|| ReloadError::Unsupported(format!("there is no version {to}")))?;
         let old = self.current();
-        let source = old
-            .config()
-            .origin
-            .with_files(earlier.files)
-            .ok_or_else(|| {
-                ReloadError::Unsupported("the embedded demo configuration has no versions".into())
-            })?;
+        let source = old.config().origin.with_files(earlier.files);
         let config = Config::load(&source, &process_env()).map_err(ReloadError::Invalid)?;
         self.swap(
             old,
