@@ -688,6 +688,34 @@ async fn lienthong_admin_wraps_the_same_operations_for_scripts() {
     );
     let (_, versions, _) = run(&["versions"]).await.expect("task");
     assert_eq!(versions.lines().count(), 5, "{versions}");
+    // The same history over gRPC on the plaintext admin listener, with the token.
+    let mut grpc = lienthong::proto::lienthong::admin_service_client::AdminServiceClient::connect(
+        admin.clone(),
+    )
+    .await
+    .expect("connects");
+    let mut request = tonic::Request::new(lienthong::proto::lienthong::AdminRequest::default());
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {AUDITOR}").parse().expect("metadata"),
+    );
+    let listed = grpc
+        .list_versions(request)
+        .await
+        .expect("versions")
+        .into_inner();
+    let listed = serde_json::to_value(&listed).expect("json");
+    assert_eq!(
+        listed["running"].as_f64(),
+        Some(5.0),
+        "Struct numbers are doubles"
+    );
+    assert_eq!(listed["versions"].as_array().map(Vec::len), Some(5));
+    let unauthenticated = grpc
+        .list_versions(lienthong::proto::lienthong::AdminRequest::default())
+        .await
+        .expect_err("no credential");
+    assert_eq!(unauthenticated.code(), tonic::Code::Unauthenticated);
     let (ok, shown, _) = run(&["datasets", "show", "business.brief", "--json"])
         .await
         .expect("task");
