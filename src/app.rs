@@ -127,13 +127,32 @@ fn serve(
     })
 }
 
+/// The audit store the config names: PostgreSQL (`storage.postgres_url`) or the SQLite file.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn AuditStore>, String> {
+    Ok(match &config.postgres {
+        Some(pg) => Arc::new(
+            crate::audit::postgres::PostgresStore::open(&pg.url, &pg.schema, config.audit.fsync)
+                .await
+                .map_err(|e| e.to_string())?,
+        ),
+        None => Arc::new(
+            SqliteStore::open(&config.audit.path, config.audit.fsync)
+                .await
+                .map_err(|e| e.to_string())?,
+        ),
+    })
+}
+
 /// The configuration to run: the registry's latest version, which the config files seed on
 /// the first start. The embedded demo configuration keeps no registry.
 async fn resume(config: Arc<Config>) -> Result<(Arc<Config>, Option<Registry>, u64), String> {
     if matches!(config.origin, crate::config::Source::Inline(_)) {
         return Ok((config, None, 1));
     }
-    let registry = Registry::open(&config.registry_path).await?;
+    let registry = match &config.postgres {
+        Some(pg) => Registry::postgres(&pg.url, &pg.schema).await?,
+        None => Registry::open(&config.registry_path).await?,
+    };
     let Some(latest) = registry.latest().await? else {
         let v = registry
             .record(
@@ -196,10 +215,7 @@ async fn retain(
 /// Starts the lookup listener (REST + gRPC on one port) and the admin listener.
 pub async fn start(config: Arc<Config>) -> Result<Running, String> {
     install_crypto();
-    let store = SqliteStore::open(&config.audit.path, config.audit.fsync)
-        .await
-        .map_err(|e| e.to_string())?;
-    let store: Arc<dyn AuditStore> = Arc::new(store);
+    let store = open_store(&config).await?;
     let (audit, audit_writer) = AuditLog::start(
         store.clone(),
         &config.instance_id,

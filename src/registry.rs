@@ -18,15 +18,23 @@ pub struct Version {
     pub files: Vec<(String, String)>,
 }
 
-pub struct Registry {
-    pool: SqlitePool,
+/// Where versions are kept: a SQLite file (one gateway), or the PostgreSQL schema every
+/// replica shares.
+pub enum Registry {
+    Sqlite(SqlitePool),
+    Postgres(sqlx::PgPool),
 }
 
 fn err(e: impl std::fmt::Display) -> String {
     format!("registry: {e}")
 }
 
-fn version(row: &sqlx::sqlite::SqliteRow) -> Result<Version, String> {
+fn version<R: Row>(row: &R) -> Result<Version, String>
+where
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+    for<'d> String: sqlx::Decode<'d, R::Database> + sqlx::Type<R::Database>,
+    for<'d> i64: sqlx::Decode<'d, R::Database> + sqlx::Type<R::Database>,
+{
     let files: String = row.try_get("files").map_err(err)?;
     Ok(Version {
         version: row.try_get("version").map_err(err)?,
@@ -65,36 +73,79 @@ impl Registry {
         .execute(&pool)
         .await
         .map_err(err)?;
-        Ok(Registry { pool })
+        Ok(Registry::Sqlite(pool))
+    }
+
+    /// The registry in a PostgreSQL schema (its table comes with the store's migrations).
+    pub async fn postgres(url: &str, schema: &str) -> Result<Registry, String> {
+        crate::audit::postgres::connect(url, schema, true, 2)
+            .await
+            .map(Registry::Postgres)
+            .map_err(err)
     }
 
     pub async fn latest(&self) -> Result<Option<Version>, String> {
-        let row = sqlx::query("SELECT * FROM registry_versions ORDER BY version DESC LIMIT 1")
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(err)?;
-        row.as_ref().map(version).transpose()
+        const SQL: &str = "SELECT * FROM registry_versions ORDER BY version DESC LIMIT 1";
+        match self {
+            Registry::Sqlite(pool) => {
+                let row = sqlx::query(SQL).fetch_optional(pool).await.map_err(err)?;
+                row.as_ref().map(version).transpose()
+            }
+            Registry::Postgres(pool) => {
+                let row = sqlx::query(SQL).fetch_optional(pool).await.map_err(err)?;
+                row.as_ref().map(version).transpose()
+            }
+        }
+    }
+
+    /// The newest version number, without the files (cheap enough to poll).
+    pub async fn latest_number(&self) -> Result<Option<i64>, String> {
+        const SQL: &str = "SELECT MAX(version) FROM registry_versions";
+        match self {
+            Registry::Sqlite(pool) => sqlx::query_scalar(SQL).fetch_one(pool).await,
+            Registry::Postgres(pool) => sqlx::query_scalar(SQL).fetch_one(pool).await,
+        }
+        .map_err(err)
     }
 
     pub async fn get(&self, v: i64) -> Result<Option<Version>, String> {
-        let row = sqlx::query("SELECT * FROM registry_versions WHERE version = ?")
-            .bind(v)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(err)?;
-        row.as_ref().map(version).transpose()
+        match self {
+            Registry::Sqlite(pool) => {
+                let row = sqlx::query("SELECT * FROM registry_versions WHERE version = ?")
+                    .bind(v)
+                    .fetch_optional(pool)
+                    .await
+                    .map_err(err)?;
+                row.as_ref().map(version).transpose()
+            }
+            Registry::Postgres(pool) => {
+                let row = sqlx::query("SELECT * FROM registry_versions WHERE version = $1")
+                    .bind(v)
+                    .fetch_optional(pool)
+                    .await
+                    .map_err(err)?;
+                row.as_ref().map(version).transpose()
+            }
+        }
     }
 
     /// Every version, newest first (files included).
     pub async fn history(&self) -> Result<Vec<Version>, String> {
-        let rows = sqlx::query("SELECT * FROM registry_versions ORDER BY version DESC")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(err)?;
-        rows.iter().map(version).collect()
+        const SQL: &str = "SELECT * FROM registry_versions ORDER BY version DESC";
+        match self {
+            Registry::Sqlite(pool) => {
+                let rows = sqlx::query(SQL).fetch_all(pool).await.map_err(err)?;
+                rows.iter().map(version).collect()
+            }
+            Registry::Postgres(pool) => {
+                let rows = sqlx::query(SQL).fetch_all(pool).await.map_err(err)?;
+                rows.iter().map(version).collect()
+            }
+        }
     }
 
-    /// Adds a version; returns its number.
+    /// Adds a version; returns its number. Replicas sharing a registry each take the next
+    /// number under a lock, so two changes at once get two versions.
     pub async fn record(
         &self,
         actor: &str,
@@ -102,17 +153,41 @@ impl Registry {
         files: &[(String, String)],
     ) -> Result<i64, String> {
         let files = serde_json::to_string(files).map_err(err)?;
-        let row = sqlx::query(
-            "INSERT INTO registry_versions (time_ms, actor, change, files) VALUES (?, ?, ?, ?) \
-             RETURNING version",
-        )
-        .bind(now_ms())
-        .bind(actor)
-        .bind(change)
-        .bind(files)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(err)?;
-        row.try_get("version").map_err(err)
+        match self {
+            Registry::Sqlite(pool) => {
+                let row = sqlx::query(
+                    "INSERT INTO registry_versions (time_ms, actor, change, files)                      VALUES (?, ?, ?, ?) RETURNING version",
+                )
+                .bind(now_ms())
+                .bind(actor)
+                .bind(change)
+                .bind(files)
+                .fetch_one(pool)
+                .await
+                .map_err(err)?;
+                row.try_get("version").map_err(err)
+            }
+            Registry::Postgres(pool) => {
+                let mut tx = pool.begin().await.map_err(err)?;
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtext('lienthong registry'))")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                let v: i64 = sqlx::query_scalar(
+                    "INSERT INTO registry_versions (version, time_ms, actor, change, files) \
+                     SELECT COALESCE(MAX(version), 0) + 1, $1, $2, $3, $4 FROM registry_versions \
+                     RETURNING version",
+                )
+                .bind(now_ms())
+                .bind(actor)
+                .bind(change)
+                .bind(files)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(err)?;
+                tx.commit().await.map_err(err)?;
+                Ok(v)
+            }
+        }
     }
 }

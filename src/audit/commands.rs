@@ -3,23 +3,28 @@
 //! every read is recorded on the chain `<instance>.cli`, signed at once.
 
 use super::query::{self, Filters};
-use super::sqlite::SqliteStore;
 use super::store::AuditStore;
 use super::verify::{VerifyError, verify};
 use crate::config::Config;
 use std::io::Write;
 
-async fn open(config: &Config) -> Result<SqliteStore, String> {
+async fn open(config: &Config) -> Result<std::sync::Arc<dyn AuditStore>, String> {
     let path = &config.audit.path;
-    if !path.exists() {
+    if config.postgres.is_none() && !path.exists() {
         return Err(format!(
             "no audit trail at {} (audit.path): run the gateway (or the demo) here first",
             path.display()
         ));
     }
-    SqliteStore::open(path, config.audit.fsync)
-        .await
-        .map_err(|e| e.to_string())
+    crate::app::open_store(config).await
+}
+
+/// Where the trail is, for people: the SQLite file or the PostgreSQL schema.
+fn store_name(config: &Config) -> String {
+    match &config.postgres {
+        Some(pg) => format!("PostgreSQL schema {}", pg.schema),
+        None => config.audit.path.display().to_string(),
+    }
 }
 
 /// `audit verify`: every chain, every checkpoint; a summary, or the first bad record.
@@ -28,7 +33,7 @@ pub async fn run_verify(config: &Config) -> Result<(), String> {
     let mut stderr = std::io::stderr();
     let mut last_shown = 0;
     let result = verify(
-        &store,
+        store.as_ref(),
         &config.audit.verify_keys,
         |instance, done, total| {
             // Long logs only: a progress line every 10,000 records, and at the end.
@@ -48,7 +53,7 @@ pub async fn run_verify(config: &Config) -> Result<(), String> {
     .await;
     match result {
         Ok(chains) => {
-            println!("{}: the audit trail verifies", config.audit.path.display());
+            println!("{}: the audit trail verifies", store_name(config));
             for c in chains.iter().filter(|c| c.records == 0) {
                 println!(
                     "  chain {}: no records in the store, archived through {} ({} archive files checked, {} not found)",
@@ -99,7 +104,9 @@ pub async fn run_query(
         // The access report: what was disclosed, not what was refused.
         q.outcome = Some("served".into());
     }
-    let page = query::page(&store, &q).await.map_err(|e| e.to_string())?;
+    let page = query::page(store.as_ref(), &q)
+        .await
+        .map_err(|e| e.to_string())?;
     let actor = std::env::var("USER").unwrap_or_else(|_| "cli".into());
     let entry = query::read_entry(
         &format!("cli:{actor}"),
@@ -174,7 +181,7 @@ pub async fn run_archive(config: &Config, older_than_days: Option<u64>) -> Resul
     let mut total = 0;
     for instance in store.instances().await.map_err(|e| e.to_string())? {
         for a in super::retention::archive_expired(
-            &store,
+            store.as_ref(),
             &instance,
             before,
             &config.audit.archive_dir,

@@ -11,6 +11,7 @@
 //!   the `lienthong audit` commands.
 
 pub mod commands;
+pub mod postgres;
 pub mod query;
 pub mod record;
 pub mod retention;

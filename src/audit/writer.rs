@@ -134,6 +134,7 @@ impl AuditLog {
             head,
             since_checkpoint: 0,
             gap: None,
+            resync: false,
             stats: stats.clone(),
         };
         let task = tokio::spawn(writer.run(rx));
@@ -218,6 +219,9 @@ struct Writer {
     since_checkpoint: u64,
     /// Records not committed while failing open: (count, first time, last time).
     gap: Option<(u64, i64, i64)>,
+    /// A commit failed: whether it landed is unknown (a connection can drop after the
+    /// server committed), so the head is read back from the store before the next one.
+    resync: bool,
     stats: Arc<WriterStats>,
 }
 
@@ -274,6 +278,26 @@ impl Writer {
 
     /// Commits a batch; true when it carried a checkpoint.
     async fn commit(&mut self, batch: Vec<Job>) -> bool {
+        if self.resync {
+            match self.store.head(&self.instance).await {
+                Ok(head) => {
+                    let head = head.unwrap_or((0, GENESIS));
+                    if head != self.head {
+                        tracing::warn!(
+                            seq = head.0,
+                            "a commit reported as failed had landed; continuing from the stored head"
+                        );
+                    }
+                    self.head = head;
+                    self.resync = false;
+                }
+                Err(e) => {
+                    self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                    self.refuse(batch, e);
+                    return false;
+                }
+            }
+        }
         let (mut seq, mut prev) = self.head;
         let mut records = Vec::with_capacity(batch.len() + 1);
         if let Some((count, first, last)) = self.gap {
@@ -335,20 +359,39 @@ impl Writer {
             Err(e) => {
                 tracing::error!(error = %e, records = acks.len(), "audit commit failed");
                 self.stats.failures.fetch_add(1, Ordering::Relaxed);
-                if self.settings.fail_open {
-                    let n = acks.len() as u64;
-                    let first = records.first().map(|r| r.entry.time_ms).unwrap_or(0);
-                    let last = records.last().map(|r| r.entry.time_ms).unwrap_or(0);
-                    self.gap = Some(match self.gap {
-                        Some((c, f, _)) => (c + n, f, last),
-                        None => (n, first, last),
-                    });
-                }
+                self.resync = true;
+                self.note_gap(
+                    acks.len() as u64,
+                    records.first().map(|r| r.entry.time_ms).unwrap_or(0),
+                    records.last().map(|r| r.entry.time_ms).unwrap_or(0),
+                );
                 for ack in acks.into_iter().flatten() {
                     let _ = ack.send(Err(AuditFailure::Store(e.0.clone())));
                 }
                 false
             }
+        }
+    }
+
+    /// Fails a batch that could not be attempted.
+    fn refuse(&mut self, batch: Vec<Job>, e: crate::audit::store::StoreError) {
+        tracing::error!(error = %e, records = batch.len(), "audit store unreachable");
+        let now = now_ms();
+        self.note_gap(batch.len() as u64, now, now);
+        for job in batch {
+            if let Some(ack) = job.ack {
+                let _ = ack.send(Err(AuditFailure::Store(e.0.clone())));
+            }
+        }
+    }
+
+    /// When failing open, remembers calls served without a record.
+    fn note_gap(&mut self, n: u64, first: i64, last: i64) {
+        if self.settings.fail_open {
+            self.gap = Some(match self.gap {
+                Some((c, f, _)) => (c + n, f, last),
+                None => (n, first, last),
+            });
         }
     }
 

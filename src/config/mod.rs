@@ -391,6 +391,49 @@ impl ProcedurePattern {
     }
 }
 
+/// PostgreSQL for the audit trail and the registry.
+#[derive(Clone)]
+pub struct PgStorage {
+    pub url: String,
+    pub schema: String,
+}
+
+impl fmt::Debug for PgStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URL may hold a password.
+        write!(f, "PgStorage {{ schema: {:?} }}", self.schema)
+    }
+}
+
+/// What a replica does while Redis is unreachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisFallback {
+    /// Each replica enforces its share of every quota (quota ÷ replicas).
+    LocalShare,
+    /// Calls with a quota are refused (`overloaded`) until Redis returns.
+    FailClosed,
+}
+
+/// Redis for shared quotas and broadcasts.
+#[derive(Clone)]
+pub struct RedisSettings {
+    pub url: String,
+    pub key_prefix: String,
+    pub replicas: u32,
+    pub fallback: RedisFallback,
+    pub timeout: Duration,
+}
+
+impl fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisSettings")
+            .field("key_prefix", &self.key_prefix)
+            .field("replicas", &self.replicas)
+            .field("fallback", &self.fallback)
+            .finish()
+    }
+}
+
 /// The validated, immutable configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -401,6 +444,10 @@ pub struct Config {
     pub files: Vec<(String, String)>,
     /// Where the registry of configuration versions is kept.
     pub registry_path: PathBuf,
+    /// The audit trail and registry in PostgreSQL instead of SQLite files.
+    pub postgres: Option<PgStorage>,
+    /// Quotas shared through Redis, and change broadcasts.
+    pub redis: Option<RedisSettings>,
     pub instance_id: String,
     pub lookup_addr: SocketAddr,
     pub admin_addr: SocketAddr,
@@ -942,6 +989,68 @@ fn validate(
             "needs a [tls] section (the admin listener uses its certificate)",
         );
     }
+    let postgres = match (&main.storage.postgres_url, &main.storage.postgres_url_env) {
+        (None, None) => None,
+        (url, var) => {
+            let url = secret(&mut e, "storage.postgres_url", url, var, env);
+            if !url.is_empty()
+                && !url.starts_with("postgres://")
+                && !url.starts_with("postgresql://")
+            {
+                e.add(
+                    "storage.postgres_url",
+                    "must be a URL like postgres://user@host:5432/db",
+                );
+            }
+            if !crate::audit::postgres::valid_schema(&main.storage.schema) {
+                e.add(
+                    "storage.schema",
+                    format!(
+                        "{:?} is not a schema name (lower case, digits, _)",
+                        main.storage.schema
+                    ),
+                );
+            }
+            Some(PgStorage {
+                url,
+                schema: main.storage.schema.clone(),
+            })
+        }
+    };
+    let r = &main.redis;
+    let redis = match (&r.url, &r.url_env) {
+        (None, None) => None,
+        (url, var) => {
+            let url = secret(&mut e, "redis.url", url, var, env);
+            if !url.is_empty() && !url.starts_with("redis://") && !url.starts_with("rediss://") {
+                e.add("redis.url", "must be a URL like redis://host:6379/0");
+            }
+            if r.replicas == 0 {
+                e.add("redis.replicas", "must be at least 1");
+            }
+            let fallback = match r.on_unavailable.as_str() {
+                "local-share" => RedisFallback::LocalShare,
+                "fail-closed" => RedisFallback::FailClosed,
+                other => {
+                    e.add(
+                        "redis.on_unavailable",
+                        format!("{other:?} is not \"local-share\" or \"fail-closed\""),
+                    );
+                    RedisFallback::LocalShare
+                }
+            };
+            if r.timeout_ms == 0 {
+                e.add("redis.timeout_ms", "must be above 0");
+            }
+            Some(RedisSettings {
+                url,
+                key_prefix: r.key_prefix.clone(),
+                replicas: r.replicas.max(1),
+                fallback,
+                timeout: Duration::from_millis(r.timeout_ms.max(1)),
+            })
+        }
+    };
     let instance_id = main
         .instance_id
         .filter(|s| !s.trim().is_empty())
@@ -1211,6 +1320,8 @@ fn validate(
     Config {
         files: Vec::new(),
         registry_path: PathBuf::from(source.resolve_disk(&main.registry.path)),
+        postgres,
+        redis,
         origin: source.clone(),
         source: main_name,
         instance_id,

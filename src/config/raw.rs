@@ -33,6 +33,59 @@ pub struct RawGateway {
     pub audit: RawAudit,
     pub telemetry: RawTelemetry,
     pub registry: RawRegistry,
+    pub storage: RawStorage,
+    pub redis: RawRedis,
+}
+
+/// Shared storage for many replicas: the audit trail and the registry in PostgreSQL.
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct RawStorage {
+    /// e.g. postgres://lienthong@db:5432/lienthong; unset keeps SQLite files.
+    pub postgres_url: Option<String>,
+    pub postgres_url_env: Option<String>,
+    /// The schema that holds lienthong's tables.
+    pub schema: String,
+}
+
+impl Default for RawStorage {
+    fn default() -> Self {
+        RawStorage {
+            postgres_url: None,
+            postgres_url_env: None,
+            schema: "lienthong".into(),
+        }
+    }
+}
+
+/// Shared quotas and change broadcasts for many replicas.
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct RawRedis {
+    /// e.g. redis://cache:6379/0; unset keeps quotas per process.
+    pub url: Option<String>,
+    pub url_env: Option<String>,
+    /// Prefix of every key and channel (several gateways may share one Redis).
+    pub key_prefix: String,
+    /// Replicas sharing the quotas: while Redis is unreachable each enforces quota ÷ this.
+    pub replicas: u32,
+    /// While Redis is unreachable: "local-share" (each replica its share) or "fail-closed".
+    pub on_unavailable: String,
+    /// How long a quota check waits for Redis before counting it unreachable.
+    pub timeout_ms: u64,
+}
+
+impl Default for RawRedis {
+    fn default() -> Self {
+        RawRedis {
+            url: None,
+            url_env: None,
+            key_prefix: "lienthong:".into(),
+            replicas: 1,
+            on_unavailable: "local-share".into(),
+            timeout_ms: 50,
+        }
+    }
 }
 
 /// The registry of configuration versions.

@@ -189,3 +189,99 @@ pub fn spawn_serve(
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// A TCP proxy the test controls, to cut a shared service off from a gateway (and restore
+/// it) without touching the service itself.
+pub struct Proxy {
+    pub addr: std::net::SocketAddr,
+    up: Arc<std::sync::atomic::AtomicBool>,
+    cut: tokio::sync::watch::Sender<u64>,
+}
+
+impl Proxy {
+    /// Forwards connections on an ephemeral loopback port to `target`.
+    pub async fn start(target: std::net::SocketAddr) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("proxy binds");
+        let addr = listener.local_addr().expect("addr");
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (cut, cuts) = tokio::sync::watch::channel(0u64);
+        let up2 = up.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    continue;
+                };
+                if !up2.load(std::sync::atomic::Ordering::SeqCst) {
+                    // Cut off: the connection is closed at once.
+                    drop(inbound);
+                    continue;
+                }
+                let mut cuts = cuts.clone();
+                cuts.mark_unchanged();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cuts.changed() => {}
+                    }
+                });
+            }
+        });
+        Proxy { addr, up, cut }
+    }
+
+    /// Closes every open connection and refuses new ones.
+    pub fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.cut.send_modify(|n| *n += 1);
+    }
+
+    pub fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The test PostgreSQL (`LIENTHONG_TEST_POSTGRES_URL`), or `None` with the reason printed;
+/// under `LIENTHONG_CI=1` a missing database fails the test.
+pub fn postgres_url() -> Option<String> {
+    shared_service("LIENTHONG_TEST_POSTGRES_URL", "PostgreSQL")
+}
+
+/// The test Redis (`LIENTHONG_TEST_REDIS_URL`), as [`postgres_url`].
+pub fn redis_url() -> Option<String> {
+    shared_service("LIENTHONG_TEST_REDIS_URL", "Redis")
+}
+
+fn shared_service(var: &str, what: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var("LIENTHONG_CI").is_err(),
+                "{var} is not set: {what} is needed under LIENTHONG_CI"
+            );
+            eprintln!("skipped: {var} is not set (no {what} to test against)");
+            None
+        }
+    }
+}
+
+/// A name no other test uses (a schema, a key prefix).
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// The host:port of a URL like scheme://user@host:port/db.
+pub fn url_addr(url: &str) -> std::net::SocketAddr {
+    let rest = url.split("://").nth(1).expect("a URL");
+    let host = rest.rsplit('@').next().expect("host");
+    let host = host.split(['/', '?']).next().expect("host:port");
+    std::net::ToSocketAddrs::to_socket_addrs(host)
+        .expect("resolves")
+        .next()
+        .expect("an address")
+}

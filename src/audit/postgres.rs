@@ -1,0 +1,568 @@
+//! The audit store for many replicas: PostgreSQL. Each replica writes its own chain (its
+//! `instance_id`), so writers never contend for a head; `audit verify` checks every chain
+//! in the database, and queries see all of them. Group commit applies as with SQLite: one
+//! transaction per batch. With `fsync` off the writer's sessions run
+//! `synchronous_commit = off`.
+//!
+//! Tables live in the configured schema (`storage.schema`), created with the migrations
+//! recorded in its `schema_migrations`.
+
+use super::record::{AuditEntry, Chained, Checkpoint, GENESIS, Signer, chain_hash};
+use super::store::{Archive, AuditStore, Query, StoreError};
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{AssertSqlSafe, Executor, PgConnection, Row};
+use std::str::FromStr;
+use std::time::Duration;
+
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    "CREATE TABLE audit_records (
+        instance TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        time_ms BIGINT NOT NULL,
+        request_id TEXT NOT NULL,
+        trace_id TEXT NOT NULL,
+        transport TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        credential TEXT NOT NULL,
+        officer_id TEXT NOT NULL,
+        agency_code TEXT NOT NULL,
+        procedure_code TEXT NOT NULL,
+        dossier_id TEXT NOT NULL,
+        purpose TEXT NOT NULL,
+        dataset TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        action TEXT NOT NULL,
+        fields TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        cache TEXT NOT NULL,
+        upstream_status TEXT NOT NULL,
+        upstream_ms BIGINT NOT NULL,
+        detail TEXT NOT NULL,
+        prev_hash BYTEA NOT NULL,
+        hash BYTEA NOT NULL,
+        PRIMARY KEY (instance, seq)
+    );
+    CREATE INDEX audit_by_subject ON audit_records (subject, time_ms);
+    CREATE INDEX audit_by_actor ON audit_records (actor, time_ms);
+    CREATE INDEX audit_by_dossier ON audit_records (dossier_id, time_ms);
+    CREATE INDEX audit_by_officer ON audit_records (officer_id, time_ms);
+    CREATE INDEX audit_by_time ON audit_records (time_ms);
+    CREATE TABLE audit_checkpoints (
+        instance TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        hash BYTEA NOT NULL,
+        time_ms BIGINT NOT NULL,
+        key_id TEXT NOT NULL,
+        signature BYTEA NOT NULL,
+        PRIMARY KEY (instance, seq)
+    );
+    CREATE TABLE audit_archives (
+        instance TEXT NOT NULL,
+        first_seq BIGINT NOT NULL,
+        last_seq BIGINT NOT NULL,
+        last_hash BYTEA NOT NULL,
+        file TEXT NOT NULL,
+        file_hash BYTEA NOT NULL,
+        time_ms BIGINT NOT NULL,
+        PRIMARY KEY (instance, last_seq)
+    );
+    CREATE TABLE registry_versions (
+        version BIGINT PRIMARY KEY,
+        time_ms BIGINT NOT NULL,
+        actor TEXT NOT NULL,
+        change TEXT NOT NULL,
+        files TEXT NOT NULL
+    );",
+)];
+
+const COLUMNS: &str = "instance, seq, time_ms, request_id, trace_id, transport, actor, credential, \
+    officer_id, agency_code, procedure_code, dossier_id, purpose, dataset, subject, action, \
+    fields, outcome, cache, upstream_status, upstream_ms, detail, prev_hash, hash";
+
+fn err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::from(e)
+}
+
+fn hash32(bytes: Vec<u8>) -> Result<[u8; 32], StoreError> {
+    bytes
+        .try_into()
+        .map_err(|_| StoreError("a stored hash is not 32 bytes".into()))
+}
+
+/// A schema name safe to put into SQL unquoted.
+pub fn valid_schema(schema: &str) -> bool {
+    !schema.is_empty()
+        && schema.len() <= 63
+        && schema.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && schema
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// A pool on `url` whose sessions use `schema` (created, with the migrations, on first use).
+pub async fn connect(
+    url: &str,
+    schema: &str,
+    fsync: bool,
+    max_connections: u32,
+) -> Result<PgPool, StoreError> {
+    if !valid_schema(schema) {
+        return Err(StoreError(format!(
+            "{schema:?} is not a schema name (lower case, digits, _)"
+        )));
+    }
+    let options = PgConnectOptions::from_str(url)
+        .map_err(|e| StoreError(format!("storage.postgres_url: {e}")))?
+        // "already exists, skipping" and the like are not worth a log line.
+        .options([("client_min_messages", "warning")]);
+    let setup = format!(
+        "SET search_path TO {schema}; SET synchronous_commit TO {}",
+        if fsync { "on" } else { "off" }
+    );
+    let pool = PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .after_connect(move |conn, _| {
+            let setup = setup.clone();
+            Box::pin(async move {
+                conn.execute(AssertSqlSafe(setup)).await?;
+                Ok(())
+            })
+        })
+        .connect_lazy_with(options);
+    migrate(&pool, schema).await?;
+    Ok(pool)
+}
+
+async fn migrate(pool: &PgPool, schema: &str) -> Result<(), StoreError> {
+    let mut tx = pool
+        .begin()
+        .await
+        .map_err(|e| StoreError(format!("cannot reach PostgreSQL: {e}")))?;
+    // One migrating replica at a time.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('lienthong migrations ' || $1))")
+        .bind(schema)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "CREATE SCHEMA IF NOT EXISTS {schema}; \
+         CREATE TABLE IF NOT EXISTS {schema}.schema_migrations \
+         (version BIGINT PRIMARY KEY, applied_ms BIGINT NOT NULL)"
+    )))
+    .execute(&mut *tx)
+    .await
+    .map_err(err)?;
+    let applied: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT MAX(version) FROM {schema}.schema_migrations"
+    )))
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(err)?;
+    let applied = applied.unwrap_or(0);
+    if let Some((newest, _)) = MIGRATIONS.last()
+        && applied > *newest
+    {
+        return Err(StoreError(format!(
+            "the database is at schema version {applied}, newer than this build knows ({newest})"
+        )));
+    }
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > applied) {
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "SET LOCAL search_path TO {schema}; {sql}"
+        )))
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {schema}.schema_migrations (version, applied_ms) VALUES ($1, $2)"
+        )))
+        .bind(version)
+        .bind(super::record::now_ms())
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+    }
+    tx.commit().await.map_err(err)
+}
+
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    pub async fn open(url: &str, schema: &str, fsync: bool) -> Result<PostgresStore, StoreError> {
+        Ok(PostgresStore {
+            pool: connect(url, schema, fsync, 8).await?,
+        })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+fn row_to_chained(row: &PgRow) -> Result<Chained, StoreError> {
+    let s = |c: &str| row.try_get::<String, _>(c).map_err(err);
+    let fields = s("fields")?;
+    Ok(Chained {
+        instance: s("instance")?,
+        seq: row.try_get("seq").map_err(err)?,
+        prev_hash: hash32(row.try_get("prev_hash").map_err(err)?)?,
+        hash: hash32(row.try_get("hash").map_err(err)?)?,
+        entry: AuditEntry {
+            time_ms: row.try_get("time_ms").map_err(err)?,
+            request_id: s("request_id")?,
+            trace_id: s("trace_id")?,
+            transport: s("transport")?,
+            actor: s("actor")?,
+            credential: s("credential")?,
+            officer_id: s("officer_id")?,
+            agency_code: s("agency_code")?,
+            procedure_code: s("procedure_code")?,
+            dossier_id: s("dossier_id")?,
+            purpose: s("purpose")?,
+            dataset: s("dataset")?,
+            subject: s("subject")?,
+            action: s("action")?,
+            fields: if fields.is_empty() {
+                vec![]
+            } else {
+                fields.split(',').map(str::to_owned).collect()
+            },
+            outcome: s("outcome")?,
+            cache: s("cache")?,
+            upstream_status: s("upstream_status")?,
+            upstream_ms: row.try_get("upstream_ms").map_err(err)?,
+            detail: s("detail")?,
+        },
+    })
+}
+
+/// Inserts records in one statement (a group commit's worth at a time).
+async fn insert(conn: &mut PgConnection, records: &[Chained]) -> Result<(), StoreError> {
+    // 24 columns; PostgreSQL takes at most 65,535 parameters per statement.
+    for chunk in records.chunks(2_000) {
+        let mut b = sqlx::QueryBuilder::new(format!("INSERT INTO audit_records ({COLUMNS}) "));
+        b.push_values(chunk, |mut row, r| {
+            let e = &r.entry;
+            row.push_bind(&r.instance)
+                .push_bind(r.seq)
+                .push_bind(e.time_ms)
+                .push_bind(&e.request_id)
+                .push_bind(&e.trace_id)
+                .push_bind(&e.transport)
+                .push_bind(&e.actor)
+                .push_bind(&e.credential)
+                .push_bind(&e.officer_id)
+                .push_bind(&e.agency_code)
+                .push_bind(&e.procedure_code)
+                .push_bind(&e.dossier_id)
+                .push_bind(&e.purpose)
+                .push_bind(&e.dataset)
+                .push_bind(&e.subject)
+                .push_bind(&e.action)
+                .push_bind(e.fields.join(","))
+                .push_bind(&e.outcome)
+                .push_bind(&e.cache)
+                .push_bind(&e.upstream_status)
+                .push_bind(e.upstream_ms)
+                .push_bind(&e.detail)
+                .push_bind(r.prev_hash.as_slice())
+                .push_bind(r.hash.as_slice());
+        });
+        b.build().execute(&mut *conn).await.map_err(err)?;
+    }
+    Ok(())
+}
+
+async fn insert_checkpoint(conn: &mut PgConnection, cp: &Checkpoint) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO audit_checkpoints (instance, seq, hash, time_ms, key_id, signature) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&cp.instance)
+    .bind(cp.seq)
+    .bind(cp.hash.as_slice())
+    .bind(cp.time_ms)
+    .bind(&cp.key_id)
+    .bind(&cp.signature)
+    .execute(conn)
+    .await
+    .map_err(err)?;
+    Ok(())
+}
+
+async fn head_in(
+    conn: &mut PgConnection,
+    instance: &str,
+) -> Result<Option<(i64, [u8; 32])>, StoreError> {
+    let row = sqlx::query(
+        "SELECT seq, hash FROM audit_records WHERE instance = $1 ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(instance)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(err)?;
+    if let Some(row) = row {
+        return Ok(Some((
+            row.try_get("seq").map_err(err)?,
+            hash32(row.try_get("hash").map_err(err)?)?,
+        )));
+    }
+    let row = sqlx::query(
+        "SELECT last_seq, last_hash FROM audit_archives WHERE instance = $1 \
+         ORDER BY last_seq DESC LIMIT 1",
+    )
+    .bind(instance)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(err)?;
+    row.map(|r| {
+        Ok((
+            r.try_get("last_seq").map_err(err)?,
+            hash32(r.try_get("last_hash").map_err(err)?)?,
+        ))
+    })
+    .transpose()
+}
+
+#[async_trait]
+impl AuditStore for PostgresStore {
+    async fn head(&self, instance: &str) -> Result<Option<(i64, [u8; 32])>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(err)?;
+        head_in(&mut conn, instance).await
+    }
+
+    async fn append(
+        &self,
+        records: &[Chained],
+        checkpoint: Option<&Checkpoint>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        insert(&mut tx, records).await?;
+        if let Some(cp) = checkpoint {
+            insert_checkpoint(&mut tx, cp).await?;
+        }
+        tx.commit().await.map_err(err)
+    }
+
+    async fn append_at_head(
+        &self,
+        instance: &str,
+        entry: &AuditEntry,
+        signer: Option<&Signer>,
+    ) -> Result<Chained, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        // One writer of this chain at a time, until the transaction ends.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('lienthong chain ' || $1))")
+            .bind(instance)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        let (seq, prev) = head_in(&mut tx, instance).await?.unwrap_or((0, GENESIS));
+        let record = Chained {
+            instance: instance.to_owned(),
+            seq: seq + 1,
+            hash: chain_hash(&prev, instance, seq + 1, entry),
+            prev_hash: prev,
+            entry: entry.clone(),
+        };
+        insert(&mut tx, std::slice::from_ref(&record)).await?;
+        if let Some(signer) = signer {
+            let cp = signer.sign(instance, record.seq, &record.hash, entry.time_ms);
+            insert_checkpoint(&mut tx, &cp).await?;
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(record)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        // Refused on a read-only server (a standby): the store must take writes.
+        sqlx::query("SET TRANSACTION READ WRITE")
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        sqlx::query("SELECT 1 FROM audit_checkpoints LIMIT 1")
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        tx.rollback().await.map_err(err)
+    }
+
+    async fn instances(&self) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT instance FROM audit_records UNION SELECT instance FROM audit_archives \
+             ORDER BY 1",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)
+    }
+
+    async fn count(&self, instance: &str) -> Result<i64, StoreError> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit_records WHERE instance = $1")
+            .bind(instance)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(err)
+    }
+
+    async fn scan(
+        &self,
+        instance: &str,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<Chained>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM audit_records WHERE instance = $1 AND seq > $2 \
+             ORDER BY seq LIMIT $3"
+        )))
+        .bind(instance)
+        .bind(after)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows.iter().map(row_to_chained).collect()
+    }
+
+    async fn checkpoints(&self, instance: &str) -> Result<Vec<Checkpoint>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT instance, seq, hash, time_ms, key_id, signature FROM audit_checkpoints \
+             WHERE instance = $1 ORDER BY seq",
+        )
+        .bind(instance)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(Checkpoint {
+                    instance: r.try_get("instance").map_err(err)?,
+                    seq: r.try_get("seq").map_err(err)?,
+                    hash: hash32(r.try_get("hash").map_err(err)?)?,
+                    time_ms: r.try_get("time_ms").map_err(err)?,
+                    key_id: r.try_get("key_id").map_err(err)?,
+                    signature: r.try_get("signature").map_err(err)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn query(&self, q: &Query) -> Result<Vec<Chained>, StoreError> {
+        let mut b =
+            sqlx::QueryBuilder::new(format!("SELECT {COLUMNS} FROM audit_records WHERE 1 = 1"));
+        for (column, value) in [
+            ("subject", &q.subject),
+            ("dataset", &q.dataset),
+            ("actor", &q.actor),
+            ("dossier_id", &q.dossier_id),
+            ("officer_id", &q.officer_id),
+            ("outcome", &q.outcome),
+        ] {
+            if let Some(v) = value {
+                b.push(format!(" AND {column} = ")).push_bind(v.clone());
+            }
+        }
+        if let Some(from) = q.from_ms {
+            b.push(" AND time_ms >= ").push_bind(from);
+        }
+        if let Some(to) = q.to_ms {
+            b.push(" AND time_ms <= ").push_bind(to);
+        }
+        if let Some((time, instance, seq)) = &q.after {
+            b.push(" AND (time_ms < ")
+                .push_bind(*time)
+                .push(" OR (time_ms = ")
+                .push_bind(*time)
+                .push(" AND (instance > ")
+                .push_bind(instance.clone())
+                .push(" OR (instance = ")
+                .push_bind(instance.clone())
+                .push(" AND seq < ")
+                .push_bind(*seq)
+                .push("))))");
+        }
+        b.push(" ORDER BY time_ms DESC, instance ASC, seq DESC LIMIT ")
+            .push_bind(q.limit as i64);
+        let rows = b.build().fetch_all(&self.pool).await.map_err(err)?;
+        rows.iter().map(row_to_chained).collect()
+    }
+
+    async fn archives(&self, instance: &str) -> Result<Vec<Archive>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT instance, first_seq, last_seq, last_hash, file, file_hash, time_ms \
+             FROM audit_archives WHERE instance = $1 ORDER BY last_seq",
+        )
+        .bind(instance)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(Archive {
+                    instance: r.try_get("instance").map_err(err)?,
+                    first_seq: r.try_get("first_seq").map_err(err)?,
+                    last_seq: r.try_get("last_seq").map_err(err)?,
+                    last_hash: hash32(r.try_get("last_hash").map_err(err)?)?,
+                    file: r.try_get("file").map_err(err)?,
+                    file_hash: hash32(r.try_get("file_hash").map_err(err)?)?,
+                    time_ms: r.try_get("time_ms").map_err(err)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn expired(
+        &self,
+        instance: &str,
+        before_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Chained>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM audit_records WHERE instance = $1 AND seq < COALESCE(\
+               (SELECT MIN(seq) FROM audit_records WHERE instance = $1 AND time_ms >= $2), \
+               9223372036854775807) ORDER BY seq LIMIT $3"
+        )))
+        .bind(instance)
+        .bind(before_ms)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows.iter().map(row_to_chained).collect()
+    }
+
+    async fn archived(&self, a: &Archive) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        sqlx::query(
+            "INSERT INTO audit_archives (instance, first_seq, last_seq, last_hash, file, file_hash, time_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&a.instance)
+        .bind(a.first_seq)
+        .bind(a.last_seq)
+        .bind(a.last_hash.as_slice())
+        .bind(&a.file)
+        .bind(a.file_hash.as_slice())
+        .bind(a.time_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        for table in ["audit_records", "audit_checkpoints"] {
+            sqlx::query(AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE instance = $1 AND seq <= $2"
+            )))
+            .bind(&a.instance)
+            .bind(a.last_seq)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        }
+        tx.commit().await.map_err(err)
+    }
+}
