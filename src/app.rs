@@ -127,6 +127,10 @@ fn serve(
     })
 }
 
+/// How often a replica on a shared registry reads it for versions another replica made
+/// (announcements over Redis are the fast path).
+const REGISTRY_POLL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The audit store the config names: PostgreSQL (`storage.postgres_url`) or the SQLite file.
 pub async fn open_store(config: &Config) -> Result<Arc<dyn AuditStore>, String> {
     Ok(match &config.postgres {
@@ -159,6 +163,7 @@ async fn resume(config: Arc<Config>) -> Result<(Arc<Config>, Option<Registry>, u
                 "seed",
                 &format!("seeded from {}", config.source),
                 &config.files,
+                None,
             )
             .await?;
         return Ok((config, Some(registry), v as u64));
@@ -287,6 +292,11 @@ pub async fn start(config: Arc<Config>) -> Result<Running, String> {
     tasks.push(tokio::spawn(
         live.clone().run_health_checks(stopped.clone()),
     ));
+    if config.redis.is_some() || config.postgres.is_some() {
+        tasks.push(tokio::spawn(
+            live.clone().follow_replicas(REGISTRY_POLL, stopped.clone()),
+        ));
+    }
     if let Some(retention) = config.audit.retention {
         tasks.push(tokio::spawn(retain(
             store,

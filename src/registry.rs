@@ -144,27 +144,38 @@ impl Registry {
         }
     }
 
-    /// Adds a version; returns its number. Replicas sharing a registry each take the next
-    /// number under a lock, so two changes at once get two versions.
+    /// Adds a version; returns its number. Replicas sharing a registry take the next number
+    /// under a lock; with `after`, only if the newest version is still that one, so a change
+    /// made against an older version never silently undoes another replica's.
     pub async fn record(
         &self,
         actor: &str,
         change: &str,
         files: &[(String, String)],
+        after: Option<i64>,
     ) -> Result<i64, String> {
         let files = serde_json::to_string(files).map_err(err)?;
         match self {
             Registry::Sqlite(pool) => {
+                let mut tx = pool.begin().await.map_err(err)?;
+                let newest: Option<i64> =
+                    sqlx::query_scalar("SELECT MAX(version) FROM registry_versions")
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(err)?;
+                conflict(after, newest)?;
                 let row = sqlx::query(
-                    "INSERT INTO registry_versions (time_ms, actor, change, files)                      VALUES (?, ?, ?, ?) RETURNING version",
+                    "INSERT INTO registry_versions (time_ms, actor, change, files) \
+                     VALUES (?, ?, ?, ?) RETURNING version",
                 )
                 .bind(now_ms())
                 .bind(actor)
                 .bind(change)
                 .bind(files)
-                .fetch_one(pool)
+                .fetch_one(&mut *tx)
                 .await
                 .map_err(err)?;
+                tx.commit().await.map_err(err)?;
                 row.try_get("version").map_err(err)
             }
             Registry::Postgres(pool) => {
@@ -173,6 +184,12 @@ impl Registry {
                     .execute(&mut *tx)
                     .await
                     .map_err(err)?;
+                let newest: Option<i64> =
+                    sqlx::query_scalar("SELECT MAX(version) FROM registry_versions")
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(err)?;
+                conflict(after, newest)?;
                 let v: i64 = sqlx::query_scalar(
                     "INSERT INTO registry_versions (version, time_ms, actor, change, files) \
                      SELECT COALESCE(MAX(version), 0) + 1, $1, $2, $3, $4 FROM registry_versions \
@@ -189,5 +206,15 @@ impl Registry {
                 Ok(v)
             }
         }
+    }
+}
+
+/// Refuses a change made against `after` when a newer version exists.
+fn conflict(after: Option<i64>, newest: Option<i64>) -> Result<(), String> {
+    match (after, newest) {
+        (Some(a), Some(n)) if n > a => Err(format!(
+            "version {n} was made meanwhile (by another replica); this change was made against version {a} and is not applied: send it again"
+        )),
+        _ => Ok(()),
     }
 }

@@ -244,3 +244,381 @@ async fn postgres_cut_off_mid_run_no_acknowledged_lookup_lacks_its_record() {
     assert_eq!(ready["status"], "ready", "{ready}");
     drop_schema(&url, &schema).await;
 }
+
+fn redis(url: &str, prefix: &str, fallback: &str) -> String {
+    format!(
+        "[redis]\nurl = \"{url}\"\nkey_prefix = \"{prefix}:\"\nreplicas = 2\non_unavailable = \"{fallback}\"\ntimeout_ms = 100\n"
+    )
+}
+
+/// The demo's citizen grant with a quota.
+fn with_quota(quota: &str) -> impl Fn(&str, String) -> String + Clone {
+    let quota = quota.to_owned();
+    move |file: &str, text: String| match file {
+        "grants.toml" => text.replacen(
+            "modes = [\"fetch\", \"verify\"]",
+            &format!("modes = [\"fetch\", \"verify\"]\nquota = \"{quota}\""),
+            1,
+        ),
+        _ => text,
+    }
+}
+
+/// A replica as [`replica`], with each file also passed through `edit`.
+fn replica_with(
+    root: &Path,
+    name: &str,
+    sims: &lienthong::sim::RunningSims,
+    extra: &str,
+    edit: impl Fn(&str, String) -> String,
+) -> PathBuf {
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let (extra, name) = (extra.to_owned(), name.to_owned());
+    write_config(&dir, sims, move |file, text| match file {
+        "gateway.toml" => format!("instance_id = \"{name}\"\n{text}\n{extra}"),
+        _ => edit(file, text),
+    })
+}
+
+async fn metric(http: &reqwest::Client, admin: &str, name: &str) -> Option<f64> {
+    let text = http
+        .get(format!("http://{admin}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_one_quota_through_redis() {
+    let Some(url) = redis_url() else { return };
+    lienthong::app::install_crypto();
+    let prefix = unique("t_quota");
+    let sims = lienthong::sim::spawn(lienthong::sim::SimOptions::ephemeral())
+        .await
+        .expect("simulators");
+    let root = tempfile::tempdir().expect("dir");
+    let shared = redis(&url, &prefix, "local-share");
+    let a = replica_with(root.path(), "qa", &sims, &shared, with_quota("30/min"));
+    let b = replica_with(root.path(), "qb", &sims, &shared, with_quota("30/min"));
+    let (_a, lookup_a, admin_a) = spawn_serve(&a, &root.path().join("a.log"), "info");
+    let (_b, lookup_b, _) = spawn_serve(&b, &root.path().join("b.log"), "info");
+    let citizens = sims
+        .data
+        .samples("population.citizen", 10)
+        .expect("samples");
+    let http = reqwest::Client::new();
+    let calls = (0..90).map(|i| {
+        let base = if i % 2 == 0 { &lookup_a } else { &lookup_b };
+        let path = format!("/v1/citizens/{}", citizens[i % citizens.len()]);
+        let http = http.clone();
+        async move { lookup(&http, base, &path).await.0 }
+    });
+    let statuses = futures::future::join_all(calls).await;
+    let admitted = statuses.iter().filter(|s| **s == 200).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(admitted + refused, 90, "{statuses:?}");
+    // One quota for both: 30 (and at most one more that refilled while the test ran), not
+    // 30 each.
+    assert!((30..=31).contains(&admitted), "admitted {admitted}");
+    assert!(
+        metric(&http, &admin_a, "lienthong_quota_store_seconds_count")
+            .await
+            .unwrap_or(0.0)
+            >= 45.0,
+        "the limiter's own latency is measured"
+    );
+    assert_eq!(
+        metric(&http, &admin_a, "lienthong_quota_fallback_total").await,
+        Some(0.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cut_off_mid_run_falls_back_and_recovers() {
+    let Some(url) = redis_url() else { return };
+    lienthong::app::install_crypto();
+    let prefix = unique("t_cut");
+    let proxy = Proxy::start(url_addr(&url)).await;
+    let proxied = format!("redis://{}", proxy.addr);
+    let sims = lienthong::sim::spawn(lienthong::sim::SimOptions::ephemeral())
+        .await
+        .expect("simulators");
+    let root = tempfile::tempdir().expect("dir");
+    // One replica shares what it can; another, configured to fail closed, refuses.
+    let share = replica_with(
+        root.path(),
+        "share",
+        &sims,
+        &redis(&proxied, &prefix, "local-share"),
+        with_quota("40/min"),
+    );
+    let closed = replica_with(
+        root.path(),
+        "closed",
+        &sims,
+        &redis(&proxied, &format!("{prefix}c"), "fail-closed"),
+        with_quota("40/min"),
+    );
+    let (_s, lookup_s, admin_s) = spawn_serve(&share, &root.path().join("s.log"), "info");
+    let (_c, lookup_c, _) = spawn_serve(&closed, &root.path().join("c.log"), "info");
+    let id = sims.data.samples("population.citizen", 1).expect("samples")[0].clone();
+    let path = format!("/v1/citizens/{id}");
+    let http = reqwest::Client::new();
+    for _ in 0..5 {
+        assert_eq!(lookup(&http, &lookup_s, &path).await.0, 200);
+        assert_eq!(lookup(&http, &lookup_c, &path).await.0, 200);
+    }
+    assert_eq!(
+        metric(&http, &admin_s, "lienthong_quota_store_up").await,
+        Some(1.0)
+    );
+
+    proxy.cut();
+    // While Redis is unreachable: this replica's share (40 ÷ 2 = 20) in memory, answered
+    // as 200 or 429, never a server error.
+    let mut during = Vec::new();
+    for _ in 0..30 {
+        during.push(lookup(&http, &lookup_s, &path).await.0);
+    }
+    let admitted = during.iter().filter(|s| **s == 200).count();
+    assert!(during.iter().all(|s| *s == 200 || *s == 429), "{during:?}");
+    assert!(
+        (20..=21).contains(&admitted),
+        "share admitted {admitted}: {during:?}"
+    );
+    assert_eq!(
+        metric(&http, &admin_s, "lienthong_quota_store_up").await,
+        Some(0.0)
+    );
+    assert!(
+        metric(&http, &admin_s, "lienthong_quota_fallback_total")
+            .await
+            .unwrap_or(0.0)
+            >= 29.0
+    );
+    // Failing closed: refused as overloaded, with a Retry-After.
+    let r = http
+        .get(format!("http://{lookup_c}{path}"))
+        .bearer_auth(API_KEY)
+        .header("X-Procedure-Code", PROCEDURE)
+        .header("X-Dossier-Id", DOSSIER)
+        .header("X-Officer-Id", OFFICER)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    let problem: Value = r.json().await.expect("json");
+    assert_eq!(problem["code"], "overloaded");
+
+    // Redis returns: within a couple of seconds quotas are shared again.
+    proxy.restore();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (s, _) = lookup(&http, &lookup_c, &path).await;
+        if s == 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the fail-closed replica did not recover: {s}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let _ = lookup(&http, &lookup_s, &path).await;
+    assert_eq!(
+        metric(&http, &admin_s, "lienthong_quota_store_up").await,
+        Some(1.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purges_and_registry_changes_through_one_replica_reach_the_other() {
+    let (Some(pg), Some(redis_url)) = (postgres_url(), redis_url()) else {
+        return;
+    };
+    lienthong::app::install_crypto();
+    let schema = unique("t_sync");
+    let prefix = unique("t_sync");
+    let sims = lienthong::sim::spawn(lienthong::sim::SimOptions::ephemeral())
+        .await
+        .expect("simulators");
+    let root = tempfile::tempdir().expect("dir");
+    let extra = format!(
+        "{}{}",
+        storage(&pg, &schema),
+        redis(&redis_url, &prefix, "local-share")
+    );
+    let a = replica(root.path(), "sync-a", &sims, &extra);
+    let b = replica(root.path(), "sync-b", &sims, &extra);
+    let (_a, _lookup_a, admin_a) = spawn_serve(&a, &root.path().join("a.log"), "info");
+    let (_b, lookup_b, admin_b) = spawn_serve(&b, &root.path().join("b.log"), "info");
+    let http = reqwest::Client::new();
+    let id = sims.data.samples("population.citizen", 1).expect("samples")[0].clone();
+    let citizen = format!("/v1/citizens/{id}");
+    let cache = |http: reqwest::Client, base: String, path: String| async move {
+        http.get(format!("http://{base}{path}"))
+            .bearer_auth(API_KEY)
+            .header("X-Procedure-Code", PROCEDURE)
+            .header("X-Dossier-Id", DOSSIER)
+            .header("X-Officer-Id", OFFICER)
+            .send()
+            .await
+            .expect("sent")
+            .headers()
+            .get("x-cache")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    assert_eq!(
+        cache(http.clone(), lookup_b.clone(), citizen.clone()).await,
+        "miss"
+    );
+    assert_eq!(
+        cache(http.clone(), lookup_b.clone(), citizen.clone()).await,
+        "hit"
+    );
+
+    // A purge through replica A empties replica B's cache too.
+    let purged = http
+        .post(format!("http://{admin_a}/admin/v1/cache/purge"))
+        .bearer_auth("demo-operator-token")
+        .json(&serde_json::json!({"dataset": "population.citizen", "key": id}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(purged.status(), 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let mut after = String::new();
+    while std::time::Instant::now() < deadline {
+        // Read B's purge counter rather than its cache, so the check does not refill it.
+        if metric(&http, &admin_b, "lienthong_replica_events_total").await >= Some(1.0) {
+            after = cache(http.clone(), lookup_b.clone(), citizen.clone()).await;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(after, "miss", "replica B obeyed A's purge");
+
+    // A grant removed through replica A stops replica B's lookups, with no restart.
+    let parcel = sims.data.samples("land.parcel", 1).expect("samples")[0].clone();
+    assert_eq!(
+        lookup(&http, &lookup_b, &format!("/v1/land-parcels/{parcel}"))
+            .await
+            .0,
+        200
+    );
+    let grants: Value = http
+        .get(format!("http://{admin_a}/admin/v1/grants"))
+        .bearer_auth("demo-operator-token")
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    let index = grants["grants"]
+        .as_array()
+        .expect("grants")
+        .iter()
+        .find(|g| g["grant"]["dataset"] == "land.parcel")
+        .expect("land grant")["index"]
+        .clone();
+    let removed = http
+        .delete(format!("http://{admin_a}/admin/v1/grants/{index}"))
+        .bearer_auth("demo-operator-token")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(removed.status(), 200);
+    let changed_at = std::time::Instant::now();
+    loop {
+        let status = lookup(&http, &lookup_b, &format!("/v1/land-parcels/{parcel}"))
+            .await
+            .0;
+        if status == 403 {
+            break;
+        }
+        assert_eq!(status, 200);
+        assert!(
+            changed_at.elapsed() < std::time::Duration::from_secs(3),
+            "replica B still runs the old grants"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    eprintln!("replica B followed in {:?}", changed_at.elapsed());
+    let versions: Value = http
+        .get(format!("http://{admin_b}/admin/v1/registry/versions"))
+        .bearer_auth("demo-operator-token")
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(versions["running"], 2, "{versions}");
+    drop_schema(&pg, &schema).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_one_capacity_toward_a_provider() {
+    let Some(url) = redis_url() else { return };
+    lienthong::app::install_crypto();
+    let prefix = unique("t_cap");
+    let sims = lienthong::sim::spawn(lienthong::sim::SimOptions::ephemeral())
+        .await
+        .expect("simulators");
+    let root = tempfile::tempdir().expect("dir");
+    // 2 calls a second toward the population database, 6 at once, no waiting: across both
+    // replicas, not each.
+    let slow = |file: &str, text: String| match file {
+        "connectors.toml" => text.replacen(
+            "capacity_rps = 200\nburst = 50",
+            "capacity_rps = 2\nburst = 6\nmax_wait_ms = 0",
+            1,
+        ),
+        _ => text,
+    };
+    let shared = redis(&url, &prefix, "local-share");
+    let a = replica_with(root.path(), "ca", &sims, &shared, slow);
+    let b = replica_with(root.path(), "cb", &sims, &shared, slow);
+    let (_a, lookup_a, _) = spawn_serve(&a, &root.path().join("a.log"), "info");
+    let (_b, lookup_b, _) = spawn_serve(&b, &root.path().join("b.log"), "info");
+    let citizens = sims
+        .data
+        .samples("population.citizen", 40)
+        .expect("samples");
+    let http = reqwest::Client::new();
+    // Distinct keys, so every call misses the cache and needs the provider.
+    let calls = citizens.iter().enumerate().map(|(i, id)| {
+        let base = if i % 2 == 0 { &lookup_a } else { &lookup_b };
+        let path = format!("/v1/citizens/{id}");
+        let http = http.clone();
+        async move { lookup(&http, base, &path).await.0 }
+    });
+    let started = std::time::Instant::now();
+    let statuses = futures::future::join_all(calls).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let served = statuses.iter().filter(|s| **s == 200).count();
+    let provider_calls = sims.population.calls("TraCuuThongTinCongDan");
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 503),
+        "{statuses:?}"
+    );
+    // The burst of 6 plus what refilled at 2/s while the calls ran (each replica alone would
+    // have let 6 through).
+    let allowed = 6 + (elapsed * 2.0).ceil() as u64;
+    assert!(
+        provider_calls >= 6 && provider_calls <= allowed,
+        "{provider_calls} provider calls in {elapsed:.2}s, {served} served"
+    );
+    assert_eq!(served as u64, provider_calls);
+}

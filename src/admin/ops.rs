@@ -88,6 +88,16 @@ pub(super) async fn purge(
         cx.must_manage(dataset, dataset)?;
     }
     let held = cx.g.purge(dataset, key).await?;
+    // Every replica forgets it too.
+    if let Some(shared) = cx.g.shared() {
+        shared
+            .publish(&crate::layers::shared::Event::Purge {
+                dataset: dataset.to_owned(),
+                key: key.map(str::to_owned),
+                origin: cx.g.config().instance_id.clone(),
+            })
+            .await;
+    }
     cx.record(Action {
         action: "cache_purge",
         dataset,

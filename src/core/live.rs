@@ -159,13 +159,26 @@ impl Live {
         }
         let version = match &self.registry {
             Some(r) => r
-                .record(actor, change, &files)
+                .record(
+                    actor,
+                    change,
+                    &files,
+                    Some(self.version.load(Ordering::SeqCst) as i64),
+                )
                 .await
                 .map_err(ReloadError::Build)? as u64,
             None => self.version.load(Ordering::SeqCst) + 1,
         };
+        let shared = next.shared().cloned();
+        let origin = next.config().instance_id.clone();
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
         self.version.store(version, Ordering::SeqCst);
+        // The other replicas run it too.
+        if let (Some(shared), Some(_)) = (shared, &self.registry) {
+            shared
+                .publish(&crate::layers::shared::Event::Registry { version, origin })
+                .await;
+        }
         Ok(Reloaded {
             version,
             kept,
@@ -176,6 +189,103 @@ impl Live {
 }
 
 impl Live {
+    /// Runs the registry's latest version if it is newer than the one running: another
+    /// replica changed the configuration. Nothing is recorded (the version is there).
+    pub async fn follow(&self) -> Result<Option<u64>, ReloadError> {
+        let Some(registry) = &self.registry else {
+            return Ok(None);
+        };
+        let _one_at_a_time = self.reloading.lock().await;
+        let running = self.version.load(Ordering::SeqCst);
+        let latest = registry.latest_number().await.map_err(ReloadError::Build)?;
+        if latest.is_none_or(|v| v as u64 <= running) {
+            return Ok(None);
+        }
+        let version = registry
+            .latest()
+            .await
+            .map_err(ReloadError::Build)?
+            .ok_or_else(|| ReloadError::Build("the registry is empty".into()))?;
+        let old = self.current();
+        let source = old.config().origin.with_files(version.files);
+        let config = Config::load(&source, &process_env()).map_err(ReloadError::Invalid)?;
+        let next = old.next(Arc::new(config)).map_err(ReloadError::Build)?;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+        self.version.store(version.version as u64, Ordering::SeqCst);
+        tracing::info!(
+            version = version.version,
+            actor = %version.actor,
+            change = %version.change,
+            "running the registry's latest version"
+        );
+        Ok(Some(version.version as u64))
+    }
+
+    /// Keeps this replica in step with the others until `stop` turns true: purges and
+    /// registry changes announced over Redis are applied as they arrive, and the registry is
+    /// also read every `poll` in case an announcement was missed.
+    pub async fn follow_replicas(
+        self: Arc<Self>,
+        poll: std::time::Duration,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        use crate::layers::shared::Event;
+        let me = self.current().config().instance_id.clone();
+        let shared = self.current().shared().cloned();
+        let events = {
+            let live = self.clone();
+            let stop = stop.clone();
+            async move {
+                let Some(shared) = shared else { return };
+                shared
+                    .subscribe(stop, |event| {
+                        let live = live.clone();
+                        let me = me.clone();
+                        async move {
+                            match event {
+                                Event::Purge {
+                                    dataset,
+                                    key,
+                                    origin,
+                                } if origin != me => {
+                                    match live.current().purge(&dataset, key.as_deref()).await {
+                                        Ok(_) => tracing::info!(%dataset, from = %origin, "purged, as another replica did"),
+                                        Err(e) => tracing::warn!(%dataset, error = %e.message, "a replica's purge could not be applied"),
+                                    }
+                                }
+                                Event::Registry { origin, .. } if origin != me => {
+                                    if let Err(e) = live.follow().await {
+                                        tracing::error!(error = %e, "a replica's configuration change could not be applied");
+                                    }
+                                }
+                                _ => {}
+                            }
+                        }
+                    })
+                    .await;
+            }
+        };
+        let polling = {
+            let live = self.clone();
+            let mut stop = stop.clone();
+            async move {
+                if live.registry.is_none() {
+                    return;
+                }
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(poll) => {}
+                        _ = stop.wait_for(|s| *s) => return,
+                    }
+                    if let Err(e) = live.follow().await {
+                        tracing::warn!(error = %e, "the registry could not be read");
+                    }
+                }
+            }
+        };
+        tokio::join!(events, polling);
+    }
+
     /// Probes every connector that has `[connector.health]`, each at its own interval,
     /// through whatever version is current (connectors added or changed at run time
     /// included), until `stop` turns true. A slow provider delays only its own probes.
@@ -243,6 +353,18 @@ fn restart_only(old: &Config, new: &Config) -> Vec<String> {
     }
     if old.audit.path != new.audit.path || old.audit.writer != new.audit.writer {
         changed.push("audit".into());
+    }
+    let redis = |c: &Config| c.redis.as_ref().map(|r| format!("{r:?}{}", r.url));
+    if redis(old) != redis(new) {
+        changed.push("redis".into());
+    }
+    let pg = |c: &Config| {
+        c.postgres
+            .as_ref()
+            .map(|p| format!("{}{}", p.url, p.schema))
+    };
+    if pg(old) != pg(new) {
+        changed.push("storage".into());
     }
     if old.instance_id != new.instance_id {
         changed.push("instance_id".into());

@@ -10,7 +10,8 @@ use crate::audit::writer::{AuditFailure, AuditLog};
 use crate::config::{Config, Consumer, Grant, Mode};
 use crate::domain::date::Date;
 use crate::layers::cache::RecordCache;
-use crate::layers::rate_limit::{Limiter, OverQuota, QuotaState};
+use crate::layers::rate_limit::{Limiter, QuotaSpec, QuotaState};
+use crate::layers::shared::{Refusal, Shared};
 use crate::telemetry::metrics::Metrics;
 use crate::upstream::connector::{Call, Connector, UpstreamError};
 use crate::upstream::guard::{Guard, GuardStatus};
@@ -243,6 +244,9 @@ pub struct Gateway {
     consumer_limits: HashMap<String, Limiter>,
     /// Each grant's quota, by the grant's position in the config.
     grant_limits: HashMap<usize, Limiter>,
+    /// Quotas shared with other replicas through Redis; the limiters above are then this
+    /// replica's share, the fallback while Redis is unreachable.
+    shared: Option<Arc<Shared>>,
     audit: Arc<AuditLog>,
     metrics: Arc<Metrics>,
     draining: Arc<std::sync::atomic::AtomicBool>,
@@ -439,6 +443,10 @@ impl Gateway {
             .pool_max_idle_per_host(64)
             .build()
             .map_err(|e| format!("http client: {e}"))?;
+        let shared = match &config.redis {
+            Some(settings) => Some(Arc::new(Shared::new(settings.clone())?)),
+            None => None,
+        };
         Gateway::build(
             config,
             Arc::new(audit),
@@ -446,7 +454,13 @@ impl Gateway {
             Arc::default(),
             http,
             &HashMap::new(),
+            shared,
         )
+    }
+
+    /// What this replica shares with the others through Redis, when configured.
+    pub fn shared(&self) -> Option<&Arc<Shared>> {
+        self.shared.as_ref()
     }
 
     /// The core for a new configuration, sharing this one's audit writer, metrics and
@@ -460,6 +474,7 @@ impl Gateway {
             self.draining.clone(),
             self.http.clone(),
             &self.routes,
+            self.shared.clone(),
         )
     }
 
@@ -488,6 +503,7 @@ impl Gateway {
         draining: Arc<std::sync::atomic::AtomicBool>,
         http: reqwest::Client,
         previous: &HashMap<String, Arc<Route>>,
+        shared: Option<Arc<Shared>>,
     ) -> Result<Gateway, String> {
         let mut routes = HashMap::new();
         for c in &config.connectors {
@@ -505,7 +521,12 @@ impl Gateway {
             let connector = Connector::new(c.clone(), dataset.clone(), http.clone())
                 .map_err(|e| format!("connector {}: {e}", c.name))?;
             let cache = RecordCache::new(c.cache);
-            let guard = Guard::new(c.guard.clone(), c.timeout);
+            let guard = match &shared {
+                Some(shared) => {
+                    Guard::new(c.guard.clone(), c.timeout).share_capacity(shared.clone(), &c.name)
+                }
+                None => Guard::new(c.guard.clone(), c.timeout),
+            };
             routes.insert(
                 dataset.name.clone(),
                 Arc::new(Route {
@@ -518,22 +539,28 @@ impl Gateway {
                 }),
             );
         }
+        // With shared quotas, the local limiters hold this replica's share.
+        let local = |q: QuotaSpec| match &shared {
+            Some(s) => Limiter::new(crate::layers::shared::share(q, s.settings().replicas)),
+            None => Limiter::new(q),
+        };
         let consumer_limits = config
             .consumers
             .iter()
-            .filter_map(|c| Some((c.id.clone(), Limiter::new(c.quota?))))
+            .filter_map(|c| Some((c.id.clone(), local(c.quota?))))
             .collect();
         let grant_limits = config
             .grants
             .iter()
             .enumerate()
-            .filter_map(|(i, g)| Some((i, Limiter::new(g.quota?))))
+            .filter_map(|(i, g)| Some((i, local(g.quota?))))
             .collect();
         Ok(Gateway {
             config,
             routes,
             consumer_limits,
             grant_limits,
+            shared,
             audit,
             metrics,
             draining,
@@ -690,6 +717,9 @@ impl Gateway {
         use std::sync::atomic::Ordering::Relaxed;
         let mut out = String::with_capacity(16 * 1024);
         self.metrics.render(&mut out);
+        if let Some(shared) = &self.shared {
+            shared.render(&mut out);
+        }
         let guards = self.guards();
         let by = |f: &dyn Fn(&GuardStatus, &[u64; 5]) -> f64| -> Vec<(String, f64)> {
             guards
@@ -1015,7 +1045,9 @@ impl Gateway {
             ));
         }
         // 5. rate limit — before the cache, so cached answers count against the quota too.
-        let quota = self.admit(consumer, grant_index, &route.dataset.name)?;
+        let quota = self
+            .admit(consumer, grant_index, &route.dataset.name)
+            .await?;
         // 6-8. cache, upstream guard, connector. The cache holds full records, so projection
         // to this caller's grant happens after it, on every response.
         let (record, cache) = self
@@ -1099,7 +1131,8 @@ impl Gateway {
             &context,
             &fields,
         )?;
-        self.admit(consumer, grant_index, &route.dataset.name)?;
+        self.admit(consumer, grant_index, &route.dataset.name)
+            .await?;
         let (record, _) = self
             .fetch(route, &key, &context, caller, (false, None), facts)
             .await?;
@@ -1357,42 +1390,80 @@ impl Gateway {
     /// Counts the call against the grant's quota, then the consumer's; the state of the
     /// tighter one goes with the answer. A refusal by the grant's quota does not use up the
     /// consumer's.
-    fn admit(
+    async fn admit(
         &self,
         consumer: &Consumer,
         grant_index: usize,
         dataset: &str,
     ) -> Result<Option<QuotaState>, LookupError> {
-        let over = |over: OverQuota, whose: String| {
-            self.metrics
-                .rate_limited
-                .with(&[consumer.id.as_str(), dataset])
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let retry = over.retry_after.max(Duration::from_millis(1));
-            LookupError {
-                retry_after: Some(retry),
-                quota: Some(over.state),
+        let refused = |refusal: Refusal, whose: String| match refusal {
+            Refusal::Over(over) => {
+                self.metrics
+                    .rate_limited
+                    .with(&[consumer.id.as_str(), dataset])
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let retry = over.retry_after.max(Duration::from_millis(1));
+                LookupError {
+                    retry_after: Some(retry),
+                    quota: Some(over.state),
+                    ..LookupError::new(
+                        ErrorCode::RateLimited,
+                        format!("{whose} is used up; retry in {} ms", retry.as_millis()),
+                    )
+                }
+            }
+            Refusal::Unavailable => LookupError {
+                retry_after: Some(Duration::from_secs(1)),
                 ..LookupError::new(
-                    ErrorCode::RateLimited,
-                    format!("{whose} is used up; retry in {} ms", retry.as_millis()),
+                    ErrorCode::Overloaded,
+                    format!("{whose} cannot be checked: the shared quota store is unreachable"),
+                )
+            },
+        };
+        let grant = self
+            .config
+            .grants
+            .get(grant_index)
+            .and_then(|g| Some((g.quota?, self.grant_limits.get(&grant_index)?)));
+        let by_grant = match grant {
+            None => None,
+            Some((spec, local)) => {
+                let name = format!("grant:{}:{dataset}:{grant_index}", consumer.id);
+                Some(
+                    self.check_quota(&name, spec, local)
+                        .await
+                        .map_err(|r| refused(r, format!("the quota of {spec} on {dataset}")))?,
                 )
             }
         };
-        let by_grant = match self.grant_limits.get(&grant_index) {
+        let by_consumer = match consumer
+            .quota
+            .and_then(|q| Some((q, self.consumer_limits.get(&consumer.id)?)))
+        {
             None => None,
-            Some(l) => Some(
-                l.check()
-                    .map_err(|o| over(o, format!("the quota of {} on {dataset}", l.spec())))?,
-            ),
-        };
-        let by_consumer = match self.consumer_limits.get(&consumer.id) {
-            None => None,
-            Some(l) => Some(
-                l.check()
-                    .map_err(|o| over(o, format!("the consumer's quota of {}", l.spec())))?,
-            ),
+            Some((spec, local)) => {
+                let name = format!("consumer:{}", consumer.id);
+                Some(
+                    self.check_quota(&name, spec, local)
+                        .await
+                        .map_err(|r| refused(r, format!("the consumer's quota of {spec}")))?,
+                )
+            }
         };
         Ok(QuotaState::tighter(by_grant, by_consumer))
+    }
+
+    /// One quota: shared through Redis when configured, else this process's limiter.
+    async fn check_quota(
+        &self,
+        name: &str,
+        spec: QuotaSpec,
+        local: &Limiter,
+    ) -> Result<QuotaState, Refusal> {
+        match &self.shared {
+            Some(shared) => shared.check(&shared.key(name, spec), spec, local).await,
+            None => local.check().map_err(Refusal::Over),
+        }
     }
 
     /// The grant that admits this call (its position in the config, itself), and the fields

@@ -3,3 +3,4 @@
 
 pub mod cache;
 pub mod rate_limit;
+pub mod shared;

@@ -263,8 +263,42 @@ pub struct GuardStats {
     pub waiting: AtomicU64,
 }
 
+/// A provider's capacity shared by every replica through Redis (one call per `interval`,
+/// `burst` at once), with this replica's share as the fallback.
+pub struct SharedCapacity {
+    pub shared: std::sync::Arc<crate::layers::shared::Shared>,
+    pub key: String,
+    pub interval: Duration,
+    pub burst: u32,
+    pub local: crate::layers::rate_limit::Limiter,
+}
+
+impl SharedCapacity {
+    /// Waits for a slot, at most `limit`; false if none comes in time.
+    async fn slot(&self, limit: Duration) -> bool {
+        let started = Instant::now();
+        loop {
+            match self
+                .shared
+                .check_rate(&self.key, self.interval, self.burst, &self.local)
+                .await
+            {
+                Ok(_) => return true,
+                Err(crate::layers::shared::Refusal::Over(o))
+                    if started.elapsed() + o.retry_after <= limit =>
+                {
+                    tokio::time::sleep(o.retry_after.max(Duration::from_micros(100))).await;
+                }
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
 pub struct Guard {
     settings: GuardSettings,
+    /// With Redis: the capacity shared by all replicas, instead of `pacer`.
+    shared_capacity: Option<SharedCapacity>,
     /// The connector's per-attempt timeout.
     attempt_timeout: Duration,
     in_flight: Semaphore,
@@ -292,6 +326,36 @@ fn unavailable(why: &str) -> UpstreamError {
 }
 
 impl Guard {
+    /// Shares the provider's capacity (`capacity_rps`, `burst`) with the other replicas
+    /// through Redis; while Redis is unreachable this replica paces at its share.
+    pub fn share_capacity(
+        mut self,
+        shared: std::sync::Arc<crate::layers::shared::Shared>,
+        connector: &str,
+    ) -> Guard {
+        let rps = self.settings.capacity_rps;
+        if rps == 0 {
+            return self;
+        }
+        let replicas = shared.settings().replicas.max(1);
+        let share = rps.div_ceil(replicas).max(1);
+        let spec = crate::layers::rate_limit::QuotaSpec {
+            count: std::num::NonZeroU32::new(share).expect("at least one"),
+            per: Duration::from_secs(1),
+        };
+        self.shared_capacity = Some(SharedCapacity {
+            key: shared.key(
+                &format!("capacity:{connector}"),
+                format_args!("{rps}/s+{}", self.settings.burst),
+            ),
+            interval: Duration::from_secs(1) / rps,
+            burst: self.settings.burst.max(1),
+            local: crate::layers::rate_limit::Limiter::new(spec),
+            shared,
+        });
+        self
+    }
+
     pub fn new(settings: GuardSettings, attempt_timeout: Duration) -> Guard {
         let now = Instant::now();
         let pacer = (settings.capacity_rps > 0).then(|| {
@@ -304,6 +368,7 @@ impl Guard {
             })
         });
         Guard {
+            shared_capacity: None,
             in_flight: Semaphore::new(settings.max_in_flight.max(1)),
             pacer,
             breaker: Mutex::new(Breaker::new(now)),
@@ -386,8 +451,9 @@ impl Guard {
                 remaining(now).map_or(self.settings.max_wait, |r| r.min(self.settings.max_wait));
             self.stats.waiting.fetch_add(1, Ordering::Relaxed);
             let permit = tokio::time::timeout(wait_limit, self.in_flight.acquire()).await;
-            let paced = match (&permit, &self.pacer) {
-                (Ok(_), Some(pacer)) => {
+            let paced = match (&permit, &self.shared_capacity, &self.pacer) {
+                (Ok(_), Some(shared), _) => shared.slot(wait_limit).await,
+                (Ok(_), None, Some(pacer)) => {
                     let slot = pacer
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
