@@ -47,6 +47,13 @@ enum Command {
     },
     /// Operate a running gateway through its admin listener.
     Admin(AdminArgs),
+    /// Whether a running gateway is ready (its /readyz): exit 0 if so, 1 if not; for
+    /// container health checks, where there is no curl.
+    Ready {
+        /// The admin listener, e.g. http://127.0.0.1:9090.
+        #[arg(long, default_value = "http://127.0.0.1:9090")]
+        admin: String,
+    },
     /// Make a private CA, a server certificate and client certificates for mTLS (a pilot
     /// or a test). Existing files are kept: run it again to add clients under the same CA.
     Certs {
@@ -350,6 +357,7 @@ async fn main() -> ExitCode {
         Command::Sim(args) => run_sim(args).await,
         Command::Audit { command } => audit(command).await,
         Command::Admin(args) => admin(args).await,
+        Command::Ready { admin } => ready(&admin).await,
         Command::Certs {
             out,
             server_names,
@@ -368,6 +376,27 @@ async fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+async fn ready(admin: &str) -> Result<(), String> {
+    lienthong::app::install_crypto();
+    let url = format!("{}/readyz", admin.trim_end_matches('/'));
+    let response = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .build()
+        .map_err(|e| e.to_string())?
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    let ok = response.status().is_success();
+    let body = response.text().await.unwrap_or_default();
+    println!("{body}");
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{url}: not ready"))
     }
 }
 
