@@ -10,13 +10,16 @@
 //! - [`admin`] the admin operations (datasets, connectors, grants, registry history and
 //!   rollback, purges, audit queries) with their roles, shared by REST and gRPC.
 //! - [`app`] wires config → core → transports; graceful shutdown.
-//! - [`audit`] the tamper-evident audit trail: records, chain, group-commit writer, stores,
-//!   verification.
+//! - [`audit`] the tamper-evident audit trail: records, chain, group-commit writer, stores
+//!   (SQLite, PostgreSQL), verification.
 //! - [`config`] typed config: TOML files → `LIENTHONG_*` env overrides → validation.
 //! - [`core`] the call context, datasets, canonical records, the error-code table, and the
 //!   lookup service whose one function holds the order of the request path.
-//! - [`registry`] every version of the connectors, consumers and grants the gateway ran.
-//! - [`layers`] the record cache (single-flight, negative entries, stale-if-error).
+//! - [`registry`] every version of the datasets, connectors, consumers and grants the
+//!   gateway ran (SQLite, or PostgreSQL shared by replicas).
+//! - [`layers`] the record cache (single-flight, negative entries, stale-if-error), quotas,
+//!   and what replicas share through Redis (quotas, provider capacity, purge and registry
+//!   announcements).
 //! - [`upstream`] connectors (`soap-xml`, `rest-json`, `grpc`), request templates, the
 //!   declared payload mapping, and upstream credentials.
 //! - [`transport`] the REST and gRPC adapters (translation only), TLS and client
