@@ -1,4 +1,5 @@
-//! The simulators on their own: the population database's signed header scheme.
+//! The simulators on their own: the population database's signed header scheme, and the
+//! business registry's GET form.
 
 use lienthong::sim::{
     self, DEFAULT_POPULATION_SECRET, DEFAULT_POPULATION_USER, SimOptions, population,
@@ -77,4 +78,45 @@ async fn signed_header_is_accepted_and_bad_ones_get_a_soap_fault() {
         "{body}"
     );
     assert_eq!(sims.population.calls(population::OPERATION), 4);
+}
+
+#[tokio::test]
+async fn the_business_registry_answers_a_get_of_the_code_as_it_answers_the_post() {
+    lienthong::app::install_crypto();
+    let sims = sim::spawn(SimOptions::ephemeral()).await.expect("sims");
+    let code = sims
+        .data
+        .samples("business.enterprise", 2)
+        .expect("samples")[1]
+        .clone();
+    let base = format!("http://{}/api/dkkd/v1/doanhnghiep", sims.business_addr);
+    let http = reqwest::Client::new();
+    let posted: serde_json::Value = http
+        .post(&base)
+        .bearer_auth("demo-business-token")
+        .json(&serde_json::json!({"type": "ChiTietDoanhNghiep", "msdn": code}))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    let got: serde_json::Value = http
+        .get(format!("{base}/{code}"))
+        .bearer_auth("demo-business-token")
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(got, posted);
+    assert_eq!(got["Data"]["MainInformation"]["ENTERPRISE_CODE"], code);
+    let anonymous = http
+        .get(format!("{base}/{code}"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(anonymous.status(), 401);
+    assert_eq!(sims.business.calls("ChiTietDoanhNghiep"), 3);
 }

@@ -1468,7 +1468,7 @@ impl Gateway {
 
     /// The grant that admits this call (its position in the config, itself), and the fields
     /// it lets leave.
-    fn authorize(
+    pub fn authorize(
         &self,
         consumer: &Consumer,
         dataset: &str,

@@ -5,10 +5,10 @@ use super::control::{Control, Fault, recorded};
 use super::data::SimData;
 use crate::domain::ids::EnterpriseCode;
 use crate::proto::lienthong::Enterprise;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -33,6 +33,7 @@ pub fn router(data: Arc<SimData>, token: String, control: Arc<Control>) -> Route
     });
     Router::new()
         .route(PATH, post(lookup))
+        .route(&format!("{PATH}/{{msdn}}"), get(lookup_by_path))
         .with_state(sim)
         .merge(control.router())
 }
@@ -107,6 +108,17 @@ fn render(e: &Enterprise) -> Value {
             "IS_MAIN": b.main,
         })).collect::<Vec<_>>(),
     })
+}
+
+/// The same lookup as a GET of `PATH/{msdn}`, which caching proxies can front as they are
+/// (the benchmarks' nginx and HAProxy peers use it).
+async fn lookup_by_path(
+    state: State<Arc<Sim>>,
+    headers: HeaderMap,
+    Path(msdn): Path<String>,
+) -> Response {
+    let body = json!({ "type": OPERATION, "msdn": msdn }).to_string();
+    lookup(state, headers, axum::body::Bytes::from(body)).await
 }
 
 async fn lookup(
