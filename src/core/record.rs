@@ -49,3 +49,98 @@ impl Record {
         self.0.get(field).and_then(Value::as_str)
     }
 }
+
+/// A full record as the cache keeps it: each top-level field's canonical JSON text, in
+/// record order. About the size of the JSON itself (a parsed map costs several times more),
+/// and projection parses only the fields a caller may see.
+#[derive(Debug)]
+pub struct StoredRecord {
+    fields: Box<[(Box<str>, Box<serde_json::value::RawValue>)]>,
+}
+
+impl PartialEq for StoredRecord {
+    fn eq(&self, other: &StoredRecord) -> bool {
+        self.fields.len() == other.fields.len()
+            && self
+                .fields
+                .iter()
+                .zip(other.fields.iter())
+                .all(|((a, x), (b, y))| a == b && x.get() == y.get())
+    }
+}
+
+impl StoredRecord {
+    pub fn new(record: &Record) -> StoredRecord {
+        StoredRecord {
+            fields: record
+                .0
+                .iter()
+                .filter_map(|(k, v)| {
+                    let raw = serde_json::value::to_raw_value(v).ok()?;
+                    Some((k.as_str().into(), raw))
+                })
+                .collect(),
+        }
+    }
+
+    /// Only the named top-level fields, parsed.
+    pub fn project(&self, fields: &[String]) -> Record {
+        Record(
+            self.fields
+                .iter()
+                .filter(|(k, _)| fields.iter().any(|f| f == &**k))
+                .filter_map(|(k, raw)| Some((k.to_string(), serde_json::from_str(raw.get()).ok()?)))
+                .collect(),
+        )
+    }
+
+    /// One field's value, parsed.
+    pub fn get(&self, field: &str) -> Option<Value> {
+        self.fields
+            .iter()
+            .find(|(k, _)| &**k == field)
+            .and_then(|(_, raw)| serde_json::from_str(raw.get()).ok())
+    }
+
+    /// The whole record, parsed.
+    pub fn to_record(&self) -> Record {
+        Record(
+            self.fields
+                .iter()
+                .filter_map(|(k, raw)| Some((k.to_string(), serde_json::from_str(raw.get()).ok()?)))
+                .collect(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_record_projects_and_reads_back_what_it_was_given() {
+        let record = Record(
+            serde_json::json!({
+                "personal_id": "001094000001",
+                "full_name": "Nguyễn Văn An",
+                "permanent_residence": {"province_code": "01", "detail": "Số 12"},
+                "aliases": ["An", "Bé"]
+            })
+            .as_object()
+            .cloned()
+            .expect("object"),
+        );
+        let stored = StoredRecord::new(&record);
+        assert_eq!(stored.to_record(), record);
+        let narrow = stored.project(&["full_name".into(), "aliases".into(), "nope".into()]);
+        assert_eq!(
+            Value::Object(narrow.0),
+            serde_json::json!({"full_name": "Nguyễn Văn An", "aliases": ["An", "Bé"]})
+        );
+        assert_eq!(
+            stored.get("permanent_residence"),
+            Some(serde_json::json!({"province_code": "01", "detail": "Số 12"}))
+        );
+        assert_eq!(stored.get("date_of_birth"), None);
+    }
+}

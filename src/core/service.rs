@@ -4,7 +4,7 @@
 use super::context::{CallContext, RawContext};
 use super::dataset::Dataset;
 use super::error::{ErrorCode, LookupError};
-use super::record::Record;
+use super::record::{Record, StoredRecord};
 use crate::audit::record::{AuditEntry, now_ms};
 use crate::audit::writer::{AuditFailure, AuditLog};
 use crate::config::{Config, Consumer, Grant, Mode};
@@ -1139,7 +1139,7 @@ impl Gateway {
         let fields: Vec<(String, bool)> = request
             .claims
             .iter()
-            .map(|(f, claimed)| (f.clone(), same_value(record.0.get(f), claimed)))
+            .map(|(f, claimed)| (f.clone(), same_value(record.get(f).as_ref(), claimed)))
             .collect();
         Ok(Verification {
             matched: fields.iter().all(|(_, m)| *m),
@@ -1159,7 +1159,7 @@ impl Gateway {
         caller: &Caller,
         (bypass_cache, deadline): (bool, Option<tokio::time::Instant>),
         facts: &mut Facts,
-    ) -> Result<(Arc<Record>, CacheStatus), LookupError> {
+    ) -> Result<(Arc<StoredRecord>, CacheStatus), LookupError> {
         let trace = facts.trace.clone();
         let connector = route.connector.name();
         let upstream = std::sync::Mutex::new(None);

@@ -12,7 +12,7 @@
 //! - Freshness is judged on tokio's clock, so tests can drive it with paused time; moka
 //!   only bounds memory (capacity, and dropping entries no longer servable even stale).
 
-use crate::core::record::Record;
+use crate::core::record::{Record, StoredRecord};
 use crate::core::service::CacheStatus;
 use crate::upstream::connector::UpstreamError;
 use std::collections::HashMap;
@@ -50,14 +50,14 @@ impl Default for CacheSettings {
 #[derive(Clone)]
 struct Entry {
     /// `None`: the provider said there is no such record.
-    record: Option<Arc<Record>>,
+    record: Option<Arc<StoredRecord>>,
     stored: Instant,
 }
 
-type Fetched = Result<Option<Arc<Record>>, UpstreamError>;
+type Fetched = Result<Option<Arc<StoredRecord>>, UpstreamError>;
 
 /// What the cache answered: the record (`None` when it does not exist) and how.
-pub type Served = (Option<Arc<Record>>, CacheStatus);
+pub type Served = (Option<Arc<StoredRecord>>, CacheStatus);
 
 struct Lifetime(CacheSettings);
 
@@ -173,7 +173,9 @@ impl RecordCache {
         let result = cell
             .get_or_init(|| async {
                 fetched_here = true;
-                let fetched: Fetched = fetch().await.map(|r| r.map(Arc::new));
+                let fetched: Fetched = fetch()
+                    .await
+                    .map(|r| r.map(|r| Arc::new(StoredRecord::new(&r))));
                 if let Ok(record) = &fetched
                     && self.enabled()
                 {
@@ -295,7 +297,7 @@ mod tests {
         let mut statuses = HashMap::new();
         for t in tasks {
             let (record, status) = t.await.expect("task").expect("served");
-            assert_eq!(record.expect("found").0["n"], 1);
+            assert_eq!(record.expect("found").get("n"), Some(serde_json::json!(1)));
             *statuses.entry(status.as_str()).or_insert(0) += 1;
         }
         assert_eq!(upstream.calls.load(Ordering::SeqCst), 1);
@@ -319,13 +321,13 @@ mod tests {
         tokio::time::advance(Duration::from_secs(2)).await;
         let (record, status) = get().await.expect("ok");
         assert_eq!(status, CacheStatus::Miss, "expired after the TTL");
-        assert_eq!(record.expect("found").0["n"], 2);
+        assert_eq!(record.expect("found").get("n"), Some(serde_json::json!(2)));
 
         upstream.fail.store(true, Ordering::SeqCst);
         tokio::time::advance(Duration::from_secs(61)).await;
         let (record, status) = get().await.expect("stale served");
         assert_eq!(status, CacheStatus::Stale);
-        assert_eq!(record.expect("found").0["n"], 2);
+        assert_eq!(record.expect("found").get("n"), Some(serde_json::json!(2)));
         // Past ttl + stale_if_error the failure shows.
         tokio::time::advance(Duration::from_secs(600)).await;
         assert!(get().await.is_err());
@@ -386,7 +388,7 @@ mod tests {
             CacheStatus::Miss,
             "the waiting caller fetched itself"
         );
-        assert_eq!(record.expect("found").0["n"], 2);
+        assert_eq!(record.expect("found").get("n"), Some(serde_json::json!(2)));
     }
 
     #[tokio::test(start_paused = true)]
