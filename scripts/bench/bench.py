@@ -458,6 +458,10 @@ def main():
                                                   "non2xx": sum(r["non2xx"] for r in rs)}
                 log(f"(e) {store} {durability}: {audit[f'{store}-{durability}']}")
                 procs.stop(g)
+                if url and shutil.which("psql"):
+                    # The run's schema goes with it.
+                    schema = re.search(r'schema = "(bench_\d+)"', open(os.path.join(tmp, f"audit-{store}-{durability}", "gateway.toml")).read()).group(1)
+                    subprocess.run(["psql", "-q", url, "-c", f"DROP SCHEMA {schema} CASCADE"], capture_output=True)
         results["audit"] = audit
 
         # (c) the miss path: lienthong with its cache off against the simulator directly.
