@@ -628,3 +628,45 @@ async fn two_replicas_share_one_capacity_toward_a_provider() {
     );
     assert_eq!(served as u64, provider_calls);
 }
+
+#[tokio::test]
+async fn a_large_batch_goes_into_postgres_whole_and_in_order() {
+    use lienthong::audit::record::{AuditEntry, Chained, GENESIS, chain_hash};
+    use lienthong::audit::store::AuditStore;
+    let Some(url) = postgres_url() else { return };
+    let schema = unique("t_batch");
+    let store = lienthong::audit::postgres::PostgresStore::open(&url, &schema, true)
+        .await
+        .expect("store");
+    // More rows than one statement carries (16), so the batch spans several statements in
+    // its transaction.
+    let mut prev = GENESIS;
+    let records: Vec<Chained> = (1..=50)
+        .map(|seq| {
+            let entry = AuditEntry {
+                time_ms: 1_764_300_000_000 + seq,
+                request_id: format!("req-{seq}"),
+                action: "lookup".into(),
+                outcome: "served".into(),
+                fields: vec!["full_name".into()],
+                upstream_ms: -1,
+                ..AuditEntry::default()
+            };
+            let hash = chain_hash(&prev, "batch", seq, &entry);
+            let r = Chained {
+                instance: "batch".into(),
+                seq,
+                prev_hash: prev,
+                hash,
+                entry,
+            };
+            prev = hash;
+            r
+        })
+        .collect();
+    store.append(&records, None).await.expect("appended");
+    let back = store.scan("batch", 0, 100).await.expect("scanned");
+    assert_eq!(back, records);
+    assert_eq!(store.head("batch").await.expect("head"), Some((50, prev)));
+    drop_schema(&url, &schema).await;
+}
