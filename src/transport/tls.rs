@@ -196,6 +196,8 @@ pub fn serve(
                     continue;
                 }
             };
+            // As on the plaintext listeners: no Nagle delay on answers.
+            let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let router = router.clone();
             let watcher = graceful.watcher();
