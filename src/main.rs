@@ -1,5 +1,10 @@
 //! The `lienthong` command: CLI parsing, then hand-off to the library.
 
+/// mimalloc: the request path allocates many small, short-lived objects (JSON values,
+/// headers, audit entries), where it beats glibc's allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 use lienthong::config::{Config, Source};
 use lienthong::sim::{self, SimOptions, data};
