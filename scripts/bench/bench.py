@@ -16,6 +16,7 @@ the templates next to this file.
 """
 
 import argparse
+import concurrent.futures
 import datetime
 import json
 import os
@@ -421,8 +422,6 @@ def main():
                               f"--citizens={citizens}"],
                              capture_output=True, text=True, check=True).stdout.split()
         started = time.time()
-        import concurrent.futures
-
         def send(chunk):
             body = json.dumps({"items": [{"dataset": "population.citizen", "key": k, "fields": ["personal_id"]} for k in chunk]}).encode()
             return http(f"http://127.0.0.1:{PORTS['lookup']}/v1/batch", {**auth_headers(), "Content-Type": "application/json"}, body, "POST")[0]

@@ -15,6 +15,7 @@ pub mod postgres;
 pub mod query;
 pub mod record;
 pub mod retention;
+mod rows;
 pub mod sqlite;
 pub mod store;
 pub mod verify;

@@ -8,9 +8,10 @@
 //! recorded in its `schema_migrations`.
 
 use super::record::{AuditEntry, Chained, Checkpoint, GENESIS, Signer, chain_hash};
+use super::rows::{self, COLUMNS, err, hash32};
 use super::store::{Archive, AuditStore, Query, StoreError};
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Executor, PgConnection, Row};
 use std::str::FromStr;
 use std::time::Duration;
@@ -76,20 +77,6 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         files TEXT NOT NULL
     );",
 )];
-
-const COLUMNS: &str = "instance, seq, time_ms, request_id, trace_id, transport, actor, credential, \
-    officer_id, agency_code, procedure_code, dossier_id, purpose, dataset, subject, action, \
-    fields, outcome, cache, upstream_status, upstream_ms, detail, prev_hash, hash";
-
-fn err(e: impl std::fmt::Display) -> StoreError {
-    StoreError::from(e)
-}
-
-fn hash32(bytes: Vec<u8>) -> Result<[u8; 32], StoreError> {
-    bytes
-        .try_into()
-        .map_err(|_| StoreError("a stored hash is not 32 bytes".into()))
-}
 
 /// A schema name safe to put into SQL unquoted.
 pub fn valid_schema(schema: &str) -> bool {
@@ -202,43 +189,6 @@ impl PostgresStore {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
-}
-
-fn row_to_chained(row: &PgRow) -> Result<Chained, StoreError> {
-    let s = |c: &str| row.try_get::<String, _>(c).map_err(err);
-    let fields = s("fields")?;
-    Ok(Chained {
-        instance: s("instance")?,
-        seq: row.try_get("seq").map_err(err)?,
-        prev_hash: hash32(row.try_get("prev_hash").map_err(err)?)?,
-        hash: hash32(row.try_get("hash").map_err(err)?)?,
-        entry: AuditEntry {
-            time_ms: row.try_get("time_ms").map_err(err)?,
-            request_id: s("request_id")?,
-            trace_id: s("trace_id")?,
-            transport: s("transport")?,
-            actor: s("actor")?,
-            credential: s("credential")?,
-            officer_id: s("officer_id")?,
-            agency_code: s("agency_code")?,
-            procedure_code: s("procedure_code")?,
-            dossier_id: s("dossier_id")?,
-            purpose: s("purpose")?,
-            dataset: s("dataset")?,
-            subject: s("subject")?,
-            action: s("action")?,
-            fields: if fields.is_empty() {
-                vec![]
-            } else {
-                fields.split(',').map(str::to_owned).collect()
-            },
-            outcome: s("outcome")?,
-            cache: s("cache")?,
-            upstream_status: s("upstream_status")?,
-            upstream_ms: row.try_get("upstream_ms").map_err(err)?,
-            detail: s("detail")?,
-        },
-    })
 }
 
 /// Inserts records in one statement (a group commit's worth at a time).
@@ -430,7 +380,7 @@ impl AuditStore for PostgresStore {
         .fetch_all(&self.pool)
         .await
         .map_err(err)?;
-        rows.iter().map(row_to_chained).collect()
+        rows.iter().map(rows::chained).collect()
     }
 
     async fn checkpoints(&self, instance: &str) -> Result<Vec<Checkpoint>, StoreError> {
@@ -442,18 +392,7 @@ impl AuditStore for PostgresStore {
         .fetch_all(&self.pool)
         .await
         .map_err(err)?;
-        rows.iter()
-            .map(|r| {
-                Ok(Checkpoint {
-                    instance: r.try_get("instance").map_err(err)?,
-                    seq: r.try_get("seq").map_err(err)?,
-                    hash: hash32(r.try_get("hash").map_err(err)?)?,
-                    time_ms: r.try_get("time_ms").map_err(err)?,
-                    key_id: r.try_get("key_id").map_err(err)?,
-                    signature: r.try_get("signature").map_err(err)?,
-                })
-            })
-            .collect()
+        rows.iter().map(rows::checkpoint).collect()
     }
 
     async fn query(&self, q: &Query) -> Result<Vec<Chained>, StoreError> {
@@ -493,7 +432,7 @@ impl AuditStore for PostgresStore {
         b.push(" ORDER BY time_ms DESC, instance ASC, seq DESC LIMIT ")
             .push_bind(q.limit as i64);
         let rows = b.build().fetch_all(&self.pool).await.map_err(err)?;
-        rows.iter().map(row_to_chained).collect()
+        rows.iter().map(rows::chained).collect()
     }
 
     async fn archives(&self, instance: &str) -> Result<Vec<Archive>, StoreError> {
@@ -505,19 +444,7 @@ impl AuditStore for PostgresStore {
         .fetch_all(&self.pool)
         .await
         .map_err(err)?;
-        rows.iter()
-            .map(|r| {
-                Ok(Archive {
-                    instance: r.try_get("instance").map_err(err)?,
-                    first_seq: r.try_get("first_seq").map_err(err)?,
-                    last_seq: r.try_get("last_seq").map_err(err)?,
-                    last_hash: hash32(r.try_get("last_hash").map_err(err)?)?,
-                    file: r.try_get("file").map_err(err)?,
-                    file_hash: hash32(r.try_get("file_hash").map_err(err)?)?,
-                    time_ms: r.try_get("time_ms").map_err(err)?,
-                })
-            })
-            .collect()
+        rows.iter().map(rows::archive).collect()
     }
 
     async fn expired(
@@ -537,7 +464,7 @@ impl AuditStore for PostgresStore {
         .fetch_all(&self.pool)
         .await
         .map_err(err)?;
-        rows.iter().map(row_to_chained).collect()
+        rows.iter().map(rows::chained).collect()
     }
 
     async fn archived(&self, a: &Archive) -> Result<(), StoreError> {

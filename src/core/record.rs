@@ -103,6 +103,7 @@ impl StoredRecord {
     }
 
     /// The whole record, parsed.
+    #[cfg(test)]
     pub fn to_record(&self) -> Record {
         Record(
             self.fields
