@@ -1,6 +1,6 @@
 //! Wires config → core → transports, and runs them until shutdown.
 
-use crate::audit::sqlite::SqliteStore;
+use crate::audit::journal::JournaledStore;
 use crate::audit::store::AuditStore;
 use crate::audit::writer::AuditLog;
 use crate::config::Config;
@@ -32,6 +32,7 @@ pub struct Running {
     lookup_task: JoinHandle<()>,
     tasks: Vec<JoinHandle<()>>,
     audit_writer: JoinHandle<()>,
+    store: Arc<dyn AuditStore>,
     health: tonic_health::server::HealthReporter,
     drain_delay: std::time::Duration,
 }
@@ -68,6 +69,11 @@ impl Running {
             .is_err()
         {
             tracing::error!("the audit writer did not finish within 30 s");
+        }
+        // Everything committed moves into the store now, so a reader after the stop (or an
+        // `audit verify`) finds it in place.
+        if let Err(e) = self.store.flush().await {
+            tracing::error!(error = %e, "audit records stay in the commit files until the next start");
         }
     }
 
@@ -146,11 +152,9 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn AuditStore>, String> 
                 .await
                 .map_err(|e| e.to_string())?,
         ),
-        None => Arc::new(
-            SqliteStore::open(&config.audit.path, config.audit.fsync)
-                .await
-                .map_err(|e| e.to_string())?,
-        ),
+        None => JournaledStore::open(&config.audit.path, config.audit.fsync)
+            .await
+            .map_err(|e| e.to_string())?,
     })
 }
 
@@ -306,7 +310,7 @@ pub async fn start(config: Arc<Config>) -> Result<Running, String> {
     }
     if let Some(retention) = config.audit.retention {
         tasks.push(tokio::spawn(retain(
-            store,
+            store.clone(),
             config.clone(),
             retention,
             stopped,
@@ -334,6 +338,7 @@ pub async fn start(config: Arc<Config>) -> Result<Running, String> {
         lookup_task,
         tasks,
         audit_writer,
+        store,
         health: health_reporter,
         drain_delay: config.drain_delay,
     })

@@ -588,22 +588,26 @@ async fn audit_queries_need_an_operator_and_are_themselves_recorded() {
     );
 }
 
-/// Hides the records table from the running gateway's store (its inserts fail), or brings it
-/// back.
-async fn hide_records(dir: &std::path::Path, hide: bool) {
-    let store = SqliteStore::open(&dir.join("data/audit.db"), false)
-        .await
-        .expect("open");
-    let sql = if hide {
-        "ALTER TABLE audit_records RENAME TO audit_records_hidden"
+/// Makes the running gateway's audit store unable to commit, or able again: its data
+/// directory moves aside and a plain file takes its name, so no commit file can be created.
+/// (The writer starts a new commit file after every move into SQLite, forced here by a flush.)
+async fn break_store(h: &Harness, broken: bool) {
+    let data = h.dir.path().join("data");
+    let aside = h.dir.path().join("data.aside");
+    if broken {
+        h.gateway
+            .gateway()
+            .audit_handle()
+            .store()
+            .flush()
+            .await
+            .expect("flush");
+        std::fs::rename(&data, &aside).expect("move aside");
+        std::fs::write(&data, b"not a directory").expect("file in its place");
     } else {
-        "ALTER TABLE audit_records_hidden RENAME TO audit_records"
-    };
-    sqlx::raw_sql(sql)
-        .execute(store.pool())
-        .await
-        .expect("rename");
-    store.pool().close().await;
+        std::fs::remove_file(&data).expect("remove the file");
+        std::fs::rename(&aside, &data).expect("move back");
+    }
 }
 
 #[tokio::test]
@@ -626,7 +630,7 @@ async fn a_failing_store_refuses_lookups_or_serves_and_records_the_gap_as_config
             h.get(&format!("/v1/citizens/{}", ids[0])).await.status(),
             200
         );
-        hide_records(h.dir.path(), true).await;
+        break_store(&h, true).await;
         let during = h.get(&format!("/v1/citizens/{}", ids[1])).await;
         if fail_open {
             assert_eq!(during.status(), 200, "fail-open serves");
@@ -636,7 +640,7 @@ async fn a_failing_store_refuses_lookups_or_serves_and_records_the_gap_as_config
             assert_eq!(body["code"], "audit_unavailable");
             assert!(body.get("full_name").is_none());
         }
-        hide_records(h.dir.path(), false).await;
+        break_store(&h, false).await;
         assert_eq!(
             h.get(&format!("/v1/citizens/{}", ids[2])).await.status(),
             200

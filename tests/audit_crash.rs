@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use lienthong::audit::sqlite::SqliteStore;
+use lienthong::audit::journal::JournaledStore;
 use lienthong::audit::store::AuditStore;
 use lienthong::audit::verify::verify;
 use lienthong::config::{Config, Source};
@@ -106,9 +106,27 @@ async fn sigkill_under_load_loses_no_acknowledged_record() {
     );
 
     let config = Config::load(&Source::File(main), &BTreeMap::new()).expect("config");
-    let store = SqliteStore::open(&config.audit.path, true)
+    // The killed process left its latest group commits in commit files, not yet moved into
+    // SQLite; opening the store moves them in.
+    let commit_files = || {
+        std::fs::read_dir(config.audit.path.parent().expect("data dir"))
+            .expect("data dir")
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.starts_with("audit.db.commits.") && !name.ends_with(".lock")
+            })
+            .count()
+    };
+    assert!(
+        commit_files() > 0,
+        "the kill left no commit file: nothing to recover"
+    );
+    let store = JournaledStore::open(&config.audit.path, true)
         .await
         .expect("store");
+    assert_eq!(commit_files(), 0, "recovered commit files are removed");
+    let store = &*store;
     let instance = config.instance_id.clone();
     let records = store.scan(&instance, 0, 1_000_000).await.expect("scan");
     let recorded: HashSet<&str> = records
@@ -124,7 +142,7 @@ async fn sigkill_under_load_loses_no_acknowledged_record() {
         "{} responses without a record: {missing:?}",
         missing.len()
     );
-    let reports = verify(&store, &config.audit.verify_keys, |_, _, _| {})
+    let reports = verify(store, &config.audit.verify_keys, |_, _, _| {})
         .await
         .expect("the chain verifies after the crash");
     println!(

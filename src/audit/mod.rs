@@ -4,13 +4,15 @@
 //!
 //! - [`record`] the record, its chain hash, subject references, checkpoint signatures.
 //! - [`writer`] the group-commit writer and the handle requests use.
-//! - [`store`] the store trait; [`sqlite`] the embedded store.
+//! - [`store`] the store trait; [`sqlite`] the embedded store, which [`journal`] fronts
+//!   with an append-only commit file.
 //! - [`verify`] recomputing chains and checking checkpoints.
 //! - [`retention`] moving expired records to signed, chained archive files.
 //! - [`query`] pages of records by subject, consumer, dossier, officer, time; [`commands`]
 //!   the `lienthong audit` commands.
 
 pub mod commands;
+pub mod journal;
 pub mod postgres;
 pub mod query;
 pub mod record;

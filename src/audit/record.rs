@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 /// The facts of one call, as the request path collects them. No personal data: the subject
 /// is a keyed hash, the fields are names, the context is the validated call context.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AuditEntry {
     /// Unix time in milliseconds.
     pub time_ms: i64,

@@ -113,11 +113,12 @@ async fn insert(conn: &mut sqlx::SqliteConnection, records: &[Chained]) -> Resul
 async fn insert_checkpoint(
     conn: &mut sqlx::SqliteConnection,
     cp: &Checkpoint,
+    verb: &str,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO audit_checkpoints (instance, seq, hash, time_ms, key_id, signature) \
-         VALUES (?, ?, ?, ?, ?, ?)",
-    )
+    sqlx::query(AssertSqlSafe(format!(
+        "{verb} INTO audit_checkpoints (instance, seq, hash, time_ms, key_id, signature) \
+         VALUES (?, ?, ?, ?, ?, ?)"
+    )))
     .bind(&cp.instance)
     .bind(cp.seq)
     .bind(cp.hash.as_slice())
@@ -185,6 +186,8 @@ impl SqliteStore {
             // Pages read through a memory map rather than a read() each.
             .pragma("mmap_size", "268435456")
             .pragma("cache_size", "-65536")
+            // A multi-row INSERT keeps a statement journal; in memory, not a temp file.
+            .pragma("temp_store", "memory")
             // Checkpoint the WAL into the database in larger, rarer steps (64 MB), off most
             // commits' path.
             .pragma("wal_autocheckpoint", "16384");
@@ -234,6 +237,21 @@ impl SqliteStore {
         tx.commit().await.map_err(err)
     }
 
+    /// Appends records and any number of checkpoints in one transaction: the commit log
+    /// moves its batches in with this. A checkpoint already held is left as it is.
+    pub async fn append_all(
+        &self,
+        records: &[Chained],
+        checkpoints: &[Checkpoint],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        insert(&mut tx, records).await?;
+        for cp in checkpoints {
+            insert_checkpoint(&mut tx, cp, "INSERT OR IGNORE").await?;
+        }
+        tx.commit().await.map_err(err)
+    }
+
     /// Runs a statement against the file directly (tests use it to tamper).
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
@@ -255,7 +273,7 @@ impl AuditStore for SqliteStore {
         let mut tx = self.pool.begin().await.map_err(err)?;
         insert(&mut tx, records).await?;
         if let Some(cp) = checkpoint {
-            insert_checkpoint(&mut tx, cp).await?;
+            insert_checkpoint(&mut tx, cp, "INSERT").await?;
         }
         tx.commit().await.map_err(err)
     }
@@ -285,7 +303,7 @@ impl AuditStore for SqliteStore {
             insert(&mut conn, std::slice::from_ref(&record)).await?;
             if let Some(signer) = signer {
                 let cp = signer.sign(instance, record.seq, &record.hash, entry.time_ms);
-                insert_checkpoint(&mut conn, &cp).await?;
+                insert_checkpoint(&mut conn, &cp, "INSERT").await?;
             }
             Ok(record)
         }

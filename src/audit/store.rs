@@ -103,4 +103,10 @@ pub trait AuditStore: Send + Sync {
 
     /// Notes an archive and removes the records it holds (and their checkpoints), at once.
     async fn archived(&self, archive: &Archive) -> Result<(), StoreError>;
+
+    /// Moves everything committed to its final place (the commit log's records into
+    /// SQLite); a store that writes in place has nothing to do.
+    async fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }

@@ -3,6 +3,7 @@
 
 use prost_reflect::{DynamicMessage, MessageDescriptor, SerializeOptions};
 use serde_json::{Map, Value};
+use std::sync::Arc;
 
 /// A canonical record (full, as the provider gave it, or projected).
 #[derive(Debug, Clone, PartialEq)]
@@ -83,15 +84,14 @@ impl StoredRecord {
         }
     }
 
-    /// Only the named top-level fields, parsed.
-    pub fn project(&self, fields: &[String]) -> Record {
-        Record(
-            self.fields
-                .iter()
-                .filter(|(k, _)| fields.iter().any(|f| f == &**k))
-                .filter_map(|(k, raw)| Some((k.to_string(), serde_json::from_str(raw.get()).ok()?)))
+    /// Only the named top-level fields: a view of this record, nothing parsed or copied.
+    pub fn project(self: &Arc<Self>, fields: &[String]) -> Projected {
+        Projected {
+            keep: (0..self.fields.len())
+                .filter(|&i| fields.iter().any(|f| *f == *self.fields[i].0))
                 .collect(),
-        )
+            record: Arc::clone(self),
+        }
     }
 
     /// One field's value, parsed.
@@ -114,6 +114,62 @@ impl StoredRecord {
     }
 }
 
+/// A cached record narrowed to the fields one caller may see. Written out as JSON straight
+/// from the cached text of each field, so a cache hit neither parses nor re-serialises.
+#[derive(Debug, Clone)]
+pub struct Projected {
+    record: Arc<StoredRecord>,
+    keep: Vec<usize>,
+}
+
+impl Projected {
+    /// The fields that leave, in record order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.keep.iter().map(|&i| &*self.record.fields[i].0)
+    }
+
+    /// The record as a JSON object's text.
+    pub fn to_json(&self) -> Vec<u8> {
+        let size: usize = self
+            .keep
+            .iter()
+            .map(|&i| self.record.fields[i].0.len() + self.record.fields[i].1.get().len() + 4)
+            .sum();
+        let mut out = Vec::with_capacity(size + 2);
+        out.push(b'{');
+        for (n, &i) in self.keep.iter().enumerate() {
+            let (name, raw) = &self.record.fields[i];
+            if n > 0 {
+                out.push(b',');
+            }
+            // Field names are proto identifiers, but escape them all the same.
+            serde_json::to_writer(&mut out, &**name).expect("a string serialises");
+            out.push(b':');
+            out.extend_from_slice(raw.get().as_bytes());
+        }
+        out.push(b'}');
+        out
+    }
+
+    /// The record as a typed message (proto3 JSON form), without going through a map.
+    pub fn deserialize<T: serde::de::DeserializeOwned>(&self) -> serde_json::Result<T> {
+        serde_json::from_slice(&self.to_json())
+    }
+
+    /// The record, parsed.
+    pub fn to_record(&self) -> Record {
+        Record(
+            self.keep
+                .iter()
+                .filter_map(|&i| {
+                    let (name, raw) = &self.record.fields[i];
+                    Some((name.to_string(), serde_json::from_str(raw.get()).ok()?))
+                })
+                .collect(),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,13 +187,24 @@ mod tests {
             .cloned()
             .expect("object"),
         );
-        let stored = StoredRecord::new(&record);
+        let stored = Arc::new(StoredRecord::new(&record));
         assert_eq!(stored.to_record(), record);
         let narrow = stored.project(&["full_name".into(), "aliases".into(), "nope".into()]);
+        let expected = serde_json::json!({"full_name": "Nguyễn Văn An", "aliases": ["An", "Bé"]});
+        assert_eq!(Value::Object(narrow.to_record().0), expected);
+        // The text written straight from the cached fields is the same object, in record
+        // (alphabetical) order.
         assert_eq!(
-            Value::Object(narrow.0),
-            serde_json::json!({"full_name": "Nguyễn Văn An", "aliases": ["An", "Bé"]})
+            String::from_utf8(narrow.to_json()).expect("utf-8"),
+            r#"{"aliases":["An","Bé"],"full_name":"Nguyễn Văn An"}"#
         );
+        assert_eq!(
+            serde_json::from_slice::<Value>(&narrow.to_json()).expect("json"),
+            expected
+        );
+        assert_eq!(narrow.names().collect::<Vec<_>>(), ["aliases", "full_name"]);
+        let none = stored.project(&[]);
+        assert_eq!(none.to_json(), b"{}");
         assert_eq!(
             stored.get("permanent_residence"),
             Some(serde_json::json!({"province_code": "01", "detail": "Số 12"}))

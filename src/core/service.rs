@@ -4,7 +4,7 @@
 use super::context::{CallContext, RawContext};
 use super::dataset::Dataset;
 use super::error::{ErrorCode, LookupError};
-use super::record::{Record, StoredRecord};
+use super::record::{Projected, StoredRecord};
 use crate::audit::record::{AuditEntry, now_ms};
 use crate::audit::writer::{AuditFailure, AuditLog};
 use crate::config::{Config, Consumer, Grant, Mode};
@@ -206,7 +206,7 @@ impl CacheStatus {
 pub struct Lookup {
     pub dataset: Arc<Dataset>,
     pub key: String,
-    pub record: Record,
+    pub record: Projected,
     pub cache: CacheStatus,
     /// The tightest quota that applied, for the `RateLimit-*` headers.
     pub quota: Option<QuotaState>,
@@ -1003,7 +1003,7 @@ impl Gateway {
             .await;
         let mut facts = pending.finish();
         if let Ok(found) = &result {
-            facts.fields = found.record.0.keys().cloned().collect();
+            facts.fields = found.record.names().map(str::to_owned).collect();
         }
         self.audited(facts, result).await
     }

@@ -10,7 +10,6 @@ use crate::core::service::{
 use crate::proto::lienthong::lookup_service_server::LookupService;
 use crate::proto::lienthong::*;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 use std::sync::Arc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::{MetadataMap, MetadataValue};
@@ -126,7 +125,9 @@ fn info(lookup: &Lookup, request_id: &str) -> ResponseInfo {
 }
 
 fn typed<T: DeserializeOwned>(lookup: &Lookup) -> Result<T, Status> {
-    serde_json::from_value(Value::Object(lookup.record.0.clone()))
+    lookup
+        .record
+        .deserialize()
         .map_err(|e| Status::internal(format!("record does not fit its message: {e}")))
 }
 
@@ -169,8 +170,8 @@ impl LookupApi {
     }
 }
 
-fn to_struct(record: crate::core::record::Record) -> Option<pbjson_types::Struct> {
-    serde_json::from_value(Value::Object(record.0)).ok()
+fn to_struct(record: &crate::core::record::Projected) -> Option<pbjson_types::Struct> {
+    record.deserialize().ok()
 }
 
 #[tonic::async_trait]
@@ -255,7 +256,7 @@ impl LookupService for LookupApi {
         let info = info(&found, &id);
         let message = RecordResponse {
             dataset: found.dataset.name.clone(),
-            record: to_struct(found.record.clone()),
+            record: to_struct(&found.record),
             info: Some(info),
         };
         Ok(respond(message, &found, &id))
@@ -350,7 +351,7 @@ impl LookupService for LookupApi {
                         key,
                         outcome: "ok".into(),
                         cache: found.cache.as_str().into(),
-                        record: to_struct(found.record),
+                        record: to_struct(&found.record),
                         error: None,
                     },
                     Err(e) => BatchGetItem {

@@ -2,6 +2,7 @@
 //! `application/problem+json` bodies carrying the stable `code`.
 
 use super::{bearer, context_from, rate_limit_headers, request_id, wants_fresh};
+use crate::core::context::RawContext;
 use crate::core::error::LookupError;
 use crate::core::service::{
     BatchItem, BatchOutcome, Caller, ClientCertificate, Gateway, Lookup, LookupRequest,
@@ -127,9 +128,11 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// A request's headers and the caller they (and the TLS connection) identify.
+/// A request's call context, its cache directive, and the caller its headers (and the TLS
+/// connection) identify.
 struct Incoming {
-    headers: HeaderMap,
+    context: RawContext,
+    fresh: bool,
     caller: Caller,
 }
 
@@ -154,8 +157,14 @@ impl<S: Send + Sync> FromRequestParts<S> for Incoming {
             ),
             request_id: request_id(),
         };
+        let headers = &parts.headers;
         Ok(Incoming {
-            headers: parts.headers.clone(),
+            context: context_from(|name| header(headers, name)),
+            fresh: wants_fresh(
+                headers
+                    .get(header::CACHE_CONTROL)
+                    .and_then(|v| v.to_str().ok()),
+            ),
             caller,
         })
     }
@@ -218,7 +227,14 @@ fn insert_rate_limit(h: &mut HeaderMap, q: &crate::layers::rate_limit::QuotaStat
 }
 
 fn served(lookup: Lookup, request_id: &str) -> Response {
-    let mut response = Json(Value::Object(lookup.record.0)).into_response();
+    let mut response = (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        lookup.record.to_json(),
+    )
+        .into_response();
     let h = response.headers_mut();
     h.insert("x-cache", HeaderValue::from_static(lookup.cache.as_str()));
     if let Ok(v) = HeaderValue::from_str(request_id) {
@@ -232,7 +248,11 @@ fn served(lookup: Lookup, request_id: &str) -> Response {
 
 async fn lookup(
     gateway: &Gateway,
-    Incoming { headers, caller }: Incoming,
+    Incoming {
+        context,
+        fresh,
+        caller,
+    }: Incoming,
     dataset: &str,
     key: String,
     fields: Option<String>,
@@ -241,8 +261,8 @@ async fn lookup(
         dataset: dataset.to_owned(),
         key,
         fields: split_fields(fields),
-        context: context_from(|name| header(&headers, name)),
-        bypass_cache: wants_fresh(header(&headers, "cache-control").as_deref()),
+        context,
+        bypass_cache: fresh,
         deadline: None,
     };
     match gateway.lookup(&caller, request).await {
@@ -380,7 +400,9 @@ struct BatchItemError {
 )]
 async fn batch(
     super::Current(g): super::Current,
-    Incoming { headers, caller }: Incoming,
+    Incoming {
+        context, caller, ..
+    }: Incoming,
     body: axum::body::Bytes,
 ) -> Response {
     let parsed: BatchBody = match serde_json::from_slice(&body) {
@@ -403,7 +425,6 @@ async fn batch(
             fields: i.fields,
         })
         .collect();
-    let context = context_from(|name| header(&headers, name));
     if let Err(e) = g.admit_batch(&caller, items.len()).await {
         return problem(&e, &caller.request_id);
     }
@@ -421,7 +442,7 @@ async fn batch(
                     key,
                     outcome: "ok".into(),
                     cache: Some(found.cache.as_str().into()),
-                    record: Some(Value::Object(found.record.0)),
+                    record: Some(Value::Object(found.record.to_record().0)),
                     error: None,
                 },
                 Err(e) => BatchAnswerItem {
@@ -493,7 +514,9 @@ struct VerifyAnswer {
 )]
 async fn verify(
     super::Current(g): super::Current,
-    Incoming { headers, caller }: Incoming,
+    Incoming {
+        context, caller, ..
+    }: Incoming,
     Path(dataset): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
@@ -512,7 +535,7 @@ async fn verify(
         dataset,
         key: parsed.key,
         claims: parsed.claims,
-        context: context_from(|name| header(&headers, name)),
+        context,
     };
     match g.verify(&caller, request).await {
         Ok(v) => {

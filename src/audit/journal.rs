@@ -1,0 +1,664 @@
+//! The embedded store's commit path. A group commit is one append to a commit file and one
+//! `fdatasync`: no B-tree, no index, no WAL frame on the way to the answer. Behind it,
+//! committed records move into the SQLite store in large batches (every second, or sooner
+//! when many wait), where their query indexes are built once per batch instead of once per
+//! commit. Every read moves what waits first, so it sees every committed record.
+//!
+//! Files sit next to the database: `audit.db.commits.<n>`, one JSON line per group commit,
+//! and `audit.db.commits.lock`, which the owning process holds. A crash leaves commit files
+//! behind; the next open moves them in before anything else runs (a torn last line was
+//! never acknowledged and is dropped). Another process opening the store while the owner
+//! runs (the `audit` commands next to a running server) reads SQLite only: it sees records
+//! once they have moved, at most [`MOVE_EVERY`] after their commit.
+
+use super::record::{AuditEntry, Chained, Checkpoint, Signer};
+use super::sqlite::SqliteStore;
+use super::store::{Archive, AuditStore, Query, StoreError};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+/// Committed records wait at most this long before moving into SQLite…
+pub const MOVE_EVERY: Duration = Duration::from_secs(1);
+/// …or until this many wait.
+const MOVE_AT: usize = 8192;
+/// While SQLite refuses them, records wait in memory and in their files up to this many;
+/// beyond, commits fail, so a broken database shows as an audit failure, not as growth.
+const MOST_WAITING: usize = 200_000;
+
+pub struct JournaledStore {
+    inner: SqliteStore,
+    base: PathBuf,
+    fsync: bool,
+    /// The lock file, held while this store owns the commit files; `None`: another process
+    /// owns them, and this one reads SQLite only.
+    owner: Option<File>,
+    log: tokio::sync::Mutex<Log>,
+    /// One move at a time.
+    moving: tokio::sync::Mutex<()>,
+    wake: Arc<tokio::sync::Notify>,
+}
+
+/// Commit files not yet moved into SQLite, oldest first; the last is the one appended to.
+struct Log {
+    segments: Vec<Segment>,
+    next: u64,
+}
+
+struct Segment {
+    path: PathBuf,
+    /// Open for appending while this is the current segment.
+    file: Option<Arc<File>>,
+    /// Bytes of whole frames: a failed append is cut back to this.
+    len: u64,
+    records: Vec<Chained>,
+    checkpoints: Vec<Checkpoint>,
+}
+
+/// One group commit as a line of a commit file.
+#[derive(Serialize, Deserialize)]
+struct Frame {
+    records: Vec<FrameRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    checkpoint: Option<FrameCheckpoint>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct FrameRecord {
+    instance: String,
+    seq: i64,
+    prev_hash: String,
+    hash: String,
+    entry: AuditEntry,
+}
+
+#[derive(Serialize, Deserialize)]
+struct FrameCheckpoint {
+    instance: String,
+    seq: i64,
+    hash: String,
+    time_ms: i64,
+    key_id: String,
+    signature: String,
+}
+
+fn unhex32(s: &str) -> Result<[u8; 32], String> {
+    hex::decode(s)
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or_else(|| format!("not a 32-byte hex hash: {s:?}"))
+}
+
+impl Frame {
+    fn encode(records: &[Chained], checkpoint: Option<&Checkpoint>) -> Vec<u8> {
+        let frame = Frame {
+            records: records
+                .iter()
+                .map(|r| FrameRecord {
+                    instance: r.instance.clone(),
+                    seq: r.seq,
+                    prev_hash: hex::encode(r.prev_hash),
+                    hash: hex::encode(r.hash),
+                    entry: r.entry.clone(),
+                })
+                .collect(),
+            checkpoint: checkpoint.map(|c| FrameCheckpoint {
+                instance: c.instance.clone(),
+                seq: c.seq,
+                hash: hex::encode(c.hash),
+                time_ms: c.time_ms,
+                key_id: c.key_id.clone(),
+                signature: hex::encode(&c.signature),
+            }),
+        };
+        let mut line = serde_json::to_vec(&frame).expect("a frame serialises");
+        line.push(b'\n');
+        line
+    }
+
+    fn decode(line: &[u8]) -> Result<(Vec<Chained>, Option<Checkpoint>), String> {
+        let frame: Frame = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+        let records = frame
+            .records
+            .into_iter()
+            .map(|r| {
+                Ok(Chained {
+                    instance: r.instance,
+                    seq: r.seq,
+                    prev_hash: unhex32(&r.prev_hash)?,
+                    hash: unhex32(&r.hash)?,
+                    entry: r.entry,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let checkpoint = frame
+            .checkpoint
+            .map(|c| {
+                Ok::<_, String>(Checkpoint {
+                    instance: c.instance,
+                    seq: c.seq,
+                    hash: unhex32(&c.hash)?,
+                    time_ms: c.time_ms,
+                    key_id: c.key_id,
+                    signature: hex::decode(&c.signature).map_err(|e| e.to_string())?,
+                })
+            })
+            .transpose()?;
+        Ok((records, checkpoint))
+    }
+}
+
+fn io(what: &str, path: &Path, e: std::io::Error) -> StoreError {
+    StoreError(format!("cannot {what} {}: {e}", path.display()))
+}
+
+impl JournaledStore {
+    /// Opens the SQLite file and its commit files. When no other process owns them, moves
+    /// what a previous run left into SQLite, then starts moving new commits in the
+    /// background.
+    pub async fn open(path: &Path, fsync: bool) -> Result<Arc<JournaledStore>, StoreError> {
+        let inner = SqliteStore::open(path, fsync).await?;
+        let base = path.to_path_buf();
+        let lock_path = sibling(&base, "lock");
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| io("open", &lock_path, e))?;
+        let owner = match lock.try_lock() {
+            Ok(()) => Some(lock),
+            Err(std::fs::TryLockError::WouldBlock) => None,
+            Err(std::fs::TryLockError::Error(e)) => return Err(io("lock", &lock_path, e)),
+        };
+        let owned = owner.is_some();
+        let store = Arc::new(JournaledStore {
+            inner,
+            base,
+            fsync,
+            owner,
+            log: tokio::sync::Mutex::new(Log {
+                segments: Vec::new(),
+                next: 1,
+            }),
+            moving: tokio::sync::Mutex::new(()),
+            wake: Arc::new(tokio::sync::Notify::new()),
+        });
+        if owned {
+            store.recover().await?;
+            tokio::spawn(mover(Arc::downgrade(&store), store.wake.clone()));
+        }
+        Ok(store)
+    }
+
+    /// The SQLite store underneath (tests tamper with it).
+    pub fn sqlite(&self) -> &SqliteStore {
+        &self.inner
+    }
+
+    /// Commit files present, in order.
+    fn files(&self) -> Result<Vec<(u64, PathBuf)>, StoreError> {
+        let dir = match self.base.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let prefix = format!(
+            "{}.commits.",
+            self.base
+                .file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default()
+        );
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(|e| io("list", &dir, e))? {
+            let entry = entry.map_err(|e| io("list", &dir, e))?;
+            let name = entry.file_name();
+            if let Some(n) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(&prefix))
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                files.push((n, entry.path()));
+            }
+        }
+        files.sort();
+        Ok(files)
+    }
+
+    /// Reads the commit files a previous run left and moves their records into SQLite.
+    async fn recover(&self) -> Result<(), StoreError> {
+        let files = self.files()?;
+        let mut log = self.log.lock().await;
+        for (i, (number, path)) in files.iter().enumerate() {
+            let text = std::fs::read(path).map_err(|e| io("read", path, e))?;
+            let mut segment = Segment {
+                path: path.clone(),
+                file: None,
+                len: 0,
+                records: Vec::new(),
+                checkpoints: Vec::new(),
+            };
+            let last_file = i + 1 == files.len();
+            let mut lines = text.split_inclusive(|b| *b == b'\n').peekable();
+            while let Some(line) = lines.next() {
+                let whole = line.ends_with(b"\n");
+                match Frame::decode(line) {
+                    Ok((records, checkpoint)) if whole => {
+                        segment.records.extend(records);
+                        segment.checkpoints.extend(checkpoint);
+                    }
+                    // A torn end: that commit never finished, so it was never acknowledged.
+                    _ if last_file && lines.peek().is_none() => {
+                        tracing::warn!(file = %path.display(), "dropping a torn last commit (never acknowledged)");
+                    }
+                    Ok(_) | Err(_) => {
+                        return Err(StoreError(format!(
+                            "the audit commit file {} is damaged: a line in its middle does not read; \
+                             keep the file for inspection and move it away to start",
+                            path.display()
+                        )));
+                    }
+                }
+            }
+            log.next = log.next.max(number + 1);
+            log.segments.push(segment);
+        }
+        // Records a crash left both in a file and in SQLite (moved, file not yet removed)
+        // move once.
+        let mut heads = std::collections::HashMap::new();
+        for segment in &mut log.segments {
+            let mut kept = Vec::with_capacity(segment.records.len());
+            for r in std::mem::take(&mut segment.records) {
+                if !heads.contains_key(&r.instance) {
+                    let head = self.inner.head(&r.instance).await?.map_or(0, |h| h.0);
+                    heads.insert(r.instance.clone(), head);
+                }
+                if r.seq > heads[&r.instance] {
+                    kept.push(r);
+                }
+            }
+            segment.records = kept;
+        }
+        let waiting: usize = log.segments.iter().map(|s| s.records.len()).sum();
+        drop(log);
+        if waiting > 0 {
+            tracing::info!(
+                records = waiting,
+                "moving audit records committed before the last stop into the store"
+            );
+        }
+        self.move_in().await
+    }
+
+    /// Moves every committed record waiting into SQLite, in one transaction, then removes
+    /// the files they came from.
+    async fn move_in(&self) -> Result<(), StoreError> {
+        if self.owner.is_none() {
+            return Ok(());
+        }
+        let _one = self.moving.lock().await;
+        let taken = {
+            let mut log = self.log.lock().await;
+            if log
+                .segments
+                .iter()
+                .all(|s| s.records.is_empty() && s.checkpoints.is_empty())
+            {
+                // Nothing to move; files of moved or empty segments may still be removed.
+                if log.segments.iter().all(|s| s.file.is_none()) {
+                    std::mem::take(&mut log.segments)
+                } else {
+                    Vec::new()
+                }
+            } else {
+                // Seal the current segment: the next commit opens a new file.
+                std::mem::take(&mut log.segments)
+            }
+        };
+        if taken.is_empty() {
+            return Ok(());
+        }
+        let records: Vec<Chained> = taken.iter().flat_map(|s| s.records.clone()).collect();
+        let checkpoints: Vec<Checkpoint> =
+            taken.iter().flat_map(|s| s.checkpoints.clone()).collect();
+        let moved = if records.is_empty() && checkpoints.is_empty() {
+            Ok(())
+        } else {
+            self.inner.append_all(&records, &checkpoints).await
+        };
+        match moved {
+            Ok(()) => {
+                for segment in taken {
+                    drop(segment.file);
+                    if let Err(e) = std::fs::remove_file(&segment.path)
+                        && e.kind() != std::io::ErrorKind::NotFound
+                    {
+                        tracing::warn!(file = %segment.path.display(), error = %e, "cannot remove a moved audit commit file");
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // Still durable in their files: put them back, oldest first, and retry later.
+                let mut log = self.log.lock().await;
+                let mut back: Vec<Segment> = taken
+                    .into_iter()
+                    .map(|mut s| {
+                        s.file = None;
+                        s
+                    })
+                    .collect();
+                back.append(&mut log.segments);
+                log.segments = back;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// `audit.db` → `audit.db.commits.<suffix>`.
+fn sibling(base: &Path, suffix: &str) -> PathBuf {
+    let mut name = base.as_os_str().to_owned();
+    name.push(format!(".commits.{suffix}"));
+    PathBuf::from(name)
+}
+
+/// Moves commits into SQLite every [`MOVE_EVERY`], or sooner when woken, while the store
+/// lives.
+async fn mover(store: Weak<JournaledStore>, wake: Arc<tokio::sync::Notify>) {
+    loop {
+        let _ = tokio::time::timeout(MOVE_EVERY, wake.notified()).await;
+        let Some(s) = store.upgrade() else { return };
+        if let Err(e) = s.move_in().await {
+            tracing::error!(error = %e, "audit records could not move into the store; they stay in the commit files");
+        }
+    }
+}
+
+#[async_trait]
+impl AuditStore for JournaledStore {
+    async fn head(&self, instance: &str) -> Result<Option<(i64, [u8; 32])>, StoreError> {
+        self.move_in().await?;
+        self.inner.head(instance).await
+    }
+
+    async fn append(
+        &self,
+        records: &[Chained],
+        checkpoint: Option<&Checkpoint>,
+    ) -> Result<(), StoreError> {
+        if self.owner.is_none() {
+            return Err(StoreError(format!(
+                "another process owns the audit store {} (it holds {})",
+                self.base.display(),
+                sibling(&self.base, "lock").display()
+            )));
+        }
+        let line = Frame::encode(records, checkpoint);
+        let mut log = self.log.lock().await;
+        let waiting: usize = log.segments.iter().map(|s| s.records.len()).sum();
+        if waiting >= MOST_WAITING {
+            return Err(StoreError(format!(
+                "{waiting} committed audit records cannot move into {}; no more are taken until they do",
+                self.base.display()
+            )));
+        }
+        if log.segments.last().is_none_or(|s| s.file.is_none()) {
+            let number = log.next;
+            let path = sibling(&self.base, &number.to_string());
+            let file = File::options()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| io("create", &path, e))?;
+            log.next += 1;
+            log.segments.push(Segment {
+                path,
+                file: Some(Arc::new(file)),
+                len: 0,
+                records: Vec::new(),
+                checkpoints: Vec::new(),
+            });
+        }
+        let segment = log.segments.last_mut().expect("a current segment");
+        let file = segment.file.clone().expect("the current segment is open");
+        let (len, fsync) = (segment.len, self.fsync);
+        let written = tokio::task::spawn_blocking(move || {
+            let mut f = &*file;
+            let result =
+                f.write_all(&line)
+                    .and_then(|()| if fsync { file.sync_data() } else { Ok(()) });
+            // Cut a half-written frame off, so the file stays whole frames.
+            result
+                .map(|()| line.len() as u64)
+                .inspect_err(|_| drop(file.set_len(len)))
+        })
+        .await
+        .map_err(|e| StoreError(format!("audit commit: {e}")))?;
+        match written {
+            Ok(n) => {
+                segment.len += n;
+                segment.records.extend_from_slice(records);
+                segment.checkpoints.extend(checkpoint.cloned());
+                if waiting + records.len() >= MOVE_AT {
+                    self.wake.notify_one();
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // Whether the cut worked is unknown: the next commit starts a new file.
+                segment.file = None;
+                Err(io("append to", &segment.path, e))
+            }
+        }
+    }
+
+    async fn append_at_head(
+        &self,
+        instance: &str,
+        entry: &AuditEntry,
+        signer: Option<&Signer>,
+    ) -> Result<Chained, StoreError> {
+        self.move_in().await?;
+        self.inner.append_at_head(instance, entry, signer).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+
+    async fn instances(&self) -> Result<Vec<String>, StoreError> {
+        self.move_in().await?;
+        self.inner.instances().await
+    }
+
+    async fn count(&self, instance: &str) -> Result<i64, StoreError> {
+        self.move_in().await?;
+        self.inner.count(instance).await
+    }
+
+    async fn scan(
+        &self,
+        instance: &str,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<Chained>, StoreError> {
+        self.move_in().await?;
+        self.inner.scan(instance, after, limit).await
+    }
+
+    async fn checkpoints(&self, instance: &str) -> Result<Vec<Checkpoint>, StoreError> {
+        self.move_in().await?;
+        self.inner.checkpoints(instance).await
+    }
+
+    async fn query(&self, query: &Query) -> Result<Vec<Chained>, StoreError> {
+        self.move_in().await?;
+        self.inner.query(query).await
+    }
+
+    async fn archives(&self, instance: &str) -> Result<Vec<Archive>, StoreError> {
+        self.move_in().await?;
+        self.inner.archives(instance).await
+    }
+
+    async fn expired(
+        &self,
+        instance: &str,
+        before_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Chained>, StoreError> {
+        self.move_in().await?;
+        self.inner.expired(instance, before_ms, limit).await
+    }
+
+    async fn archived(&self, archive: &Archive) -> Result<(), StoreError> {
+        self.move_in().await?;
+        self.inner.archived(archive).await
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        self.move_in().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::record::{GENESIS, chain_hash};
+
+    fn chain(instance: &str, from: i64, n: i64, mut prev: [u8; 32]) -> Vec<Chained> {
+        (from..from + n)
+            .map(|seq| {
+                let entry = AuditEntry {
+                    time_ms: 1_700_000_000_000 + seq,
+                    request_id: format!("r{seq}"),
+                    action: "fetch".into(),
+                    outcome: "served".into(),
+                    fields: vec!["full_name".into()],
+                    upstream_ms: -1,
+                    ..AuditEntry::default()
+                };
+                let hash = chain_hash(&prev, instance, seq, &entry);
+                let r = Chained {
+                    instance: instance.into(),
+                    seq,
+                    entry,
+                    prev_hash: prev,
+                    hash,
+                };
+                prev = hash;
+                r
+            })
+            .collect()
+    }
+
+    fn commit_files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .expect("dir")
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("audit.db.commits.") && !n.ends_with(".lock"))
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[tokio::test]
+    async fn commits_land_in_a_file_first_and_every_read_sees_them() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("audit.db");
+        let store = JournaledStore::open(&path, true).await.expect("open");
+        let records = chain("gw", 1, 5, GENESIS);
+        let signer = Signer::from_seed("s1", &[3; 32]).expect("seed");
+        let cp = signer.sign("gw", 5, &records[4].hash, 1);
+        store.append(&records[..3], None).await.expect("append");
+        store
+            .append(&records[3..], Some(&cp))
+            .await
+            .expect("append");
+        // Committed: in a commit file, not yet in SQLite.
+        assert_eq!(commit_files(dir.path()), ["audit.db.commits.1"]);
+        assert_eq!(store.sqlite().count("gw").await.expect("count"), 0);
+        // A read moves them first, with the checkpoint, and the file goes.
+        assert_eq!(store.scan("gw", 0, 100).await.expect("scan"), records);
+        assert_eq!(store.checkpoints("gw").await.expect("cps"), vec![cp]);
+        assert_eq!(
+            store.head("gw").await.expect("head"),
+            Some((5, records[4].hash))
+        );
+        assert!(commit_files(dir.path()).is_empty());
+        // The next commit opens a new file.
+        let more = chain("gw", 6, 1, records[4].hash);
+        store.append(&more, None).await.expect("append");
+        assert_eq!(commit_files(dir.path()), ["audit.db.commits.2"]);
+        // Another opener of the same store reads SQLite only and cannot commit.
+        let other = JournaledStore::open(&path, true)
+            .await
+            .expect("second open");
+        assert_eq!(other.count("gw").await.expect("count"), 5);
+        let refused = other.append(&chain("gw", 7, 1, more[0].hash), None).await;
+        assert!(
+            refused.is_err_and(|e| e.0.contains("another process owns")),
+            "a second owner was refused"
+        );
+        // The mover takes the rest within its interval.
+        tokio::time::sleep(MOVE_EVERY + Duration::from_millis(500)).await;
+        assert_eq!(other.count("gw").await.expect("count"), 6);
+        assert!(commit_files(dir.path()).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_crash_leaves_commit_files_that_the_next_open_moves_in_once() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("audit.db");
+        let records = chain("gw", 1, 6, GENESIS);
+        {
+            // Records 1-2 moved into SQLite, but their file was not removed before the crash.
+            let sqlite = SqliteStore::open(&path, false).await.expect("open");
+            sqlite.append(&records[..2], None).await.expect("append");
+        }
+        let mut first = Frame::encode(&records[..2], None);
+        first.extend(Frame::encode(&records[2..4], None));
+        std::fs::write(dir.path().join("audit.db.commits.3"), &first).expect("write");
+        // The last file: one whole frame, then a torn one (the crash cut that commit).
+        let mut last = Frame::encode(&records[4..5], None);
+        let torn = Frame::encode(&records[5..], None);
+        last.extend_from_slice(&torn[..torn.len() / 2]);
+        std::fs::write(dir.path().join("audit.db.commits.4"), &last).expect("write");
+
+        let store = JournaledStore::open(&path, true).await.expect("open");
+        assert!(commit_files(dir.path()).is_empty(), "moved and removed");
+        let held = store.scan("gw", 0, 100).await.expect("scan");
+        assert_eq!(
+            held,
+            records[..5],
+            "each record once; the torn commit dropped"
+        );
+        // Numbering continues after the files found.
+        store
+            .append(&chain("gw", 6, 1, records[4].hash), None)
+            .await
+            .expect("append");
+        assert_eq!(commit_files(dir.path()), ["audit.db.commits.5"]);
+    }
+
+    #[tokio::test]
+    async fn a_damaged_line_in_the_middle_stops_the_open() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("audit.db");
+        let records = chain("gw", 1, 2, GENESIS);
+        let mut text = Frame::encode(&records[..1], None);
+        text.extend_from_slice(b"{\"records\": [garbage\n");
+        text.extend(Frame::encode(&records[1..], None));
+        std::fs::write(dir.path().join("audit.db.commits.1"), &text).expect("write");
+        let refused = JournaledStore::open(&path, true).await;
+        let message = refused.err().expect("refused").0;
+        assert!(message.contains("is damaged"), "{message}");
+        assert_eq!(commit_files(dir.path()), ["audit.db.commits.1"], "kept");
+    }
+}
