@@ -429,9 +429,9 @@ impl AuditStore for JournaledStore {
         let (len, fsync) = (segment.len, self.fsync);
         let written = tokio::task::spawn_blocking(move || {
             let mut f = &*file;
-            let result =
-                f.write_all(&line)
-                    .and_then(|()| if fsync { file.sync_data() } else { Ok(()) });
+            let result = f
+                .write_all(&line)
+                .and_then(|()| if fsync { file.sync_data() } else { Ok(()) });
             // Cut a half-written frame off, so the file stays whole frames.
             result
                 .map(|()| line.len() as u64)

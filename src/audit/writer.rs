@@ -14,6 +14,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+/// How long an async commit waits for its group to fill.
+const ASYNC_LINGER: Duration = Duration::from_millis(5);
+
 /// When a response may leave.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
@@ -251,6 +254,17 @@ impl Writer {
                 match rx.try_recv() {
                     Ok(job) => batch.push(job),
                     Err(_) => break,
+                }
+            }
+            // Nobody waits on an async commit: let the group fill for a moment instead of
+            // paying an fsync for every few records.
+            if self.settings.durability == Durability::Async {
+                let until = Instant::now() + ASYNC_LINGER;
+                while batch.len() < self.settings.max_batch {
+                    match tokio::time::timeout_at(until, rx.recv()).await {
+                        Ok(Some(job)) => batch.push(job),
+                        _ => break,
+                    }
                 }
             }
             self.stats
