@@ -543,6 +543,35 @@ mod tests {
         assert!(records.iter().all(Chained::hash_holds));
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn async_commits_let_their_group_fill_and_sync_commits_do_not_wait() {
+        for durability in [Durability::Async, Durability::Sync] {
+            let store = Arc::new(FakeStore::default());
+            let settings = WriterSettings {
+                durability,
+                ..WriterSettings::default()
+            };
+            let (log, task) = start(store.clone(), settings).await;
+            // Records 2 ms apart: within one async group's wait, each a commit of its own
+            // when someone waits on it.
+            for n in 1..=3 {
+                log.record(entry(n)).await.expect("taken");
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let commits = log.stats().commits.load(Ordering::Relaxed);
+            let expected = if durability == Durability::Async {
+                1
+            } else {
+                3
+            };
+            assert_eq!(commits, expected, "{durability:?}");
+            assert_eq!(store.records.lock().unwrap().len(), 3);
+            drop(log);
+            task.await.expect("writer ends");
+        }
+    }
+
     #[tokio::test]
     async fn fail_open_records_the_gap_when_the_store_returns() {
         let store = Arc::new(FakeStore::default());
