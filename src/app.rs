@@ -145,16 +145,32 @@ fn serve(
 const REGISTRY_POLL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The audit store the config names: PostgreSQL (`storage.postgres_url`) or the SQLite file.
+/// Beside a running gateway, the SQLite store is read-only (see [`JournaledStore`]).
 pub async fn open_store(config: &Config) -> Result<Arc<dyn AuditStore>, String> {
+    open_audit_store(config, false).await
+}
+
+/// As [`open_store`]; `serving` refuses a SQLite store another process already writes.
+async fn open_audit_store(config: &Config, serving: bool) -> Result<Arc<dyn AuditStore>, String> {
     Ok(match &config.postgres {
         Some(pg) => Arc::new(
             crate::audit::postgres::PostgresStore::open(&pg.url, &pg.schema, config.audit.fsync)
                 .await
                 .map_err(|e| e.to_string())?,
         ),
-        None => JournaledStore::open(&config.audit.path, config.audit.fsync)
-            .await
-            .map_err(|e| e.to_string())?,
+        None => {
+            let store = JournaledStore::open(&config.audit.path, config.audit.fsync)
+                .await
+                .map_err(|e| e.to_string())?;
+            if serving && !store.owns() {
+                return Err(format!(
+                    "another process is already serving with the audit store {}: one gateway \
+                     per SQLite audit store (replicas share PostgreSQL, see [storage])",
+                    config.audit.path.display()
+                ));
+            }
+            store
+        }
     })
 }
 
@@ -231,7 +247,7 @@ async fn retain(
 /// Starts the lookup listener (REST + gRPC on one port) and the admin listener.
 pub async fn start(config: Arc<Config>) -> Result<Running, String> {
     install_crypto();
-    let store = open_store(&config).await?;
+    let store = open_audit_store(&config, true).await?;
     let (audit, audit_writer) = AuditLog::start(
         store.clone(),
         &config.instance_id,

@@ -611,6 +611,32 @@ async fn break_store(h: &Harness, broken: bool) {
 }
 
 #[tokio::test]
+async fn a_second_gateway_on_the_same_audit_store_is_refused_at_start() {
+    let h = Harness::start().await;
+    let config = lienthong::config::Config::load(
+        &lienthong::config::Source::File(h.dir.path().join("gateway.toml")),
+        &std::collections::BTreeMap::new(),
+    )
+    .expect("config");
+    let refused = lienthong::app::start(std::sync::Arc::new(config)).await;
+    let message = refused.err().expect("a second gateway does not start");
+    assert!(
+        message.contains("another process is already serving"),
+        "{message}"
+    );
+    // The first one serves on.
+    let ids = h
+        .sims
+        .data
+        .samples("population.citizen", 1)
+        .expect("samples");
+    assert_eq!(
+        h.get(&format!("/v1/citizens/{}", ids[0])).await.status(),
+        200
+    );
+}
+
+#[tokio::test]
 async fn a_failing_store_refuses_lookups_or_serves_and_records_the_gap_as_configured() {
     for fail_open in [false, true] {
         let h = Harness::start_with(move |name, text| match name {

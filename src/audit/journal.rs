@@ -195,6 +195,11 @@ impl JournaledStore {
         Ok(store)
     }
 
+    /// Whether this store owns the commit files (and so may commit).
+    pub fn owns(&self) -> bool {
+        self.owner.is_some()
+    }
+
     /// The SQLite store underneath (tests tamper with it).
     pub fn sqlite(&self) -> &SqliteStore {
         &self.inner
