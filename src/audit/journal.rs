@@ -60,20 +60,37 @@ struct Segment {
 }
 
 /// One group commit as a line of a commit file.
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct Frame {
     records: Vec<FrameRecord>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     checkpoint: Option<FrameCheckpoint>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct FrameRecord {
     instance: String,
     seq: i64,
     prev_hash: String,
     hash: String,
     entry: AuditEntry,
+}
+
+/// A frame as written: the same shape, borrowing the records instead of copying them.
+#[derive(Serialize)]
+struct FrameOut<'a> {
+    records: Vec<FrameRecordOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checkpoint: Option<FrameCheckpoint>,
+}
+
+#[derive(Serialize)]
+struct FrameRecordOut<'a> {
+    instance: &'a str,
+    seq: i64,
+    prev_hash: String,
+    hash: String,
+    entry: &'a AuditEntry,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -95,15 +112,15 @@ fn unhex32(s: &str) -> Result<[u8; 32], String> {
 
 impl Frame {
     fn encode(records: &[Chained], checkpoint: Option<&Checkpoint>) -> Vec<u8> {
-        let frame = Frame {
+        let frame = FrameOut {
             records: records
                 .iter()
-                .map(|r| FrameRecord {
-                    instance: r.instance.clone(),
+                .map(|r| FrameRecordOut {
+                    instance: &r.instance,
                     seq: r.seq,
                     prev_hash: hex::encode(r.prev_hash),
                     hash: hex::encode(r.hash),
-                    entry: r.entry.clone(),
+                    entry: &r.entry,
                 })
                 .collect(),
             checkpoint: checkpoint.map(|c| FrameCheckpoint {
@@ -327,9 +344,16 @@ impl JournaledStore {
         if taken.is_empty() {
             return Ok(());
         }
-        let records: Vec<Chained> = taken.iter().flat_map(|s| s.records.clone()).collect();
-        let checkpoints: Vec<Checkpoint> =
-            taken.iter().flat_map(|s| s.checkpoints.clone()).collect();
+        let mut taken = taken;
+        // Moved out, not copied; on failure they go back into the first segment taken.
+        let records: Vec<Chained> = taken
+            .iter_mut()
+            .flat_map(|s| std::mem::take(&mut s.records))
+            .collect();
+        let checkpoints: Vec<Checkpoint> = taken
+            .iter_mut()
+            .flat_map(|s| std::mem::take(&mut s.checkpoints))
+            .collect();
         let moved = if records.is_empty() && checkpoints.is_empty() {
             Ok(())
         } else {
@@ -349,6 +373,10 @@ impl JournaledStore {
             }
             Err(e) => {
                 // Still durable in their files: put them back, oldest first, and retry later.
+                if let Some(first) = taken.first_mut() {
+                    first.records = records;
+                    first.checkpoints = checkpoints;
+                }
                 let mut log = self.log.lock().await;
                 let mut back: Vec<Segment> = taken
                     .into_iter()
@@ -650,6 +678,41 @@ mod tests {
             .await
             .expect("append");
         assert_eq!(commit_files(dir.path()), ["audit.db.commits.5"]);
+    }
+
+    #[tokio::test]
+    async fn records_sqlite_refuses_stay_committed_and_move_once_it_takes_them() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = JournaledStore::open(&dir.path().join("audit.db"), true)
+            .await
+            .expect("open");
+        let records = chain("gw", 1, 4, GENESIS);
+        let signer = Signer::from_seed("s1", &[3; 32]).expect("seed");
+        let cp = signer.sign("gw", 2, &records[1].hash, 1);
+        store
+            .append(&records[..2], Some(&cp))
+            .await
+            .expect("append");
+        let pool = store.sqlite().pool();
+        sqlx::raw_sql("ALTER TABLE audit_records RENAME TO hidden")
+            .execute(pool)
+            .await
+            .expect("hide");
+        assert!(store.flush().await.is_err(), "SQLite refuses the move");
+        // Commits go on meanwhile: they are durable in their files.
+        store.append(&records[2..], None).await.expect("append");
+        assert_eq!(
+            commit_files(dir.path()),
+            ["audit.db.commits.1", "audit.db.commits.2"]
+        );
+        sqlx::raw_sql("ALTER TABLE hidden RENAME TO audit_records")
+            .execute(pool)
+            .await
+            .expect("restore");
+        store.flush().await.expect("moves now");
+        assert_eq!(store.scan("gw", 0, 100).await.expect("scan"), records);
+        assert_eq!(store.checkpoints("gw").await.expect("cps"), vec![cp]);
+        assert!(commit_files(dir.path()).is_empty());
     }
 
     #[tokio::test]
