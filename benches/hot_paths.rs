@@ -83,7 +83,7 @@ fn cache_hit_with_projection(c: &mut Criterion) {
                     .await
                     .expect("hit");
                 let (record, _) = served;
-                record.map(|r| r.project(&fields))
+                record.map(|r| r.project(&fields).to_json())
             })
         })
     });

@@ -277,7 +277,7 @@ impl JournaledStore {
                     _ if last_file && lines.peek().is_none() => {
                         tracing::warn!(file = %path.display(), "dropping a torn last commit (never acknowledged)");
                     }
-                    Ok(_) | Err(_) => {
+                    _ => {
                         return Err(StoreError(format!(
                             "the audit commit file {} is damaged: a line in its middle does not read; \
                              keep the file for inspection and move it away to start",
@@ -323,28 +323,13 @@ impl JournaledStore {
             return Ok(());
         }
         let _one = self.moving.lock().await;
-        let taken = {
-            let mut log = self.log.lock().await;
-            if log
-                .segments
-                .iter()
-                .all(|s| s.records.is_empty() && s.checkpoints.is_empty())
-            {
-                // Nothing to move; files of moved or empty segments may still be removed.
-                if log.segments.iter().all(|s| s.file.is_none()) {
-                    std::mem::take(&mut log.segments)
-                } else {
-                    Vec::new()
-                }
-            } else {
-                // Seal the current segment: the next commit opens a new file.
-                std::mem::take(&mut log.segments)
-            }
-        };
+        // Every segment, the current one too (the next commit opens a new file). A segment
+        // open for appending always holds a commit; one without any (its records already in
+        // SQLite, or its only append failed) goes too, so its file is removed.
+        let mut taken = std::mem::take(&mut self.log.lock().await.segments);
         if taken.is_empty() {
             return Ok(());
         }
-        let mut taken = taken;
         // Moved out, not copied; on failure they go back into the first segment taken.
         let records: Vec<Chained> = taken
             .iter_mut()

@@ -35,17 +35,6 @@ impl Record {
         }
     }
 
-    /// Only the named top-level fields.
-    pub fn project(&self, fields: &[String]) -> Record {
-        Record(
-            self.0
-                .iter()
-                .filter(|(k, _)| fields.iter().any(|f| f == *k))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        )
-    }
-
     pub fn get_str(&self, field: &str) -> Option<&str> {
         self.0.get(field).and_then(Value::as_str)
     }
