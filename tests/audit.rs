@@ -435,9 +435,8 @@ async fn verification_finds_alteration_deletion_insertion_and_a_rewritten_chain(
     forged.actor = "intruder".into();
     let forged_hash = chain_hash(&four.hash, &instance, 5, &forged);
     let insert = format!(
-        "INSERT INTO audit_records SELECT instance, 5, time_ms, 'forged', trace_id, transport, 'intruder', \
-         credential, officer_id, agency_code, procedure_code, dossier_id, purpose, dataset, subject, action, \
-         fields, outcome, cache, upstream_status, upstream_ms, detail, prev_hash, X'{}' FROM audit_records WHERE seq = -6",
+        "INSERT INTO audit_records SELECT instance, 5, time_ms, 'intruder', officer_id, dossier_id, \
+         dataset, subject, outcome, entry, prev_hash, X'{}' FROM audit_records WHERE seq = -6",
         hex::encode(forged_hash)
     );
     let (inserted, _i) = tampered(

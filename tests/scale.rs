@@ -673,7 +673,7 @@ async fn a_large_batch_goes_into_postgres_whole_and_in_order() {
             r
         })
         .collect();
-    store.append(&records, None).await.expect("appended");
+    store.append(records.clone(), None).await.expect("appended");
     let back = store.scan("batch", 0, 100).await.expect("scanned");
     assert_eq!(back, records);
     assert_eq!(store.head("batch").await.expect("head"), Some((50, prev)));

@@ -406,7 +406,7 @@ impl AuditStore for JournaledStore {
 
     async fn append(
         &self,
-        records: &[Chained],
+        records: Vec<Chained>,
         checkpoint: Option<&Checkpoint>,
     ) -> Result<(), StoreError> {
         if self.owner.is_none() {
@@ -416,7 +416,7 @@ impl AuditStore for JournaledStore {
                 sibling(&self.base, "lock").display()
             )));
         }
-        let line = Frame::encode(records, checkpoint);
+        let line = Frame::encode(&records, checkpoint);
         let mut log = self.log.lock().await;
         let waiting: usize = log.segments.iter().map(|s| s.records.len()).sum();
         if waiting >= MOST_WAITING {
@@ -460,9 +460,10 @@ impl AuditStore for JournaledStore {
         match written {
             Ok(n) => {
                 segment.len += n;
-                segment.records.extend_from_slice(records);
+                let moving = waiting + records.len() >= MOVE_AT;
+                segment.records.extend(records);
                 segment.checkpoints.extend(checkpoint.cloned());
-                if waiting + records.len() >= MOVE_AT {
+                if moving {
                     self.wake.notify_one();
                 }
                 Ok(())
@@ -547,33 +548,8 @@ impl AuditStore for JournaledStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::record::{GENESIS, chain_hash};
-
-    fn chain(instance: &str, from: i64, n: i64, mut prev: [u8; 32]) -> Vec<Chained> {
-        (from..from + n)
-            .map(|seq| {
-                let entry = AuditEntry {
-                    time_ms: 1_700_000_000_000 + seq,
-                    request_id: format!("r{seq}"),
-                    action: "fetch".into(),
-                    outcome: "served".into(),
-                    fields: vec!["full_name".into()],
-                    upstream_ms: -1,
-                    ..AuditEntry::default()
-                };
-                let hash = chain_hash(&prev, instance, seq, &entry);
-                let r = Chained {
-                    instance: instance.into(),
-                    seq,
-                    entry,
-                    prev_hash: prev,
-                    hash,
-                };
-                prev = hash;
-                r
-            })
-            .collect()
-    }
+    use crate::audit::record::GENESIS;
+    use crate::audit::record::testing::chain;
 
     fn commit_files(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -594,9 +570,12 @@ mod tests {
         let records = chain("gw", 1, 5, GENESIS);
         let signer = Signer::from_seed("s1", &[3; 32]).expect("seed");
         let cp = signer.sign("gw", 5, &records[4].hash, 1);
-        store.append(&records[..3], None).await.expect("append");
         store
-            .append(&records[3..], Some(&cp))
+            .append(records[..3].to_vec(), None)
+            .await
+            .expect("append");
+        store
+            .append(records[3..].to_vec(), Some(&cp))
             .await
             .expect("append");
         // Committed: in a commit file, not yet in SQLite.
@@ -612,14 +591,14 @@ mod tests {
         assert!(commit_files(dir.path()).is_empty());
         // The next commit opens a new file.
         let more = chain("gw", 6, 1, records[4].hash);
-        store.append(&more, None).await.expect("append");
+        store.append(more.clone(), None).await.expect("append");
         assert_eq!(commit_files(dir.path()), ["audit.db.commits.2"]);
         // Another opener of the same store reads SQLite only and cannot commit.
         let other = JournaledStore::open(&path, true)
             .await
             .expect("second open");
         assert_eq!(other.count("gw").await.expect("count"), 5);
-        let refused = other.append(&chain("gw", 7, 1, more[0].hash), None).await;
+        let refused = other.append(chain("gw", 7, 1, more[0].hash), None).await;
         assert!(
             refused.is_err_and(|e| e.0.contains("another process owns")),
             "a second owner was refused"
@@ -638,7 +617,10 @@ mod tests {
         {
             // Records 1-2 moved into SQLite, but their file was not removed before the crash.
             let sqlite = SqliteStore::open(&path, false).await.expect("open");
-            sqlite.append(&records[..2], None).await.expect("append");
+            sqlite
+                .append(records[..2].to_vec(), None)
+                .await
+                .expect("append");
         }
         let mut first = Frame::encode(&records[..2], None);
         first.extend(Frame::encode(&records[2..4], None));
@@ -659,7 +641,7 @@ mod tests {
         );
         // Numbering continues after the files found.
         store
-            .append(&chain("gw", 6, 1, records[4].hash), None)
+            .append(chain("gw", 6, 1, records[4].hash), None)
             .await
             .expect("append");
         assert_eq!(commit_files(dir.path()), ["audit.db.commits.5"]);
@@ -675,7 +657,7 @@ mod tests {
         let signer = Signer::from_seed("s1", &[3; 32]).expect("seed");
         let cp = signer.sign("gw", 2, &records[1].hash, 1);
         store
-            .append(&records[..2], Some(&cp))
+            .append(records[..2].to_vec(), Some(&cp))
             .await
             .expect("append");
         let pool = store.sqlite().pool();
@@ -685,7 +667,10 @@ mod tests {
             .expect("hide");
         assert!(store.flush().await.is_err(), "SQLite refuses the move");
         // Commits go on meanwhile: they are durable in their files.
-        store.append(&records[2..], None).await.expect("append");
+        store
+            .append(records[2..].to_vec(), None)
+            .await
+            .expect("append");
         assert_eq!(
             commit_files(dir.path()),
             ["audit.db.commits.1", "audit.db.commits.2"]

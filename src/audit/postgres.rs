@@ -291,11 +291,11 @@ impl AuditStore for PostgresStore {
 
     async fn append(
         &self,
-        records: &[Chained],
+        records: Vec<Chained>,
         checkpoint: Option<&Checkpoint>,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(err)?;
-        insert(&mut tx, records).await?;
+        insert(&mut tx, &records).await?;
         if let Some(cp) = checkpoint {
             insert_checkpoint(&mut tx, cp).await?;
         }

@@ -97,6 +97,99 @@ impl AuditEntry {
     }
 }
 
+/// Reads [`AuditEntry::canonical`] bytes back.
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], String> {
+        if self.0.len() < n {
+            return Err(format!("{n} bytes wanted, {} left", self.0.len()));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn u32(&mut self) -> Result<u32, String> {
+        Ok(u32::from_be_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
+    }
+
+    fn i64(&mut self) -> Result<i64, String> {
+        Ok(i64::from_be_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
+    }
+
+    fn text(&mut self) -> Result<String, String> {
+        let n = self.u32()? as usize;
+        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| "text is not UTF-8".to_owned())
+    }
+}
+
+impl AuditEntry {
+    /// The entry whose [`canonical`](AuditEntry::canonical) bytes these are.
+    pub fn from_canonical(bytes: &[u8]) -> Result<AuditEntry, String> {
+        let mut r = Reader(bytes);
+        let time_ms = r.i64()?;
+        let mut texts = Vec::with_capacity(13);
+        for _ in 0..13 {
+            texts.push(r.text()?);
+        }
+        let count = r.u32()? as usize;
+        if count > r.0.len() / 4 {
+            return Err(format!("{count} fields cannot fit in {} bytes", r.0.len()));
+        }
+        let fields = (0..count)
+            .map(|_| r.text())
+            .collect::<Result<Vec<_>, _>>()?;
+        let (outcome, cache, upstream_status) = (r.text()?, r.text()?, r.text()?);
+        let upstream_ms = r.i64()?;
+        let detail = r.text()?;
+        if !r.0.is_empty() {
+            return Err(format!("{} bytes after the entry", r.0.len()));
+        }
+        let [
+            request_id,
+            trace_id,
+            transport,
+            actor,
+            credential,
+            officer_id,
+            agency_code,
+            procedure_code,
+            dossier_id,
+            purpose,
+            dataset,
+            subject,
+            action,
+        ]: [String; 13] = texts.try_into().expect("13 texts");
+        Ok(AuditEntry {
+            time_ms,
+            request_id,
+            trace_id,
+            transport,
+            actor,
+            credential,
+            officer_id,
+            agency_code,
+            procedure_code,
+            dossier_id,
+            purpose,
+            dataset,
+            subject,
+            action,
+            fields,
+            outcome,
+            cache,
+            upstream_status,
+            upstream_ms,
+            detail,
+        })
+    }
+}
+
 /// The hash of a record: SHA-256 over the previous hash, the chain, the sequence number and
 /// the record's canonical bytes.
 pub fn chain_hash(prev: &[u8; 32], instance: &str, seq: i64, entry: &AuditEntry) -> [u8; 32] {
@@ -230,9 +323,72 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Chains for tests of the stores.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{AuditEntry, Chained, chain_hash};
+
+    /// `n` fetch records of `instance` from `seq` on, linked to `prev`; each has its own
+    /// officer and dossier.
+    pub fn chain(instance: &str, from: i64, n: i64, mut prev: [u8; 32]) -> Vec<Chained> {
+        (from..from + n)
+            .map(|seq| {
+                let entry = AuditEntry {
+                    time_ms: 1_700_000_000_000 + seq,
+                    request_id: format!("r{seq}"),
+                    officer_id: format!("canbo{:02}", seq % 3),
+                    dossier_id: format!("000.00.53.H48-251128-{seq:04}"),
+                    subject: format!("k1:{seq:064x}"),
+                    action: "fetch".into(),
+                    outcome: "served".into(),
+                    fields: vec!["full_name".into()],
+                    upstream_ms: -1,
+                    ..AuditEntry::default()
+                };
+                let hash = chain_hash(&prev, instance, seq, &entry);
+                let r = Chained {
+                    instance: instance.into(),
+                    seq,
+                    entry,
+                    prev_hash: prev,
+                    hash,
+                };
+                prev = hash;
+                r
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn canonical_bytes_read_back_as_the_entry_and_damage_is_refused() {
+        let entry = AuditEntry {
+            time_ms: 1_764_300_000_123,
+            request_id: "r-1".into(),
+            actor: "một-cửa".into(),
+            fields: vec!["full_name".into(), "date_of_birth".into()],
+            upstream_ms: -1,
+            detail: "from=2025".into(),
+            ..AuditEntry::default()
+        };
+        let bytes = entry.canonical();
+        assert_eq!(AuditEntry::from_canonical(&bytes), Ok(entry.clone()));
+        let empty = AuditEntry::default();
+        assert_eq!(AuditEntry::from_canonical(&empty.canonical()), Ok(empty));
+        assert!(AuditEntry::from_canonical(&bytes[..bytes.len() - 1]).is_err());
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(AuditEntry::from_canonical(&longer).is_err());
+        // A field count no body could hold is refused before anything is allocated for it.
+        let mut huge = AuditEntry::default().canonical();
+        let at = 8 + 13 * 4;
+        huge[at..at + 4].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(AuditEntry::from_canonical(&huge).is_err());
+    }
 
     #[test]
     fn any_change_to_a_record_changes_its_hash() {

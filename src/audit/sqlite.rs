@@ -3,7 +3,7 @@
 //! survives a crash of the process.
 
 use super::record::{AuditEntry, Chained, Checkpoint, GENESIS, Signer, chain_hash};
-use super::rows::{self, COLUMNS, err, hash32};
+use super::rows::{self, err, hash32};
 use super::store::{Archive, AuditStore, Query, StoreError};
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -13,9 +13,10 @@ use std::time::Duration;
 
 /// Schema versions in order; each runs once, in a transaction, recorded in
 /// `schema_migrations`.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE audit_records (
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE audit_records (
         instance TEXT NOT NULL,
         seq INTEGER NOT NULL,
         time_ms INTEGER NOT NULL,
@@ -66,44 +67,122 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         time_ms INTEGER NOT NULL,
         PRIMARY KEY (instance, last_seq)
     );",
-)];
+    ),
+    (
+        2,
+        // Compact rows: the columns queries filter on, and the rest of the record as the
+        // bytes its hash covers. Half the values to bind and store per record. The rows of
+        // version 1 are copied over by `copy_version_1` in the same transaction.
+        "ALTER TABLE audit_records RENAME TO audit_records_v1;
+    DROP INDEX audit_by_subject;
+    DROP INDEX audit_by_actor;
+    DROP INDEX audit_by_dossier;
+    DROP INDEX audit_by_officer;
+    DROP INDEX audit_by_time;
+    CREATE TABLE audit_records (
+        instance TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        time_ms INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        officer_id TEXT NOT NULL,
+        dossier_id TEXT NOT NULL,
+        dataset TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        entry BLOB NOT NULL,
+        prev_hash BLOB NOT NULL,
+        hash BLOB NOT NULL,
+        PRIMARY KEY (instance, seq)
+    );
+    CREATE INDEX audit_by_subject ON audit_records (subject, time_ms);
+    CREATE INDEX audit_by_actor ON audit_records (actor, time_ms);
+    CREATE INDEX audit_by_dossier ON audit_records (dossier_id, time_ms);
+    CREATE INDEX audit_by_officer ON audit_records (officer_id, time_ms);
+    CREATE INDEX audit_by_time ON audit_records (time_ms);",
+    ),
+];
+
+/// The record table's columns, in the order [`insert`] writes them. `entry` holds the
+/// record's canonical bytes ([`AuditEntry::canonical`]); the columns before it repeat what
+/// queries filter on, and a record is read with the columns' values, so the hash covers
+/// them too: changing a column without the hash shows as an altered record.
+const COLUMNS: &str = "instance, seq, time_ms, actor, officer_id, dossier_id, dataset, subject, outcome, entry, \
+     prev_hash, hash";
+
+fn chained(row: &sqlx::sqlite::SqliteRow) -> Result<Chained, StoreError> {
+    let s = |c: &str| row.try_get::<String, _>(c).map_err(err);
+    let seq: i64 = row.try_get("seq").map_err(err)?;
+    let bytes: &[u8] = row.try_get("entry").map_err(err)?;
+    let mut entry = AuditEntry::from_canonical(bytes)
+        .map_err(|e| StoreError(format!("record {seq} cannot be read: {e}")))?;
+    entry.time_ms = row.try_get("time_ms").map_err(err)?;
+    entry.actor = s("actor")?;
+    entry.officer_id = s("officer_id")?;
+    entry.dossier_id = s("dossier_id")?;
+    entry.dataset = s("dataset")?;
+    entry.subject = s("subject")?;
+    entry.outcome = s("outcome")?;
+    Ok(Chained {
+        instance: s("instance")?,
+        seq,
+        entry,
+        prev_hash: hash32(row.try_get("prev_hash").map_err(err)?)?,
+        hash: hash32(row.try_get("hash").map_err(err)?)?,
+    })
+}
+
+/// Moves version 1's rows into the compact table, a batch at a time, and drops the old
+/// table.
+async fn copy_version_1(conn: &mut sqlx::SqliteConnection) -> Result<(), StoreError> {
+    let mut after = 0i64;
+    loop {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT rowid, {} FROM audit_records_v1 WHERE rowid > ? ORDER BY rowid LIMIT 5000",
+            rows::COLUMNS
+        )))
+        .bind(after)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(err)?;
+        let Some(last) = rows.last() else { break };
+        after = last.try_get("rowid").map_err(err)?;
+        let records = rows
+            .iter()
+            .map(rows::chained)
+            .collect::<Result<Vec<_>, _>>()?;
+        insert(conn, &records).await?;
+    }
+    sqlx::raw_sql("DROP TABLE audit_records_v1")
+        .execute(conn)
+        .await
+        .map_err(err)?;
+    Ok(())
+}
 
 pub struct SqliteStore {
     pool: SqlitePool,
 }
 
-/// Inserts records with one statement per 1,000 (a group commit's worth in one round trip
+/// Inserts records with one statement per 2,000 (a group commit's worth in one round trip
 /// to SQLite's worker thread, not one per record).
 async fn insert(conn: &mut sqlx::SqliteConnection, records: &[Chained]) -> Result<(), StoreError> {
-    // 24 columns; SQLite takes at most 32,766 parameters per statement.
-    for chunk in records.chunks(1_000) {
+    // 12 columns; SQLite takes at most 32,766 parameters per statement.
+    for chunk in records.chunks(2_000) {
         let mut b = sqlx::QueryBuilder::new(format!("INSERT INTO audit_records ({COLUMNS}) "));
         b.push_values(chunk, |mut row, r| {
             let e = &r.entry;
-            row.push_bind(r.instance.clone())
+            row.push_bind(r.instance.as_str())
                 .push_bind(r.seq)
                 .push_bind(e.time_ms)
-                .push_bind(e.request_id.clone())
-                .push_bind(e.trace_id.clone())
-                .push_bind(e.transport.clone())
-                .push_bind(e.actor.clone())
-                .push_bind(e.credential.clone())
-                .push_bind(e.officer_id.clone())
-                .push_bind(e.agency_code.clone())
-                .push_bind(e.procedure_code.clone())
-                .push_bind(e.dossier_id.clone())
-                .push_bind(e.purpose.clone())
-                .push_bind(e.dataset.clone())
-                .push_bind(e.subject.clone())
-                .push_bind(e.action.clone())
-                .push_bind(e.fields.join(","))
-                .push_bind(e.outcome.clone())
-                .push_bind(e.cache.clone())
-                .push_bind(e.upstream_status.clone())
-                .push_bind(e.upstream_ms)
-                .push_bind(e.detail.clone())
-                .push_bind(r.prev_hash.to_vec())
-                .push_bind(r.hash.to_vec());
+                .push_bind(e.actor.as_str())
+                .push_bind(e.officer_id.as_str())
+                .push_bind(e.dossier_id.as_str())
+                .push_bind(e.dataset.as_str())
+                .push_bind(e.subject.as_str())
+                .push_bind(e.outcome.as_str())
+                .push_bind(e.canonical())
+                .push_bind(r.prev_hash.as_slice())
+                .push_bind(r.hash.as_slice());
         });
         b.build().execute(&mut *conn).await.map_err(err)?;
     }
@@ -220,6 +299,9 @@ impl SqliteStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(err)?;
+            if *version == 2 {
+                copy_version_1(&mut tx).await?;
+            }
             sqlx::query("INSERT INTO schema_migrations (version, applied_ms) VALUES (?, ?)")
                 .bind(version)
                 .bind(super::record::now_ms())
@@ -267,11 +349,11 @@ impl AuditStore for SqliteStore {
 
     async fn append(
         &self,
-        records: &[Chained],
+        records: Vec<Chained>,
         checkpoint: Option<&Checkpoint>,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(err)?;
-        insert(&mut tx, records).await?;
+        insert(&mut tx, &records).await?;
         if let Some(cp) = checkpoint {
             insert_checkpoint(&mut tx, cp, "INSERT").await?;
         }
@@ -362,7 +444,7 @@ impl AuditStore for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(err)?;
-        rows.iter().map(rows::chained).collect()
+        rows.iter().map(chained).collect()
     }
 
     async fn checkpoints(&self, instance: &str) -> Result<Vec<Checkpoint>, StoreError> {
@@ -428,7 +510,7 @@ impl AuditStore for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(err)?;
-        rows.iter().map(rows::chained).collect()
+        rows.iter().map(chained).collect()
     }
 
     async fn archives(&self, instance: &str) -> Result<Vec<Archive>, StoreError> {
@@ -463,7 +545,7 @@ impl AuditStore for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(err)?;
-        rows.iter().map(rows::chained).collect()
+        rows.iter().map(chained).collect()
     }
 
     async fn archived(&self, a: &Archive) -> Result<(), StoreError> {
@@ -493,5 +575,127 @@ impl AuditStore for SqliteStore {
             .map_err(err)?;
         }
         tx.commit().await.map_err(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::record::testing::chain;
+
+    /// A store at schema version 1, holding `records` in version 1's row form.
+    async fn version_1_store(path: &Path, records: &[Chained]) {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .expect("create");
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL);
+             INSERT INTO schema_migrations VALUES (1, 0); {}",
+            MIGRATIONS[0].1
+        )))
+        .execute(&pool)
+        .await
+        .expect("version 1");
+        for chunk in records.chunks(1_000) {
+            let mut b =
+                sqlx::QueryBuilder::new(format!("INSERT INTO audit_records ({}) ", rows::COLUMNS));
+            b.push_values(chunk, |mut row, r| {
+                let e = &r.entry;
+                row.push_bind(r.instance.as_str())
+                    .push_bind(r.seq)
+                    .push_bind(e.time_ms);
+                for text in [
+                    &e.request_id,
+                    &e.trace_id,
+                    &e.transport,
+                    &e.actor,
+                    &e.credential,
+                    &e.officer_id,
+                    &e.agency_code,
+                    &e.procedure_code,
+                    &e.dossier_id,
+                    &e.purpose,
+                    &e.dataset,
+                    &e.subject,
+                    &e.action,
+                ] {
+                    row.push_bind(text.as_str());
+                }
+                row.push_bind(e.fields.join(","))
+                    .push_bind(e.outcome.as_str())
+                    .push_bind(e.cache.as_str())
+                    .push_bind(e.upstream_status.as_str())
+                    .push_bind(e.upstream_ms)
+                    .push_bind(e.detail.as_str())
+                    .push_bind(r.prev_hash.as_slice())
+                    .push_bind(r.hash.as_slice());
+            });
+            b.build().execute(&pool).await.expect("version 1 rows");
+        }
+        pool.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_version_1_store_is_brought_to_compact_rows_with_every_record_intact() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("audit.db");
+        let records = chain("gw", 1, 7_500, GENESIS);
+        version_1_store(&path, &records).await;
+
+        let store = SqliteStore::open(&path, false).await.expect("migrates");
+        let read = store.scan("gw", 0, 10_000).await.expect("scan");
+        assert_eq!(read, records, "every record, field for field");
+        assert!(read.iter().all(Chained::hash_holds));
+        let version: i64 = sqlx::query_scalar("SELECT MAX(version) FROM schema_migrations")
+            .fetch_one(store.pool())
+            .await
+            .expect("version");
+        assert_eq!(version, 2);
+        let found = store
+            .query(&Query {
+                officer_id: Some("canbo01".into()),
+                dossier_id: Some(records[3].entry.dossier_id.clone()),
+                limit: 10,
+                ..Query::default()
+            })
+            .await
+            .expect("query");
+        assert_eq!(found, vec![records[3].clone()]);
+        // Reopening finds nothing left to do.
+        drop(store);
+        let again = SqliteStore::open(&path, false).await.expect("reopen");
+        assert_eq!(again.count("gw").await.expect("count"), 7_500);
+    }
+
+    #[tokio::test]
+    async fn a_column_changed_without_its_hash_reads_as_an_altered_record() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = SqliteStore::open(&dir.path().join("audit.db"), false)
+            .await
+            .expect("open");
+        let records = chain("gw", 1, 3, GENESIS);
+        store.append(records.clone(), None).await.expect("append");
+        sqlx::raw_sql("UPDATE audit_records SET officer_id = 'someone-else' WHERE seq = 2")
+            .execute(store.pool())
+            .await
+            .expect("tamper");
+        let read = store.scan("gw", 0, 10).await.expect("scan");
+        assert_eq!(
+            read[1].entry.officer_id, "someone-else",
+            "the column is what is read"
+        );
+        assert!(read[0].hash_holds() && !read[1].hash_holds() && read[2].hash_holds());
+
+        sqlx::raw_sql("UPDATE audit_records SET entry = X'00' WHERE seq = 3")
+            .execute(store.pool())
+            .await
+            .expect("tamper");
+        let e = store.scan("gw", 0, 10).await.expect_err("unreadable");
+        assert!(e.0.contains("record 3 cannot be read"), "{}", e.0);
     }
 }

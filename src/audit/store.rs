@@ -51,10 +51,11 @@ pub trait AuditStore: Send + Sync {
     /// archived whole: then the last archive's end).
     async fn head(&self, instance: &str) -> Result<Option<(i64, [u8; 32])>, StoreError>;
 
-    /// Appends records (already chained to the head) and a checkpoint, all or nothing.
+    /// Appends records (already chained to the head) and a checkpoint, all or nothing. The
+    /// records are handed over: a store that keeps them (the commit log) need not copy them.
     async fn append(
         &self,
-        records: &[Chained],
+        records: Vec<Chained>,
         checkpoint: Option<&Checkpoint>,
     ) -> Result<(), StoreError>;
 

@@ -340,28 +340,33 @@ impl Writer {
         }
         let due = self.since_checkpoint + records.len() as u64 >= self.settings.checkpoint_every;
         let checkpoint = due.then(|| self.signer.sign(&self.instance, seq, &prev, now_ms()));
+        let count = records.len();
+        let span = (
+            records.first().map(|r| r.entry.time_ms).unwrap_or(0),
+            records.last().map(|r| r.entry.time_ms).unwrap_or(0),
+        );
         let started = Instant::now();
-        let appended = self.store.append(&records, checkpoint.as_ref()).await;
+        let appended = self.store.append(records, checkpoint.as_ref()).await;
         self.stats
             .commit_seconds
             .observe_duration(started.elapsed());
         match appended {
             Ok(()) => {
-                self.stats.batch_sizes.observe(records.len() as f64);
+                self.stats.batch_sizes.observe(count as f64);
                 self.head = (seq, prev);
                 self.gap = None;
                 self.since_checkpoint = if due {
                     0
                 } else {
-                    self.since_checkpoint + records.len() as u64
+                    self.since_checkpoint + count as u64
                 };
                 self.stats.commits.fetch_add(1, Ordering::Relaxed);
                 self.stats
                     .records
-                    .fetch_add(records.len() as u64, Ordering::Relaxed);
+                    .fetch_add(count as u64, Ordering::Relaxed);
                 self.stats
                     .largest_batch
-                    .fetch_max(records.len() as u64, Ordering::Relaxed);
+                    .fetch_max(count as u64, Ordering::Relaxed);
                 if due {
                     self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
                 }
@@ -374,11 +379,7 @@ impl Writer {
                 tracing::error!(error = %e, records = acks.len(), "audit commit failed");
                 self.stats.failures.fetch_add(1, Ordering::Relaxed);
                 self.resync = true;
-                self.note_gap(
-                    acks.len() as u64,
-                    records.first().map(|r| r.entry.time_ms).unwrap_or(0),
-                    records.last().map(|r| r.entry.time_ms).unwrap_or(0),
-                );
+                self.note_gap(acks.len() as u64, span.0, span.1);
                 for ack in acks.into_iter().flatten() {
                     let _ = ack.send(Err(AuditFailure::Store(e.0.clone())));
                 }
@@ -412,7 +413,7 @@ impl Writer {
     async fn checkpoint_alone(&mut self) -> bool {
         let (seq, hash) = self.head;
         let cp = self.signer.sign(&self.instance, seq, &hash, now_ms());
-        match self.store.append(&[], Some(&cp)).await {
+        match self.store.append(Vec::new(), Some(&cp)).await {
             Ok(()) => {
                 self.since_checkpoint = 0;
                 self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
@@ -451,7 +452,7 @@ mod tests {
         }
         async fn append(
             &self,
-            records: &[Chained],
+            records: Vec<Chained>,
             cp: Option<&Checkpoint>,
         ) -> Result<(), StoreError> {
             if self.hang.load(Ordering::SeqCst) {
@@ -460,7 +461,7 @@ mod tests {
             if self.failing.load(Ordering::SeqCst) {
                 return Err(StoreError("disk on fire".into()));
             }
-            self.records.lock().unwrap().extend_from_slice(records);
+            self.records.lock().unwrap().extend(records);
             self.checkpoints.lock().unwrap().extend(cp.cloned());
             Ok(())
         }
