@@ -10,7 +10,7 @@ simulator run on CPU 1. Every measurement is repeated, the systems interleaved r
 round, and the median is reported with what makes the figures comparable: status counts,
 cache hit ratio (from the upstream's own call counter) and the audit settings.
 
-Needs: a release build (cargo build --release --example loadgen and the binary), and wrk,
+Needs: a release build (cargo build --release, then --example loadgen --example floor), and wrk,
 h2load, nginx, haproxy (Debian: wrk nghttp2-client nginx haproxy). Peer configurations are
 the templates next to this file.
 """
@@ -35,12 +35,13 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.path.join(ROOT, "target", "release", "lienthong")
 LOADGEN = os.path.join(ROOT, "target", "release", "examples", "loadgen")
+FLOOR = os.path.join(ROOT, "target", "release", "examples", "floor")
 
 SUT_CPU, LOAD_CPU = "0", "1"
 PORTS = {
     "sim_pop": 27081, "sim_biz": 27082, "sim_land": 27083,
     "direct_biz": 27182, "direct_land": 27183, "direct_pop": 27181,
-    "lookup": 28080, "admin": 29090, "nginx": 28081, "haproxy": 28082,
+    "lookup": 28080, "admin": 29090, "nginx": 28081, "haproxy": 28082, "floor": 28083,
 }
 API_KEY = "demo-onestop-key"
 CONTEXT = {
@@ -357,9 +358,10 @@ def main():
     for tool in ["wrk", "h2load", "nginx", "haproxy", "taskset"]:
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is not installed (apt-get install wrk nghttp2-client nginx haproxy)")
-    for b in [BIN, LOADGEN]:
+    for b in [BIN, LOADGEN, FLOOR]:
         if not os.path.exists(b):
-            raise SystemExit(f"{b} is missing: cargo build --release && cargo build --release --example loadgen")
+            raise SystemExit(f"{b} is missing: cargo build --release && "
+                             "cargo build --release --example loadgen --example floor")
 
     tmp = tempfile.mkdtemp(prefix="lienthong-bench-")
     # nginx's workers run as an unprivileged user and write their cache here.
@@ -388,12 +390,21 @@ def main():
         gw = start_gateway(procs, tmp, "sync")
         ng = start_nginx(procs, tmp)
         hp = start_haproxy(procs, tmp)
+        # The framework floor: lienthong's HTTP stack answering with a fixed copy of one of its
+        # own answers, doing nothing else.
+        answer = os.path.join(tmp, "answer.json")
+        open(answer, "wb").write(http(f"http://127.0.0.1:{PORTS['lookup']}/v1/enterprises/{keys[0]}",
+                                      auth_headers())[1])
+        fl = procs.start([FLOOR, "--addr", f"127.0.0.1:{PORTS['floor']}", "--body", answer], SUT_CPU,
+                         os.path.join(tmp, "floor.log"))
+        wait_http(f"http://127.0.0.1:{PORTS['floor']}/", "floor")
         targets = {
             "lienthong": (f"http://127.0.0.1:{PORTS['lookup']}", "/v1/enterprises/", auth_headers()),
             "nginx": (f"http://127.0.0.1:{PORTS['nginx']}", "/v1/enterprises/", auth_headers()),
             "haproxy": (f"http://127.0.0.1:{PORTS['haproxy']}", "/v1/enterprises/", auth_headers()),
             "direct": (f"http://127.0.0.1:{PORTS['direct_biz']}", "/api/dkkd/v1/doanhnghiep/",
                        {"Authorization": f"Bearer {SIM_TOKEN}"}),
+            "floor": (f"http://127.0.0.1:{PORTS['floor']}", "/v1/enterprises/", auth_headers()),
         }
         log("warming caches")
         for name, (base, prefix, headers) in targets.items():
@@ -418,7 +429,7 @@ def main():
 
         # (d) a herd: N concurrent misses on one key.
         herd = {}
-        for i, (name, (base, prefix, headers)) in enumerate([(n, t) for n, t in targets.items() if n != "direct"]):
+        for i, (name, (base, prefix, headers)) in enumerate([(n, t) for n, t in targets.items() if n not in ("direct", "floor")]):
             # A key no system has been asked for yet.
             warmed = set(keys)
             fresh = [k for k in subprocess.run([BIN, "sim", "samples", "--dataset", "business.enterprise",
@@ -432,6 +443,7 @@ def main():
         results["herd"] = herd
         procs.stop(ng)
         procs.stop(hp)
+        procs.stop(fl)
 
         # (b) cache-hit gRPC: lienthong GetLandParcel vs the land simulator's own gRPC.
         parcel = subprocess.run([BIN, "sim", "samples", "--dataset", "land.parcel", "--count", "1"],
@@ -602,6 +614,10 @@ same run mean a lot.
   - **HAProxy** (`scripts/bench/haproxy.cfg.tmpl`): its cache + a stick-table rate limit + a
     JSON log.
   - **direct**: the simulator's own GET, on CPU 0.
+  - **floor** (`examples/floor.rs`): lienthong's HTTP stack (tokio, hyper through axum,
+    mimalloc) answering every request with a fixed copy of a lienthong answer and doing
+    nothing else. No real gateway on this stack can be faster; it is not a peer, it shows
+    how much of lienthong's cost is the stack itself.
   - The peers do far less per request: no per-consumer grants, no field projection, no
     durable audit.
 - **Cache hit ratio** is `1 - upstream calls / requests`, from the upstream simulator's own
@@ -622,6 +638,7 @@ Per-round req/s: {', '.join(f"{n} {v['runs']}" for n, v in h.items() if isinstan
 Audit records per commit during the lienthong runs: {lt.get('records_per_commit', 0):.1f}.
 
 Target: lienthong ≥ 1.5 × nginx and ≥ HAProxy. This run: **{lt['rps'] / h['nginx']['rps']:.2f} × nginx**, **{lt['rps'] / h['haproxy']['rps']:.2f} × HAProxy**.
+The framework floor itself reaches {h['floor']['rps'] / h['nginx']['rps']:.2f} × nginx; lienthong does {lt['rps'] / h['floor']['rps']:.2f} of the floor's throughput.
 
 ## (b) Cache-hit gRPC lookups
 
