@@ -159,7 +159,8 @@ async fn open_audit_store(config: &Config, serving: bool) -> Result<Arc<dyn Audi
                 .map_err(|e| e.to_string())?,
         ),
         None => {
-            let store = JournaledStore::open(&config.audit.path, config.audit.fsync)
+            let sync = config.audit.writer.durability == crate::audit::writer::Durability::Sync;
+            let store = JournaledStore::open(&config.audit.path, config.audit.fsync, sync)
                 .await
                 .map_err(|e| e.to_string())?;
             if serving && !store.owns() {

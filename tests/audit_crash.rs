@@ -122,7 +122,7 @@ async fn sigkill_under_load_loses_no_acknowledged_record() {
         commit_files() > 0,
         "the kill left no commit file: nothing to recover"
     );
-    let store = JournaledStore::open(&config.audit.path, true)
+    let store = JournaledStore::open(&config.audit.path, true, true)
         .await
         .expect("store");
     assert_eq!(commit_files(), 0, "recovered commit files are removed");

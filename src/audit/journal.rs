@@ -26,9 +26,22 @@ use std::time::Duration;
 pub const MOVE_EVERY: Duration = Duration::from_secs(1);
 /// …or until this many wait.
 const MOVE_AT: usize = 8192;
+/// Where calls wait for their commits (`durability = "sync"`), moving runs at a lower CPU
+/// priority than calls ([`MOVE_NICE`]), so its bursts do not delay answers. When it falls
+/// behind (calls keep the CPU busy), each commit first gives it [`YIELD_FOR`] once this many
+/// wait…
+const SLOW_AT: usize = 2 * MOVE_AT;
+const YIELD_FOR: Duration = Duration::from_millis(1);
+/// …and waits for the next move once this many wait. Both only while moves succeed.
+const HOLD_AT: usize = 8 * MOVE_AT;
 /// While SQLite refuses them, records wait in memory and in their files up to this many;
 /// beyond, commits fail, so a broken database shows as an audit failure, not as growth.
 const MOST_WAITING: usize = 200_000;
+/// The nice value of SQLite's worker threads, which run the moves, behind calls: calls come
+/// first when the CPU is short, and the hold at [`HOLD_AT`] bounds how far moving can fall
+/// behind. Not with `async` durability: nothing there slows calls to let moves catch up, so
+/// moves keep an equal share of the CPU.
+const MOVE_NICE: i32 = 10;
 
 pub struct JournaledStore {
     inner: SqliteStore,
@@ -41,6 +54,12 @@ pub struct JournaledStore {
     /// One move at a time.
     moving: tokio::sync::Mutex<()>,
     wake: Arc<tokio::sync::Notify>,
+    /// Signalled after each move that succeeded.
+    moved: tokio::sync::Notify,
+    /// Whether the last move succeeded: commits wait for moves only while they do.
+    moves_succeed: std::sync::atomic::AtomicBool,
+    /// Moves run behind calls (lower priority, commits yield and hold for them).
+    behind_calls: bool,
 }
 
 /// Commit files not yet moved into SQLite, oldest first; the last is the one appended to.
@@ -176,8 +195,14 @@ fn io(what: &str, path: &Path, e: std::io::Error) -> StoreError {
 impl JournaledStore {
     /// Opens the SQLite file and its commit files. When no other process owns them, moves
     /// what a previous run left into SQLite, then starts moving new commits in the
-    /// background.
-    pub async fn open(path: &Path, fsync: bool) -> Result<Arc<JournaledStore>, StoreError> {
+    /// background; `behind_calls` when callers wait for their commits (sync durability):
+    /// moves then run at a lower CPU priority, and commits make room for them when they fall
+    /// behind.
+    pub async fn open(
+        path: &Path,
+        fsync: bool,
+        behind_calls: bool,
+    ) -> Result<Arc<JournaledStore>, StoreError> {
         let inner = SqliteStore::open(path, fsync).await?;
         let base = path.to_path_buf();
         let lock_path = sibling(&base, "lock");
@@ -204,6 +229,9 @@ impl JournaledStore {
             }),
             moving: tokio::sync::Mutex::new(()),
             wake: Arc::new(tokio::sync::Notify::new()),
+            moved: tokio::sync::Notify::new(),
+            moves_succeed: std::sync::atomic::AtomicBool::new(true),
+            behind_calls,
         });
         if owned {
             store.recover().await?;
@@ -344,8 +372,13 @@ impl JournaledStore {
         } else {
             self.inner.append_all(&records, &checkpoints).await
         };
+        self.moves_succeed
+            .store(moved.is_ok(), std::sync::atomic::Ordering::Relaxed);
         match moved {
             Ok(()) => {
+                // Tens of thousands of records: freed on a blocking thread, not between calls.
+                tokio::task::spawn_blocking(move || drop(records));
+                self.moved.notify_waiters();
                 for segment in taken {
                     drop(segment.file);
                     if let Err(e) = std::fs::remove_file(&segment.path)
@@ -391,8 +424,38 @@ async fn mover(store: Weak<JournaledStore>, wake: Arc<tokio::sync::Notify>) {
     loop {
         let _ = tokio::time::timeout(MOVE_EVERY, wake.notified()).await;
         let Some(s) = store.upgrade() else { return };
+        // SQLite opens connections (each a thread) as it needs them: lower any new one.
+        if s.behind_calls {
+            lower_sqlite_threads();
+        }
         if let Err(e) = s.move_in().await {
             tracing::error!(error = %e, "audit records could not move into the store; they stay in the commit files");
+        }
+    }
+}
+
+/// Lowers the CPU priority of SQLite's worker threads (named `sqlx-sqlite-worker-<n>`) to
+/// [`MOVE_NICE`]. Best effort: where threads cannot be listed or reniced, moves run at the
+/// calls' priority, as everywhere but Linux.
+fn lower_sqlite_threads() {
+    #[cfg(target_os = "linux")]
+    {
+        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+            return;
+        };
+        for task in tasks.flatten() {
+            let is_sqlite = std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|name| name.starts_with("sqlx-sqlite"));
+            let tid = task
+                .file_name()
+                .to_str()
+                .and_then(|t| t.parse::<i32>().ok());
+            if let (true, Some(pid)) = (is_sqlite, tid.and_then(rustix::process::Pid::from_raw))
+                && rustix::process::getpriority_process(Some(pid)) != Ok(MOVE_NICE)
+                && let Err(e) = rustix::process::setpriority_process(Some(pid), MOVE_NICE)
+            {
+                tracing::debug!(error = %e, "cannot lower an audit store thread's priority");
+            }
         }
     }
 }
@@ -418,7 +481,27 @@ impl AuditStore for JournaledStore {
         }
         let line = Frame::encode(&records, checkpoint);
         let mut log = self.log.lock().await;
-        let waiting: usize = log.segments.iter().map(|s| s.records.len()).sum();
+        let mut waiting: usize = log.segments.iter().map(|s| s.records.len()).sum();
+        let mut yielded = false;
+        while self.behind_calls
+            && waiting >= SLOW_AT
+            && !(yielded && waiting < HOLD_AT)
+            && self
+                .moves_succeed
+                .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            let moved = self.moved.notified();
+            drop(log);
+            self.wake.notify_one();
+            if waiting >= HOLD_AT {
+                moved.await;
+            } else {
+                tokio::time::sleep(YIELD_FOR).await;
+                yielded = true;
+            }
+            log = self.log.lock().await;
+            waiting = log.segments.iter().map(|s| s.records.len()).sum();
+        }
         if waiting >= MOST_WAITING {
             return Err(StoreError(format!(
                 "{waiting} committed audit records cannot move into {}; no more are taken until they do",
@@ -566,7 +649,9 @@ mod tests {
     async fn commits_land_in_a_file_first_and_every_read_sees_them() {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("audit.db");
-        let store = JournaledStore::open(&path, true).await.expect("open");
+        let store = JournaledStore::open(&path, true, false)
+            .await
+            .expect("open");
         let records = chain("gw", 1, 5, GENESIS);
         let signer = Signer::from_seed("s1", &[3; 32]).expect("seed");
         let cp = signer.sign("gw", 5, &records[4].hash, 1);
@@ -594,7 +679,7 @@ mod tests {
         store.append(more.clone(), None).await.expect("append");
         assert_eq!(commit_files(dir.path()), ["audit.db.commits.2"]);
         // Another opener of the same store reads SQLite only and cannot commit.
-        let other = JournaledStore::open(&path, true)
+        let other = JournaledStore::open(&path, true, false)
             .await
             .expect("second open");
         assert_eq!(other.count("gw").await.expect("count"), 5);
@@ -631,7 +716,9 @@ mod tests {
         last.extend_from_slice(&torn[..torn.len() / 2]);
         std::fs::write(dir.path().join("audit.db.commits.4"), &last).expect("write");
 
-        let store = JournaledStore::open(&path, true).await.expect("open");
+        let store = JournaledStore::open(&path, true, false)
+            .await
+            .expect("open");
         assert!(commit_files(dir.path()).is_empty(), "moved and removed");
         let held = store.scan("gw", 0, 100).await.expect("scan");
         assert_eq!(
@@ -650,7 +737,7 @@ mod tests {
     #[tokio::test]
     async fn records_sqlite_refuses_stay_committed_and_move_once_it_takes_them() {
         let dir = tempfile::tempdir().expect("dir");
-        let store = JournaledStore::open(&dir.path().join("audit.db"), true)
+        let store = JournaledStore::open(&dir.path().join("audit.db"), true, false)
             .await
             .expect("open");
         let records = chain("gw", 1, 4, GENESIS);
@@ -694,9 +781,76 @@ mod tests {
         text.extend_from_slice(b"{\"records\": [garbage\n");
         text.extend(Frame::encode(&records[1..], None));
         std::fs::write(dir.path().join("audit.db.commits.1"), &text).expect("write");
-        let refused = JournaledStore::open(&path, true).await;
+        let refused = JournaledStore::open(&path, true, false).await;
         let message = refused.err().expect("refused").0;
         assert!(message.contains("is damaged"), "{message}");
         assert_eq!(commit_files(dir.path()), ["audit.db.commits.1"], "kept");
+    }
+
+    /// The nice value of each SQLite worker thread of this process.
+    #[cfg(target_os = "linux")]
+    fn sqlite_thread_nices() -> Vec<i32> {
+        std::fs::read_dir("/proc/self/task")
+            .expect("tasks")
+            .flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("stat")).ok())
+            .filter(|stat| stat.contains("(sqlx-sqlite"))
+            .filter_map(|stat| {
+                // Fields after "(comm)" start at the third; the nice value is the 19th.
+                let after = stat.rsplit_once(')')?.1;
+                after.split_whitespace().nth(16)?.parse().ok()
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn behind_calls_a_commit_waits_for_moves_that_fall_far_behind_and_otherwise_not() {
+        let records = chain("gw", 1, (HOLD_AT + 1024) as i64, GENESIS);
+        for behind_calls in [true, false] {
+            let dir = tempfile::tempdir().expect("dir");
+            let store = JournaledStore::open(&dir.path().join("audit.db"), false, behind_calls)
+                .await
+                .expect("open");
+            // No move can run while the test holds this.
+            let stalled = store.moving.lock().await;
+            for batch in records[..HOLD_AT].chunks(1024) {
+                store.append(batch.to_vec(), None).await.expect("append");
+            }
+            let next = records[HOLD_AT..].to_vec();
+            let held = tokio::spawn({
+                let store = store.clone();
+                async move { store.append(next, None).await }
+            });
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert_eq!(
+                held.is_finished(),
+                !behind_calls,
+                "behind calls: {behind_calls}"
+            );
+            drop(stalled);
+            tokio::time::timeout(Duration::from_secs(30), held)
+                .await
+                .expect("the commit goes through once records move")
+                .expect("joined")
+                .expect("committed");
+            if behind_calls {
+                // The move ran before the held commit was added, on SQLite threads lowered
+                // behind calls.
+                assert_eq!(
+                    store.inner.count("gw").await.expect("count"),
+                    HOLD_AT as i64
+                );
+                #[cfg(target_os = "linux")]
+                assert!(
+                    sqlite_thread_nices().contains(&MOVE_NICE),
+                    "{:?}",
+                    sqlite_thread_nices()
+                );
+            }
+            assert_eq!(
+                store.count("gw").await.expect("count"),
+                HOLD_AT as i64 + 1024
+            );
+        }
     }
 }

@@ -27,10 +27,10 @@ impl Record {
         desc: &MessageDescriptor,
         fields: Map<String, Value>,
     ) -> Result<Record, String> {
-        // Most providers' records, once mapped, are canonical already: checking that is a
-        // walk over the fields, against a round trip through a dynamic message.
-        if already_canonical(desc, &fields) {
-            return Ok(Record(fields));
+        // Providers' mapped records take a few simple forms: putting those in canonical form
+        // is one walk over the fields, against a round trip through a dynamic message.
+        if let Some(canonical) = canonical_form(desc, &fields) {
+            return Ok(Record(canonical));
         }
         round_trip(desc, fields)
     }
@@ -52,55 +52,104 @@ fn round_trip(desc: &MessageDescriptor, fields: Map<String, Value>) -> Result<Re
     }
 }
 
-/// Whether [`Record::canonical`] would return `fields` unchanged: every key a field's proto
-/// name, every value in its type's canonical proto3 JSON form, no default value present.
-/// Conservative: a form it does not check (maps, bytes, floats, optional fields, well-known
-/// types, enum numbers) answers no, and the round trip decides.
-fn already_canonical(desc: &MessageDescriptor, fields: &Map<String, Value>) -> bool {
-    fields.iter().all(|(name, value)| {
-        desc.get_field_by_name(name).is_some_and(|f| {
-            if f.is_map() || (f.supports_presence() && f.kind().as_message().is_none()) {
-                false
-            } else if f.is_list() {
-                matches!(value, Value::Array(items)
-                    if !items.is_empty() && items.iter().all(|v| canonical_value(&f.kind(), v, true)))
-            } else {
-                canonical_value(&f.kind(), value, false)
+/// What [`Record::canonical`]'s round trip makes of `fields`, worked out directly for the
+/// forms providers' mapped records take: proto field names; strings, booleans, 32-bit
+/// integers, enum names and nested messages as they are; 64-bit integers as decimal strings
+/// (from a number or a string); doubles as floats; default values (empty, zero, false, an
+/// empty list) dropped. `None` for any other form (maps, bytes, floats, optional fields,
+/// well-known types, enum numbers, nulls): the round trip decides those.
+fn canonical_form(
+    desc: &MessageDescriptor,
+    fields: &Map<String, Value>,
+) -> Option<Map<String, Value>> {
+    let mut out = Map::new();
+    for (name, value) in fields {
+        let f = desc.get_field_by_name(name)?;
+        if f.is_map() || (f.supports_presence() && f.kind().as_message().is_none()) {
+            return None;
+        }
+        let kind = f.kind();
+        let value = if f.is_list() {
+            let Value::Array(items) = value else {
+                return None;
+            };
+            if items.is_empty() {
+                continue;
             }
-        })
-    })
+            let items = items
+                .iter()
+                .map(|v| canonical_value(&kind, v, true)?)
+                .collect::<Option<Vec<_>>>()?;
+            Value::Array(items)
+        } else {
+            match canonical_value(&kind, value, false)? {
+                Some(v) => v,
+                None => continue,
+            }
+        };
+        out.insert(name.clone(), value);
+    }
+    Some(out)
 }
 
-/// One value of a field of `kind`; in a list, defaults are values like any other.
-fn canonical_value(kind: &Kind, value: &Value, in_list: bool) -> bool {
-    let set = |is_default: bool| in_list || !is_default;
+/// One value of a field of `kind`: `None`, a form left to the round trip; `Some(None)`, a
+/// default, omitted; in a list, defaults are values like any other.
+fn canonical_value(kind: &Kind, value: &Value, in_list: bool) -> Option<Option<Value>> {
+    let keep = |is_default: bool, v: Value| Some((in_list || !is_default).then_some(v));
     match (kind, value) {
-        (Kind::String, Value::String(s)) => set(s.is_empty()),
-        (Kind::Bool, Value::Bool(b)) => set(!b),
-        (Kind::Int32 | Kind::Sint32 | Kind::Sfixed32, Value::Number(n)) => n
-            .as_i64()
-            .is_some_and(|i| i32::try_from(i).is_ok() && set(i == 0)),
-        (Kind::Uint32 | Kind::Fixed32, Value::Number(n)) => n
-            .as_u64()
-            .is_some_and(|i| u32::try_from(i).is_ok() && set(i == 0)),
-        // 64-bit integers are strings in proto3 JSON, in their plain decimal form.
-        (Kind::Int64 | Kind::Sint64 | Kind::Sfixed64, Value::String(s)) => s
-            .parse::<i64>()
-            .is_ok_and(|i| i.to_string() == *s && set(i == 0)),
-        (Kind::Uint64 | Kind::Fixed64, Value::String(s)) => s
-            .parse::<u64>()
-            .is_ok_and(|i| i.to_string() == *s && set(i == 0)),
-        // A double is written back as a float, so an integer-looking number is not canonical.
-        (Kind::Double, Value::Number(n)) => n
-            .as_f64()
-            .is_some_and(|f| n.is_f64() && f.is_finite() && set(f == 0.0)),
+        (Kind::String, Value::String(s)) => keep(s.is_empty(), value.clone()),
+        (Kind::Bool, Value::Bool(b)) => keep(!b, value.clone()),
+        (Kind::Int32 | Kind::Sint32 | Kind::Sfixed32, Value::Number(n)) => {
+            let i = i32::try_from(n.as_i64()?).ok()?;
+            keep(i == 0, Value::from(i))
+        }
+        (Kind::Uint32 | Kind::Fixed32, Value::Number(n)) => {
+            let i = u32::try_from(n.as_u64()?).ok()?;
+            keep(i == 0, Value::from(i))
+        }
+        // 64-bit integers are decimal strings in proto3 JSON.
+        (Kind::Int64 | Kind::Sint64 | Kind::Sfixed64, _) => {
+            let i = match value {
+                Value::Number(n) => n.as_i64()?,
+                Value::String(s) => s.parse::<i64>().ok().filter(|i| i.to_string() == *s)?,
+                _ => return None,
+            };
+            keep(i == 0, Value::String(i.to_string()))
+        }
+        (Kind::Uint64 | Kind::Fixed64, _) => {
+            let i = match value {
+                Value::Number(n) => n.as_u64()?,
+                Value::String(s) => s.parse::<u64>().ok().filter(|i| i.to_string() == *s)?,
+                _ => return None,
+            };
+            keep(i == 0, Value::String(i.to_string()))
+        }
+        // A double is written back as a float; integers up to 2^53 convert exactly.
+        (Kind::Double, Value::Number(n)) => {
+            let f = if n.is_f64() {
+                n.as_f64()?
+            } else {
+                let i = n.as_i64()?;
+                if i.unsigned_abs() > 1 << 53 {
+                    return None;
+                }
+                i as f64
+            };
+            if !f.is_finite() || (f == 0.0 && f.is_sign_negative()) {
+                return None;
+            }
+            keep(
+                f == 0.0,
+                serde_json::Number::from_f64(f).map(Value::Number)?,
+            )
+        }
         (Kind::Enum(e), Value::String(s)) => {
-            e.get_value_by_name(s).is_some_and(|v| set(v.number() == 0))
+            keep(e.get_value_by_name(s)?.number() == 0, value.clone())
         }
-        (Kind::Message(m), Value::Object(o)) => {
-            !m.full_name().starts_with("google.protobuf.") && already_canonical(m, o)
+        (Kind::Message(m), Value::Object(o)) if !m.full_name().starts_with("google.protobuf.") => {
+            Some(Some(Value::Object(canonical_form(m, o)?)))
         }
-        _ => false,
+        _ => None,
     }
 }
 
@@ -229,68 +278,85 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn records_already_canonical_skip_the_round_trip_and_it_would_not_change_them() {
+    fn the_direct_canonical_form_is_what_the_round_trip_makes() {
         let pool = crate::core::dataset::descriptors();
         let desc = |name: &str| pool.get_message_by_name(name).expect("record type");
         let (enterprise, parcel) = (
             desc("lienthong.v1.Enterprise"),
             desc("lienthong.v1.LandParcel"),
         );
-        let canonical = [
+        // Forms the walk handles: as a provider's mapping gives them, and already canonical.
+        let handled = [
             (
                 &enterprise,
                 json!({
                     "enterprise_code": "0101234567", "name": "CÔNG TY TNHH AN BÌNH",
-                    "charter_capital": "5000000000", "status": "operating",
-                    "head_office": {"province_code": "01", "detail": "Số 1"},
+                    "foreign_name": "", "charter_capital": 5000000000u64, "status": "operating",
+                    "head_office": {"province_code": "01", "detail": "Số 1", "country": ""},
                     "legal_representatives": [{"full_name": "Trần Thị Bình", "title": "Giám đốc"}],
                     "business_lines": [{"vsic_code": "6201", "name": "Lập trình", "main": true},
-                                       {"vsic_code": "6202", "name": "Tư vấn"}]
+                                       {"vsic_code": "6202", "name": "", "main": false}, {}]
                 }),
             ),
+            (
+                &enterprise,
+                json!({"charter_capital": "-12", "legal_representatives": []}),
+            ),
+            (
+                &enterprise,
+                json!({"charter_capital": 0, "parent_code": ""}),
+            ),
+            (&enterprise, json!({})),
             (
                 &parcel,
                 json!({
                     "parcel_id": "00004-12-345", "commune_code": "00004", "map_sheet": 12,
-                    "parcel_number": 345, "area_m2": 152.5, "land_use_purposes": ["ONT", ""],
-                    "mortgaged": true, "address": {}
+                    "parcel_number": 0, "area_m2": 152, "land_use_purposes": ["ONT", ""],
+                    "mortgaged": true, "disputed": false, "address": {}
                 }),
             ),
-        ];
-        for (d, v) in &canonical {
-            let fields = v.as_object().cloned().expect("object");
-            assert!(already_canonical(d, &fields), "{v}");
-            assert_eq!(round_trip(d, fields.clone()).expect("fits"), Record(fields));
-        }
-        // Forms the round trip changes (or refuses) are never taken as canonical.
-        let changed = [
-            (&enterprise, json!({"charter_capital": 5000000000u64})),
-            (&enterprise, json!({"charter_capital": "05"})),
-            (&enterprise, json!({"charter_capital": "0"})),
-            (&enterprise, json!({"name": ""})),
-            (&enterprise, json!({"legal_representatives": []})),
-            (&enterprise, json!({"business_lines": [{"main": false}]})),
             (
-                &enterprise,
-                json!({"business_lines": [{"vsic_code": "6202", "name": ""}]}),
+                &parcel,
+                json!({"area_m2": 152.5, "land_users": [{"full_name": "A", "id": ""}]}),
             ),
+            (&parcel, json!({"area_m2": 0.0, "map_sheet": 4294967295u64})),
+        ];
+        for (d, v) in &handled {
+            let fields = v.as_object().cloned().expect("object");
+            let direct = canonical_form(d, &fields).unwrap_or_else(|| panic!("not handled: {v}"));
+            assert_eq!(Ok(Record(direct)), round_trip(d, fields), "{v}");
+        }
+        // Forms it leaves to the round trip, which decides (converting or refusing).
+        let left = [
+            (&enterprise, json!({"charter_capital": "05"})),
+            (&enterprise, json!({"charter_capital": 5.0})),
+            (&enterprise, json!({"name": null})),
+            (&enterprise, json!({"name": 5})),
             (&enterprise, json!({"enterpriseCode": "0101234567"})),
             (&enterprise, json!({"nope": "x"})),
-            (&parcel, json!({"map_sheet": 0})),
+            (&enterprise, json!({"legal_representatives": {}})),
             (&parcel, json!({"map_sheet": -1})),
             (&parcel, json!({"map_sheet": 4294967296u64})),
-            (&parcel, json!({"area_m2": 152})),
-            (&parcel, json!({"area_m2": 0.0})),
-            (&parcel, json!({"mortgaged": false})),
+            (&parcel, json!({"map_sheet": 3.0})),
+            (&parcel, json!({"area_m2": "152"})),
+            (&parcel, json!({"area_m2": -0.0})),
+            (&parcel, json!({"area_m2": 9007199254740993u64})),
             (&parcel, json!({"mortgaged": "true"})),
         ];
-        for (d, v) in &changed {
+        for (d, v) in &left {
             let fields = v.as_object().cloned().expect("object");
-            assert!(!already_canonical(d, &fields), "{v}");
-            if let Ok(r) = round_trip(d, fields.clone()) {
-                assert_ne!(r, Record(fields), "{v} is canonical after all");
-            }
+            assert_eq!(canonical_form(d, &fields), None, "{v}");
         }
+        // And through the public door, a form neither accepts is still refused.
+        let refused = Record::canonical(
+            &parcel,
+            json!({"map_sheet": -1}).as_object().cloned().unwrap(),
+        );
+        assert!(
+            refused
+                .unwrap_err()
+                .contains("does not fit lienthong.v1.LandParcel")
+        );
     }
 
     #[test]
