@@ -54,7 +54,7 @@ pub struct JournaledStore {
     /// One move at a time.
     moving: tokio::sync::Mutex<()>,
     wake: Arc<tokio::sync::Notify>,
-    /// Signalled after each move that succeeded.
+    /// Signalled after each move, whether it succeeded or not.
     moved: tokio::sync::Notify,
     /// Whether the last move succeeded: commits wait for moves only while they do.
     moves_succeed: std::sync::atomic::AtomicBool,
@@ -374,11 +374,12 @@ impl JournaledStore {
         };
         self.moves_succeed
             .store(moved.is_ok(), std::sync::atomic::Ordering::Relaxed);
+        // Commits held for this move go on, or, if it failed, stop waiting for moves.
+        self.moved.notify_waiters();
         match moved {
             Ok(()) => {
                 // Tens of thousands of records: freed on a blocking thread, not between calls.
                 tokio::task::spawn_blocking(move || drop(records));
-                self.moved.notify_waiters();
                 for segment in taken {
                     drop(segment.file);
                     if let Err(e) = std::fs::remove_file(&segment.path)
@@ -435,8 +436,9 @@ async fn mover(store: Weak<JournaledStore>, wake: Arc<tokio::sync::Notify>) {
 }
 
 /// Lowers the CPU priority of SQLite's worker threads (named `sqlx-sqlite-worker-<n>`) to
-/// [`MOVE_NICE`]. Best effort: where threads cannot be listed or reniced, moves run at the
-/// calls' priority, as everywhere but Linux.
+/// [`MOVE_NICE`]: the audit store's, and the registry's, whose rare admin writes can wait as
+/// well. Best effort: where threads cannot be listed or reniced, moves run at the calls'
+/// priority, as everywhere but Linux.
 fn lower_sqlite_threads() {
     #[cfg(target_os = "linux")]
     {
@@ -852,5 +854,41 @@ mod tests {
                 HOLD_AT as i64 + 1024
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_commit_held_for_a_move_that_fails_stops_waiting() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = JournaledStore::open(&dir.path().join("audit.db"), false, true)
+            .await
+            .expect("open");
+        let records = chain("gw", 1, (HOLD_AT + 1) as i64, GENESIS);
+        let stalled = store.moving.lock().await;
+        for batch in records[..HOLD_AT].chunks(4096) {
+            store.append(batch.to_vec(), None).await.expect("append");
+        }
+        let next = records[HOLD_AT..].to_vec();
+        let held = tokio::spawn({
+            let store = store.clone();
+            async move { store.append(next, None).await }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!held.is_finished(), "held for the move");
+        sqlx::raw_sql("ALTER TABLE audit_records RENAME TO hidden")
+            .execute(store.sqlite().pool())
+            .await
+            .expect("hide");
+        drop(stalled);
+        // The move fails; the commit stops waiting for moves and lands in its file.
+        tokio::time::timeout(Duration::from_secs(30), held)
+            .await
+            .expect("not held after a failed move")
+            .expect("joined")
+            .expect("committed");
+        sqlx::raw_sql("ALTER TABLE hidden RENAME TO audit_records")
+            .execute(store.sqlite().pool())
+            .await
+            .expect("restore");
+        assert_eq!(store.count("gw").await.expect("count"), HOLD_AT as i64 + 1);
     }
 }
