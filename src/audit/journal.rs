@@ -626,7 +626,8 @@ impl AuditStore for JournaledStore {
     }
 
     async fn flush(&self) -> Result<(), StoreError> {
-        self.move_in().await
+        self.move_in().await?;
+        self.inner.flush().await
     }
 }
 
@@ -890,5 +891,23 @@ mod tests {
             .await
             .expect("restore");
         assert_eq!(store.count("gw").await.expect("count"), HOLD_AT as i64 + 1);
+    }
+
+    #[tokio::test]
+    async fn after_a_flush_the_database_file_alone_holds_every_record() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("audit.db");
+        let store = JournaledStore::open(&path, true, true).await.expect("open");
+        let records = chain("gw", 1, 300, GENESIS);
+        store.append(records.clone(), None).await.expect("append");
+        store.flush().await.expect("flush");
+        assert!(commit_files(dir.path()).is_empty());
+        // A backup that copies only the database file.
+        let copy = tempfile::tempdir().expect("dir");
+        std::fs::copy(&path, copy.path().join("audit.db")).expect("copy");
+        let restored = SqliteStore::open(&copy.path().join("audit.db"), false)
+            .await
+            .expect("open the copy");
+        assert_eq!(restored.scan("gw", 0, 1_000).await.expect("scan"), records);
     }
 }

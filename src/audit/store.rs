@@ -106,7 +106,8 @@ pub trait AuditStore: Send + Sync {
     async fn archived(&self, archive: &Archive) -> Result<(), StoreError>;
 
     /// Moves everything committed to its final place (the commit log's records into
-    /// SQLite); a store that writes in place has nothing to do.
+    /// SQLite, SQLite's write-ahead log into the database file), at a graceful stop; a store
+    /// that writes in place has nothing to do.
     async fn flush(&self) -> Result<(), StoreError> {
         Ok(())
     }
