@@ -132,61 +132,39 @@ impl AuditEntry {
     /// The entry whose [`canonical`](AuditEntry::canonical) bytes these are.
     pub fn from_canonical(bytes: &[u8]) -> Result<AuditEntry, String> {
         let mut r = Reader(bytes);
-        let time_ms = r.i64()?;
-        let mut texts = Vec::with_capacity(13);
-        for _ in 0..13 {
-            texts.push(r.text()?);
-        }
-        let count = r.u32()? as usize;
-        if count > r.0.len() / 4 {
-            return Err(format!("{count} fields cannot fit in {} bytes", r.0.len()));
-        }
-        let fields = (0..count)
-            .map(|_| r.text())
-            .collect::<Result<Vec<_>, _>>()?;
-        let (outcome, cache, upstream_status) = (r.text()?, r.text()?, r.text()?);
-        let upstream_ms = r.i64()?;
-        let detail = r.text()?;
+        // Fields are read in the order written here, which is the canonical order.
+        let entry = AuditEntry {
+            time_ms: r.i64()?,
+            request_id: r.text()?,
+            trace_id: r.text()?,
+            transport: r.text()?,
+            actor: r.text()?,
+            credential: r.text()?,
+            officer_id: r.text()?,
+            agency_code: r.text()?,
+            procedure_code: r.text()?,
+            dossier_id: r.text()?,
+            purpose: r.text()?,
+            dataset: r.text()?,
+            subject: r.text()?,
+            action: r.text()?,
+            fields: {
+                let count = r.u32()? as usize;
+                if count > r.0.len() / 4 {
+                    return Err(format!("{count} fields cannot fit in {} bytes", r.0.len()));
+                }
+                (0..count).map(|_| r.text()).collect::<Result<_, _>>()?
+            },
+            outcome: r.text()?,
+            cache: r.text()?,
+            upstream_status: r.text()?,
+            upstream_ms: r.i64()?,
+            detail: r.text()?,
+        };
         if !r.0.is_empty() {
             return Err(format!("{} bytes after the entry", r.0.len()));
         }
-        let [
-            request_id,
-            trace_id,
-            transport,
-            actor,
-            credential,
-            officer_id,
-            agency_code,
-            procedure_code,
-            dossier_id,
-            purpose,
-            dataset,
-            subject,
-            action,
-        ]: [String; 13] = texts.try_into().expect("13 texts");
-        Ok(AuditEntry {
-            time_ms,
-            request_id,
-            trace_id,
-            transport,
-            actor,
-            credential,
-            officer_id,
-            agency_code,
-            procedure_code,
-            dossier_id,
-            purpose,
-            dataset,
-            subject,
-            action,
-            fields,
-            outcome,
-            cache,
-            upstream_status,
-            upstream_ms,
-            detail,
-        })
+        Ok(entry)
     }
 }
 
