@@ -6,9 +6,9 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use lienthong::audit::record::{AuditEntry, GENESIS, chain_hash};
 use lienthong::config::{Config, Mode, Source};
-use lienthong::core::context::CallContext;
-use lienthong::core::dataset::{KeyKind, KeyRule};
-use lienthong::core::record::Record;
+use lienthong::domain::context::CallContext;
+use lienthong::domain::dataset::{KeyKind, KeyRule};
+use lienthong::domain::record::Record;
 use lienthong::layers::cache::{CacheSettings, RecordCache};
 use std::collections::BTreeMap;
 use std::hint::black_box;

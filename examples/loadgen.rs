@@ -118,7 +118,7 @@ async fn one(
 
 #[tokio::main]
 async fn main() {
-    lienthong::app::install_crypto();
+    lienthong::certs::install_crypto();
     let args = match parse() {
         Ok(a) => Arc::new(a),
         Err(e) => {

@@ -17,11 +17,6 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// Installs the process-wide rustls provider (ring). Safe to call more than once.
-pub fn install_crypto() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 /// A running gateway. Dropping it does not stop it; call [`Running::shutdown`].
 pub struct Running {
     pub lookup_addr: SocketAddr,
@@ -247,7 +242,7 @@ async fn retain(
 
 /// Starts the lookup listener (REST + gRPC on one port) and the admin listener.
 pub async fn start(config: Arc<Config>) -> Result<Running, String> {
-    install_crypto();
+    crate::certs::install_crypto();
     let store = open_audit_store(&config, true).await?;
     let (audit, audit_writer) = AuditLog::start(
         store.clone(),

@@ -1,6 +1,7 @@
-//! `lienthong certs`: a private CA, a server certificate and client certificates, enough to
-//! turn on mTLS for a pilot or a test in minutes. A production deployment uses the
-//! certificates its PKI issues; the gateway only needs PEM files.
+//! The process's TLS crypto provider (rustls with ring), and `lienthong certs`: a private CA,
+//! a server certificate and client certificates, enough to turn on mTLS for a pilot or a test
+//! in minutes. A production deployment uses the certificates its PKI issues; the gateway
+//! only needs PEM files.
 
 use crate::domain::date::Date;
 use rcgen::{
@@ -8,6 +9,11 @@ use rcgen::{
     KeyUsagePurpose,
 };
 use std::path::{Path, PathBuf};
+
+/// Installs the process-wide rustls provider (ring). Safe to call more than once.
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
 
 /// A certificate and its private key, both PEM.
 #[derive(Debug, Clone)]

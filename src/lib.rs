@@ -7,38 +7,44 @@
 //! fields the grant allows.
 //!
 //! # Layout
-//! - [`admin`] the admin operations (datasets, connectors, grants, registry history and
-//!   rollback, purges, audit queries) with their roles, shared by REST and gRPC.
-//! - [`app`] wires config → core → transports; graceful shutdown.
-//! - [`audit`] the tamper-evident audit trail: records, chain, group-commit writer, stores
-//!   (SQLite, PostgreSQL), verification.
-//! - [`config`] typed config: TOML files → `LIENTHONG_*` env overrides → validation.
-//! - [`core`] the call context, datasets, canonical records, the error-code table, and the
-//!   lookup service whose one function holds the order of the request path.
-//! - [`registry`] every version of the datasets, connectors, consumers and grants the
-//!   gateway ran (SQLite, or PostgreSQL shared by replicas).
-//! - [`layers`] the record cache (single-flight, negative entries, stale-if-error), quotas,
-//!   and what replicas share through Redis (quotas, provider capacity, purge and registry
-//!   announcements).
-//! - [`upstream`] connectors (`soap-xml`, `rest-json`, `grpc`), request templates, the
-//!   declared payload mapping, and upstream credentials.
+//! Dependencies point one way, and `tests/architecture.rs` fails on any arrow against it or
+//! any cycle: `cli → app → transport → admin → core → layers → upstream → domain`, with the
+//! foundations below the pipeline, `config` a leaf and `sim` apart. See
+//! `docs/architecture.md`.
+//! - [`cli`] the command line: demo, serve, sim, audit, admin client, certs, ready.
+//! - [`app`] builds the runtime parts from settings, wires them, graceful shutdown.
 //! - [`transport`] the REST and gRPC adapters (translation only), TLS and client
 //!   certificates on the lookup listener, and the admin listener.
-//! - [`certs`] a private CA and certificates for mTLS pilots and tests (`lienthong certs`).
-//! - [`domain`] identifier formats and the official administrative-unit code lists.
+//! - [`admin`] the admin operations (datasets, connectors, grants, registry history and
+//!   rollback, purges, audit queries) with their roles, shared by REST and gRPC.
+//! - [`core`] the lookup service, whose functions hold the order of the request path, and
+//!   its live, reloadable version.
+//! - [`layers`] the steps of the request path: authentication, the record cache
+//!   (single-flight, negative entries, stale-if-error).
+//! - [`upstream`] the guard (capacity, breaker, retries), connectors (`soap-xml`,
+//!   `rest-json`, `grpc`), request templates and the declared payload mapping.
+//! - [`domain`] identifiers, dates, administrative units, datasets and canonical records,
+//!   the call context, the error-code table, the population database's signed headers.
+//! - Foundations: [`audit`] the tamper-evident trail (records, chain, group-commit writer,
+//!   SQLite and PostgreSQL stores, verification); [`registry`] every version of the
+//!   datasets, connectors, consumers and grants the gateway ran; [`telemetry`] logs, spans
+//!   and metrics; [`certs`] the crypto provider and a private CA for mTLS pilots;
+//!   [`shared`] GCRA limiters and what replicas share through Redis.
+//! - [`config`] typed config: TOML files → `LIENTHONG_*` env overrides → validation.
 //! - [`sim`] the simulated national databases and their deterministic data.
-//! - [`telemetry`] logging.
 //! - [`proto`] generated messages and services (`proto/`, compiled by protox in build.rs).
 
 pub mod admin;
 pub mod app;
 pub mod audit;
 pub mod certs;
+pub mod cli;
 pub mod config;
 pub mod core;
 pub mod domain;
 pub mod layers;
 pub mod registry;
+pub mod shared;
 pub mod sim;
 pub mod telemetry;
 pub mod transport;

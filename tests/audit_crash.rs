@@ -41,7 +41,7 @@ async fn sigkill_under_load_loses_no_acknowledged_record() {
         .expect("samples");
     let received: Arc<Mutex<Vec<(String, u16)>>> = Arc::default();
     let served_names: Arc<Mutex<HashSet<String>>> = Arc::default();
-    lienthong::app::install_crypto();
+    lienthong::certs::install_crypto();
     let http = reqwest::Client::new();
     let mut workers = Vec::new();
     for w in 0..16 {

@@ -127,7 +127,7 @@ async fn sigterm_drains_not_ready_finishes_in_flight_calls_then_exits() {
     });
     let log = dir.path().join("gateway.log");
     let (mut child, lookup, admin) = spawn_serve(&main, &log, "info");
-    lienthong::app::install_crypto();
+    lienthong::certs::install_crypto();
     let http = reqwest::Client::new();
     sims.population.set_faults(Faults {
         latency_ms: 1500,

@@ -65,7 +65,7 @@ async fn spans_reach_the_collector_with_their_parent_links() {
     let log = dir.path().join("gateway.log");
     let (mut child, lookup, _) = spawn_serve(&main, &log, "info");
 
-    lienthong::app::install_crypto();
+    lienthong::certs::install_crypto();
     let id = sims.data.samples("population.citizen", 2).expect("samples")[1].clone();
     let response = reqwest::Client::new()
         .get(format!("http://{lookup}/v1/citizens/{id}"))

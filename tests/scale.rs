@@ -89,7 +89,7 @@ async fn recorded_ids(url: &str, schema: &str) -> std::collections::HashSet<Stri
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_write_one_postgres_audit_store_and_it_verifies() {
     let Some(url) = postgres_url() else { return };
-    lienthong::app::install_crypto();
+    lienthong::certs::install_crypto();
     let schema = unique("t_audit");
     let sims = lienthong::sim::spawn(lienthong::sim::SimOptions::ephemeral())
         .await
@@ -134,7 +134,7 @@ async fn two_replicas_write_one_postgres_audit_store_and_it_verifies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_cut_off_mid_run_no_acknowledged_lookup_lacks_its_record() {
     let Some(url) = postgres_url() else { return };
-    lienthong::app::install_crypto();
+    lienthong::certs::install_crypto();
     let schema = unique("t_cut");
     let proxy = Proxy::start(url_addr(&url)).await;
     let proxied = url.replacen(&url_addr(&url).to_string(), &proxy.addr.to_string(), 1);
@@ -298,7 +298,7 @@ async fn metric(http: &reqwest::Client, admin: &str, name: &str) -> Option<f64> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_share_one_quota_through_redis() {
     let Some(url) = redis_url() else { return };
-    lienthong::app::install_crypto();
+    lienthong::certs::install_crypto();
     let prefix = unique("t_quota");
     let sims = lienthong::sim::spawn(lienthong::sim::SimOptions::ephemeral())
         .await
@@ -349,7 +349,7 @@ async fn two_replicas_share_one_quota_through_redis() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_cut_off_mid_run_falls_back_and_recovers() {
     let Some(url) = redis_url() else { return };
-    lienthong::app::install_crypto();
+    lienthong::certs::install_crypto();
     let prefix = unique("t_cut");
     let proxy = Proxy::start(url_addr(&url)).await;
     let proxied = format!("redis://{}", proxy.addr);
@@ -459,7 +459,7 @@ async fn purges_and_registry_changes_through_one_replica_reach_the_other() {
     let (Some(pg), Some(redis_url)) = (postgres_url(), redis_url()) else {
         return;
     };
-    lienthong::app::install_crypto();
+    lienthong::certs::install_crypto();
     let schema = unique("t_sync");
     let prefix = unique("t_sync");
     let sims = lienthong::sim::spawn(lienthong::sim::SimOptions::ephemeral())
@@ -586,7 +586,7 @@ async fn purges_and_registry_changes_through_one_replica_reach_the_other() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_share_one_capacity_toward_a_provider() {
     let Some(url) = redis_url() else { return };
-    lienthong::app::install_crypto();
+    lienthong::certs::install_crypto();
     let prefix = unique("t_cap");
     let sims = lienthong::sim::spawn(lienthong::sim::SimOptions::ephemeral())
         .await

@@ -1,10 +1,10 @@
 //! The simulators on their own: the population database's signed header scheme, and the
 //! business registry's GET form.
 
+use lienthong::domain::signed_header::signed_header_authorization;
 use lienthong::sim::{
     self, DEFAULT_POPULATION_SECRET, DEFAULT_POPULATION_USER, SimOptions, population,
 };
-use lienthong::upstream::auth::signed_header_authorization;
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -38,7 +38,7 @@ async fn call(url: &str, id: &str, timestamp: i64, secret: &str) -> (u16, String
 
 #[tokio::test]
 async fn signed_header_is_accepted_and_bad_ones_get_a_soap_fault() {
-    lienthong::app::install_crypto();
+    lienthong::certs::install_crypto();
     let sims = sim::spawn(SimOptions::ephemeral()).await.expect("sims");
     let url = format!("http://{}{}", sims.population_addr, population::PATH);
     let id = sims.data.samples("population.citizen", 1).expect("samples")[0].clone();
@@ -82,7 +82,7 @@ async fn signed_header_is_accepted_and_bad_ones_get_a_soap_fault() {
 
 #[tokio::test]
 async fn the_business_registry_answers_a_get_of_the_code_as_it_answers_the_post() {
-    lienthong::app::install_crypto();
+    lienthong::certs::install_crypto();
     let sims = sim::spawn(SimOptions::ephemeral()).await.expect("sims");
     let code = sims
         .data

@@ -10,7 +10,7 @@
 //!   removed, by their position in the list.
 
 use super::{Change, Cx, invalid, merge, object, role_table, tables, to_json};
-use crate::core::error::{ErrorCode, LookupError};
+use crate::domain::error::{ErrorCode, LookupError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 

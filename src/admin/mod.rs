@@ -15,9 +15,9 @@ mod changes;
 mod ops;
 
 use crate::config::{AdminCredential, AdminRole};
-use crate::core::error::{ErrorCode, LookupError};
 use crate::core::live::{Live, ReloadError};
 use crate::core::service::{ClientCertificate, Gateway, same_digest};
+use crate::domain::error::{ErrorCode, LookupError};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;

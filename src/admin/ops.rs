@@ -3,7 +3,7 @@
 
 use super::{Action, Cx, invalid};
 use crate::audit::query;
-use crate::core::error::{ErrorCode, LookupError};
+use crate::domain::error::{ErrorCode, LookupError};
 use serde_json::{Value, json};
 
 /// Audit query filters (dataset, subject, consumer, dossier, officer, from, to, limit,
@@ -91,7 +91,7 @@ pub(super) async fn purge(
     // Every replica forgets it too.
     if let Some(shared) = cx.g.shared() {
         shared
-            .publish(&crate::layers::shared::Event::Purge {
+            .publish(&crate::shared::Event::Purge {
                 dataset: dataset.to_owned(),
                 key: key.map(str::to_owned),
                 origin: cx.g.config().instance_id.clone(),

@@ -8,10 +8,9 @@
 //!   with an append-only commit file.
 //! - [`verify`] recomputing chains and checking checkpoints.
 //! - [`retention`] moving expired records to signed, chained archive files.
-//! - [`query`] pages of records by subject, consumer, dossier, officer, time; [`commands`]
-//!   the `lienthong audit` commands.
+//! - [`query`] pages of records by subject, consumer, dossier, officer, time (the
+//!   `lienthong audit` commands live in `cli`).
 
-pub mod commands;
 pub mod journal;
 pub mod postgres;
 pub mod query;

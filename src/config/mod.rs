@@ -5,11 +5,11 @@ pub mod raw;
 
 use crate::audit::record::{Signer, SubjectKey};
 use crate::audit::writer::{Durability, WriterSettings};
-use crate::core::context::ContextRules;
-use crate::core::dataset::{Dataset, builtin, descriptors};
+use crate::domain::context::ContextRules;
+use crate::domain::dataset::{Dataset, builtin, descriptors};
 use crate::domain::date::Date;
 use crate::layers::cache::CacheSettings;
-use crate::layers::rate_limit::QuotaSpec;
+use crate::shared::limiter::QuotaSpec;
 use crate::transport::tls::{self, ClientAuth};
 use crate::upstream::guard::{BreakerSettings, GuardSettings};
 use crate::upstream::mapping::{Mapping, Path};
@@ -1472,7 +1472,7 @@ fn audit_config(
 /// The built-in datasets, changed by the datasets file (switched off), and the datasets it
 /// registers, each with a record type built from its field schema.
 fn datasets(raw: RawDatasets, e: &mut Errors<'_>) -> Vec<Dataset> {
-    use crate::core::dataset::{FIELD_TYPES, FieldSpec, KeyKind, KeyRule, build_record};
+    use crate::domain::dataset::{FIELD_TYPES, FieldSpec, KeyKind, KeyRule, build_record};
     static NAME: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new("^[a-z][a-z0-9_]{0,39}\\.[a-z][a-z0-9_]{0,39}$").expect("valid")
     });

@@ -176,7 +176,7 @@ impl Live {
         // The other replicas run it too.
         if let (Some(shared), Some(_)) = (shared, &self.registry) {
             shared
-                .publish(&crate::layers::shared::Event::Registry { version, origin })
+                .publish(&crate::shared::Event::Registry { version, origin })
                 .await;
         }
         Ok(Reloaded {
@@ -229,7 +229,7 @@ impl Live {
         poll: std::time::Duration,
         stop: tokio::sync::watch::Receiver<bool>,
     ) {
-        use crate::layers::shared::Event;
+        use crate::shared::Event;
         let me = self.current().config().instance_id.clone();
         let shared = self.current().shared().cloned();
         let events = {

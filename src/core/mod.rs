@@ -1,9 +1,5 @@
-//! The core: one lookup service both transports call, the call context, datasets, records
-//! and the error-code table.
+//! The core: the lookup service both transports call, whose functions hold the order of the
+//! request path, and the live (reloadable) version of it.
 
-pub mod context;
-pub mod dataset;
-pub mod error;
 pub mod live;
-pub mod record;
 pub mod service;

@@ -1,17 +1,19 @@
 //! The lookup service: the request path both transports share. The order of steps lives in
 //! [`Gateway::lookup`], one comment per step saying why it sits there.
 
-use super::context::{CallContext, RawContext};
-use super::dataset::Dataset;
-use super::error::{ErrorCode, LookupError};
-use super::record::{Projected, StoredRecord};
 use crate::audit::record::{AuditEntry, now_ms};
 use crate::audit::writer::{AuditFailure, AuditLog};
 use crate::config::{Config, Consumer, Grant, Mode};
+use crate::domain::context::{CallContext, RawContext};
+use crate::domain::dataset::Dataset;
 use crate::domain::date::Date;
+use crate::domain::error::{ErrorCode, LookupError};
+use crate::domain::record::{Projected, StoredRecord};
+pub use crate::layers::authenticate::ClientCertificate;
+pub use crate::layers::cache::CacheStatus;
 use crate::layers::cache::RecordCache;
-use crate::layers::rate_limit::{Limiter, QuotaSpec, QuotaState};
-use crate::layers::shared::{Refusal, Shared};
+use crate::shared::limiter::{Limiter, QuotaSpec, QuotaState};
+use crate::shared::{Refusal, Shared};
 use crate::telemetry::metrics::Metrics;
 use crate::upstream::connector::{Call, Connector, UpstreamError};
 use crate::upstream::guard::{Guard, GuardStatus};
@@ -21,14 +23,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
-
-/// The names a client certificate carries, once the TLS layer has verified it against the
-/// configured CA: `CN=…` for the subject's common names, `DNS:…`, `URI:…`, `email:…` and
-/// `IP:…` for its subject alternative names (DNS names in lower case).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ClientCertificate {
-    pub names: Vec<String>,
-}
 
 /// A call's place in a W3C trace: the trace id (32 hex digits), the gateway's own span id
 /// for this call (16 hex digits), and whether the caller samples it.
@@ -178,26 +172,6 @@ fn same_value(actual: Option<&serde_json::Value>, claimed: &serde_json::Value) -
         // Numbers arrive as JSON numbers or, for 64-bit fields, strings.
         (Some(Value::String(a)), Value::Number(n)) => *a == n.to_string(),
         (Some(a), c) => a == c,
-    }
-}
-
-/// Where the answer came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CacheStatus {
-    Hit,
-    Miss,
-    Stale,
-    Coalesced,
-}
-
-impl CacheStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CacheStatus::Hit => "hit",
-            CacheStatus::Miss => "miss",
-            CacheStatus::Stale => "stale",
-            CacheStatus::Coalesced => "coalesced",
-        }
     }
 }
 
@@ -438,7 +412,7 @@ fn current_year() -> i32 {
 impl Gateway {
     /// Builds the core from validated config.
     pub fn new(config: Arc<Config>, audit: AuditLog) -> Result<Gateway, String> {
-        crate::app::install_crypto();
+        crate::certs::install_crypto();
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(64)
             .build()
@@ -541,7 +515,7 @@ impl Gateway {
         }
         // With shared quotas, the local limiters hold this replica's share.
         let local = |q: QuotaSpec| match &shared {
-            Some(s) => Limiter::new(crate::layers::shared::share(q, s.settings().replicas)),
+            Some(s) => Limiter::new(crate::shared::share(q, s.settings().replicas)),
             None => Limiter::new(q),
         };
         let consumer_limits = config

@@ -1,6 +1,13 @@
-//! Vietnamese public-administration facts shared by the gateway's validators and the
-//! simulators: administrative units and identifier formats.
+//! What the gateway and the simulators talk about: Vietnamese public-administration facts
+//! (administrative units, identifier formats, dates), the datasets and their canonical
+//! records, the call context, and the error-code table every transport answers with.
 
+pub mod context;
+pub mod dataset;
 pub mod date;
+pub mod error;
 pub mod ids;
+pub mod record;
+pub mod signed_header;
 pub mod units;
+pub mod xml;

@@ -12,8 +12,7 @@
 //! - Freshness is judged on tokio's clock, so tests can drive it with paused time; moka
 //!   only bounds memory (capacity, and dropping entries no longer servable even stale).
 
-use crate::core::record::{Record, StoredRecord};
-use crate::core::service::CacheStatus;
+use crate::domain::record::{Record, StoredRecord};
 use crate::upstream::connector::UpstreamError;
 use std::collections::HashMap;
 use std::future::Future;
@@ -21,6 +20,26 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
+
+/// Where the answer came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheStatus {
+    Hit,
+    Miss,
+    Stale,
+    Coalesced,
+}
+
+impl CacheStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheStatus::Hit => "hit",
+            CacheStatus::Miss => "miss",
+            CacheStatus::Stale => "stale",
+            CacheStatus::Coalesced => "coalesced",
+        }
+    }
+}
 
 /// Cache settings of one connector's dataset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

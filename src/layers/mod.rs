@@ -1,6 +1,5 @@
-//! The layers of the request path that sit between the core's checks and the connector, one
-//! concern per file.
+//! The steps of the request path, one concern per file: authentication and the record
+//! cache (single-flight, negative entries, stale-if-error).
 
+pub mod authenticate;
 pub mod cache;
-pub mod rate_limit;
-pub mod shared;

@@ -5,9 +5,9 @@
 use super::control::{Control, Fault, recorded};
 use super::data::SimData;
 use crate::domain::ids::PersonalId;
+use crate::domain::signed_header::{SIGNATURE_MAX_SKEW_MS, signed_header_digest};
+use crate::domain::xml::xml_escape as escape;
 use crate::proto::lienthong::{Address, Citizen, Relative};
-use crate::upstream::auth::{SIGNATURE_MAX_SKEW_MS, signed_header_digest};
-use crate::upstream::mapping::xml_escape as escape;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};

@@ -4,9 +4,9 @@
 //! and their rules live in [`crate::admin`], shared with the gRPC `AdminService`.
 
 use crate::admin::{AuditFilters, Credential, Op};
-use crate::core::error::{ErrorCode, LookupError};
 use crate::core::live::Live;
-use crate::core::service::ClientCertificate;
+use crate::domain::error::{ErrorCode, LookupError};
+use crate::layers::authenticate::ClientCertificate;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::{HeaderValue, header, request::Parts};
 use axum::response::{IntoResponse, Response};

@@ -3,9 +3,9 @@
 //! answers (JSON objects, as `google.protobuf.Struct`) are the same on both.
 
 use crate::admin::{Credential, Op};
-use crate::core::error::{ErrorCode, LookupError};
 use crate::core::live::Live;
-use crate::core::service::ClientCertificate;
+use crate::domain::error::{ErrorCode, LookupError};
+use crate::layers::authenticate::ClientCertificate;
 use crate::proto::lienthong::AdminRequest;
 use crate::proto::lienthong::admin_service_server::AdminService;
 use pbjson_types::Struct;

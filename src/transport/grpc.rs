@@ -2,11 +2,11 @@
 //! the error-code table with `google.rpc.ErrorInfo` (reason = the stable code) in details.
 
 use super::{bearer, context_from, rate_limit_headers, request_id, wants_fresh};
-use crate::core::context::RawContext;
-use crate::core::error::LookupError;
 use crate::core::service::{
     self as core, Caller, ClientCertificate, Lookup, LookupRequest, TraceContext,
 };
+use crate::domain::context::RawContext;
+use crate::domain::error::LookupError;
 use crate::proto::lienthong::lookup_service_server::LookupService;
 use crate::proto::lienthong::*;
 use serde::de::DeserializeOwned;
@@ -49,7 +49,7 @@ pub fn status(e: &LookupError, request_id: &str) -> Status {
     status
 }
 
-fn insert_rate_limit(metadata: &mut MetadataMap, q: &crate::layers::rate_limit::QuotaState) {
+fn insert_rate_limit(metadata: &mut MetadataMap, q: &crate::shared::limiter::QuotaState) {
     for (name, value) in rate_limit_headers(q) {
         if let Ok(v) = MetadataValue::try_from(value.as_str()) {
             metadata.insert(name, v);
@@ -170,7 +170,7 @@ impl LookupApi {
     }
 }
 
-fn to_struct(record: &crate::core::record::Projected) -> Option<pbjson_types::Struct> {
+fn to_struct(record: &crate::domain::record::Projected) -> Option<pbjson_types::Struct> {
     record.deserialize().ok()
 }
 

@@ -9,9 +9,9 @@ pub mod rest;
 pub mod tls;
 
 use crate::config::{Consumer, Grant};
-use crate::core::context::RawContext;
-use crate::layers::rate_limit::QuotaState;
+use crate::domain::context::RawContext;
 use crate::proto::lienthong::{Capabilities, DatasetCapability};
+use crate::shared::limiter::QuotaState;
 
 /// The core version current when a request arrived; the request keeps it to the end.
 pub struct Current(pub std::sync::Arc<crate::core::service::Gateway>);

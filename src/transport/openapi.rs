@@ -9,7 +9,7 @@
 //! - Error responses come from the error-code table: every status a lookup can answer with,
 //!   naming the stable codes behind it.
 
-use crate::core::error::ErrorCode;
+use crate::domain::error::ErrorCode;
 use prost_reflect::{Cardinality, FieldDescriptor, Kind, MessageDescriptor};
 use std::collections::BTreeMap;
 use utoipa::openapi::schema::{

@@ -2,12 +2,12 @@
 //! `application/problem+json` bodies carrying the stable `code`.
 
 use super::{bearer, context_from, rate_limit_headers, request_id, wants_fresh};
-use crate::core::context::RawContext;
-use crate::core::error::LookupError;
 use crate::core::service::{
     BatchItem, BatchOutcome, Caller, ClientCertificate, Gateway, Lookup, LookupRequest,
     TraceContext, VerifyRequest,
 };
+use crate::domain::context::RawContext;
+use crate::domain::error::LookupError;
 use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -52,7 +52,7 @@ pub fn documented(gateway: Arc<crate::core::live::Live>) -> (Router, utoipa::ope
         .split_for_parts();
     super::openapi::complete(
         &mut api,
-        crate::core::dataset::descriptors(),
+        crate::domain::dataset::descriptors(),
         &[
             CITIZEN,
             ENTERPRISE,
@@ -218,7 +218,7 @@ pub fn problem(e: &LookupError, request_id: &str) -> Response {
     response
 }
 
-fn insert_rate_limit(h: &mut HeaderMap, q: &crate::layers::rate_limit::QuotaState) {
+fn insert_rate_limit(h: &mut HeaderMap, q: &crate::shared::limiter::QuotaState) {
     for (name, value) in rate_limit_headers(q) {
         if let Ok(v) = HeaderValue::from_str(&value) {
             h.insert(name, v);
@@ -409,7 +409,7 @@ async fn batch(
         Ok(b) => b,
         Err(e) => {
             let err = LookupError::new(
-                crate::core::error::ErrorCode::InvalidRequest,
+                crate::domain::error::ErrorCode::InvalidRequest,
                 format!("body must be {{\"items\": [{{\"dataset\", \"key\", \"fields\"?}}]}}: {e}"),
             );
             let err = g.refuse(&caller, "batch", err).await;
@@ -524,7 +524,7 @@ async fn verify(
         Ok(b) => b,
         Err(e) => {
             let err = LookupError::new(
-                crate::core::error::ErrorCode::InvalidRequest,
+                crate::domain::error::ErrorCode::InvalidRequest,
                 format!("body must be {{\"key\": \"...\", \"claims\": {{field: value}}}}: {e}"),
             );
             let err = g.refuse(&caller, "verify", err).await;

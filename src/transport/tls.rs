@@ -4,7 +4,7 @@
 //!
 //! REST and gRPC share the port, so the server offers ALPN `h2` and `http/1.1`.
 
-use crate::core::service::ClientCertificate;
+use crate::layers::authenticate::ClientCertificate;
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;

@@ -3,9 +3,9 @@
 
 use super::{grpc, rest, soap};
 use crate::config::{ConnectorConfig, ConnectorKind};
-use crate::core::context::CallContext;
-use crate::core::dataset::Dataset;
-use crate::core::record::Record;
+use crate::domain::context::CallContext;
+use crate::domain::dataset::Dataset;
+use crate::domain::record::Record;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;

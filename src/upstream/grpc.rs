@@ -4,7 +4,7 @@
 use super::connector::{Call, Payload, UpstreamError};
 use super::template::Vars;
 use crate::config::{ConnectorConfig, ConnectorKind};
-use crate::core::record::proto_json;
+use crate::domain::record::proto_json;
 use bytes::{Buf, BufMut, Bytes};
 use prost::Message;
 use prost_reflect::DynamicMessage;

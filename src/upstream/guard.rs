@@ -266,11 +266,11 @@ pub struct GuardStats {
 /// A provider's capacity shared by every replica through Redis (one call per `interval`,
 /// `burst` at once), with this replica's share as the fallback.
 pub struct SharedCapacity {
-    pub shared: std::sync::Arc<crate::layers::shared::Shared>,
+    pub shared: std::sync::Arc<crate::shared::Shared>,
     pub key: String,
     pub interval: Duration,
     pub burst: u32,
-    pub local: crate::layers::rate_limit::Limiter,
+    pub local: crate::shared::limiter::Limiter,
 }
 
 impl SharedCapacity {
@@ -284,7 +284,7 @@ impl SharedCapacity {
                 .await
             {
                 Ok(_) => return true,
-                Err(crate::layers::shared::Refusal::Over(o))
+                Err(crate::shared::Refusal::Over(o))
                     if started.elapsed() + o.retry_after <= limit =>
                 {
                     tokio::time::sleep(o.retry_after.max(Duration::from_micros(100))).await;
@@ -330,7 +330,7 @@ impl Guard {
     /// through Redis; while Redis is unreachable this replica paces at its share.
     pub fn share_capacity(
         mut self,
-        shared: std::sync::Arc<crate::layers::shared::Shared>,
+        shared: std::sync::Arc<crate::shared::Shared>,
         connector: &str,
     ) -> Guard {
         let rps = self.settings.capacity_rps;
@@ -339,7 +339,7 @@ impl Guard {
         }
         let replicas = shared.settings().replicas.max(1);
         let share = rps.div_ceil(replicas).max(1);
-        let spec = crate::layers::rate_limit::QuotaSpec {
+        let spec = crate::shared::limiter::QuotaSpec {
             count: std::num::NonZeroU32::new(share).expect("at least one"),
             per: Duration::from_secs(1),
         };
@@ -350,7 +350,7 @@ impl Guard {
             ),
             interval: Duration::from_secs(1) / rps,
             burst: self.settings.burst.max(1),
-            local: crate::layers::rate_limit::Limiter::new(spec),
+            local: crate::shared::limiter::Limiter::new(spec),
             shared,
         });
         self

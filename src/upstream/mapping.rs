@@ -434,22 +434,6 @@ fn coerce(v: &Value, to: Scalar) -> Option<Value> {
     }
 }
 
-/// Escapes text for an XML element or attribute value.
-pub fn xml_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// Turns an XML document into the JSON tree mappings read: elements by local name (namespace
 /// prefixes dropped), leaf text as strings, repeated siblings as arrays.
 pub fn xml_to_json(xml: &str) -> Result<Value, String> {

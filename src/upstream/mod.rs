@@ -1,7 +1,6 @@
 //! Upstream side: connectors that call providers over their protocols (SOAP/XML, REST/JSON,
 //! gRPC) and map their payloads to canonical records through declared mappings.
 
-pub mod auth;
 pub mod connector;
 pub mod grpc;
 pub mod guard;

@@ -1,11 +1,12 @@
 //! The `soap-xml` connector: a SOAP 1.1 envelope over HTTP POST, with the population
 //! database's signed-header scheme when configured.
 
-use super::auth::signed_header_authorization;
 use super::connector::{Call, Payload, UpstreamError, http_error};
-use super::mapping::{xml_escape as escape, xml_to_json};
+use super::mapping::xml_to_json;
 use super::template::Vars;
 use crate::config::{ConnectorConfig, ConnectorKind, UpstreamAuth};
+use crate::domain::signed_header::signed_header_authorization;
+use crate::domain::xml::xml_escape as escape;
 use std::fmt::Write;
 
 pub async fn call(

@@ -10,7 +10,7 @@ use serde_json::Value;
 pub struct Vars<'a> {
     pub key: &'a str,
     pub request_id: &'a str,
-    pub context: &'a crate::core::context::CallContext,
+    pub context: &'a crate::domain::context::CallContext,
     pub auth_user: &'a str,
 }
 
@@ -144,7 +144,7 @@ impl JsonTemplate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::context::CallContext;
+    use crate::domain::context::CallContext;
 
     #[test]
     fn renders_placeholders() {

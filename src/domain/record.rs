@@ -279,7 +279,7 @@ mod tests {
 
     #[test]
     fn the_direct_canonical_form_is_what_the_round_trip_makes() {
-        let pool = crate::core::dataset::descriptors();
+        let pool = crate::domain::dataset::descriptors();
         let desc = |name: &str| pool.get_message_by_name(name).expect("record type");
         let (enterprise, parcel) = (
             desc("lienthong.v1.Enterprise"),

@@ -1,12 +1,119 @@
-//! The `lienthong audit …` commands: verify the trail, the access report of one subject, and
-//! records by consumer, dossier, officer and time. They read the store named in config;
-//! every read is recorded on the chain `<instance>.cli`, signed at once.
+//! `lienthong audit …`: verify the trail, a subject's access report, records by consumer,
+//! dossier, officer and time, and archiving. They read the store named in config; every read
+//! is recorded on the chain `<instance>.cli`, signed at once.
 
-use super::query::{self, Filters};
-use super::store::AuditStore;
-use super::verify::{VerifyError, verify};
+use super::admin::PageArgs;
+use super::load;
+use crate::audit::query::{self, Filters};
+use crate::audit::store::AuditStore;
+use crate::audit::verify::{VerifyError, verify};
 use crate::config::Config;
+use clap::Subcommand;
 use std::io::Write;
+use std::path::PathBuf;
+
+#[derive(Subcommand)]
+pub(crate) enum AuditCommand {
+    /// Recompute every chain and check every checkpoint signature; exits non-zero naming the
+    /// first bad record.
+    Verify {
+        #[arg(long, env = "LIENTHONG_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Who looked at one subject's data: agency system, procedure, dossier, officer, when,
+    /// which fields (disclosures only).
+    Report {
+        #[arg(long, env = "LIENTHONG_CONFIG")]
+        config: Option<PathBuf>,
+        /// e.g. population.citizen
+        #[arg(long)]
+        dataset: String,
+        /// The subject's key, e.g. a personal identification number.
+        #[arg(long)]
+        subject: String,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    /// Move records older than the retention period to signed archive files now (the
+    /// gateway also does it hourly when audit.retention_days is set).
+    Archive {
+        #[arg(long, env = "LIENTHONG_CONFIG")]
+        config: Option<PathBuf>,
+        /// Instead of audit.retention_days.
+        #[arg(long)]
+        older_than_days: Option<u64>,
+    },
+    /// Records by consumer, dossier, officer, dataset and time (every outcome).
+    Records {
+        #[arg(long, env = "LIENTHONG_CONFIG")]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        dataset: Option<String>,
+        #[arg(long)]
+        consumer: Option<String>,
+        #[arg(long)]
+        dossier: Option<String>,
+        #[arg(long)]
+        officer: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+}
+
+pub(crate) async fn audit(command: AuditCommand) -> Result<(), String> {
+    use crate::audit::query::Filters;
+    let filters = |page: PageArgs| {
+        (
+            Filters {
+                from: page.from,
+                to: page.to,
+                limit: Some(page.limit),
+                page_token: page.page_token,
+                ..Filters::default()
+            },
+            page.json,
+        )
+    };
+    match command {
+        AuditCommand::Verify { config } => run_verify(&load(config)?).await,
+        AuditCommand::Archive {
+            config,
+            older_than_days,
+        } => run_archive(&load(config)?, older_than_days).await,
+        AuditCommand::Report {
+            config,
+            dataset,
+            subject,
+            page,
+        } => {
+            let (f, json) = filters(page);
+            let f = Filters {
+                dataset: Some(dataset),
+                subject: Some(subject),
+                ..f
+            };
+            run_query(&load(config)?, f, json, true).await
+        }
+        AuditCommand::Records {
+            config,
+            dataset,
+            consumer,
+            dossier,
+            officer,
+            page,
+        } => {
+            let (f, json) = filters(page);
+            let f = Filters {
+                dataset,
+                consumer,
+                dossier,
+                officer,
+                ..f
+            };
+            run_query(&load(config)?, f, json, false).await
+        }
+    }
+}
 
 async fn open(config: &Config) -> Result<std::sync::Arc<dyn AuditStore>, String> {
     let path = &config.audit.path;
@@ -176,11 +283,11 @@ pub async fn run_archive(config: &Config, older_than_days: Option<u64>) -> Resul
         }
     };
     let store = open(config).await?;
-    let before = super::record::now_ms() - (days as i64) * 86_400_000;
+    let before = crate::audit::record::now_ms() - (days as i64) * 86_400_000;
     let signer = config.audit.signer();
     let mut total = 0;
     for instance in store.instances().await.map_err(|e| e.to_string())? {
-        for a in super::retention::archive_expired(
+        for a in crate::audit::retention::archive_expired(
             store.as_ref(),
             &instance,
             before,
@@ -198,8 +305,8 @@ pub async fn run_archive(config: &Config, older_than_days: Option<u64>) -> Resul
     }
     println!("{total} records archived (older than {days} days)");
     // Archiving changes the trail, so it is recorded on it too.
-    let entry = super::record::AuditEntry {
-        time_ms: super::record::now_ms(),
+    let entry = crate::audit::record::AuditEntry {
+        time_ms: crate::audit::record::now_ms(),
         transport: "cli".into(),
         actor: format!(
             "cli:{}",

@@ -1,4 +1,5 @@
-//! Upstream credentials: the population database's signed-header scheme and bearer tokens.
+//! The population database's signed-header scheme, which the gateway's connector signs with
+//! and the simulator checks.
 
 use base64::Engine;
 use sha2::{Digest, Sha256};

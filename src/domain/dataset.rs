@@ -321,7 +321,7 @@ mod tests {
             },
         ];
         let record = build_record(&mut pool, "tax.status", &fields).expect("builds");
-        let ok = crate::core::record::Record::canonical(
+        let ok = crate::domain::record::Record::canonical(
             &record,
             json!({"code": "0101234567", "employees": 12, "lines": ["a", "b"]})
                 .as_object()
@@ -330,12 +330,12 @@ mod tests {
         )
         .expect("fits");
         assert_eq!(ok.0["employees"], json!(12));
-        let wrong = crate::core::record::Record::canonical(
+        let wrong = crate::domain::record::Record::canonical(
             &record,
             json!({"employees": "many"}).as_object().cloned().unwrap(),
         );
         assert!(wrong.is_err(), "a string is not an int32");
-        let unknown = crate::core::record::Record::canonical(
+        let unknown = crate::domain::record::Record::canonical(
             &record,
             json!({"owner": "x"}).as_object().cloned().unwrap(),
         );

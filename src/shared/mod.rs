@@ -8,8 +8,10 @@
 //! are refused as `overloaded`. Redis is tried again a second later, and used as soon as it
 //! answers. The check's own latency is measured.
 
+pub mod limiter;
+
 use crate::config::{RedisFallback, RedisSettings};
-use crate::layers::rate_limit::{OverQuota, QuotaSpec, QuotaState};
+use crate::shared::limiter::{OverQuota, QuotaSpec, QuotaState};
 use crate::telemetry::metrics::Histogram;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
@@ -138,7 +140,7 @@ impl Shared {
         &self,
         key: &str,
         spec: QuotaSpec,
-        share: &crate::layers::rate_limit::Limiter,
+        share: &crate::shared::limiter::Limiter,
     ) -> Result<QuotaState, Refusal> {
         let interval = spec.per / spec.count.get();
         self.check_rate(key, interval, spec.count.get(), share)
@@ -151,7 +153,7 @@ impl Shared {
         key: &str,
         interval: Duration,
         burst: u32,
-        share: &crate::layers::rate_limit::Limiter,
+        share: &crate::shared::limiter::Limiter,
     ) -> Result<QuotaState, Refusal> {
         if self.now_us() >= self.skip_until.load(Ordering::Relaxed) {
             let started = Instant::now();

@@ -2,6 +2,7 @@
 //! `"600/min"`, enforced by GCRA (governor). A refusal says when to retry; every answer
 //! carries the tightest quota's state for the `RateLimit-*` headers.
 
+pub use crate::domain::error::QuotaState;
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
@@ -52,27 +53,6 @@ impl fmt::Display for QuotaSpec {
             _ => "day",
         };
         write!(f, "{}/{unit}", self.count)
-    }
-}
-
-/// A quota's state after a decision, as the `RateLimit-*` headers tell it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QuotaState {
-    /// Calls the quota allows at once (`RateLimit-Limit`).
-    pub limit: u32,
-    /// Calls left right now (`RateLimit-Remaining`).
-    pub remaining: u32,
-    /// Until the quota is whole again (`RateLimit-Reset`).
-    pub reset: Duration,
-}
-
-impl QuotaState {
-    /// The tighter of two states: the one with fewer calls left.
-    pub fn tighter(a: Option<QuotaState>, b: Option<QuotaState>) -> Option<QuotaState> {
-        match (a, b) {
-            (Some(a), Some(b)) => Some(if b.remaining < a.remaining { b } else { a }),
-            (a, b) => a.or(b),
-        }
     }
 }
 

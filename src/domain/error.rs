@@ -1,7 +1,6 @@
 //! The one error-code table: every failure a caller can see, with its gRPC status and HTTP
 //! status. Transports translate through it and nowhere else.
 
-use crate::layers::rate_limit::QuotaState;
 use std::time::Duration;
 
 /// Stable error codes (the `code` of a problem body, the `reason` of gRPC `ErrorInfo`).
@@ -138,6 +137,27 @@ impl LookupError {
             message: message.into(),
             retry_after: None,
             quota: None,
+        }
+    }
+}
+
+/// A quota's state after a decision, as the `RateLimit-*` headers tell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaState {
+    /// Calls the quota allows at once (`RateLimit-Limit`).
+    pub limit: u32,
+    /// Calls left right now (`RateLimit-Remaining`).
+    pub remaining: u32,
+    /// Until the quota is whole again (`RateLimit-Reset`).
+    pub reset: Duration,
+}
+
+impl QuotaState {
+    /// The tighter of two states: the one with fewer calls left.
+    pub fn tighter(a: Option<QuotaState>, b: Option<QuotaState>) -> Option<QuotaState> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(if b.remaining < a.remaining { b } else { a }),
+            (a, b) => a.or(b),
         }
     }
 }

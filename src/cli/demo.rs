@@ -1,0 +1,95 @@
+//! `lienthong demo`: the simulators and the gateway on embedded defaults, and commands to
+//! copy that work against them.
+
+use super::env;
+use crate::config::Config;
+use crate::config::Source;
+use crate::sim::{self, SimOptions};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub(crate) async fn demo(ephemeral_ports: bool) -> Result<(), String> {
+    let addr = |s: &str| s.parse::<SocketAddr>().map_err(|e| e.to_string());
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    let options = if ephemeral_ports {
+        SimOptions::on(any, any, any)
+    } else {
+        SimOptions::on(
+            addr(sim::DEFAULT_POPULATION_ADDR)?,
+            addr(sim::DEFAULT_BUSINESS_ADDR)?,
+            addr(sim::DEFAULT_LAND_ADDR)?,
+        )
+    };
+    let sims = sim::spawn(options).await.map_err(|e| e.to_string())?;
+    // The embedded config points at the simulators' default addresses; follow where they are.
+    let source = Source::demo_with(|text| {
+        let text = text
+            .replace(
+                sim::DEFAULT_POPULATION_ADDR,
+                &sims.population_addr.to_string(),
+            )
+            .replace(sim::DEFAULT_BUSINESS_ADDR, &sims.business_addr.to_string())
+            .replace(sim::DEFAULT_LAND_ADDR, &sims.land_addr.to_string());
+        if ephemeral_ports {
+            text.replace(":8080\"", ":0\"").replace(":9090\"", ":0\"")
+        } else {
+            text
+        }
+    });
+    let config = Config::load(&source, &env()).map_err(|e| e.to_string())?;
+    let telemetry =
+        crate::telemetry::init(config.log_json, &config.log_level, config.otel.as_ref());
+    let running = crate::app::start(Arc::new(config)).await?;
+    let sample = |dataset: &str| {
+        sims.data
+            .samples(dataset, 1)
+            .ok()
+            .and_then(|k| k.into_iter().next())
+            .unwrap_or_default()
+    };
+    let (citizen, enterprise, parcel) = (
+        sample("population.citizen"),
+        sample("business.enterprise"),
+        sample("land.parcel"),
+    );
+    let lookup = running.lookup_addr;
+    let ctx = "-H 'X-Procedure-Code: 1.001612' -H 'X-Dossier-Id: 000.00.53.H48-251128-0001' -H 'X-Officer-Id: canbo01'";
+    println!(
+        r#"
+lienthong demo is running.
+  lookup API (REST + gRPC)  http://{lookup}
+  admin                     http://{admin}/dashboard (live), /metrics, /healthz, /readyz
+  simulators                population {pop}, business {bus}, land {land} (GET /_sim/stats on each)
+  consumer demo-onestop, API key demo-onestop-key
+
+Look up a citizen, an enterprise and a land parcel over REST:
+  curl -s -H 'Authorization: Bearer demo-onestop-key' {ctx} http://{lookup}/v1/citizens/{citizen}
+  curl -s -H 'Authorization: Bearer demo-onestop-key' {ctx} http://{lookup}/v1/enterprises/{enterprise}
+  curl -s -H 'Authorization: Bearer demo-onestop-key' {ctx} 'http://{lookup}/v1/land-parcels/{parcel}?fields=parcel_id,area_m2,land_use_purposes'
+
+Several at once, one outcome per item (the second key is malformed):
+  curl -s -H 'Authorization: Bearer demo-onestop-key' {ctx} -H 'Content-Type: application/json' \
+    -d '{{"items":[{{"dataset":"population.citizen","key":"{citizen}"}},{{"dataset":"business.enterprise","key":"0100233489"}}]}}' http://{lookup}/v1/batch
+
+Over gRPC (server reflection is on, no proto file needed):
+  grpcurl -plaintext -H 'authorization: Bearer demo-onestop-key' \
+    -d '{{"context":{{"procedure_code":"1.001612","dossier_id":"000.00.53.H48-251128-0001","officer_id":"canbo01"}},"personal_id":"{citizen}"}}' \
+    {lookup} lienthong.v1.LookupService/GetCitizen
+
+Every call above left an audit record (in ./data/audit.db). Who looked at this citizen:
+  curl -s -H 'Authorization: Bearer demo-operator-token' 'http://{admin}/admin/v1/audit/report?dataset=population.citizen&subject={citizen}'
+After stopping: lienthong audit verify, and lienthong audit report --dataset population.citizen --subject {citizen}
+
+More keys that exist:  lienthong sim samples --dataset population.citizen --count 5
+Press Ctrl-C to stop.
+"#,
+        admin = running.admin_addr,
+        pop = sims.population_addr,
+        bus = sims.business_addr,
+        land = sims.land_addr,
+    );
+    running.run_until_signal().await;
+    telemetry.shutdown();
+    drop(sims);
+    Ok(())
+}

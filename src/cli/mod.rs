@@ -1,0 +1,198 @@
+//! The `lienthong` command line: each subcommand in its own file, `main.rs` only calls
+//! [`run`].
+
+mod admin;
+mod audit;
+mod demo;
+mod sim;
+
+use crate::config::{Config, Source};
+use clap::{Parser, Subcommand};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// lienthong — a data-sharing gateway between one-stop systems and national databases.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Simulated national databases plus the gateway on embedded defaults: nothing to install.
+    Demo {
+        /// Bind every listener (gateway and simulators) on a free port instead of the
+        /// defaults, e.g. to run beside another demo; the printed commands use the real ports.
+        #[arg(long)]
+        ephemeral_ports: bool,
+    },
+    /// Run the gateway.
+    Serve {
+        /// Main config file (else LIENTHONG_CONFIG, else the embedded demo defaults).
+        #[arg(long, env = "LIENTHONG_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Validate a configuration; names every error with its file and key.
+    CheckConfig {
+        #[arg(long, env = "LIENTHONG_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// The simulated national databases alone.
+    Sim(sim::SimArgs),
+    /// The audit trail: verify it, a subject's access report, records by consumer, dossier,
+    /// officer and time.
+    Audit {
+        #[command(subcommand)]
+        command: audit::AuditCommand,
+    },
+    /// Operate a running gateway through its admin listener.
+    Admin(admin::AdminArgs),
+    /// Whether a running gateway is ready (its /readyz): exit 0 if so, 1 if not; for
+    /// container health checks, where there is no curl.
+    Ready {
+        /// The admin listener, e.g. http://127.0.0.1:9090.
+        #[arg(long, default_value = "http://127.0.0.1:9090")]
+        admin: String,
+    },
+    /// Make a private CA, a server certificate and client certificates for mTLS (a pilot
+    /// or a test). Existing files are kept: run it again to add clients under the same CA.
+    Certs {
+        /// Directory to write into.
+        #[arg(long, default_value = "tls")]
+        out: PathBuf,
+        /// A DNS name or IP address the server certificate is valid for (repeatable).
+        #[arg(long = "server-name", default_values_t = ["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()])]
+        server_names: Vec<String>,
+        /// A client certificate with this subject CN (repeatable), written as
+        /// client-NAME.pem and client-NAME-key.pem.
+        #[arg(long = "client")]
+        clients: Vec<String>,
+        /// Days the server and client certificates are valid (the CA: at least ten years).
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+    },
+}
+
+pub(crate) fn env() -> BTreeMap<String, String> {
+    std::env::vars().collect()
+}
+
+pub(crate) fn load(config: Option<PathBuf>) -> Result<Config, String> {
+    let source = config.map(Source::File).unwrap_or_else(Source::demo);
+    Config::load(&source, &env()).map_err(|e| e.to_string())
+}
+
+/// Parses the command line and runs the command; the exit code says whether it worked.
+pub async fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo { ephemeral_ports } => demo::demo(ephemeral_ports).await,
+        Command::Serve { config } => serve(config).await,
+        Command::CheckConfig { config } => match load(config) {
+            Ok(c) => {
+                println!(
+                    "{}: ok ({} connectors, {} consumers, {} grants)",
+                    c.source,
+                    c.connectors.len(),
+                    c.consumers.len(),
+                    c.grants.len()
+                );
+                Ok(())
+            }
+            Err(e) => Err(e),
+        },
+        Command::Sim(args) => sim::run_sim(args).await,
+        Command::Audit { command } => audit::audit(command).await,
+        Command::Admin(args) => admin::admin(args).await,
+        Command::Ready { admin } => ready(&admin).await,
+        Command::Certs {
+            out,
+            server_names,
+            clients,
+            days,
+        } => certs(crate::certs::Plan {
+            out,
+            server_names,
+            clients,
+            days,
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn ready(admin: &str) -> Result<(), String> {
+    crate::certs::install_crypto();
+    let url = format!("{}/readyz", admin.trim_end_matches('/'));
+    let response = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .build()
+        .map_err(|e| e.to_string())?
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    let ok = response.status().is_success();
+    let body = response.text().await.unwrap_or_default();
+    println!("{body}");
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{url}: not ready"))
+    }
+}
+
+fn certs(plan: crate::certs::Plan) -> Result<(), String> {
+    let report = crate::certs::make(&plan)?;
+    for p in &report.written {
+        println!("wrote {}", p.display());
+    }
+    for p in &report.kept {
+        println!("kept  {} (exists)", p.display());
+    }
+    let dir = plan.out.display();
+    println!(
+        r#"
+Turn on TLS with client certificates in the main config (paths are relative to it):
+
+  [tls]
+  cert = "{dir}/server.pem"
+  key = "{dir}/server-key.pem"
+  client_ca = "{dir}/ca.pem"
+  client_auth = "optional"   # "required": no API keys, certificates only
+
+and name each client certificate on its consumer (consumers file):
+"#
+    );
+    for client in &plan.clients {
+        println!("  certificate_names = [\"CN={client}\"]");
+    }
+    if let Some(client) = plan.clients.first() {
+        println!(
+            r#"
+Then, for example:
+  curl --cacert {dir}/ca.pem --cert {dir}/client-{client}.pem --key {dir}/client-{client}-key.pem \
+    https://localhost:8080/v1/capabilities"#
+        );
+    }
+    Ok(())
+}
+
+async fn serve(config: Option<PathBuf>) -> Result<(), String> {
+    let config = load(config)?;
+    let telemetry =
+        crate::telemetry::init(config.log_json, &config.log_level, config.otel.as_ref());
+    let running = crate::app::start(Arc::new(config)).await?;
+    running.run_until_signal().await;
+    telemetry.shutdown();
+    Ok(())
+}

@@ -1,0 +1,86 @@
+//! `lienthong sim`: the simulated national databases alone, and keys that exist in them.
+
+use crate::sim::{self, SimOptions, data};
+use clap::Subcommand;
+use std::net::SocketAddr;
+
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub(crate) struct SimArgs {
+    #[command(subcommand)]
+    pub(crate) command: Option<SimCommand>,
+    #[command(flatten)]
+    pub(crate) data: DataArgs,
+    /// Population database (SOAP/XML) address.
+    #[arg(long, default_value = sim::DEFAULT_POPULATION_ADDR)]
+    pub(crate) population_addr: SocketAddr,
+    /// Business registration (REST/JSON) address.
+    #[arg(long, default_value = sim::DEFAULT_BUSINESS_ADDR)]
+    pub(crate) business_addr: SocketAddr,
+    /// Land registry (gRPC) address.
+    #[arg(long, default_value = sim::DEFAULT_LAND_ADDR)]
+    pub(crate) land_addr: SocketAddr,
+}
+
+#[derive(clap::Args, Clone)]
+pub(crate) struct DataArgs {
+    #[arg(long, default_value_t = data::DEFAULT_SEED)]
+    pub(crate) seed: u64,
+    /// Citizens to generate (at most 1,000,000).
+    #[arg(long, default_value_t = data::DEFAULT_CITIZENS)]
+    pub(crate) citizens: u32,
+    #[arg(long, default_value_t = data::DEFAULT_ENTERPRISES)]
+    pub(crate) enterprises: u32,
+    #[arg(long, default_value_t = data::DEFAULT_PARCELS)]
+    pub(crate) parcels: u32,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum SimCommand {
+    /// Print keys that exist, one per line.
+    Samples {
+        /// population.citizen, business.enterprise or land.parcel.
+        #[arg(long)]
+        dataset: String,
+        #[arg(long, default_value_t = 10)]
+        count: u32,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+pub(crate) async fn run_sim(args: SimArgs) -> Result<(), String> {
+    if let Some(SimCommand::Samples {
+        dataset,
+        count,
+        data,
+    }) = args.command
+    {
+        let d = data::SimData::new(data.seed, data.citizens, data.enterprises, data.parcels);
+        for key in d.samples(&dataset, count)? {
+            println!("{key}");
+        }
+        return Ok(());
+    }
+    let _telemetry = crate::telemetry::init(false, "info", None);
+    let mut options = SimOptions::on(args.population_addr, args.business_addr, args.land_addr);
+    options.seed = args.data.seed;
+    options.citizens = args.data.citizens;
+    options.enterprises = args.data.enterprises;
+    options.parcels = args.data.parcels;
+    let sims = sim::spawn(options).await.map_err(|e| e.to_string())?;
+    println!(
+        "population (SOAP/XML)        http://{}{}",
+        sims.population_addr,
+        sim::population::PATH
+    );
+    println!(
+        "business registration (REST) http://{}{}",
+        sims.business_addr,
+        sim::business::PATH
+    );
+    println!("land registry (gRPC)         http://{}", sims.land_addr);
+    println!("control: GET /_sim/stats, PUT /_sim/faults, POST /_sim/reset on each address");
+    let _ = tokio::signal::ctrl_c().await;
+    Ok(())
+}
