@@ -5,11 +5,12 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use lienthong::audit::record::{AuditEntry, GENESIS, chain_hash};
-use lienthong::config::{Config, Mode, Source};
+use lienthong::config::Source;
 use lienthong::domain::context::CallContext;
 use lienthong::domain::dataset::{KeyKind, KeyRule};
 use lienthong::domain::record::Record;
 use lienthong::layers::cache::{CacheSettings, RecordCache};
+use lienthong::layers::policy::Mode;
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::sync::Arc;
@@ -121,7 +122,9 @@ fn grant_check(c: &mut Criterion) {
         .build()
         .expect("runtime");
     let dir = tempfile::tempdir().expect("dir");
-    let config = Config::load(&Source::demo(), &BTreeMap::new()).expect("demo config");
+    let config = lienthong::app::build(&Source::demo(), &BTreeMap::new())
+        .expect("demo config")
+        .model;
     let gateway = rt.block_on(async {
         let store = lienthong::audit::sqlite::SqliteStore::open(&dir.path().join("a.db"), false)
             .await

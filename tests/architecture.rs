@@ -38,20 +38,6 @@ const FOUNDATION: u8 = 2;
 /// vocabulary and never use the gateway's modules.
 const SIM_MAY_IMPORT: &[&str] = &["config", "domain", "proto"];
 
-/// Arrows still to be removed (issue 16: `config` becomes plain settings, each owner builds
-/// its runtime form). The check tolerates these and fails once one is gone, so that the list
-/// only shrinks.
-const DEBT: &[(&str, &str)] = &[
-    ("config", "audit"),
-    ("config", "certs"),
-    ("config", "domain"),
-    ("config", "layers"),
-    ("config", "shared"),
-    ("config", "telemetry"),
-    ("config", "transport"),
-    ("config", "upstream"),
-];
-
 /// One dependency: `from` imports `to`, first seen in `file`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Edge {
@@ -425,16 +411,7 @@ fn describe(edges: &[Edge]) -> String {
 #[test]
 fn top_level_modules_form_no_cycle_and_point_one_way() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let (tops, mut edges) = edges(&src);
-    let paid: Vec<_> = DEBT
-        .iter()
-        .filter(|(f, t)| !edges.iter().any(|e| e.from == *f && e.to == *t))
-        .collect();
-    assert!(
-        paid.is_empty(),
-        "no longer there, remove from DEBT: {paid:?}"
-    );
-    edges.retain(|e| !DEBT.contains(&(e.from.as_str(), e.to.as_str())));
+    let (tops, edges) = edges(&src);
     let unranked: Vec<_> = tops
         .iter()
         .filter(|m| *m != "sim" && !RANKS.iter().any(|(n, _)| n == m))

@@ -612,12 +612,12 @@ async fn break_store(h: &Harness, broken: bool) {
 #[tokio::test]
 async fn a_second_gateway_on_the_same_audit_store_is_refused_at_start() {
     let h = Harness::start().await;
-    let config = lienthong::config::Config::load(
+    let built = lienthong::app::build(
         &lienthong::config::Source::File(h.dir.path().join("gateway.toml")),
         &std::collections::BTreeMap::new(),
     )
     .expect("config");
-    let refused = lienthong::app::start(std::sync::Arc::new(config)).await;
+    let refused = lienthong::app::start(built).await;
     let message = refused.err().expect("a second gateway does not start");
     assert!(
         message.contains("another process is already serving"),
@@ -697,15 +697,16 @@ async fn a_failing_store_refuses_lookups_or_serves_and_records_the_gap_as_config
 async fn retention_archives_old_records_to_signed_chained_files_and_what_remains_verifies() {
     use lienthong::audit::retention::archive_expired;
     let (dir, keys) = finished_trail(12).await;
-    let config = lienthong::config::Config::load(
+    let config = lienthong::app::build(
         &lienthong::config::Source::File(dir.path().join("gateway.toml")),
         &std::collections::BTreeMap::new(),
     )
-    .expect("config");
+    .expect("config")
+    .model;
     let store = SqliteStore::open(&config.audit.path, false)
         .await
         .expect("open");
-    let instance = config.instance_id.clone();
+    let instance = config.settings.instance_id.clone();
     let records = store.scan(&instance, 0, 100).await.expect("scan");
     let signer = config.audit.signer();
     let archive_dir = dir.path().join("data/archive");

@@ -8,7 +8,7 @@ use common::*;
 use lienthong::audit::journal::JournaledStore;
 use lienthong::audit::store::AuditStore;
 use lienthong::audit::verify::verify;
-use lienthong::config::{Config, Source};
+use lienthong::config::Source;
 use lienthong::sim::{self, SimOptions, control::Faults};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -105,7 +105,9 @@ async fn sigkill_under_load_loses_no_acknowledged_record() {
         received.len()
     );
 
-    let config = Config::load(&Source::File(main), &BTreeMap::new()).expect("config");
+    let config = lienthong::app::build(&Source::File(main), &BTreeMap::new())
+        .expect("config")
+        .model;
     // The killed process left its latest group commits in commit files, not yet moved into
     // SQLite; opening the store moves them in.
     let commit_files = || {
@@ -127,7 +129,7 @@ async fn sigkill_under_load_loses_no_acknowledged_record() {
         .expect("store");
     assert_eq!(commit_files(), 0, "recovered commit files are removed");
     let store = &*store;
-    let instance = config.instance_id.clone();
+    let instance = config.settings.instance_id.clone();
     let records = store.scan(&instance, 0, 1_000_000).await.expect("scan");
     let recorded: HashSet<&str> = records
         .iter()

@@ -212,14 +212,12 @@ async fn versions_are_kept_rolled_back_and_resumed_after_a_restart() {
         sims, gateway, dir, ..
     } = h;
     gateway.shutdown().await;
-    let config = lienthong::config::Config::load(
+    let built = lienthong::app::build(
         &lienthong::config::Source::File(dir.path().join("gateway.toml")),
         &std::collections::BTreeMap::new(),
     )
     .expect("config");
-    let restarted = lienthong::app::start(std::sync::Arc::new(config))
-        .await
-        .expect("restarts");
+    let restarted = lienthong::app::start(built).await.expect("restarts");
     assert_eq!(restarted.live.version(), 3);
     let r = reqwest::Client::new()
         .get(format!(

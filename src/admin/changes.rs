@@ -70,7 +70,7 @@ pub(super) fn get_dataset(cx: &Cx<'_>, name: &str) -> Result<Value, LookupError>
         .ok_or_else(|| not_found(format!("there is no dataset {name:?}")))?;
     let mut v = d.to_json();
     v["manageable"] = json!(cx.manages(name));
-    let auditor = matches!(cx.admin.who.role, crate::config::AdminRole::Auditor);
+    let auditor = matches!(cx.admin.who.role, crate::layers::policy::AdminRole::Auditor);
     if cx.manages(name) || auditor {
         let connectors = role_table(cx.g, "connectors")?;
         v["connector"] = connectors
@@ -341,7 +341,7 @@ fn grant_value(body: Value) -> Result<(GrantBody, toml::Value), LookupError> {
 
 /// Every grant the caller may see, with its position (the index to change it by).
 pub(super) fn list_grants(cx: &Cx<'_>) -> Result<Value, LookupError> {
-    let auditor = matches!(cx.admin.who.role, crate::config::AdminRole::Auditor);
+    let auditor = matches!(cx.admin.who.role, crate::layers::policy::AdminRole::Auditor);
     let mut table = role_table(cx.g, "grants")?;
     let grants: Vec<Value> = tables(&mut table, "grant")
         .iter()

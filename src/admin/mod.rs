@@ -14,10 +14,10 @@
 mod changes;
 mod ops;
 
-use crate::config::{AdminCredential, AdminRole};
 use crate::core::live::{Live, ReloadError};
 use crate::core::service::{ClientCertificate, Gateway, same_digest};
 use crate::domain::error::{ErrorCode, LookupError};
+use crate::layers::policy::{AdminCredential, AdminRole};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -219,7 +219,7 @@ impl Cx<'_> {
     /// swapped in, records the change with `before` and `after`, and answers with the new
     /// version. `probe` = (dataset, key) tries the new version's provider first.
     async fn change(&self, c: Change<'_>) -> Result<Value, LookupError> {
-        let mut files = self.g.config().files.clone();
+        let mut files = self.g.config().settings.files.clone();
         for (role, table) in &c.replaced {
             let text = toml::to_string(table)
                 .map_err(|e| LookupError::new(ErrorCode::Internal, e.to_string()))?;
@@ -375,6 +375,7 @@ pub fn manages(g: &Gateway, who: &AdminCredential, dataset: &str) -> bool {
 fn role_table(g: &Gateway, role: &str) -> Result<toml::Table, LookupError> {
     let text = g
         .config()
+        .settings
         .files
         .iter()
         .find(|(r, _)| r == role)

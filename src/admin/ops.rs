@@ -94,7 +94,7 @@ pub(super) async fn purge(
             .publish(&crate::shared::Event::Purge {
                 dataset: dataset.to_owned(),
                 key: key.map(str::to_owned),
-                origin: cx.g.config().instance_id.clone(),
+                origin: cx.g.config().settings.instance_id.clone(),
             })
             .await;
     }

@@ -17,6 +17,7 @@ pub mod query;
 pub mod record;
 pub mod retention;
 mod rows;
+pub mod settings;
 pub mod sqlite;
 pub mod store;
 pub mod verify;

@@ -79,14 +79,7 @@ const MIGRATIONS: &[(i64, &str)] = &[(
 )];
 
 /// A schema name safe to put into SQL unquoted.
-pub fn valid_schema(schema: &str) -> bool {
-    !schema.is_empty()
-        && schema.len() <= 63
-        && schema.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-        && schema
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-}
+pub use crate::config::valid_schema;
 
 /// A pool on `url` whose sessions use `schema` (created, with the migrations, on first use).
 pub async fn connect(

@@ -6,6 +6,7 @@
 
 use super::record::{AuditEntry, Chained, GENESIS, Signer, SubjectKey, chain_hash, now_ms};
 use super::store::AuditStore;
+use crate::config::raw;
 use crate::telemetry::metrics::{COUNT_BUCKETS, Histogram, SECONDS_BUCKETS};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,10 +48,10 @@ impl Default for WriterSettings {
         WriterSettings {
             durability: Durability::Sync,
             fail_open: false,
-            queue_capacity: 10_000,
-            max_batch: 512,
-            checkpoint_every: 1000,
-            checkpoint_interval: Duration::from_secs(10),
+            queue_capacity: raw::DEFAULT_AUDIT_QUEUE_CAPACITY,
+            max_batch: raw::DEFAULT_AUDIT_MAX_BATCH,
+            checkpoint_every: raw::DEFAULT_AUDIT_CHECKPOINT_EVERY,
+            checkpoint_interval: Duration::from_secs(raw::DEFAULT_AUDIT_CHECKPOINT_INTERVAL_S),
         }
     }
 }

@@ -188,9 +188,13 @@ pub(crate) async fn admin(args: AdminArgs) -> Result<(), String> {
     let base = match &args.admin {
         Some(a) => a.trim_end_matches('/').to_owned(),
         None => {
-            let config = load(args.config.clone())?;
-            let scheme = if config.admin_tls { "https" } else { "http" };
-            format!("{scheme}://{}", config.admin_addr)
+            let config = load(args.config.clone())?.model;
+            let scheme = if config.settings.admin_tls {
+                "https"
+            } else {
+                "http"
+            };
+            format!("{scheme}://{}", config.settings.admin_addr)
         }
     };
     if args.token.is_none() && args.cert.is_none() {

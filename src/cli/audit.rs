@@ -7,7 +7,7 @@ use super::load;
 use crate::audit::query::{self, Filters};
 use crate::audit::store::AuditStore;
 use crate::audit::verify::{VerifyError, verify};
-use crate::config::Config;
+use crate::core::model::Model;
 use clap::Subcommand;
 use std::io::Write;
 use std::path::PathBuf;
@@ -75,11 +75,11 @@ pub(crate) async fn audit(command: AuditCommand) -> Result<(), String> {
         )
     };
     match command {
-        AuditCommand::Verify { config } => run_verify(&load(config)?).await,
+        AuditCommand::Verify { config } => run_verify(&load(config)?.model).await,
         AuditCommand::Archive {
             config,
             older_than_days,
-        } => run_archive(&load(config)?, older_than_days).await,
+        } => run_archive(&load(config)?.model, older_than_days).await,
         AuditCommand::Report {
             config,
             dataset,
@@ -92,7 +92,7 @@ pub(crate) async fn audit(command: AuditCommand) -> Result<(), String> {
                 subject: Some(subject),
                 ..f
             };
-            run_query(&load(config)?, f, json, true).await
+            run_query(&load(config)?.model, f, json, true).await
         }
         AuditCommand::Records {
             config,
@@ -110,14 +110,14 @@ pub(crate) async fn audit(command: AuditCommand) -> Result<(), String> {
                 officer,
                 ..f
             };
-            run_query(&load(config)?, f, json, false).await
+            run_query(&load(config)?.model, f, json, false).await
         }
     }
 }
 
-async fn open(config: &Config) -> Result<std::sync::Arc<dyn AuditStore>, String> {
+async fn open(config: &Model) -> Result<std::sync::Arc<dyn AuditStore>, String> {
     let path = &config.audit.path;
-    if config.postgres.is_none() && !path.exists() {
+    if config.settings.postgres.is_none() && !path.exists() {
         return Err(format!(
             "no audit trail at {} (audit.path): run the gateway (or the demo) here first",
             path.display()
@@ -127,15 +127,15 @@ async fn open(config: &Config) -> Result<std::sync::Arc<dyn AuditStore>, String>
 }
 
 /// Where the trail is, for people: the SQLite file or the PostgreSQL schema.
-fn store_name(config: &Config) -> String {
-    match &config.postgres {
+fn store_name(config: &Model) -> String {
+    match &config.settings.postgres {
         Some(pg) => format!("PostgreSQL schema {}", pg.schema),
         None => config.audit.path.display().to_string(),
     }
 }
 
 /// `audit verify`: every chain, every checkpoint; a summary, or the first bad record.
-pub async fn run_verify(config: &Config) -> Result<(), String> {
+pub async fn run_verify(config: &Model) -> Result<(), String> {
     let store = open(config).await?;
     let mut stderr = std::io::stderr();
     let mut last_shown = 0;
@@ -199,7 +199,7 @@ pub async fn run_verify(config: &Config) -> Result<(), String> {
 
 /// `audit report` / `audit records`: one page, printed as lines or JSON.
 pub async fn run_query(
-    config: &Config,
+    config: &Model,
     filters: Filters,
     json: bool,
     report: bool,
@@ -224,7 +224,7 @@ pub async fn run_query(
     );
     store
         .append_at_head(
-            &format!("{}.cli", config.instance_id),
+            &format!("{}.cli", config.settings.instance_id),
             &entry,
             Some(&config.audit.signer()),
         )
@@ -272,7 +272,7 @@ pub async fn run_query(
 
 /// `audit archive`: moves records older than the retention period (or `older_than_days`)
 /// to archive files now.
-pub async fn run_archive(config: &Config, older_than_days: Option<u64>) -> Result<(), String> {
+pub async fn run_archive(config: &Model, older_than_days: Option<u64>) -> Result<(), String> {
     let days = match (older_than_days, config.audit.retention) {
         (Some(d), _) => d,
         (None, Some(r)) => r.as_secs() / 86_400,
@@ -324,7 +324,7 @@ pub async fn run_archive(config: &Config, older_than_days: Option<u64>) -> Resul
     };
     store
         .append_at_head(
-            &format!("{}.cli", config.instance_id),
+            &format!("{}.cli", config.settings.instance_id),
             &entry,
             Some(&signer),
         )

@@ -2,11 +2,9 @@
 //! copy that work against them.
 
 use super::env;
-use crate::config::Config;
 use crate::config::Source;
 use crate::sim::{self, SimOptions};
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 pub(crate) async fn demo(ephemeral_ports: bool) -> Result<(), String> {
     let addr = |s: &str| s.parse::<SocketAddr>().map_err(|e| e.to_string());
@@ -36,10 +34,10 @@ pub(crate) async fn demo(ephemeral_ports: bool) -> Result<(), String> {
             text
         }
     });
-    let config = Config::load(&source, &env()).map_err(|e| e.to_string())?;
-    let telemetry =
-        crate::telemetry::init(config.log_json, &config.log_level, config.otel.as_ref());
-    let running = crate::app::start(Arc::new(config)).await?;
+    let built = crate::app::build(&source, &env()).map_err(|e| e.to_string())?;
+    let s = &built.model.settings;
+    let telemetry = crate::telemetry::init(s.log_json, &s.log_level, s.otel.as_ref());
+    let running = crate::app::start(built).await?;
     let sample = |dataset: &str| {
         sims.data
             .samples(dataset, 1)

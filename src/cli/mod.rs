@@ -6,12 +6,12 @@ mod audit;
 mod demo;
 mod sim;
 
-use crate::config::{Config, Source};
+use crate::app::Built;
+use crate::config::Source;
 use clap::{Parser, Subcommand};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 /// lienthong — a data-sharing gateway between one-stop systems and national databases.
 #[derive(Parser)]
@@ -81,9 +81,9 @@ pub(crate) fn env() -> BTreeMap<String, String> {
     std::env::vars().collect()
 }
 
-pub(crate) fn load(config: Option<PathBuf>) -> Result<Config, String> {
+pub(crate) fn load(config: Option<PathBuf>) -> Result<Built, String> {
     let source = config.map(Source::File).unwrap_or_else(Source::demo);
-    Config::load(&source, &env()).map_err(|e| e.to_string())
+    crate::app::build(&source, &env()).map_err(|e| e.to_string())
 }
 
 /// Parses the command line and runs the command; the exit code says whether it worked.
@@ -93,10 +93,11 @@ pub async fn run() -> ExitCode {
         Command::Demo { ephemeral_ports } => demo::demo(ephemeral_ports).await,
         Command::Serve { config } => serve(config).await,
         Command::CheckConfig { config } => match load(config) {
-            Ok(c) => {
+            Ok(built) => {
+                let c = &built.model;
                 println!(
                     "{}: ok ({} connectors, {} consumers, {} grants)",
-                    c.source,
+                    c.settings.source,
                     c.connectors.len(),
                     c.consumers.len(),
                     c.grants.len()
@@ -188,10 +189,10 @@ Then, for example:
 }
 
 async fn serve(config: Option<PathBuf>) -> Result<(), String> {
-    let config = load(config)?;
-    let telemetry =
-        crate::telemetry::init(config.log_json, &config.log_level, config.otel.as_ref());
-    let running = crate::app::start(Arc::new(config)).await?;
+    let built = load(config)?;
+    let s = &built.model.settings;
+    let telemetry = crate::telemetry::init(s.log_json, &s.log_level, s.otel.as_ref());
+    let running = crate::app::start(built).await?;
     running.run_until_signal().await;
     telemetry.shutdown();
     Ok(())

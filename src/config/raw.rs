@@ -13,8 +13,40 @@ pub const DEFAULT_UPSTREAM_TIMEOUT_MS: u64 = 5_000;
 /// Concurrent upstream lookups one batch call may run.
 pub const DEFAULT_BATCH_CONCURRENCY: usize = 16;
 
+/// The audit writer: records waiting at most, records per commit at most, and a signed
+/// checkpoint every so many records or seconds, whichever comes first.
+pub const DEFAULT_AUDIT_QUEUE_CAPACITY: usize = 10_000;
+pub const DEFAULT_AUDIT_MAX_BATCH: usize = 512;
+pub const DEFAULT_AUDIT_CHECKPOINT_EVERY: u64 = 1000;
+pub const DEFAULT_AUDIT_CHECKPOINT_INTERVAL_S: u64 = 10;
+
+/// A connector's guard: no capacity limit (0), its burst, calls in flight at the provider,
+/// how long a call waits for capacity, retries and the share of calls they may add, and
+/// the pause before a retry.
+pub const DEFAULT_GUARD_CAPACITY_RPS: u32 = 0;
+pub const DEFAULT_GUARD_BURST: u32 = 10;
+pub const DEFAULT_GUARD_MAX_IN_FLIGHT: usize = 64;
+pub const DEFAULT_GUARD_MAX_WAIT_MS: u64 = 250;
+pub const DEFAULT_GUARD_RETRIES: u32 = 2;
+pub const DEFAULT_GUARD_RETRY_BUDGET: f64 = 0.1;
+pub const DEFAULT_GUARD_BACKOFF_MS: u64 = 25;
+/// The breaker opens after this many failures in a row, or this share of failures among at
+/// least so many calls in a window, and stays open so long.
+pub const DEFAULT_BREAKER_CONSECUTIVE_FAILURES: u32 = 5;
+pub const DEFAULT_BREAKER_FAILURE_RATE: f64 = 0.5;
+pub const DEFAULT_BREAKER_MIN_CALLS: u32 = 20;
+pub const DEFAULT_BREAKER_WINDOW_S: u64 = 10;
+pub const DEFAULT_BREAKER_OPEN_S: u64 = 5;
+
+/// A connector's cache: records served without asking for 5 minutes, "no such record" for a
+/// minute, stale records while the provider fails for an hour, 100,000 records at most.
+pub const DEFAULT_CACHE_TTL_S: u64 = 300;
+pub const DEFAULT_CACHE_NEGATIVE_TTL_S: u64 = 60;
+pub const DEFAULT_CACHE_STALE_IF_ERROR_S: u64 = 3600;
+pub const DEFAULT_CACHE_CAPACITY: u64 = 100_000;
+
 /// The main file.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(default)]
 pub struct RawGateway {
     pub instance_id: Option<String>,
@@ -38,7 +70,7 @@ pub struct RawGateway {
 }
 
 /// Shared storage for many replicas: the audit trail and the registry in PostgreSQL.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct RawStorage {
     /// e.g. postgres://lienthong@db:5432/lienthong; unset keeps SQLite files.
@@ -59,7 +91,7 @@ impl Default for RawStorage {
 }
 
 /// Shared quotas and change broadcasts for many replicas.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct RawRedis {
     /// e.g. redis://cache:6379/0; unset keeps quotas per process.
@@ -89,7 +121,7 @@ impl Default for RawRedis {
 }
 
 /// The registry of configuration versions.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct RawRegistry {
     /// SQLite file, relative to the main file.
@@ -105,7 +137,7 @@ impl Default for RawRegistry {
 }
 
 /// OpenTelemetry span export.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct RawTelemetry {
     /// OTLP/gRPC collector, e.g. "http://127.0.0.1:4317"; empty exports nothing.
@@ -127,7 +159,7 @@ impl Default for RawTelemetry {
 }
 
 /// The audit trail.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct RawAudit {
     /// The SQLite file, relative to the main file (to the working directory for the
@@ -162,16 +194,15 @@ pub struct RawAudit {
 
 impl Default for RawAudit {
     fn default() -> Self {
-        let w = crate::audit::writer::WriterSettings::default();
         RawAudit {
             path: "data/audit.db".into(),
             durability: "sync".into(),
             fsync: true,
             on_store_failure: "fail-closed".into(),
-            queue_capacity: w.queue_capacity,
-            max_batch: w.max_batch,
-            checkpoint_every: w.checkpoint_every,
-            checkpoint_interval_s: w.checkpoint_interval.as_secs(),
+            queue_capacity: DEFAULT_AUDIT_QUEUE_CAPACITY,
+            max_batch: DEFAULT_AUDIT_MAX_BATCH,
+            checkpoint_every: DEFAULT_AUDIT_CHECKPOINT_EVERY,
+            checkpoint_interval_s: DEFAULT_AUDIT_CHECKPOINT_INTERVAL_S,
             retention_days: 0,
             archive_dir: "data/archive".into(),
             subject_key_id: "k1".into(),
@@ -185,7 +216,7 @@ impl Default for RawAudit {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct RawListen {
     pub lookup: String,
@@ -209,7 +240,7 @@ impl Default for RawListen {
 }
 
 /// TLS on the lookup listener; paths are relative to the main file.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(default)]
 pub struct RawTls {
     /// PEM: the server certificate, then any intermediates.
@@ -222,7 +253,7 @@ pub struct RawTls {
     pub client_auth: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct RawLog {
     /// "text" or "json".
@@ -240,7 +271,7 @@ impl Default for RawLog {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct RawLimits {
     pub max_batch_items: usize,
@@ -256,7 +287,7 @@ impl Default for RawLimits {
     }
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(default)]
 pub struct RawContextRules {
     pub procedure_code_pattern: Option<String>,
@@ -265,7 +296,7 @@ pub struct RawContextRules {
     pub agency_code_pattern: Option<String>,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(default)]
 pub struct RawAdmin {
     /// SHA-256 (hex) of each operator token accepted on the admin listener.
@@ -279,7 +310,7 @@ pub struct RawAdmin {
     pub tls: bool,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(default)]
 pub struct RawAdminClient {
     pub name: String,
@@ -289,7 +320,7 @@ pub struct RawAdminClient {
     pub agency: Option<String>,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(default)]
 pub struct RawAdminToken {
     /// Who holds it, as the audit trail names them.
@@ -303,7 +334,7 @@ pub struct RawAdminToken {
 
 /// The datasets file: datasets registered beyond the built-in three, and the built-in
 /// ones switched off.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(default)]
 pub struct RawDatasets {
     pub dataset: Vec<RawDataset>,
@@ -343,7 +374,7 @@ pub struct RawField {
 }
 
 /// The connectors file.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(default)]
 pub struct RawConnectors {
     pub connector: Vec<RawConnector>,
@@ -405,20 +436,19 @@ pub struct RawGuard {
 
 impl Default for RawGuard {
     fn default() -> Self {
-        let d = crate::upstream::guard::GuardSettings::default();
         RawGuard {
-            capacity_rps: d.capacity_rps,
-            burst: d.burst,
-            max_in_flight: d.max_in_flight,
-            max_wait_ms: d.max_wait.as_millis() as u64,
-            retries: d.retries,
-            retry_budget: d.retry_budget,
-            backoff_ms: d.backoff.as_millis() as u64,
-            breaker_consecutive_failures: d.breaker.consecutive_failures,
-            breaker_failure_rate: d.breaker.failure_rate,
-            breaker_min_calls: d.breaker.min_calls,
-            breaker_window_s: d.breaker.window.as_secs(),
-            breaker_open_s: d.breaker.open_for.as_secs(),
+            capacity_rps: DEFAULT_GUARD_CAPACITY_RPS,
+            burst: DEFAULT_GUARD_BURST,
+            max_in_flight: DEFAULT_GUARD_MAX_IN_FLIGHT,
+            max_wait_ms: DEFAULT_GUARD_MAX_WAIT_MS,
+            retries: DEFAULT_GUARD_RETRIES,
+            retry_budget: DEFAULT_GUARD_RETRY_BUDGET,
+            backoff_ms: DEFAULT_GUARD_BACKOFF_MS,
+            breaker_consecutive_failures: DEFAULT_BREAKER_CONSECUTIVE_FAILURES,
+            breaker_failure_rate: DEFAULT_BREAKER_FAILURE_RATE,
+            breaker_min_calls: DEFAULT_BREAKER_MIN_CALLS,
+            breaker_window_s: DEFAULT_BREAKER_WINDOW_S,
+            breaker_open_s: DEFAULT_BREAKER_OPEN_S,
         }
     }
 }
@@ -439,12 +469,11 @@ pub struct RawCache {
 
 impl Default for RawCache {
     fn default() -> Self {
-        let d = crate::layers::cache::CacheSettings::default();
         RawCache {
-            ttl_s: d.ttl.as_secs(),
-            negative_ttl_s: d.negative_ttl.as_secs(),
-            stale_if_error_s: d.stale_if_error.as_secs(),
-            capacity: d.capacity,
+            ttl_s: DEFAULT_CACHE_TTL_S,
+            negative_ttl_s: DEFAULT_CACHE_NEGATIVE_TTL_S,
+            stale_if_error_s: DEFAULT_CACHE_STALE_IF_ERROR_S,
+            capacity: DEFAULT_CACHE_CAPACITY,
         }
     }
 }
@@ -494,13 +523,13 @@ pub struct RawGrpc {
 }
 
 /// The consumers file.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(default)]
 pub struct RawConsumers {
     pub consumer: Vec<RawConsumer>,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(default)]
 pub struct RawConsumer {
     pub id: String,
@@ -515,13 +544,13 @@ pub struct RawConsumer {
 }
 
 /// The grants file.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(default)]
 pub struct RawGrants {
     pub grant: Vec<RawGrant>,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(default)]
 pub struct RawGrant {
     pub consumer: String,

@@ -3,8 +3,9 @@
 //! new one. A configuration that does not validate is refused whole; the old one keeps
 //! serving.
 
+use super::model::Model;
 use super::service::Gateway;
-use crate::config::{Config, ConfigErrors, Source};
+use crate::config::{ConfigErrors, Source};
 use crate::registry::Registry;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -14,7 +15,12 @@ pub struct Live {
     version: AtomicU64,
     reloading: tokio::sync::Mutex<()>,
     registry: Option<Registry>,
+    build: Builder,
 }
+
+/// Builds the model of a configuration read again (a reload, a change, a rollback, another
+/// replica's version). `app` provides it: it alone knows every owner of a section.
+pub type Builder = Arc<dyn Fn(&Source) -> Result<Model, ConfigErrors> + Send + Sync>;
 
 /// What a reload did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,12 +45,18 @@ pub enum ReloadError {
 
 impl Live {
     /// `version` is the registry version the gateway runs (1 without a registry).
-    pub fn new(gateway: Gateway, registry: Option<Registry>, version: u64) -> Arc<Live> {
+    pub fn new(
+        gateway: Gateway,
+        registry: Option<Registry>,
+        version: u64,
+        build: Builder,
+    ) -> Arc<Live> {
         Arc::new(Live {
             current: RwLock::new(Arc::new(gateway)),
             version: AtomicU64::new(version),
             reloading: tokio::sync::Mutex::new(()),
             registry,
+            build,
         })
     }
 
@@ -70,7 +82,7 @@ impl Live {
     pub async fn reload(&self, actor: &str) -> Result<Reloaded, ReloadError> {
         let _one_at_a_time = self.reloading.lock().await;
         let old = self.current();
-        let source = match old.config().origin.base() {
+        let source = match old.config().settings.origin.base() {
             Source::File(main) => Source::File(main.clone()),
             _ => {
                 return Err(ReloadError::Unsupported(
@@ -79,7 +91,7 @@ impl Live {
                 ));
             }
         };
-        let config = Config::load(&source, &process_env()).map_err(ReloadError::Invalid)?;
+        let config = (self.build)(&source).map_err(ReloadError::Invalid)?;
         self.swap(old, config, actor, "reloaded from the config files", None)
             .await
     }
@@ -98,8 +110,8 @@ impl Live {
     ) -> Result<Option<Reloaded>, ReloadError> {
         let _one_at_a_time = self.reloading.lock().await;
         let old = self.current();
-        let source = old.config().origin.with_files(files);
-        let config = Config::load(&source, &process_env()).map_err(ReloadError::Invalid)?;
+        let source = old.config().settings.origin.with_files(files);
+        let config = (self.build)(&source).map_err(ReloadError::Invalid)?;
         if dry_run {
             return Ok(None);
         }
@@ -118,8 +130,8 @@ impl Live {
             .map_err(ReloadError::Build)?
             .ok_or_else(|| ReloadError::Unsupported(format!("there is no version {to}")))?;
         let old = self.current();
-        let source = old.config().origin.with_files(earlier.files);
-        let config = Config::load(&source, &process_env()).map_err(ReloadError::Invalid)?;
+        let source = old.config().settings.origin.with_files(earlier.files);
+        let config = (self.build)(&source).map_err(ReloadError::Invalid)?;
         self.swap(
             old,
             config,
@@ -135,14 +147,14 @@ impl Live {
     async fn swap(
         &self,
         old: Arc<Gateway>,
-        config: Config,
+        config: Model,
         actor: &str,
         change: &str,
         probe: Option<(&str, &str)>,
     ) -> Result<Reloaded, ReloadError> {
         let needs_restart = restart_only(old.config(), &config);
         let (kept, rebuilt) = old.connector_changes(&config);
-        let files = config.files.clone();
+        let files = config.settings.files.clone();
         let next = old.next(Arc::new(config)).map_err(ReloadError::Build)?;
         if let Some((dataset, key)) = probe {
             let answer = next.probe(dataset, key).await;
@@ -170,7 +182,7 @@ impl Live {
             None => self.version.load(Ordering::SeqCst) + 1,
         };
         let shared = next.shared().cloned();
-        let origin = next.config().instance_id.clone();
+        let origin = next.config().settings.instance_id.clone();
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
         self.version.store(version, Ordering::SeqCst);
         // The other replicas run it too.
@@ -207,8 +219,8 @@ impl Live {
             .map_err(ReloadError::Build)?
             .ok_or_else(|| ReloadError::Build("the registry is empty".into()))?;
         let old = self.current();
-        let source = old.config().origin.with_files(version.files);
-        let config = Config::load(&source, &process_env()).map_err(ReloadError::Invalid)?;
+        let source = old.config().settings.origin.with_files(version.files);
+        let config = (self.build)(&source).map_err(ReloadError::Invalid)?;
         let next = old.next(Arc::new(config)).map_err(ReloadError::Build)?;
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
         self.version.store(version.version as u64, Ordering::SeqCst);
@@ -230,7 +242,7 @@ impl Live {
         stop: tokio::sync::watch::Receiver<bool>,
     ) {
         use crate::shared::Event;
-        let me = self.current().config().instance_id.clone();
+        let me = self.current().config().settings.instance_id.clone();
         let shared = self.current().shared().cloned();
         let events = {
             let live = self.clone();
@@ -334,42 +346,40 @@ impl Live {
     }
 }
 
-/// The process environment, for `LIENTHONG_*` overrides when a configuration is read again.
-fn process_env() -> std::collections::BTreeMap<String, String> {
-    std::env::vars().collect()
-}
-
 /// Settings a running gateway cannot change: listeners, TLS, the audit store, identity.
-fn restart_only(old: &Config, new: &Config) -> Vec<String> {
+fn restart_only(old: &Model, new: &Model) -> Vec<String> {
     let mut changed = Vec::new();
-    if old.lookup_addr != new.lookup_addr {
+    if old.settings.lookup_addr != new.settings.lookup_addr {
         changed.push("listen.lookup".into());
     }
-    if old.admin_addr != new.admin_addr {
+    if old.settings.admin_addr != new.settings.admin_addr {
         changed.push("listen.admin".into());
     }
-    if old.tls.is_some() != new.tls.is_some() {
+    if old.settings.tls.is_some() != new.settings.tls.is_some() {
         changed.push("tls".into());
     }
     if old.audit.path != new.audit.path || old.audit.writer != new.audit.writer {
         changed.push("audit".into());
     }
-    let redis = |c: &Config| c.redis.as_ref().map(|r| format!("{r:?}{}", r.url));
+    let redis = |c: &Model| c.settings.redis.as_ref().map(|r| format!("{r:?}{}", r.url));
     if redis(old) != redis(new) {
         changed.push("redis".into());
     }
-    let pg = |c: &Config| {
-        c.postgres
+    let pg = |c: &Model| {
+        c.settings
+            .postgres
             .as_ref()
             .map(|p| format!("{}{}", p.url, p.schema))
     };
     if pg(old) != pg(new) {
         changed.push("storage".into());
     }
-    if old.instance_id != new.instance_id {
+    if old.settings.instance_id != new.settings.instance_id {
         changed.push("instance_id".into());
     }
-    if old.log_json != new.log_json || old.log_level != new.log_level {
+    if old.settings.log_json != new.settings.log_json
+        || old.settings.log_level != new.settings.log_level
+    {
         changed.push("log".into());
     }
     changed

@@ -2,4 +2,5 @@
 //! request path, and the live (reloadable) version of it.
 
 pub mod live;
+pub mod model;
 pub mod service;

@@ -3,7 +3,7 @@
 
 use crate::audit::record::{AuditEntry, now_ms};
 use crate::audit::writer::{AuditFailure, AuditLog};
-use crate::config::{Config, Consumer, Grant, Mode};
+use crate::core::model::Model;
 use crate::domain::context::{CallContext, RawContext};
 use crate::domain::dataset::Dataset;
 use crate::domain::date::Date;
@@ -12,6 +12,7 @@ use crate::domain::record::{Projected, StoredRecord};
 pub use crate::layers::authenticate::ClientCertificate;
 pub use crate::layers::cache::CacheStatus;
 use crate::layers::cache::RecordCache;
+use crate::layers::policy::{Consumer, Grant, Mode};
 use crate::shared::limiter::{Limiter, QuotaSpec, QuotaState};
 use crate::shared::{Refusal, Shared};
 use crate::telemetry::metrics::Metrics;
@@ -212,7 +213,7 @@ pub struct ProbeState {
 
 /// The gateway core.
 pub struct Gateway {
-    config: Arc<Config>,
+    config: Arc<Model>,
     routes: HashMap<String, Arc<Route>>,
     /// Each consumer's overall quota, by consumer id.
     consumer_limits: HashMap<String, Limiter>,
@@ -411,13 +412,13 @@ fn current_year() -> i32 {
 
 impl Gateway {
     /// Builds the core from validated config.
-    pub fn new(config: Arc<Config>, audit: AuditLog) -> Result<Gateway, String> {
+    pub fn new(config: Arc<Model>, audit: AuditLog) -> Result<Gateway, String> {
         crate::certs::install_crypto();
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(64)
             .build()
             .map_err(|e| format!("http client: {e}"))?;
-        let shared = match &config.redis {
+        let shared = match &config.settings.redis {
             Some(settings) => Some(Arc::new(Shared::new(settings.clone())?)),
             None => None,
         };
@@ -440,7 +441,7 @@ impl Gateway {
     /// The core for a new configuration, sharing this one's audit writer, metrics and
     /// drain flag, and keeping each connector whose configuration did not change (its cache,
     /// guard and probe state go on). Quotas start afresh.
-    pub fn next(&self, config: Arc<Config>) -> Result<Gateway, String> {
+    pub fn next(&self, config: Arc<Model>) -> Result<Gateway, String> {
         Gateway::build(
             config,
             self.audit.clone(),
@@ -453,7 +454,7 @@ impl Gateway {
     }
 
     /// Which connectors `next` would keep and which it would build anew.
-    pub fn connector_changes(&self, config: &Config) -> (Vec<String>, Vec<String>) {
+    pub fn connector_changes(&self, config: &Model) -> (Vec<String>, Vec<String>) {
         let mut kept = Vec::new();
         let mut rebuilt = Vec::new();
         for c in &config.connectors {
@@ -471,7 +472,7 @@ impl Gateway {
     }
 
     fn build(
-        config: Arc<Config>,
+        config: Arc<Model>,
         audit: Arc<AuditLog>,
         metrics: Arc<Metrics>,
         draining: Arc<std::sync::atomic::AtomicBool>,
@@ -542,7 +543,7 @@ impl Gateway {
         })
     }
 
-    pub fn config(&self) -> &Config {
+    pub fn config(&self) -> &Model {
         &self.config
     }
 
@@ -1232,7 +1233,7 @@ impl Gateway {
                     }
                 }
             })
-            .buffered(self.config.batch_concurrency)
+            .buffered(self.config.settings.batch_concurrency)
     }
 
     /// The caller's grants, as discovery shows them: (consumer id, grants).
@@ -1252,12 +1253,12 @@ impl Gateway {
     /// per-item outcomes for an unknown caller or an oversized batch), with one audit record.
     pub async fn admit_batch(&self, caller: &Caller, len: usize) -> Result<(), LookupError> {
         let admitted = (|| {
-            if len > self.config.max_batch_items {
+            if len > self.config.settings.max_batch_items {
                 return Err(LookupError::new(
                     ErrorCode::InvalidRequest,
                     format!(
                         "a batch holds at most {} items, this one {len}",
-                        self.config.max_batch_items
+                        self.config.settings.max_batch_items
                     ),
                 ));
             }

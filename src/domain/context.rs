@@ -1,5 +1,7 @@
 //! The call context every lookup carries: which procedure, which dossier, which officer.
 
+use crate::config::Errors;
+use crate::config::raw::RawContextRules;
 use regex::Regex;
 
 /// Default patterns, per ../docs: national procedure codes with an optional local suffix,
@@ -107,6 +109,41 @@ impl Default for ContextRules {
 }
 
 impl ContextRules {
+    /// The deployment's formats from `[context]`: each pattern set replaces its default.
+    pub fn from_settings(raw: &RawContextRules, e: &mut Errors<'_>) -> ContextRules {
+        let mut rules = ContextRules::default();
+        for (key, slot, value) in [
+            (
+                "context.procedure_code_pattern",
+                &mut rules.procedure_code,
+                &raw.procedure_code_pattern,
+            ),
+            (
+                "context.dossier_id_pattern",
+                &mut rules.dossier_id,
+                &raw.dossier_id_pattern,
+            ),
+            (
+                "context.officer_id_pattern",
+                &mut rules.officer_id,
+                &raw.officer_id_pattern,
+            ),
+            (
+                "context.agency_code_pattern",
+                &mut rules.agency_code,
+                &raw.agency_code_pattern,
+            ),
+        ] {
+            if let Some(p) = value {
+                match Regex::new(p) {
+                    Ok(re) => *slot = re,
+                    Err(err) => e.add(key, format!("not a regular expression: {err}")),
+                }
+            }
+        }
+        rules
+    }
+
     /// Validates a raw context; the error names the field and the rule, not the value.
     pub fn validate(&self, raw: &RawContext) -> Result<CallContext, String> {
         let required = |value: &Option<String>, name: &str, re: &Regex| -> Result<String, String> {

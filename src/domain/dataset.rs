@@ -5,6 +5,8 @@
 //! record type is built into a descriptor pool at load, and a key validator that is either a
 //! built-in one or a regular expression.
 
+use crate::config::Errors;
+use crate::config::raw::RawDatasets;
 use crate::domain::ids::{EnterpriseCode, ParcelId, PersonalId};
 use prost_reflect::prost_types::{
     DescriptorProto, FieldDescriptorProto, FileDescriptorProto, field_descriptor_proto,
@@ -12,6 +14,7 @@ use prost_reflect::prost_types::{
 use prost_reflect::{DescriptorPool, Kind, MessageDescriptor};
 use regex::Regex;
 use serde_json::{Value, json};
+use std::collections::HashSet;
 use std::sync::LazyLock;
 
 static DESCRIPTORS: LazyLock<DescriptorPool> = LazyLock::new(|| {
@@ -294,6 +297,168 @@ pub fn builtin() -> Vec<Dataset> {
             "Land parcels in the cadastre, by commune, map sheet and parcel number",
         ),
     ]
+}
+
+/// The built-in datasets, changed by the datasets file (switched off), and the datasets it
+/// registers, each with a record type built from its field schema.
+pub fn from_settings(raw: RawDatasets, e: &mut Errors<'_>) -> Vec<Dataset> {
+    static NAME: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new("^[a-z][a-z0-9_]{0,39}\\.[a-z][a-z0-9_]{0,39}$").expect("valid")
+    });
+    static FIELD: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new("^[a-z][a-z0-9_]{0,63}$").expect("valid"));
+    let mut all = builtin();
+    let mut pool = descriptors().clone();
+    let mut seen = HashSet::new();
+    for (i, d) in raw.dataset.into_iter().enumerate() {
+        let key = format!("dataset[{i}]");
+        if !seen.insert(d.name.clone()) {
+            e.add(
+                format!("{key}.name"),
+                format!("{:?} is declared twice", d.name),
+            );
+            continue;
+        }
+        if let Some(existing) = all.iter_mut().find(|b| b.builtin && b.name == d.name) {
+            // A built-in dataset may only be switched off (its schema is compiled in).
+            let changes_more = d.key.is_some()
+                || d.key_field.is_some()
+                || !d.field.is_empty()
+                || !d.description.is_empty();
+            if changes_more {
+                e.add(
+                    key,
+                    format!("{} is built in: only `disabled` may be set for it", d.name),
+                );
+            }
+            existing.disabled = d.disabled;
+            continue;
+        }
+        if !NAME.is_match(&d.name) {
+            e.add(
+                format!("{key}.name"),
+                format!(
+                    "{:?} is not a dataset name like \"tax.status\" (owner agency, a dot, the record; lower case, digits, _)",
+                    d.name
+                ),
+            );
+            continue;
+        }
+        let owner = d.name.split('.').next().unwrap_or_default().to_owned();
+        let mut fields = Vec::new();
+        let mut field_names = HashSet::new();
+        for (j, f) in d.field.iter().enumerate() {
+            let fkey = format!("{key}.field[{j}]");
+            if !FIELD.is_match(&f.name) {
+                e.add(
+                    format!("{fkey}.name"),
+                    format!("{:?} is not a field name (lower case, digits, _)", f.name),
+                );
+                continue;
+            }
+            if !field_names.insert(f.name.clone()) {
+                e.add(
+                    format!("{fkey}.name"),
+                    format!("{:?} is declared twice", f.name),
+                );
+                continue;
+            }
+            let Some((_, kind)) = FIELD_TYPES.iter().find(|(n, _)| *n == f.kind) else {
+                e.add(
+                    format!("{fkey}.type"),
+                    format!(
+                        "{:?} is not a field type; use one of: {}",
+                        f.kind,
+                        FIELD_TYPES
+                            .iter()
+                            .map(|(n, _)| *n)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+                continue;
+            };
+            fields.push(FieldSpec {
+                name: f.name.clone(),
+                kind: *kind,
+                repeated: f.repeated,
+            });
+        }
+        if d.field.is_empty() {
+            e.add(format!("{key}.field"), "a dataset needs at least one field");
+        }
+        let key_field = d.key_field.clone().unwrap_or_default();
+        match fields.iter().find(|f| f.name == key_field) {
+            _ if key_field.is_empty() => e.add(
+                format!("{key}.key_field"),
+                "missing: name the field that holds the key",
+            ),
+            None if field_names.contains(&key_field) => {}
+            None => e.add(
+                format!("{key}.key_field"),
+                format!("{key_field:?} is not one of the dataset's fields"),
+            ),
+            Some(f) if f.repeated || f.kind != FIELD_TYPES[0].1 => e.add(
+                format!("{key}.key_field"),
+                format!("{key_field:?} must be a single string field"),
+            ),
+            Some(_) => {}
+        }
+        let rule = match d
+            .key
+            .as_ref()
+            .map(|k| (k.builtin.as_deref(), k.pattern.as_deref()))
+        {
+            Some((Some(b), None)) => match KeyKind::by_name(b) {
+                Some(kind) => Some(KeyRule::Builtin(kind)),
+                None => {
+                    e.add(
+                        format!("{key}.key.builtin"),
+                        format!(
+                            "{b:?} is not a built-in validator; use one of: {}",
+                            KeyKind::ALL
+                                .iter()
+                                .map(|(n, _)| *n)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    );
+                    None
+                }
+            },
+            Some((None, Some(p))) => match KeyRule::pattern(p) {
+                Ok(rule) => Some(rule),
+                Err(m) => {
+                    e.add(format!("{key}.key.pattern"), m);
+                    None
+                }
+            },
+            _ => {
+                e.add(
+                    format!("{key}.key"),
+                    "give one of: key = { builtin = \"personal_id\" } or key = { pattern = \"REGEX\" }",
+                );
+                None
+            }
+        };
+        let (Some(rule), true) = (rule, fields.len() == d.field.len() && !fields.is_empty()) else {
+            continue;
+        };
+        match build_record(&mut pool, &d.name, &fields) {
+            Ok(record) => all.push(Dataset {
+                name: d.name,
+                key: rule,
+                key_field,
+                record,
+                owner,
+                description: d.description,
+                builtin: false,
+                disabled: d.disabled,
+            }),
+            Err(m) => e.add(key, format!("its record type cannot be built: {m}")),
+        }
+    }
+    all
 }
 
 #[cfg(test)]

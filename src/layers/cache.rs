@@ -41,30 +41,7 @@ impl CacheStatus {
     }
 }
 
-/// Cache settings of one connector's dataset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CacheSettings {
-    /// How long a record is served without asking the provider; zero turns caching off
-    /// (concurrent misses are still coalesced).
-    pub ttl: Duration,
-    /// How long "no such record" is remembered.
-    pub negative_ttl: Duration,
-    /// How long past `ttl` a record may still be served when the provider fails.
-    pub stale_if_error: Duration,
-    /// Most records held.
-    pub capacity: u64,
-}
-
-impl Default for CacheSettings {
-    fn default() -> Self {
-        CacheSettings {
-            ttl: Duration::from_secs(300),
-            negative_ttl: Duration::from_secs(60),
-            stale_if_error: Duration::from_secs(3600),
-            capacity: 100_000,
-        }
-    }
-}
+pub use crate::upstream::spec::CacheSettings;
 
 #[derive(Clone)]
 struct Entry {

@@ -3,3 +3,4 @@
 
 pub mod authenticate;
 pub mod cache;
+pub mod policy;

@@ -9,14 +9,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, fmt};
 
-/// Where spans go (OTLP over gRPC) and how many traces started here are kept.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OtelSettings {
-    pub endpoint: String,
-    /// Fraction of traces started here that are sampled; a caller's decision is followed.
-    pub sampling_ratio: f64,
-    pub service_name: String,
-}
+pub use crate::config::OtelSettings;
 
 /// Keeps the span exporter alive; `shutdown` flushes what is buffered.
 pub struct Telemetry {

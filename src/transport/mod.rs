@@ -8,8 +8,8 @@ pub mod openapi;
 pub mod rest;
 pub mod tls;
 
-use crate::config::{Consumer, Grant};
 use crate::domain::context::RawContext;
+use crate::layers::policy::{Consumer, Grant};
 use crate::proto::lienthong::{Capabilities, DatasetCapability};
 use crate::shared::limiter::QuotaState;
 

@@ -4,7 +4,10 @@
 //!
 //! REST and gRPC share the port, so the server offers ALPN `h2` and `http/1.1`.
 
+use crate::config::raw::RawTls;
+use crate::config::{Errors, Source};
 use crate::layers::authenticate::ClientCertificate;
+pub use crate::layers::authenticate::normalize_name;
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -109,33 +112,6 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
-/// `CN=x`, `DNS:x`, `URI:x`, `email:x` or `IP:x` as configured, in the form
-/// [`identity`] produces (DNS names in lower case); an error says what is accepted.
-pub fn normalize_name(name: &str) -> Result<String, String> {
-    let name = name.trim();
-    let kinds = ["CN=", "DNS:", "URI:", "email:", "IP:"];
-    let Some(kind) = kinds.iter().find(|k| name.starts_with(**k)) else {
-        return Err(format!(
-            "{name:?} must start with one of {} (e.g. \"CN=motcua-hanoi\")",
-            kinds.join(" ")
-        ));
-    };
-    let value = &name[kind.len()..];
-    if value.is_empty() {
-        return Err(format!("{name:?} names nothing after {kind}"));
-    }
-    Ok(match *kind {
-        "DNS:" => format!("DNS:{}", value.to_ascii_lowercase()),
-        "IP:" => {
-            let ip: std::net::IpAddr = value
-                .parse()
-                .map_err(|_| format!("{value:?} is not an IP address"))?;
-            format!("IP:{ip}")
-        }
-        _ => name.to_owned(),
-    })
-}
-
 /// The names a (verified) client certificate carries.
 pub fn identity(cert: &CertificateDer<'_>) -> ClientCertificate {
     let mut names = Vec::new();
@@ -237,6 +213,68 @@ pub fn serve(
         }
         drop(listener);
         graceful.shutdown().await;
+    })
+}
+
+/// TLS on the lookup listener, loaded and checked.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub server: Arc<rustls::ServerConfig>,
+    /// Set when client certificates are verified (a `client_ca` is configured).
+    pub client_auth: Option<ClientAuth>,
+}
+
+/// Reads and checks the `[tls]` files; `None` (with errors recorded) when they do not load.
+pub fn from_settings(source: &Source, raw: &RawTls, e: &mut Errors<'_>) -> Option<TlsConfig> {
+    let mut read = |key: &str, rel: &str| -> Option<Vec<u8>> {
+        if rel.trim().is_empty() {
+            e.add(format!("tls.{key}"), "missing: name a PEM file");
+            return None;
+        }
+        let path = source.resolve_disk(rel);
+        std::fs::read(&path)
+            .map_err(|err| e.add(format!("tls.{key}"), format!("cannot read {path}: {err}")))
+            .ok()
+    };
+    let cert = read("cert", &raw.cert);
+    let key = read("key", &raw.key);
+    let ca = raw.client_ca.as_deref().map(|p| read("client_ca", p));
+    let client_auth = match raw.client_auth.as_deref() {
+        None | Some("optional") => ClientAuth::Optional,
+        Some("required") => ClientAuth::Required,
+        Some(other) => {
+            e.add(
+                "tls.client_auth",
+                format!("{other:?} is not \"optional\" or \"required\""),
+            );
+            ClientAuth::Optional
+        }
+    };
+    if raw.client_auth.is_some() && raw.client_ca.is_none() {
+        e.add(
+            "tls.client_auth",
+            "client certificates need tls.client_ca, the CA that signs them",
+        );
+    }
+    let chain = certs_from_pem(&cert?)
+        .map_err(|m| e.add("tls.cert", m))
+        .ok()?;
+    let key = key_from_pem(&key?).map_err(|m| e.add("tls.key", m)).ok()?;
+    let cas = match ca {
+        None => None,
+        Some(pem) => Some(
+            certs_from_pem(&pem?)
+                .map_err(|m| e.add("tls.client_ca", m))
+                .ok()?,
+        ),
+    };
+    let client_auth = cas.as_ref().map(|_| client_auth);
+    let server = server_config(chain, key, cas, client_auth)
+        .map_err(|m| e.add("tls", m))
+        .ok()?;
+    Some(TlsConfig {
+        server,
+        client_auth,
     })
 }
 

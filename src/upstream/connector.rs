@@ -1,8 +1,8 @@
 //! A connector: calls one dataset's provider over its protocol and maps the payload to a
 //! canonical record. Protocol specifics live in `soap`, `rest` and `grpc`.
 
+use super::spec::{ConnectorConfig, ConnectorKind};
 use super::{grpc, rest, soap};
-use crate::config::{ConnectorConfig, ConnectorKind};
 use crate::domain::context::CallContext;
 use crate::domain::dataset::Dataset;
 use crate::domain::record::Record;

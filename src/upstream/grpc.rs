@@ -2,8 +2,8 @@
 //! descriptor, its reply decoded dynamically and read as proto3 JSON (proto field names).
 
 use super::connector::{Call, Payload, UpstreamError};
+use super::spec::{ConnectorConfig, ConnectorKind};
 use super::template::Vars;
-use crate::config::{ConnectorConfig, ConnectorKind};
 use crate::domain::record::proto_json;
 use bytes::{Buf, BufMut, Bytes};
 use prost::Message;

@@ -18,6 +18,7 @@
 //! Time is tokio's, so tests drive it with paused time.
 
 use super::connector::UpstreamError;
+use crate::config::raw;
 use std::future::Future;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,13 +48,13 @@ pub struct GuardSettings {
 impl Default for GuardSettings {
     fn default() -> Self {
         GuardSettings {
-            capacity_rps: 0,
-            burst: 10,
-            max_in_flight: 64,
-            max_wait: Duration::from_millis(250),
-            retries: 2,
-            retry_budget: 0.1,
-            backoff: Duration::from_millis(25),
+            capacity_rps: raw::DEFAULT_GUARD_CAPACITY_RPS,
+            burst: raw::DEFAULT_GUARD_BURST,
+            max_in_flight: raw::DEFAULT_GUARD_MAX_IN_FLIGHT,
+            max_wait: Duration::from_millis(raw::DEFAULT_GUARD_MAX_WAIT_MS),
+            retries: raw::DEFAULT_GUARD_RETRIES,
+            retry_budget: raw::DEFAULT_GUARD_RETRY_BUDGET,
+            backoff: Duration::from_millis(raw::DEFAULT_GUARD_BACKOFF_MS),
             breaker: BreakerSettings::default(),
         }
     }
@@ -75,11 +76,11 @@ pub struct BreakerSettings {
 impl Default for BreakerSettings {
     fn default() -> Self {
         BreakerSettings {
-            consecutive_failures: 5,
-            failure_rate: 0.5,
-            min_calls: 20,
-            window: Duration::from_secs(10),
-            open_for: Duration::from_secs(5),
+            consecutive_failures: raw::DEFAULT_BREAKER_CONSECUTIVE_FAILURES,
+            failure_rate: raw::DEFAULT_BREAKER_FAILURE_RATE,
+            min_calls: raw::DEFAULT_BREAKER_MIN_CALLS,
+            window: Duration::from_secs(raw::DEFAULT_BREAKER_WINDOW_S),
+            open_for: Duration::from_secs(raw::DEFAULT_BREAKER_OPEN_S),
         }
     }
 }

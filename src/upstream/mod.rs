@@ -7,4 +7,5 @@ pub mod guard;
 pub mod mapping;
 pub mod rest;
 pub mod soap;
+pub mod spec;
 pub mod template;

@@ -1,8 +1,8 @@
 //! The `rest-json` connector: GET or POST with a JSON body template, bearer token auth.
 
 use super::connector::{Call, Payload, UpstreamError, http_error};
+use super::spec::{ConnectorConfig, ConnectorKind, UpstreamAuth};
 use super::template::Vars;
-use crate::config::{ConnectorConfig, ConnectorKind, UpstreamAuth};
 
 pub async fn call(
     client: &reqwest::Client,

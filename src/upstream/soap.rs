@@ -3,8 +3,8 @@
 
 use super::connector::{Call, Payload, UpstreamError, http_error};
 use super::mapping::xml_to_json;
+use super::spec::{ConnectorConfig, ConnectorKind, UpstreamAuth};
 use super::template::Vars;
-use crate::config::{ConnectorConfig, ConnectorKind, UpstreamAuth};
 use crate::domain::signed_header::signed_header_authorization;
 use crate::domain::xml::xml_escape as escape;
 use std::fmt::Write;

@@ -3,8 +3,8 @@
 
 #![allow(dead_code)]
 
-use lienthong::app::{Running, start};
-use lienthong::config::{Config, Source};
+use lienthong::app::{Running, build, start};
+use lienthong::config::Source;
 use lienthong::sim::{self, RunningSims, SimOptions};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -37,8 +37,8 @@ impl Harness {
             .expect("simulators start");
         let dir = tempfile::tempdir().expect("temp dir");
         let main = write_config(dir.path(), &sims, edit);
-        let config = Config::load(&Source::File(main), &BTreeMap::new()).expect("config is valid");
-        let running = start(Arc::new(config)).await.expect("gateway starts");
+        let built = build(&Source::File(main), &BTreeMap::new()).expect("config is valid");
+        let running = start(built).await.expect("gateway starts");
         let base = format!("http://{}", running.lookup_addr);
         Harness {
             sims,

@@ -1,16 +1,19 @@
 //! Wires config → core → transports, and runs them until shutdown.
 
+mod build;
+
 use crate::audit::journal::JournaledStore;
 use crate::audit::store::AuditStore;
 use crate::audit::writer::AuditLog;
-use crate::config::Config;
 use crate::core::live::Live;
+use crate::core::model::Model;
 use crate::core::service::Gateway;
 use crate::proto::lienthong::admin_service_server::AdminServiceServer;
 use crate::proto::lienthong::lookup_service_server::LookupServiceServer;
 use crate::registry::Registry;
 use crate::transport::admin_grpc::AdminApi;
 use crate::transport::{admin, grpc::LookupApi, rest};
+pub use build::{Built, build};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -141,13 +144,13 @@ const REGISTRY_POLL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The audit store the config names: PostgreSQL (`storage.postgres_url`) or the SQLite file.
 /// Beside a running gateway, the SQLite store is read-only (see [`JournaledStore`]).
-pub async fn open_store(config: &Config) -> Result<Arc<dyn AuditStore>, String> {
+pub async fn open_store(config: &Model) -> Result<Arc<dyn AuditStore>, String> {
     open_audit_store(config, false).await
 }
 
 /// As [`open_store`]; `serving` refuses a SQLite store another process already writes.
-async fn open_audit_store(config: &Config, serving: bool) -> Result<Arc<dyn AuditStore>, String> {
-    Ok(match &config.postgres {
+async fn open_audit_store(config: &Model, serving: bool) -> Result<Arc<dyn AuditStore>, String> {
+    Ok(match &config.settings.postgres {
         Some(pg) => Arc::new(
             crate::audit::postgres::PostgresStore::open(&pg.url, &pg.schema, config.audit.fsync)
                 .await
@@ -172,35 +175,35 @@ async fn open_audit_store(config: &Config, serving: bool) -> Result<Arc<dyn Audi
 
 /// The configuration to run: the registry's latest version, which the config files seed on
 /// the first start. The embedded demo configuration keeps no registry.
-async fn resume(config: Arc<Config>) -> Result<(Arc<Config>, Option<Registry>, u64), String> {
-    if matches!(config.origin, crate::config::Source::Inline(_)) {
+async fn resume(config: Arc<Model>) -> Result<(Arc<Model>, Option<Registry>, u64), String> {
+    if matches!(config.settings.origin, crate::config::Source::Inline(_)) {
         return Ok((config, None, 1));
     }
-    let registry = match &config.postgres {
+    let registry = match &config.settings.postgres {
         Some(pg) => Registry::postgres(&pg.url, &pg.schema).await?,
-        None => Registry::open(&config.registry_path).await?,
+        None => Registry::open(&config.settings.registry_path).await?,
     };
     let Some(latest) = registry.latest().await? else {
         let v = registry
             .record(
                 "seed",
-                &format!("seeded from {}", config.source),
-                &config.files,
+                &format!("seeded from {}", config.settings.source),
+                &config.settings.files,
                 None,
             )
             .await?;
         return Ok((config, Some(registry), v as u64));
     };
-    if latest.files == config.files {
+    if latest.files == config.settings.files {
         return Ok((config, Some(registry), latest.version as u64));
     }
     tracing::warn!(
         version = latest.version,
         "the config files differ from the registry's latest version, which runs; POST /admin/v1/reload applies the files"
     );
-    let source = config.origin.with_files(latest.files.clone());
+    let source = config.settings.origin.with_files(latest.files.clone());
     let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
-    let resumed = Config::load(&source, &env).map_err(|e| {
+    let resumed = build(&source, &env).map(|b| b.model).map_err(|e| {
         format!(
             "registry version {} does not load with the current main file:\n{e}",
             latest.version
@@ -212,7 +215,7 @@ async fn resume(config: Arc<Config>) -> Result<(Arc<Config>, Option<Registry>, u
 /// Archives expired audit records every hour (and once at start-up) until `stop`.
 async fn retain(
     store: Arc<dyn AuditStore>,
-    config: Arc<Config>,
+    config: Arc<Model>,
     retention: std::time::Duration,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -241,12 +244,14 @@ async fn retain(
 }
 
 /// Starts the lookup listener (REST + gRPC on one port) and the admin listener.
-pub async fn start(config: Arc<Config>) -> Result<Running, String> {
+pub async fn start(built: Built) -> Result<Running, String> {
+    let Built { model, tls } = built;
+    let config = Arc::new(model);
     crate::certs::install_crypto();
     let store = open_audit_store(&config, true).await?;
     let (audit, audit_writer) = AuditLog::start(
         store.clone(),
-        &config.instance_id,
+        &config.settings.instance_id,
         config.audit.subjects(),
         config.audit.signer(),
         config.audit.writer.clone(),
@@ -254,7 +259,16 @@ pub async fn start(config: Arc<Config>) -> Result<Running, String> {
     .await
     .map_err(|e| e.to_string())?;
     let (config, registry, version) = resume(config).await?;
-    let live = Live::new(Gateway::new(config.clone(), audit)?, registry, version);
+    let rebuild: crate::core::live::Builder = Arc::new(|source: &crate::config::Source| {
+        let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+        build(source, &env).map(|b| b.model)
+    });
+    let live = Live::new(
+        Gateway::new(config.clone(), audit)?,
+        registry,
+        version,
+        rebuild,
+    );
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
@@ -282,13 +296,13 @@ pub async fn start(config: Arc<Config>) -> Result<Running, String> {
         .into_axum_router();
     let lookup_router = rest::router(live.clone()).merge(grpc);
 
-    let lookup = bind(config.lookup_addr, "lookup").await?;
-    let admin_listener = bind(config.admin_addr, "admin").await?;
+    let lookup = bind(config.settings.lookup_addr, "lookup").await?;
+    let admin_listener = bind(config.settings.admin_addr, "admin").await?;
     let lookup_addr = lookup.local_addr().map_err(|e| e.to_string())?;
     let admin_addr = admin_listener.local_addr().map_err(|e| e.to_string())?;
     let (stop_lookup, lookup_stopped) = watch::channel(false);
     let (stop_rest, stopped) = watch::channel(false);
-    let lookup_task = match &config.tls {
+    let lookup_task = match &tls {
         Some(tls) => {
             crate::transport::tls::serve(lookup, tls.server.clone(), lookup_router, lookup_stopped)
         }
@@ -303,7 +317,7 @@ pub async fn start(config: Arc<Config>) -> Result<Running, String> {
             .add_service(admin_reflection)
             .into_axum_router(),
     );
-    let mut tasks = vec![match (&config.tls, config.admin_tls) {
+    let mut tasks = vec![match (&tls, config.settings.admin_tls) {
         (Some(tls), true) => crate::transport::tls::serve(
             admin_listener,
             tls.server.clone(),
@@ -315,7 +329,7 @@ pub async fn start(config: Arc<Config>) -> Result<Running, String> {
     tasks.push(tokio::spawn(
         live.clone().run_health_checks(stopped.clone()),
     ));
-    if config.redis.is_some() || config.postgres.is_some() {
+    if config.settings.redis.is_some() || config.settings.postgres.is_some() {
         tasks.push(tokio::spawn(
             live.clone().follow_replicas(REGISTRY_POLL, stopped.clone()),
         ));
@@ -328,7 +342,7 @@ pub async fn start(config: Arc<Config>) -> Result<Running, String> {
             stopped,
         )));
     }
-    let security = match &config.tls {
+    let security = match &tls {
         None => "plaintext",
         Some(t) => match t.client_auth {
             None => "tls",
@@ -340,7 +354,7 @@ pub async fn start(config: Arc<Config>) -> Result<Running, String> {
             }
         },
     };
-    tracing::info!(lookup = %lookup_addr, admin = %admin_addr, lookup_security = security, instance = %config.instance_id, "gateway listening");
+    tracing::info!(lookup = %lookup_addr, admin = %admin_addr, lookup_security = security, instance = %config.settings.instance_id, "gateway listening");
     Ok(Running {
         lookup_addr,
         admin_addr,
@@ -352,6 +366,6 @@ pub async fn start(config: Arc<Config>) -> Result<Running, String> {
         audit_writer,
         store,
         health: health_reporter,
-        drain_delay: config.drain_delay,
+        drain_delay: config.settings.drain_delay,
     })
 }

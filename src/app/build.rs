@@ -1,0 +1,90 @@
+//! Builds one version of the gateway from its settings. Each owner builds its runtime form
+//! from its own section; every mistake in every file is collected here, so one run names
+//! them all, each with its file and key.
+
+use crate::audit;
+use crate::config::{ConfigErrors, Errors, Sections, Settings, Source};
+use crate::core::model::Model;
+use crate::domain::context::ContextRules;
+use crate::domain::dataset::{self, Dataset};
+use crate::layers::policy;
+use crate::transport::tls::{self, TlsConfig};
+use crate::upstream::spec;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// A configuration ready to start: the model the core runs on, and the lookup listener's
+/// TLS (read once, at start).
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub model: Model,
+    pub tls: Option<TlsConfig>,
+}
+
+/// Reads `source` with `env`'s overrides (pass `std::env::vars()` collected, or a map in
+/// tests) and builds every part, or names every error.
+pub fn build(source: &Source, env: &BTreeMap<String, String>) -> Result<Built, ConfigErrors> {
+    let (settings, sections, mut all) = Settings::read(source, env)?;
+    let Sections {
+        gateway,
+        datasets,
+        connectors,
+        consumers,
+        grants,
+    } = sections;
+    let mut e = Errors {
+        file: settings.source.clone(),
+        all: &mut all,
+    };
+    let tls = gateway
+        .tls
+        .as_ref()
+        .and_then(|t| tls::from_settings(source, t, &mut e));
+    let tls_client_ca = gateway.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+    let audit = audit::settings::from_settings(source, &gateway.audit, env, &mut e);
+    let context_rules = ContextRules::from_settings(&gateway.context, &mut e);
+    let admin_credentials =
+        policy::admin_credentials(&gateway.admin, gateway.tls.is_some(), tls_client_ca, &mut e);
+    let mut e = Errors {
+        file: datasets.0,
+        all: e.all,
+    };
+    let datasets: Vec<Arc<Dataset>> = dataset::from_settings(datasets.1, &mut e)
+        .into_iter()
+        .map(Arc::new)
+        .collect();
+    let mut e = Errors {
+        file: connectors.0,
+        all: e.all,
+    };
+    let connectors = spec::connectors(connectors.1, &datasets, env, &mut e);
+    let mut e = Errors {
+        file: consumers.0,
+        all: e.all,
+    };
+    let consumers = policy::consumers(consumers.1, tls_client_ca, &mut e);
+    let mut e = Errors {
+        file: grants.0,
+        all: e.all,
+    };
+    let grants = policy::grants(grants.1, &consumers, &datasets, &mut e);
+    if !all.is_empty() {
+        return Err(ConfigErrors(all));
+    }
+    Ok(Built {
+        model: Model {
+            settings,
+            audit,
+            context_rules,
+            admin_credentials,
+            datasets,
+            connectors,
+            consumers,
+            grants,
+        },
+        tls,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,170 @@
+//! The audit trail's settings and keys, checked and decoded from `[audit]`.
+
+use super::record::{Signer, SubjectKey};
+use super::writer::{Durability, WriterSettings};
+use crate::config::raw::RawAudit;
+use crate::config::{Errors, Source, secret};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The audit trail's settings and keys.
+#[derive(Clone)]
+pub struct AuditConfig {
+    pub path: PathBuf,
+    pub fsync: bool,
+    pub writer: WriterSettings,
+    pub retention: Option<Duration>,
+    pub archive_dir: PathBuf,
+    pub subject_key_id: String,
+    pub subject_key: Vec<u8>,
+    pub signing_key_id: String,
+    pub signing_seed: Vec<u8>,
+    /// Public keys checkpoints may be signed with, by key id (the signing key's included).
+    pub verify_keys: HashMap<String, Vec<u8>>,
+}
+
+impl fmt::Debug for AuditConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuditConfig")
+            .field("path", &self.path)
+            .field("writer", &self.writer)
+            .field("subject_key_id", &self.subject_key_id)
+            .field("signing_key_id", &self.signing_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuditConfig {
+    pub fn subjects(&self) -> SubjectKey {
+        SubjectKey::new(&self.subject_key_id, &self.subject_key)
+    }
+
+    pub fn signer(&self) -> Signer {
+        Signer::from_seed(&self.signing_key_id, &self.signing_seed)
+            .expect("the seed was checked when the config loaded")
+    }
+}
+
+pub fn from_settings(
+    source: &Source,
+    raw: &RawAudit,
+    env: &BTreeMap<String, String>,
+    e: &mut Errors<'_>,
+) -> AuditConfig {
+    use base64::Engine;
+    let durability = match raw.durability.as_str() {
+        "sync" => Durability::Sync,
+        "async" => Durability::Async,
+        other => {
+            e.add(
+                "audit.durability",
+                format!("{other:?} is not \"sync\" or \"async\""),
+            );
+            Durability::Sync
+        }
+    };
+    let fail_open = match raw.on_store_failure.as_str() {
+        "fail-closed" => false,
+        "fail-open" => true,
+        other => {
+            e.add(
+                "audit.on_store_failure",
+                format!("{other:?} is not \"fail-closed\" or \"fail-open\""),
+            );
+            false
+        }
+    };
+    for (key, value) in [
+        ("audit.queue_capacity", raw.queue_capacity as u64),
+        ("audit.max_batch", raw.max_batch as u64),
+        ("audit.checkpoint_every", raw.checkpoint_every),
+        ("audit.checkpoint_interval_s", raw.checkpoint_interval_s),
+    ] {
+        if value == 0 {
+            e.add(key, "must be at least 1");
+        }
+    }
+    let mut key_bytes =
+        |name: &str, value: &Option<String>, var: &Option<String>, len: Option<usize>| {
+            if value.is_none() && var.is_none() {
+                e.add(
+                    format!("audit.{name}"),
+                    format!("missing: set audit.{name} (base64) or audit.{name}_env"),
+                );
+                return Vec::new();
+            }
+            let text = secret(e, &format!("audit.{name}"), value, var, env);
+            match base64::engine::general_purpose::STANDARD.decode(text.trim()) {
+                Ok(b) if len.is_none_or(|n| b.len() == n) && b.len() >= 16 => b,
+                Ok(b) => {
+                    e.add(
+                        format!("audit.{name}"),
+                        format!(
+                            "decodes to {} bytes; {}",
+                            b.len(),
+                            len.map(|n| format!("it must be {n}"))
+                                .unwrap_or_else(|| "use at least 16 (32 recommended)".into())
+                        ),
+                    );
+                    Vec::new()
+                }
+                Err(_) if text.is_empty() => Vec::new(),
+                Err(err) => {
+                    e.add(format!("audit.{name}"), format!("not base64: {err}"));
+                    Vec::new()
+                }
+            }
+        };
+    let subject_key = key_bytes("subject_key", &raw.subject_key, &raw.subject_key_env, None);
+    let signing_seed = key_bytes(
+        "signing_key",
+        &raw.signing_key,
+        &raw.signing_key_env,
+        Some(32),
+    );
+    let mut verify_keys = HashMap::new();
+    for (id, public) in &raw.verify_keys {
+        match base64::engine::general_purpose::STANDARD.decode(public.trim()) {
+            Ok(b) if b.len() == 32 => {
+                verify_keys.insert(id.clone(), b);
+            }
+            _ => e.add(
+                format!("audit.verify_keys.{id}"),
+                "must be an ed25519 public key: 32 bytes, base64",
+            ),
+        }
+    }
+    if let Ok(signer) = Signer::from_seed(&raw.signing_key_id, &signing_seed) {
+        verify_keys.insert(raw.signing_key_id.clone(), signer.public_key());
+    }
+    for (key, id) in [
+        ("audit.subject_key_id", &raw.subject_key_id),
+        ("audit.signing_key_id", &raw.signing_key_id),
+    ] {
+        if id.is_empty() || id.contains(':') {
+            e.add(key, "must be a short name without ':' (e.g. \"k1\")");
+        }
+    }
+    AuditConfig {
+        path: PathBuf::from(source.resolve_disk(&raw.path)),
+        fsync: raw.fsync,
+        writer: WriterSettings {
+            durability,
+            fail_open,
+            queue_capacity: raw.queue_capacity,
+            max_batch: raw.max_batch,
+            checkpoint_every: raw.checkpoint_every,
+            checkpoint_interval: Duration::from_secs(raw.checkpoint_interval_s),
+        },
+        retention: (raw.retention_days > 0)
+            .then(|| Duration::from_secs(raw.retention_days * 86_400)),
+        archive_dir: PathBuf::from(source.resolve_disk(&raw.archive_dir)),
+        subject_key_id: raw.subject_key_id.clone(),
+        subject_key,
+        signing_key_id: raw.signing_key_id.clone(),
+        signing_seed,
+        verify_keys,
+    }
+}

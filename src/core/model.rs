@@ -1,0 +1,30 @@
+//! One version of what the gateway runs: its settings and the runtime forms their owners
+//! built from them (datasets, connectors, consumers, grants, context rules, admin
+//! credentials, audit keys). `app::build` makes one; every reload makes another.
+
+use crate::audit::settings::AuditConfig;
+use crate::config::Settings;
+use crate::domain::context::ContextRules;
+use crate::domain::dataset::Dataset;
+use crate::layers::policy::{AdminCredential, Consumer, Grant};
+use crate::upstream::spec::ConnectorConfig;
+use std::sync::Arc;
+
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub settings: Settings,
+    pub audit: AuditConfig,
+    pub context_rules: ContextRules,
+    /// Admin credentials with roles (operator tokens included, unnamed).
+    pub admin_credentials: Vec<AdminCredential>,
+    pub datasets: Vec<Arc<Dataset>>,
+    pub connectors: Vec<ConnectorConfig>,
+    pub consumers: Vec<Consumer>,
+    pub grants: Vec<Grant>,
+}
+
+impl Model {
+    pub fn dataset(&self, name: &str) -> Option<&Arc<Dataset>> {
+        self.datasets.iter().find(|d| d.name == name)
+    }
+}

@@ -1,0 +1,472 @@
+//! A connector as configured: its protocol, endpoint, credentials, mapping, cache policy and
+//! guard, each checked and compiled from its `[[connector]]` section, with every mistake
+//! named by file and key.
+
+use super::guard::{BreakerSettings, GuardSettings};
+use super::mapping::{Mapping, Path};
+use super::template::{JsonTemplate, Template};
+use crate::config::raw::*;
+use crate::config::{Errors, secret};
+use crate::domain::dataset::{Dataset, descriptors};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How the gateway authenticates to a provider.
+#[derive(Debug, Clone)]
+pub enum UpstreamAuth {
+    None,
+    /// The population database's scheme: `Timestamp` and
+    /// `Authorization: Basic base64(user:sha256(url+user+timestamp+secret))`.
+    SignedHeader {
+        user: String,
+        secret: String,
+        client_id: String,
+        api_key: Option<String>,
+    },
+    Bearer {
+        token: String,
+    },
+}
+
+/// Protocol-specific connector settings.
+#[derive(Debug, Clone)]
+pub enum ConnectorKind {
+    SoapXml {
+        namespace: String,
+        operation: String,
+        fields: Vec<(String, Template)>,
+    },
+    RestJson {
+        post: bool,
+        url: Template,
+        body: Option<JsonTemplate>,
+    },
+    Grpc {
+        method: String,
+        request: JsonTemplate,
+        input: prost_reflect::MessageDescriptor,
+        output: prost_reflect::MessageDescriptor,
+    },
+}
+
+/// One validated connector.
+#[derive(Debug, Clone)]
+pub struct ConnectorConfig {
+    pub name: String,
+    pub dataset: String,
+    pub kind: ConnectorKind,
+    pub endpoint: String,
+    pub timeout: Duration,
+    pub record_path: Option<Path>,
+    pub auth: UpstreamAuth,
+    pub mapping: Mapping,
+    pub cache: CacheSettings,
+    pub guard: GuardSettings,
+    /// Readiness depends on this connector's breaker being shut (and its probe passing).
+    pub critical: bool,
+    /// SHA-256 of everything configured for this connector: a reload keeps the running
+    /// connector (its cache, guard and probe state) when this is unchanged.
+    pub fingerprint: String,
+    /// Active health checks: (probe key, interval).
+    pub health: Option<(String, Duration)>,
+}
+
+/// Cache settings of one connector's dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheSettings {
+    /// How long a record is served without asking the provider; zero turns caching off
+    /// (concurrent misses are still coalesced).
+    pub ttl: Duration,
+    /// How long "no such record" is remembered.
+    pub negative_ttl: Duration,
+    /// How long past `ttl` a record may still be served when the provider fails.
+    pub stale_if_error: Duration,
+    /// Most records held.
+    pub capacity: u64,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        CacheSettings {
+            ttl: Duration::from_secs(DEFAULT_CACHE_TTL_S),
+            negative_ttl: Duration::from_secs(DEFAULT_CACHE_NEGATIVE_TTL_S),
+            stale_if_error: Duration::from_secs(DEFAULT_CACHE_STALE_IF_ERROR_S),
+            capacity: DEFAULT_CACHE_CAPACITY,
+        }
+    }
+}
+
+/// Builds every connector of the connectors file, checked against the datasets they serve:
+/// one connector per dataset, each dataset served.
+pub fn connectors(
+    raw: RawConnectors,
+    datasets: &[Arc<Dataset>],
+    env: &BTreeMap<String, String>,
+    e: &mut Errors<'_>,
+) -> Vec<ConnectorConfig> {
+    let connectors = raw;
+    let mut seen_datasets = HashSet::new();
+    let mut seen_names = HashSet::new();
+    let connectors: Vec<ConnectorConfig> = connectors
+        .connector
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            let key = format!("connector[{i}]");
+            if !seen_names.insert(c.name.clone()) {
+                e.add(
+                    format!("{key}.name"),
+                    format!("connector {:?} is declared twice", c.name),
+                );
+            }
+            let dataset = datasets.iter().find(|d| d.name == c.dataset);
+            match dataset {
+                None => e.add(
+                    format!("{key}.dataset"),
+                    format!(
+                        "{:?} is not a dataset; known: {}",
+                        c.dataset,
+                        datasets
+                            .iter()
+                            .map(|d| d.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ),
+                Some(d) if !seen_datasets.insert(d.name.clone()) => {
+                    e.add(
+                        format!("{key}.dataset"),
+                        format!("{} already has a connector", d.name),
+                    );
+                }
+                Some(_) => {}
+            }
+            let mut connector = connector(&key, c, env, e);
+            if let (Some(c), Some(d)) = (&mut connector, dataset) {
+                // A connector is rebuilt when its dataset's schema or key rule changes.
+                c.fingerprint = format!("{}|{}", c.fingerprint, d.schema_fingerprint());
+                check_mapping_fields(&format!("{key}.mapping"), &c.mapping, &d.record, e);
+                if !c.mapping.fields().any(|f| f == d.key_field) {
+                    e.add(
+                        format!("{key}.mapping"),
+                        format!("must map the key field {:?}", d.key_field),
+                    );
+                }
+            }
+            connector
+        })
+        .collect();
+    for d in datasets {
+        if !seen_datasets.contains(&d.name) {
+            e.add(
+                "connector",
+                format!("no connector serves dataset {}", d.name),
+            );
+        }
+    }
+    connectors
+}
+
+fn fingerprint(c: &RawConnector) -> String {
+    fn sorted(v: &toml::Value) -> String {
+        match v {
+            toml::Value::Table(t) => {
+                let inner: BTreeMap<&String, String> =
+                    t.iter().map(|(k, v)| (k, sorted(v))).collect();
+                format!("{inner:?}")
+            }
+            toml::Value::Array(a) => {
+                format!("{:?}", a.iter().map(sorted).collect::<Vec<_>>())
+            }
+            other => format!("{other:?}"),
+        }
+    }
+    let mapping = sorted(&toml::Value::Table(c.mapping.clone()));
+    let templates = sorted(&toml::Value::Table(c.templates.clone()));
+    let body = c.rest.as_ref().and_then(|r| r.body.as_ref()).map(sorted);
+    let request = c
+        .grpc
+        .as_ref()
+        .map(|g| sorted(&toml::Value::Table(g.request.clone())));
+    let mut rest = RawConnector {
+        mapping: toml::Table::new(),
+        templates: toml::Table::new(),
+        ..c.clone()
+    };
+    if let Some(r) = rest.rest.as_mut() {
+        r.body = None;
+    }
+    if let Some(g) = rest.grpc.as_mut() {
+        g.request = toml::Table::new();
+    }
+    let text = format!("{rest:?}|{mapping}|{templates}|{body:?}|{request:?}");
+    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(text.as_bytes()))
+}
+
+/// Mapped fields must exist in the record type, at every level.
+fn check_mapping_fields(
+    key: &str,
+    mapping: &Mapping,
+    desc: &prost_reflect::MessageDescriptor,
+    e: &mut Errors<'_>,
+) {
+    for field in mapping.fields() {
+        if desc.get_field_by_name(field).is_none() {
+            e.add(
+                format!("{key}.{field}"),
+                format!("{} has no field {field:?}", desc.full_name()),
+            );
+        }
+    }
+    for (field, nested) in mapping.nested() {
+        if let Some(prost_reflect::Kind::Message(inner)) =
+            desc.get_field_by_name(field).map(|f| f.kind())
+        {
+            check_mapping_fields(&format!("{key}.{field}"), nested, &inner, e);
+        }
+    }
+}
+
+fn connector(
+    key: &str,
+    c: RawConnector,
+    env: &BTreeMap<String, String>,
+    e: &mut Errors<'_>,
+) -> Option<ConnectorConfig> {
+    let before = e.all.len();
+    let fingerprint = fingerprint(&c);
+    if c.name.trim().is_empty() {
+        e.add(format!("{key}.name"), "must not be empty");
+    }
+    let timeout = Duration::from_millis(c.timeout_ms.unwrap_or(DEFAULT_UPSTREAM_TIMEOUT_MS));
+    if timeout.is_zero() {
+        e.add(format!("{key}.timeout_ms"), "must be above 0");
+    }
+    let record_path = c.record_path.as_deref().and_then(|p| {
+        Path::parse(p)
+            .map_err(|m| e.add(format!("{key}.record_path"), m))
+            .ok()
+    });
+    if c.cache.ttl_s > 0 && c.cache.capacity == 0 {
+        e.add(
+            format!("{key}.cache.capacity"),
+            "must be at least 1 while cache.ttl_s is above 0",
+        );
+    }
+    let health = c.health.as_ref().and_then(|h| {
+        if h.probe_key.trim().is_empty() {
+            e.add(
+                format!("{key}.health.probe_key"),
+                "missing: a key to probe with",
+            );
+            return None;
+        }
+        if h.interval_ms < 100 {
+            e.add(format!("{key}.health.interval_ms"), "must be at least 100");
+            return None;
+        }
+        Some((
+            h.probe_key.trim().to_owned(),
+            Duration::from_millis(h.interval_ms),
+        ))
+    });
+    let g = &c.guard;
+    if g.max_in_flight == 0 {
+        e.add(format!("{key}.guard.max_in_flight"), "must be at least 1");
+    }
+    if g.capacity_rps > 0 && g.burst == 0 {
+        e.add(
+            format!("{key}.guard.burst"),
+            "must be at least 1 when capacity_rps is set",
+        );
+    }
+    for (name, v) in [
+        ("retry_budget", g.retry_budget),
+        ("breaker_failure_rate", g.breaker_failure_rate),
+    ] {
+        if !(0.0..=1.0).contains(&v) {
+            e.add(format!("{key}.guard.{name}"), "must be between 0 and 1");
+        }
+    }
+    if g.breaker_consecutive_failures == 0 || g.breaker_min_calls == 0 {
+        e.add(
+            format!("{key}.guard"),
+            "breaker_consecutive_failures and breaker_min_calls must be at least 1",
+        );
+    }
+    let guard = GuardSettings {
+        capacity_rps: g.capacity_rps,
+        burst: g.burst,
+        max_in_flight: g.max_in_flight,
+        max_wait: Duration::from_millis(g.max_wait_ms),
+        retries: g.retries,
+        retry_budget: g.retry_budget,
+        backoff: Duration::from_millis(g.backoff_ms),
+        breaker: BreakerSettings {
+            consecutive_failures: g.breaker_consecutive_failures,
+            failure_rate: g.breaker_failure_rate,
+            min_calls: g.breaker_min_calls,
+            window: Duration::from_secs(g.breaker_window_s.max(1)),
+            open_for: Duration::from_secs(g.breaker_open_s),
+        },
+    };
+    let cache = CacheSettings {
+        ttl: Duration::from_secs(c.cache.ttl_s),
+        negative_ttl: Duration::from_secs(c.cache.negative_ttl_s),
+        stale_if_error: Duration::from_secs(c.cache.stale_if_error_s),
+        capacity: c.cache.capacity,
+    };
+    let mapping = Mapping::compile(&c.mapping, &c.templates).unwrap_or_else(|m| {
+        e.add(format!("{key}.mapping"), m);
+        Mapping::default()
+    });
+    let auth = match &c.auth {
+        None => UpstreamAuth::None,
+        Some(a) => match a.scheme.as_str() {
+            "none" => UpstreamAuth::None,
+            "signed-header" => UpstreamAuth::SignedHeader {
+                user: a.user.clone().unwrap_or_else(|| {
+                    e.add(format!("{key}.auth.user"), "missing");
+                    String::new()
+                }),
+                secret: secret(
+                    e,
+                    &format!("{key}.auth.secret"),
+                    &a.secret,
+                    &a.secret_env,
+                    env,
+                ),
+                client_id: a.client_id.clone().unwrap_or_default(),
+                api_key: a.api_key.clone(),
+            },
+            "bearer" => UpstreamAuth::Bearer {
+                token: secret(e, &format!("{key}.auth.token"), &a.token, &a.token_env, env),
+            },
+            other => {
+                e.add(
+                    format!("{key}.auth.scheme"),
+                    format!("{other:?} is not \"signed-header\", \"bearer\" or \"none\""),
+                );
+                UpstreamAuth::None
+            }
+        },
+    };
+    let http_endpoint = |e: &mut Errors<'_>| {
+        if !(c.endpoint.starts_with("http://") || c.endpoint.starts_with("https://")) {
+            e.add(
+                format!("{key}.endpoint"),
+                format!("{:?} is not an http:// or https:// URL", c.endpoint),
+            );
+        }
+    };
+    let kind = match c.kind.as_str() {
+        "soap-xml" => {
+            http_endpoint(e);
+            let soap = c.soap.unwrap_or_default();
+            if soap.operation.is_empty() || soap.namespace.is_empty() {
+                e.add(format!("{key}.soap"), "needs `namespace` and `operation`");
+            }
+            let fields = soap
+                .fields
+                .iter()
+                .filter_map(|(name, v)| {
+                    let t = v
+                        .as_str()
+                        .ok_or("must be a string".to_owned())
+                        .and_then(Template::parse);
+                    t.map_err(|m| e.add(format!("{key}.soap.fields.{name}"), m))
+                        .ok()
+                        .map(|t| (name.clone(), t))
+                })
+                .collect();
+            ConnectorKind::SoapXml {
+                namespace: soap.namespace,
+                operation: soap.operation,
+                fields,
+            }
+        }
+        "rest-json" => {
+            http_endpoint(e);
+            let rest = c.rest.unwrap_or_default();
+            let post = match rest.method.as_deref().unwrap_or("GET") {
+                "GET" => false,
+                "POST" => true,
+                other => {
+                    e.add(
+                        format!("{key}.rest.method"),
+                        format!("{other:?} is not GET or POST"),
+                    );
+                    false
+                }
+            };
+            let url = Template::parse(&c.endpoint).unwrap_or_else(|m| {
+                e.add(format!("{key}.endpoint"), m);
+                Template::default()
+            });
+            let body = rest.body.as_ref().and_then(|b| {
+                let json = serde_json::to_value(b).map_err(|err| err.to_string());
+                json.and_then(|j| JsonTemplate::parse(&j))
+                    .map_err(|m| e.add(format!("{key}.rest.body"), m))
+                    .ok()
+            });
+            ConnectorKind::RestJson { post, url, body }
+        }
+        "grpc" => {
+            http_endpoint(e);
+            let grpc = c.grpc.unwrap_or_default();
+            let method = grpc.method.split_once('/').and_then(|(service, method)| {
+                descriptors()
+                    .get_service_by_name(service)?
+                    .methods()
+                    .find(|m| m.name() == method)
+            });
+            let request = serde_json::to_value(&grpc.request)
+                .map_err(|err| err.to_string())
+                .and_then(|j| JsonTemplate::parse(&j))
+                .map_err(|m| e.add(format!("{key}.grpc.request"), m))
+                .ok();
+            match (method, request) {
+                (Some(m), Some(request)) => ConnectorKind::Grpc {
+                    method: format!("/{}", grpc.method),
+                    request,
+                    input: m.input(),
+                    output: m.output(),
+                },
+                (None, _) => {
+                    e.add(
+                        format!("{key}.grpc.method"),
+                        format!(
+                            "{:?} is not a known method (package.Service/Method)",
+                            grpc.method
+                        ),
+                    );
+                    return None;
+                }
+                _ => return None,
+            }
+        }
+        other => {
+            e.add(
+                format!("{key}.kind"),
+                format!("{other:?} is not \"soap-xml\", \"rest-json\" or \"grpc\""),
+            );
+            return None;
+        }
+    };
+    (e.all.len() == before).then_some(ConnectorConfig {
+        name: c.name,
+        dataset: c.dataset,
+        kind,
+        endpoint: c.endpoint,
+        timeout,
+        record_path,
+        auth,
+        mapping,
+        cache,
+        guard,
+        critical: c.critical,
+        health,
+        fingerprint,
+    })
+}
