@@ -14,12 +14,13 @@
 mod changes;
 mod ops;
 
+use crate::core::gateway::Gateway;
 use crate::core::live::{Live, ReloadError};
-use crate::core::service::{ClientCertificate, Gateway, same_digest};
+use crate::core::request::ClientCertificate;
 use crate::domain::error::{ErrorCode, LookupError};
+use crate::layers::authenticate::{by_certificate, by_key};
 use crate::layers::policy::{AdminCredential, AdminRole};
 use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
 pub use ops::AuditFilters;
@@ -291,17 +292,8 @@ pub fn authenticate(
 ) -> Result<Admin, LookupError> {
     let all = &g.config().admin_credentials;
     let admin = if let Some(token) = &credential.bearer {
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let mut found = None;
-        for c in all {
-            // Every token is compared: the time taken does not say which one was close.
-            if let Some(hash) = &c.hash
-                && same_digest(hash, &digest)
-            {
-                found = Some(c.clone());
-            }
-        }
-        let who = found.ok_or_else(|| {
+        // Every token is compared: the time taken does not say which one was close.
+        let who = by_key(all, token).cloned().ok_or_else(|| {
             LookupError::new(
                 ErrorCode::Unauthenticated,
                 "the admin token is not recognised",
@@ -312,19 +304,15 @@ pub fn authenticate(
             kind: "admin_token",
         }
     } else if let Some(cert) = &credential.certificate {
-        let who = all
-            .iter()
-            .find(|c| c.certificate_names.iter().any(|n| cert.names.contains(n)))
-            .cloned()
-            .ok_or_else(|| {
-                LookupError::new(
-                    ErrorCode::Unauthenticated,
-                    format!(
-                        "no admin client is named by this certificate ({})",
-                        cert.names.join(", ")
-                    ),
-                )
-            })?;
+        let who = by_certificate(all, cert).cloned().ok_or_else(|| {
+            LookupError::new(
+                ErrorCode::Unauthenticated,
+                format!(
+                    "no admin client is named by this certificate ({})",
+                    cert.names.join(", ")
+                ),
+            )
+        })?;
         Admin {
             who,
             kind: "admin_certificate",

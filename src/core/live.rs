@@ -3,8 +3,8 @@
 //! new one. A configuration that does not validate is refused whole; the old one keeps
 //! serving.
 
+use super::gateway::Gateway;
 use super::model::Model;
-use super::service::Gateway;
 use crate::config::{ConfigErrors, Source};
 use crate::registry::Registry;
 use std::sync::atomic::{AtomicU64, Ordering};

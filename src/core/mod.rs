@@ -1,6 +1,12 @@
-//! The core: the lookup service both transports call, whose functions hold the order of the
-//! request path, and the live (reloadable) version of it.
+//! The core: the lookup service both transports call ([`gateway`], whose functions hold the
+//! order of the request path), the one wrapper every call runs in ([`call`]), the model
+//! one version runs on ([`model`]), its routes to the providers ([`routes`]), health
+//! probes and the live metrics ([`probes`]), and the live, reloadable version ([`live`]).
 
+pub mod call;
+pub mod gateway;
 pub mod live;
 pub mod model;
-pub mod service;
+pub mod probes;
+pub mod request;
+pub mod routes;

@@ -1,5 +1,75 @@
 //! Authentication: which consumer a call's credentials (an API key, a client certificate)
-//! name.
+//! name. The same matcher serves the admin listener's credentials: keys are compared by
+//! SHA-256, every one of them, so the time taken does not say which one was close.
+
+use super::policy::Consumer;
+use crate::domain::error::{ErrorCode, LookupError};
+use sha2::{Digest, Sha256};
+
+/// Something credentials can name: a consumer, an admin.
+pub trait Holder {
+    /// SHA-256 digests of the API keys or tokens that identify it.
+    fn key_hashes(&self) -> &[[u8; 32]];
+    /// Client certificate names (`CN=…`, `DNS:…`, …) that identify it.
+    fn certificate_names(&self) -> &[String];
+}
+
+/// The holder of `key`, checking every key of every holder.
+pub fn by_key<'a, H: Holder>(holders: &'a [H], key: &str) -> Option<&'a H> {
+    let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+    let mut found = None;
+    for holder in holders {
+        for hash in holder.key_hashes() {
+            if same_digest(hash, &digest) {
+                found = Some(holder);
+            }
+        }
+    }
+    found
+}
+
+/// The holder one of the certificate's names identifies.
+pub fn by_certificate<'a, H: Holder>(holders: &'a [H], cert: &ClientCertificate) -> Option<&'a H> {
+    holders.iter().find(|h| {
+        h.certificate_names()
+            .iter()
+            .any(|n| cert.names.iter().any(|m| m == n))
+    })
+}
+
+/// Compares digests without an early exit, so timing does not reveal how much matched.
+fn same_digest(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Certificate or API key → consumer, and which credential said so (`certificate`,
+/// `api_key`). A certificate the CA signed but no consumer claims does not authenticate by
+/// itself; with both credentials they must name the same consumer.
+pub fn authenticate<'a>(
+    consumers: &'a [Consumer],
+    api_key: Option<&str>,
+    certificate: Option<&ClientCertificate>,
+) -> Result<(&'a Consumer, &'static str), LookupError> {
+    let unauthenticated = |m: String| LookupError::new(ErrorCode::Unauthenticated, m);
+    let by_certificate = certificate.map(|cert| (cert, by_certificate(consumers, cert)));
+    let by_key = api_key.map(|key| by_key(consumers, key));
+    match (by_certificate, by_key) {
+        (None, None) => Err(unauthenticated(
+            "no credentials: present a client certificate or send Authorization: Bearer <api key>"
+                .into(),
+        )),
+        (_, Some(None)) => Err(unauthenticated("the API key is not recognised".into())),
+        (Some((_, Some(a))), Some(Some(b))) if a.id != b.id => Err(unauthenticated(
+            "the client certificate and the API key belong to different consumers".into(),
+        )),
+        (Some((_, Some(consumer))), _) => Ok((consumer, "certificate")),
+        (_, Some(Some(consumer))) => Ok((consumer, "api_key")),
+        (Some((cert, None)), None) => Err(unauthenticated(format!(
+            "the client certificate ({}) is not registered to any consumer",
+            cert.names.join(", ")
+        ))),
+    }
+}
 
 /// The names a client certificate carries, once the TLS layer has verified it against the
 /// configured CA: `CN=…` for the subject's common names, `DNS:…`, `URI:…`, `email:…` and

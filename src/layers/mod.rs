@@ -1,6 +1,14 @@
-//! The steps of the request path, one concern per file: authentication and the record
-//! cache (single-flight, negative entries, stale-if-error).
+//! The steps of the request path, one concern per file, in the order the core calls them:
+//! [`authenticate`] → [`validate`] → [`authorize`] (on [`policy`]) → [`quota`] →
+//! [`fetch`] (the [`cache`], then the upstream guard and connector); [`claims`] answers
+//! verify calls. Each is a plain function or a small type; the core's `Gateway::lookup`
+//! holds the order and says why each step sits where it does.
 
 pub mod authenticate;
+pub mod authorize;
 pub mod cache;
+pub mod claims;
+pub mod fetch;
 pub mod policy;
+pub mod quota;
+pub mod validate;

@@ -2,7 +2,7 @@
 //! modes, validity, quota), and admin credentials with their roles; each built and checked
 //! from its file.
 
-use super::authenticate::normalize_name;
+use super::authenticate::{Holder, normalize_name};
 use crate::config::Errors;
 use crate::config::raw::*;
 use crate::domain::dataset::Dataset;
@@ -23,6 +23,15 @@ pub struct Consumer {
     pub quota: Option<QuotaSpec>,
 }
 
+impl Holder for Consumer {
+    fn key_hashes(&self) -> &[[u8; 32]] {
+        &self.key_hashes
+    }
+    fn certificate_names(&self) -> &[String] {
+        &self.certificate_names
+    }
+}
+
 /// What an admin credential may do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AdminRole {
@@ -41,6 +50,15 @@ pub struct AdminCredential {
     pub hash: Option<[u8; 32]>,
     pub certificate_names: Vec<String>,
     pub role: AdminRole,
+}
+
+impl Holder for AdminCredential {
+    fn key_hashes(&self) -> &[[u8; 32]] {
+        self.hash.as_slice()
+    }
+    fn certificate_names(&self) -> &[String] {
+        &self.certificate_names
+    }
 }
 
 /// Access granted to one consumer on one dataset.

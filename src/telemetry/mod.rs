@@ -1,5 +1,6 @@
 //! Logs (readable text in the demo, JSON lines when configured), OpenTelemetry spans over
-//! OTLP when configured, and the Prometheus metrics ([`metrics`]).
+//! OTLP when configured ([`trace`] continues callers' traces), and the Prometheus metrics
+//! ([`metrics`], with the live state of guards, caches and the audit writer in [`state`]).
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;
@@ -72,3 +73,40 @@ pub fn init(json: bool, level: &str, otel: Option<&OtelSettings>) -> Telemetry {
 }
 
 pub mod metrics;
+pub mod state;
+pub mod trace;
+
+/// A message with every quoted value blanked out: parse errors quote the payload values they
+/// choke on, which may be a name or an id, and logs must not carry personal data.
+pub fn redact(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut quoted = false;
+    for c in message.chars() {
+        match c {
+            '"' | '`' => {
+                if !quoted {
+                    out.push_str("\"…\"");
+                }
+                quoted = !quoted;
+            }
+            _ if quoted => {}
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redaction_blanks_quoted_values() {
+        assert_eq!(
+            super::redact(r#"invalid type: string "Nguyễn Văn An", expected i64 at `full_name`"#),
+            r#"invalid type: string "…", expected i64 at "…""#
+        );
+        assert_eq!(
+            super::redact("provider unavailable: 503"),
+            "provider unavailable: 503"
+        );
+    }
+}

@@ -2,7 +2,7 @@
 //! the error-code table with `google.rpc.ErrorInfo` (reason = the stable code) in details.
 
 use super::{bearer, context_from, rate_limit_headers, request_id, wants_fresh};
-use crate::core::service::{
+use crate::core::request::{
     self as core, Caller, ClientCertificate, Lookup, LookupRequest, TraceContext,
 };
 use crate::domain::context::RawContext;
@@ -332,16 +332,15 @@ impl LookupService for LookupApi {
                 fields: i.fields,
             })
             .collect();
-        self.gateway
+        let request_id = caller.request_id.clone();
+        let mut stream = self
+            .gateway
             .current()
-            .admit_batch(&caller, items.len())
+            .batch(caller, ctx, items)
             .await
-            .map_err(|e| status(&e, &caller.request_id))?;
+            .map_err(|e| status(&e, &request_id))?;
         let (tx, rx) = tokio::sync::mpsc::channel(16);
-        let gateway = self.gateway.current();
         tokio::spawn(async move {
-            let stream = gateway.batch(&caller, ctx, items);
-            let mut stream = std::pin::pin!(stream);
             while let Some(outcome) = stream.next().await {
                 let (i, dataset, key) = (outcome.index, outcome.dataset, outcome.key);
                 let item = match outcome.result {

@@ -14,7 +14,7 @@ use crate::proto::lienthong::{Capabilities, DatasetCapability};
 use crate::shared::limiter::QuotaState;
 
 /// The core version current when a request arrived; the request keeps it to the end.
-pub struct Current(pub std::sync::Arc<crate::core::service::Gateway>);
+pub struct Current(pub std::sync::Arc<crate::core::gateway::Gateway>);
 
 impl axum::extract::FromRequestParts<std::sync::Arc<crate::core::live::Live>> for Current {
     type Rejection = std::convert::Infallible;

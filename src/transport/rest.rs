@@ -2,9 +2,10 @@
 //! `application/problem+json` bodies carrying the stable `code`.
 
 use super::{bearer, context_from, rate_limit_headers, request_id, wants_fresh};
-use crate::core::service::{
-    BatchItem, BatchOutcome, Caller, ClientCertificate, Gateway, Lookup, LookupRequest,
-    TraceContext, VerifyRequest,
+use crate::core::gateway::Gateway;
+use crate::core::request::{
+    BatchItem, BatchOutcome, Caller, ClientCertificate, Lookup, LookupRequest, TraceContext,
+    VerifyRequest,
 };
 use crate::domain::context::RawContext;
 use crate::domain::error::LookupError;
@@ -425,10 +426,11 @@ async fn batch(
             fields: i.fields,
         })
         .collect();
-    if let Err(e) = g.admit_batch(&caller, items.len()).await {
-        return problem(&e, &caller.request_id);
-    }
-    let stream = g.batch(&caller, context, items);
+    let request_id = caller.request_id.clone();
+    let stream = match g.batch(caller, context, items).await {
+        Ok(stream) => stream,
+        Err(e) => return problem(&e, &request_id),
+    };
     let items: Vec<BatchAnswerItem> = stream
         .map(
             |BatchOutcome {
@@ -461,7 +463,7 @@ async fn batch(
         .collect()
         .await;
     let mut response = (StatusCode::OK, Json(BatchAnswer { items })).into_response();
-    if let Ok(v) = HeaderValue::from_str(&caller.request_id) {
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", v);
     }
     response

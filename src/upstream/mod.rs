@@ -5,6 +5,7 @@ pub mod connector;
 pub mod grpc;
 pub mod guard;
 pub mod mapping;
+pub mod probe;
 pub mod rest;
 pub mod soap;
 pub mod spec;

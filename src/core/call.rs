@@ -1,0 +1,226 @@
+//! The one wrapper every call goes through, lookup, verify and each batch item alike: the
+//! call's span, its in-flight gauge, the facts its steps learn, and its audit record,
+//! committed before the answer leaves (so denials, throttles, hits and upstream failures
+//! each leave exactly one record), then its metrics.
+
+use super::gateway::Gateway;
+use super::request::Caller;
+use crate::audit::record::{AuditEntry, now_ms};
+use crate::audit::writer::{AuditFailure, AuditLog};
+use crate::domain::context::CallContext;
+use crate::domain::error::{ErrorCode, LookupError};
+use crate::layers::authenticate::authenticate;
+use crate::telemetry::trace::{TraceContext, call_span};
+use std::time::Duration;
+use tracing::Instrument;
+
+/// What the request path learned about one call, for its audit record.
+pub(super) struct Facts {
+    pub(super) transport: &'static str,
+    pub(super) request_id: String,
+    pub(super) trace: TraceContext,
+    pub(super) action: &'static str,
+    pub(super) actor: String,
+    pub(super) credential: &'static str,
+    pub(super) context: Option<CallContext>,
+    pub(super) dataset: String,
+    pub(super) subject: String,
+    pub(super) fields: Vec<String>,
+    pub(super) cache: &'static str,
+    pub(super) upstream: Option<(&'static str, i64)>,
+    pub(super) detail: String,
+    pub(super) started: std::time::Instant,
+}
+
+/// Facts of a call in progress: if the call is dropped before it ends (the client went
+/// away), its record is still written, with the outcome `cancelled`.
+struct Pending<'a> {
+    audit: &'a AuditLog,
+    facts: Option<Facts>,
+}
+
+impl Pending<'_> {
+    fn facts(&mut self) -> &mut Facts {
+        self.facts.as_mut().expect("facts until finished")
+    }
+
+    fn finish(mut self) -> Facts {
+        self.facts.take().expect("finished once")
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if let Some(facts) = self.facts.take() {
+            self.audit.record_detached(facts.entry("cancelled"));
+        }
+    }
+}
+
+impl Facts {
+    pub(super) fn new(caller: &Caller, action: &'static str, dataset: &str) -> Facts {
+        Facts {
+            transport: caller.transport,
+            request_id: caller.request_id.clone(),
+            trace: caller.trace.clone(),
+            action,
+            actor: String::new(),
+            credential: "",
+            context: None,
+            // As asked (it may name no dataset), bounded so a caller cannot bloat the trail.
+            dataset: dataset.chars().take(100).collect(),
+            subject: String::new(),
+            fields: Vec::new(),
+            cache: "",
+            upstream: None,
+            detail: String::new(),
+            started: std::time::Instant::now(),
+        }
+    }
+
+    fn entry(self, outcome: &str) -> AuditEntry {
+        let c = self.context.as_ref();
+        let ctx = |f: fn(&CallContext) -> &str| c.map(f).unwrap_or_default().to_owned();
+        AuditEntry {
+            time_ms: now_ms(),
+            request_id: self.request_id,
+            trace_id: self.trace.trace_id,
+            transport: self.transport.into(),
+            actor: self.actor,
+            credential: self.credential.into(),
+            officer_id: ctx(CallContext::officer_id),
+            agency_code: ctx(CallContext::agency_code),
+            procedure_code: ctx(CallContext::procedure_code),
+            dossier_id: ctx(CallContext::dossier_id),
+            purpose: ctx(CallContext::purpose),
+            dataset: self.dataset,
+            subject: self.subject,
+            action: self.action.into(),
+            fields: self.fields,
+            outcome: outcome.into(),
+            cache: self.cache.into(),
+            upstream_status: self.upstream.map(|u| u.0).unwrap_or_default().into(),
+            upstream_ms: self.upstream.map(|u| u.1).unwrap_or(-1),
+            detail: self.detail,
+        }
+    }
+}
+
+impl Gateway {
+    /// Runs `steps` as one audited call: `action` (fetch, verify) on the dataset as asked.
+    /// `describe` adds what a successful answer disclosed to the record. If the call is
+    /// dropped before it ends (the client went away), its record is still written, with the
+    /// outcome `cancelled`.
+    pub(super) async fn call<T>(
+        &self,
+        caller: &Caller,
+        action: &'static str,
+        dataset: &str,
+        steps: impl AsyncFnOnce(&mut Facts) -> Result<T, LookupError>,
+        describe: impl FnOnce(&T, &mut Facts),
+    ) -> Result<T, LookupError> {
+        let _in_flight = self.metrics.enter();
+        let mut pending = Pending {
+            audit: &self.audit,
+            facts: Some(Facts::new(caller, action, dataset)),
+        };
+        let (span, trace) = call_span(&caller.request_id, caller.transport, &caller.trace);
+        pending.facts().trace = trace;
+        let result = steps(pending.facts()).instrument(span).await;
+        let mut facts = pending.finish();
+        if let Ok(answer) = &result {
+            describe(answer, &mut facts);
+        }
+        self.audited(facts, result).await
+    }
+
+    /// Audit: records the call's facts and outcome, and lets the result leave only
+    /// once the record is committed (in sync durability). When the record cannot be kept the
+    /// caller gets an error and no data.
+    pub(super) async fn audited<T>(
+        &self,
+        facts: Facts,
+        result: Result<T, LookupError>,
+    ) -> Result<T, LookupError> {
+        let outcome = match &result {
+            Ok(_) => "served",
+            Err(e) => e.code.as_str(),
+        };
+        // Metric labels stay bounded: a dataset from config (else "unknown"), a consumer
+        // from config (else "anonymous").
+        let dataset = match self.routes.get(facts.dataset.as_str()) {
+            Some(r) => r.dataset.name.as_str(),
+            None if facts.dataset.is_empty() => "none",
+            None => "unknown",
+        };
+        let consumer = if facts.actor.is_empty() {
+            "anonymous".to_owned()
+        } else {
+            facts.actor.clone()
+        };
+        let (transport, started) = (facts.transport, facts.started);
+        let answer = self.commit_audit(facts.entry(outcome), result).await;
+        let outcome = match &answer {
+            Ok(_) => "served",
+            Err(e) => e.code.as_str(),
+        };
+        let labels = [dataset, consumer.as_str(), transport, outcome];
+        self.metrics
+            .requests
+            .with(&labels)
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.metrics
+            .request_seconds
+            .with(&labels)
+            .observe_duration(started.elapsed());
+        answer
+    }
+
+    async fn commit_audit<T>(
+        &self,
+        entry: AuditEntry,
+        result: Result<T, LookupError>,
+    ) -> Result<T, LookupError> {
+        match self.audit.record(entry).await {
+            Ok(()) => result,
+            Err(AuditFailure::Full) => Err(LookupError {
+                retry_after: Some(Duration::from_secs(1)),
+                ..LookupError::new(
+                    ErrorCode::Overloaded,
+                    "the audit trail is saturated, so no data was released; retry shortly",
+                )
+            }),
+            Err(_) if self.audit.fail_open() => result,
+            Err(e) => {
+                tracing::error!(error = %e, "audit record not kept; call refused");
+                Err(LookupError::new(
+                    ErrorCode::AuditUnavailable,
+                    "the audit trail cannot record this call, so no data was released",
+                ))
+            }
+        }
+    }
+
+    /// Records a call refused before the core could run it (a malformed body), and returns
+    /// the error to send (or the audit's own error when the record cannot be kept).
+    pub async fn refuse(
+        &self,
+        caller: &Caller,
+        action: &'static str,
+        error: LookupError,
+    ) -> LookupError {
+        let mut facts = Facts::new(caller, action, "");
+        if let Ok((consumer, credential)) = authenticate(
+            &self.config.consumers,
+            caller.api_key.as_deref(),
+            caller.certificate.as_deref(),
+        ) {
+            facts.actor = consumer.id.clone();
+            facts.credential = credential;
+        }
+        match self.audited::<()>(facts, Err(error)).await {
+            Err(e) => e,
+            Ok(()) => unreachable!("an error stays an error"),
+        }
+    }
+}
