@@ -12,6 +12,8 @@
 //!   `lienthong audit` commands live in `cli`).
 
 pub mod journal;
+#[cfg(test)]
+pub(crate) mod memory;
 pub mod postgres;
 pub mod query;
 pub mod record;

@@ -431,77 +431,8 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::record::{Checkpoint, checkpoint_signed_by};
-    use crate::audit::store::{Archive, Query, StoreError};
-    use async_trait::async_trait;
-    use std::sync::Mutex;
-    use std::sync::atomic::AtomicBool;
-
-    /// A store in memory that can be made to fail, or to hang, on demand.
-    #[derive(Default)]
-    struct FakeStore {
-        records: Mutex<Vec<Chained>>,
-        checkpoints: Mutex<Vec<Checkpoint>>,
-        failing: AtomicBool,
-        hang: AtomicBool,
-    }
-
-    #[async_trait]
-    impl AuditStore for FakeStore {
-        async fn head(&self, _: &str) -> Result<Option<(i64, [u8; 32])>, StoreError> {
-            Ok(self.records.lock().unwrap().last().map(|r| (r.seq, r.hash)))
-        }
-        async fn append(
-            &self,
-            records: Vec<Chained>,
-            cp: Option<&Checkpoint>,
-        ) -> Result<(), StoreError> {
-            if self.hang.load(Ordering::SeqCst) {
-                std::future::pending::<()>().await;
-            }
-            if self.failing.load(Ordering::SeqCst) {
-                return Err(StoreError("disk on fire".into()));
-            }
-            self.records.lock().unwrap().extend(records);
-            self.checkpoints.lock().unwrap().extend(cp.cloned());
-            Ok(())
-        }
-        async fn append_at_head(
-            &self,
-            _: &str,
-            _: &AuditEntry,
-            _: Option<&Signer>,
-        ) -> Result<Chained, StoreError> {
-            Err(StoreError("not used".into()))
-        }
-        async fn ping(&self) -> Result<(), StoreError> {
-            Ok(())
-        }
-        async fn instances(&self) -> Result<Vec<String>, StoreError> {
-            Ok(vec![])
-        }
-        async fn count(&self, _: &str) -> Result<i64, StoreError> {
-            Ok(0)
-        }
-        async fn scan(&self, _: &str, _: i64, _: usize) -> Result<Vec<Chained>, StoreError> {
-            Ok(vec![])
-        }
-        async fn checkpoints(&self, _: &str) -> Result<Vec<Checkpoint>, StoreError> {
-            Ok(vec![])
-        }
-        async fn query(&self, _: &Query) -> Result<Vec<Chained>, StoreError> {
-            Ok(vec![])
-        }
-        async fn archives(&self, _: &str) -> Result<Vec<Archive>, StoreError> {
-            Ok(vec![])
-        }
-        async fn expired(&self, _: &str, _: i64, _: usize) -> Result<Vec<Chained>, StoreError> {
-            Ok(vec![])
-        }
-        async fn archived(&self, _: &Archive) -> Result<(), StoreError> {
-            Ok(())
-        }
-    }
+    use crate::audit::memory::MemoryStore as FakeStore;
+    use crate::audit::record::checkpoint_signed_by;
 
     async fn start(store: Arc<FakeStore>, settings: WriterSettings) -> (AuditLog, JoinHandle<()>) {
         AuditLog::start(

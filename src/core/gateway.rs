@@ -326,3 +326,6 @@ impl Gateway {
         result
     }
 }
+
+#[cfg(test)]
+mod tests;

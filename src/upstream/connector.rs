@@ -53,7 +53,14 @@ pub struct Call<'a> {
 enum Transport {
     Http(reqwest::Client),
     Grpc(tonic::transport::Channel),
+    /// A provider in the test's hands: answers each key as the test says.
+    #[cfg(test)]
+    Fake(Fake),
 }
+
+/// A test's provider: the payload (or failure) for each key asked.
+#[cfg(test)]
+pub type Fake = Arc<dyn Fn(&str) -> Result<Payload, UpstreamError> + Send + Sync>;
 
 /// A ready connector.
 pub struct Connector {
@@ -79,6 +86,17 @@ impl Connector {
             dataset,
             transport,
         })
+    }
+
+    /// A connector to a fake provider: the configured mapping and checks apply to what
+    /// `answer` returns, as they would to a real provider's payload.
+    #[cfg(test)]
+    pub fn fake(config: ConnectorConfig, dataset: Arc<Dataset>, answer: Fake) -> Connector {
+        Connector {
+            config,
+            dataset,
+            transport: Transport::Fake(answer),
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -143,6 +161,8 @@ impl Connector {
             (ConnectorKind::Grpc { .. }, Transport::Grpc(channel)) => {
                 grpc::call(channel.clone(), &self.config, call).await
             }
+            #[cfg(test)]
+            (_, Transport::Fake(answer)) => answer(call.key),
             _ => Err(UpstreamError::Unavailable(
                 "connector transport does not match its kind".into(),
             )),
