@@ -8,6 +8,7 @@ pub mod data;
 pub mod land;
 pub mod names;
 pub mod population;
+mod random;
 
 use control::Control;
 use data::SimData;
