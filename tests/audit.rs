@@ -870,3 +870,69 @@ async fn a_call_the_client_abandons_still_leaves_its_record() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// `lienthong audit records` as a process on `gateway.toml` in `dir`, its stdout closed at
+/// once (as `| head -0` would), or read whole: (exit status, stdout, stderr).
+fn audit_records(dir: &std::path::Path, close_stdout: bool) -> (bool, String, String) {
+    use std::io::Read;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lienthong"))
+        .args(["audit", "records", "--json", "--config"])
+        .arg(dir.join("gateway.toml"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut out = String::new();
+    if close_stdout {
+        drop(stdout);
+    } else {
+        stdout.read_to_string(&mut out).expect("stdout");
+    }
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("stderr");
+    let status = child.wait().expect("exits");
+    (status.success(), out, err)
+}
+
+#[tokio::test]
+async fn audit_commands_end_quietly_on_a_closed_pipe_and_point_to_the_live_view() {
+    let h = harness().await;
+    let id = h.sample("population.citizen");
+    assert_eq!(h.get(&format!("/v1/citizens/{id}")).await.status(), 200);
+    let dir = h.dir.path().to_owned();
+
+    // Beside the running gateway, which holds the store: the command says where the live
+    // view is, on stderr, so the JSON on stdout stays whole.
+    let (ok, out, err) = tokio::task::spawn_blocking({
+        let dir = dir.clone();
+        move || audit_records(&dir, false)
+    })
+    .await
+    .expect("joins");
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("a running gateway serves") && err.contains("/admin/v1/audit/records"),
+        "{err}"
+    );
+    let page: Value = serde_json::from_str(&out).expect("JSON on stdout");
+    assert!(page["records"].is_array(), "{page}");
+
+    // Stopped, the gateway holds nothing: no note. A reader that went away ends the
+    // command quietly, not with a panic.
+    let Harness {
+        gateway, dir: kept, ..
+    } = h;
+    gateway.shutdown().await;
+    let (ok, out, err) = audit_records(kept.path(), false);
+    assert!(ok && !err.contains("running gateway"), "{err}");
+    assert!(out.contains("\"dataset\": \"population.citizen\""), "{out}");
+    let (ok, _, err) = audit_records(kept.path(), true);
+    assert!(ok, "a closed stdout is not a failure: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -142,10 +142,14 @@ fn serve(
 /// (announcements over Redis are the fast path).
 const REGISTRY_POLL: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// The audit store the config names: PostgreSQL (`storage.postgres_url`) or the SQLite file.
-/// Beside a running gateway, the SQLite store is read-only (see [`JournaledStore`]).
-pub async fn open_store(config: &Model) -> Result<Arc<dyn AuditStore>, String> {
-    open_audit_store(config, false).await
+/// The audit store the config names: PostgreSQL (`storage.postgres_url`) or the SQLite file,
+/// and whether a running gateway holds that SQLite file. Beside a running gateway the
+/// SQLite store reads only what has moved out of its commit files, up to a second late
+/// (see [`JournaledStore`]).
+pub async fn open_store(config: &Model) -> Result<(Arc<dyn AuditStore>, bool), String> {
+    let store = open_audit_store(config, false).await?;
+    let held_elsewhere = !store.owned();
+    Ok((store, held_elsewhere))
 }
 
 /// As [`open_store`]; `serving` refuses a SQLite store another process already writes.

@@ -464,6 +464,10 @@ fn lower_sqlite_threads() {
 
 #[async_trait]
 impl AuditStore for JournaledStore {
+    fn owned(&self) -> bool {
+        self.owns()
+    }
+
     async fn head(&self, instance: &str) -> Result<Option<(i64, [u8; 32])>, StoreError> {
         self.move_in().await?;
         self.inner.head(instance).await

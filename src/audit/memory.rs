@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A store in memory that can be made to fail, or to hang, on demand.
 #[derive(Default)]
-pub struct MemoryStore {
+pub(crate) struct MemoryStore {
     pub records: Mutex<Vec<Chained>>,
     pub checkpoints: Mutex<Vec<Checkpoint>>,
     pub failing: AtomicBool,

@@ -308,7 +308,7 @@ pub(crate) mod testing {
 
     /// `n` fetch records of `instance` from `seq` on, linked to `prev`; each has its own
     /// officer and dossier.
-    pub fn chain(instance: &str, from: i64, n: i64, mut prev: [u8; 32]) -> Vec<Chained> {
+    pub(crate) fn chain(instance: &str, from: i64, n: i64, mut prev: [u8; 32]) -> Vec<Chained> {
         (from..from + n)
             .map(|seq| {
                 let entry = AuditEntry {

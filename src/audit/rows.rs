@@ -6,22 +6,22 @@ use super::store::{Archive, StoreError};
 use sqlx::{ColumnIndex, Database, Decode, Row, Type};
 
 /// The record table's columns, in the order stores write them.
-pub const COLUMNS: &str = "instance, seq, time_ms, request_id, trace_id, transport, actor, credential, \
+pub(crate) const COLUMNS: &str = "instance, seq, time_ms, request_id, trace_id, transport, actor, credential, \
     officer_id, agency_code, procedure_code, dossier_id, purpose, dataset, subject, action, \
     fields, outcome, cache, upstream_status, upstream_ms, detail, prev_hash, hash";
 
-pub fn err(e: impl std::fmt::Display) -> StoreError {
+pub(crate) fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError::from(e)
 }
 
-pub fn hash32(bytes: Vec<u8>) -> Result<[u8; 32], StoreError> {
+pub(crate) fn hash32(bytes: Vec<u8>) -> Result<[u8; 32], StoreError> {
     bytes
         .try_into()
         .map_err(|_| StoreError("a stored hash is not 32 bytes".into()))
 }
 
 /// What a row of either store can be read as.
-pub trait AuditRow: Row
+pub(crate) trait AuditRow: Row
 where
     for<'c> &'c str: ColumnIndex<Self>,
 {
@@ -51,7 +51,7 @@ where
     }
 }
 
-pub fn chained<R: AuditRow>(row: &R) -> Result<Chained, StoreError>
+pub(crate) fn chained<R: AuditRow>(row: &R) -> Result<Chained, StoreError>
 where
     for<'c> &'c str: ColumnIndex<R>,
 {
@@ -91,7 +91,7 @@ where
     })
 }
 
-pub fn checkpoint<R: AuditRow>(r: &R) -> Result<Checkpoint, StoreError>
+pub(crate) fn checkpoint<R: AuditRow>(r: &R) -> Result<Checkpoint, StoreError>
 where
     for<'c> &'c str: ColumnIndex<R>,
 {
@@ -105,7 +105,7 @@ where
     })
 }
 
-pub fn archive<R: AuditRow>(r: &R) -> Result<Archive, StoreError>
+pub(crate) fn archive<R: AuditRow>(r: &R) -> Result<Archive, StoreError>
 where
     for<'c> &'c str: ColumnIndex<R>,
 {

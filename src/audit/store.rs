@@ -71,6 +71,11 @@ pub trait AuditStore: Send + Sync {
 
     /// Whether the store can take a write now (for readiness).
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Whether this process owns the store's commit path; `false` for a SQLite store that a
+    /// running gateway serves, which this process then reads up to a second late.
+    fn owned(&self) -> bool {
+        true
+    }
 
     /// Chains present.
     async fn instances(&self) -> Result<Vec<String>, StoreError>;

@@ -1,6 +1,7 @@
 //! `lienthong admin …`: a client of the admin listener's REST API, with a readable
 //! printout of each answer (or `--json`).
 
+use super::CliError;
 use super::load;
 use clap::Subcommand;
 use std::path::PathBuf;
@@ -182,7 +183,7 @@ pub(crate) fn read_pem(path: &std::path::Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-pub(crate) async fn admin(args: AdminArgs) -> Result<(), String> {
+pub(crate) async fn admin(args: AdminArgs) -> Result<(), CliError> {
     use serde_json::json;
     crate::certs::install_crypto();
     let base = match &args.admin {
@@ -320,16 +321,16 @@ pub(crate) async fn admin(args: AdminArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("{base}: not a JSON answer: {e}"))?;
     if !status.is_success() {
-        return Err(format!(
+        return Err(CliError::Failed(format!(
             "{status}: {}",
             body["detail"].as_str().unwrap_or("refused")
-        ));
+        )));
     }
     if args.json {
-        println!("{body:#}");
+        out!("{body:#}");
         return Ok(());
     }
-    print_admin(&args.command, &body);
+    print_admin(&args.command, &body)?;
     Ok(())
 }
 
@@ -346,21 +347,30 @@ pub(crate) fn urlencode(s: &str) -> String {
 }
 
 /// An admin answer for people (`--json` prints it whole).
-pub(crate) fn print_admin(command: &AdminCommand, body: &serde_json::Value) {
+pub(crate) fn print_admin(
+    command: &AdminCommand,
+    body: &serde_json::Value,
+) -> Result<(), CliError> {
     let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_owned();
     if body["dry_run"] == true {
-        println!("valid, nothing applied: {}", s(&body["change"]));
-        return;
+        out!("valid, nothing applied: {}", s(&body["change"]));
+        return Ok(());
     }
     if body.get("change").is_some() && body.get("version").is_some() {
-        println!("version {}: {}", body["version"], s(&body["change"]));
-        return;
+        out!("version {}: {}", body["version"], s(&body["change"]));
+        return Ok(());
     }
     match command {
         AdminCommand::Breakers => {
-            println!(
+            out!(
                 "{:<14} {:<20} {:<10} {:>8} {:>8} {:>9} {:>8}  probe",
-                "connector", "dataset", "breaker", "calls", "retries", "in flight", "refused"
+                "connector",
+                "dataset",
+                "breaker",
+                "calls",
+                "retries",
+                "in flight",
+                "refused"
             );
             for c in body["connectors"].as_array().into_iter().flatten() {
                 let n = |k: &str| c[k].as_u64().unwrap_or(0);
@@ -369,7 +379,7 @@ pub(crate) fn print_admin(command: &AdminCommand, body: &serde_json::Value) {
                     Some(false) => "down",
                     None => "-",
                 };
-                println!(
+                out!(
                     "{:<14} {:<20} {:<10} {:>8} {:>8} {:>9} {:>8}  {probe}",
                     s(&c["connector"]),
                     s(&c["dataset"]),
@@ -382,17 +392,18 @@ pub(crate) fn print_admin(command: &AdminCommand, body: &serde_json::Value) {
             }
         }
         AdminCommand::Reload | AdminCommand::Rollback { .. } => {
-            println!(
+            out!(
                 "running version {}; connectors rebuilt: {}",
-                body["version"], body["connectors_rebuilt"]
+                body["version"],
+                body["connectors_rebuilt"]
             );
             if let Some(later) = body["needs_restart"].as_array().filter(|a| !a.is_empty()) {
-                println!("take effect at the next start: {later:?}");
+                out!("take effect at the next start: {later:?}");
             }
         }
         AdminCommand::Versions => {
             if body["versions"].as_array().is_none_or(|v| v.is_empty()) {
-                println!(
+                out!(
                     "running version {}; this gateway keeps no history (the embedded demo has no registry)",
                     body["running"]
                 );
@@ -403,7 +414,7 @@ pub(crate) fn print_admin(command: &AdminCommand, body: &serde_json::Value) {
                 } else {
                     ""
                 };
-                println!(
+                out!(
                     "{:>4}  {}  {:<24} {}{running}",
                     v["version"],
                     s(&v["time"]),
@@ -420,7 +431,7 @@ pub(crate) fn print_admin(command: &AdminCommand, body: &serde_json::Value) {
                 } else {
                     ""
                 };
-                println!(
+                out!(
                     "{:>3}  {:<16} {:<24} procedures {}  fields {}{off}",
                     g["index"],
                     s(&grant["consumer"]),
@@ -431,7 +442,7 @@ pub(crate) fn print_admin(command: &AdminCommand, body: &serde_json::Value) {
             }
         }
         AdminCommand::Datasets { action } => match action {
-            Some(DatasetAction::Show { .. }) => println!("{body:#}"),
+            Some(DatasetAction::Show { .. }) => out!("{body:#}"),
             _ => {
                 for d in body["datasets"].as_array().into_iter().flatten() {
                     let state = if d["disabled"] == true { "off" } else { "on" };
@@ -441,7 +452,7 @@ pub(crate) fn print_admin(command: &AdminCommand, body: &serde_json::Value) {
                         .flatten()
                         .map(|f| s(&f["name"]))
                         .collect();
-                    println!(
+                    out!(
                         "{:<26} {:<12} {:<4} key {:<18} fields {}",
                         s(&d["name"]),
                         s(&d["owner"]),
@@ -454,7 +465,7 @@ pub(crate) fn print_admin(command: &AdminCommand, body: &serde_json::Value) {
         },
         AdminCommand::Connectors { .. } => {
             for c in body["connectors"].as_array().into_iter().flatten() {
-                println!(
+                out!(
                     "{:<20} {:<26} {:<10} {}",
                     s(&c["name"]),
                     s(&c["dataset"]),
@@ -464,11 +475,12 @@ pub(crate) fn print_admin(command: &AdminCommand, body: &serde_json::Value) {
             }
         }
         AdminCommand::Purge { dataset, key } => match key {
-            Some(_) => println!("purged one key of {dataset}"),
-            None => println!(
+            Some(_) => out!("purged one key of {dataset}"),
+            None => out!(
                 "purged {dataset} ({} records were held)",
                 body["records_held_before"]
             ),
         },
     }
+    Ok(())
 }

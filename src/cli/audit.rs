@@ -2,6 +2,7 @@
 //! dossier, officer and time, and archiving. They read the store named in config; every read
 //! is recorded on the chain `<instance>.cli`, signed at once.
 
+use super::CliError;
 use super::admin::PageArgs;
 use super::load;
 use crate::audit::query::{self, Filters};
@@ -60,7 +61,7 @@ pub(crate) enum AuditCommand {
     },
 }
 
-pub(crate) async fn audit(command: AuditCommand) -> Result<(), String> {
+pub(crate) async fn audit(command: AuditCommand) -> Result<(), CliError> {
     use crate::audit::query::Filters;
     let filters = |page: PageArgs| {
         (
@@ -115,6 +116,8 @@ pub(crate) async fn audit(command: AuditCommand) -> Result<(), String> {
     }
 }
 
+/// The store, with a note on stderr when a running gateway serves it: what it committed in
+/// the last second may not show yet, and the live view is its admin API.
 async fn open(config: &Model) -> Result<std::sync::Arc<dyn AuditStore>, String> {
     let path = &config.audit.path;
     if config.settings.postgres.is_none() && !path.exists() {
@@ -123,7 +126,17 @@ async fn open(config: &Model) -> Result<std::sync::Arc<dyn AuditStore>, String> 
             path.display()
         ));
     }
-    crate::app::open_store(config).await
+    let (store, held_elsewhere) = crate::app::open_store(config).await?;
+    if held_elsewhere {
+        let _ = writeln!(
+            std::io::stderr(),
+            "note: a running gateway serves {}; records it committed in the last second may not \
+             show here yet. The live view is its admin listener: GET /admin/v1/audit/records \
+             and /admin/v1/audit/report, with an auditor or operator token.",
+            store_name(config)
+        );
+    }
+    Ok(store)
 }
 
 /// Where the trail is, for people: the SQLite file or the PostgreSQL schema.
@@ -135,7 +148,7 @@ fn store_name(config: &Model) -> String {
 }
 
 /// `audit verify`: every chain, every checkpoint; a summary, or the first bad record.
-pub async fn run_verify(config: &Model) -> Result<(), String> {
+pub(crate) async fn run_verify(config: &Model) -> Result<(), CliError> {
     let store = open(config).await?;
     let mut stderr = std::io::stderr();
     let mut last_shown = 0;
@@ -160,15 +173,18 @@ pub async fn run_verify(config: &Model) -> Result<(), String> {
     .await;
     match result {
         Ok(chains) => {
-            println!("{}: the audit trail verifies", store_name(config));
+            out!("{}: the audit trail verifies", store_name(config));
             for c in chains.iter().filter(|c| c.records == 0) {
-                println!(
+                out!(
                     "  chain {}: no records in the store, archived through {} ({} archive files checked, {} not found)",
-                    c.instance, c.archived_through, c.archives_checked, c.archives_missing
+                    c.instance,
+                    c.archived_through,
+                    c.archives_checked,
+                    c.archives_missing
                 );
             }
             for c in chains.iter().filter(|c| c.records > 0) {
-                println!(
+                out!(
                     "  chain {}: {} records ({}..{}), {} checkpoints, last at {}, {} records after it{}",
                     c.instance,
                     c.records,
@@ -188,22 +204,22 @@ pub async fn run_verify(config: &Model) -> Result<(), String> {
                 );
             }
             if chains.is_empty() {
-                println!("  (no records yet)");
+                out!("  (no records yet)");
             }
             Ok(())
         }
-        Err(VerifyError::Broken(b)) => Err(format!("the audit trail does not verify: {b}")),
-        Err(VerifyError::Store(e)) => Err(e.to_string()),
+        Err(VerifyError::Broken(b)) => Err(format!("the audit trail does not verify: {b}").into()),
+        Err(VerifyError::Store(e)) => Err(e.to_string().into()),
     }
 }
 
 /// `audit report` / `audit records`: one page, printed as lines or JSON.
-pub async fn run_query(
+pub(crate) async fn run_query(
     config: &Model,
     filters: Filters,
     json: bool,
     report: bool,
-) -> Result<(), String> {
+) -> Result<(), CliError> {
     let store = open(config).await?;
     let subjects = config.audit.subjects();
     let mut q = filters.to_query(&subjects)?;
@@ -235,20 +251,20 @@ pub async fn run_query(
             "records": page.records.iter().map(query::to_json).collect::<Vec<_>>(),
             "next_page_token": page.next,
         });
-        println!(
+        out!(
             "{}",
             serde_json::to_string_pretty(&body).unwrap_or_default()
         );
         return Ok(());
     }
     if page.records.is_empty() {
-        println!("no records");
+        out!("no records");
     }
     for r in &page.records {
         if report {
-            println!("{}", query::report_line(r));
+            out!("{}", query::report_line(r));
         } else {
-            println!(
+            out!(
                 "{}  {}#{}  {}  {}  {}  {}",
                 crate::domain::date::iso_ms(r.entry.time_ms),
                 r.instance,
@@ -265,14 +281,17 @@ pub async fn run_query(
         }
     }
     if let Some(next) = page.next {
-        println!("more: --page-token {next}");
+        out!("more: --page-token {next}");
     }
     Ok(())
 }
 
 /// `audit archive`: moves records older than the retention period (or `older_than_days`)
 /// to archive files now.
-pub async fn run_archive(config: &Model, older_than_days: Option<u64>) -> Result<(), String> {
+pub(crate) async fn run_archive(
+    config: &Model,
+    older_than_days: Option<u64>,
+) -> Result<(), CliError> {
     let days = match (older_than_days, config.audit.retention) {
         (Some(d), _) => d,
         (None, Some(r)) => r.as_secs() / 86_400,
@@ -296,14 +315,17 @@ pub async fn run_archive(config: &Model, older_than_days: Option<u64>) -> Result
         )
         .await?
         {
-            println!(
+            out!(
                 "archived {} records {}..{} to {}",
-                a.instance, a.first_seq, a.last_seq, a.file
+                a.instance,
+                a.first_seq,
+                a.last_seq,
+                a.file
             );
             total += a.last_seq - a.first_seq + 1;
         }
     }
-    println!("{total} records archived (older than {days} days)");
+    out!("{total} records archived (older than {days} days)");
     // Archiving changes the trail, so it is recorded on it too.
     let entry = crate::audit::record::AuditEntry {
         time_ms: crate::audit::record::now_ms(),

@@ -1,12 +1,14 @@
 //! `lienthong demo`: the simulators and the gateway on embedded defaults, and commands to
 //! copy that work against them.
 
+use super::CliError;
 use super::env;
 use crate::config::Source;
+use crate::domain::dataset::{BUSINESS_ENTERPRISE, LAND_PARCEL, POPULATION_CITIZEN};
 use crate::sim::{self, SimOptions};
 use std::net::SocketAddr;
 
-pub(crate) async fn demo(ephemeral_ports: bool) -> Result<(), String> {
+pub(crate) async fn demo(ephemeral_ports: bool) -> Result<(), CliError> {
     let addr = |s: &str| s.parse::<SocketAddr>().map_err(|e| e.to_string());
     let any = SocketAddr::from(([127, 0, 0, 1], 0));
     let options = if ephemeral_ports {
@@ -46,13 +48,13 @@ pub(crate) async fn demo(ephemeral_ports: bool) -> Result<(), String> {
             .unwrap_or_default()
     };
     let (citizen, enterprise, parcel) = (
-        sample("population.citizen"),
-        sample("business.enterprise"),
-        sample("land.parcel"),
+        sample(POPULATION_CITIZEN),
+        sample(BUSINESS_ENTERPRISE),
+        sample(LAND_PARCEL),
     );
     let lookup = running.lookup_addr;
     let ctx = "-H 'X-Procedure-Code: 1.001612' -H 'X-Dossier-Id: 000.00.53.H48-251128-0001' -H 'X-Officer-Id: canbo01'";
-    println!(
+    out!(
         r#"
 lienthong demo is running.
   lookup API (REST + gRPC)  http://{lookup}

@@ -1,6 +1,14 @@
 //! The `lienthong` command line: each subcommand in its own file, `main.rs` only calls
 //! [`run`].
 
+/// Writes a line to stdout; a closed stdout (`lienthong audit records --json | head`) ends
+/// the command quietly instead of panicking as `println!` does.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::write_line(format_args!($($arg)*))?
+    };
+}
+
 mod admin;
 mod audit;
 mod demo;
@@ -77,6 +85,40 @@ enum Command {
     },
 }
 
+/// Why a command did not finish.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CliError {
+    /// Whoever reads stdout stopped reading: not a failure of the command.
+    #[error("stdout closed")]
+    Closed,
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<String> for CliError {
+    fn from(message: String) -> CliError {
+        CliError::Failed(message)
+    }
+}
+
+impl From<&str> for CliError {
+    fn from(message: &str) -> CliError {
+        CliError::Failed(message.to_owned())
+    }
+}
+
+pub(crate) fn write_line(args: std::fmt::Arguments<'_>) -> Result<(), CliError> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_fmt(args)
+        .and_then(|()| stdout.write_all(b"\n"))
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::BrokenPipe => CliError::Closed,
+            _ => CliError::Failed(format!("stdout: {e}")),
+        })
+}
+
 pub(crate) fn env() -> BTreeMap<String, String> {
     std::env::vars().collect()
 }
@@ -92,20 +134,7 @@ pub async fn run() -> ExitCode {
     let result = match cli.command {
         Command::Demo { ephemeral_ports } => demo::demo(ephemeral_ports).await,
         Command::Serve { config } => serve(config).await,
-        Command::CheckConfig { config } => match load(config) {
-            Ok(built) => {
-                let c = &built.model;
-                println!(
-                    "{}: ok ({} connectors, {} consumers, {} grants)",
-                    c.settings.source,
-                    c.connectors.len(),
-                    c.consumers.len(),
-                    c.grants.len()
-                );
-                Ok(())
-            }
-            Err(e) => Err(e),
-        },
+        Command::CheckConfig { config } => check_config(config),
         Command::Sim(args) => sim::run_sim(args).await,
         Command::Audit { command } => audit::audit(command).await,
         Command::Admin(args) => admin::admin(args).await,
@@ -123,7 +152,7 @@ pub async fn run() -> ExitCode {
         }),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) | Err(CliError::Closed) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
@@ -131,7 +160,7 @@ pub async fn run() -> ExitCode {
     }
 }
 
-async fn ready(admin: &str) -> Result<(), String> {
+async fn ready(admin: &str) -> Result<(), CliError> {
     crate::certs::install_crypto();
     let url = format!("{}/readyz", admin.trim_end_matches('/'));
     let response = reqwest::Client::builder()
@@ -144,24 +173,24 @@ async fn ready(admin: &str) -> Result<(), String> {
         .map_err(|e| format!("{url}: {e}"))?;
     let ok = response.status().is_success();
     let body = response.text().await.unwrap_or_default();
-    println!("{body}");
+    out!("{body}");
     if ok {
         Ok(())
     } else {
-        Err(format!("{url}: not ready"))
+        Err(format!("{url}: not ready").into())
     }
 }
 
-fn certs(plan: crate::certs::Plan) -> Result<(), String> {
+fn certs(plan: crate::certs::Plan) -> Result<(), CliError> {
     let report = crate::certs::make(&plan)?;
     for p in &report.written {
-        println!("wrote {}", p.display());
+        out!("wrote {}", p.display());
     }
     for p in &report.kept {
-        println!("kept  {} (exists)", p.display());
+        out!("kept  {} (exists)", p.display());
     }
     let dir = plan.out.display();
-    println!(
+    out!(
         r#"
 Turn on TLS with client certificates in the main config (paths are relative to it):
 
@@ -175,10 +204,10 @@ and name each client certificate on its consumer (consumers file):
 "#
     );
     for client in &plan.clients {
-        println!("  certificate_names = [\"CN={client}\"]");
+        out!("  certificate_names = [\"CN={client}\"]");
     }
     if let Some(client) = plan.clients.first() {
-        println!(
+        out!(
             r#"
 Then, for example:
   curl --cacert {dir}/ca.pem --cert {dir}/client-{client}.pem --key {dir}/client-{client}-key.pem \
@@ -188,7 +217,21 @@ Then, for example:
     Ok(())
 }
 
-async fn serve(config: Option<PathBuf>) -> Result<(), String> {
+/// `check-config`: every error with its file and key, or a summary.
+fn check_config(config: Option<PathBuf>) -> Result<(), CliError> {
+    let built = load(config)?;
+    let c = &built.model;
+    out!(
+        "{}: ok ({} connectors, {} consumers, {} grants)",
+        c.settings.source,
+        c.connectors.len(),
+        c.consumers.len(),
+        c.grants.len()
+    );
+    Ok(())
+}
+
+async fn serve(config: Option<PathBuf>) -> Result<(), CliError> {
     let built = load(config)?;
     let s = &built.model.settings;
     let telemetry = crate::telemetry::init(s.log_json, &s.log_level, s.otel.as_ref());

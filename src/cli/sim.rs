@@ -1,5 +1,6 @@
 //! `lienthong sim`: the simulated national databases alone, and keys that exist in them.
 
+use super::CliError;
 use crate::sim::{self, SimOptions, data};
 use clap::Subcommand;
 use std::net::SocketAddr;
@@ -49,7 +50,7 @@ pub(crate) enum SimCommand {
     },
 }
 
-pub(crate) async fn run_sim(args: SimArgs) -> Result<(), String> {
+pub(crate) async fn run_sim(args: SimArgs) -> Result<(), CliError> {
     if let Some(SimCommand::Samples {
         dataset,
         count,
@@ -58,7 +59,7 @@ pub(crate) async fn run_sim(args: SimArgs) -> Result<(), String> {
     {
         let d = data::SimData::new(data.seed, data.citizens, data.enterprises, data.parcels);
         for key in d.samples(&dataset, count)? {
-            println!("{key}");
+            out!("{key}");
         }
         return Ok(());
     }
@@ -69,18 +70,18 @@ pub(crate) async fn run_sim(args: SimArgs) -> Result<(), String> {
     options.enterprises = args.data.enterprises;
     options.parcels = args.data.parcels;
     let sims = sim::spawn(options).await.map_err(|e| e.to_string())?;
-    println!(
+    out!(
         "population (SOAP/XML)        http://{}{}",
         sims.population_addr,
         sim::population::PATH
     );
-    println!(
+    out!(
         "business registration (REST) http://{}{}",
         sims.business_addr,
         sim::business::PATH
     );
-    println!("land registry (gRPC)         http://{}", sims.land_addr);
-    println!("control: GET /_sim/stats, PUT /_sim/faults, POST /_sim/reset on each address");
+    out!("land registry (gRPC)         http://{}", sims.land_addr);
+    out!("control: GET /_sim/stats, PUT /_sim/faults, POST /_sim/reset on each address");
     let _ = tokio::signal::ctrl_c().await;
     Ok(())
 }

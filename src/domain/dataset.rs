@@ -257,6 +257,11 @@ pub fn build_record(
         .ok_or_else(|| "the record type was not built".into())
 }
 
+/// The built-in datasets' names, as callers, configs and audit records spell them.
+pub const POPULATION_CITIZEN: &str = "population.citizen";
+pub const BUSINESS_ENTERPRISE: &str = "business.enterprise";
+pub const LAND_PARCEL: &str = "land.parcel";
+
 /// The three built-in datasets.
 pub fn builtin() -> Vec<Dataset> {
     let message = |name: &str| {
@@ -276,21 +281,21 @@ pub fn builtin() -> Vec<Dataset> {
     };
     vec![
         dataset(
-            "population.citizen",
+            POPULATION_CITIZEN,
             KeyKind::PersonalId,
             "personal_id",
             "lienthong.v1.Citizen",
             "Citizens in the national population database, by 12-digit personal id",
         ),
         dataset(
-            "business.enterprise",
+            BUSINESS_ENTERPRISE,
             KeyKind::EnterpriseCode,
             "enterprise_code",
             "lienthong.v1.Enterprise",
             "Enterprises and branches in the national business registration database",
         ),
         dataset(
-            "land.parcel",
+            LAND_PARCEL,
             KeyKind::ParcelId,
             "parcel_id",
             "lienthong.v1.LandParcel",

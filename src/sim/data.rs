@@ -7,6 +7,7 @@
 
 use super::names::*;
 use super::random::{Permutation, Rng};
+use crate::domain::dataset::{BUSINESS_ENTERPRISE, LAND_PARCEL, POPULATION_CITIZEN};
 use crate::domain::date::days_in_month;
 use crate::domain::ids::{EnterpriseCode, ParcelId, PersonalId, Sex};
 use crate::domain::units::units;
@@ -29,7 +30,7 @@ const PARCELS_PER_SHEET: u64 = 800;
 const HOUSEHOLD: u32 = 4;
 
 /// The three datasets' names as the gateway knows them.
-pub const DATASETS: &[&str] = &["population.citizen", "business.enterprise", "land.parcel"];
+pub const DATASETS: &[&str] = &[POPULATION_CITIZEN, BUSINESS_ENTERPRISE, LAND_PARCEL];
 
 /// One seed's worth of national data.
 #[derive(Debug, Clone)]
@@ -575,9 +576,9 @@ impl SimData {
     /// `count` keys that exist in `dataset`, spread over the generated range.
     pub fn samples(&self, dataset: &str, count: u32) -> Result<Vec<String>, String> {
         let size = match dataset {
-            "population.citizen" => self.citizens,
-            "business.enterprise" => self.enterprises,
-            "land.parcel" => self.parcels,
+            POPULATION_CITIZEN => self.citizens,
+            BUSINESS_ENTERPRISE => self.enterprises,
+            LAND_PARCEL => self.parcels,
             other => {
                 return Err(format!(
                     "unknown dataset {other:?}; the simulators serve {}",
@@ -591,8 +592,8 @@ impl SimData {
             .filter_map(|n| {
                 let i = n * stride;
                 match dataset {
-                    "population.citizen" => self.citizen_at(i).map(|c| c.personal_id),
-                    "business.enterprise" => self.enterprise_at(i).map(|e| e.0.enterprise_code),
+                    POPULATION_CITIZEN => self.citizen_at(i).map(|c| c.personal_id),
+                    BUSINESS_ENTERPRISE => self.enterprise_at(i).map(|e| e.0.enterprise_code),
                     _ => self.parcel_at(i).map(|p| p.parcel_id),
                 }
             })

@@ -6,6 +6,7 @@ use crate::core::request::{
     self as core, Caller, ClientCertificate, Lookup, LookupRequest, TraceContext,
 };
 use crate::domain::context::RawContext;
+use crate::domain::dataset::{BUSINESS_ENTERPRISE, LAND_PARCEL, POPULATION_CITIZEN};
 use crate::domain::error::LookupError;
 use crate::proto::lienthong::lookup_service_server::LookupService;
 use crate::proto::lienthong::*;
@@ -184,7 +185,7 @@ impl LookupService for LookupApi {
         let (found, id) = self
             .run(
                 (&meta, &ext),
-                "population.citizen",
+                POPULATION_CITIZEN,
                 r.personal_id,
                 r.fields,
                 r.context,
@@ -208,7 +209,7 @@ impl LookupService for LookupApi {
         let (found, id) = self
             .run(
                 (&meta, &ext),
-                "business.enterprise",
+                BUSINESS_ENTERPRISE,
                 r.enterprise_code,
                 r.fields,
                 r.context,
@@ -230,13 +231,7 @@ impl LookupService for LookupApi {
     ) -> Result<Response<LandParcelResponse>, Status> {
         let (meta, ext, r) = request.into_parts();
         let (found, id) = self
-            .run(
-                (&meta, &ext),
-                "land.parcel",
-                r.parcel_id,
-                r.fields,
-                r.context,
-            )
+            .run((&meta, &ext), LAND_PARCEL, r.parcel_id, r.fields, r.context)
             .await?;
         Ok(respond(
             LandParcelResponse {

@@ -8,6 +8,7 @@ use crate::core::request::{
     VerifyRequest,
 };
 use crate::domain::context::RawContext;
+use crate::domain::dataset::{BUSINESS_ENTERPRISE, LAND_PARCEL, POPULATION_CITIZEN};
 use crate::domain::error::LookupError;
 use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::request::Parts;
@@ -55,18 +56,18 @@ pub fn documented(gateway: Arc<crate::core::live::Live>) -> (Router, utoipa::ope
         &mut api,
         crate::domain::dataset::descriptors(),
         &[
-            CITIZEN,
-            ENTERPRISE,
-            LAND_PARCEL,
+            CITIZEN_MESSAGE,
+            ENTERPRISE_MESSAGE,
+            LAND_PARCEL_MESSAGE,
             "lienthong.v1.Capabilities",
         ],
     );
     (router, api)
 }
 
-const CITIZEN: &str = "lienthong.v1.Citizen";
-const ENTERPRISE: &str = "lienthong.v1.Enterprise";
-const LAND_PARCEL: &str = "lienthong.v1.LandParcel";
+const CITIZEN_MESSAGE: &str = "lienthong.v1.Citizen";
+const ENTERPRISE_MESSAGE: &str = "lienthong.v1.Enterprise";
+const LAND_PARCEL_MESSAGE: &str = "lienthong.v1.LandParcel";
 
 #[derive(OpenApi)]
 #[openapi(
@@ -286,7 +287,7 @@ async fn citizen(
     Path(id): Path<String>,
     Query(q): Query<Fields>,
 ) -> Response {
-    lookup(&g, incoming, "population.citizen", id, q.fields).await
+    lookup(&g, incoming, POPULATION_CITIZEN, id, q.fields).await
 }
 
 /// An enterprise from the national business registration database, by enterprise code.
@@ -303,7 +304,7 @@ async fn enterprise(
     Path(code): Path<String>,
     Query(q): Query<Fields>,
 ) -> Response {
-    lookup(&g, incoming, "business.enterprise", code, q.fields).await
+    lookup(&g, incoming, BUSINESS_ENTERPRISE, code, q.fields).await
 }
 
 /// A land parcel from the land registry, by parcel id.
@@ -320,7 +321,7 @@ async fn parcel(
     Path(parcel): Path<String>,
     Query(q): Query<Fields>,
 ) -> Response {
-    lookup(&g, incoming, "land.parcel", parcel, q.fields).await
+    lookup(&g, incoming, LAND_PARCEL, parcel, q.fields).await
 }
 
 /// A record of any dataset, by its key.

@@ -1,7 +1,7 @@
 //! Test harness: the real simulators and the real gateway on ephemeral loopback ports, with
 //! the demo's config files rewritten to point at them.
 
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
 
 use lienthong::app::{Running, build, start};
 use lienthong::config::Source;
@@ -186,6 +186,8 @@ pub fn spawn_serve(
             std::time::Instant::now() < deadline,
             "the gateway did not start:\n{text}"
         );
+        // A synchronous helper polling a child process's log, outside any runtime's work.
+        #[allow(clippy::disallowed_methods)]
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
