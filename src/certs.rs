@@ -35,13 +35,41 @@ fn validity(params: &mut CertificateParams, days: u32) {
     params.not_after = at(Date::in_days(i64::from(days)));
 }
 
-fn err(what: &str) -> impl Fn(rcgen::Error) -> String + '_ {
-    move |e| format!("{what}: {e}")
+/// Why a certificate could not be made, read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    #[error("{what}: {source}")]
+    Rcgen { what: String, source: rcgen::Error },
+    #[error("cannot {doing} {}: {source}", path.display())]
+    Io {
+        doing: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("client name {0:?}: use letters, digits, '-', '_' and '.' (it names the files)")]
+    ClientName(String),
+    #[error("{} has only one of ca.pem and ca-key.pem: restore the other or remove both", .0.display())]
+    HalfCa(PathBuf),
+}
+
+fn err(what: &str) -> impl Fn(rcgen::Error) -> CertError + '_ {
+    move |source| CertError::Rcgen {
+        what: what.to_owned(),
+        source,
+    }
+}
+
+fn io<'a>(doing: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> CertError + 'a {
+    move |source| CertError::Io {
+        doing,
+        path: path.to_owned(),
+        source,
+    }
 }
 
 impl Authority {
     /// A new self-signed CA named `name`, valid for `days`.
-    pub fn new(name: &str, days: u32) -> Result<Authority, String> {
+    pub fn new(name: &str, days: u32) -> Result<Authority, CertError> {
         let key = KeyPair::generate().map_err(err("CA key"))?;
         let mut params = CertificateParams::default();
         params.distinguished_name.push(DnType::CommonName, name);
@@ -64,7 +92,7 @@ impl Authority {
     }
 
     /// An existing CA from its PEM certificate and key.
-    pub fn load(cert_pem: &str, key_pem: &str) -> Result<Authority, String> {
+    pub fn load(cert_pem: &str, key_pem: &str) -> Result<Authority, CertError> {
         let key = KeyPair::from_pem(key_pem).map_err(err("CA key"))?;
         let issuer = Issuer::from_ca_cert_pem(cert_pem, key).map_err(err("CA certificate"))?;
         let key_pem = issuer.key().serialize_pem();
@@ -83,7 +111,7 @@ impl Authority {
     }
 
     /// A server certificate for `names` (DNS names or IP addresses; the first is also the CN).
-    pub fn server(&self, names: &[String], days: u32) -> Result<Issued, String> {
+    pub fn server(&self, names: &[String], days: u32) -> Result<Issued, CertError> {
         let mut params =
             CertificateParams::new(names.to_vec()).map_err(err("server certificate names"))?;
         if let Some(first) = names.first() {
@@ -96,7 +124,7 @@ impl Authority {
     }
 
     /// A client certificate with subject CN `name` and the given alternative names.
-    pub fn client(&self, name: &str, alt_names: &[String], days: u32) -> Result<Issued, String> {
+    pub fn client(&self, name: &str, alt_names: &[String], days: u32) -> Result<Issued, CertError> {
         let mut params =
             CertificateParams::new(alt_names.to_vec()).map_err(err("client certificate names"))?;
         params.distinguished_name.push(DnType::CommonName, name);
@@ -104,7 +132,12 @@ impl Authority {
         self.sign(params, days, "client certificate")
     }
 
-    fn sign(&self, mut params: CertificateParams, days: u32, what: &str) -> Result<Issued, String> {
+    fn sign(
+        &self,
+        mut params: CertificateParams,
+        days: u32,
+        what: &str,
+    ) -> Result<Issued, CertError> {
         params.key_usages = vec![
             KeyUsagePurpose::DigitalSignature,
             KeyUsagePurpose::KeyEncipherment,
@@ -141,20 +174,17 @@ pub struct Report {
 /// Creates the CA (or reuses the one in `out`), the server certificate and the client
 /// certificates. Existing files are never overwritten: running it again with a new client
 /// name adds that client under the same CA.
-pub fn make(plan: &Plan) -> Result<Report, String> {
+pub fn make(plan: &Plan) -> Result<Report, CertError> {
     for c in &plan.clients {
         if c.is_empty()
             || !c
                 .chars()
                 .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
         {
-            return Err(format!(
-                "client name {c:?}: use letters, digits, '-', '_' and '.' (it names the files)"
-            ));
+            return Err(CertError::ClientName(c.clone()));
         }
     }
-    std::fs::create_dir_all(&plan.out)
-        .map_err(|e| format!("cannot create {}: {e}", plan.out.display()))?;
+    std::fs::create_dir_all(&plan.out).map_err(io("create", &plan.out))?;
     let mut report = Report::default();
     let path = |name: &str| plan.out.join(name);
     let (ca_cert, ca_key) = (path("ca.pem"), path("ca-key.pem"));
@@ -162,10 +192,7 @@ pub fn make(plan: &Plan) -> Result<Report, String> {
         report.kept.extend([ca_cert.clone(), ca_key.clone()]);
         Authority::load(&read(&ca_cert)?, &read(&ca_key)?)?
     } else if ca_cert.exists() || ca_key.exists() {
-        return Err(format!(
-            "{} has only one of ca.pem and ca-key.pem: restore the other or remove both",
-            plan.out.display()
-        ));
+        return Err(CertError::HalfCa(plan.out.clone()));
     } else {
         let ca = Authority::new("lienthong pilot CA", plan.days.max(3650))?;
         write_pair(&ca_cert, &ca_key, ca.pem(), &mut report)?;
@@ -191,29 +218,31 @@ pub fn make(plan: &Plan) -> Result<Report, String> {
     Ok(report)
 }
 
-fn read(path: &Path) -> Result<String, String> {
-    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+fn read(path: &Path) -> Result<String, CertError> {
+    std::fs::read_to_string(path).map_err(io("read", path))
 }
 
-fn write_pair(cert: &Path, key: &Path, issued: &Issued, report: &mut Report) -> Result<(), String> {
+fn write_pair(
+    cert: &Path,
+    key: &Path,
+    issued: &Issued,
+    report: &mut Report,
+) -> Result<(), CertError> {
     write(cert, &issued.cert_pem, 0o644)?;
     write(key, &issued.key_pem, 0o600)?;
     report.written.extend([cert.to_owned(), key.to_owned()]);
     Ok(())
 }
 
-fn write(path: &Path, text: &str, mode: u32) -> Result<(), String> {
+fn write(path: &Path, text: &str, mode: u32) -> Result<(), CertError> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
     #[cfg(not(unix))]
     let _ = mode;
-    let mut file = options
-        .open(path)
-        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    std::io::Write::write_all(&mut file, text.as_bytes())
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    let mut file = options.open(path).map_err(io("create", path))?;
+    std::io::Write::write_all(&mut file, text.as_bytes()).map_err(io("write", path))
 }
 
 #[cfg(test)]
@@ -259,6 +288,8 @@ mod tests {
             );
         }
         plan.clients = vec!["../escape".into()];
-        assert!(make(&plan).unwrap_err().contains("client name"));
+        let refusal = make(&plan).unwrap_err();
+        assert!(matches!(refusal, CertError::ClientName(_)), "{refusal:?}");
+        assert!(refusal.to_string().contains("client name"));
     }
 }

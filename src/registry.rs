@@ -6,7 +6,7 @@
 use crate::audit::record::now_ms;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::{Row, SqlitePool};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// One version: the files (name, text), and its history entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,32 +25,52 @@ pub enum Registry {
     Postgres(sqlx::PgPool),
 }
 
-fn err(e: impl std::fmt::Display) -> String {
-    format!("registry: {e}")
+/// Why the registry could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("registry: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("registry: {0}")]
+    Store(#[from] crate::audit::store::StoreError),
+    #[error("registry: a version's files do not read back: {0}")]
+    Files(#[from] serde_json::Error),
+    #[error("registry: cannot create {}: {source}", dir.display())]
+    CreateDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("registry: cannot open {}: {source}", path.display())]
+    Open { path: PathBuf, source: sqlx::Error },
+    #[error(
+        "version {newest} was made meanwhile (by another replica); this change was made against version {after} and is not applied: send it again"
+    )]
+    Conflict { after: i64, newest: i64 },
 }
 
-fn version<R: Row>(row: &R) -> Result<Version, String>
+fn version<R: Row>(row: &R) -> Result<Version, RegistryError>
 where
     for<'c> &'c str: sqlx::ColumnIndex<R>,
     for<'d> String: sqlx::Decode<'d, R::Database> + sqlx::Type<R::Database>,
     for<'d> i64: sqlx::Decode<'d, R::Database> + sqlx::Type<R::Database>,
 {
-    let files: String = row.try_get("files").map_err(err)?;
+    let files: String = row.try_get("files")?;
     Ok(Version {
-        version: row.try_get("version").map_err(err)?,
-        time_ms: row.try_get("time_ms").map_err(err)?,
-        actor: row.try_get("actor").map_err(err)?,
-        change: row.try_get("change").map_err(err)?,
-        files: serde_json::from_str(&files).map_err(err)?,
+        version: row.try_get("version")?,
+        time_ms: row.try_get("time_ms")?,
+        actor: row.try_get("actor")?,
+        change: row.try_get("change")?,
+        files: serde_json::from_str(&files)?,
     })
 }
 
 impl Registry {
     /// Opens (creating) the registry file.
-    pub async fn open(path: &Path) -> Result<Registry, String> {
+    pub async fn open(path: &Path) -> Result<Registry, RegistryError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir).map_err(|source| RegistryError::CreateDir {
+                dir: dir.to_owned(),
+                source,
+            })?;
         }
         let options = SqliteConnectOptions::new()
             .filename(path)
@@ -60,7 +80,10 @@ impl Registry {
             .max_connections(2)
             .connect_with(options)
             .await
-            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+            .map_err(|source| RegistryError::Open {
+                path: path.to_owned(),
+                source,
+            })?;
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS registry_versions (
                 version INTEGER PRIMARY KEY,
@@ -71,74 +94,69 @@ impl Registry {
             )",
         )
         .execute(&pool)
-        .await
-        .map_err(err)?;
+        .await?;
         Ok(Registry::Sqlite(pool))
     }
 
     /// The registry in a PostgreSQL schema (its table comes with the store's migrations).
-    pub async fn postgres(url: &str, schema: &str) -> Result<Registry, String> {
-        crate::audit::postgres::connect(url, schema, true, 2)
+    pub async fn postgres(url: &str, schema: &str) -> Result<Registry, RegistryError> {
+        Ok(crate::audit::postgres::connect(url, schema, true, 2)
             .await
-            .map(Registry::Postgres)
-            .map_err(err)
+            .map(Registry::Postgres)?)
     }
 
-    pub async fn latest(&self) -> Result<Option<Version>, String> {
+    pub async fn latest(&self) -> Result<Option<Version>, RegistryError> {
         const SQL: &str = "SELECT * FROM registry_versions ORDER BY version DESC LIMIT 1";
         match self {
             Registry::Sqlite(pool) => {
-                let row = sqlx::query(SQL).fetch_optional(pool).await.map_err(err)?;
+                let row = sqlx::query(SQL).fetch_optional(pool).await?;
                 row.as_ref().map(version).transpose()
             }
             Registry::Postgres(pool) => {
-                let row = sqlx::query(SQL).fetch_optional(pool).await.map_err(err)?;
+                let row = sqlx::query(SQL).fetch_optional(pool).await?;
                 row.as_ref().map(version).transpose()
             }
         }
     }
 
     /// The newest version number, without the files (cheap enough to poll).
-    pub async fn latest_number(&self) -> Result<Option<i64>, String> {
+    pub async fn latest_number(&self) -> Result<Option<i64>, RegistryError> {
         const SQL: &str = "SELECT MAX(version) FROM registry_versions";
         match self {
-            Registry::Sqlite(pool) => sqlx::query_scalar(SQL).fetch_one(pool).await,
-            Registry::Postgres(pool) => sqlx::query_scalar(SQL).fetch_one(pool).await,
+            Registry::Sqlite(pool) => Ok(sqlx::query_scalar(SQL).fetch_one(pool).await?),
+            Registry::Postgres(pool) => Ok(sqlx::query_scalar(SQL).fetch_one(pool).await?),
         }
-        .map_err(err)
     }
 
-    pub async fn get(&self, v: i64) -> Result<Option<Version>, String> {
+    pub async fn get(&self, v: i64) -> Result<Option<Version>, RegistryError> {
         match self {
             Registry::Sqlite(pool) => {
                 let row = sqlx::query("SELECT * FROM registry_versions WHERE version = ?")
                     .bind(v)
                     .fetch_optional(pool)
-                    .await
-                    .map_err(err)?;
+                    .await?;
                 row.as_ref().map(version).transpose()
             }
             Registry::Postgres(pool) => {
                 let row = sqlx::query("SELECT * FROM registry_versions WHERE version = $1")
                     .bind(v)
                     .fetch_optional(pool)
-                    .await
-                    .map_err(err)?;
+                    .await?;
                 row.as_ref().map(version).transpose()
             }
         }
     }
 
     /// Every version, newest first (files included).
-    pub async fn history(&self) -> Result<Vec<Version>, String> {
+    pub async fn history(&self) -> Result<Vec<Version>, RegistryError> {
         const SQL: &str = "SELECT * FROM registry_versions ORDER BY version DESC";
         match self {
             Registry::Sqlite(pool) => {
-                let rows = sqlx::query(SQL).fetch_all(pool).await.map_err(err)?;
+                let rows = sqlx::query(SQL).fetch_all(pool).await?;
                 rows.iter().map(version).collect()
             }
             Registry::Postgres(pool) => {
-                let rows = sqlx::query(SQL).fetch_all(pool).await.map_err(err)?;
+                let rows = sqlx::query(SQL).fetch_all(pool).await?;
                 rows.iter().map(version).collect()
             }
         }
@@ -153,16 +171,15 @@ impl Registry {
         change: &str,
         files: &[(String, String)],
         after: Option<i64>,
-    ) -> Result<i64, String> {
-        let files = serde_json::to_string(files).map_err(err)?;
+    ) -> Result<i64, RegistryError> {
+        let files = serde_json::to_string(files)?;
         match self {
             Registry::Sqlite(pool) => {
-                let mut tx = pool.begin().await.map_err(err)?;
+                let mut tx = pool.begin().await?;
                 let newest: Option<i64> =
                     sqlx::query_scalar("SELECT MAX(version) FROM registry_versions")
                         .fetch_one(&mut *tx)
-                        .await
-                        .map_err(err)?;
+                        .await?;
                 conflict(after, newest)?;
                 let row = sqlx::query(
                     "INSERT INTO registry_versions (time_ms, actor, change, files) \
@@ -173,22 +190,19 @@ impl Registry {
                 .bind(change)
                 .bind(files)
                 .fetch_one(&mut *tx)
-                .await
-                .map_err(err)?;
-                tx.commit().await.map_err(err)?;
-                row.try_get("version").map_err(err)
+                .await?;
+                tx.commit().await?;
+                Ok(row.try_get("version")?)
             }
             Registry::Postgres(pool) => {
-                let mut tx = pool.begin().await.map_err(err)?;
+                let mut tx = pool.begin().await?;
                 sqlx::query("SELECT pg_advisory_xact_lock(hashtext('lienthong registry'))")
                     .execute(&mut *tx)
-                    .await
-                    .map_err(err)?;
+                    .await?;
                 let newest: Option<i64> =
                     sqlx::query_scalar("SELECT MAX(version) FROM registry_versions")
                         .fetch_one(&mut *tx)
-                        .await
-                        .map_err(err)?;
+                        .await?;
                 conflict(after, newest)?;
                 let v: i64 = sqlx::query_scalar(
                     "INSERT INTO registry_versions (version, time_ms, actor, change, files) \
@@ -200,9 +214,8 @@ impl Registry {
                 .bind(change)
                 .bind(files)
                 .fetch_one(&mut *tx)
-                .await
-                .map_err(err)?;
-                tx.commit().await.map_err(err)?;
+                .await?;
+                tx.commit().await?;
                 Ok(v)
             }
         }
@@ -210,11 +223,11 @@ impl Registry {
 }
 
 /// Refuses a change made against `after` when a newer version exists.
-fn conflict(after: Option<i64>, newest: Option<i64>) -> Result<(), String> {
+fn conflict(after: Option<i64>, newest: Option<i64>) -> Result<(), RegistryError> {
     match (after, newest) {
-        (Some(a), Some(n)) if n > a => Err(format!(
-            "version {n} was made meanwhile (by another replica); this change was made against version {a} and is not applied: send it again"
-        )),
+        (Some(after), Some(newest)) if newest > after => {
+            Err(RegistryError::Conflict { after, newest })
+        }
         _ => Ok(()),
     }
 }

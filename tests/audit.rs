@@ -618,7 +618,12 @@ async fn a_second_gateway_on_the_same_audit_store_is_refused_at_start() {
     )
     .expect("config");
     let refused = lienthong::app::start(built).await;
-    let message = refused.err().expect("a second gateway does not start");
+    let refusal = refused.err().expect("a second gateway does not start");
+    assert!(
+        matches!(refusal, lienthong::app::StartError::StoreHeld(_)),
+        "{refusal:?}"
+    );
+    let message = refusal.to_string();
     assert!(
         message.contains("another process is already serving"),
         "{message}"

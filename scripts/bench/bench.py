@@ -3,6 +3,12 @@
 
     scripts/bench/bench.py [--quick] [--repeats N] [--duration S] [--postgres URL]
                            [--memory-records N] [--write docs/BENCHMARKS.md]
+                           [--baseline BIN] [--cache-hit-only]
+
+--baseline BIN adds another lienthong binary (an earlier commit, built separately) to the
+cache-hit REST comparison, measured round by round beside this one and the peers, so that a
+change can be shown to keep (or not) the speed of the commit before it. --cache-hit-only
+stops after that comparison and the herd.
 
 Each system under test (lienthong, nginx, HAProxy, the simulator called directly) runs
 pinned to CPU 0; the load generators (wrk, h2load, loadgen) and the shared upstream
@@ -42,6 +48,7 @@ PORTS = {
     "sim_pop": 27081, "sim_biz": 27082, "sim_land": 27083,
     "direct_biz": 27182, "direct_land": 27183, "direct_pop": 27181,
     "lookup": 28080, "admin": 29090, "nginx": 28081, "haproxy": 28082, "floor": 28083,
+    "baseline_lookup": 28084, "baseline_admin": 29091,
 }
 API_KEY = "demo-onestop-key"
 CONTEXT = {
@@ -173,7 +180,8 @@ def metrics():
 
 # ---- systems under test ----
 
-def gateway_config(tmp, name, cache_ttl=600, durability="sync", postgres=None, sim=None):
+def gateway_config(tmp, name, cache_ttl=600, durability="sync", postgres=None, sim=None,
+                   lookup=None, admin=None):
     """The demo config with the benchmark's ports, its own audit store, and a generous quota
     on every grant so the rate limiter runs on every call."""
     sim = sim or {"pop": PORTS["sim_pop"], "biz": PORTS["sim_biz"], "land": PORTS["sim_land"]}
@@ -182,8 +190,8 @@ def gateway_config(tmp, name, cache_ttl=600, durability="sync", postgres=None, s
     demo = os.path.join(ROOT, "config", "demo")
     text = {f: open(os.path.join(demo, f)).read() for f in os.listdir(demo)}
     gw = (text["gateway.toml"]
-          .replace("127.0.0.1:8080", f"127.0.0.1:{PORTS['lookup']}")
-          .replace("127.0.0.1:9090", f"127.0.0.1:{PORTS['admin']}")
+          .replace("127.0.0.1:8080", f"127.0.0.1:{lookup or PORTS['lookup']}")
+          .replace("127.0.0.1:9090", f"127.0.0.1:{admin or PORTS['admin']}")
           .replace('level = "info"', 'level = "warn"')
           .replace('durability = "sync"', f'durability = "{durability}"'))
     if postgres:
@@ -204,10 +212,10 @@ def gateway_config(tmp, name, cache_ttl=600, durability="sync", postgres=None, s
     return os.path.join(d, "gateway.toml")
 
 
-def start_gateway(procs, tmp, name, **kw):
+def start_gateway(procs, tmp, name, binary=None, **kw):
     main = gateway_config(tmp, name, **kw)
-    p = procs.start([BIN, "serve", "--config", main], SUT_CPU, os.path.join(tmp, f"{name}.log"))
-    wait_http(f"http://127.0.0.1:{PORTS['admin']}/readyz", "lienthong")
+    p = procs.start([binary or BIN, "serve", "--config", main], SUT_CPU, os.path.join(tmp, f"{name}.log"))
+    wait_http(f"http://127.0.0.1:{kw.get('admin') or PORTS['admin']}/readyz", "lienthong")
     return p
 
 
@@ -352,6 +360,9 @@ def main():
     ap.add_argument("--postgres", default=os.environ.get("LIENTHONG_TEST_POSTGRES_URL"))
     ap.add_argument("--memory-records", type=int, default=1_000_000)
     ap.add_argument("--write", help="write the report (markdown) here")
+    ap.add_argument("--baseline", help="another lienthong binary to compare in the cache-hit run")
+    ap.add_argument("--cache-hit-only", action="store_true",
+                    help="stop after the cache-hit comparison and the herd")
     a = ap.parse_args()
     if a.quick:
         a.repeats, a.duration, a.memory_records = 1, 3, 50_000
@@ -395,6 +406,10 @@ def main():
         answer = os.path.join(tmp, "answer.json")
         open(answer, "wb").write(http(f"http://127.0.0.1:{PORTS['lookup']}/v1/enterprises/{keys[0]}",
                                       auth_headers())[1])
+        bl = None
+        if a.baseline:
+            bl = start_gateway(procs, tmp, "baseline", binary=a.baseline,
+                               lookup=PORTS["baseline_lookup"], admin=PORTS["baseline_admin"])
         fl = procs.start([FLOOR, "--addr", f"127.0.0.1:{PORTS['floor']}", "--body", answer], SUT_CPU,
                          os.path.join(tmp, "floor.log"))
         wait_http(f"http://127.0.0.1:{PORTS['floor']}/", "floor")
@@ -406,6 +421,8 @@ def main():
                        {"Authorization": f"Bearer {SIM_TOKEN}"}),
             "floor": (f"http://127.0.0.1:{PORTS['floor']}", "/v1/enterprises/", auth_headers()),
         }
+        if bl:
+            targets["baseline"] = (f"http://127.0.0.1:{PORTS['baseline_lookup']}", "/v1/enterprises/", auth_headers())
         log("warming caches")
         for name, (base, prefix, headers) in targets.items():
             for k in keys:
@@ -429,7 +446,7 @@ def main():
 
         # (d) a herd: N concurrent misses on one key.
         herd = {}
-        for i, (name, (base, prefix, headers)) in enumerate([(n, t) for n, t in targets.items() if n not in ("direct", "floor")]):
+        for i, (name, (base, prefix, headers)) in enumerate([(n, t) for n, t in targets.items() if n not in ("direct", "floor", "baseline")]):
             # A key no system has been asked for yet.
             warmed = set(keys)
             fresh = [k for k in subprocess.run([BIN, "sim", "samples", "--dataset", "business.enterprise",
@@ -444,6 +461,17 @@ def main():
         procs.stop(ng)
         procs.stop(hp)
         procs.stop(fl)
+        if bl:
+            procs.stop(bl)
+            r = results["cache_hit_rest"]
+            log(f"(a) this build against the baseline: {r['lienthong']['rps'] / r['baseline']['rps']:.3f}x "
+                f"({r['lienthong']['rps']:.0f} vs {r['baseline']['rps']:.0f} req/s); "
+                f"against nginx: {r['lienthong']['rps'] / r['nginx']['rps']:.3f}x, "
+                f"baseline {r['baseline']['rps'] / r['nginx']['rps']:.3f}x")
+        if a.cache_hit_only:
+            procs.stop(gw)
+            print(json.dumps(results, indent=2))
+            return
 
         # (b) cache-hit gRPC: lienthong GetLandParcel vs the land simulator's own gRPC.
         parcel = subprocess.run([BIN, "sim", "samples", "--dataset", "land.parcel", "--count", "1"],

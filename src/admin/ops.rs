@@ -18,7 +18,7 @@ pub(super) async fn versions(cx: &Cx<'_>) -> Result<Value, LookupError> {
     let all = registry
         .history()
         .await
-        .map_err(|e| LookupError::new(ErrorCode::Internal, e))?;
+        .map_err(|e| LookupError::new(ErrorCode::Internal, e.to_string()))?;
     Ok(json!({
         "running": cx.live.version(),
         "versions": all.iter().map(|v| json!({

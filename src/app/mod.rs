@@ -20,6 +20,38 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+/// Why the gateway did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr} for the {what} listener: {source}")]
+    Bind {
+        addr: SocketAddr,
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("audit store: {0}")]
+    Store(#[from] crate::audit::store::StoreError),
+    #[error(
+        "another process is already serving with the audit store {}: one gateway per SQLite \
+         audit store (replicas share PostgreSQL, see [storage])",
+        .0.display()
+    )]
+    StoreHeld(std::path::PathBuf),
+    #[error("audit trail: {0}")]
+    Audit(#[from] crate::audit::writer::AuditFailure),
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
+    #[error("registry version {version} does not load with the current main file:\n{errors}")]
+    Resume {
+        version: i64,
+        errors: crate::config::ConfigErrors,
+    },
+    #[error(transparent)]
+    Build(#[from] crate::core::routes::BuildError),
+    #[error("gRPC reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
 /// A running gateway. Dropping it does not stop it; call [`Running::shutdown`].
 pub struct Running {
     pub lookup_addr: SocketAddr,
@@ -107,10 +139,18 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, String> {
+async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, StartError> {
     TcpListener::bind(addr)
         .await
-        .map_err(|e| format!("cannot listen on {addr} for the {what} listener: {e}"))
+        .map_err(|source| StartError::Bind { addr, what, source })
+}
+
+fn local_addr(listener: &TcpListener, what: &'static str) -> Result<SocketAddr, StartError> {
+    listener.local_addr().map_err(|source| StartError::Bind {
+        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        what,
+        source,
+    })
 }
 
 fn serve(
@@ -146,31 +186,27 @@ const REGISTRY_POLL: std::time::Duration = std::time::Duration::from_secs(5);
 /// and whether a running gateway holds that SQLite file. Beside a running gateway the
 /// SQLite store reads only what has moved out of its commit files, up to a second late
 /// (see [`JournaledStore`]).
-pub async fn open_store(config: &Model) -> Result<(Arc<dyn AuditStore>, bool), String> {
+pub async fn open_store(config: &Model) -> Result<(Arc<dyn AuditStore>, bool), StartError> {
     let store = open_audit_store(config, false).await?;
     let held_elsewhere = !store.owned();
     Ok((store, held_elsewhere))
 }
 
 /// As [`open_store`]; `serving` refuses a SQLite store another process already writes.
-async fn open_audit_store(config: &Model, serving: bool) -> Result<Arc<dyn AuditStore>, String> {
+async fn open_audit_store(
+    config: &Model,
+    serving: bool,
+) -> Result<Arc<dyn AuditStore>, StartError> {
     Ok(match &config.settings.postgres {
         Some(pg) => Arc::new(
             crate::audit::postgres::PostgresStore::open(&pg.url, &pg.schema, config.audit.fsync)
-                .await
-                .map_err(|e| e.to_string())?,
+                .await?,
         ),
         None => {
             let sync = config.audit.writer.durability == crate::audit::writer::Durability::Sync;
-            let store = JournaledStore::open(&config.audit.path, config.audit.fsync, sync)
-                .await
-                .map_err(|e| e.to_string())?;
+            let store = JournaledStore::open(&config.audit.path, config.audit.fsync, sync).await?;
             if serving && !store.owns() {
-                return Err(format!(
-                    "another process is already serving with the audit store {}: one gateway \
-                     per SQLite audit store (replicas share PostgreSQL, see [storage])",
-                    config.audit.path.display()
-                ));
+                return Err(StartError::StoreHeld(config.audit.path.clone()));
             }
             store
         }
@@ -179,7 +215,7 @@ async fn open_audit_store(config: &Model, serving: bool) -> Result<Arc<dyn Audit
 
 /// The configuration to run: the registry's latest version, which the config files seed on
 /// the first start. The embedded demo configuration keeps no registry.
-async fn resume(config: Arc<Model>) -> Result<(Arc<Model>, Option<Registry>, u64), String> {
+async fn resume(config: Arc<Model>) -> Result<(Arc<Model>, Option<Registry>, u64), StartError> {
     if matches!(config.settings.origin, crate::config::Source::Inline(_)) {
         return Ok((config, None, 1));
     }
@@ -207,12 +243,12 @@ async fn resume(config: Arc<Model>) -> Result<(Arc<Model>, Option<Registry>, u64
     );
     let source = config.settings.origin.with_files(latest.files.clone());
     let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
-    let resumed = build(&source, &env).map(|b| b.model).map_err(|e| {
-        format!(
-            "registry version {} does not load with the current main file:\n{e}",
-            latest.version
-        )
-    })?;
+    let resumed = build(&source, &env)
+        .map(|b| b.model)
+        .map_err(|errors| StartError::Resume {
+            version: latest.version,
+            errors,
+        })?;
     Ok((Arc::new(resumed), Some(registry), latest.version as u64))
 }
 
@@ -248,7 +284,7 @@ async fn retain(
 }
 
 /// Starts the lookup listener (REST + gRPC on one port) and the admin listener.
-pub async fn start(built: Built) -> Result<Running, String> {
+pub async fn start(built: Built) -> Result<Running, StartError> {
     let Built { model, tls } = built;
     let config = Arc::new(model);
     crate::certs::install_crypto();
@@ -260,8 +296,7 @@ pub async fn start(built: Built) -> Result<Running, String> {
         config.audit.signer(),
         config.audit.writer.clone(),
     )
-    .await
-    .map_err(|e| e.to_string())?;
+    .await?;
     let (config, registry, version) = resume(config).await?;
     let rebuild: crate::core::live::Builder = Arc::new(|source: &crate::config::Source| {
         let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
@@ -287,12 +322,8 @@ pub async fn start(built: Built) -> Result<Running, String> {
             .register_encoded_file_descriptor_set(crate::proto::LOOKUP_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
-    let reflection_v1 = reflection()
-        .build_v1()
-        .map_err(|e| format!("reflection: {e}"))?;
-    let reflection_v1alpha = reflection()
-        .build_v1alpha()
-        .map_err(|e| format!("reflection: {e}"))?;
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
     let grpc = tonic::service::Routes::new(LookupServiceServer::new(LookupApi::new(live.clone())))
         .add_service(health)
         .add_service(reflection_v1)
@@ -302,8 +333,8 @@ pub async fn start(built: Built) -> Result<Running, String> {
 
     let lookup = bind(config.settings.lookup_addr, "lookup").await?;
     let admin_listener = bind(config.settings.admin_addr, "admin").await?;
-    let lookup_addr = lookup.local_addr().map_err(|e| e.to_string())?;
-    let admin_addr = admin_listener.local_addr().map_err(|e| e.to_string())?;
+    let lookup_addr = local_addr(&lookup, "lookup")?;
+    let admin_addr = local_addr(&admin_listener, "admin")?;
     let (stop_lookup, lookup_stopped) = watch::channel(false);
     let (stop_rest, stopped) = watch::channel(false);
     let lookup_task = match &tls {
@@ -314,8 +345,7 @@ pub async fn start(built: Built) -> Result<Running, String> {
     };
     let admin_reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::ADMIN_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| format!("reflection: {e}"))?;
+        .build_v1()?;
     let admin_router = admin::router(live.clone()).merge(
         tonic::service::Routes::new(AdminServiceServer::new(AdminApi::new(live.clone())))
             .add_service(admin_reflection)

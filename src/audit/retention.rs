@@ -6,7 +6,7 @@
 
 use super::query::to_json;
 use super::record::{Checkpoint, Signer, checkpoint_signed_by, now_ms};
-use super::store::{Archive, AuditStore};
+use super::store::{Archive, AuditStore, StoreError};
 use base64::Engine;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -17,6 +17,29 @@ use std::path::Path;
 /// Most records one archive file holds; a long backlog makes several files.
 const MAX_PER_FILE: usize = 100_000;
 
+/// Why archiving stopped (the archives made before stay made).
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("audit store: {0}")]
+    Store(#[from] StoreError),
+    #[error("archive header: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("cannot {doing} {}: {source}", path.display())]
+    Io {
+        doing: &'static str,
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn io<'a>(doing: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> ArchiveError + 'a {
+    move |source| ArchiveError::Io {
+        doing,
+        path: path.to_owned(),
+        source,
+    }
+}
+
 /// Archives every record of `instance` older than `before_ms`; returns the archives made.
 pub async fn archive_expired(
     store: &dyn AuditStore,
@@ -24,20 +47,16 @@ pub async fn archive_expired(
     before_ms: i64,
     dir: &Path,
     signer: &Signer,
-) -> Result<Vec<Archive>, String> {
+) -> Result<Vec<Archive>, ArchiveError> {
     let mut made = Vec::new();
     loop {
-        let records = store
-            .expired(instance, before_ms, MAX_PER_FILE)
-            .await
-            .map_err(|e| e.to_string())?;
+        let records = store.expired(instance, before_ms, MAX_PER_FILE).await?;
         let (Some(first), Some(last)) = (records.first(), records.last()) else {
             return Ok(made);
         };
         let prev_file = store
             .archives(instance)
-            .await
-            .map_err(|e| e.to_string())?
+            .await?
             .last()
             .map(|a| a.file_hash)
             .unwrap_or([0; 32]);
@@ -49,8 +68,7 @@ pub async fn archive_expired(
             "last_seq": last.seq,
             "previous_archive_sha256": hex::encode(prev_file),
             "time_ms": time_ms,
-        }))
-        .map_err(|e| e.to_string())?;
+        }))?;
         body.push('\n');
         for r in &records {
             let mut line = to_json(r);
@@ -71,8 +89,7 @@ pub async fn archive_expired(
         );
         body.push('\n');
         let file_hash: [u8; 32] = Sha256::digest(body.as_bytes()).into();
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(io("create", dir))?;
         let name = format!("{instance}-{:012}-{:012}.jsonl", first.seq, last.seq);
         let path = dir.join(&name);
         write_durably(&path, body.as_bytes())?;
@@ -86,20 +103,19 @@ pub async fn archive_expired(
             time_ms,
         };
         // Only once the file is on disk do the records leave the store.
-        store.archived(&archive).await.map_err(|e| e.to_string())?;
+        store.archived(&archive).await?;
         tracing::info!(instance, first = first.seq, last = last.seq, file = %name, "audit records archived");
         made.push(archive);
     }
 }
 
-fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), String> {
+fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), ArchiveError> {
     let tmp = path.with_extension("jsonl.tmp");
-    let mut f =
-        std::fs::File::create(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+    let mut f = std::fs::File::create(&tmp).map_err(io("create", &tmp))?;
     f.write_all(bytes)
         .and_then(|()| f.sync_all())
-        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("cannot rename to {}: {e}", path.display()))
+        .map_err(io("write", &tmp))?;
+    std::fs::rename(&tmp, path).map_err(io("rename to", path))
 }
 
 /// Checks one archive file: its hash as noted, its signature, its records' chain, and that

@@ -211,10 +211,10 @@ pub(crate) async fn admin(args: AdminArgs) -> Result<(), CliError> {
             _ => (None, None),
         };
         let identity = cert.as_deref().zip(key.as_deref());
-        http = http.tls_backend_preconfigured(crate::transport::tls::client_config(
-            &read_pem(ca)?,
-            identity,
-        )?);
+        http = http.tls_backend_preconfigured(
+            crate::transport::tls::client_config(&read_pem(ca)?, identity)
+                .map_err(|e| format!("--ca/--cert/--key: {e}"))?,
+        );
     } else if args.cert.is_some() {
         return Err("--cert needs --ca (the CA of the admin listener's certificate)".into());
     }

@@ -126,7 +126,9 @@ async fn open(config: &Model) -> Result<std::sync::Arc<dyn AuditStore>, String> 
             path.display()
         ));
     }
-    let (store, held_elsewhere) = crate::app::open_store(config).await?;
+    let (store, held_elsewhere) = crate::app::open_store(config)
+        .await
+        .map_err(|e| e.to_string())?;
     if held_elsewhere {
         let _ = writeln!(
             std::io::stderr(),
@@ -313,7 +315,8 @@ pub(crate) async fn run_archive(
             &config.audit.archive_dir,
             &signer,
         )
-        .await?
+        .await
+        .map_err(|e| e.to_string())?
         {
             out!(
                 "archived {} records {}..{} to {}",

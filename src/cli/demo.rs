@@ -39,7 +39,9 @@ pub(crate) async fn demo(ephemeral_ports: bool) -> Result<(), CliError> {
     let built = crate::app::build(&source, &env()).map_err(|e| e.to_string())?;
     let s = &built.model.settings;
     let telemetry = crate::telemetry::init(s.log_json, &s.log_level, s.otel.as_ref());
-    let running = crate::app::start(built).await?;
+    let running = crate::app::start(built)
+        .await
+        .map_err(|e| CliError::Failed(e.to_string()))?;
     let sample = |dataset: &str| {
         sims.data
             .samples(dataset, 1)

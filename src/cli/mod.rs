@@ -182,7 +182,7 @@ async fn ready(admin: &str) -> Result<(), CliError> {
 }
 
 fn certs(plan: crate::certs::Plan) -> Result<(), CliError> {
-    let report = crate::certs::make(&plan)?;
+    let report = crate::certs::make(&plan).map_err(|e| e.to_string())?;
     for p in &report.written {
         out!("wrote {}", p.display());
     }
@@ -235,7 +235,9 @@ async fn serve(config: Option<PathBuf>) -> Result<(), CliError> {
     let built = load(config)?;
     let s = &built.model.settings;
     let telemetry = crate::telemetry::init(s.log_json, &s.log_level, s.otel.as_ref());
-    let running = crate::app::start(built).await?;
+    let running = crate::app::start(built)
+        .await
+        .map_err(|e| CliError::Failed(e.to_string()))?;
     running.run_until_signal().await;
     telemetry.shutdown();
     Ok(())

@@ -40,7 +40,15 @@ pub enum ReloadError {
     #[error("{0}")]
     Unsupported(String),
     #[error("the new configuration could not be started: {0}")]
-    Build(String),
+    Build(#[from] super::routes::BuildError),
+    #[error("the new configuration could not be started: {0}")]
+    Registry(#[from] crate::registry::RegistryError),
+    #[error(
+        "the new configuration could not be started: the probe of {dataset} failed ({why}); nothing was applied"
+    )]
+    ProbeFailed { dataset: String, why: &'static str },
+    #[error("the new configuration could not be started: the registry is empty")]
+    RegistryEmpty,
 }
 
 impl Live {
@@ -126,8 +134,7 @@ impl Live {
         })?;
         let earlier = registry
             .get(to)
-            .await
-            .map_err(ReloadError::Build)?
+            .await?
             .ok_or_else(|| ReloadError::Unsupported(format!("there is no version {to}")))?;
         let old = self.current();
         let source = old.config().settings.origin.with_files(earlier.files);
@@ -155,30 +162,30 @@ impl Live {
         let needs_restart = restart_only(old.config(), &config);
         let (kept, rebuilt) = old.connector_changes(&config);
         let files = config.settings.files.clone();
-        let next = old.next(Arc::new(config)).map_err(ReloadError::Build)?;
+        let next = old.next(Arc::new(config))?;
         if let Some((dataset, key)) = probe {
             let answer = next.probe(dataset, key).await;
             if answer.up != Some(true) {
-                return Err(ReloadError::Build(format!(
-                    "the probe of {dataset} failed ({}); nothing was applied",
-                    if answer.error.is_empty() {
+                return Err(ReloadError::ProbeFailed {
+                    dataset: dataset.to_owned(),
+                    why: if answer.error.is_empty() {
                         "no answer"
                     } else {
                         answer.error
-                    }
-                )));
+                    },
+                });
             }
         }
         let version = match &self.registry {
-            Some(r) => r
-                .record(
+            Some(r) => {
+                r.record(
                     actor,
                     change,
                     &files,
                     Some(self.version.load(Ordering::SeqCst) as i64),
                 )
-                .await
-                .map_err(ReloadError::Build)? as u64,
+                .await? as u64
+            }
             None => self.version.load(Ordering::SeqCst) + 1,
         };
         let shared = next.shared().cloned();
@@ -209,19 +216,15 @@ impl Live {
         };
         let _one_at_a_time = self.reloading.lock().await;
         let running = self.version.load(Ordering::SeqCst);
-        let latest = registry.latest_number().await.map_err(ReloadError::Build)?;
+        let latest = registry.latest_number().await?;
         if latest.is_none_or(|v| v as u64 <= running) {
             return Ok(None);
         }
-        let version = registry
-            .latest()
-            .await
-            .map_err(ReloadError::Build)?
-            .ok_or_else(|| ReloadError::Build("the registry is empty".into()))?;
+        let version = registry.latest().await?.ok_or(ReloadError::RegistryEmpty)?;
         let old = self.current();
         let source = old.config().settings.origin.with_files(version.files);
         let config = (self.build)(&source).map_err(ReloadError::Invalid)?;
-        let next = old.next(Arc::new(config)).map_err(ReloadError::Build)?;
+        let next = old.next(Arc::new(config))?;
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
         self.version.store(version.version as u64, Ordering::SeqCst);
         tracing::info!(

@@ -12,21 +12,36 @@ use crate::layers::fetch::Route;
 use crate::layers::quota::Quotas;
 use crate::shared::Shared;
 use crate::telemetry::metrics::Metrics;
-use crate::upstream::connector::Connector;
+use crate::upstream::connector::{Connector, EndpointError};
 use crate::upstream::guard::{Guard, GuardStatus};
 use crate::upstream::probe::ProbeState;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+/// Why a core could not be built from a valid model.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("http client: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("connector {connector}: {source}")]
+    Connector {
+        connector: String,
+        source: EndpointError,
+    },
+    #[error("connector {connector} serves {dataset}, which is not a dataset")]
+    UnknownDataset { connector: String, dataset: String },
+}
+
 impl Gateway {
     /// Builds the core from validated config.
-    pub fn new(config: Arc<Model>, audit: AuditLog) -> Result<Gateway, String> {
+    pub fn new(config: Arc<Model>, audit: AuditLog) -> Result<Gateway, BuildError> {
         crate::certs::install_crypto();
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(64)
-            .build()
-            .map_err(|e| format!("http client: {e}"))?;
+            .build()?;
         let shared = match &config.settings.redis {
             Some(settings) => Some(Arc::new(Shared::new(settings.clone())?)),
             None => None,
@@ -45,7 +60,7 @@ impl Gateway {
     /// The core for a new configuration, sharing this one's audit writer, metrics and
     /// drain flag, and keeping each connector whose configuration did not change (its cache,
     /// guard and probe state go on). Quotas start afresh.
-    pub fn next(&self, config: Arc<Model>) -> Result<Gateway, String> {
+    pub fn next(&self, config: Arc<Model>) -> Result<Gateway, BuildError> {
         Gateway::build(
             config,
             self.audit.clone(),
@@ -83,12 +98,15 @@ impl Gateway {
         http: reqwest::Client,
         previous: &HashMap<String, Arc<Route>>,
         shared: Option<Arc<Shared>>,
-    ) -> Result<Gateway, String> {
+    ) -> Result<Gateway, BuildError> {
         let mut routes = HashMap::new();
         for c in &config.connectors {
             let dataset = config
                 .dataset(&c.dataset)
-                .ok_or_else(|| format!("unknown dataset {}", c.dataset))?
+                .ok_or_else(|| BuildError::UnknownDataset {
+                    connector: c.name.clone(),
+                    dataset: c.dataset.clone(),
+                })?
                 .clone();
             if let Some(kept) = previous
                 .get(&dataset.name)
@@ -97,8 +115,13 @@ impl Gateway {
                 routes.insert(dataset.name.clone(), kept.clone());
                 continue;
             }
-            let connector = Connector::new(c.clone(), dataset.clone(), http.clone())
-                .map_err(|e| format!("connector {}: {e}", c.name))?;
+            let connector =
+                Connector::new(c.clone(), dataset.clone(), http.clone()).map_err(|source| {
+                    BuildError::Connector {
+                        connector: c.name.clone(),
+                        source,
+                    }
+                })?;
             let cache = RecordCache::new(c.cache);
             let guard = match &shared {
                 Some(shared) => {

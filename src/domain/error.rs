@@ -166,7 +166,7 @@ impl QuotaState {
 mod tests {
     use super::*;
 
-    /// The table in DESIGN.md, row by row.
+    /// The table in docs/errors.md, row by row.
     #[test]
     fn error_table_matches_the_contract() {
         let expected: [(&str, tonic::Code, u16); 14] = [

@@ -93,16 +93,14 @@ pub struct SharedStats {
 
 impl Shared {
     /// A handle on Redis; nothing is contacted until the first quota check.
-    pub fn new(settings: RedisSettings) -> Result<Shared, String> {
-        let client =
-            redis::Client::open(settings.url.as_str()).map_err(|e| format!("redis.url: {e}"))?;
+    pub fn new(settings: RedisSettings) -> Result<Shared, redis::RedisError> {
+        let client = redis::Client::open(settings.url.as_str())?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(settings.timeout.max(Duration::from_millis(200))))
             .set_response_timeout(Some(settings.timeout))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(200));
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)
-            .map_err(|e| format!("redis: {e}"))?;
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
         Ok(Shared {
             settings,
             client,

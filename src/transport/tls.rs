@@ -33,6 +33,25 @@ pub enum ClientAuth {
     Required,
 }
 
+/// Why certificates, keys or a TLS configuration are not usable. The messages say what is
+/// wrong with the file; the caller names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("not a PEM certificate file: {0}")]
+    Pem(rustls::pki_types::pem::Error),
+    #[error("holds no CERTIFICATE block")]
+    NoCertificate,
+    #[error("holds no usable private key: {0}")]
+    NoKey(rustls::pki_types::pem::Error),
+    #[error("{what}: {source}")]
+    Rustls {
+        what: &'static str,
+        source: rustls::Error,
+    },
+    #[error("client_ca: {0}")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
+}
+
 /// How long a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -41,39 +60,40 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub fn client_config(
     ca_pem: &[u8],
     identity: Option<(&[u8], &[u8])>,
-) -> Result<rustls::ClientConfig, String> {
+) -> Result<rustls::ClientConfig, TlsError> {
+    let rustls = |what| move |source| TlsError::Rustls { what, source };
     let mut roots = RootCertStore::empty();
     for c in certs_from_pem(ca_pem)? {
-        roots.add(c).map_err(|e| format!("CA certificate: {e}"))?;
+        roots.add(c).map_err(rustls("CA certificate"))?;
     }
     let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
+    .map_err(rustls("protocol versions"))?
     .with_root_certificates(roots);
     match identity {
         None => Ok(builder.with_no_client_auth()),
         Some((cert, key)) => builder
             .with_client_auth_cert(certs_from_pem(cert)?, key_from_pem(key)?)
-            .map_err(|e| format!("client certificate: {e}")),
+            .map_err(rustls("client certificate")),
     }
 }
 
 /// Every certificate in a PEM file, in order.
-pub fn certs_from_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+pub fn certs_from_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("not a PEM certificate file: {e}"))?;
+        .map_err(TlsError::Pem)?;
     if certs.is_empty() {
-        return Err("holds no CERTIFICATE block".into());
+        return Err(TlsError::NoCertificate);
     }
     Ok(certs)
 }
 
 /// The first private key in a PEM file (PKCS#8, PKCS#1 or SEC1).
-pub fn key_from_pem(pem: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
-    PrivateKeyDer::from_pem_slice(pem).map_err(|e| format!("holds no usable private key: {e}"))
+pub fn key_from_pem(pem: &[u8]) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_slice(pem).map_err(TlsError::NoKey)
 }
 
 /// The server side of TLS: `client_auth` is `Some` exactly when `client_cas` is.
@@ -82,11 +102,12 @@ pub fn server_config(
     key: PrivateKeyDer<'static>,
     client_cas: Option<Vec<CertificateDer<'static>>>,
     client_auth: Option<ClientAuth>,
-) -> Result<Arc<ServerConfig>, String> {
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let rustls = |what| move |source| TlsError::Rustls { what, source };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?;
+        .map_err(rustls("protocol versions"))?;
     let builder = match client_cas {
         None => builder.with_no_client_auth(),
         Some(cas) => {
@@ -94,20 +115,19 @@ pub fn server_config(
             for ca in cas {
                 roots
                     .add(ca)
-                    .map_err(|e| format!("client_ca: not a usable CA certificate: {e}"))?;
+                    .map_err(rustls("client_ca: not a usable CA certificate"))?;
             }
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
             let verifier = match client_auth {
                 Some(ClientAuth::Required) => verifier,
                 _ => verifier.allow_unauthenticated(),
             };
-            builder
-                .with_client_cert_verifier(verifier.build().map_err(|e| format!("client_ca: {e}"))?)
+            builder.with_client_cert_verifier(verifier.build()?)
         }
     };
-    let mut config = builder
-        .with_single_cert(chain, key)
-        .map_err(|e| format!("the certificate and key do not make a server identity: {e}"))?;
+    let mut config = builder.with_single_cert(chain, key).map_err(rustls(
+        "the certificate and key do not make a server identity",
+    ))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
@@ -257,20 +277,22 @@ pub fn from_settings(source: &Source, raw: &RawTls, e: &mut Errors<'_>) -> Optio
         );
     }
     let chain = certs_from_pem(&cert?)
-        .map_err(|m| e.add("tls.cert", m))
+        .map_err(|m| e.add("tls.cert", m.to_string()))
         .ok()?;
-    let key = key_from_pem(&key?).map_err(|m| e.add("tls.key", m)).ok()?;
+    let key = key_from_pem(&key?)
+        .map_err(|m| e.add("tls.key", m.to_string()))
+        .ok()?;
     let cas = match ca {
         None => None,
         Some(pem) => Some(
             certs_from_pem(&pem?)
-                .map_err(|m| e.add("tls.client_ca", m))
+                .map_err(|m| e.add("tls.client_ca", m.to_string()))
                 .ok()?,
         ),
     };
     let client_auth = cas.as_ref().map(|_| client_auth);
     let server = server_config(chain, key, cas, client_auth)
-        .map_err(|m| e.add("tls", m))
+        .map_err(|m| e.add("tls", m.to_string()))
         .ok()?;
     Some(TlsConfig {
         server,

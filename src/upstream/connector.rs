@@ -37,6 +37,14 @@ impl UpstreamError {
     }
 }
 
+/// A connector whose endpoint is not a URI its transport can use.
+#[derive(Debug, thiserror::Error)]
+#[error("endpoint {endpoint:?}: {source}")]
+pub struct EndpointError {
+    pub endpoint: String,
+    pub source: tonic::codegen::http::uri::InvalidUri,
+}
+
 /// What a protocol call returns: a payload tree, or `None` when the provider says the
 /// record does not exist.
 pub type Payload = Option<Value>;
@@ -74,10 +82,15 @@ impl Connector {
         config: ConnectorConfig,
         dataset: Arc<Dataset>,
         http: reqwest::Client,
-    ) -> Result<Connector, String> {
+    ) -> Result<Connector, EndpointError> {
         let transport = match config.kind {
             ConnectorKind::Grpc { .. } => {
-                Transport::Grpc(grpc::channel(&config.endpoint, config.timeout)?)
+                Transport::Grpc(grpc::channel(&config.endpoint, config.timeout).map_err(
+                    |source| EndpointError {
+                        endpoint: config.endpoint.clone(),
+                        source,
+                    },
+                )?)
             }
             _ => Transport::Http(http),
         };

@@ -13,9 +13,11 @@ use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::Channel;
 
 /// A lazily connecting channel to the provider.
-pub fn channel(endpoint: &str, timeout: Duration) -> Result<Channel, String> {
-    Ok(Channel::from_shared(endpoint.to_owned())
-        .map_err(|e| format!("endpoint: {e}"))?
+pub fn channel(
+    endpoint: &str,
+    timeout: Duration,
+) -> Result<Channel, tonic::codegen::http::uri::InvalidUri> {
+    Ok(Channel::from_shared(endpoint.to_owned())?
         .connect_timeout(timeout)
         .connect_lazy())
 }
