@@ -17,12 +17,15 @@
 //!   certificates on the lookup listener, and the admin listener.
 //! - [`admin`] the admin operations (datasets, connectors, grants, registry history and
 //!   rollback, purges, audit queries) with their roles, shared by REST and gRPC.
-//! - [`core`] the lookup service, whose functions hold the order of the request path, and
+//! - [`core`] the lookup service, whose functions hold the order of the request path, the
+//!   one call wrapper (audit, metrics, span), the model it runs on, its routes, probes and
 //!   its live, reloadable version.
-//! - [`layers`] the steps of the request path: authentication, the record cache
-//!   (single-flight, negative entries, stale-if-error).
+//! - [`layers`] the steps of the request path, one per file: authenticate, validate,
+//!   authorize (on the policy: consumers, grants, admin roles), quota, fetch through the
+//!   record cache (single-flight, negative entries, stale-if-error), verify's claims.
 //! - [`upstream`] the guard (capacity, breaker, retries), connectors (`soap-xml`,
-//!   `rest-json`, `grpc`), request templates and the declared payload mapping.
+//!   `rest-json`, `grpc`) built from their specs, request templates, the declared payload
+//!   mapping, and active health probes.
 //! - [`domain`] identifiers, dates, administrative units, datasets and canonical records,
 //!   the call context, the error-code table, the population database's signed headers.
 //! - Foundations: [`audit`] the tamper-evident trail (records, chain, group-commit writer,
@@ -30,7 +33,8 @@
 //!   datasets, connectors, consumers and grants the gateway ran; [`telemetry`] logs, spans
 //!   and metrics; [`certs`] the crypto provider and a private CA for mTLS pilots;
 //!   [`shared`] GCRA limiters and what replicas share through Redis.
-//! - [`config`] typed config: TOML files → `LIENTHONG_*` env overrides → validation.
+//! - [`config`] plain settings, a leaf: TOML files → `LIENTHONG_*` env overrides → shape
+//!   checks; each owner builds its runtime form from its own section.
 //! - [`sim`] the simulated national databases and their deterministic data.
 //! - [`proto`] generated messages and services (`proto/`, compiled by protox in build.rs).
 
