@@ -182,8 +182,6 @@ pub struct Settings {
     pub origin: Source,
     /// The datasets, connectors, consumers and grants files as read, by role: ("connectors", text).
     pub files: Vec<(String, String)>,
-    /// The process environment the settings were read with (overrides, `*_env` secrets).
-    pub env: BTreeMap<String, String>,
     /// Where the registry of configuration versions is kept.
     pub registry_path: PathBuf,
     /// The audit trail and registry in PostgreSQL instead of SQLite files.
@@ -479,7 +477,6 @@ impl Settings {
             source: main_name,
             origin: source.clone(),
             files,
-            env: env.clone(),
             registry_path: PathBuf::from(source.resolve_disk(&main.registry.path)),
             postgres,
             redis,

@@ -107,25 +107,27 @@ impl Facts {
 }
 
 impl Gateway {
-    /// Runs `steps` as one audited call: `action` (fetch, verify) on the dataset as asked.
-    /// `describe` adds what a successful answer disclosed to the record. If the call is
-    /// dropped before it ends (the client went away), its record is still written, with the
-    /// outcome `cancelled`.
+    /// Runs `steps` as one audited call, whose record starts from `facts` (the action and
+    /// the dataset as asked). `describe` adds what a successful answer disclosed to the
+    /// record. If the call is dropped before it ends (the client went away), its record is
+    /// still written, with the outcome `cancelled`.
     pub(super) async fn call<T>(
         &self,
         caller: &Caller,
-        action: &'static str,
-        dataset: &str,
+        facts: Facts,
         steps: impl AsyncFnOnce(&mut Facts) -> Result<T, LookupError>,
         describe: impl FnOnce(&T, &mut Facts),
     ) -> Result<T, LookupError> {
         let _in_flight = self.metrics.enter();
         let mut pending = Pending {
             audit: &self.audit,
-            facts: Some(Facts::new(caller, action, dataset)),
+            facts: Some(facts),
         };
-        let (span, trace) = call_span(&caller.request_id, caller.transport, &caller.trace);
-        pending.facts().trace = trace;
+        let span = call_span(
+            &caller.request_id,
+            caller.transport,
+            &mut pending.facts().trace,
+        );
         let result = steps(pending.facts()).instrument(span).await;
         let mut facts = pending.finish();
         if let Ok(answer) = &result {

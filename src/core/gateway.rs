@@ -49,11 +49,9 @@ impl Gateway {
     ) -> Result<Lookup, LookupError> {
         // 1. audit — outermost (the wrapper), so every outcome leaves exactly one record,
         //    committed before the answer leaves.
-        let dataset = request.dataset.clone();
         self.call(
             caller,
-            "fetch",
-            &dataset,
+            Facts::new(caller, "fetch", &request.dataset),
             async |facts: &mut Facts| self.lookup_steps(caller, request, facts).await,
             |found, facts| facts.fields = found.record.names().map(str::to_owned).collect(),
         )
@@ -124,11 +122,9 @@ impl Gateway {
         request: VerifyRequest,
     ) -> Result<Verification, LookupError> {
         // 1. audit — as for a lookup; the record says whether the claims matched.
-        let dataset = request.dataset.clone();
         self.call(
             caller,
-            "verify",
-            &dataset,
+            Facts::new(caller, "verify", &request.dataset),
             async |facts: &mut Facts| self.verify_steps(caller, request, facts).await,
             |v, facts| facts.detail = if v.matched { "match" } else { "no match" }.into(),
         )

@@ -74,15 +74,10 @@ impl TraceContext {
     }
 }
 
-/// The span of a call, which every log line of it carries (request id, trace id), and the
-/// call's trace context. When spans are exported it continues the caller's trace, and the
-/// call's trace context becomes the exported span's, so audit, logs, providers and the
-/// collector agree.
-pub fn call_span(
-    request_id: &str,
-    transport: &'static str,
-    t: &TraceContext,
-) -> (tracing::Span, TraceContext) {
+/// The span of a call, which every log line of it carries (request id, trace id). When
+/// spans are exported it continues the caller's trace `t`, which then becomes the exported
+/// span's (so audit, logs, providers and the collector agree): `t` is changed only then.
+pub fn call_span(request_id: &str, transport: &'static str, t: &mut TraceContext) -> tracing::Span {
     use opentelemetry::trace::{SpanContext, TraceContextExt, TraceFlags, TraceState};
     use tracing_opentelemetry::OpenTelemetrySpanExt;
     let span = tracing::info_span!(
@@ -105,18 +100,16 @@ pub fn call_span(
         let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
     }
     let exported = span.context().span().span_context().clone();
-    let trace = if exported.is_valid() {
-        TraceContext {
+    if exported.is_valid() {
+        *t = TraceContext {
             trace_id: exported.trace_id().to_string(),
             span_id: exported.span_id().to_string(),
             sampled: exported.is_sampled(),
-            parent: t.parent.clone(),
-        }
-    } else {
-        t.clone()
-    };
-    span.record("trace_id", trace.trace_id.as_str());
-    (span, trace)
+            parent: t.parent.take(),
+        };
+    }
+    span.record("trace_id", t.trace_id.as_str());
+    span
 }
 
 /// The `traceparent` for a provider call made in `span`: the exported span's context when
