@@ -58,6 +58,7 @@ impl Drop for Pending<'_> {
 }
 
 impl Facts {
+    #[inline]
     pub(super) fn new(caller: &Caller, action: &'static str, dataset: &str) -> Facts {
         Facts {
             transport: caller.transport,

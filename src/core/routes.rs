@@ -155,6 +155,7 @@ impl Gateway {
     }
 
     /// The route of a dataset that exists and is switched on.
+    #[inline]
     pub(super) fn route(&self, dataset: &str) -> Result<&Route, LookupError> {
         let route = self.routes.get(dataset).ok_or_else(|| {
             LookupError::new(

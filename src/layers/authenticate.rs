@@ -15,6 +15,7 @@ pub trait Holder {
 }
 
 /// The holder of `key`, checking every key of every holder.
+#[inline]
 pub fn by_key<'a, H: Holder>(holders: &'a [H], key: &str) -> Option<&'a H> {
     let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
     let mut found = None;
@@ -29,6 +30,7 @@ pub fn by_key<'a, H: Holder>(holders: &'a [H], key: &str) -> Option<&'a H> {
 }
 
 /// The holder one of the certificate's names identifies.
+#[inline]
 pub fn by_certificate<'a, H: Holder>(holders: &'a [H], cert: &ClientCertificate) -> Option<&'a H> {
     holders.iter().find(|h| {
         h.certificate_names()
@@ -38,6 +40,7 @@ pub fn by_certificate<'a, H: Holder>(holders: &'a [H], cert: &ClientCertificate)
 }
 
 /// Compares digests without an early exit, so timing does not reveal how much matched.
+#[inline]
 fn same_digest(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -45,6 +48,7 @@ fn same_digest(a: &[u8; 32], b: &[u8; 32]) -> bool {
 /// Certificate or API key → consumer, and which credential said so (`certificate`,
 /// `api_key`). A certificate the CA signed but no consumer claims does not authenticate by
 /// itself; with both credentials they must name the same consumer.
+#[inline]
 pub fn authenticate<'a>(
     consumers: &'a [Consumer],
     api_key: Option<&str>,

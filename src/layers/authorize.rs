@@ -9,6 +9,7 @@ use crate::domain::error::{ErrorCode, LookupError};
 
 /// The grant that admits this call (its position in the config, itself), and the fields
 /// it lets leave.
+#[inline]
 pub fn authorize<'g>(
     grants: &'g [Grant],
     consumer: &Consumer,
@@ -85,6 +86,7 @@ pub fn authorize<'g>(
 }
 
 /// A fresh read from the provider (`Cache-Control: no-cache`) only where the grant allows it.
+#[inline]
 pub fn allow_cache_bypass(grant: &Grant, asked: bool, dataset: &str) -> Result<(), LookupError> {
     if asked && !grant.allow_cache_bypass {
         return Err(LookupError::new(

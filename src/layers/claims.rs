@@ -11,6 +11,7 @@ pub struct Verification {
 }
 
 /// Compares each claim with the record's field.
+#[inline]
 pub fn verify(record: &StoredRecord, claims: &Map<String, Value>) -> Verification {
     let fields: Vec<(String, bool)> = claims
         .iter()

@@ -8,6 +8,7 @@ use crate::domain::date::Date;
 use crate::domain::error::{ErrorCode, LookupError};
 
 /// The normalised key and the validated context of a call on `dataset`.
+#[inline]
 pub fn validate(
     dataset: &Dataset,
     key: &str,

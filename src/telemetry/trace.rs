@@ -77,6 +77,7 @@ impl TraceContext {
 /// The span of a call, which every log line of it carries (request id, trace id). When
 /// spans are exported it continues the caller's trace `t`, which then becomes the exported
 /// span's (so audit, logs, providers and the collector agree): `t` is changed only then.
+#[inline]
 pub fn call_span(request_id: &str, transport: &'static str, t: &mut TraceContext) -> tracing::Span {
     use opentelemetry::trace::{SpanContext, TraceContextExt, TraceFlags, TraceState};
     use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -114,6 +115,7 @@ pub fn call_span(request_id: &str, transport: &'static str, t: &mut TraceContext
 
 /// The `traceparent` for a provider call made in `span`: the exported span's context when
 /// spans are exported, else the call's own.
+#[inline]
 pub fn exported_parent(span: &tracing::Span, trace: &TraceContext) -> String {
     use opentelemetry::trace::TraceContextExt;
     use tracing_opentelemetry::OpenTelemetrySpanExt;
