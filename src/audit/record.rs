@@ -239,6 +239,11 @@ pub fn checkpoint_message(instance: &str, seq: i64, hash: &[u8; 32], time_ms: i6
     m
 }
 
+/// A signing key that is not an ed25519 seed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("an ed25519 seed is 32 bytes")]
+pub struct SeedError;
+
 /// The ed25519 key that signs checkpoints.
 pub struct Signer {
     pub id: String,
@@ -247,9 +252,8 @@ pub struct Signer {
 
 impl Signer {
     /// From a 32-byte seed.
-    pub fn from_seed(id: &str, seed: &[u8]) -> Result<Signer, String> {
-        let pair = Ed25519KeyPair::from_seed_unchecked(seed)
-            .map_err(|_| "an ed25519 seed is 32 bytes".to_owned())?;
+    pub fn from_seed(id: &str, seed: &[u8]) -> Result<Signer, SeedError> {
+        let pair = Ed25519KeyPair::from_seed_unchecked(seed).map_err(|_| SeedError)?;
         Ok(Signer {
             id: id.to_owned(),
             pair,

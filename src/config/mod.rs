@@ -12,7 +12,7 @@ mod source;
 
 use parse::{env_overrides, parse_toml};
 use raw::*;
-pub use source::{DEMO_FILES, Source};
+pub use source::{DEMO_FILES, ReadError, Source};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
@@ -223,7 +223,7 @@ impl Settings {
         let main: RawGateway = match source.read(&main_name) {
             Ok(text) => parse_toml(&text, &mut errors, &env_overrides(env)),
             Err(e) => {
-                errors.add("", e);
+                errors.add("", e.to_string());
                 return Err(ConfigErrors(all));
             }
         };
@@ -252,7 +252,7 @@ impl Settings {
                     all.push(ConfigError {
                         file: name,
                         key: String::new(),
-                        message: e,
+                        message: e.to_string(),
                     });
                     None
                 }

@@ -20,6 +20,15 @@ pub enum Source {
     },
 }
 
+/// Why a configuration file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("cannot read: {0}")]
+    Io(std::io::Error),
+    #[error("not among the embedded files")]
+    NotEmbedded,
+}
+
 /// The demo's configuration, compiled in so `lienthong demo` needs no files.
 pub const DEMO_FILES: [(&str, &str); 4] = [
     (
@@ -90,18 +99,16 @@ impl Source {
         }
     }
 
-    pub fn read(&self, name: &str) -> Result<String, String> {
+    pub fn read(&self, name: &str) -> Result<String, ReadError> {
         match self {
             // A version's files are taken by role before this is asked.
             Source::Versioned { base, .. } => base.read(name),
-            Source::File(_) => {
-                std::fs::read_to_string(name).map_err(|e| format!("cannot read: {e}"))
-            }
+            Source::File(_) => std::fs::read_to_string(name).map_err(ReadError::Io),
             Source::Inline(files) => files
                 .iter()
                 .find(|(n, _)| n == name)
                 .map(|(_, c)| c.clone())
-                .ok_or_else(|| "not among the embedded files".into()),
+                .ok_or(ReadError::NotEmbedded),
         }
     }
 

@@ -83,27 +83,36 @@ pub struct ClientCertificate {
     pub names: Vec<String>,
 }
 
+/// The kinds of certificate name a credential may name.
+const NAME_KINDS: [&str; 5] = ["CN=", "DNS:", "URI:", "email:", "IP:"];
+
+/// A certificate name, as configured, that names nothing a certificate can carry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("{0:?} must start with one of CN= DNS: URI: email: IP: (e.g. \"CN=motcua-hanoi\")")]
+    Kind(String),
+    #[error("{0:?} names nothing after {1}")]
+    Empty(String, &'static str),
+    #[error("{0:?} is not an IP address")]
+    Ip(String),
+}
+
 /// `CN=x`, `DNS:x`, `URI:x`, `email:x` or `IP:x` as configured, in the form
 /// `transport::tls::identity` produces (DNS names in lower case); an error says what is accepted.
-pub fn normalize_name(name: &str) -> Result<String, String> {
+pub fn normalize_name(name: &str) -> Result<String, NameError> {
     let name = name.trim();
-    let kinds = ["CN=", "DNS:", "URI:", "email:", "IP:"];
-    let Some(kind) = kinds.iter().find(|k| name.starts_with(**k)) else {
-        return Err(format!(
-            "{name:?} must start with one of {} (e.g. \"CN=motcua-hanoi\")",
-            kinds.join(" ")
-        ));
+    let Some(kind) = NAME_KINDS.iter().find(|k| name.starts_with(**k)) else {
+        return Err(NameError::Kind(name.to_owned()));
     };
     let value = &name[kind.len()..];
     if value.is_empty() {
-        return Err(format!("{name:?} names nothing after {kind}"));
+        return Err(NameError::Empty(name.to_owned(), kind));
     }
     Ok(match *kind {
         "DNS:" => format!("DNS:{}", value.to_ascii_lowercase()),
         "IP:" => {
-            let ip: std::net::IpAddr = value
-                .parse()
-                .map_err(|_| format!("{value:?} is not an IP address"))?;
+            let ip: std::net::IpAddr =
+                value.parse().map_err(|_| NameError::Ip(value.to_owned()))?;
             format!("IP:{ip}")
         }
         _ => name.to_owned(),

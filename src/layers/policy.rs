@@ -241,7 +241,7 @@ pub fn admin_credentials(
                     )
                 }
                 Ok(n) => names.push(n),
-                Err(m) => e.add(format!("{key}.certificate_names[{j}]"), m),
+                Err(m) => e.add(format!("{key}.certificate_names[{j}]"), m.to_string()),
             }
         }
         if c.certificate_names.is_empty() {
@@ -309,7 +309,7 @@ pub fn consumers(raw: RawConsumers, tls_client_ca: bool, e: &mut Errors<'_>) -> 
             for (j, n) in c.certificate_names.iter().enumerate() {
                 let at = format!("{key}.certificate_names[{j}]");
                 match normalize_name(n) {
-                    Err(m) => e.add(at, m),
+                    Err(m) => e.add(at, m.to_string()),
                     Ok(n) => {
                         if !client_cas {
                             e.add(
@@ -328,7 +328,7 @@ pub fn consumers(raw: RawConsumers, tls_client_ca: bool, e: &mut Errors<'_>) -> 
             }
             let quota = c.quota.as_deref().and_then(|q| {
                 QuotaSpec::parse(q)
-                    .map_err(|m| e.add(format!("{key}.quota"), m))
+                    .map_err(|m| e.add(format!("{key}.quota"), m.to_string()))
                     .ok()
             });
             Consumer {
@@ -447,7 +447,7 @@ pub fn grants(
             }
             let quota = g.quota.as_deref().and_then(|q| {
                 QuotaSpec::parse(q)
-                    .map_err(|m| e.add(format!("{key}.quota"), m))
+                    .map_err(|m| e.add(format!("{key}.quota"), m.to_string()))
                     .ok()
             });
             Grant {

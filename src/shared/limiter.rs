@@ -18,14 +18,22 @@ pub struct QuotaSpec {
     pub per: Duration,
 }
 
+/// A quota that does not read as one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QuotaError {
+    #[error("{0:?} is not a quota like \"600/min\" (units: s, min, h, day)")]
+    Form(String),
+    #[error("{0:?}: the count must be above 0")]
+    Zero(String),
+}
+
 impl QuotaSpec {
     /// `"600/min"`; units `s`, `min`, `h`, `day` (and their long forms).
-    pub fn parse(s: &str) -> Result<QuotaSpec, String> {
-        let bad = || format!("{s:?} is not a quota like \"600/min\" (units: s, min, h, day)");
+    pub fn parse(s: &str) -> Result<QuotaSpec, QuotaError> {
+        let bad = || QuotaError::Form(s.to_owned());
         let (count, unit) = s.trim().split_once('/').ok_or_else(bad)?;
         let count: u32 = count.trim().parse().map_err(|_| bad())?;
-        let count =
-            NonZeroU32::new(count).ok_or_else(|| format!("{s:?}: the count must be above 0"))?;
+        let count = NonZeroU32::new(count).ok_or_else(|| QuotaError::Zero(s.to_owned()))?;
         let per = match unit.trim() {
             "s" | "sec" | "second" => Duration::from_secs(1),
             "min" | "minute" => Duration::from_secs(60),
@@ -123,7 +131,9 @@ mod tests {
             QuotaSpec::parse(" 5 / s ").expect("valid").to_string(),
             "5/s"
         );
-        assert!(QuotaSpec::parse("0/min").unwrap_err().contains("above 0"));
+        let zero = QuotaSpec::parse("0/min").unwrap_err();
+        assert_eq!(zero, QuotaError::Zero("0/min".into()));
+        assert!(zero.to_string().contains("above 0"));
         assert!(QuotaSpec::parse("600 per minute").is_err());
         assert!(QuotaSpec::parse("600/fortnight").is_err());
     }
