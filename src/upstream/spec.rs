@@ -374,7 +374,7 @@ fn connector(
                     let t = v
                         .as_str()
                         .ok_or("must be a string".to_owned())
-                        .and_then(Template::parse);
+                        .and_then(|t| Template::parse(t).map_err(|m| m.to_string()));
                     t.map_err(|m| e.add(format!("{key}.soap.fields.{name}"), m))
                         .ok()
                         .map(|t| (name.clone(), t))
@@ -401,12 +401,12 @@ fn connector(
                 }
             };
             let url = Template::parse(&c.endpoint).unwrap_or_else(|m| {
-                e.add(format!("{key}.endpoint"), m);
+                e.add(format!("{key}.endpoint"), m.to_string());
                 Template::default()
             });
             let body = rest.body.as_ref().and_then(|b| {
                 let json = serde_json::to_value(b).map_err(|err| err.to_string());
-                json.and_then(|j| JsonTemplate::parse(&j))
+                json.and_then(|j| JsonTemplate::parse(&j).map_err(|m| m.to_string()))
                     .map_err(|m| e.add(format!("{key}.rest.body"), m))
                     .ok()
             });
@@ -423,7 +423,7 @@ fn connector(
             });
             let request = serde_json::to_value(&grpc.request)
                 .map_err(|err| err.to_string())
-                .and_then(|j| JsonTemplate::parse(&j))
+                .and_then(|j| JsonTemplate::parse(&j).map_err(|m| m.to_string()))
                 .map_err(|m| e.add(format!("{key}.grpc.request"), m))
                 .ok();
             match (method, request) {

@@ -6,6 +6,20 @@
 
 use serde_json::Value;
 
+/// A request template that does not read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("unclosed placeholder in {0:?}")]
+    Unclosed(String),
+    #[error("placeholder {{{0}}}: key part must be a number")]
+    KeyPart(String),
+    #[error(
+        "placeholder {{{0}}}: context has procedure_code, dossier_id, officer_id, agency_code, purpose"
+    )]
+    ContextField(String),
+    #[error("unknown placeholder {{{0}}}; use key, key.N, request_id, context.FIELD or auth.user")]
+    Unknown(String),
+}
 /// The values a template can draw on for one call.
 pub struct Vars<'a> {
     pub key: &'a str,
@@ -37,7 +51,7 @@ const CONTEXT_FIELDS: &[&str] = &[
 ];
 
 impl Template {
-    pub fn parse(s: &str) -> Result<Template, String> {
+    pub fn parse(s: &str) -> Result<Template, TemplateError> {
         let mut parts = Vec::new();
         let mut rest = s;
         while let Some(start) = rest.find('{') {
@@ -46,7 +60,7 @@ impl Template {
             }
             let end = rest[start..]
                 .find('}')
-                .ok_or_else(|| format!("unclosed placeholder in {s:?}"))?
+                .ok_or_else(|| TemplateError::Unclosed(s.to_owned()))?
                 + start;
             let name = &rest[start + 1..end];
             parts.push(match name {
@@ -55,18 +69,19 @@ impl Template {
                 "auth.user" => Part::AuthUser,
                 _ => {
                     if let Some(n) = name.strip_prefix("key.") {
-                        Part::KeySegment(n.parse().map_err(|_| format!("placeholder {{{name}}}: key part must be a number"))?)
+                        Part::KeySegment(
+                            n.parse()
+                                .map_err(|_| TemplateError::KeyPart(name.to_owned()))?,
+                        )
                     } else if let Some(field) = name.strip_prefix("context.") {
                         Part::Context(
                             CONTEXT_FIELDS
                                 .iter()
                                 .find(|f| **f == field)
-                                .ok_or_else(|| format!("placeholder {{{name}}}: context has {}", CONTEXT_FIELDS.join(", ")))?,
+                                .ok_or_else(|| TemplateError::ContextField(name.to_owned()))?,
                         )
                     } else {
-                        return Err(format!(
-                            "unknown placeholder {{{name}}}; use key, key.N, request_id, context.FIELD or auth.user"
-                        ));
+                        return Err(TemplateError::Unknown(name.to_owned()));
                     }
                 }
             });
@@ -106,7 +121,7 @@ pub enum JsonTemplate {
 }
 
 impl JsonTemplate {
-    pub fn parse(value: &Value) -> Result<JsonTemplate, String> {
+    pub fn parse(value: &Value) -> Result<JsonTemplate, TemplateError> {
         Ok(match value {
             Value::String(s) => JsonTemplate::String(Template::parse(s)?),
             Value::Array(items) => JsonTemplate::Array(
@@ -118,7 +133,7 @@ impl JsonTemplate {
             Value::Object(map) => JsonTemplate::Object(
                 map.iter()
                     .map(|(k, v)| Ok((k.clone(), JsonTemplate::parse(v)?)))
-                    .collect::<Result<_, String>>()?,
+                    .collect::<Result<_, TemplateError>>()?,
             ),
             other => JsonTemplate::Plain(other.clone()),
         })
