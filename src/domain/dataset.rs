@@ -73,15 +73,28 @@ pub enum KeyRule {
     Pattern(Regex),
 }
 
+/// A dataset's schema, as registered, that cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error("is longer than 200 characters")]
+    PatternTooLong,
+    #[error("is not a regular expression: {0}")]
+    Pattern(#[from] regex::Error),
+    #[error("the record type does not build: {0}")]
+    Descriptor(#[from] prost_reflect::DescriptorError),
+    #[error("the record type was not built")]
+    NotBuilt,
+}
+
 impl KeyRule {
     /// A pattern rule; the expression is anchored at both ends.
-    pub fn pattern(expression: &str) -> Result<KeyRule, String> {
+    pub fn pattern(expression: &str) -> Result<KeyRule, SchemaError> {
         if expression.len() > 200 {
-            return Err("is longer than 200 characters".into());
+            return Err(SchemaError::PatternTooLong);
         }
-        Regex::new(&format!("^(?:{expression})$"))
-            .map(KeyRule::Pattern)
-            .map_err(|e| format!("is not a regular expression: {e}"))
+        Ok(KeyRule::Pattern(Regex::new(&format!(
+            "^(?:{expression})$"
+        ))?))
     }
 
     /// Validates and normalises a key (a pattern key is only trimmed).
@@ -222,7 +235,7 @@ pub fn build_record(
     pool: &mut DescriptorPool,
     dataset: &str,
     fields: &[FieldSpec],
-) -> Result<MessageDescriptor, String> {
+) -> Result<MessageDescriptor, SchemaError> {
     let package = format!("lienthong.datasets.{dataset}");
     let message = DescriptorProto {
         name: Some("Record".into()),
@@ -251,10 +264,9 @@ pub fn build_record(
         syntax: Some("proto3".into()),
         ..Default::default()
     };
-    pool.add_file_descriptor_proto(file)
-        .map_err(|e| e.to_string())?;
+    pool.add_file_descriptor_proto(file)?;
     pool.get_message_by_name(&format!("{package}.Record"))
-        .ok_or_else(|| "the record type was not built".into())
+        .ok_or(SchemaError::NotBuilt)
 }
 
 /// The built-in datasets' names, as callers, configs and audit records spell them.
@@ -434,7 +446,7 @@ pub fn from_settings(raw: RawDatasets, e: &mut Errors<'_>) -> Vec<Dataset> {
             Some((None, Some(p))) => match KeyRule::pattern(p) {
                 Ok(rule) => Some(rule),
                 Err(m) => {
-                    e.add(format!("{key}.key.pattern"), m);
+                    e.add(format!("{key}.key.pattern"), m.to_string());
                     None
                 }
             },
