@@ -63,10 +63,10 @@ pub enum Scalar {
 pub struct Path(Vec<String>);
 
 impl Path {
-    pub fn parse(s: &str) -> Result<Path, String> {
+    pub fn parse(s: &str) -> Result<Path, SpecError> {
         let segments: Vec<String> = s.split('.').map(str::to_owned).collect();
         if s.is_empty() || segments.iter().any(String::is_empty) {
-            return Err(format!("path {s:?} has an empty segment"));
+            return Err(SpecError::EmptySegment(s.to_owned()));
         }
         Ok(Path(segments))
     }
@@ -94,10 +94,12 @@ pub struct DateLayout {
 }
 
 impl DateLayout {
-    fn parse(s: &str) -> Result<DateLayout, String> {
-        let find = |token: &str| {
-            s.find(token)
-                .ok_or_else(|| format!("date layout {s:?} lacks {token}"))
+    fn parse(s: &str) -> Result<DateLayout, SpecError> {
+        let find = |token: &'static str| {
+            s.find(token).ok_or_else(|| SpecError::DateLayout {
+                layout: s.to_owned(),
+                lacks: token,
+            })
         };
         Ok(DateLayout {
             year: find("yyyy")?,
@@ -133,50 +135,92 @@ pub struct Mapping(pub Vec<(String, Rule)>);
 #[error("{0}")]
 pub struct MappingError(pub String);
 
-fn compile_rule(v: &toml::Value, templates: &HashMap<String, Mapping>) -> Result<Rule, String> {
+/// The keys a rule table may use.
+const RULE_KEYS: [&str; 11] = [
+    "path",
+    "date",
+    "values",
+    "type",
+    "join",
+    "sep",
+    "fields",
+    "each",
+    "const",
+    "template",
+    "keep_unlisted",
+];
+
+/// A mapping, as configured, that does not compile. Each error names where it is.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("path {0:?} has an empty segment")]
+    EmptySegment(String),
+    #[error("date layout {layout:?} lacks {lacks}")]
+    DateLayout { layout: String, lacks: &'static str },
+    #[error("a rule is a path string or a table")]
+    RuleShape,
+    #[error("`{0}` must be a string")]
+    NotString(String),
+    #[error("unknown rule key `{0}`; a rule uses {keys}", keys = RULE_KEYS.join(", "))]
+    UnknownKey(String),
+    #[error("`{0}` needs `path`")]
+    NeedsPath(&'static str),
+    #[error("`fields` must be a table")]
+    FieldsShape,
+    #[error("{0}")]
+    Value(#[from] serde_json::Error),
+    #[error("`values` must be a table")]
+    ValuesShape,
+    #[error("`keep_unlisted` must be true or false")]
+    KeepUnlisted,
+    #[error("type {0:?} is not bool, number or string")]
+    Type(String),
+    #[error("`join` must be a list of paths")]
+    JoinShape,
+    #[error("no template named {0:?}")]
+    NoTemplate(String),
+    #[error("a rule table needs `path`, `join`, `each` or `const`")]
+    NoRule,
+    #[error("{field}: {source}")]
+    In {
+        field: String,
+        source: Box<SpecError>,
+    },
+    #[error("template {name}: must be a table")]
+    TemplateShape { name: String },
+    #[error("template {name}: {source}")]
+    Template {
+        name: String,
+        source: Box<SpecError>,
+    },
+}
+
+fn compile_rule(v: &toml::Value, templates: &HashMap<String, Mapping>) -> Result<Rule, SpecError> {
     let table = match v {
         toml::Value::String(s) => return Ok(Rule::Path(Path::parse(s)?)),
         toml::Value::Table(t) => t,
-        _ => return Err("a rule is a path string or a table".into()),
+        _ => return Err(SpecError::RuleShape),
     };
-    let str_of = |k: &str| -> Result<Option<&str>, String> {
+    let str_of = |k: &str| -> Result<Option<&str>, SpecError> {
         match table.get(k) {
             None => Ok(None),
             Some(toml::Value::String(s)) => Ok(Some(s)),
-            Some(_) => Err(format!("`{k}` must be a string")),
+            Some(_) => Err(SpecError::NotString(k.to_owned())),
         }
     };
-    let known = [
-        "path",
-        "date",
-        "values",
-        "type",
-        "join",
-        "sep",
-        "fields",
-        "each",
-        "const",
-        "template",
-        "keep_unlisted",
-    ];
-    if let Some(k) = table.keys().find(|k| !known.contains(&k.as_str())) {
-        return Err(format!(
-            "unknown rule key `{k}`; a rule uses {}",
-            known.join(", ")
-        ));
+    if let Some(k) = table.keys().find(|k| !RULE_KEYS.contains(&k.as_str())) {
+        return Err(SpecError::UnknownKey(k.clone()));
     }
     let path = str_of("path")?.map(Path::parse).transpose()?;
-    let need_path = |what: &str| path.clone().ok_or_else(|| format!("`{what}` needs `path`"));
-    let nested = |t: &toml::Value| -> Result<Mapping, String> {
+    let need_path = |what: &'static str| path.clone().ok_or(SpecError::NeedsPath(what));
+    let nested = |t: &toml::Value| -> Result<Mapping, SpecError> {
         match t {
             toml::Value::Table(t) => compile_table(t, templates),
-            _ => Err("`fields` must be a table".into()),
+            _ => Err(SpecError::FieldsShape),
         }
     };
     if let Some(c) = table.get("const") {
-        return Ok(Rule::Const(
-            serde_json::to_value(c).map_err(|e| e.to_string())?,
-        ));
+        return Ok(Rule::Const(serde_json::to_value(c)?));
     }
     if let Some(layout) = str_of("date")? {
         return Ok(Rule::Date {
@@ -186,21 +230,16 @@ fn compile_rule(v: &toml::Value, templates: &HashMap<String, Mapping>) -> Result
     }
     if let Some(values) = table.get("values") {
         let toml::Value::Table(values) = values else {
-            return Err("`values` must be a table".into());
+            return Err(SpecError::ValuesShape);
         };
         let codes: HashMap<String, Value> = values
             .iter()
-            .map(|(k, v)| {
-                Ok((
-                    k.clone(),
-                    serde_json::to_value(v).map_err(|e| e.to_string())?,
-                ))
-            })
-            .collect::<Result<_, String>>()?;
+            .map(|(k, v)| Ok((k.clone(), serde_json::to_value(v)?)))
+            .collect::<Result<_, SpecError>>()?;
         let keep_unlisted = match table.get("keep_unlisted") {
             None => false,
             Some(toml::Value::Boolean(b)) => *b,
-            Some(_) => return Err("`keep_unlisted` must be true or false".into()),
+            Some(_) => return Err(SpecError::KeepUnlisted),
         };
         return Ok(Rule::Values {
             path: need_path("values")?,
@@ -213,7 +252,7 @@ fn compile_rule(v: &toml::Value, templates: &HashMap<String, Mapping>) -> Result
             "bool" => Scalar::Bool,
             "number" => Scalar::Number,
             "string" => Scalar::String,
-            other => return Err(format!("type {other:?} is not bool, number or string")),
+            other => return Err(SpecError::Type(other.to_owned())),
         };
         return Ok(Rule::Coerce {
             path: need_path("type")?,
@@ -222,15 +261,11 @@ fn compile_rule(v: &toml::Value, templates: &HashMap<String, Mapping>) -> Result
     }
     if let Some(join) = table.get("join") {
         let toml::Value::Array(items) = join else {
-            return Err("`join` must be a list of paths".into());
+            return Err(SpecError::JoinShape);
         };
         let paths = items
             .iter()
-            .map(|i| {
-                i.as_str()
-                    .ok_or("`join` must be a list of paths".to_owned())
-                    .and_then(Path::parse)
-            })
+            .map(|i| i.as_str().ok_or(SpecError::JoinShape).and_then(Path::parse))
             .collect::<Result<_, _>>()?;
         return Ok(Rule::Join {
             paths,
@@ -248,7 +283,7 @@ fn compile_rule(v: &toml::Value, templates: &HashMap<String, Mapping>) -> Result
         let fields = templates
             .get(name)
             .cloned()
-            .ok_or_else(|| format!("no template named {name:?}"))?;
+            .ok_or_else(|| SpecError::NoTemplate(name.to_owned()))?;
         return Ok(Rule::Object { path, fields });
     }
     if let Some(fields) = table.get("fields") {
@@ -257,16 +292,21 @@ fn compile_rule(v: &toml::Value, templates: &HashMap<String, Mapping>) -> Result
             fields: nested(fields)?,
         });
     }
-    path.map(Rule::Path)
-        .ok_or_else(|| "a rule table needs `path`, `join`, `each` or `const`".into())
+    path.map(Rule::Path).ok_or(SpecError::NoRule)
 }
 
-fn compile_table(t: &toml::Table, templates: &HashMap<String, Mapping>) -> Result<Mapping, String> {
+fn compile_table(
+    t: &toml::Table,
+    templates: &HashMap<String, Mapping>,
+) -> Result<Mapping, SpecError> {
     t.iter()
         .map(|(k, v)| {
             compile_rule(v, templates)
                 .map(|r| (k.clone(), r))
-                .map_err(|e| format!("{k}: {e}"))
+                .map_err(|e| SpecError::In {
+                    field: k.clone(),
+                    source: Box::new(e),
+                })
         })
         .collect::<Result<Vec<_>, _>>()
         .map(Mapping)
@@ -274,13 +314,16 @@ fn compile_table(t: &toml::Table, templates: &HashMap<String, Mapping>) -> Resul
 
 impl Mapping {
     /// Compiles a mapping table, with the connector's named templates. Errors name the field.
-    pub fn compile(table: &toml::Table, templates: &toml::Table) -> Result<Mapping, String> {
+    pub fn compile(table: &toml::Table, templates: &toml::Table) -> Result<Mapping, SpecError> {
         let mut compiled = HashMap::new();
         for (name, t) in templates {
             let toml::Value::Table(t) = t else {
-                return Err(format!("template {name}: must be a table"));
+                return Err(SpecError::TemplateShape { name: name.clone() });
             };
-            let m = compile_table(t, &compiled).map_err(|e| format!("template {name}: {e}"))?;
+            let m = compile_table(t, &compiled).map_err(|e| SpecError::Template {
+                name: name.clone(),
+                source: Box::new(e),
+            })?;
             compiled.insert(name.clone(), m);
         }
         compile_table(table, &compiled)
@@ -547,7 +590,17 @@ mod tests {
     fn bad_rules_are_named() {
         let t: toml::Table = toml::from_str("x = { paht = \"A\" }").expect("toml");
         let e = Mapping::compile(&t, &toml::Table::new()).unwrap_err();
-        assert!(e.contains("x: unknown rule key `paht`"), "{e}");
+        assert!(
+            matches!(&e, SpecError::In { field, source } if field == "x"
+                && matches!(**source, SpecError::UnknownKey(ref k) if k == "paht")),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string().starts_with(
+                "x: unknown rule key `paht`; a rule uses path, date, values, type, join"
+            ),
+            "{e}"
+        );
     }
 
     #[test]

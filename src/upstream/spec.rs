@@ -245,7 +245,7 @@ fn connector(
     }
     let record_path = c.record_path.as_deref().and_then(|p| {
         Path::parse(p)
-            .map_err(|m| e.add(format!("{key}.record_path"), m))
+            .map_err(|m| e.add(format!("{key}.record_path"), m.to_string()))
             .ok()
     });
     if c.cache.ttl_s > 0 && c.cache.capacity == 0 {
@@ -318,7 +318,7 @@ fn connector(
         capacity: c.cache.capacity,
     };
     let mapping = Mapping::compile(&c.mapping, &c.templates).unwrap_or_else(|m| {
-        e.add(format!("{key}.mapping"), m);
+        e.add(format!("{key}.mapping"), m.to_string());
         Mapping::default()
     });
     let auth = match &c.auth {
