@@ -97,40 +97,56 @@ impl AuditEntry {
     }
 }
 
+/// Canonical bytes that are not an entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("{wanted} bytes wanted, {left} left")]
+    Short { wanted: usize, left: usize },
+    #[error("text is not UTF-8")]
+    Utf8,
+    #[error("{count} fields cannot fit in {left} bytes")]
+    Fields { count: usize, left: usize },
+    #[error("{0} bytes after the entry")]
+    Trailing(usize),
+}
+
 /// Reads [`AuditEntry::canonical`] bytes back.
 struct Reader<'a>(&'a [u8]);
 
 impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], String> {
+    fn take(&mut self, n: usize) -> Result<&[u8], DecodeError> {
         if self.0.len() < n {
-            return Err(format!("{n} bytes wanted, {} left", self.0.len()));
+            return Err(DecodeError::Short {
+                wanted: n,
+                left: self.0.len(),
+            });
         }
         let (head, rest) = self.0.split_at(n);
         self.0 = rest;
         Ok(head)
     }
 
-    fn u32(&mut self) -> Result<u32, String> {
+    fn u32(&mut self) -> Result<u32, DecodeError> {
         Ok(u32::from_be_bytes(
             self.take(4)?.try_into().expect("4 bytes"),
         ))
     }
 
-    fn i64(&mut self) -> Result<i64, String> {
+    fn i64(&mut self) -> Result<i64, DecodeError> {
         Ok(i64::from_be_bytes(
             self.take(8)?.try_into().expect("8 bytes"),
         ))
     }
 
-    fn text(&mut self) -> Result<String, String> {
+    fn text(&mut self) -> Result<String, DecodeError> {
         let n = self.u32()? as usize;
-        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| "text is not UTF-8".to_owned())
+        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| DecodeError::Utf8)
     }
 }
 
 impl AuditEntry {
     /// The entry whose [`canonical`](AuditEntry::canonical) bytes these are.
-    pub fn from_canonical(bytes: &[u8]) -> Result<AuditEntry, String> {
+    pub fn from_canonical(bytes: &[u8]) -> Result<AuditEntry, DecodeError> {
         let mut r = Reader(bytes);
         // Fields are read in the order written here, which is the canonical order.
         let entry = AuditEntry {
@@ -151,7 +167,10 @@ impl AuditEntry {
             fields: {
                 let count = r.u32()? as usize;
                 if count > r.0.len() / 4 {
-                    return Err(format!("{count} fields cannot fit in {} bytes", r.0.len()));
+                    return Err(DecodeError::Fields {
+                        count,
+                        left: r.0.len(),
+                    });
                 }
                 (0..count).map(|_| r.text()).collect::<Result<_, _>>()?
             },
@@ -162,7 +181,7 @@ impl AuditEntry {
             detail: r.text()?,
         };
         if !r.0.is_empty() {
-            return Err(format!("{} bytes after the entry", r.0.len()));
+            return Err(DecodeError::Trailing(r.0.len()));
         }
         Ok(entry)
     }

@@ -167,20 +167,33 @@ pub(crate) struct PageArgs {
 }
 
 /// A JSON document from a file, or stdin for "-".
-pub(crate) fn json_file(path: &std::path::Path) -> Result<serde_json::Value, String> {
+pub(crate) fn json_file(path: &std::path::Path) -> Result<serde_json::Value, CliError> {
     let text = if path == std::path::Path::new("-") {
         let mut s = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
-            .map_err(|e| format!("stdin: {e}"))?;
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).map_err(|source| {
+            CliError::Read {
+                path: path.to_owned(),
+                source,
+            }
+        })?;
         s
     } else {
-        std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?
+        std::fs::read_to_string(path).map_err(|source| CliError::Read {
+            path: path.to_owned(),
+            source,
+        })?
     };
-    serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))
+    serde_json::from_str(&text).map_err(|source| CliError::Json {
+        path: path.to_owned(),
+        source,
+    })
 }
 
-pub(crate) fn read_pem(path: &std::path::Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+pub(crate) fn read_pem(path: &std::path::Path) -> Result<Vec<u8>, CliError> {
+    std::fs::read(path).map_err(|source| CliError::Read {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 pub(crate) async fn admin(args: AdminArgs) -> Result<(), CliError> {

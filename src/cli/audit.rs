@@ -118,13 +118,10 @@ pub(crate) async fn audit(command: AuditCommand) -> Result<(), CliError> {
 
 /// The store, with a note on stderr when a running gateway serves it: what it committed in
 /// the last second may not show yet, and the live view is its admin API.
-async fn open(config: &Model) -> Result<std::sync::Arc<dyn AuditStore>, String> {
+async fn open(config: &Model) -> Result<std::sync::Arc<dyn AuditStore>, CliError> {
     let path = &config.audit.path;
     if config.settings.postgres.is_none() && !path.exists() {
-        return Err(format!(
-            "no audit trail at {} (audit.path): run the gateway (or the demo) here first",
-            path.display()
-        ));
+        return Err(CliError::NoTrail(path.clone()));
     }
     let (store, held_elsewhere) = crate::app::open_store(config)
         .await

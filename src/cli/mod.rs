@@ -93,6 +93,21 @@ pub(crate) enum CliError {
     Closed,
     #[error("{0}")]
     Failed(String),
+    /// The configuration does not build: every error, with its file and key.
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigErrors),
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: not JSON: {source}", path.display())]
+    Json {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("no audit trail at {} (audit.path): run the gateway (or the demo) here first", .0.display())]
+    NoTrail(PathBuf),
 }
 
 impl From<String> for CliError {
@@ -123,9 +138,9 @@ pub(crate) fn env() -> BTreeMap<String, String> {
     std::env::vars().collect()
 }
 
-pub(crate) fn load(config: Option<PathBuf>) -> Result<Built, String> {
+pub(crate) fn load(config: Option<PathBuf>) -> Result<Built, CliError> {
     let source = config.map(Source::File).unwrap_or_else(Source::demo);
-    crate::app::build(&source, &env()).map_err(|e| e.to_string())
+    Ok(crate::app::build(&source, &env())?)
 }
 
 /// Parses the command line and runs the command; the exit code says whether it worked.
