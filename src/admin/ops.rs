@@ -175,7 +175,9 @@ pub(super) async fn audit_read(
         return Err(invalid("a report needs dataset and subject"));
     }
     let audit = cx.g.audit();
-    let mut q = filters.to_query(audit.subjects()).map_err(invalid)?;
+    let mut q = filters
+        .to_query(audit.subjects())
+        .map_err(|e| invalid(e.to_string()))?;
     if report {
         q.outcome = Some("served".into());
     }

@@ -48,37 +48,53 @@ fn parse_token(t: &str) -> Option<(i64, String, i64)> {
     Some((time, instance, seq))
 }
 
+/// Filters that make no query.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FilterError {
+    #[error("{name}: {value:?} is not yyyy-mm-dd or yyyy-mm-ddThh:mm:ssZ")]
+    Instant { name: &'static str, value: String },
+    #[error("subject: name its dataset too")]
+    SubjectWithoutDataset,
+    #[error("limit: between 1 and {MAX_PAGE}")]
+    Limit,
+    #[error("page_token: not a token this API gave")]
+    PageToken,
+}
+
 impl Filters {
     /// The store query these filters make, or what is wrong with them.
-    pub fn to_query(&self, subjects: &SubjectKey) -> Result<Query, String> {
-        let instant =
-            |name: &str, v: &Option<String>, end_of_day: bool| -> Result<Option<i64>, String> {
-                v.as_deref()
-                    .map(|s| {
-                        let ms = parse_instant_ms(s).ok_or_else(|| {
-                            format!("{name}: {s:?} is not yyyy-mm-dd or yyyy-mm-ddThh:mm:ssZ")
-                        })?;
-                        // A bare date as the upper bound means the whole of that day.
-                        Ok(if end_of_day && !s.contains('T') {
-                            ms + 86_400_000 - 1
-                        } else {
-                            ms
-                        })
+    pub fn to_query(&self, subjects: &SubjectKey) -> Result<Query, FilterError> {
+        let instant = |name: &'static str,
+                       v: &Option<String>,
+                       end_of_day: bool|
+         -> Result<Option<i64>, FilterError> {
+            v.as_deref()
+                .map(|s| {
+                    let ms = parse_instant_ms(s).ok_or_else(|| FilterError::Instant {
+                        name,
+                        value: s.to_owned(),
+                    })?;
+                    // A bare date as the upper bound means the whole of that day.
+                    Ok(if end_of_day && !s.contains('T') {
+                        ms + 86_400_000 - 1
+                    } else {
+                        ms
                     })
-                    .transpose()
-            };
+                })
+                .transpose()
+        };
         let subject = match (&self.subject, &self.dataset) {
-            (Some(_), None) => return Err("subject: name its dataset too".into()),
+            (Some(_), None) => return Err(FilterError::SubjectWithoutDataset),
             (Some(key), Some(dataset)) => Some(subjects.reference(dataset, key.trim())),
             (None, _) => None,
         };
         let limit = self.limit.unwrap_or(DEFAULT_PAGE);
         if !(1..=MAX_PAGE).contains(&limit) {
-            return Err(format!("limit: between 1 and {MAX_PAGE}"));
+            return Err(FilterError::Limit);
         }
         let after = match &self.page_token {
             None => None,
-            Some(t) => Some(parse_token(t).ok_or("page_token: not a token this API gave")?),
+            Some(t) => Some(parse_token(t).ok_or(FilterError::PageToken)?),
         };
         Ok(Query {
             subject,
@@ -233,12 +249,16 @@ mod tests {
             subject: Some("x".into()),
             ..Filters::default()
         };
-        assert!(bad.to_query(&key).unwrap_err().contains("dataset"));
+        let refusal = bad.to_query(&key).unwrap_err();
+        assert_eq!(refusal, FilterError::SubjectWithoutDataset);
+        assert!(refusal.to_string().contains("dataset"));
         let bad = Filters {
             from: Some("last week".into()),
             ..Filters::default()
         };
-        assert!(bad.to_query(&key).unwrap_err().contains("from"));
+        let refusal = bad.to_query(&key).unwrap_err();
+        assert!(matches!(refusal, FilterError::Instant { name: "from", .. }));
+        assert!(refusal.to_string().contains("from"));
         let bad = Filters {
             page_token: Some("nonsense".into()),
             ..Filters::default()

@@ -221,7 +221,7 @@ pub(crate) async fn run_query(
 ) -> Result<(), CliError> {
     let store = open(config).await?;
     let subjects = config.audit.subjects();
-    let mut q = filters.to_query(&subjects)?;
+    let mut q = filters.to_query(&subjects).map_err(|e| e.to_string())?;
     if report {
         // The access report: what was disclosed, not what was refused.
         q.outcome = Some("served".into());
