@@ -122,11 +122,22 @@ struct FrameCheckpoint {
     signature: String,
 }
 
-fn unhex32(s: &str) -> Result<[u8; 32], String> {
+/// A commit-file line that is not a whole commit.
+#[derive(Debug, thiserror::Error)]
+enum FrameError {
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    #[error("not a 32-byte hex hash: {0:?}")]
+    Hash(String),
+    #[error("a checkpoint's signature is not hex: {0}")]
+    Signature(#[from] hex::FromHexError),
+}
+
+fn unhex32(s: &str) -> Result<[u8; 32], FrameError> {
     hex::decode(s)
         .ok()
         .and_then(|v| v.try_into().ok())
-        .ok_or_else(|| format!("not a 32-byte hex hash: {s:?}"))
+        .ok_or_else(|| FrameError::Hash(s.to_owned()))
 }
 
 impl Frame {
@@ -156,8 +167,8 @@ impl Frame {
         line
     }
 
-    fn decode(line: &[u8]) -> Result<(Vec<Chained>, Option<Checkpoint>), String> {
-        let frame: Frame = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+    fn decode(line: &[u8]) -> Result<(Vec<Chained>, Option<Checkpoint>), FrameError> {
+        let frame: Frame = serde_json::from_slice(line)?;
         let records = frame
             .records
             .into_iter()
@@ -170,17 +181,17 @@ impl Frame {
                     entry: r.entry,
                 })
             })
-            .collect::<Result<Vec<_>, String>>()?;
+            .collect::<Result<Vec<_>, FrameError>>()?;
         let checkpoint = frame
             .checkpoint
             .map(|c| {
-                Ok::<_, String>(Checkpoint {
+                Ok::<_, FrameError>(Checkpoint {
                     instance: c.instance,
                     seq: c.seq,
                     hash: unhex32(&c.hash)?,
                     time_ms: c.time_ms,
                     key_id: c.key_id,
-                    signature: hex::decode(&c.signature).map_err(|e| e.to_string())?,
+                    signature: hex::decode(&c.signature)?,
                 })
             })
             .transpose()?;

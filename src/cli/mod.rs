@@ -108,6 +108,8 @@ pub(crate) enum CliError {
     },
     #[error("no audit trail at {} (audit.path): run the gateway (or the demo) here first", .0.display())]
     NoTrail(PathBuf),
+    #[error(transparent)]
+    Sim(#[from] crate::sim::data::UnknownDataset),
 }
 
 impl From<String> for CliError {

@@ -29,6 +29,11 @@ const PARCELS_PER_SHEET: u64 = 800;
 /// Members of one generated household: head, spouse, two children.
 const HOUSEHOLD: u32 = 4;
 
+/// A dataset the simulators do not serve.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown dataset {0:?}; the simulators serve {datasets}", datasets = DATASETS.join(", "))]
+pub struct UnknownDataset(pub String);
+
 /// The three datasets' names as the gateway knows them.
 pub const DATASETS: &[&str] = &[POPULATION_CITIZEN, BUSINESS_ENTERPRISE, LAND_PARCEL];
 
@@ -574,17 +579,12 @@ impl SimData {
     }
 
     /// `count` keys that exist in `dataset`, spread over the generated range.
-    pub fn samples(&self, dataset: &str, count: u32) -> Result<Vec<String>, String> {
+    pub fn samples(&self, dataset: &str, count: u32) -> Result<Vec<String>, UnknownDataset> {
         let size = match dataset {
             POPULATION_CITIZEN => self.citizens,
             BUSINESS_ENTERPRISE => self.enterprises,
             LAND_PARCEL => self.parcels,
-            other => {
-                return Err(format!(
-                    "unknown dataset {other:?}; the simulators serve {}",
-                    DATASETS.join(", ")
-                ));
-            }
+            other => return Err(UnknownDataset(other.to_owned())),
         };
         let count = count.min(size);
         let stride = (size / count.max(1)).max(1);

@@ -117,8 +117,19 @@ struct Query {
     context: Vec<(&'static str, String)>,
 }
 
-fn parse_request(body: &str) -> Result<Query, String> {
-    let doc = roxmltree::Document::parse(body).map_err(|e| format!("request is not XML: {e}"))?;
+/// A lookup request the simulator cannot read; its fault string says why.
+#[derive(Debug, thiserror::Error)]
+enum RequestError {
+    #[error("request is not XML: {0}")]
+    Xml(#[from] roxmltree::Error),
+    #[error("body does not hold a {OPERATION} element")]
+    NoOperation,
+    #[error("SoDinhDanh is required")]
+    NoId,
+}
+
+fn parse_request(body: &str) -> Result<Query, RequestError> {
+    let doc = roxmltree::Document::parse(body)?;
     let text = |name: &str| {
         doc.descendants()
             .find(|n| n.tag_name().name() == name)
@@ -127,11 +138,11 @@ fn parse_request(body: &str) -> Result<Query, String> {
             .filter(|t| !t.is_empty())
     };
     if !doc.descendants().any(|n| n.tag_name().name() == OPERATION) {
-        return Err(format!("body does not hold a {OPERATION} element"));
+        return Err(RequestError::NoOperation);
     }
     let id = text("SoDinhDanh")
         .or_else(|| text("SoCMND"))
-        .ok_or("SoDinhDanh is required")?;
+        .ok_or(RequestError::NoId)?;
     let context = [
         ("MaDVC", "ma_dvc"),
         ("MaCanBo", "ma_can_bo"),
@@ -185,7 +196,7 @@ async fn lookup(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: String) -
     }
     let query = match query {
         Ok(q) => q,
-        Err(reason) => return fault(StatusCode::BAD_REQUEST, "Client", &reason),
+        Err(reason) => return fault(StatusCode::BAD_REQUEST, "Client", &reason.to_string()),
     };
     let citizen = PersonalId::parse(&query.id, 9999)
         .ok()
