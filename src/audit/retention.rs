@@ -118,44 +118,72 @@ fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), ArchiveError> {
     std::fs::rename(&tmp, path).map_err(io("rename to", path))
 }
 
+/// What is wrong with an archive file.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveFault {
+    #[error("archive {file} cannot be read: {source}")]
+    Unreadable {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("archive {0} was changed after it was written")]
+    Changed(String),
+    #[error("archive {0} is empty")]
+    Empty(String),
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    #[error("archive {0} does not follow the archive before it")]
+    NotFollowing(String),
+    #[error("{0}")]
+    Base64(#[from] base64::DecodeError),
+    #[error("archive {file} is signed with unknown key {key_id:?}")]
+    UnknownKey { file: String, key_id: String },
+    #[error("archive {0}: the signature does not verify")]
+    Signature(String),
+    #[error("archive {file}: record {seq} does not link")]
+    Unlinked { file: String, seq: String },
+    #[error("{0}")]
+    Hex(#[from] hex::FromHexError),
+    #[error("a hash is not 32 bytes")]
+    HashLength,
+    #[error("archive {0} does not end where the store says")]
+    WrongEnd(String),
+}
+
 /// Checks one archive file: its hash as noted, its signature, its records' chain, and that
 /// it follows `previous` (the archive before it, if any).
 pub fn verify_archive(
     archive: &Archive,
     previous: Option<&Archive>,
     keys: &HashMap<String, Vec<u8>>,
-) -> Result<(), String> {
-    let bytes = std::fs::read(&archive.file)
-        .map_err(|e| format!("archive {} cannot be read: {e}", archive.file))?;
+) -> Result<(), ArchiveFault> {
+    let file = || archive.file.clone();
+    let bytes = std::fs::read(&archive.file).map_err(|source| ArchiveFault::Unreadable {
+        file: file(),
+        source,
+    })?;
     let file_hash: [u8; 32] = Sha256::digest(&bytes).into();
     if file_hash != archive.file_hash {
-        return Err(format!(
-            "archive {} was changed after it was written",
-            archive.file
-        ));
+        return Err(ArchiveFault::Changed(file()));
     }
     let text = String::from_utf8_lossy(&bytes);
     let lines: Vec<&str> = text.lines().collect();
     let (Some(header), Some(trailer)) = (lines.first(), lines.last()) else {
-        return Err(format!("archive {} is empty", archive.file));
+        return Err(ArchiveFault::Empty(file()));
     };
-    let header: Value = serde_json::from_str(header).map_err(|e| e.to_string())?;
-    let trailer: Value = serde_json::from_str(trailer).map_err(|e| e.to_string())?;
+    let header: Value = serde_json::from_str(header)?;
+    let trailer: Value = serde_json::from_str(trailer)?;
     let expected_prev = previous
         .map(|p| hex::encode(p.file_hash))
         .unwrap_or_else(|| hex::encode([0u8; 32]));
     if header["previous_archive_sha256"] != json!(expected_prev) {
-        return Err(format!(
-            "archive {} does not follow the archive before it",
-            archive.file
-        ));
+        return Err(ArchiveFault::NotFollowing(file()));
     }
     let body_len = text.len() - lines.last().map(|l| l.len() + 1).unwrap_or(0);
     let body_hash: [u8; 32] = Sha256::digest(&bytes[..body_len]).into();
     let key_id = trailer["key_id"].as_str().unwrap_or_default();
     let signature = base64::engine::general_purpose::STANDARD
-        .decode(trailer["signature"].as_str().unwrap_or_default())
-        .map_err(|e| e.to_string())?;
+        .decode(trailer["signature"].as_str().unwrap_or_default())?;
     let cp = Checkpoint {
         instance: archive.instance.clone(),
         seq: archive.last_seq,
@@ -164,38 +192,27 @@ pub fn verify_archive(
         key_id: key_id.to_owned(),
         signature,
     };
-    let key = keys.get(key_id).ok_or_else(|| {
-        format!(
-            "archive {} is signed with unknown key {key_id:?}",
-            archive.file
-        )
+    let key = keys.get(key_id).ok_or_else(|| ArchiveFault::UnknownKey {
+        file: file(),
+        key_id: key_id.to_owned(),
     })?;
     if !checkpoint_signed_by(&cp, key) {
-        return Err(format!(
-            "archive {}: the signature does not verify",
-            archive.file
-        ));
+        return Err(ArchiveFault::Signature(file()));
     }
     let mut prev = previous.map(|p| p.last_hash).unwrap_or([0; 32]);
     for line in &lines[1..lines.len() - 1] {
-        let r: Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
+        let r: Value = serde_json::from_str(line)?;
         if r["prev_hash"] != json!(hex::encode(prev)) {
-            return Err(format!(
-                "archive {}: record {} does not link",
-                archive.file, r["seq"]
-            ));
+            return Err(ArchiveFault::Unlinked {
+                file: file(),
+                seq: r["seq"].to_string(),
+            });
         }
-        let hash =
-            hex::decode(r["hash"].as_str().unwrap_or_default()).map_err(|e| e.to_string())?;
-        prev = hash
-            .try_into()
-            .map_err(|_| "a hash is not 32 bytes".to_owned())?;
+        let hash = hex::decode(r["hash"].as_str().unwrap_or_default())?;
+        prev = hash.try_into().map_err(|_| ArchiveFault::HashLength)?;
     }
     if prev != archive.last_hash {
-        return Err(format!(
-            "archive {} does not end where the store says",
-            archive.file
-        ));
+        return Err(ArchiveFault::WrongEnd(file()));
     }
     Ok(())
 }

@@ -83,7 +83,7 @@ async fn verify_chain(
             continue;
         }
         let previous = i.checked_sub(1).map(|p| &archives[p]);
-        verify_archive(a, previous, keys).map_err(|what| broken(a.last_seq, what))?;
+        verify_archive(a, previous, keys).map_err(|what| broken(a.last_seq, what.to_string()))?;
         checked += 1;
     }
     let (archived_seq, archived_hash) = archives
