@@ -78,8 +78,7 @@ const MIGRATIONS: &[(i64, &str)] = &[(
     );",
 )];
 
-/// A schema name safe to put into SQL unquoted.
-pub use crate::config::valid_schema;
+use crate::config::valid_schema;
 
 /// A pool on `url` whose sessions use `schema` (created, with the migrations, on first use).
 pub async fn connect(

@@ -114,7 +114,6 @@ impl Gateway {
     /// still written, with the outcome `cancelled`.
     pub(super) async fn call<T>(
         &self,
-        caller: &Caller,
         facts: Facts,
         steps: impl AsyncFnOnce(&mut Facts) -> Result<T, LookupError>,
         describe: impl FnOnce(&T, &mut Facts),
@@ -124,11 +123,8 @@ impl Gateway {
             audit: &self.audit,
             facts: Some(facts),
         };
-        let span = call_span(
-            &caller.request_id,
-            caller.transport,
-            &mut pending.facts().trace,
-        );
+        let facts = pending.facts();
+        let span = call_span(&facts.request_id, facts.transport, &mut facts.trace);
         let result = steps(pending.facts()).instrument(span).await;
         let mut facts = pending.finish();
         if let Ok(answer) = &result {

@@ -9,8 +9,9 @@ use super::request::{
     BatchItem, BatchOutcome, Caller, Lookup, LookupRequest, Verification, VerifyRequest,
 };
 use crate::audit::writer::AuditLog;
-use crate::domain::context::RawContext;
-use crate::domain::error::{ErrorCode, LookupError};
+use crate::domain::context::{CallContext, RawContext};
+use crate::domain::error::{ErrorCode, LookupError, QuotaState};
+use crate::domain::record::StoredRecord;
 use crate::layers::authenticate::authenticate;
 use crate::layers::authorize::{allow_cache_bypass, authorize};
 use crate::layers::fetch::{Fetched, Route, fetch};
@@ -50,7 +51,6 @@ impl Gateway {
         // 1. audit — outermost (the wrapper), so every outcome leaves exactly one record,
         //    committed before the answer leaves.
         self.call(
-            caller,
             Facts::new(caller, "fetch", &request.dataset),
             async |facts: &mut Facts| self.lookup_steps(caller, request, facts).await,
             |found, facts| facts.fields = found.record.names().map(str::to_owned).collect(),
@@ -123,7 +123,6 @@ impl Gateway {
     ) -> Result<Verification, LookupError> {
         // 1. audit — as for a lookup; the record says whether the claims matched.
         self.call(
-            caller,
             Facts::new(caller, "verify", &request.dataset),
             async |facts: &mut Facts| self.verify_steps(caller, request, facts).await,
             |v, facts| facts.detail = if v.matched { "match" } else { "no match" }.into(),
@@ -284,7 +283,7 @@ impl Gateway {
         consumer: &Consumer,
         grant_index: usize,
         dataset: &str,
-    ) -> Result<Option<crate::domain::error::QuotaState>, LookupError> {
+    ) -> Result<Option<QuotaState>, LookupError> {
         self.quotas
             .admit(
                 consumer,
@@ -301,11 +300,11 @@ impl Gateway {
         &self,
         route: &Route,
         key: &str,
-        context: &crate::domain::context::CallContext,
+        context: &CallContext,
         caller: &Caller,
         options: (bool, Option<tokio::time::Instant>),
         facts: &mut Facts,
-    ) -> Result<(Arc<crate::domain::record::StoredRecord>, CacheStatus), LookupError> {
+    ) -> Result<(Arc<StoredRecord>, CacheStatus), LookupError> {
         let Fetched { result, upstream } = fetch(
             route,
             key,

@@ -277,11 +277,10 @@ pub fn admin_credentials(
 
 /// The consumers file. `tls_client_ca`: a CA is configured to verify client certificates.
 pub fn consumers(raw: RawConsumers, tls_client_ca: bool, e: &mut Errors<'_>) -> Vec<Consumer> {
-    let consumers = raw;
     let mut consumer_ids = HashSet::new();
     let mut cert_owners = std::collections::HashMap::new();
-    let client_cas = tls_client_ca;
-    let consumers: Vec<Consumer> = consumers
+
+    let consumers: Vec<Consumer> = raw
         .consumer
         .into_iter()
         .enumerate()
@@ -311,7 +310,7 @@ pub fn consumers(raw: RawConsumers, tls_client_ca: bool, e: &mut Errors<'_>) -> 
                 match normalize_name(n) {
                     Err(m) => e.add(at, m.to_string()),
                     Ok(n) => {
-                        if !client_cas {
+                        if !tls_client_ca {
                             e.add(
                                 at.clone(),
                                 "no client certificate can be presented: [tls] client_ca is not configured",

@@ -105,10 +105,9 @@ pub fn connectors(
     env: &BTreeMap<String, String>,
     e: &mut Errors<'_>,
 ) -> Vec<ConnectorConfig> {
-    let connectors = raw;
     let mut seen_datasets = HashSet::new();
     let mut seen_names = HashSet::new();
-    let connectors: Vec<ConnectorConfig> = connectors
+    let connectors: Vec<ConnectorConfig> = raw
         .connector
         .into_iter()
         .enumerate()
