@@ -8,17 +8,19 @@ use crate::core::model::Model;
 use crate::domain::context::ContextRules;
 use crate::domain::dataset::{self, Dataset};
 use crate::layers::policy;
+use crate::transport::door::{self, DoorConfig};
 use crate::transport::tls::{self, TlsConfig};
 use crate::upstream::spec;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// A configuration ready to start: the model the core runs on, and the lookup listener's
-/// TLS (read once, at start).
+/// A configuration ready to start: the model the core runs on, and what the listeners
+/// read once, at start: the lookup listener's TLS and the door's limits.
 #[derive(Debug, Clone)]
 pub struct Built {
     pub model: Model,
     pub tls: Option<TlsConfig>,
+    pub door: DoorConfig,
 }
 
 /// Reads `source` with `env`'s overrides (pass `std::env::vars()` collected, or a map in
@@ -41,6 +43,7 @@ pub fn build(source: &Source, env: &BTreeMap<String, String>) -> Result<Built, C
         .as_ref()
         .and_then(|t| tls::from_settings(source, t, &mut e));
     let tls_client_ca = gateway.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+    let door = door::from_settings(&gateway.door, &mut e);
     let audit = audit::settings::from_settings(source, &gateway.audit, env, &mut e);
     let context_rules = ContextRules::from_settings(&gateway.context, &mut e);
     let admin_credentials =
@@ -83,6 +86,7 @@ pub fn build(source: &Source, env: &BTreeMap<String, String>) -> Result<Built, C
             grants,
         },
         tls,
+        door,
     })
 }
 

@@ -12,6 +12,7 @@ use crate::proto::lienthong::admin_service_server::AdminServiceServer;
 use crate::proto::lienthong::lookup_service_server::LookupServiceServer;
 use crate::registry::Registry;
 use crate::transport::admin_grpc::AdminApi;
+use crate::transport::door::{self, Door, Listener};
 use crate::transport::{admin, grpc::LookupApi, rest};
 pub use build::{Built, build};
 use std::net::SocketAddr;
@@ -61,6 +62,8 @@ pub struct Running {
     stop_rest: watch::Sender<bool>,
     lookup_task: JoinHandle<()>,
     tasks: Vec<JoinHandle<()>>,
+    stop_door: watch::Sender<bool>,
+    door_summaries: JoinHandle<()>,
     audit_writer: JoinHandle<()>,
     store: Arc<dyn AuditStore>,
     health: tonic_health::server::HealthReporter,
@@ -92,6 +95,9 @@ impl Running {
         for t in self.tasks {
             let _ = t.await;
         }
+        // The listeners are closed: the door's last window goes into the trail.
+        let _ = self.stop_door.send(true);
+        let _ = self.door_summaries.await;
         // The last handle on the core: dropping it closes the audit queue.
         drop(self.live);
         if tokio::time::timeout(std::time::Duration::from_secs(30), self.audit_writer)
@@ -150,31 +156,6 @@ fn local_addr(listener: &TcpListener, what: &'static str) -> Result<SocketAddr, 
         addr: SocketAddr::from(([0, 0, 0, 0], 0)),
         what,
         source,
-    })
-}
-
-fn serve(
-    listener: TcpListener,
-    router: axum::Router,
-    mut stop: watch::Receiver<bool>,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = stop.wait_for(|s| *s).await;
-        };
-        // Answers leave at once: without TCP_NODELAY a response written in several pieces
-        // (HTTP/2 headers, data and trailers) waits on Nagle for the client's delayed ACK.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "TCP_NODELAY not set");
-            }
-        });
-        if let Err(e) = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(error = %e, "listener stopped");
-        }
     })
 }
 
@@ -285,7 +266,9 @@ async fn retain(
 
 /// Starts the lookup listener (REST + gRPC on one port) and the admin listener.
 pub async fn start(built: Built) -> Result<Running, StartError> {
-    let Built { model, tls } = built;
+    let Built { model, tls, door } = built;
+    // Before anything opens a file: room for every connection the door admits.
+    let descriptors = crate::transport::door::raise_descriptor_limit();
     let config = Arc::new(model);
     crate::certs::install_crypto();
     let store = open_audit_store(&config, true).await?;
@@ -335,14 +318,27 @@ pub async fn start(built: Built) -> Result<Running, StartError> {
     let admin_listener = bind(config.settings.admin_addr, "admin").await?;
     let lookup_addr = local_addr(&lookup, "lookup")?;
     let admin_addr = local_addr(&admin_listener, "admin")?;
+    let door = Door::new(door, live.current().metrics(), descriptors);
+    let [lookup_cap, admin_cap] = door.caps();
+    if lookup_cap < door.config().lookup.max_connections {
+        tracing::warn!(
+            descriptors = descriptors.limit,
+            lookup_cap,
+            admin_cap,
+            "the descriptor limit lowers the door's connection caps"
+        );
+    }
     let (stop_lookup, lookup_stopped) = watch::channel(false);
     let (stop_rest, stopped) = watch::channel(false);
-    let lookup_task = match &tls {
-        Some(tls) => {
-            crate::transport::tls::serve(lookup, tls.server.clone(), lookup_router, lookup_stopped)
-        }
-        None => serve(lookup, lookup_router, lookup_stopped),
-    };
+    let (stop_door, door_stopped) = watch::channel(false);
+    let lookup_task = door::serve(
+        door.clone(),
+        Listener::Lookup,
+        lookup,
+        tls.as_ref().map(|t| t.server.clone()),
+        lookup_router,
+        lookup_stopped,
+    );
     let admin_reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::ADMIN_DESCRIPTOR_SET)
         .build_v1()?;
@@ -351,15 +347,19 @@ pub async fn start(built: Built) -> Result<Running, StartError> {
             .add_service(admin_reflection)
             .into_axum_router(),
     );
-    let mut tasks = vec![match (&tls, config.settings.admin_tls) {
-        (Some(tls), true) => crate::transport::tls::serve(
-            admin_listener,
-            tls.server.clone(),
-            admin_router,
-            stopped.clone(),
-        ),
-        _ => serve(admin_listener, admin_router, stopped.clone()),
-    }];
+    let admin_tls = tls
+        .as_ref()
+        .filter(|_| config.settings.admin_tls)
+        .map(|t| t.server.clone());
+    let mut tasks = vec![door::serve(
+        door.clone(),
+        Listener::Admin,
+        admin_listener,
+        admin_tls,
+        admin_router,
+        stopped.clone(),
+    )];
+    let door_summaries = tokio::spawn(door.summarise(live.current().audit_log(), door_stopped));
     tasks.push(tokio::spawn(
         live.clone().run_health_checks(stopped.clone()),
     ));
@@ -397,6 +397,8 @@ pub async fn start(built: Built) -> Result<Running, StartError> {
         stop_rest,
         lookup_task,
         tasks,
+        stop_door,
+        door_summaries,
         audit_writer,
         store,
         health: health_reporter,

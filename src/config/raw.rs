@@ -59,6 +59,7 @@ pub struct RawGateway {
     pub listen: RawListen,
     pub log: RawLog,
     pub limits: RawLimits,
+    pub door: RawDoor,
     pub context: RawContextRules,
     pub admin: RawAdmin,
     pub tls: Option<RawTls>,
@@ -283,6 +284,122 @@ impl Default for RawLimits {
         RawLimits {
             max_batch_items: DEFAULT_MAX_BATCH_ITEMS,
             batch_concurrency: DEFAULT_BATCH_CONCURRENCY,
+        }
+    }
+}
+
+/// The transport tier ahead of the core, on both listeners: what one source may do before
+/// it is identified, connection caps, timeouts and protocol limits. Read at start.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct RawDoor {
+    /// Requests per source (an IPv4 address, an IPv6 /64) before authentication, e.g.
+    /// "600/s"; all of them may come at once.
+    pub source_rate: String,
+    /// Failed authentications per source before a back-off starts, e.g. "20/min".
+    pub auth_failures: String,
+    /// The first back-off; each further one while failures continue doubles it.
+    pub auth_backoff_ms: u64,
+    pub auth_backoff_max_ms: u64,
+    /// Sources tracked at once; beyond it, untracked sources share one budget.
+    pub max_sources: usize,
+    /// CIDRs that skip the per-source budgets and caps (shared integration platforms).
+    pub exempt: Vec<String>,
+    /// CIDRs of reverse proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<String>,
+    /// Open connections on the lookup listener, in total and per source.
+    pub max_connections: usize,
+    pub max_connections_per_source: usize,
+    /// The same for the admin listener.
+    pub admin_max_connections: usize,
+    pub admin_max_connections_per_source: usize,
+    /// File descriptors kept free for the audit store, the registry and the admin listener.
+    pub descriptor_reserve: u64,
+    /// Requests being answered at once on the lookup listener (the admin listener:
+    /// `admin_max_in_flight`); beyond it requests are shed with `overloaded`.
+    pub max_in_flight: usize,
+    pub admin_max_in_flight: usize,
+    /// From accept to a complete first request head, and from one request to the next
+    /// request head on HTTP/1.1.
+    pub header_read_timeout_ms: u64,
+    /// From a request's arrival to the end of its body.
+    pub body_timeout_ms: u64,
+    /// A connection with no request in progress for this long is closed.
+    pub idle_timeout_ms: u64,
+    pub tls_handshake_timeout_ms: u64,
+    /// Request header block: total bytes of names and values, and the number of fields.
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    /// A REST request body, or a gRPC request message.
+    pub max_body_bytes: usize,
+    pub h2_max_concurrent_streams: u32,
+    pub h2_keepalive_interval_ms: u64,
+    pub h2_keepalive_timeout_ms: u64,
+    /// Streams a client may open and reset before the server reads them (rapid reset).
+    pub h2_max_pending_reset_streams: usize,
+    /// Streams the server may reset for a client's protocol errors before it is dropped.
+    pub h2_max_local_reset_streams: usize,
+    /// Refusals of unidentified callers are summed per (source, reason) over this window
+    /// into one audit record, and logged at most once per window.
+    pub summary_window_ms: u64,
+}
+
+pub const DEFAULT_DOOR_SOURCE_RATE: &str = "600/s";
+pub const DEFAULT_DOOR_AUTH_FAILURES: &str = "20/min";
+pub const DEFAULT_DOOR_AUTH_BACKOFF_MS: u64 = 1_000;
+pub const DEFAULT_DOOR_AUTH_BACKOFF_MAX_MS: u64 = 300_000;
+pub const DEFAULT_DOOR_MAX_SOURCES: usize = 65_536;
+pub const DEFAULT_DOOR_MAX_CONNECTIONS: usize = 10_000;
+pub const DEFAULT_DOOR_MAX_CONNECTIONS_PER_SOURCE: usize = 512;
+pub const DEFAULT_DOOR_ADMIN_MAX_CONNECTIONS: usize = 256;
+pub const DEFAULT_DOOR_ADMIN_MAX_CONNECTIONS_PER_SOURCE: usize = 32;
+pub const DEFAULT_DOOR_DESCRIPTOR_RESERVE: u64 = 512;
+pub const DEFAULT_DOOR_MAX_IN_FLIGHT: usize = 4_096;
+pub const DEFAULT_DOOR_ADMIN_MAX_IN_FLIGHT: usize = 64;
+pub const DEFAULT_DOOR_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+pub const DEFAULT_DOOR_BODY_TIMEOUT_MS: u64 = 30_000;
+pub const DEFAULT_DOOR_IDLE_TIMEOUT_MS: u64 = 120_000;
+pub const DEFAULT_DOOR_TLS_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
+pub const DEFAULT_DOOR_MAX_HEADER_BYTES: usize = 16 * 1024;
+pub const DEFAULT_DOOR_MAX_HEADERS: usize = 100;
+pub const DEFAULT_DOOR_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+pub const DEFAULT_DOOR_H2_MAX_CONCURRENT_STREAMS: u32 = 256;
+pub const DEFAULT_DOOR_H2_KEEPALIVE_INTERVAL_MS: u64 = 30_000;
+pub const DEFAULT_DOOR_H2_KEEPALIVE_TIMEOUT_MS: u64 = 10_000;
+pub const DEFAULT_DOOR_H2_MAX_PENDING_RESET_STREAMS: usize = 20;
+pub const DEFAULT_DOOR_H2_MAX_LOCAL_RESET_STREAMS: usize = 1_024;
+pub const DEFAULT_DOOR_SUMMARY_WINDOW_MS: u64 = 10_000;
+
+impl Default for RawDoor {
+    fn default() -> Self {
+        RawDoor {
+            source_rate: DEFAULT_DOOR_SOURCE_RATE.into(),
+            auth_failures: DEFAULT_DOOR_AUTH_FAILURES.into(),
+            auth_backoff_ms: DEFAULT_DOOR_AUTH_BACKOFF_MS,
+            auth_backoff_max_ms: DEFAULT_DOOR_AUTH_BACKOFF_MAX_MS,
+            max_sources: DEFAULT_DOOR_MAX_SOURCES,
+            exempt: Vec::new(),
+            trusted_proxies: Vec::new(),
+            max_connections: DEFAULT_DOOR_MAX_CONNECTIONS,
+            max_connections_per_source: DEFAULT_DOOR_MAX_CONNECTIONS_PER_SOURCE,
+            admin_max_connections: DEFAULT_DOOR_ADMIN_MAX_CONNECTIONS,
+            admin_max_connections_per_source: DEFAULT_DOOR_ADMIN_MAX_CONNECTIONS_PER_SOURCE,
+            descriptor_reserve: DEFAULT_DOOR_DESCRIPTOR_RESERVE,
+            max_in_flight: DEFAULT_DOOR_MAX_IN_FLIGHT,
+            admin_max_in_flight: DEFAULT_DOOR_ADMIN_MAX_IN_FLIGHT,
+            header_read_timeout_ms: DEFAULT_DOOR_HEADER_READ_TIMEOUT_MS,
+            body_timeout_ms: DEFAULT_DOOR_BODY_TIMEOUT_MS,
+            idle_timeout_ms: DEFAULT_DOOR_IDLE_TIMEOUT_MS,
+            tls_handshake_timeout_ms: DEFAULT_DOOR_TLS_HANDSHAKE_TIMEOUT_MS,
+            max_header_bytes: DEFAULT_DOOR_MAX_HEADER_BYTES,
+            max_headers: DEFAULT_DOOR_MAX_HEADERS,
+            max_body_bytes: DEFAULT_DOOR_MAX_BODY_BYTES,
+            h2_max_concurrent_streams: DEFAULT_DOOR_H2_MAX_CONCURRENT_STREAMS,
+            h2_keepalive_interval_ms: DEFAULT_DOOR_H2_KEEPALIVE_INTERVAL_MS,
+            h2_keepalive_timeout_ms: DEFAULT_DOOR_H2_KEEPALIVE_TIMEOUT_MS,
+            h2_max_pending_reset_streams: DEFAULT_DOOR_H2_MAX_PENDING_RESET_STREAMS,
+            h2_max_local_reset_streams: DEFAULT_DOOR_H2_MAX_LOCAL_RESET_STREAMS,
+            summary_window_ms: DEFAULT_DOOR_SUMMARY_WINDOW_MS,
         }
     }
 }

@@ -51,7 +51,9 @@ impl Pending<'_> {
 
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
-        if let Some(facts) = self.facts.take() {
+        if let Some(facts) = self.facts.take()
+            && facts.identified()
+        {
             self.audit.record_detached(facts.entry("cancelled"));
         }
     }
@@ -77,6 +79,13 @@ impl Facts {
             detail: String::new(),
             started: std::time::Instant::now(),
         }
+    }
+
+    /// Whether the call's credentials named a consumer. Calls of callers never identified
+    /// leave no record of their own: the door sums them per source (see
+    /// `transport::door`), so a flood of them cannot grow the trail call by call.
+    fn identified(&self) -> bool {
+        !self.actor.is_empty()
     }
 
     fn entry(self, outcome: &str) -> AuditEntry {
@@ -158,7 +167,11 @@ impl Gateway {
             facts.actor.clone()
         };
         let (transport, started) = (facts.transport, facts.started);
-        let answer = self.commit_audit(facts.entry(outcome), result).await;
+        let answer = if facts.identified() {
+            self.commit_audit(facts.entry(outcome), result).await
+        } else {
+            result
+        };
         let outcome = match &answer {
             Ok(_) => "served",
             Err(e) => e.code.as_str(),
@@ -200,8 +213,10 @@ impl Gateway {
         }
     }
 
-    /// Records a call refused before the core could run it (a malformed body), and returns
-    /// the error to send (or the audit's own error when the record cannot be kept).
+    /// Records a call refused before the core could run it (a malformed body, an unknown
+    /// route), and returns the error to send (or the audit's own error when the record
+    /// cannot be kept). A caller whose credentials name no consumer hears `unauthenticated`
+    /// instead, and leaves no record of its own (the door counts it).
     pub async fn refuse(
         &self,
         caller: &Caller,
@@ -209,14 +224,18 @@ impl Gateway {
         error: LookupError,
     ) -> LookupError {
         let mut facts = Facts::new(caller, action, "");
-        if let Ok((consumer, credential)) = authenticate(
+        let error = match authenticate(
             &self.config.consumers,
             caller.api_key.as_deref(),
             caller.certificate.as_deref(),
         ) {
-            facts.actor = consumer.id.clone();
-            facts.credential = credential;
-        }
+            Ok((consumer, credential)) => {
+                facts.actor = consumer.id.clone();
+                facts.credential = credential;
+                error
+            }
+            Err(unknown) => unknown,
+        };
         match self.audited::<()>(facts, Err(error)).await {
             Err(e) => e,
             Ok(()) => unreachable!("an error stays an error"),

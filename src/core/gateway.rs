@@ -42,6 +42,22 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// The metrics every version shares (the door counts into them too).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// The audit writer every version shares (the door writes its summaries through it).
+    pub fn audit_log(&self) -> Arc<AuditLog> {
+        self.audit.clone()
+    }
+
+    /// Whether the caller's credentials name exactly one consumer: what a transport asks
+    /// before it reads a body, so that an unknown caller hears only that.
+    pub fn identify(&self, caller: &Caller) -> Result<(), LookupError> {
+        self.consumer(caller).map(|_| ())
+    }
+
     /// Looks up one record and returns the fields the caller's grant lets leave.
     pub async fn lookup(
         &self,
@@ -227,21 +243,22 @@ impl Gateway {
 
     async fn admit_batch(&self, caller: &Caller, len: usize) -> Result<(), LookupError> {
         let max = self.config.settings.max_batch_items;
-        let admitted = if len > max {
-            Err(LookupError::new(
-                ErrorCode::InvalidRequest,
-                format!("a batch holds at most {max} items, this one {len}"),
-            ))
-        } else {
-            self.consumer(caller).map(|_| ())
-        };
-        match admitted {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let mut facts = Facts::new(caller, "batch", "");
-                facts.detail = format!("{len} items");
-                self.audited(facts, Err(e)).await
+        let mut facts = Facts::new(caller, "batch", "");
+        facts.detail = format!("{len} items");
+        // An unknown caller hears only that; the size is checked for a known one.
+        let admitted = self.authenticate(caller, &mut facts).and_then(|_| {
+            if len > max {
+                Err(LookupError::new(
+                    ErrorCode::InvalidRequest,
+                    format!("a batch holds at most {max} items, this one {len}"),
+                ))
+            } else {
+                Ok(())
             }
+        });
+        match admitted {
+            Ok(_) => Ok(()),
+            Err(e) => self.audited(facts, Err(e)).await,
         }
     }
 

@@ -20,10 +20,16 @@ pub enum ErrorCode {
     UpstreamBadResponse,
     AuditUnavailable,
     Internal,
+    UnknownRoute,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    HeadersTooLarge,
+    RequestTimeout,
+    DeadlineExceeded,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 20] = [
         ErrorCode::Unauthenticated,
         ErrorCode::PermissionDenied,
         ErrorCode::InvalidKey,
@@ -38,6 +44,12 @@ impl ErrorCode {
         ErrorCode::UpstreamBadResponse,
         ErrorCode::AuditUnavailable,
         ErrorCode::Internal,
+        ErrorCode::UnknownRoute,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::HeadersTooLarge,
+        ErrorCode::RequestTimeout,
+        ErrorCode::DeadlineExceeded,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -56,6 +68,12 @@ impl ErrorCode {
             ErrorCode::UpstreamBadResponse => "upstream_bad_response",
             ErrorCode::AuditUnavailable => "audit_unavailable",
             ErrorCode::Internal => "internal",
+            ErrorCode::UnknownRoute => "unknown_route",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::HeadersTooLarge => "headers_too_large",
+            ErrorCode::RequestTimeout => "request_timeout",
+            ErrorCode::DeadlineExceeded => "deadline_exceeded",
         }
     }
 
@@ -68,7 +86,11 @@ impl ErrorCode {
                 Code::InvalidArgument
             }
             ErrorCode::UnknownDataset | ErrorCode::NotFound => Code::NotFound,
-            ErrorCode::RateLimited => Code::ResourceExhausted,
+            ErrorCode::RateLimited | ErrorCode::PayloadTooLarge | ErrorCode::HeadersTooLarge => {
+                Code::ResourceExhausted
+            }
+            ErrorCode::UnknownRoute | ErrorCode::MethodNotAllowed => Code::Unimplemented,
+            ErrorCode::RequestTimeout | ErrorCode::DeadlineExceeded => Code::DeadlineExceeded,
             ErrorCode::Overloaded
             | ErrorCode::UpstreamUnavailable
             | ErrorCode::UpstreamBadResponse
@@ -94,6 +116,12 @@ impl ErrorCode {
             ErrorCode::UpstreamTimeout => S::GATEWAY_TIMEOUT,
             ErrorCode::UpstreamBadResponse => S::BAD_GATEWAY,
             ErrorCode::Internal => S::INTERNAL_SERVER_ERROR,
+            ErrorCode::UnknownRoute => S::NOT_FOUND,
+            ErrorCode::MethodNotAllowed => S::METHOD_NOT_ALLOWED,
+            ErrorCode::PayloadTooLarge => S::PAYLOAD_TOO_LARGE,
+            ErrorCode::HeadersTooLarge => S::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ErrorCode::RequestTimeout => S::REQUEST_TIMEOUT,
+            ErrorCode::DeadlineExceeded => S::GATEWAY_TIMEOUT,
         }
     }
 
@@ -114,6 +142,12 @@ impl ErrorCode {
             ErrorCode::UpstreamBadResponse => "provider sent an unusable response",
             ErrorCode::AuditUnavailable => "audit store unavailable",
             ErrorCode::Internal => "internal error",
+            ErrorCode::UnknownRoute => "no such route",
+            ErrorCode::MethodNotAllowed => "method not allowed on this route",
+            ErrorCode::PayloadTooLarge => "request body too large",
+            ErrorCode::HeadersTooLarge => "request headers too large",
+            ErrorCode::RequestTimeout => "request body too slow",
+            ErrorCode::DeadlineExceeded => "caller's deadline passed",
         }
     }
 }

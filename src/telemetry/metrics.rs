@@ -242,6 +242,10 @@ pub struct Metrics {
     pub upstream_seconds: Family<Histogram>,
     pub rate_limited: Family<AtomicU64>,
     pub in_flight: AtomicU64,
+    /// Refusals at the door (before a caller is identified), by listener and reason.
+    pub door_refusals: Family<AtomicU64>,
+    /// Open connections on the lookup and admin listeners.
+    pub connections: [AtomicU64; 2],
 }
 
 impl Default for Metrics {
@@ -284,6 +288,14 @@ impl Default for Metrics {
                 counter,
             ),
             in_flight: AtomicU64::new(0),
+            door_refusals: Family::new(
+                "lienthong_door_refusals_total",
+                "Requests and connections refused at the door, before a caller is identified, \
+                 by listener and reason.",
+                &["listener", "reason"],
+                counter,
+            ),
+            connections: [AtomicU64::new(0), AtomicU64::new(0)],
         }
     }
 }
@@ -315,6 +327,22 @@ impl Metrics {
             "lienthong_in_flight_requests",
             "Calls being answered now.",
             &[(String::new(), self.in_flight.load(Ordering::Relaxed) as f64)],
+        );
+        self.door_refusals.render_counter(out);
+        render_gauge(
+            out,
+            "lienthong_open_connections",
+            "Connections open now, by listener.",
+            &[
+                (
+                    label_text(&["listener"], &["lookup".into()]),
+                    self.connections[0].load(Ordering::Relaxed) as f64,
+                ),
+                (
+                    label_text(&["listener"], &["admin".into()]),
+                    self.connections[1].load(Ordering::Relaxed) as f64,
+                ),
+            ],
         );
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod admin_grpc;
+pub mod door;
 pub mod grpc;
 pub mod openapi;
 pub mod rest;

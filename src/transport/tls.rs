@@ -1,6 +1,6 @@
 //! TLS on the lookup listener: a rustls server config from PEM files, client certificates
-//! verified against a configured CA (mTLS), and the accept loop that hands a verified
-//! certificate's names to the core as the caller's identity.
+//! verified against a configured CA (mTLS), and the names a verified certificate carries,
+//! which the door's accept loop hands to the core as the caller's identity.
 //!
 //! REST and gRPC share the port, so the server offers ALPN `h2` and `http/1.1`.
 
@@ -8,22 +8,12 @@ use crate::config::raw::RawTls;
 use crate::config::{Errors, Source};
 use crate::layers::authenticate::ClientCertificate;
 pub use crate::layers::authenticate::normalize_name;
-use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use rustls::RootCertStore;
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
-use tower::ServiceExt;
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 /// Whether a client must present a certificate, or may use an API key instead.
@@ -51,9 +41,6 @@ pub enum TlsError {
     #[error("client_ca: {0}")]
     Verifier(#[from] rustls::server::VerifierBuilderError),
 }
-
-/// How long a client may take to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A TLS client that trusts `ca_pem` only and, given (certificate, key) PEM, presents that
 /// client certificate: how `lienthong admin` reaches an admin listener that speaks TLS.
@@ -164,76 +151,6 @@ pub fn identity(cert: &CertificateDer<'_>) -> ClientCertificate {
         }
     }
     ClientCertificate { names }
-}
-
-/// Serves `router` over TLS until `stop` turns true, then lets open connections finish.
-/// Each request carries the connection's verified client certificate, if any, as an
-/// `Arc<ClientCertificate>` extension.
-pub fn serve(
-    listener: TcpListener,
-    config: Arc<ServerConfig>,
-    router: Router,
-    mut stop: watch::Receiver<bool>,
-) -> JoinHandle<()> {
-    let acceptor = tokio_rustls::TlsAcceptor::from(config);
-    tokio::spawn(async move {
-        let graceful = GracefulShutdown::new();
-        loop {
-            let accepted = tokio::select! {
-                accepted = listener.accept() => accepted,
-                _ = stop.wait_for(|s| *s) => break,
-            };
-            let (tcp, peer) = match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            // As on the plaintext listeners: no Nagle delay on answers.
-            let _ = tcp.set_nodelay(true);
-            let acceptor = acceptor.clone();
-            let router = router.clone();
-            let watcher = graceful.watcher();
-            tokio::spawn(async move {
-                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
-                {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "TLS handshake refused");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%peer, "TLS handshake timed out");
-                        return;
-                    }
-                };
-                let certificate = tls
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|chain| chain.first())
-                    .map(|leaf| Arc::new(identity(leaf)));
-                let service = router.map_request(move |mut req: http::Request<_>| {
-                    if let Some(c) = &certificate {
-                        req.extensions_mut().insert(c.clone());
-                    }
-                    req
-                });
-                let builder = auto::Builder::new(TokioExecutor::new());
-                let conn = builder
-                    .serve_connection(TokioIo::new(tls), TowerToHyperService::new(service))
-                    .into_owned();
-                if let Err(e) = watcher.watch(conn).await {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
-                }
-            });
-        }
-        drop(listener);
-        graceful.shutdown().await;
-    })
 }
 
 /// TLS on the lookup listener, loaded and checked.

@@ -1,0 +1,350 @@
+//! The door's per-request checks, ahead of the router: who the source is (believing
+//! `X-Forwarded-For` only from trusted proxies), whether it is shut out or over its budget,
+//! whether the request head is within bounds and the listener has room; then the request
+//! goes on with its body bounded, and an answer that says the credentials were not
+//! recognised counts against its source.
+
+use super::body::{FaultCell, Guarded, Holding};
+use super::sources::{SourceKey, listed};
+use super::{Door, Listener, Reason};
+use crate::domain::error::{ErrorCode, LookupError};
+use crate::layers::authenticate::ClientCertificate;
+use axum::Router;
+use axum::body::Body;
+use futures::future::{BoxFuture, Either, Ready, ready};
+use http::{Request, Response};
+use hyper::body::Incoming;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+use tower::ServiceExt;
+
+/// The header a REST caller sets to bound its call, in milliseconds: the REST twin of
+/// `grpc-timeout`.
+pub const REQUEST_TIMEOUT_HEADER: &str = "x-request-timeout-ms";
+
+/// The address a request came from (after trusted proxies): a request extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer(pub IpAddr);
+
+/// What a connection's watchdog needs to know: requests in progress, when the last one
+/// started or ended, and whether one ever came.
+pub(super) struct Activity {
+    opened: tokio::time::Instant,
+    active: AtomicUsize,
+    /// Milliseconds from `opened` to the last request event.
+    last_ms: AtomicU64,
+    seen: AtomicBool,
+}
+
+impl Activity {
+    pub(super) fn new() -> Activity {
+        Activity {
+            opened: tokio::time::Instant::now(),
+            active: AtomicUsize::new(0),
+            last_ms: AtomicU64::new(0),
+            seen: AtomicBool::new(false),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = self.opened.elapsed().as_millis() as u64;
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Whether the connection should close: no request head within `header` of opening,
+    /// or no request in progress for `idle`.
+    pub(super) fn expired(&self, header: Duration, idle: Duration) -> Option<Expiry> {
+        let now = self.opened.elapsed();
+        if !self.seen.load(Ordering::Relaxed) {
+            return (now >= header).then_some(Expiry::NoRequestHead);
+        }
+        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+        let idle_for = now.saturating_sub(last);
+        (self.active.load(Ordering::Relaxed) == 0 && idle_for >= idle).then_some(Expiry::Idle)
+    }
+
+    pub(super) fn seen(&self) -> bool {
+        self.seen.load(Ordering::Relaxed)
+    }
+}
+
+/// Why a connection's time is up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Expiry {
+    NoRequestHead,
+    Idle,
+}
+
+/// A request's places: in its connection's activity and its listener's in-flight count,
+/// given back when its answer has been sent.
+struct Place {
+    activity: Arc<Activity>,
+    door: Arc<Door>,
+    listener: Listener,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.activity.active.fetch_sub(1, Ordering::Relaxed);
+        self.activity.touch();
+        self.door.in_flight[self.listener.index()].fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The service one connection's requests go through.
+#[derive(Clone)]
+pub(super) struct DoorService {
+    pub(super) door: Arc<Door>,
+    pub(super) listener: Listener,
+    pub(super) peer: SocketAddr,
+    pub(super) certificate: Option<Arc<ClientCertificate>>,
+    pub(super) activity: Arc<Activity>,
+    pub(super) router: Router,
+}
+
+type Answer = Result<Response<Body>, Infallible>;
+
+impl hyper::service::Service<Request<Incoming>> for DoorService {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Either<Ready<Answer>, BoxFuture<'static, Answer>>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let arrived = tokio::time::Instant::now();
+        let activity = &self.activity;
+        activity.seen.store(true, Ordering::Relaxed);
+        activity.touch();
+        let door = &self.door;
+        let ip = client_ip(self.peer.ip(), &req, &door.config.trusted_proxies);
+        let source = SourceKey::of(ip);
+        let exempt = door.exempt(ip);
+        let grpc = is_grpc(&req);
+        let refuse = |reason: Reason, error: LookupError| {
+            door.refused(self.listener, source, reason);
+            Either::Left(ready(Ok(refusal(grpc, &error))))
+        };
+        // 1. a back-off after failed authentications, then the source's budget.
+        if !exempt && let Err(r) = door.sources.admit(source) {
+            let (reason, message) = if r.backoff {
+                (
+                    Reason::AuthBackoff,
+                    format!(
+                        "too many failed authentications from {source}: every request from it is refused for {} s",
+                        whole_seconds(r.retry_after)
+                    ),
+                )
+            } else {
+                (
+                    Reason::SourceBudget,
+                    format!(
+                        "too many requests from {source} (door.source_rate {}); retry after {} s",
+                        door.config.source_rate,
+                        whole_seconds(r.retry_after)
+                    ),
+                )
+            };
+            return refuse(
+                reason,
+                LookupError {
+                    retry_after: Some(r.retry_after),
+                    ..LookupError::new(ErrorCode::RateLimited, message)
+                },
+            );
+        }
+        // 2. the request head's size.
+        if let Some(message) = head_too_large(&req, &door.config) {
+            return refuse(
+                Reason::HeadersTooLarge,
+                LookupError::new(ErrorCode::HeadersTooLarge, message),
+            );
+        }
+        // 3. room on the listener.
+        let l = self.listener.index();
+        let max = door.limits(self.listener).max_in_flight;
+        if door.in_flight[l].fetch_add(1, Ordering::Relaxed) >= max {
+            door.in_flight[l].fetch_sub(1, Ordering::Relaxed);
+            return refuse(
+                Reason::Overloaded,
+                LookupError {
+                    retry_after: Some(Duration::from_secs(1)),
+                    ..LookupError::new(
+                        ErrorCode::Overloaded,
+                        format!("the gateway is answering {max} requests already; retry shortly"),
+                    )
+                },
+            );
+        }
+        activity.active.fetch_add(1, Ordering::Relaxed);
+        let place = Place {
+            activity: activity.clone(),
+            door: door.clone(),
+            listener: self.listener,
+        };
+        // 4. on, with the body bounded.
+        let fault = Arc::new(FaultCell::default());
+        let mut req = req.map(|body| {
+            // gRPC frames its message: room for the frame header, so that the decoder's
+            // own limit (the same number) is the one that speaks.
+            let limit = door.config.max_body_bytes + if grpc { 1024 } else { 0 };
+            Body::new(Guarded::new(
+                body,
+                limit,
+                (arrived, door.config.body_timeout),
+                fault.clone(),
+            ))
+        });
+        let ext = req.extensions_mut();
+        ext.insert(fault);
+        ext.insert(Peer(ip));
+        if let Some(c) = &self.certificate {
+            ext.insert(c.clone());
+        }
+        let (router, door, listener) = (self.router.clone(), door.clone(), self.listener);
+        Either::Right(Box::pin(async move {
+            let Ok(response) = router.oneshot(req).await;
+            if not_authenticated(&response) {
+                door.refused(listener, source, Reason::Unauthenticated);
+                if !exempt && let Some(lasts) = door.sources.failed(source) {
+                    tracing::warn!(
+                        listener = listener.as_str(),
+                        source = %source,
+                        backoff_ms = lasts.as_millis() as u64,
+                        "too many failed authentications: the source is shut out"
+                    );
+                }
+            }
+            Ok(response.map(|body| Body::new(Holding { inner: body, _held: place })))
+        }))
+    }
+}
+
+fn whole_seconds(d: Duration) -> u64 {
+    (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
+}
+
+fn is_grpc(req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// A refusal in the caller's protocol: a problem body, or a gRPC status with its details.
+fn refusal(grpc: bool, e: &LookupError) -> Response<Body> {
+    let id = crate::transport::request_id();
+    if grpc {
+        crate::transport::grpc::status(e, &id).into_http()
+    } else {
+        crate::transport::rest::problem(e, &id)
+    }
+}
+
+/// Whether an answer says the credentials named no one: 401, or gRPC UNAUTHENTICATED.
+fn not_authenticated(response: &Response<Body>) -> bool {
+    response.status() == http::StatusCode::UNAUTHORIZED
+        || response
+            .headers()
+            .get("grpc-status")
+            .is_some_and(|v| v.as_bytes() == b"16")
+}
+
+/// The request head over `max_header_bytes` (names, values and the target) or
+/// `max_headers` fields: what to tell the caller.
+fn head_too_large(req: &Request<Incoming>, c: &super::DoorConfig) -> Option<String> {
+    let h = req.headers();
+    if h.len() > c.max_headers {
+        return Some(format!(
+            "{} header fields, over the limit of {}",
+            h.len(),
+            c.max_headers
+        ));
+    }
+    let bytes: usize = req.uri().to_string().len()
+        + h.iter()
+            .map(|(n, v)| n.as_str().len() + v.len())
+            .sum::<usize>();
+    (bytes > c.max_header_bytes).then(|| {
+        format!(
+            "the request head is {bytes} bytes, over the limit of {}",
+            c.max_header_bytes
+        )
+    })
+}
+
+/// The client's address: the peer's, or (from a trusted proxy) the nearest address in
+/// `X-Forwarded-For` that is not itself a trusted proxy.
+fn client_ip<B>(peer: IpAddr, req: &Request<B>, trusted: &[crate::transport::door::Cidr]) -> IpAddr {
+    if trusted.is_empty() || !listed(trusted, peer) {
+        return peer;
+    }
+    let hops: Vec<&str> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .collect();
+    for hop in hops.iter().rev() {
+        match hop.trim().parse::<IpAddr>() {
+            Ok(ip) if listed(trusted, ip) => continue,
+            Ok(ip) => return ip,
+            // A hop that is not an address: the proxy's word ends there.
+            Err(_) => return peer,
+        }
+    }
+    peer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::door::Cidr;
+
+    #[test]
+    fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
+        let trusted = [Cidr::parse("10.0.0.0/8").unwrap()];
+        let req = Request::builder()
+            .header("x-forwarded-for", "203.0.113.9, 198.51.100.7, 10.1.1.1")
+            .body(())
+            .unwrap();
+        let proxy: IpAddr = "10.0.0.5".parse().unwrap();
+        let stranger: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(
+            client_ip(proxy, &req, &trusted),
+            "198.51.100.7".parse::<IpAddr>().unwrap(),
+            "the nearest hop that is not a trusted proxy"
+        );
+        assert_eq!(client_ip(stranger, &req, &trusted), stranger);
+        assert_eq!(client_ip(proxy, &req, &[]), proxy);
+        let bare = Request::builder().body(()).unwrap();
+        assert_eq!(client_ip(proxy, &bare, &trusted), proxy);
+        let junk = Request::builder()
+            .header("x-forwarded-for", "not-an-address")
+            .body(())
+            .unwrap();
+        assert_eq!(client_ip(proxy, &junk, &trusted), proxy);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_expires_without_a_request_head_or_when_idle() {
+        let a = Activity::new();
+        let (header, idle) = (Duration::from_secs(2), Duration::from_secs(10));
+        assert_eq!(a.expired(header, idle), None);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(a.expired(header, idle), Some(Expiry::NoRequestHead));
+
+        let b = Activity::new();
+        b.seen.store(true, Ordering::Relaxed);
+        b.active.fetch_add(1, Ordering::Relaxed);
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert_eq!(b.expired(header, idle), None, "a request in progress");
+        b.active.fetch_sub(1, Ordering::Relaxed);
+        b.touch();
+        tokio::time::advance(Duration::from_secs(9)).await;
+        assert_eq!(b.expired(header, idle), None);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(b.expired(header, idle), Some(Expiry::Idle));
+    }
+}
