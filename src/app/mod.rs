@@ -312,7 +312,7 @@ pub async fn start(built: Built) -> Result<Running, StartError> {
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .into_axum_router();
-    let lookup_router = rest::router(live.clone()).merge(grpc);
+    let lookup_router = rest::answer_unrouted(rest::router(live.clone()).merge(grpc), live.clone());
 
     let lookup = bind(config.settings.lookup_addr, "lookup").await?;
     let admin_listener = bind(config.settings.admin_addr, "admin").await?;

@@ -119,7 +119,8 @@ impl Gateway {
                 (request.bypass_cache, request.deadline),
                 facts,
             )
-            .await?;
+            .await
+            .map_err(|e| past_deadline(e, request.deadline))?;
         Ok(Lookup {
             dataset: route.dataset.clone(),
             key,
@@ -336,6 +337,21 @@ impl Gateway {
             facts.cache = status.as_str();
         }
         result
+    }
+}
+
+/// A provider call cut off by the caller's own deadline is the caller's `deadline_exceeded`,
+/// not the provider's `upstream_timeout`.
+fn past_deadline(e: LookupError, deadline: Option<tokio::time::Instant>) -> LookupError {
+    match deadline {
+        Some(d) if e.code == ErrorCode::UpstreamTimeout && tokio::time::Instant::now() >= d => {
+            LookupError::new(
+                ErrorCode::DeadlineExceeded,
+                "the caller's deadline (X-Request-Timeout-Ms, grpc-timeout) passed before the \
+                 provider answered",
+            )
+        }
+        _ => e,
     }
 }
 

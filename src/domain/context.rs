@@ -22,6 +22,9 @@ pub struct RawContext {
     pub officer_id: Option<String>,
     pub agency_code: Option<String>,
     pub purpose: Option<String>,
+    /// A field whose value could not be read as text (its name, and why): the transport
+    /// found it malformed, and the call is refused naming it.
+    pub malformed: Option<(&'static str, &'static str)>,
 }
 
 /// A validated call context.
@@ -146,6 +149,9 @@ impl ContextRules {
 
     /// Validates a raw context; the error names the field and the rule, not the value.
     pub fn validate(&self, raw: &RawContext) -> Result<CallContext, String> {
+        if let Some((field, why)) = raw.malformed {
+            return Err(format!("{field} {why}"));
+        }
         let required = |value: &Option<String>, name: &str, re: &Regex| -> Result<String, String> {
             let v = value.as_deref().map(str::trim).unwrap_or_default();
             if v.is_empty() {

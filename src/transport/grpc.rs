@@ -100,13 +100,19 @@ fn grpc_timeout(v: &str) -> Option<std::time::Duration> {
 
 fn context(message: Option<RequestContext>, metadata: &MetadataMap) -> RawContext {
     // The context message wins; metadata with the REST header names is accepted too.
-    let from_meta = context_from(|name| {
-        metadata
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    });
+    let from_meta = context_from(|name| metadata.get(name).map(|v| v.as_encoded_bytes()));
     let Some(c) = message else { return from_meta };
+    // A malformed metadata value counts only where the message leaves its field empty.
+    let malformed = from_meta.malformed.filter(|(field, _)| {
+        match *field {
+            "procedure_code" => &c.procedure_code,
+            "dossier_id" => &c.dossier_id,
+            "officer_id" => &c.officer_id,
+            "agency_code" => &c.agency_code,
+            _ => &c.purpose,
+        }
+        .is_empty()
+    });
     let pick = |v: String, fallback: Option<String>| if v.is_empty() { fallback } else { Some(v) };
     RawContext {
         procedure_code: pick(c.procedure_code, from_meta.procedure_code),
@@ -114,6 +120,7 @@ fn context(message: Option<RequestContext>, metadata: &MetadataMap) -> RawContex
         officer_id: pick(c.officer_id, from_meta.officer_id),
         agency_code: pick(c.agency_code, from_meta.agency_code),
         purpose: pick(c.purpose, from_meta.purpose),
+        malformed,
     }
 }
 

@@ -76,25 +76,25 @@ pub fn bearer(value: Option<&str>) -> Option<String> {
         .filter(|k| !k.is_empty())
 }
 
-/// Decodes %XX escapes (UTF-8); malformed escapes are kept as written.
-pub fn percent_decode(s: &str) -> String {
+/// Decodes %XX escapes into UTF-8 text; `None` for a malformed escape (`%ZZ`, a lone `%`)
+/// or bytes that are not UTF-8 (`%C3%28`).
+pub fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
+    let hex = |b: u8| (b as char).to_digit(16);
     while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
-        {
+        if bytes[i] == b'%' {
+            let hi = bytes.get(i + 1).copied().and_then(hex)?;
+            let lo = bytes.get(i + 2).copied().and_then(hex)?;
             out.push((hi * 16 + lo) as u8);
             i += 3;
-            continue;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
         }
-        out.push(bytes[i]);
-        i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8(out).ok()
 }
 
 /// Whether a `Cache-Control` value asks for a fresh read (`no-cache`).
@@ -105,27 +105,87 @@ pub fn wants_fresh(cache_control: Option<&str>) -> bool {
     })
 }
 
-/// Context from header-like pairs (REST headers or gRPC metadata share the names).
-pub fn context_from(get: impl Fn(&str) -> Option<String>) -> RawContext {
+/// Context from header-like pairs (REST headers or gRPC metadata share the names), as raw
+/// bytes. Header values are ASCII: `X-Purpose` and `X-Officer-Id` carry other text
+/// percent-encoded (UTF-8). A value that breaks that is named in `malformed`, so that the
+/// call is refused with a message that says why, rather than read as absent or altered.
+pub fn context_from<'a>(get: impl Fn(&str) -> Option<&'a [u8]>) -> RawContext {
+    let mut malformed = None;
+    let mut field = |header: &str, name: &'static str, encoded: bool| -> Option<String> {
+        let raw = get(header)?;
+        let Ok(text) = std::str::from_utf8(raw) else {
+            malformed.get_or_insert((name, RAW_BYTES));
+            return None;
+        };
+        if !text
+            .bytes()
+            .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+        {
+            malformed.get_or_insert((name, RAW_BYTES));
+            return None;
+        }
+        if !encoded {
+            return Some(text.to_owned());
+        }
+        percent_decode(text).or_else(|| {
+            malformed.get_or_insert((name, "is not valid percent-encoded UTF-8"));
+            None
+        })
+    };
+    let context = RawContext {
+        procedure_code: field("x-procedure-code", "procedure_code", false),
+        dossier_id: field("x-dossier-id", "dossier_id", false),
+        officer_id: field("x-officer-id", "officer_id", true),
+        agency_code: field("x-agency-code", "agency_code", false),
+        purpose: field("x-purpose", "purpose", true),
+        malformed: None,
+    };
     RawContext {
-        procedure_code: get("x-procedure-code"),
-        dossier_id: get("x-dossier-id"),
-        officer_id: get("x-officer-id"),
-        agency_code: get("x-agency-code"),
-        purpose: get("x-purpose").map(|p| percent_decode(&p)),
+        malformed,
+        ..context
     }
 }
+
+/// Why a header value with bytes outside printable ASCII is refused.
+const RAW_BYTES: &str =
+    "holds raw non-ASCII bytes: send text other than ASCII percent-encoded (UTF-8), e.g. %C3%A1";
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn decodes_percent_escapes_and_bearer() {
         assert_eq!(
-            super::percent_decode("c%E1%BA%A5p%20l%E1%BA%A1i"),
-            "cấp lại"
+            super::percent_decode("c%E1%BA%A5p%20l%E1%BA%A1i").as_deref(),
+            Some("cấp lại")
         );
-        assert_eq!(super::percent_decode("50%"), "50%");
+        for bad in ["50%", "abc%ZZ", "abc%", "%C3%28", "%E1%BA"] {
+            assert_eq!(super::percent_decode(bad), None, "{bad}");
+        }
         assert_eq!(super::bearer(Some("Bearer abc")), Some("abc".into()));
         assert_eq!(super::bearer(Some("Basic abc")), None);
+    }
+
+    #[test]
+    fn malformed_context_is_named_not_dropped_or_altered() {
+        let headers = |pairs: &'static [(&'static str, &'static [u8])]| {
+            super::context_from(move |name| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| *v))
+        };
+        let ok = headers(&[
+            ("x-officer-id", b"nguy%E1%BB%85n.van.a"),
+            ("x-purpose", b"c%E1%BA%A5p%20l%E1%BA%A1i"),
+        ]);
+        assert_eq!(ok.malformed, None);
+        assert_eq!(ok.officer_id.as_deref(), Some("nguyễn.van.a"));
+        assert_eq!(ok.purpose.as_deref(), Some("cấp lại"));
+        let bad = headers(&[("x-purpose", b"abc%ZZ")]);
+        assert_eq!(
+            bad.malformed,
+            Some(("purpose", "is not valid percent-encoded UTF-8"))
+        );
+        let raw = headers(&[("x-officer-id", "nguyễn".as_bytes())]);
+        assert_eq!(raw.malformed.map(|m| m.0), Some("officer_id"));
+        assert!(raw.malformed.unwrap().1.contains("percent-encoded"));
+        let latin1 = headers(&[("x-purpose", b"caf\xe9")]);
+        assert_eq!(latin1.malformed.map(|m| m.0), Some("purpose"));
     }
 }

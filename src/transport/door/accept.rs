@@ -108,8 +108,7 @@ pub fn serve(
                 Err(e) => {
                     // Out of descriptors and the like: back off instead of spinning, and say
                     // so once a second at most.
-                    if last_accept_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
-                    {
+                    if last_accept_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
                         tracing::warn!(listener = which.as_str(), error = %e, "accept failed");
                         last_accept_warning = Some(tokio::time::Instant::now());
                     }

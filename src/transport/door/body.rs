@@ -204,7 +204,8 @@ mod tests {
 
         // A body that never ends: the deadline cuts it off.
         let (_tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(1);
-        let stream = http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+        let stream =
+            http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
         let fault = Arc::new(FaultCell::default());
         let guarded = Guarded::new(
             stream,

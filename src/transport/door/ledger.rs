@@ -99,19 +99,34 @@ mod tests {
         assert!(l.count("lookup", a, Reason::SourceBudget));
         assert!(l.count("admin", a, Reason::Unauthenticated));
         for i in 0..100 {
-            l.count("lookup", SourceKey::V4([10, 1, 0, i]), Reason::Unauthenticated);
+            l.count(
+                "lookup",
+                SourceKey::V4([10, 1, 0, i]),
+                Reason::Unauthenticated,
+            );
         }
         let records = l.drain();
         assert_eq!(records.len(), 4, "three keys and the untracked one");
         let flood = records
             .iter()
-            .find(|r| r.detail.contains("10.0.0.1") && r.outcome == "unauthenticated" && r.transport == "lookup")
+            .find(|r| {
+                r.detail.contains("10.0.0.1")
+                    && r.outcome == "unauthenticated"
+                    && r.transport == "lookup"
+            })
             .unwrap();
         let detail: serde_json::Value = serde_json::from_str(&flood.detail).unwrap();
         assert_eq!(detail["count"], 1000);
         assert_eq!(flood.action, DOOR_SUMMARY);
-        assert!(records.iter().any(|r| r.detail.contains("\"untracked\"") && r.detail.contains("\"count\":100")));
+        assert!(
+            records
+                .iter()
+                .any(|r| r.detail.contains("\"untracked\"") && r.detail.contains("\"count\":100"))
+        );
         assert!(l.drain().is_empty(), "a new window starts empty");
-        assert!(l.count("lookup", a, Reason::Unauthenticated), "and logs again");
+        assert!(
+            l.count("lookup", a, Reason::Unauthenticated),
+            "and logs again"
+        );
     }
 }

@@ -298,10 +298,7 @@ impl DoorConfig {
                     self.admin.max_in_flight
                 ),
             ),
-            (
-                "descriptor_reserve",
-                self.descriptor_reserve.to_string(),
-            ),
+            ("descriptor_reserve", self.descriptor_reserve.to_string()),
             ("header_read_timeout", ms(self.header_read_timeout)),
             ("body_timeout", ms(self.body_timeout)),
             ("idle_timeout", ms(self.idle_timeout)),

@@ -216,7 +216,12 @@ impl hyper::service::Service<Request<Incoming>> for DoorService {
                     );
                 }
             }
-            Ok(response.map(|body| Body::new(Holding { inner: body, _held: place })))
+            Ok(response.map(|body| {
+                Body::new(Holding {
+                    inner: body,
+                    _held: place,
+                })
+            }))
         }))
     }
 }
@@ -275,7 +280,11 @@ fn head_too_large(req: &Request<Incoming>, c: &super::DoorConfig) -> Option<Stri
 
 /// The client's address: the peer's, or (from a trusted proxy) the nearest address in
 /// `X-Forwarded-For` that is not itself a trusted proxy.
-fn client_ip<B>(peer: IpAddr, req: &Request<B>, trusted: &[crate::transport::door::Cidr]) -> IpAddr {
+fn client_ip<B>(
+    peer: IpAddr,
+    req: &Request<B>,
+    trusted: &[crate::transport::door::Cidr],
+) -> IpAddr {
     if trusted.is_empty() || !listed(trusted, peer) {
         return peer;
     }

@@ -310,11 +310,19 @@ mod tests {
         assert!(net.contains("10.20.255.1".parse().unwrap()));
         assert!(!net.contains("10.21.0.1".parse().unwrap()));
         assert!(net.contains("::ffff:10.20.0.9".parse().unwrap()));
-        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
+        assert!(
+            Cidr::parse("0.0.0.0/0")
+                .unwrap()
+                .contains("8.8.8.8".parse().unwrap())
+        );
         let one = Cidr::parse("127.0.0.2").unwrap();
         assert!(one.contains("127.0.0.2".parse().unwrap()));
         assert!(!one.contains("127.0.0.1".parse().unwrap()));
-        assert!(Cidr::parse("fd00::/8").unwrap().contains("fd12::1".parse().unwrap()));
+        assert!(
+            Cidr::parse("fd00::/8")
+                .unwrap()
+                .contains("fd12::1".parse().unwrap())
+        );
         assert!(Cidr::parse("10.0.0.0/33").unwrap_err().contains("0 to 32"));
         assert!(Cidr::parse("ten/8").is_err());
     }
@@ -404,7 +412,10 @@ mod tests {
         assert_eq!(s.connect(a, 0, 2), Some(a));
         assert_eq!(s.connect(a, 0, 2), Some(a));
         assert_eq!(s.connect(a, 0, 2), None);
-        assert!(s.connect(a, 1, 1).is_some(), "the admin listener counts apart");
+        assert!(
+            s.connect(a, 1, 1).is_some(),
+            "the admin listener counts apart"
+        );
         s.disconnect(a, 0);
         assert_eq!(s.connect(a, 0, 2), Some(a));
     }

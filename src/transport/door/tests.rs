@@ -19,7 +19,13 @@ fn defaults_are_sensible_and_described() {
     assert!(c.auth_failures.count.get() < c.source_rate.count.get());
     assert!(c.lookup.max_connections_per_source < c.lookup.max_connections);
     let shown = c.describe();
-    for key in ["source_rate", "auth_failures", "exempt", "header_read_timeout", "http2"] {
+    for key in [
+        "source_rate",
+        "auth_failures",
+        "exempt",
+        "header_read_timeout",
+        "http2",
+    ] {
         assert!(shown.iter().any(|(k, _)| *k == key), "{key} is shown");
     }
 }

@@ -1,22 +1,21 @@
 //! The REST adapter: routes of the lookup API, translated to core calls; errors as RFC 9457
 //! `application/problem+json` bodies carrying the stable `code`.
 
-use super::{bearer, context_from, rate_limit_headers, request_id, wants_fresh};
+mod incoming;
+
+use super::rate_limit_headers;
 use crate::core::gateway::Gateway;
-use crate::core::request::{
-    BatchItem, BatchOutcome, Caller, ClientCertificate, Lookup, LookupRequest, TraceContext,
-    VerifyRequest,
-};
-use crate::domain::context::RawContext;
+use crate::core::request::{BatchItem, BatchOutcome, Lookup, LookupRequest, VerifyRequest};
 use crate::domain::dataset::{BUSINESS_ENTERPRISE, LAND_PARCEL, POPULATION_CITIZEN};
 use crate::domain::error::LookupError;
-use axum::extract::{FromRequestParts, Path, Query};
-use axum::http::request::Parts;
+use axum::extract::Path;
+use axum::extract::rejection::PathRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use futures::StreamExt;
+use incoming::{Fields, Incoming, read_body};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -26,7 +25,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// The lookup API's REST routes, and `GET /openapi.json` describing them.
 pub fn router(gateway: Arc<crate::core::live::Live>) -> Router {
-    let (router, api) = documented(gateway);
+    let (router, api) = documented(gateway.clone());
     let json = api.to_pretty_json().unwrap_or_else(|e| {
         tracing::error!(error = %e, "OpenAPI document does not serialise");
         "{}".into()
@@ -40,6 +39,12 @@ pub fn router(gateway: Arc<crate::core::live::Live>) -> Router {
     )
 }
 
+/// `router` answering requests for no route (REST or gRPC) in the documented form.
+pub fn answer_unrouted(router: Router, live: Arc<crate::core::live::Live>) -> Router {
+    router
+        .fallback(move |request: axum::extract::Request| incoming::unrouted(live.clone(), request))
+}
+
 /// The routes and the OpenAPI document collected from their annotations.
 pub fn documented(gateway: Arc<crate::core::live::Live>) -> (Router, utoipa::openapi::OpenApi) {
     let (router, mut api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -50,6 +55,10 @@ pub fn documented(gateway: Arc<crate::core::live::Live>) -> (Router, utoipa::ope
         .routes(routes!(batch))
         .routes(routes!(capabilities))
         .routes(routes!(verify))
+        .layer(axum::middleware::from_fn_with_state(
+            gateway.clone(),
+            incoming::method_not_allowed,
+        ))
         .with_state(gateway)
         .split_for_parts();
     super::openapi::complete(
@@ -103,73 +112,6 @@ struct ContextHeaders {
     /// Free-text purpose, percent-encoded UTF-8.
     #[param(rename = "X-Purpose")]
     purpose: Option<String>,
-}
-
-#[derive(Deserialize, Default, IntoParams)]
-#[into_params(parameter_in = Query)]
-struct Fields {
-    /// Comma-separated field names (proto names, e.g. `full_name,date_of_birth`); absent
-    /// means every field the grant allows.
-    fields: Option<String>,
-}
-
-fn split_fields(fields: Option<String>) -> Vec<String> {
-    fields
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|f| !f.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
-fn header(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-}
-
-/// A request's call context, its cache directive, and the caller its headers (and the TLS
-/// connection) identify.
-struct Incoming {
-    context: RawContext,
-    fresh: bool,
-    caller: Caller,
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for Incoming {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let caller = Caller {
-            api_key: bearer(
-                parts
-                    .headers
-                    .get(header::AUTHORIZATION)
-                    .and_then(|v| v.to_str().ok()),
-            ),
-            certificate: parts.extensions.get::<Arc<ClientCertificate>>().cloned(),
-            transport: "rest",
-            trace: TraceContext::continue_from(
-                parts
-                    .headers
-                    .get("traceparent")
-                    .and_then(|v| v.to_str().ok()),
-            ),
-            request_id: request_id(),
-        };
-        let headers = &parts.headers;
-        Ok(Incoming {
-            context: context_from(|name| header(headers, name)),
-            fresh: wants_fresh(
-                headers
-                    .get(header::CACHE_CONTROL)
-                    .and_then(|v| v.to_str().ok()),
-            ),
-            caller,
-        })
-    }
 }
 
 /// An RFC 9457 problem body.
@@ -248,24 +190,52 @@ fn served(lookup: Lookup, request_id: &str) -> Response {
     response
 }
 
+/// What was wrong with the request before the core could take it (a path, query or
+/// header it cannot read), answered after authentication and recorded for a known caller.
+async fn refused_early(
+    gateway: &Gateway,
+    incoming: &mut Incoming,
+    path: Option<&PathRejection>,
+    action: &'static str,
+) -> Option<Response> {
+    let problem_found = match path {
+        Some(rejection) => Some(LookupError::new(
+            crate::domain::error::ErrorCode::InvalidRequest,
+            format!("the path does not read: {}", rejection.body_text()),
+        )),
+        None => incoming.problem.take(),
+    }?;
+    let e = gateway
+        .refuse(&incoming.caller, action, problem_found)
+        .await;
+    Some(problem(&e, &incoming.caller.request_id))
+}
+
 async fn lookup(
     gateway: &Gateway,
-    Incoming {
+    mut incoming: Incoming,
+    dataset: &str,
+    key: Result<String, PathRejection>,
+) -> Response {
+    if let Some(refused) = refused_early(gateway, &mut incoming, key.as_ref().err(), "fetch").await
+    {
+        return refused;
+    }
+    let Incoming {
         context,
         fresh,
         caller,
-    }: Incoming,
-    dataset: &str,
-    key: String,
-    fields: Option<String>,
-) -> Response {
+        fields,
+        deadline,
+        ..
+    } = incoming;
     let request = LookupRequest {
         dataset: dataset.to_owned(),
-        key,
-        fields: split_fields(fields),
+        key: key.unwrap_or_default(),
+        fields,
         context,
         bypass_cache: fresh,
-        deadline: None,
+        deadline,
     };
     match gateway.lookup(&caller, request).await {
         Ok(found) => served(found, &caller.request_id),
@@ -284,10 +254,9 @@ async fn lookup(
 async fn citizen(
     super::Current(g): super::Current,
     incoming: Incoming,
-    Path(id): Path<String>,
-    Query(q): Query<Fields>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Response {
-    lookup(&g, incoming, POPULATION_CITIZEN, id, q.fields).await
+    lookup(&g, incoming, POPULATION_CITIZEN, id.map(|p| p.0)).await
 }
 
 /// An enterprise from the national business registration database, by enterprise code.
@@ -301,10 +270,9 @@ async fn citizen(
 async fn enterprise(
     super::Current(g): super::Current,
     incoming: Incoming,
-    Path(code): Path<String>,
-    Query(q): Query<Fields>,
+    code: Result<Path<String>, PathRejection>,
 ) -> Response {
-    lookup(&g, incoming, BUSINESS_ENTERPRISE, code, q.fields).await
+    lookup(&g, incoming, BUSINESS_ENTERPRISE, code.map(|p| p.0)).await
 }
 
 /// A land parcel from the land registry, by parcel id.
@@ -318,10 +286,9 @@ async fn enterprise(
 async fn parcel(
     super::Current(g): super::Current,
     incoming: Incoming,
-    Path(parcel): Path<String>,
-    Query(q): Query<Fields>,
+    parcel: Result<Path<String>, PathRejection>,
 ) -> Response {
-    lookup(&g, incoming, LAND_PARCEL, parcel, q.fields).await
+    lookup(&g, incoming, LAND_PARCEL, parcel.map(|p| p.0)).await
 }
 
 /// A record of any dataset, by its key.
@@ -340,10 +307,13 @@ async fn parcel(
 async fn record(
     super::Current(g): super::Current,
     incoming: Incoming,
-    Path((dataset, key)): Path<(String, String)>,
-    Query(q): Query<Fields>,
+    path: Result<Path<(String, String)>, PathRejection>,
 ) -> Response {
-    lookup(&g, incoming, &dataset, key, q.fields).await
+    let (dataset, key) = match path {
+        Ok(Path((d, k))) => (d, Ok(k)),
+        Err(e) => (String::new(), Err(e)),
+    };
+    lookup(&g, incoming, &dataset, key).await
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -402,11 +372,19 @@ struct BatchItemError {
 )]
 async fn batch(
     super::Current(g): super::Current,
-    Incoming {
-        context, caller, ..
-    }: Incoming,
-    body: axum::body::Bytes,
+    mut incoming: Incoming,
+    body: axum::body::Body,
 ) -> Response {
+    let body = match read_body(&g, &incoming.caller, "batch", body).await {
+        Ok(b) => b,
+        Err(answer) => return answer,
+    };
+    if let Some(refused) = refused_early(&g, &mut incoming, None, "batch").await {
+        return refused;
+    }
+    let Incoming {
+        context, caller, ..
+    } = incoming;
     let parsed: BatchBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
         Err(e) => {
@@ -477,10 +455,13 @@ async fn batch(
     tag = "discovery",
     responses((status = 200, description = "The caller's grants", body = ref("#/components/schemas/lienthong.v1.Capabilities")))
 )]
-async fn capabilities(
-    super::Current(g): super::Current,
-    Incoming { caller, .. }: Incoming,
-) -> Response {
+async fn capabilities(super::Current(g): super::Current, mut incoming: Incoming) -> Response {
+    if g.identify(&incoming.caller).is_ok()
+        && let Some(refused) = refused_early(&g, &mut incoming, None, "capabilities").await
+    {
+        return refused;
+    }
+    let caller = incoming.caller;
     match g.capabilities(&caller) {
         // The proto3 JSON form of the gRPC answer, so both transports say the same.
         Ok((consumer, grants)) => Json(super::capabilities(consumer, &grants)).into_response(),
@@ -517,12 +498,22 @@ struct VerifyAnswer {
 )]
 async fn verify(
     super::Current(g): super::Current,
-    Incoming {
-        context, caller, ..
-    }: Incoming,
-    Path(dataset): Path<String>,
-    body: axum::body::Bytes,
+    mut incoming: Incoming,
+    dataset: Result<Path<String>, PathRejection>,
+    body: axum::body::Body,
 ) -> Response {
+    let body = match read_body(&g, &incoming.caller, "verify", body).await {
+        Ok(b) => b,
+        Err(answer) => return answer,
+    };
+    if let Some(refused) = refused_early(&g, &mut incoming, dataset.as_ref().err(), "verify").await
+    {
+        return refused;
+    }
+    let dataset = dataset.map(|p| p.0).unwrap_or_default();
+    let Incoming {
+        context, caller, ..
+    } = incoming;
     let parsed: VerifyBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
         Err(e) => {

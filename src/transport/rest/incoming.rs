@@ -1,0 +1,295 @@
+//! What a REST request brings, read without refusing anything yet: the caller its
+//! credentials name, the call context, the query, the caller's deadline. Whatever is wrong
+//! with them is kept as a problem and answered only after authentication, so an unknown
+//! caller hears only that it is unknown, and a known one leaves its record.
+
+use super::problem;
+use crate::core::gateway::Gateway;
+use crate::core::request::{Caller, ClientCertificate, TraceContext};
+use crate::domain::context::RawContext;
+use crate::domain::error::{ErrorCode, LookupError};
+use crate::transport::door::{BodyFault, REQUEST_TIMEOUT_HEADER};
+use crate::transport::{bearer, context_from, percent_decode, request_id, wants_fresh};
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Uri, header};
+use axum::response::Response;
+use std::sync::Arc;
+use std::time::Duration;
+use utoipa::IntoParams;
+
+/// The query a lookup takes.
+#[derive(Default, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(super) struct Fields {
+    /// Comma-separated field names (proto names, e.g. `full_name,date_of_birth`); absent
+    /// means every field the grant allows. Given at most once.
+    fields: Option<String>,
+}
+
+/// The longest deadline a caller may set, in milliseconds.
+const MAX_TIMEOUT_MS: u64 = 600_000;
+
+/// A request's caller and context, its cache directive, asked fields and deadline, and the
+/// first thing found wrong with them.
+pub(super) struct Incoming {
+    pub(super) context: RawContext,
+    pub(super) fresh: bool,
+    pub(super) caller: Caller,
+    pub(super) fields: Vec<String>,
+    pub(super) deadline: Option<tokio::time::Instant>,
+    pub(super) problem: Option<LookupError>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Incoming {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Incoming::read(parts))
+    }
+}
+
+impl Incoming {
+    pub(super) fn read(parts: &Parts) -> Incoming {
+        let headers = &parts.headers;
+        let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
+        let caller = Caller {
+            api_key: bearer(text(header::AUTHORIZATION)),
+            certificate: parts.extensions.get::<Arc<ClientCertificate>>().cloned(),
+            transport: "rest",
+            trace: TraceContext::continue_from(text(header::HeaderName::from_static(
+                "traceparent",
+            ))),
+            request_id: request_id(),
+        };
+        let (fields, query_problem) = match query_fields(&parts.uri) {
+            Ok(f) => (f, None),
+            Err(e) => (Vec::new(), Some(e)),
+        };
+        let (deadline, deadline_problem) = match deadline(headers) {
+            Ok(d) => (d, None),
+            Err(e) => (None, Some(e)),
+        };
+        Incoming {
+            context: context_from(|name| headers.get(name).map(|v| v.as_bytes())),
+            fresh: wants_fresh(text(header::CACHE_CONTROL)),
+            caller,
+            fields,
+            deadline,
+            problem: query_problem.or(deadline_problem),
+        }
+    }
+}
+
+fn invalid(message: impl Into<String>) -> LookupError {
+    LookupError::new(ErrorCode::InvalidRequest, message)
+}
+
+/// The `fields` parameter, split; a parameter given twice, unknown or badly encoded is a
+/// problem.
+fn query_fields(uri: &Uri) -> Result<Vec<String>, LookupError> {
+    let Some(query) = uri.query() else {
+        return Ok(Vec::new());
+    };
+    let mut fields: Option<String> = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |s: &str| percent_decode(&s.replace('+', " "));
+        let name =
+            decode(name).ok_or_else(|| invalid("the query is not valid percent-encoded UTF-8"))?;
+        if name != "fields" {
+            return Err(invalid(format!(
+                "unknown query parameter {:?}: a lookup takes only `fields`",
+                truncate(&name)
+            )));
+        }
+        if fields.is_some() {
+            return Err(invalid(
+                "the query parameter `fields` is given more than once: list the fields comma-separated in one",
+            ));
+        }
+        fields = Some(decode(value).ok_or_else(|| {
+            invalid("the query parameter `fields` is not valid percent-encoded UTF-8")
+        })?);
+    }
+    Ok(fields
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+        .map(str::to_owned)
+        .collect())
+}
+
+/// The caller's deadline from `X-Request-Timeout-Ms`, kept back a little as gRPC's is, so
+/// the answer reaches the caller before its own clock runs out.
+fn deadline(headers: &HeaderMap) -> Result<Option<tokio::time::Instant>, LookupError> {
+    let Some(v) = headers.get(REQUEST_TIMEOUT_HEADER) else {
+        return Ok(None);
+    };
+    let ms = v
+        .to_str()
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .filter(|ms| (1..=MAX_TIMEOUT_MS).contains(ms))
+        .ok_or_else(|| {
+            invalid(format!(
+                "X-Request-Timeout-Ms must be a whole number of milliseconds from 1 to {MAX_TIMEOUT_MS}"
+            ))
+        })?;
+    let t = Duration::from_millis(ms);
+    let margin = (t / 10).min(Duration::from_millis(100));
+    Ok(Some(tokio::time::Instant::now() + (t - margin)))
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(64).collect()
+}
+
+/// The body of a known caller's request, or the answer to send: `unauthenticated` for an
+/// unknown caller (before a byte of the body is read), else `payload_too_large`,
+/// `request_timeout` or `invalid_request`, each recorded.
+pub(super) async fn read_body(
+    g: &Gateway,
+    caller: &Caller,
+    action: &'static str,
+    body: axum::body::Body,
+) -> Result<bytes::Bytes, Response> {
+    if let Err(e) = g.identify(caller) {
+        return Err(problem(&e, &caller.request_id));
+    }
+    match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(bytes) => Ok(bytes),
+        Err(e) => {
+            let error = match BodyFault::of(&e) {
+                Some(BodyFault::TooLarge(limit)) => LookupError::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!(
+                        "the request body is over the limit of {limit} bytes (door.max_body_bytes)"
+                    ),
+                ),
+                Some(BodyFault::TooSlow(t)) => LookupError::new(
+                    ErrorCode::RequestTimeout,
+                    format!(
+                        "the request body did not arrive within {} ms (door.body_timeout_ms)",
+                        t.as_millis()
+                    ),
+                ),
+                None => invalid(format!("the request body could not be read: {e}")),
+            };
+            let error = g.refuse(caller, action, error).await;
+            Err(problem(&error, &caller.request_id))
+        }
+    }
+}
+
+/// A request for no route: `unknown_route` (404), or for a gRPC method this port does not
+/// serve, UNIMPLEMENTED with its ErrorInfo. Recorded when the caller is known.
+pub(super) async fn unrouted(
+    live: Arc<crate::core::live::Live>,
+    request: axum::extract::Request,
+) -> Response {
+    let g = live.current();
+    let (parts, _) = request.into_parts();
+    let incoming = Incoming::read(&parts);
+    let (method, uri, headers) = (&parts.method, &parts.uri, &parts.headers);
+    let grpc = headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    let mut caller = incoming.caller;
+    let error = if grpc {
+        caller.transport = "grpc";
+        LookupError::new(
+            ErrorCode::UnknownRoute,
+            format!(
+                "no gRPC method {} here: the services are listed by server reflection",
+                truncate(uri.path())
+            ),
+        )
+    } else {
+        LookupError::new(
+            ErrorCode::UnknownRoute,
+            format!(
+                "no route {method} {}: the routes are listed in /openapi.json",
+                truncate(uri.path())
+            ),
+        )
+    };
+    let error = g.refuse(&caller, "request", error).await;
+    if grpc {
+        crate::transport::grpc::status(&error, &caller.request_id).into_http()
+    } else {
+        problem(&error, &caller.request_id)
+    }
+}
+
+/// Turns the router's bare 405 into a problem body (keeping `Allow`), recorded when the
+/// caller is known.
+pub(super) async fn method_not_allowed(
+    crate::transport::Current(g): crate::transport::Current,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let incoming = Incoming::read(&parts);
+    let method = parts.method.clone();
+    let path = truncate(parts.uri.path());
+    let response = next
+        .run(axum::extract::Request::from_parts(parts, body))
+        .await;
+    if response.status() != axum::http::StatusCode::METHOD_NOT_ALLOWED
+        || response.headers().contains_key(header::CONTENT_TYPE)
+    {
+        return response;
+    }
+    let error = LookupError::new(
+        ErrorCode::MethodNotAllowed,
+        format!("{path} does not take {method}: see /openapi.json"),
+    );
+    let error = g.refuse(&incoming.caller, "request", error).await;
+    let mut answer = problem(&error, &incoming.caller.request_id);
+    if let Some(allow) = response.headers().get(header::ALLOW) {
+        answer.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    answer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_query_takes_fields_once() {
+        let q = |s: &str| query_fields(&s.parse::<Uri>().unwrap());
+        assert_eq!(q("/x").unwrap(), Vec::<String>::new());
+        assert_eq!(
+            q("/x?fields=full_name,%20date_of_birth").unwrap(),
+            ["full_name", "date_of_birth"]
+        );
+        let twice = q("/x?fields=a&fields=b").unwrap_err();
+        assert!(twice.message.contains("more than once"));
+        let unknown = q("/x?field=a").unwrap_err();
+        assert!(
+            unknown
+                .message
+                .contains("unknown query parameter \"field\"")
+        );
+        assert!(q("/x?fields=%ZZ").is_err());
+    }
+
+    #[test]
+    fn the_deadline_header_is_milliseconds() {
+        let h = |v: &str| {
+            let mut m = HeaderMap::new();
+            m.insert(REQUEST_TIMEOUT_HEADER, v.parse().unwrap());
+            deadline(&m)
+        };
+        assert!(h("250").unwrap().is_some());
+        for bad in ["0", "-1", "1.5", "2s", "600001"] {
+            let e = h(bad).unwrap_err();
+            assert!(e.message.contains("X-Request-Timeout-Ms"), "{bad}");
+        }
+        assert_eq!(deadline(&HeaderMap::new()).unwrap(), None);
+    }
+}
