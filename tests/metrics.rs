@@ -166,7 +166,16 @@ async fn metrics_count_calls_cache_upstream_and_audit_without_personal_data() {
         ),
         1.0
     );
-    assert_eq!(value(&all, "lienthong_audit_records_total", &[]), 5.0);
+    // Five calls, of which the unauthenticated one is summed at the door, not recorded.
+    assert_eq!(value(&all, "lienthong_audit_records_total", &[]), 4.0);
+    assert_eq!(
+        value(
+            &all,
+            "lienthong_door_refusals_total",
+            &[("listener", "lookup"), ("reason", "unauthenticated")]
+        ),
+        1.0
+    );
     assert!(value(&all, "lienthong_audit_commit_records_count", &[]) >= 1.0);
     assert_eq!(value(&all, "lienthong_in_flight_requests", &[]), 0.0);
     // Histogram buckets are cumulative and end at the count.

@@ -307,7 +307,14 @@ pub async fn start(built: Built) -> Result<Running, StartError> {
     };
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
-    let grpc = tonic::service::Routes::new(LookupServiceServer::new(LookupApi::new(live.clone())))
+    let max_message = door.max_body_bytes;
+    let lookup_service = crate::transport::grpc::Refusals::new(
+        LookupServiceServer::new(LookupApi::new(live.clone()))
+            .max_decoding_message_size(max_message),
+        live.clone(),
+        max_message,
+    );
+    let grpc = tonic::service::Routes::new(lookup_service)
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -359,7 +366,7 @@ pub async fn start(built: Built) -> Result<Running, StartError> {
         admin_router,
         stopped.clone(),
     )];
-    let door_summaries = tokio::spawn(door.summarise(live.current().audit_log(), door_stopped));
+    let door_summaries = tokio::spawn(door.summarise(live.current().audit_handle(), door_stopped));
     tasks.push(tokio::spawn(
         live.clone().run_health_checks(stopped.clone()),
     ));

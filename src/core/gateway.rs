@@ -47,11 +47,6 @@ impl Gateway {
         self.metrics.clone()
     }
 
-    /// The audit writer every version shares (the door writes its summaries through it).
-    pub fn audit_log(&self) -> Arc<AuditLog> {
-        self.audit.clone()
-    }
-
     /// Whether the caller's credentials name exactly one consumer: what a transport asks
     /// before it reads a body, so that an unknown caller hears only that.
     pub fn identify(&self, caller: &Caller) -> Result<(), LookupError> {

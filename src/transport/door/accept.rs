@@ -48,7 +48,7 @@ pub fn raise_descriptor_limit() -> Descriptors {
                 current: limit.maximum,
                 maximum: limit.maximum,
             };
-            match setrlimit(Resource::Nofile, raised.clone()) {
+            match setrlimit(Resource::Nofile, raised) {
                 Ok(()) => limit = raised,
                 Err(e) => tracing::warn!(error = %e, "the descriptor limit could not be raised"),
             }

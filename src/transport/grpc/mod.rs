@@ -1,6 +1,10 @@
 //! The gRPC adapter: `lienthong.v1.LookupService`, translated to core calls; errors through
 //! the error-code table with `google.rpc.ErrorInfo` (reason = the stable code) in details.
 
+mod refusals;
+
+pub use refusals::Refusals;
+
 use super::{bearer, context_from, rate_limit_headers, request_id, wants_fresh};
 use crate::core::request::{
     self as core, Caller, ClientCertificate, Lookup, LookupRequest, TraceContext,
@@ -132,11 +136,14 @@ fn info(lookup: &Lookup, request_id: &str) -> ResponseInfo {
     }
 }
 
-fn typed<T: DeserializeOwned>(lookup: &Lookup) -> Result<T, Status> {
-    lookup
-        .record
-        .deserialize()
-        .map_err(|e| Status::internal(format!("record does not fit its message: {e}")))
+fn typed<T: DeserializeOwned>(lookup: &Lookup, request_id: &str) -> Result<T, Status> {
+    lookup.record.deserialize().map_err(|e| {
+        let e = LookupError::new(
+            crate::domain::error::ErrorCode::Internal,
+            format!("record does not fit its message: {e}"),
+        );
+        status(&e, request_id)
+    })
 }
 
 fn respond<T>(message: T, lookup: &Lookup, request_id: &str) -> Response<T> {
@@ -200,7 +207,7 @@ impl LookupService for LookupApi {
             .await?;
         Ok(respond(
             CitizenResponse {
-                record: Some(typed(&found)?),
+                record: Some(typed(&found, &id)?),
                 info: Some(info(&found, &id)),
             },
             &found,
@@ -224,7 +231,7 @@ impl LookupService for LookupApi {
             .await?;
         Ok(respond(
             EnterpriseResponse {
-                record: Some(typed(&found)?),
+                record: Some(typed(&found, &id)?),
                 info: Some(info(&found, &id)),
             },
             &found,
@@ -242,7 +249,7 @@ impl LookupService for LookupApi {
             .await?;
         Ok(respond(
             LandParcelResponse {
-                record: Some(typed(&found)?),
+                record: Some(typed(&found, &id)?),
                 info: Some(info(&found, &id)),
             },
             &found,
@@ -270,25 +277,30 @@ impl LookupService for LookupApi {
     ) -> Result<Response<VerifyResponse>, Status> {
         let (meta, ext, r) = request.into_parts();
         let caller = caller(&meta, &ext);
-        let claims = r
+        let gateway = self.gateway.current();
+        let claims = match r
             .claims
             .into_iter()
-            .map(|(k, v)| {
-                Ok((
-                    k,
-                    serde_json::to_value(v).map_err(|e| Status::invalid_argument(e.to_string()))?,
-                ))
-            })
-            .collect::<Result<_, Status>>()?;
+            .map(|(k, v)| Ok((k, serde_json::to_value(v)?)))
+            .collect::<Result<_, serde_json::Error>>()
+        {
+            Ok(claims) => claims,
+            Err(e) => {
+                let e = LookupError::new(
+                    crate::domain::error::ErrorCode::InvalidRequest,
+                    format!("a claim is not a JSON value: {e}"),
+                );
+                let e = gateway.refuse(&caller, "verify", e).await;
+                return Err(status(&e, &caller.request_id));
+            }
+        };
         let request = core::VerifyRequest {
             dataset: r.dataset.clone(),
             key: r.key,
             claims,
             context: context(r.context, &meta),
         };
-        let verdict = self
-            .gateway
-            .current()
+        let verdict = gateway
             .verify(&caller, request)
             .await
             .map_err(|e| status(&e, &caller.request_id))?;
