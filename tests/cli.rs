@@ -82,3 +82,42 @@ fn sim_samples_prints_keys_that_exist() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown dataset"));
 }
+
+#[test]
+fn check_config_shows_the_doors_limits_with_environment_overrides_and_errors() {
+    let shown = lienthong()
+        .args(["check-config", "--config", "config/demo/gateway.toml"])
+        .env("LIENTHONG_DOOR__SOURCE_RATE", "\"50/s\"")
+        .env("LIENTHONG_DOOR__EXEMPT", "[\"10.20.0.0/16\"]")
+        .output()
+        .expect("runs");
+    let out = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    for line in [
+        "source_rate            50/s",
+        "exempt                 10.20.0.0/16",
+        "header_read_timeout    10000 ms",
+    ] {
+        assert!(out.contains(line), "{line:?} in:\n{out}");
+    }
+    let bad = lienthong()
+        .args(["check-config", "--config", "config/demo/gateway.toml"])
+        .env("LIENTHONG_DOOR__TRUSTED_PROXIES", "[\"proxy.example\"]")
+        .env("LIENTHONG_DOOR__MAX_IN_FLIGHT", "0")
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success());
+    assert!(
+        err.contains("door.trusted_proxies[0]: \"proxy.example\" is not an address block"),
+        "{err}"
+    );
+    assert!(
+        err.contains("door.max_in_flight: must be at least 1"),
+        "{err}"
+    );
+}

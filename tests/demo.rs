@@ -50,12 +50,17 @@ fn every_printed_curl_command_works() {
     let mut grpcurl = String::new();
     let mut grpcurl_open = false;
     let mut current = String::new();
+    let mut burst = String::new();
     for line in BufReader::new(stdout).lines() {
         let line = line.expect("line");
         if line.starts_with("Press Ctrl-C") {
             break;
         }
         let trimmed = line.trim();
+        if trimmed.starts_with("seq ") {
+            burst = trimmed.to_owned();
+            continue;
+        }
         if trimmed.starts_with("grpcurl ") || grpcurl_open {
             grpcurl.push_str(trimmed.trim_end_matches('\\'));
             grpcurl.push(' ');
@@ -102,6 +107,34 @@ fn every_printed_curl_command_works() {
     assert_eq!(batch["items"][1]["outcome"], "invalid_key");
 
     grpc_command_works(&grpcurl);
+
+    // Every answer carries the grant's quota; the printed burst gets 429s beyond it.
+    let headers = Command::new("sh")
+        .arg("-c")
+        .arg(commands[0].replacen("curl -s", "curl -s -D - -o /dev/null", 1))
+        .output()
+        .expect("curl runs");
+    let headers = String::from_utf8_lossy(&headers.stdout).to_lowercase();
+    assert!(headers.contains("ratelimit-limit: 600"), "{headers}");
+    assert!(headers.contains("ratelimit-remaining:"), "{headers}");
+    let counted = Command::new("sh")
+        .arg("-c")
+        .arg(&burst)
+        .output()
+        .expect("the burst runs");
+    let counted = String::from_utf8_lossy(&counted.stdout);
+    let count_of = |status: &str| -> u32 {
+        counted
+            .lines()
+            .filter_map(|l| l.split_once(status).filter(|(_, rest)| rest.is_empty()))
+            .filter_map(|(n, _)| n.trim().parse::<u32>().ok())
+            .sum()
+    };
+    // 599 fit what is left of the quota (the second curl above took one), a few more as
+    // it refills (10 a second) during the burst; the rest are refused.
+    let (served, refused) = (count_of(" 200"), count_of(" 429"));
+    assert_eq!(served + refused, 650, "{burst}\n{counted}");
+    assert!((599..640).contains(&served) && refused > 0, "{counted}");
 
     // The printed audit report lists the lookups of that citizen just made.
     let report = run(&commands[4]);

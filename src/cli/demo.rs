@@ -78,6 +78,10 @@ Over gRPC (server reflection is on, no proto file needed):
     -d '{{"context":{{"procedure_code":"1.001612","dossier_id":"000.00.53.H48-251128-0001","officer_id":"canbo01"}},"personal_id":"{citizen}"}}' \
     {lookup} lienthong.v1.LookupService/GetCitizen
 
+Rate limits: each demo grant admits 600 lookups a minute (see the RateLimit-* headers);
+650 at once gets 429s, with Retry-After, in the documented problem form:
+  seq 650 | xargs -P 32 -I{{}} curl -s -o /dev/null -w '%{{http_code}}\n' -H 'Authorization: Bearer demo-onestop-key' {ctx} http://{lookup}/v1/enterprises/{enterprise} | sort | uniq -c
+
 Every call above left an audit record (in ./data/audit.db). Who looked at this citizen:
   curl -s -H 'Authorization: Bearer demo-operator-token' 'http://{admin}/admin/v1/audit/report?dataset=population.citizen&subject={citizen}'
 After stopping: lienthong audit verify, and lienthong audit report --dataset population.citizen --subject {citizen}

@@ -245,6 +245,10 @@ fn check_config(config: Option<PathBuf>) -> Result<(), CliError> {
         c.consumers.len(),
         c.grants.len()
     );
+    out!("door (read at start; see docs/operations.md):");
+    for (setting, value) in built.door.describe() {
+        out!("  {setting:<22} {value}");
+    }
     Ok(())
 }
 

@@ -102,7 +102,13 @@ pub fn write_config(
         .replace("127.0.0.1:7083", &sims.land_addr.to_string());
     let connectors = edit("connectors.toml", connectors);
     let consumers = edit("consumers.toml", CONSUMERS_TOML.to_owned());
-    let grants = edit("grants.toml", GRANTS_TOML.to_owned());
+    // The demo's quotas are for people trying it; tests of quotas set their own.
+    let demo_grants: String = GRANTS_TOML
+        .lines()
+        .filter(|l| !l.starts_with("quota = "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let grants = edit("grants.toml", demo_grants);
     let gateway = GATEWAY_TOML
         .replace("127.0.0.1:8080", "127.0.0.1:0")
         .replace("127.0.0.1:9090", "127.0.0.1:0")
