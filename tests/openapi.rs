@@ -205,3 +205,158 @@ fn the_validator_rejects_what_does_not_fit() {
         .is_err()
     );
 }
+
+/// A small deterministic generator (xorshift), so a failure names a seed that repeats it.
+struct Gen(u64);
+
+impl Gen {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[(self.next() % items.len() as u64) as usize]
+    }
+
+    fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+}
+
+/// The property Schemathesis checks, over every operation of `/openapi.json`: whatever is
+/// sent (valid or not: keys, contexts, credentials, queries, bodies, sizes), the answer's
+/// status is one the operation documents, with the content type documented for it.
+#[tokio::test]
+async fn no_request_gets_an_undocumented_status_or_content_type() {
+    let h = Harness::start_with(|name, text| {
+        if name == "gateway.toml" {
+            // Small bounds so that generated requests reach them.
+            text + "\n[door]\nsource_rate = \"1000000/s\"\nauth_failures = \"1000000/s\"\nmax_body_bytes = 4096\nmax_header_bytes = 4096\n"
+        } else {
+            text
+        }
+    })
+    .await;
+    let doc: Value = h
+        .http
+        .get(format!("{}/openapi.json", h.base))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    let citizen = h.sample("population.citizen");
+    let keys = [
+        citizen.clone(),
+        h.sample("business.enterprise"),
+        h.sample("land.parcel"),
+        "001099000017".to_owned(),
+        "12".to_owned(),
+        "%ZZ".to_owned(),
+        "a%2Fb".to_owned(),
+        "x".repeat(300),
+        "%C3%28".to_owned(),
+        "population.citizen".to_owned(),
+        "tax.payer".to_owned(),
+        "..".to_owned(),
+    ];
+    let queries = [
+        "",
+        "?fields=full_name",
+        "?fields=a&fields=b",
+        "?unknown=1",
+        "?fields=%ZZ",
+        "?fields=no_such_field",
+        "?&&=",
+    ];
+    let bodies: Vec<Vec<u8>> = vec![
+        br#"{"items":[{"dataset":"population.citizen","key":"KEY"}]}"#.to_vec(),
+        br#"{"key":"KEY","claims":{"full_name":"A"}}"#.to_vec(),
+        b"{}".to_vec(),
+        b"{\"items\": [".to_vec(),
+        b"not json".to_vec(),
+        vec![b' '; 10_000],
+        br#"{"items":[]}"#.to_vec(),
+        br#"{"key":"KEY","claims":{"no_such":"x"}}"#.to_vec(),
+    ];
+    let mut g = Gen(0x9e37_79b9_7f4a_7c15);
+    let mut checked = 0;
+    let mut seen = std::collections::BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("item") {
+            for _ in 0..40 {
+                let mut url = path.clone();
+                for p in op["parameters"].as_array().into_iter().flatten() {
+                    if p["in"] == "path" {
+                        let name = p["name"].as_str().expect("name");
+                        let key: &String = g.pick(&keys);
+                        url = url.replace(&format!("{{{name}}}"), key);
+                    }
+                }
+                let query: &&str = g.pick(&queries);
+                url.push_str(query);
+                let target = format!("{}{url}", h.base);
+                let mut rb = match method.as_str() {
+                    "get" => h.http.get(&target),
+                    _ => {
+                        let body = g.pick(&bodies).clone();
+                        let body = String::from_utf8_lossy(&body).replace("KEY", &citizen);
+                        h.http.post(&target).body(body)
+                    }
+                };
+                if g.chance(80) {
+                    rb = rb.bearer_auth(*g.pick(&[API_KEY, API_KEY, API_KEY, "wrong-key"]));
+                }
+                for (name, good, bad) in [
+                    ("X-Procedure-Code", PROCEDURE, "3.000001"),
+                    ("X-Dossier-Id", DOSSIER, "hồ sơ"),
+                    ("X-Officer-Id", OFFICER, "c%C3"),
+                ] {
+                    if g.chance(85) {
+                        rb = rb.header(name, if g.chance(80) { good } else { bad });
+                    }
+                }
+                if g.chance(10) {
+                    rb = rb.header("X-Purpose", *g.pick(&["abc%ZZ", "c%E1%BA%A5p", "%"]));
+                }
+                if g.chance(10) {
+                    rb = rb.header("X-Request-Timeout-Ms", *g.pick(&["0", "5000", "soon"]));
+                }
+                if g.chance(5) {
+                    rb = rb.header("X-Padding", "p".repeat(5000));
+                }
+                let response = rb.send().await.expect("sent");
+                seen.insert(response.status().as_u16());
+                let status = response.status().as_u16().to_string();
+                let ct = response
+                    .headers()
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                let documented = &op["responses"][status.as_str()];
+                assert!(
+                    !documented.is_null(),
+                    "{method} {url}: {status} is not documented for {path}"
+                );
+                assert!(
+                    documented["content"].get(ct.as_str()).is_some(),
+                    "{method} {url}: {status} came as {ct:?}, documented as {:?}",
+                    documented["content"]
+                        .as_object()
+                        .map(|c| c.keys().collect::<Vec<_>>())
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 7 * 40);
+    // The generator reaches the refusals, not only the happy path.
+    for status in [200, 400, 401, 404, 413, 431] {
+        assert!(seen.contains(&status), "no {status} among {seen:?}");
+    }
+}

@@ -6,8 +6,8 @@
 //! - Message schemas (records, capabilities) come from the proto descriptors the handlers
 //!   serialise with, by the proto3 JSON mapping with proto field names; descriptions are the
 //!   `.proto` comments.
-//! - Error responses come from the error-code table: every status a lookup can answer with,
-//!   naming the stable codes behind it.
+//! - Error responses come from the error-code table: for each operation, the statuses it can
+//!   really answer with (the codes its handler and the door can give), naming the codes.
 
 use crate::domain::error::ErrorCode;
 use prost_reflect::{Cardinality, FieldDescriptor, Kind, MessageDescriptor};
@@ -23,8 +23,14 @@ use utoipa::openapi::{
 /// Name of the problem-body schema, shared by every error response.
 pub const PROBLEM: &str = "Problem";
 
-/// Completes the document the router collected: message schemas, error responses, security.
-pub fn complete(api: &mut OpenApi, pool: &prost_reflect::DescriptorPool, messages: &[&str]) {
+/// Completes the document the router collected: message schemas, error responses (the codes
+/// `errors(method, path)` names for each operation), security.
+pub fn complete(
+    api: &mut OpenApi,
+    pool: &prost_reflect::DescriptorPool,
+    messages: &[&str],
+    errors: impl Fn(&str, &str) -> Vec<ErrorCode>,
+) {
     let components = api.components.get_or_insert_with(Default::default);
     let mut pending: Vec<MessageDescriptor> = messages
         .iter()
@@ -78,24 +84,22 @@ pub fn complete(api: &mut OpenApi, pool: &prost_reflect::DescriptorPool, message
         code.enum_values = Some(ErrorCode::ALL.iter().map(|c| c.as_str().into()).collect());
     }
 
-    let mut by_status: BTreeMap<u16, Vec<ErrorCode>> = BTreeMap::new();
-    for code in ErrorCode::ALL {
-        by_status
-            .entry(code.http_status().as_u16())
-            .or_default()
-            .push(code);
-    }
-    for item in api.paths.paths.values_mut() {
-        for op in [
-            &mut item.get,
-            &mut item.post,
-            &mut item.put,
-            &mut item.delete,
-            &mut item.patch,
-        ]
-        .into_iter()
-        .flatten()
-        {
+    for (path, item) in api.paths.paths.iter_mut() {
+        for (method, op) in [
+            ("get", &mut item.get),
+            ("post", &mut item.post),
+            ("put", &mut item.put),
+            ("delete", &mut item.delete),
+            ("patch", &mut item.patch),
+        ] {
+            let Some(op) = op else { continue };
+            let mut by_status: BTreeMap<u16, Vec<ErrorCode>> = BTreeMap::new();
+            for code in errors(method, path) {
+                by_status
+                    .entry(code.http_status().as_u16())
+                    .or_default()
+                    .push(code);
+            }
             for (status, codes) in &by_status {
                 let described = codes
                     .iter()

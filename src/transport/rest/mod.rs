@@ -7,7 +7,7 @@ use super::rate_limit_headers;
 use crate::core::gateway::Gateway;
 use crate::core::request::{BatchItem, BatchOutcome, Lookup, LookupRequest, VerifyRequest};
 use crate::domain::dataset::{BUSINESS_ENTERPRISE, LAND_PARCEL, POPULATION_CITIZEN};
-use crate::domain::error::LookupError;
+use crate::domain::error::{ErrorCode, LookupError};
 use axum::extract::Path;
 use axum::extract::rejection::PathRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -70,8 +70,47 @@ pub fn documented(gateway: Arc<crate::core::live::Live>) -> (Router, utoipa::ope
             LAND_PARCEL_MESSAGE,
             "lienthong.v1.Capabilities",
         ],
+        errors_of,
     );
     (router, api)
+}
+
+/// The codes an operation can answer with besides success: the door's refusals and an
+/// unreadable query on every one, then what its steps can refuse.
+fn errors_of(method: &str, path: &str) -> Vec<ErrorCode> {
+    use ErrorCode::*;
+    let mut codes = vec![
+        Unauthenticated,
+        RateLimited,
+        Overloaded,
+        HeadersTooLarge,
+        InvalidRequest,
+        AuditUnavailable,
+    ];
+    let provider = [
+        PermissionDenied,
+        InvalidKey,
+        InvalidContext,
+        UnknownDataset,
+        NotFound,
+        UpstreamUnavailable,
+        UpstreamTimeout,
+        UpstreamBadResponse,
+        Internal,
+    ];
+    match (method, path) {
+        ("get", "/v1/capabilities") => {}
+        ("post", "/v1/batch") => codes.extend([PayloadTooLarge, RequestTimeout, Internal]),
+        ("post", _) => {
+            codes.extend(provider);
+            codes.extend([PayloadTooLarge, RequestTimeout]);
+        }
+        _ => {
+            codes.extend(provider);
+            codes.push(DeadlineExceeded);
+        }
+    }
+    codes
 }
 
 const CITIZEN_MESSAGE: &str = "lienthong.v1.Citizen";
@@ -103,7 +142,7 @@ struct ContextHeaders {
     /// The dossier (hồ sơ) being processed, e.g. `000.00.53.H48-251128-0001`.
     #[param(rename = "X-Dossier-Id")]
     dossier_id: String,
-    /// The civil servant handling the dossier.
+    /// The civil servant handling the dossier; text other than ASCII percent-encoded (UTF-8).
     #[param(rename = "X-Officer-Id")]
     officer_id: String,
     /// The agency's code in the national list, e.g. `000.00.53.H48`.
@@ -112,6 +151,17 @@ struct ContextHeaders {
     /// Free-text purpose, percent-encoded UTF-8.
     #[param(rename = "X-Purpose")]
     purpose: Option<String>,
+}
+
+/// The caller's deadline for a lookup, like gRPC's `grpc-timeout`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+struct Deadline {
+    /// Milliseconds (1 to 600000) the caller will wait; a provider call still running then
+    /// is given up and the answer is `deadline_exceeded` (504).
+    #[param(rename = "X-Request-Timeout-Ms")]
+    request_timeout_ms: Option<u64>,
 }
 
 /// An RFC 9457 problem body.
@@ -248,7 +298,7 @@ async fn lookup(
     get,
     path = "/v1/citizens/{id}",
     tag = "lookup",
-    params(("id" = String, Path, description = "12-digit personal identification number"), Fields, ContextHeaders),
+    params(("id" = String, Path, description = "12-digit personal identification number"), Fields, ContextHeaders, Deadline),
     responses((status = 200, description = "The record, only the granted (and asked) fields; `X-Cache` says where it came from", body = ref("#/components/schemas/lienthong.v1.Citizen")))
 )]
 async fn citizen(
@@ -264,7 +314,7 @@ async fn citizen(
     get,
     path = "/v1/enterprises/{code}",
     tag = "lookup",
-    params(("code" = String, Path, description = "10-digit enterprise code, or 13 with a branch suffix"), Fields, ContextHeaders),
+    params(("code" = String, Path, description = "10-digit enterprise code, or 13 with a branch suffix"), Fields, ContextHeaders, Deadline),
     responses((status = 200, description = "The record, only the granted (and asked) fields", body = ref("#/components/schemas/lienthong.v1.Enterprise")))
 )]
 async fn enterprise(
@@ -280,7 +330,7 @@ async fn enterprise(
     get,
     path = "/v1/land-parcels/{parcel}",
     tag = "lookup",
-    params(("parcel" = String, Path, description = "Parcel id: commune code, map sheet and parcel number"), Fields, ContextHeaders),
+    params(("parcel" = String, Path, description = "Parcel id: commune code, map sheet and parcel number"), Fields, ContextHeaders, Deadline),
     responses((status = 200, description = "The record, only the granted (and asked) fields", body = ref("#/components/schemas/lienthong.v1.LandParcel")))
 )]
 async fn parcel(
@@ -300,7 +350,8 @@ async fn parcel(
         ("dataset" = String, Path, description = "Dataset name, e.g. `population.citizen`"),
         ("key" = String, Path, description = "The dataset's key"),
         Fields,
-        ContextHeaders
+        ContextHeaders,
+        Deadline
     ),
     responses((status = 200, description = "The record as a JSON object, only the granted (and asked) fields", body = Object))
 )]
