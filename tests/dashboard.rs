@@ -92,6 +92,16 @@ async fn the_dashboard_shows_live_figures_that_agree_with_metrics() {
         })
     };
     let url = format!("http://{}/dashboard", h.gateway.admin_addr);
+    // A few callers with no credentials: refused at the door, which the page shows.
+    for _ in 0..3 {
+        let r = h
+            .http
+            .get(format!("{}/v1/capabilities", h.base))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(r.status(), 401);
+    }
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
 
     let before = total_requests(&h).await;
@@ -118,6 +128,15 @@ async fn the_dashboard_shows_live_figures_that_agree_with_metrics() {
     assert!(
         first.contains("<td>population.citizen</td>"),
         "datasets are listed"
+    );
+    assert_eq!(
+        shown(&first, "door-total"),
+        3.0,
+        "refusals at the door are shown"
+    );
+    assert!(
+        first.contains("<td>lookup</td><td>unauthenticated</td>"),
+        "by listener and reason"
     );
 
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
