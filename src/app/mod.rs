@@ -145,10 +145,22 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
+/// Connections the kernel holds for the accept loop. Deep enough that a burst of
+/// connections from one source (closed at accept by the door) does not fill it and make
+/// other sources' connections wait for a SYN retry; the kernel caps it at `somaxconn`.
+const LISTEN_BACKLOG: u32 = 4096;
+
 async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Bind { addr, what, source })
+    let failed = |source| StartError::Bind { addr, what, source };
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(failed)?;
+    socket.set_reuseaddr(true).map_err(failed)?;
+    socket.bind(addr).map_err(failed)?;
+    socket.listen(LISTEN_BACKLOG).map_err(failed)
 }
 
 fn local_addr(listener: &TcpListener, what: &'static str) -> Result<SocketAddr, StartError> {
