@@ -649,3 +649,122 @@ async fn grpc_refusals_carry_their_error_info_and_authentication_comes_first() {
         ]
     );
 }
+
+/// One HTTP/2 frame as sent on the wire.
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// Reads frames until `want` says stop or the connection ends; returns (type, flags,
+/// payload) of each.
+async fn frames_until(
+    s: &mut TcpStream,
+    within: Duration,
+    want: impl Fn(&[(u8, u8, Vec<u8>)]) -> bool,
+) -> Vec<(u8, u8, Vec<u8>)> {
+    let mut buf = Vec::new();
+    let mut seen = Vec::new();
+    let _ = tokio::time::timeout(within, async {
+        let mut chunk = [0u8; 16384];
+        loop {
+            while buf.len() >= 9 {
+                let len =
+                    (usize::from(buf[0]) << 16) | (usize::from(buf[1]) << 8) | usize::from(buf[2]);
+                if buf.len() < 9 + len {
+                    break;
+                }
+                seen.push((buf[3], buf[4], buf[9..9 + len].to_vec()));
+                buf.drain(..9 + len);
+            }
+            if want(&seen) {
+                return;
+            }
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await;
+    seen
+}
+
+#[tokio::test]
+async fn http2_settings_pings_and_rapid_reset_are_bounded() {
+    let h = with_door(
+        "h2_max_concurrent_streams = 7\nh2_keepalive_interval_ms = 200\nh2_max_pending_reset_streams = 2\nmax_header_bytes = 3000",
+    )
+    .await;
+    const SETTINGS: u8 = 0x4;
+    const PING: u8 = 0x6;
+    const GOAWAY: u8 = 0x7;
+    let mut s = TcpStream::connect(h.gateway.lookup_addr).await.unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    s.write_all(&frame(SETTINGS, 0, 0, &[])).await.unwrap();
+    // The server's settings carry the door's stream and header-list limits.
+    let seen = frames_until(&mut s, Duration::from_secs(3), |f| {
+        f.iter().any(|x| x.0 == SETTINGS && x.1 == 0)
+    })
+    .await;
+    let settings = &seen
+        .iter()
+        .find(|x| x.0 == SETTINGS && x.1 == 0)
+        .expect("server settings")
+        .2;
+    let value = |id: u16| {
+        settings
+            .chunks(6)
+            .find(|c| u16::from_be_bytes([c[0], c[1]]) == id)
+            .map(|c| u32::from_be_bytes([c[2], c[3], c[4], c[5]]))
+    };
+    assert_eq!(value(0x3), Some(7), "SETTINGS_MAX_CONCURRENT_STREAMS");
+    assert_eq!(value(0x6), Some(6000), "SETTINGS_MAX_HEADER_LIST_SIZE");
+    s.write_all(&frame(SETTINGS, 0x1, 0, &[])).await.unwrap();
+    // Keepalive: the server pings a quiet connection.
+    let seen = frames_until(&mut s, Duration::from_secs(3), |f| {
+        f.iter().any(|x| x.0 == PING)
+    })
+    .await;
+    assert!(
+        seen.iter().any(|x| x.0 == PING && x.1 == 0),
+        "a keepalive ping"
+    );
+
+    // Rapid reset: streams opened and cancelled at once, far past the pending-reset bound.
+    let mut r = TcpStream::connect(h.gateway.lookup_addr).await.unwrap();
+    let mut burst = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    burst.extend(frame(SETTINGS, 0, 0, &[]));
+    // :method GET, :scheme http, :path /, :authority x (HPACK, static table and a literal).
+    let head = [0x82, 0x86, 0x84, 0x41, 0x01, b'x'];
+    for i in 0..200u32 {
+        let stream = 2 * i + 1;
+        burst.extend(frame(0x1, 0x5, stream, &head));
+        burst.extend(frame(0x3, 0, stream, &8u32.to_be_bytes()));
+    }
+    r.write_all(&burst).await.unwrap();
+    let seen = frames_until(&mut r, Duration::from_secs(5), |f| {
+        f.iter().any(|x| x.0 == GOAWAY)
+    })
+    .await;
+    let goaway = seen
+        .iter()
+        .find(|x| x.0 == GOAWAY)
+        .expect("the connection is told to go away");
+    let code = u32::from_be_bytes([goaway.2[4], goaway.2[5], goaway.2[6], goaway.2[7]]);
+    assert_eq!(code, 0xb, "ENHANCE_YOUR_CALM");
+    // Other callers are unaffected.
+    let probe = client_from(PROBE);
+    let r = probe
+        .get(format!("{}/v1/capabilities", h.base))
+        .bearer_auth(API_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}

@@ -699,3 +699,48 @@ async fn admin_callers_prove_themselves_with_client_certificates_over_rest_and_g
         ]
     );
 }
+
+#[tokio::test]
+async fn a_stalled_or_failed_handshake_is_closed_and_counted_at_the_door() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let pki = Pki::new();
+    let tls = pki.tls_section("optional");
+    let h = Harness::start_with(move |name, text| match name {
+        "gateway.toml" => text + &tls + "\n[door]\ntls_handshake_timeout_ms = 300\n",
+        _ => text,
+    })
+    .await;
+    // A client that connects and never says hello.
+    let mut silent = tokio::net::TcpStream::connect(h.gateway.lookup_addr)
+        .await
+        .expect("connects");
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(3), silent.read(&mut buf))
+        .await
+        .expect("closed by the handshake timeout")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(250));
+    // One that speaks plain HTTP to the TLS port.
+    let mut plain = tokio::net::TcpStream::connect(h.gateway.lookup_addr)
+        .await
+        .expect("connects");
+    plain
+        .write_all(b"GET /v1/capabilities HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("sent");
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(3), plain.read(&mut buf)).await;
+    let metrics = reqwest::get(format!("http://{}/metrics", h.gateway.admin_addr))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains(
+            "lienthong_door_refusals_total{listener=\"lookup\",reason=\"tls_handshake\"} 2"
+        ),
+        "{metrics}"
+    );
+}
