@@ -266,7 +266,9 @@ fn head_too_large(req: &Request<Incoming>, c: &super::DoorConfig) -> Option<Stri
             c.max_headers
         ));
     }
-    let bytes: usize = req.uri().to_string().len()
+    let target = req.uri().path_and_query().map_or(0, |p| p.as_str().len())
+        + req.uri().authority().map_or(0, |a| a.as_str().len());
+    let bytes: usize = target
         + h.iter()
             .map(|(n, v)| n.as_str().len() + v.len())
             .sum::<usize>();
