@@ -278,6 +278,16 @@ async fn admin_token_guessing_is_throttled_and_recorded_as_summaries() {
         "lienthong_door_refusals_total{listener=\"admin\",reason=\"unauthenticated\"} 4"
     ));
     assert!(metrics.contains("lienthong_open_connections{listener=\"lookup\"}"));
+    // An unknown admin path is answered in the documented form too.
+    let r = operator
+        .get(format!("{admin}/admin/v1/nothing"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(problem_code(&body), "unknown_route");
 }
 
 /// Whether the server has closed `s` (a read sees the end) within `within`.

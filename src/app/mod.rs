@@ -361,10 +361,12 @@ pub async fn start(built: Built) -> Result<Running, StartError> {
     let admin_reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::ADMIN_DESCRIPTOR_SET)
         .build_v1()?;
-    let admin_router = admin::router(live.clone()).merge(
-        tonic::service::Routes::new(AdminServiceServer::new(AdminApi::new(live.clone())))
-            .add_service(admin_reflection)
-            .into_axum_router(),
+    let admin_router = admin::answer_unrouted(
+        admin::router(live.clone()).merge(
+            tonic::service::Routes::new(AdminServiceServer::new(AdminApi::new(live.clone())))
+                .add_service(admin_reflection)
+                .into_axum_router(),
+        ),
     );
     let admin_tls = tls
         .as_ref()

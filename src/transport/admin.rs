@@ -72,6 +72,32 @@ pub fn router(gateway: Arc<crate::core::live::Live>) -> Router {
         .with_state(gateway)
 }
 
+/// `router` answering requests for no admin route in the documented form: 404
+/// `unknown_route` (or gRPC UNIMPLEMENTED with its ErrorInfo). Admin calls are audited by
+/// what they change, so a request that reaches nothing leaves no record.
+pub fn answer_unrouted(router: Router) -> Router {
+    router.fallback(|request: axum::extract::Request| async move {
+        let grpc = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        let path: String = request.uri().path().chars().take(100).collect();
+        let id = super::request_id();
+        let e = LookupError::new(
+            ErrorCode::UnknownRoute,
+            format!(
+                "no admin route {} {path}: see docs/admin.md",
+                request.method()
+            ),
+        );
+        if grpc {
+            super::grpc::status(&e, &id).into_http()
+        } else {
+            super::rest::problem(&e, &id)
+        }
+    })
+}
+
 /// Ready to take lookups: config loaded (it is, or the process would not run), not
 /// shutting down, the audit store writable, and no connector marked critical hard down.
 async fn readyz(super::Current(g): super::Current) -> Response {
