@@ -79,23 +79,38 @@ class Demo:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+IP_BIND_ADDRESS_NO_PORT = 24  # Linux: pick the source port at connect, by the whole 4-tuple
+
+
+def connect_from(source, port, timeout):
+    """A connection from `source`. The port is chosen at connect time, so that the attacker's
+    20,000 sockets on 127.0.0.1 do not exhaust the ports a bind would pick from."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+    s.settimeout(timeout)
+    s.bind((source, 0))
+    s.connect(("127.0.0.1", port))
+    return s
+
+
 def request(port, path, headers=None, source=PROBE, method="GET", body=None, timeout=5):
-    """(status, seconds) of one request from `source`, or (None, seconds) if unanswered."""
+    """(status, seconds) of one request from `source`, or (error, seconds) if unanswered."""
     started = time.perf_counter()
     try:
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout,
-                                       source_address=(source, 0))
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        c.sock = connect_from(source, port, timeout)
         c.request(method, path, body=body, headers=headers or {})
         r = c.getresponse()
         r.read()
         c.close()
         return r.status, time.perf_counter() - started
-    except OSError:
-        return None, time.perf_counter() - started
+    except OSError as e:
+        return f"{type(e).__name__}: {e}", time.perf_counter() - started
 
 
 def metrics(demo):
-    c = http.client.HTTPConnection("127.0.0.1", demo.admin, timeout=5, source_address=(PROBE, 0))
+    c = http.client.HTTPConnection("127.0.0.1", demo.admin, timeout=5)
+    c.sock = connect_from(PROBE, demo.admin, 5)
     c.request("GET", "/metrics")
     text = c.getresponse().read().decode()
     c.close()
@@ -137,7 +152,9 @@ class Prober:
             rs = self.results[name]
             answered = sum(1 for s, _ in rs if s == ok)
             worst = max((t for _, t in rs), default=0)
-            return f"{name} {answered}/{len(rs)} answered {ok} (slowest {worst * 1000:.0f} ms)"
+            failures = sorted({str(s) for s, _ in rs if s != ok})
+            why = f", failed: {failures}" if failures else ""
+            return f"{name} {answered}/{len(rs)} answered {ok} (slowest {worst * 1000:.0f} ms{why})"
         return one("healthz", 200) + "; " + one("lookup", 200)
 
 
@@ -152,7 +169,7 @@ def attack(demo, title, run):
                 if v - before["refusals"].get(k, 0) > 0}
     print(f"\n== {title}")
     print(f"   saw: {seen}")
-    own = sum(1 for s, _ in probe.results["lookup"] if s is not None)
+    own = sum(1 for s, _ in probe.results["lookup"] if isinstance(s, int))
     print(f"   audit records added: {int(after['records'] - before['records']) - own} "
           f"(besides the probe's own {own} lookups, each recorded)")
     print(f"   door refusals: {refusals or 'none'}")
@@ -244,7 +261,7 @@ def forms(demo):
 
     def show(label, port, path, headers, method="GET", body=b""):
         # A raw exchange: the server may answer (413) before the body is all sent.
-        s = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(PROBE, 0))
+        s = connect_from(PROBE, port, 10)
         head = f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
         head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         head += f"Content-Length: {len(body)}\r\n\r\n"
@@ -280,7 +297,8 @@ def forms(demo):
     for purpose in ("abc%ZZ", "abc%", "%C3%28"):
         show(f"X-Purpose {purpose}", demo.lookup, f"/v1/citizens/{demo.citizen}",
              dict(authed, **{"X-Purpose": purpose}))
-    c = http.client.HTTPConnection("127.0.0.1", demo.lookup, source_address=(PROBE, 0))
+    c = http.client.HTTPConnection("127.0.0.1", demo.lookup)
+    c.sock = connect_from(PROBE, demo.lookup, 10)
     c.request("GET", f"/v1/citizens/{demo.citizen}", headers=authed)
     r = c.getresponse()
     r.read()
@@ -290,7 +308,8 @@ def forms(demo):
 
 def latency(demo, n=300):
     headers = dict(CTX, Authorization=f"Bearer {KEY}")
-    c = http.client.HTTPConnection("127.0.0.1", demo.lookup, timeout=10, source_address=(PROBE, 0))
+    c = http.client.HTTPConnection("127.0.0.1", demo.lookup, timeout=10)
+    c.sock = connect_from(PROBE, demo.lookup, 10)
     times = []
     for _ in range(n):
         started = time.perf_counter()

@@ -181,7 +181,7 @@ def metrics():
 # ---- systems under test ----
 
 def gateway_config(tmp, name, cache_ttl=600, durability="sync", postgres=None, sim=None,
-                   lookup=None, admin=None):
+                   lookup=None, admin=None, door=True):
     """The demo config with the benchmark's ports, its own audit store, and a generous quota
     on every grant so the rate limiter runs on every call."""
     sim = sim or {"pop": PORTS["sim_pop"], "biz": PORTS["sim_biz"], "land": PORTS["sim_land"]}
@@ -210,8 +210,9 @@ def gateway_config(tmp, name, cache_ttl=600, durability="sync", postgres=None, s
         'legal_basis', 'quota = "1000000000/min"\nlegal_basis')
     # The benchmark's own door: the load generator's address is exempt from the per-source
     # budgets and connection caps (it is one source sending what many would); the global
-    # limits stay on.
-    gw += '\n[door]\nexempt = ["127.0.0.0/8"]\nmax_in_flight = 100000\n'
+    # limits stay on. A baseline from before the door has no [door] to read.
+    if door:
+        gw += '\n[door]\nexempt = ["127.0.0.0/8"]\nmax_in_flight = 100000\n'
     for f, t in [("gateway.toml", gw), ("connectors.toml", conn),
                  ("consumers.toml", text["consumers.toml"]), ("grants.toml", grants)]:
         open(os.path.join(d, f), "w").write(t)
@@ -367,6 +368,8 @@ def main():
     ap.add_argument("--memory-records", type=int, default=1_000_000)
     ap.add_argument("--write", help="write the report (markdown) here")
     ap.add_argument("--baseline", help="another lienthong binary to compare in the cache-hit run")
+    ap.add_argument("--baseline-door", action="store_true",
+                    help="give the baseline the benchmark's [door] too (a build that reads it)")
     ap.add_argument("--cache-hit-only", action="store_true",
                     help="stop after the cache-hit comparison and the herd")
     a = ap.parse_args()
@@ -415,7 +418,8 @@ def main():
         bl = None
         if a.baseline:
             bl = start_gateway(procs, tmp, "baseline", binary=a.baseline,
-                               lookup=PORTS["baseline_lookup"], admin=PORTS["baseline_admin"])
+                               lookup=PORTS["baseline_lookup"], admin=PORTS["baseline_admin"],
+                               door=a.baseline_door)
         fl = procs.start([FLOOR, "--addr", f"127.0.0.1:{PORTS['floor']}", "--body", answer], SUT_CPU,
                          os.path.join(tmp, "floor.log"))
         wait_http(f"http://127.0.0.1:{PORTS['floor']}/", "floor")

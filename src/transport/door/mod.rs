@@ -17,7 +17,7 @@ mod sources;
 pub use accept::{Descriptors, raise_descriptor_limit, serve};
 pub use body::{BodyFault, FaultCell};
 pub use ledger::DOOR_SUMMARY;
-pub use service::{Peer, REQUEST_TIMEOUT_HEADER};
+pub use service::REQUEST_TIMEOUT_HEADER;
 pub use sources::{Cidr, SourceKey};
 
 use crate::audit::writer::AuditLog;

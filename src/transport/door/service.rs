@@ -25,10 +25,6 @@ use tower::ServiceExt;
 /// `grpc-timeout`.
 pub const REQUEST_TIMEOUT_HEADER: &str = "x-request-timeout-ms";
 
-/// The address a request came from (after trusted proxies): a request extension.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Peer(pub IpAddr);
-
 /// What a connection's watchdog needs to know: requests in progress, when the last one
 /// started or ended, and whether one ever came.
 pub(super) struct Activity {
@@ -183,8 +179,9 @@ impl hyper::service::Service<Request<Incoming>> for DoorService {
             door: door.clone(),
             listener: self.listener,
         };
-        // 4. on, with the body bounded.
-        let fault = Arc::new(FaultCell::default());
+        // 4. on, with the body bounded. gRPC's decoder only sees an error message, so it
+        //    gets a cell that says why the body was cut off.
+        let fault = grpc.then(|| Arc::new(FaultCell::default()));
         let mut req = req.map(|body| {
             // gRPC frames its message: room for the frame header, so that the decoder's
             // own limit (the same number) is the one that speaks.
@@ -196,11 +193,11 @@ impl hyper::service::Service<Request<Incoming>> for DoorService {
                 fault.clone(),
             ))
         });
-        let ext = req.extensions_mut();
-        ext.insert(fault);
-        ext.insert(Peer(ip));
+        if let Some(fault) = fault {
+            req.extensions_mut().insert(fault);
+        }
         if let Some(c) = &self.certificate {
-            ext.insert(c.clone());
+            req.extensions_mut().insert(c.clone());
         }
         let (router, door, listener) = (self.router.clone(), door.clone(), self.listener);
         Either::Right(Box::pin(async move {

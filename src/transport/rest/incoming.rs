@@ -224,34 +224,35 @@ pub(super) async fn unrouted(
     }
 }
 
-/// Turns the router's bare 405 into a problem body (keeping `Allow`), recorded when the
-/// caller is known.
+/// A known path asked with a method it does not take: `method_not_allowed` (405) with the
+/// `Allow` header, recorded when the caller is known. (The router calls this only then.)
 pub(super) async fn method_not_allowed(
-    crate::transport::Current(g): crate::transport::Current,
+    live: Arc<crate::core::live::Live>,
     request: axum::extract::Request,
-    next: axum::middleware::Next,
 ) -> Response {
-    let (parts, body) = request.into_parts();
+    let g = live.current();
+    let (parts, _) = request.into_parts();
     let incoming = Incoming::read(&parts);
-    let method = parts.method.clone();
-    let path = truncate(parts.uri.path());
-    let response = next
-        .run(axum::extract::Request::from_parts(parts, body))
-        .await;
-    if response.status() != axum::http::StatusCode::METHOD_NOT_ALLOWED
-        || response.headers().contains_key(header::CONTENT_TYPE)
-    {
-        return response;
-    }
+    let path = parts.uri.path();
+    // Lookups are reads; a batch and a verify are posts.
+    let allow = if path == "/v1/batch" || path.ends_with("/verify") {
+        "POST"
+    } else {
+        "GET,HEAD"
+    };
     let error = LookupError::new(
         ErrorCode::MethodNotAllowed,
-        format!("{path} does not take {method}: see /openapi.json"),
+        format!(
+            "{} does not take {}: it takes {allow} (see /openapi.json)",
+            truncate(path),
+            parts.method
+        ),
     );
     let error = g.refuse(&incoming.caller, "request", error).await;
     let mut answer = problem(&error, &incoming.caller.request_id);
-    if let Some(allow) = response.headers().get(header::ALLOW) {
-        answer.headers_mut().insert(header::ALLOW, allow.clone());
-    }
+    answer
+        .headers_mut()
+        .insert(header::ALLOW, header::HeaderValue::from_static(allow));
     answer
 }
 

@@ -55,12 +55,11 @@ pub fn documented(gateway: Arc<crate::core::live::Live>) -> (Router, utoipa::ope
         .routes(routes!(batch))
         .routes(routes!(capabilities))
         .routes(routes!(verify))
-        .layer(axum::middleware::from_fn_with_state(
-            gateway.clone(),
-            incoming::method_not_allowed,
-        ))
-        .with_state(gateway)
+        .with_state(gateway.clone())
         .split_for_parts();
+    let router = router.method_not_allowed_fallback(move |request: axum::extract::Request| {
+        incoming::method_not_allowed(gateway.clone(), request)
+    });
     super::openapi::complete(
         &mut api,
         crate::domain::dataset::descriptors(),
