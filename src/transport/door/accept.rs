@@ -2,7 +2,7 @@
 //! TLS handshake's timeout, HTTP/1.1 and HTTP/2 under the door's limits, and a watchdog
 //! that closes a connection that sends no request head in time or sits idle.
 
-use super::service::{Activity, DoorService, Expiry};
+use super::service::{Activity, DoorService, Expiry, Watch};
 use super::sources::SourceKey;
 use super::{Door, DoorConfig, Listener, Reason};
 use axum::Router;
@@ -78,6 +78,10 @@ impl Drop for Held {
         }
     }
 }
+
+/// hyper's own HTTP/1.1 bounds when left alone.
+const HYPER_MAX_HEADERS: usize = 100;
+const HYPER_MAX_BUF: usize = 400 * 1024;
 
 /// How long a connection told to close may take to finish what it is answering.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
@@ -174,11 +178,17 @@ fn builder(c: &DoorConfig) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     // hyper's own bounds sit above the door's, which answer in the documented form; past
     // hyper's, the answer is hyper's bare 431 or a closed stream.
-    b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(c.header_read_timeout)
-        .max_headers(c.max_headers.saturating_mul(2).max(100))
-        .max_buf_size(c.max_header_bytes.saturating_mul(2).max(16 * 1024));
+    let mut h1 = b.http1();
+    h1.timer(TokioTimer::new())
+        .header_read_timeout(c.header_read_timeout);
+    // Only raised when the door's limits need it: hyper's defaults (100 fields, a buffer of
+    // about 400 KB) cost least per request.
+    if c.max_headers.saturating_mul(2) > HYPER_MAX_HEADERS {
+        h1.max_headers(c.max_headers.saturating_mul(2));
+    }
+    if c.max_header_bytes.saturating_mul(2) > HYPER_MAX_BUF {
+        h1.max_buf_size(c.max_header_bytes.saturating_mul(2));
+    }
     b.http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(c.h2.max_concurrent_streams)
@@ -260,9 +270,11 @@ impl Connection {
         let mut watch = tokio::time::interval(tick);
         watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut closing: Option<tokio::time::Instant> = None;
+        let mut watched = Watch::new();
         let source = SourceKey::of(self.peer.ip());
         let result = loop {
             tokio::select! {
+                biased;
                 result = conn.as_mut() => break result,
                 _ = stop.wait_for(|s| *s), if closing.is_none() => {
                     conn.as_mut().graceful_shutdown();
@@ -276,7 +288,7 @@ impl Connection {
                         }
                         continue;
                     }
-                    match activity.expired(c.header_read_timeout, c.idle_timeout) {
+                    match watched.expired(&activity, c.header_read_timeout, c.idle_timeout) {
                         Some(Expiry::NoRequestHead) => {
                             self.door.refused(self.which, source, Reason::HeaderTimeout);
                             // Nothing to finish: a connection that never sent a request

@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tower::ServiceExt;
 
@@ -25,45 +25,68 @@ use tower::ServiceExt;
 /// `grpc-timeout`.
 pub const REQUEST_TIMEOUT_HEADER: &str = "x-request-timeout-ms";
 
-/// What a connection's watchdog needs to know: requests in progress, when the last one
-/// started or ended, and whether one ever came.
+/// What a connection's watchdog needs to know, kept without reading a clock per request:
+/// requests in progress, and a count of request events (each start and each end) that the
+/// watchdog compares from one tick to the next.
 pub(super) struct Activity {
-    opened: tokio::time::Instant,
     active: AtomicUsize,
-    /// Milliseconds from `opened` to the last request event.
-    last_ms: AtomicU64,
-    seen: AtomicBool,
+    events: AtomicU64,
+}
+
+/// The watchdog's own view of a connection: when it opened, and since when nothing happened.
+pub(super) struct Watch {
+    opened: tokio::time::Instant,
+    seen_events: u64,
+    quiet_since: tokio::time::Instant,
 }
 
 impl Activity {
     pub(super) fn new() -> Activity {
         Activity {
-            opened: tokio::time::Instant::now(),
             active: AtomicUsize::new(0),
-            last_ms: AtomicU64::new(0),
-            seen: AtomicBool::new(false),
+            events: AtomicU64::new(0),
         }
     }
 
-    fn touch(&self) {
-        let ms = self.opened.elapsed().as_millis() as u64;
-        self.last_ms.store(ms, Ordering::Relaxed);
+    fn event(&self) {
+        self.events.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn seen(&self) -> bool {
+        self.events.load(Ordering::Relaxed) > 0
+    }
+}
+
+impl Watch {
+    pub(super) fn new() -> Watch {
+        let now = tokio::time::Instant::now();
+        Watch {
+            opened: now,
+            seen_events: 0,
+            quiet_since: now,
+        }
     }
 
     /// Whether the connection should close: no request head within `header` of opening,
     /// or no request in progress for `idle`.
-    pub(super) fn expired(&self, header: Duration, idle: Duration) -> Option<Expiry> {
-        let now = self.opened.elapsed();
-        if !self.seen.load(Ordering::Relaxed) {
-            return (now >= header).then_some(Expiry::NoRequestHead);
+    pub(super) fn expired(
+        &mut self,
+        a: &Activity,
+        header: Duration,
+        idle: Duration,
+    ) -> Option<Expiry> {
+        let now = tokio::time::Instant::now();
+        let events = a.events.load(Ordering::Relaxed);
+        if events == 0 {
+            return (now.duration_since(self.opened) >= header).then_some(Expiry::NoRequestHead);
         }
-        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
-        let idle_for = now.saturating_sub(last);
-        (self.active.load(Ordering::Relaxed) == 0 && idle_for >= idle).then_some(Expiry::Idle)
-    }
-
-    pub(super) fn seen(&self) -> bool {
-        self.seen.load(Ordering::Relaxed)
+        if events != self.seen_events {
+            self.seen_events = events;
+            self.quiet_since = now;
+            return None;
+        }
+        let idle_for = now.duration_since(self.quiet_since);
+        (a.active.load(Ordering::Relaxed) == 0 && idle_for >= idle).then_some(Expiry::Idle)
     }
 }
 
@@ -85,7 +108,7 @@ struct Place {
 impl Drop for Place {
     fn drop(&mut self) {
         self.activity.active.fetch_sub(1, Ordering::Relaxed);
-        self.activity.touch();
+        self.activity.event();
         self.door.in_flight[self.listener.index()].fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -109,10 +132,8 @@ impl hyper::service::Service<Request<Incoming>> for DoorService {
     type Future = Either<Ready<Answer>, BoxFuture<'static, Answer>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
-        let arrived = tokio::time::Instant::now();
         let activity = &self.activity;
-        activity.seen.store(true, Ordering::Relaxed);
-        activity.touch();
+        activity.event();
         let door = &self.door;
         let ip = client_ip(self.peer.ip(), &req, &door.config.trusted_proxies);
         let source = SourceKey::of(ip);
@@ -183,9 +204,14 @@ impl hyper::service::Service<Request<Incoming>> for DoorService {
         //    gets a cell that says why the body was cut off.
         let fault = grpc.then(|| Arc::new(FaultCell::default()));
         let mut req = req.map(|body| {
+            if http_body::Body::is_end_stream(&body) {
+                // Nothing to wait for or to bound.
+                return Body::new(body);
+            }
             // gRPC frames its message: room for the frame header, so that the decoder's
             // own limit (the same number) is the one that speaks.
             let limit = door.config.max_body_bytes + if grpc { 1024 } else { 0 };
+            let arrived = tokio::time::Instant::now();
             Body::new(Guarded::new(
                 body,
                 limit,
@@ -337,22 +363,26 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_connection_expires_without_a_request_head_or_when_idle() {
-        let a = Activity::new();
         let (header, idle) = (Duration::from_secs(2), Duration::from_secs(10));
-        assert_eq!(a.expired(header, idle), None);
+        let a = Activity::new();
+        let mut w = Watch::new();
+        assert_eq!(w.expired(&a, header, idle), None);
         tokio::time::advance(Duration::from_secs(2)).await;
-        assert_eq!(a.expired(header, idle), Some(Expiry::NoRequestHead));
+        assert_eq!(w.expired(&a, header, idle), Some(Expiry::NoRequestHead));
 
         let b = Activity::new();
-        b.seen.store(true, Ordering::Relaxed);
+        let mut w = Watch::new();
+        b.event();
         b.active.fetch_add(1, Ordering::Relaxed);
+        assert_eq!(w.expired(&b, header, idle), None);
         tokio::time::advance(Duration::from_secs(60)).await;
-        assert_eq!(b.expired(header, idle), None, "a request in progress");
+        assert_eq!(w.expired(&b, header, idle), None, "a request in progress");
         b.active.fetch_sub(1, Ordering::Relaxed);
-        b.touch();
+        b.event();
+        assert_eq!(w.expired(&b, header, idle), None, "it just ended");
         tokio::time::advance(Duration::from_secs(9)).await;
-        assert_eq!(b.expired(header, idle), None);
+        assert_eq!(w.expired(&b, header, idle), None);
         tokio::time::advance(Duration::from_secs(1)).await;
-        assert_eq!(b.expired(header, idle), Some(Expiry::Idle));
+        assert_eq!(w.expired(&b, header, idle), Some(Expiry::Idle));
     }
 }

@@ -178,7 +178,7 @@ pub(super) async fn read_body(
                 ),
                 None => invalid(format!("the request body could not be read: {e}")),
             };
-            let error = g.refuse(caller, action, error).await;
+            let error = Box::pin(g.refuse(caller, action, error)).await;
             Err(problem(&error, &caller.request_id))
         }
     }

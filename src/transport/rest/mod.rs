@@ -241,6 +241,8 @@ fn served(lookup: Lookup, request_id: &str) -> Response {
 
 /// What was wrong with the request before the core could take it (a path, query or
 /// header it cannot read), answered after authentication and recorded for a known caller.
+/// Checked without awaiting; the refusal itself runs boxed, so that its future does not
+/// grow every handler's future (and the copies made of it) for the rare case.
 async fn refused_early(
     gateway: &Gateway,
     incoming: &mut Incoming,
@@ -254,9 +256,7 @@ async fn refused_early(
         )),
         None => incoming.problem.take(),
     }?;
-    let e = gateway
-        .refuse(&incoming.caller, action, problem_found)
-        .await;
+    let e = Box::pin(gateway.refuse(&incoming.caller, action, problem_found)).await;
     Some(problem(&e, &incoming.caller.request_id))
 }
 
@@ -266,7 +266,14 @@ async fn lookup(
     dataset: &str,
     key: Result<String, PathRejection>,
 ) -> Response {
-    if let Some(refused) = refused_early(gateway, &mut incoming, key.as_ref().err(), "fetch").await
+    if (incoming.problem.is_some() || key.is_err())
+        && let Some(refused) = Box::pin(refused_early(
+            gateway,
+            &mut incoming,
+            key.as_ref().err(),
+            "fetch",
+        ))
+        .await
     {
         return refused;
     }
@@ -286,7 +293,9 @@ async fn lookup(
         bypass_cache: fresh,
         deadline,
     };
-    match gateway.lookup(&caller, request).await {
+    // Boxed: the core's future is large, and the router moves the handler's future more than
+    // once; a pointer moves for free.
+    match Box::pin(gateway.lookup(&caller, request)).await {
         Ok(found) => served(found, &caller.request_id),
         Err(e) => problem(&e, &caller.request_id),
     }
