@@ -313,6 +313,12 @@ async fn connections_are_capped_per_source_and_slow_or_idle_ones_are_closed() {
         "max_connections_per_source = 4\nheader_read_timeout_ms = 400\nidle_timeout_ms = 400",
     )
     .await;
+    // At start the gateway raised its soft descriptor limit to the hard one.
+    #[cfg(target_os = "linux")]
+    {
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+        assert_eq!(limit.current, limit.maximum);
+    }
     let addr = h.gateway.lookup_addr;
     let mut held = Vec::new();
     for _ in 0..4 {
