@@ -34,12 +34,7 @@ fn client_from(ip: IpAddr) -> reqwest::Client {
 }
 
 async fn lookup_from(h: &Harness, client: &reqwest::Client, id: &str) -> reqwest::Response {
-    client
-        .get(format!("{}/v1/citizens/{id}", h.base))
-        .bearer_auth(API_KEY)
-        .header("X-Procedure-Code", PROCEDURE)
-        .header("X-Dossier-Id", DOSSIER)
-        .header("X-Officer-Id", OFFICER)
+    with_context(client.get(format!("{}/v1/citizens/{id}", h.base)))
         .send()
         .await
         .expect("sent")
@@ -195,12 +190,7 @@ async fn forwarded_addresses_count_only_from_trusted_proxies() {
     let id = h.sample("population.citizen");
     let proxy = client_from(IpAddr::V4(Ipv4Addr::LOCALHOST));
     let via = |client: &reqwest::Client, forwarded: &'static str| {
-        client
-            .get(format!("{}/v1/citizens/{id}", h.base))
-            .bearer_auth(API_KEY)
-            .header("X-Procedure-Code", PROCEDURE)
-            .header("X-Dossier-Id", DOSSIER)
-            .header("X-Officer-Id", OFFICER)
+        with_context(client.get(format!("{}/v1/citizens/{id}", h.base)))
             .header("X-Forwarded-For", forwarded)
             .send()
     };
@@ -433,12 +423,7 @@ async fn answers_outside_the_routes_are_in_the_documented_form_and_recorded_for_
             problem_code(&body).to_owned(),
         )
     };
-    let ctx = |rb: reqwest::RequestBuilder| {
-        rb.bearer_auth(API_KEY)
-            .header("X-Procedure-Code", PROCEDURE)
-            .header("X-Dossier-Id", DOSSIER)
-            .header("X-Officer-Id", OFFICER)
-    };
+    let ctx = with_context;
     let cases = [
         (
             ctx(known.get(format!("{base}/v1/nothing-here"))),
@@ -573,13 +558,7 @@ async fn a_rest_deadline_gives_deadline_exceeded() {
             ..Default::default()
         });
     let id = h.sample("population.citizen");
-    let r = h
-        .http
-        .get(format!("{}/v1/citizens/{id}", h.base))
-        .bearer_auth(API_KEY)
-        .header("X-Procedure-Code", PROCEDURE)
-        .header("X-Dossier-Id", DOSSIER)
-        .header("X-Officer-Id", OFFICER)
+    let r = with_context(h.http.get(format!("{}/v1/citizens/{id}", h.base)))
         .header("X-Request-Timeout-Ms", "300")
         .send()
         .await

@@ -55,12 +55,7 @@ impl Harness {
 
     /// A REST GET with the demo credentials and a valid context.
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(API_KEY)
-            .header("X-Procedure-Code", PROCEDURE)
-            .header("X-Dossier-Id", DOSSIER)
-            .header("X-Officer-Id", OFFICER)
+        with_context(self.http.get(format!("{}{path}", self.base)))
             .send()
             .await
             .expect("request sent")
@@ -128,6 +123,14 @@ pub fn write_config(
         std::fs::write(dir.join(name), text).expect("write config");
     }
     dir.join("gateway.toml")
+}
+
+/// `rb` with the demo API key and a valid call context.
+pub fn with_context(rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    rb.bearer_auth(API_KEY)
+        .header("X-Procedure-Code", PROCEDURE)
+        .header("X-Dossier-Id", DOSSIER)
+        .header("X-Officer-Id", OFFICER)
 }
 
 pub fn context() -> Option<lienthong::proto::lienthong::RequestContext> {
