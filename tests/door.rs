@@ -278,6 +278,15 @@ async fn admin_token_guessing_is_throttled_and_recorded_as_summaries() {
     assert_eq!(r.headers()["content-type"], "application/problem+json");
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(problem_code(&body), "unknown_route");
+    let r = operator
+        .delete(format!("{admin}/admin/v1/grants"))
+        .bearer_auth("demo-operator-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    assert!(r.headers()["allow"].to_str().unwrap().contains("POST"));
 }
 
 /// Whether the server has closed `s` (a read sees the end) within `within`.

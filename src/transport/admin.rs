@@ -69,7 +69,26 @@ pub fn router(gateway: Arc<crate::core::live::Live>) -> Router {
         .route("/admin/v1/breakers", get(breakers))
         .route("/admin/v1/audit/records", get(records))
         .route("/admin/v1/audit/report", get(report))
+        .layer(axum::middleware::map_response(method_not_allowed))
         .with_state(gateway)
+}
+
+/// The router's bare 405 as a problem body, keeping `Allow`.
+async fn method_not_allowed(response: Response) -> Response {
+    if response.status() != axum::http::StatusCode::METHOD_NOT_ALLOWED
+        || response.headers().contains_key(header::CONTENT_TYPE)
+    {
+        return response;
+    }
+    let e = LookupError::new(
+        ErrorCode::MethodNotAllowed,
+        "this admin route does not take that method: see Allow and docs/admin.md",
+    );
+    let mut answer = super::rest::problem(&e, &super::request_id());
+    if let Some(allow) = response.headers().get(header::ALLOW) {
+        answer.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    answer
 }
 
 /// `router` answering requests for no admin route in the documented form: 404
