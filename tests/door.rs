@@ -80,6 +80,10 @@ fn problem_code(body: &serde_json::Value) -> &str {
     body["code"].as_str().unwrap_or_default()
 }
 
+fn problem_detail(body: &serde_json::Value) -> &str {
+    body["detail"].as_str().unwrap_or_default()
+}
+
 #[tokio::test]
 async fn an_unauthenticated_flood_is_shut_out_and_summed_not_recorded_call_by_call() {
     let h = with_door("auth_failures = \"5/min\"\nauth_backoff_ms = 60000").await;
@@ -97,12 +101,7 @@ async fn an_unauthenticated_flood_is_shut_out_and_summed_not_recorded_call_by_ca
             assert!(r.headers().contains_key("retry-after"));
             let body: serde_json::Value = r.json().await.expect("problem");
             assert_eq!(problem_code(&body), "rate_limited");
-            assert!(
-                body["detail"]
-                    .as_str()
-                    .unwrap()
-                    .contains("failed authentications")
-            );
+            assert!(problem_detail(&body).contains("failed authentications"));
         }
     }
     let r = attacker
@@ -157,12 +156,7 @@ async fn a_source_over_its_budget_is_refused_and_exempt_sources_are_not() {
     assert!((1..=12).contains(&retry), "retry after {retry} s");
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(problem_code(&body), "rate_limited");
-    assert!(
-        body["detail"]
-            .as_str()
-            .unwrap()
-            .contains("door.source_rate")
-    );
+    assert!(problem_detail(&body).contains("door.source_rate"));
     // An exempt address skips the per-source budget.
     let platform = client_from(PROBE);
     for _ in 0..10 {
@@ -547,12 +541,7 @@ async fn answers_outside_the_routes_are_in_the_documented_form_and_recorded_for_
         .unwrap();
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(problem_code(&body), "invalid_context");
-    assert!(
-        body["detail"]
-            .as_str()
-            .unwrap()
-            .contains("officer_id holds raw non-ASCII bytes")
-    );
+    assert!(problem_detail(&body).contains("officer_id holds raw non-ASCII bytes"));
     // Percent-encoded, it is read.
     let r = known
         .get(format!("{base}/v1/citizens/{id}"))

@@ -96,10 +96,7 @@ async fn method_not_allowed(response: Response) -> Response {
 /// what they change, so a request that reaches nothing leaves no record.
 pub fn answer_unrouted(router: Router) -> Router {
     router.fallback(|request: axum::extract::Request| async move {
-        let grpc = request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        let grpc = super::is_grpc(request.headers());
         let path: String = request.uri().path().chars().take(100).collect();
         let id = super::request_id();
         let e = LookupError::new(
@@ -109,11 +106,7 @@ pub fn answer_unrouted(router: Router) -> Router {
                 request.method()
             ),
         );
-        if grpc {
-            super::grpc::status(&e, &id).into_http()
-        } else {
-            super::rest::problem(&e, &id)
-        }
+        super::refusal(grpc, &e, &id)
     })
 }
 

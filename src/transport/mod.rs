@@ -10,6 +10,7 @@ pub mod rest;
 pub mod tls;
 
 use crate::domain::context::RawContext;
+use crate::domain::error::LookupError;
 use crate::layers::policy::{Consumer, Grant};
 use crate::proto::lienthong::{Capabilities, DatasetCapability};
 use crate::shared::limiter::QuotaState;
@@ -59,6 +60,40 @@ pub fn rate_limit_headers(state: &QuotaState) -> [(&'static str, String); 3] {
         ("ratelimit-remaining", state.remaining.to_string()),
         ("ratelimit-reset", reset.to_string()),
     ]
+}
+
+/// The caller a request names: its `Authorization` and `traceparent` values (REST headers
+/// and gRPC metadata share them) and the connection's verified client certificate.
+pub fn caller(
+    authorization: Option<&str>,
+    traceparent: Option<&str>,
+    certificate: Option<std::sync::Arc<crate::core::request::ClientCertificate>>,
+    transport: &'static str,
+) -> crate::core::request::Caller {
+    crate::core::request::Caller {
+        api_key: bearer(authorization),
+        certificate,
+        transport,
+        trace: crate::core::request::TraceContext::continue_from(traceparent),
+        request_id: request_id(),
+    }
+}
+
+/// Whether a request speaks gRPC, by its content type: refusals made before a handler runs
+/// answer in the caller's protocol.
+pub fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// An error in the caller's protocol: a gRPC status with its details, or a problem body.
+pub fn refusal(grpc: bool, e: &LookupError, request_id: &str) -> axum::response::Response {
+    if grpc {
+        grpc::status(e, request_id).into_http()
+    } else {
+        rest::problem(e, request_id)
+    }
 }
 
 /// A fresh request id (time-ordered UUID).

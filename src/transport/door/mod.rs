@@ -126,17 +126,6 @@ pub struct DoorConfig {
     pub summary_window: Duration,
 }
 
-impl Default for DoorConfig {
-    fn default() -> Self {
-        let mut all = Vec::new();
-        let mut e = Errors {
-            file: String::new(),
-            all: &mut all,
-        };
-        from_settings(&RawDoor::default(), &mut e)
-    }
-}
-
 /// Reads `[door]`; every mistake is recorded with its key.
 pub fn from_settings(raw: &RawDoor, e: &mut Errors<'_>) -> DoorConfig {
     let mut rate = |key: &str, v: &str, default: &str| {

@@ -138,10 +138,14 @@ impl hyper::service::Service<Request<Incoming>> for DoorService {
         let ip = client_ip(self.peer.ip(), &req, &door.config.trusted_proxies);
         let source = SourceKey::of(ip);
         let exempt = door.exempt(ip);
-        let grpc = is_grpc(&req);
+        let grpc = crate::transport::is_grpc(req.headers());
         let refuse = |reason: Reason, error: LookupError| {
             door.refused(self.listener, source, reason);
-            Either::Left(ready(Ok(refusal(grpc, &error))))
+            Either::Left(ready(Ok(crate::transport::refusal(
+                grpc,
+                &error,
+                &crate::transport::request_id(),
+            ))))
         };
         // 1. a back-off after failed authentications, then the source's budget.
         if !exempt && let Err(r) = door.sources.admit(source) {
@@ -251,22 +255,6 @@ impl hyper::service::Service<Request<Incoming>> for DoorService {
 
 fn whole_seconds(d: Duration) -> u64 {
     (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
-}
-
-fn is_grpc(req: &Request<Incoming>) -> bool {
-    req.headers()
-        .get(http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
-}
-
-/// A refusal in the caller's protocol: a problem body, or a gRPC status with its details.
-fn refusal(grpc: bool, e: &LookupError) -> Response<Body> {
-    let id = crate::transport::request_id();
-    if grpc {
-        crate::transport::grpc::status(e, &id).into_http()
-    } else {
-        crate::transport::rest::problem(e, &id)
-    }
 }
 
 /// Whether an answer says the credentials named no one: 401, or gRPC UNAUTHENTICATED.

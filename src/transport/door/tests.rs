@@ -58,7 +58,7 @@ fn mistakes_are_named_by_key() {
 
 #[test]
 fn connection_caps_fit_under_the_descriptor_limit() {
-    let c = DoorConfig::default();
+    let (c, _) = read(&RawDoor::default());
     assert_eq!(
         Descriptors { limit: None }.caps(&c),
         [c.lookup.max_connections, c.admin.max_connections]

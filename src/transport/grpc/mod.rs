@@ -5,10 +5,8 @@ mod refusals;
 
 pub use refusals::Refusals;
 
-use super::{bearer, context_from, rate_limit_headers, request_id, wants_fresh};
-use crate::core::request::{
-    self as core, Caller, ClientCertificate, Lookup, LookupRequest, TraceContext,
-};
+use super::{context_from, rate_limit_headers, wants_fresh};
+use crate::core::request::{self as core, Caller, ClientCertificate, Lookup, LookupRequest};
 use crate::domain::context::RawContext;
 use crate::domain::dataset::{BUSINESS_ENTERPRISE, LAND_PARCEL, POPULATION_CITIZEN};
 use crate::domain::error::LookupError;
@@ -63,15 +61,13 @@ fn insert_rate_limit(metadata: &mut MetadataMap, q: &crate::shared::limiter::Quo
 }
 
 fn caller(metadata: &MetadataMap, extensions: &Extensions) -> Caller {
-    Caller {
-        api_key: bearer(metadata.get("authorization").and_then(|v| v.to_str().ok())),
-        certificate: extensions.get::<Arc<ClientCertificate>>().cloned(),
-        transport: "grpc",
-        trace: TraceContext::continue_from(
-            metadata.get("traceparent").and_then(|v| v.to_str().ok()),
-        ),
-        request_id: request_id(),
-    }
+    let text = |name| metadata.get(name).and_then(|v| v.to_str().ok());
+    super::caller(
+        text("authorization"),
+        text("traceparent"),
+        extensions.get::<Arc<ClientCertificate>>().cloned(),
+        "grpc",
+    )
 }
 
 /// The caller's deadline, a little early: a tenth of the time left (at most 100 ms) is kept

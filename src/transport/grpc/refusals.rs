@@ -5,10 +5,9 @@
 
 use super::status;
 use crate::core::live::Live;
-use crate::core::request::{Caller, ClientCertificate, TraceContext};
+use crate::core::request::{Caller, ClientCertificate};
 use crate::domain::error::{ErrorCode, LookupError};
 use crate::transport::door::FaultCell;
-use crate::transport::{bearer, request_id};
 use futures::future::BoxFuture;
 use http::{HeaderValue, Request, Response};
 use std::convert::Infallible;
@@ -53,13 +52,12 @@ impl Asked {
         fn text(v: &Option<HeaderValue>) -> Option<&str> {
             v.as_ref().and_then(|v| v.to_str().ok())
         }
-        Caller {
-            api_key: bearer(text(&self.authorization)),
-            certificate: self.certificate.clone(),
-            transport: "grpc",
-            trace: TraceContext::continue_from(text(&self.traceparent)),
-            request_id: request_id(),
-        }
+        crate::transport::caller(
+            text(&self.authorization),
+            text(&self.traceparent),
+            self.certificate.clone(),
+            "grpc",
+        )
     }
 }
 

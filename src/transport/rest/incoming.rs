@@ -5,11 +5,11 @@
 
 use super::problem;
 use crate::core::gateway::Gateway;
-use crate::core::request::{Caller, ClientCertificate, TraceContext};
+use crate::core::request::{Caller, ClientCertificate};
 use crate::domain::context::RawContext;
 use crate::domain::error::{ErrorCode, LookupError};
 use crate::transport::door::{BodyFault, REQUEST_TIMEOUT_HEADER};
-use crate::transport::{bearer, context_from, percent_decode, request_id, wants_fresh};
+use crate::transport::{context_from, percent_decode, wants_fresh};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Uri, header};
@@ -54,15 +54,12 @@ impl Incoming {
     pub(super) fn read(parts: &Parts) -> Incoming {
         let headers = &parts.headers;
         let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
-        let caller = Caller {
-            api_key: bearer(text(header::AUTHORIZATION)),
-            certificate: parts.extensions.get::<Arc<ClientCertificate>>().cloned(),
-            transport: "rest",
-            trace: TraceContext::continue_from(text(header::HeaderName::from_static(
-                "traceparent",
-            ))),
-            request_id: request_id(),
-        };
+        let caller = crate::transport::caller(
+            text(header::AUTHORIZATION.as_str()),
+            text("traceparent"),
+            parts.extensions.get::<Arc<ClientCertificate>>().cloned(),
+            "rest",
+        );
         let (fields, query_problem) = match query_fields(&parts.uri) {
             Ok(f) => (f, None),
             Err(e) => (Vec::new(), Some(e)),
@@ -73,7 +70,7 @@ impl Incoming {
         };
         Incoming {
             context: context_from(|name| headers.get(name).map(|v| v.as_bytes())),
-            fresh: wants_fresh(text(header::CACHE_CONTROL)),
+            fresh: wants_fresh(text(header::CACHE_CONTROL.as_str())),
             caller,
             fields,
             deadline,
@@ -193,10 +190,8 @@ pub(super) async fn unrouted(
     let g = live.current();
     let (parts, _) = request.into_parts();
     let incoming = Incoming::read(&parts);
-    let (method, uri, headers) = (&parts.method, &parts.uri, &parts.headers);
-    let grpc = headers
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    let (method, uri) = (&parts.method, &parts.uri);
+    let grpc = crate::transport::is_grpc(&parts.headers);
     let mut caller = incoming.caller;
     let error = if grpc {
         caller.transport = "grpc";
@@ -217,11 +212,7 @@ pub(super) async fn unrouted(
         )
     };
     let error = g.refuse(&caller, "request", error).await;
-    if grpc {
-        crate::transport::grpc::status(&error, &caller.request_id).into_http()
-    } else {
-        problem(&error, &caller.request_id)
-    }
+    crate::transport::refusal(grpc, &error, &caller.request_id)
 }
 
 /// A known path asked with a method it does not take: `method_not_allowed` (405) with the

@@ -515,8 +515,11 @@ async fn batch(
     responses((status = 200, description = "The caller's grants", body = ref("#/components/schemas/lienthong.v1.Capabilities")))
 )]
 async fn capabilities(super::Current(g): super::Current, mut incoming: Incoming) -> Response {
-    if g.identify(&incoming.caller).is_ok()
-        && let Some(refused) = refused_early(&g, &mut incoming, None, "capabilities").await
+    // A malformed query is answered for a known caller; an unknown one hears only that.
+    if incoming.problem.is_some()
+        && g.identify(&incoming.caller).is_ok()
+        && let Some(refused) =
+            Box::pin(refused_early(&g, &mut incoming, None, "capabilities")).await
     {
         return refused;
     }
