@@ -46,6 +46,7 @@ pub mod cli;
 pub mod config;
 pub mod core;
 pub mod domain;
+pub mod dossiers;
 pub mod layers;
 pub mod registry;
 pub mod shared;

@@ -22,6 +22,7 @@ const RANKS: &[(&str, u8)] = &[
     ("telemetry", FOUNDATION),
     ("certs", FOUNDATION),
     ("shared", FOUNDATION),
+    ("dossiers", FOUNDATION),
     ("upstream", 3),
     ("layers", 4),
     ("core", 5),

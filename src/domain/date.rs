@@ -114,6 +114,40 @@ pub fn parse_instant_ms(s: &str) -> Option<i64> {
         .then_some(day + ((h * 60 + m) * 60 + sec) * 1000)
 }
 
+/// Unix milliseconds of an RFC 3339 instant with its offset (`2026-11-30T08:15:00+07:00`,
+/// `…Z`, seconds optionally with a fraction), or of a bare `yyyy-mm-dd` (midnight UTC).
+pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
+    let Some((date, time)) = s.split_once('T') else {
+        return parse_instant_ms(s);
+    };
+    let (clock, offset_min) = if let Some(clock) = time.strip_suffix('Z') {
+        (clock, 0)
+    } else {
+        let at = time.rfind(['+', '-'])?;
+        let (clock, offset) = time.split_at(at);
+        let sign = if offset.starts_with('-') { -1 } else { 1 };
+        let (h, m) = offset[1..].split_once(':')?;
+        let (h, m): (i64, i64) = (h.parse().ok()?, m.parse().ok()?);
+        if offset.len() != 6 || h > 23 || m > 59 {
+            return None;
+        }
+        (clock, sign * (h * 60 + m))
+    };
+    let (whole, fraction) = match clock.split_once('.') {
+        Some((w, f)) if !f.is_empty() && f.len() <= 9 && f.bytes().all(|b| b.is_ascii_digit()) => (
+            w,
+            f[..f.len().min(3)].parse::<i64>().ok()? * 10_i64.pow(3 - f.len().min(3) as u32),
+        ),
+        Some(_) => return None,
+        None => (clock, 0),
+    };
+    if whole.len() != 8 {
+        return None;
+    }
+    let utc = parse_instant_ms(&format!("{date}T{whole}Z"))?;
+    Some(utc + fraction - offset_min * 60_000)
+}
+
 impl fmt::Display for Date {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:04}-{:02}-{:02}", self.year, self.month, self.day)
@@ -138,6 +172,23 @@ mod instant_tests {
         );
         assert_eq!(parse_instant_ms("2026-11-28T25:00:00Z"), None);
         assert_eq!(parse_instant_ms("yesterday"), None);
+        // With an offset (Vietnam is UTC+7) and a fraction.
+        assert_eq!(parse_rfc3339_ms("2026-11-28T11:42:08+07:00"), Some(ms));
+        assert_eq!(parse_rfc3339_ms("2026-11-28T04:42:08.250Z"), Some(ms + 250));
+        assert_eq!(parse_rfc3339_ms("2026-11-28T00:42:08-04:00"), Some(ms));
+        assert_eq!(
+            parse_rfc3339_ms("2026-11-28"),
+            parse_instant_ms("2026-11-28")
+        );
+        for bad in [
+            "2026-11-28T11:42:08+7:00",
+            "2026-11-28T11:42:08+07:60",
+            "2026-11-28T11:42+07:00",
+            "2026-11-28T11:42:08.+07:00",
+            "2026-11-28T11:42:08",
+        ] {
+            assert_eq!(parse_rfc3339_ms(bad), None, "{bad}");
+        }
     }
 }
 
