@@ -8,6 +8,7 @@ use std::path::PathBuf;
 const PROTOS: &[&str] = &[
     "lienthong/v1/records.proto",
     "lienthong/v1/lookup.proto",
+    "lienthong/v1/dossiers.proto",
     "lienthong/v1/admin.proto",
     "providers/cadastre/v1/cadastre.proto",
 ];
@@ -19,13 +20,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let descriptor_path = out_dir.join("descriptor.bin");
     std::fs::write(&descriptor_path, fds.encode_to_vec())?;
     // What the gateway's reflection service describes: its own API, not the providers'.
-    let lookup_api = protox::compile(&PROTOS[..2], ["proto"])?;
+    let lookup_api = protox::compile(&PROTOS[..3], ["proto"])?;
     std::fs::write(
         out_dir.join("lookup_descriptor.bin"),
         lookup_api.encode_to_vec(),
     )?;
 
-    let admin_api = protox::compile(&PROTOS[2..3], ["proto"])?;
+    let admin_api = protox::compile(&PROTOS[3..4], ["proto"])?;
     std::fs::write(
         out_dir.join("admin_descriptor.bin"),
         admin_api.encode_to_vec(),

@@ -138,7 +138,11 @@ fn grant_check(c: &mut Criterion) {
         )
         .await
         .expect("audit");
-        lienthong::core::gateway::Gateway::new(Arc::new(config), log).expect("gateway")
+        let register = lienthong::dossiers::Register::in_memory(config.dossiers.clone())
+            .await
+            .expect("register");
+        lienthong::core::gateway::Gateway::new(Arc::new(config), log, Arc::new(register))
+            .expect("gateway")
     });
     let consumer = gateway.config().consumers[0].clone();
     let context = CallContext::for_tests("1.001612", "000.00.53.H48-251128-0001", "canbo01");

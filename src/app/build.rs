@@ -46,6 +46,7 @@ pub fn build(source: &Source, env: &BTreeMap<String, String>) -> Result<Built, C
     let door = door::from_settings(&gateway.door, &mut e);
     let audit = audit::settings::from_settings(source, &gateway.audit, env, &mut e);
     let context_rules = ContextRules::from_settings(&gateway.context, &mut e);
+    let dossiers = crate::dossiers::from_settings(source, &gateway.dossiers, &mut e);
     let admin_credentials =
         policy::admin_credentials(&gateway.admin, gateway.tls.is_some(), tls_client_ca, &mut e);
     let mut e = Errors {
@@ -84,6 +85,7 @@ pub fn build(source: &Source, env: &BTreeMap<String, String>) -> Result<Built, C
             connectors,
             consumers,
             grants,
+            dossiers,
         },
         tls,
         door,

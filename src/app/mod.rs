@@ -9,11 +9,13 @@ use crate::core::gateway::Gateway;
 use crate::core::live::Live;
 use crate::core::model::Model;
 use crate::proto::lienthong::admin_service_server::AdminServiceServer;
+use crate::proto::lienthong::dossier_service_server::DossierServiceServer;
 use crate::proto::lienthong::lookup_service_server::LookupServiceServer;
 use crate::registry::Registry;
 use crate::transport::admin_grpc::AdminApi;
 use crate::transport::door::{self, Door, Listener};
-use crate::transport::{admin, grpc::LookupApi, rest};
+use crate::transport::grpc::{DossierApi, LookupApi};
+use crate::transport::{admin, rest};
 pub use build::{Built, build};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,6 +44,8 @@ pub enum StartError {
     Audit(#[from] crate::audit::writer::AuditFailure),
     #[error(transparent)]
     Registry(#[from] crate::registry::RegistryError),
+    #[error(transparent)]
+    Dossiers(#[from] crate::dossiers::RegisterError),
     #[error("registry version {version} does not load with the current main file:\n{errors}")]
     Resume {
         version: i64,
@@ -245,6 +249,43 @@ async fn resume(config: Arc<Model>) -> Result<(Arc<Model>, Option<Registry>, u64
     Ok((Arc::new(resumed), Some(registry), latest.version as u64))
 }
 
+/// The dossier register the config names: in PostgreSQL beside the registry
+/// (`storage.postgres_url`), else its SQLite file.
+pub async fn open_register(
+    config: &Model,
+) -> Result<crate::dossiers::Register, crate::dossiers::RegisterError> {
+    let store = match &config.settings.postgres {
+        Some(pg) => crate::dossiers::Store::postgres(&pg.url, &pg.schema).await?,
+        None => crate::dossiers::Store::open(&config.dossiers.path).await?,
+    };
+    Ok(crate::dossiers::Register::new(
+        store,
+        config.dossiers.clone(),
+    ))
+}
+
+/// Expires dossiers never closed (each expiry audited) and purges ended ones past the
+/// audit retention, every `dossiers.sweep_interval_ms` (and once at start-up) until `stop`.
+async fn sweep_dossiers(
+    live: Arc<Live>,
+    every: std::time::Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut every = tokio::time::interval(every);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        match live.current().sweep_dossiers().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(expired = n, "dossiers never closed expired"),
+            Err(e) => tracing::error!(error = %e, "the dossier sweep failed; it runs again later"),
+        }
+    }
+}
+
 /// Archives expired audit records every hour (and once at start-up) until `stop`.
 async fn retain(
     store: Arc<dyn AuditStore>,
@@ -298,7 +339,11 @@ pub async fn start(built: Built) -> Result<Running, StartError> {
         build(source, &env).map(|b| b.model)
     });
     let live = Live::new(
-        Gateway::new(config.clone(), audit)?,
+        Gateway::new(
+            config.clone(),
+            audit,
+            Arc::new(open_register(&config).await?),
+        )?,
         registry,
         version,
         rebuild,
@@ -326,7 +371,14 @@ pub async fn start(built: Built) -> Result<Running, StartError> {
         live.clone(),
         max_message,
     );
+    let dossier_service = crate::transport::grpc::Refusals::new(
+        DossierServiceServer::new(DossierApi::new(live.clone()))
+            .max_decoding_message_size(max_message),
+        live.clone(),
+        max_message,
+    );
     let grpc = tonic::service::Routes::new(lookup_service)
+        .add_service(dossier_service)
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -389,6 +441,11 @@ pub async fn start(built: Built) -> Result<Running, StartError> {
             live.clone().follow_replicas(REGISTRY_POLL, stopped.clone()),
         ));
     }
+    tasks.push(tokio::spawn(sweep_dossiers(
+        live.clone(),
+        config.dossiers.sweep_every,
+        stopped.clone(),
+    )));
     if let Some(retention) = config.audit.retention {
         tasks.push(tokio::spawn(retain(
             store.clone(),

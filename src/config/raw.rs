@@ -66,6 +66,7 @@ pub struct RawGateway {
     pub audit: RawAudit,
     pub telemetry: RawTelemetry,
     pub registry: RawRegistry,
+    pub dossiers: RawDossiers,
     pub storage: RawStorage,
     pub redis: RawRedis,
 }
@@ -117,6 +118,34 @@ impl Default for RawRedis {
             replicas: 1,
             on_unavailable: "local-share".into(),
             timeout_ms: 50,
+        }
+    }
+}
+
+/// The dossier register (`[dossiers]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct RawDossiers {
+    /// SQLite file, relative to the main file (PostgreSQL when `[storage]` names one).
+    pub path: String,
+    /// A dossier never closed expires this many days after it was received.
+    pub expire_days: u64,
+    /// Most subjects a dossier holds at once.
+    pub max_subjects: usize,
+    /// How long a replica trusts its cached copy of a dossier.
+    pub cache_ms: u64,
+    /// How often expired dossiers are marked (and audited) and old closed ones purged.
+    pub sweep_interval_ms: u64,
+}
+
+impl Default for RawDossiers {
+    fn default() -> Self {
+        RawDossiers {
+            path: "data/dossiers.db".into(),
+            expire_days: 90,
+            max_subjects: 50,
+            cache_ms: 2_000,
+            sweep_interval_ms: 60_000,
         }
     }
 }
@@ -689,4 +718,7 @@ pub struct RawGrant {
     pub quota: Option<String>,
     /// Switched off: kept (and listed), but it admits nothing.
     pub disabled: bool,
+    /// How a call is bound to its purpose: "pattern" (the context's formats only, the
+    /// default) or "declared" (an open dossier declared by the consumer, naming the key).
+    pub binding: Option<String>,
 }

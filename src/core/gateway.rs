@@ -8,12 +8,14 @@ use super::model::Model;
 use super::request::{
     BatchItem, BatchOutcome, Caller, Lookup, LookupRequest, Verification, VerifyRequest,
 };
+use crate::audit::record::now_ms;
 use crate::audit::writer::AuditLog;
 use crate::domain::context::{CallContext, RawContext};
 use crate::domain::error::{ErrorCode, LookupError, QuotaState};
 use crate::domain::record::StoredRecord;
 use crate::layers::authenticate::authenticate;
 use crate::layers::authorize::{allow_cache_bypass, authorize};
+use crate::layers::bind::bind;
 use crate::layers::fetch::{Fetched, Route, fetch};
 use crate::layers::policy::{Consumer, Grant, Mode};
 use crate::layers::quota::Quotas;
@@ -39,6 +41,8 @@ pub struct Gateway {
     pub(super) metrics: Arc<Metrics>,
     pub(super) draining: Arc<AtomicBool>,
     pub(super) http: reqwest::Client,
+    /// The dossiers consumers declared, for purpose binding.
+    pub(super) dossiers: Arc<crate::dossiers::Register>,
 }
 
 impl Gateway {
@@ -99,6 +103,18 @@ impl Gateway {
             &request.fields,
         )?;
         allow_cache_bypass(grant, request.bypass_cache, &route.dataset.name)?;
+        // 4b. bind — under a declared binding, an open dossier of this consumer and
+        //     procedure names the key; before the quota, so a refused call reaches neither
+        //     the cache nor the provider.
+        bind(
+            &self.dossiers,
+            grant,
+            &consumer.id,
+            &context,
+            &facts.subject,
+            now_ms(),
+        )
+        .await?;
         // 5. quota — before the cache, so cached answers count against the quota too.
         let quota = self
             .admit(consumer, grant_index, &route.dataset.name)
@@ -180,7 +196,7 @@ impl Gateway {
             ));
         }
         // 4. authorize — under the verify mode, for the fields claimed.
-        let (grant_index, _, _) = authorize(
+        let (grant_index, grant, _) = authorize(
             &self.config.grants,
             consumer,
             &route.dataset.name,
@@ -188,6 +204,16 @@ impl Gateway {
             &context,
             &fields,
         )?;
+        // 4b. bind — as for a lookup.
+        bind(
+            &self.dossiers,
+            grant,
+            &consumer.id,
+            &context,
+            &facts.subject,
+            now_ms(),
+        )
+        .await?;
         // 5. quota — as for a lookup.
         self.admit(consumer, grant_index, &route.dataset.name)
             .await?;
@@ -272,7 +298,11 @@ impl Gateway {
     }
 
     /// Step 2, with what it learned written into the call's facts.
-    fn authenticate(&self, caller: &Caller, facts: &mut Facts) -> Result<&Consumer, LookupError> {
+    pub(super) fn authenticate(
+        &self,
+        caller: &Caller,
+        facts: &mut Facts,
+    ) -> Result<&Consumer, LookupError> {
         let (consumer, credential) = self.consumer(caller)?;
         facts.actor = consumer.id.clone();
         facts.credential = credential;

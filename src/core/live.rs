@@ -268,6 +268,13 @@ impl Live {
                                         Err(e) => tracing::warn!(%dataset, error = %e.message, "a replica's purge could not be applied"),
                                     }
                                 }
+                                Event::Dossier {
+                                    consumer,
+                                    dossier_id,
+                                    origin,
+                                } if origin != me => {
+                                    live.current().dossiers().forget(&consumer, &dossier_id).await;
+                                }
                                 Event::Registry { origin, .. } if origin != me => {
                                     if let Err(e) = live.follow().await {
                                         tracing::error!(error = %e, "a replica's configuration change could not be applied");

@@ -21,6 +21,8 @@ pub struct Model {
     pub connectors: Vec<ConnectorConfig>,
     pub consumers: Vec<Consumer>,
     pub grants: Vec<Grant>,
+    /// The dossier register's settings (read at start).
+    pub dossiers: crate::dossiers::DossierSettings,
 }
 
 impl Model {

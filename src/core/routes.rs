@@ -7,6 +7,7 @@ use super::model::Model;
 use crate::audit::writer::AuditLog;
 use crate::domain::date::Date;
 use crate::domain::error::{ErrorCode, LookupError};
+use crate::dossiers::Register;
 use crate::layers::cache::RecordCache;
 use crate::layers::fetch::Route;
 use crate::layers::quota::Quotas;
@@ -35,9 +36,23 @@ pub enum BuildError {
     UnknownDataset { connector: String, dataset: String },
 }
 
+/// What every version of the core shares with the next.
+struct Lasting {
+    audit: Arc<AuditLog>,
+    metrics: Arc<Metrics>,
+    draining: Arc<AtomicBool>,
+    http: reqwest::Client,
+    shared: Option<Arc<Shared>>,
+    dossiers: Arc<Register>,
+}
+
 impl Gateway {
-    /// Builds the core from validated config.
-    pub fn new(config: Arc<Model>, audit: AuditLog) -> Result<Gateway, BuildError> {
+    /// Builds the core from validated config, its audit writer and its dossier register.
+    pub fn new(
+        config: Arc<Model>,
+        audit: AuditLog,
+        dossiers: Arc<Register>,
+    ) -> Result<Gateway, BuildError> {
         crate::certs::install_crypto();
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(64)
@@ -46,30 +61,30 @@ impl Gateway {
             Some(settings) => Some(Arc::new(Shared::new(settings.clone())?)),
             None => None,
         };
-        Gateway::build(
-            config,
-            Arc::new(audit),
-            Arc::default(),
-            Arc::default(),
+        let lasting = Lasting {
+            audit: Arc::new(audit),
+            metrics: Arc::default(),
+            draining: Arc::default(),
             http,
-            &HashMap::new(),
             shared,
-        )
+            dossiers,
+        };
+        Gateway::build(config, lasting, &HashMap::new())
     }
 
-    /// The core for a new configuration, sharing this one's audit writer, metrics and
-    /// drain flag, and keeping each connector whose configuration did not change (its cache,
-    /// guard and probe state go on). Quotas start afresh.
+    /// The core for a new configuration, sharing this one's audit writer, metrics, drain
+    /// flag and dossier register, and keeping each connector whose configuration did not
+    /// change (its cache, guard and probe state go on). Quotas start afresh.
     pub fn next(&self, config: Arc<Model>) -> Result<Gateway, BuildError> {
-        Gateway::build(
-            config,
-            self.audit.clone(),
-            self.metrics.clone(),
-            self.draining.clone(),
-            self.http.clone(),
-            &self.routes,
-            self.shared.clone(),
-        )
+        let lasting = Lasting {
+            audit: self.audit.clone(),
+            metrics: self.metrics.clone(),
+            draining: self.draining.clone(),
+            http: self.http.clone(),
+            shared: self.shared.clone(),
+            dossiers: self.dossiers.clone(),
+        };
+        Gateway::build(config, lasting, &self.routes)
     }
 
     /// Which connectors `next` would keep and which it would build anew.
@@ -92,13 +107,17 @@ impl Gateway {
 
     fn build(
         config: Arc<Model>,
-        audit: Arc<AuditLog>,
-        metrics: Arc<Metrics>,
-        draining: Arc<AtomicBool>,
-        http: reqwest::Client,
+        lasting: Lasting,
         previous: &HashMap<String, Arc<Route>>,
-        shared: Option<Arc<Shared>>,
     ) -> Result<Gateway, BuildError> {
+        let Lasting {
+            audit,
+            metrics,
+            draining,
+            http,
+            shared,
+            dossiers,
+        } = lasting;
         let mut routes = HashMap::new();
         for c in &config.connectors {
             let dataset = config
@@ -151,6 +170,7 @@ impl Gateway {
             metrics,
             draining,
             http,
+            dossiers,
         })
     }
 

@@ -147,6 +147,41 @@ impl ContextRules {
         rules
     }
 
+    /// Whether a dossier id is in the deployment's format.
+    pub fn dossier_id_matches(&self, id: &str) -> bool {
+        self.dossier_id.is_match(id)
+    }
+
+    /// The context of a dossier call: its dossier and procedure, required, and the officer,
+    /// optional (checked when given).
+    pub fn dossier(
+        &self,
+        dossier_id: &str,
+        procedure_code: &str,
+        officer_id: &str,
+    ) -> Result<CallContext, String> {
+        let check = |value: &str, name: &str, re: &Regex| -> Result<String, String> {
+            let v = value.trim();
+            if v.is_empty() {
+                return Err(format!("{name} is required"));
+            }
+            if !re.is_match(v) {
+                return Err(format!("{name} does not match the pattern {}", re.as_str()));
+            }
+            Ok(v.to_owned())
+        };
+        Ok(CallContext {
+            procedure_code: check(procedure_code, "procedure_code", &self.procedure_code)?,
+            dossier_id: check(dossier_id, "dossier_id", &self.dossier_id)?,
+            officer_id: match officer_id.trim() {
+                "" => String::new(),
+                given => check(given, "officer_id", &self.officer_id)?,
+            },
+            agency_code: String::new(),
+            purpose: String::new(),
+        })
+    }
+
     /// Validates a raw context; the error names the field and the rule, not the value.
     pub fn validate(&self, raw: &RawContext) -> Result<CallContext, String> {
         if let Some((field, why)) = raw.malformed {

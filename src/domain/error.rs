@@ -26,10 +26,14 @@ pub enum ErrorCode {
     HeadersTooLarge,
     RequestTimeout,
     DeadlineExceeded,
+    PurposeNotBound,
+    AlreadyExists,
+    DossierEnded,
+    RegisterUnavailable,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 20] = [
+    pub const ALL: [ErrorCode; 24] = [
         ErrorCode::Unauthenticated,
         ErrorCode::PermissionDenied,
         ErrorCode::InvalidKey,
@@ -50,6 +54,10 @@ impl ErrorCode {
         ErrorCode::HeadersTooLarge,
         ErrorCode::RequestTimeout,
         ErrorCode::DeadlineExceeded,
+        ErrorCode::PurposeNotBound,
+        ErrorCode::AlreadyExists,
+        ErrorCode::DossierEnded,
+        ErrorCode::RegisterUnavailable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -74,6 +82,10 @@ impl ErrorCode {
             ErrorCode::HeadersTooLarge => "headers_too_large",
             ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::DeadlineExceeded => "deadline_exceeded",
+            ErrorCode::PurposeNotBound => "purpose_not_bound",
+            ErrorCode::AlreadyExists => "already_exists",
+            ErrorCode::DossierEnded => "dossier_ended",
+            ErrorCode::RegisterUnavailable => "register_unavailable",
         }
     }
 
@@ -81,7 +93,10 @@ impl ErrorCode {
         use tonic::Code;
         match self {
             ErrorCode::Unauthenticated => Code::Unauthenticated,
-            ErrorCode::PermissionDenied => Code::PermissionDenied,
+            ErrorCode::PermissionDenied | ErrorCode::PurposeNotBound => Code::PermissionDenied,
+            ErrorCode::AlreadyExists => Code::AlreadyExists,
+            ErrorCode::DossierEnded => Code::FailedPrecondition,
+            ErrorCode::RegisterUnavailable => Code::Unavailable,
             ErrorCode::InvalidKey | ErrorCode::InvalidContext | ErrorCode::InvalidRequest => {
                 Code::InvalidArgument
             }
@@ -104,7 +119,9 @@ impl ErrorCode {
         use http::StatusCode as S;
         match self {
             ErrorCode::Unauthenticated => S::UNAUTHORIZED,
-            ErrorCode::PermissionDenied => S::FORBIDDEN,
+            ErrorCode::PermissionDenied | ErrorCode::PurposeNotBound => S::FORBIDDEN,
+            ErrorCode::AlreadyExists | ErrorCode::DossierEnded => S::CONFLICT,
+            ErrorCode::RegisterUnavailable => S::SERVICE_UNAVAILABLE,
             ErrorCode::InvalidKey | ErrorCode::InvalidContext | ErrorCode::InvalidRequest => {
                 S::BAD_REQUEST
             }
@@ -148,6 +165,10 @@ impl ErrorCode {
             ErrorCode::HeadersTooLarge => "request headers too large",
             ErrorCode::RequestTimeout => "request body too slow",
             ErrorCode::DeadlineExceeded => "caller's deadline passed",
+            ErrorCode::PurposeNotBound => "call not bound to a declared dossier",
+            ErrorCode::AlreadyExists => "already declared",
+            ErrorCode::DossierEnded => "dossier closed or expired",
+            ErrorCode::RegisterUnavailable => "dossier register unavailable",
         }
     }
 }
@@ -203,7 +224,7 @@ mod tests {
     /// The table in docs/errors.md, row by row.
     #[test]
     fn error_table_matches_the_contract() {
-        let expected: [(&str, tonic::Code, u16); 14] = [
+        let expected: [(&str, tonic::Code, u16); 24] = [
             ("unauthenticated", tonic::Code::Unauthenticated, 401),
             ("permission_denied", tonic::Code::PermissionDenied, 403),
             ("invalid_key", tonic::Code::InvalidArgument, 400),
@@ -218,6 +239,16 @@ mod tests {
             ("upstream_bad_response", tonic::Code::Unavailable, 502),
             ("audit_unavailable", tonic::Code::Unavailable, 503),
             ("internal", tonic::Code::Internal, 500),
+            ("unknown_route", tonic::Code::Unimplemented, 404),
+            ("method_not_allowed", tonic::Code::Unimplemented, 405),
+            ("payload_too_large", tonic::Code::ResourceExhausted, 413),
+            ("headers_too_large", tonic::Code::ResourceExhausted, 431),
+            ("request_timeout", tonic::Code::DeadlineExceeded, 408),
+            ("deadline_exceeded", tonic::Code::DeadlineExceeded, 504),
+            ("purpose_not_bound", tonic::Code::PermissionDenied, 403),
+            ("already_exists", tonic::Code::AlreadyExists, 409),
+            ("dossier_ended", tonic::Code::FailedPrecondition, 409),
+            ("register_unavailable", tonic::Code::Unavailable, 503),
         ];
         for (code, (name, grpc, http)) in ErrorCode::ALL.iter().zip(expected) {
             assert_eq!(code.as_str(), name);

@@ -17,7 +17,6 @@
 
 mod store;
 
-use crate::domain::date::iso_ms;
 use std::sync::Arc;
 use std::time::Duration;
 pub use store::Store;
@@ -25,6 +24,8 @@ pub use store::Store;
 /// Settings of the register (`[dossiers]`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DossierSettings {
+    /// The SQLite file (unused when the storage is PostgreSQL).
+    pub path: std::path::PathBuf,
     /// A dossier never closed expires this long after it was received.
     pub expire_after: Duration,
     /// Most subjects a dossier holds at once.
@@ -38,11 +39,48 @@ pub struct DossierSettings {
 impl Default for DossierSettings {
     fn default() -> Self {
         DossierSettings {
+            path: "data/dossiers.db".into(),
             expire_after: Duration::from_secs(90 * 86_400),
             max_subjects: 50,
             cache_ttl: Duration::from_secs(2),
             sweep_every: Duration::from_secs(60),
         }
+    }
+}
+
+/// The register's settings from `[dossiers]`, every mistake named.
+pub fn from_settings(
+    source: &crate::config::Source,
+    raw: &crate::config::raw::RawDossiers,
+    e: &mut crate::config::Errors<'_>,
+) -> DossierSettings {
+    for (key, value) in [
+        ("dossiers.expire_days", raw.expire_days),
+        ("dossiers.max_subjects", raw.max_subjects as u64),
+        ("dossiers.sweep_interval_ms", raw.sweep_interval_ms),
+    ] {
+        if value == 0 {
+            e.add(key, "must be at least 1");
+        }
+    }
+    if raw.expire_days > 36_500 {
+        e.add("dossiers.expire_days", "at most 36500 (a century)");
+    }
+    if raw.max_subjects > 10_000 {
+        e.add("dossiers.max_subjects", "at most 10000");
+    }
+    if raw.cache_ms > 600_000 {
+        e.add(
+            "dossiers.cache_ms",
+            "at most 600000: a closure must reach every replica within it",
+        );
+    }
+    DossierSettings {
+        path: source.resolve_disk(&raw.path).into(),
+        expire_after: Duration::from_secs(raw.expire_days.saturating_mul(86_400)),
+        max_subjects: raw.max_subjects,
+        cache_ttl: Duration::from_millis(raw.cache_ms),
+        sweep_every: Duration::from_millis(raw.sweep_interval_ms.max(1)),
     }
 }
 
@@ -133,29 +171,6 @@ impl Dossier {
     pub fn current(&self) -> impl Iterator<Item = &Subject> {
         self.subjects.iter().filter(|s| s.removed_ms.is_none())
     }
-
-    /// The dossier for an answer: times as RFC 3339, subjects as references.
-    pub fn to_json(&self, now_ms: i64) -> serde_json::Value {
-        serde_json::json!({
-            "dossier_id": self.dossier_id,
-            "procedure_code": self.procedure_code,
-            "officer_id": self.officer_id,
-            "received_at": iso_ms(self.received_ms),
-            "declared_at": iso_ms(self.declared_ms),
-            "expires_at": iso_ms(self.expires_ms),
-            "status": self.status_at(now_ms).as_str(),
-            "result": if self.status_at(now_ms) == Status::Expired { "expired" } else { self.result.as_str() },
-            "closed_at": self.closed_ms.map(iso_ms),
-            "subjects": self.subjects.iter().map(|s| serde_json::json!({
-                "dataset": s.dataset,
-                "reference": s.reference,
-                "added_at": iso_ms(s.added_ms),
-                "reason": s.added_reason,
-                "removed_at": s.removed_ms.map(iso_ms),
-                "removed_reason": s.removed_reason,
-            })).collect::<Vec<_>>(),
-        })
-    }
 }
 
 /// A declaration, checked by the core (ids, procedure, keys turned into references).
@@ -217,7 +232,7 @@ impl Register {
     pub fn new(store: Store, settings: DossierSettings) -> Register {
         let cache = moka::future::Cache::builder()
             .max_capacity(100_000)
-            .time_to_live(settings.cache_ttl)
+            .time_to_live(settings.cache_ttl.max(Duration::from_millis(1)))
             .build();
         Register {
             store,
@@ -317,6 +332,9 @@ impl Register {
         consumer: &str,
         id: &str,
     ) -> Result<Option<Arc<Dossier>>, RegisterError> {
+        if self.settings.cache_ttl.is_zero() {
+            return Ok(self.store.get(consumer, id).await?.map(Arc::new));
+        }
         let key = (consumer.to_owned(), id.to_owned());
         self.cache
             .try_get_with(key, async {

@@ -81,6 +81,27 @@ pub struct Grant {
     pub quota: Option<QuotaSpec>,
     /// Switched off by its owner: admits nothing.
     pub disabled: bool,
+    /// How a call under this grant is bound to its purpose.
+    pub binding: Binding,
+}
+
+/// How a call is bound to its purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Binding {
+    /// The context's formats only: any dossier id that fits the pattern.
+    #[default]
+    Pattern,
+    /// An open dossier the consumer declared, of the call's procedure, naming the key.
+    Declared,
+}
+
+impl Binding {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Binding::Pattern => "pattern",
+            Binding::Declared => "declared",
+        }
+    }
 }
 
 impl Grant {
@@ -449,8 +470,20 @@ pub fn grants(
                     .map_err(|m| e.add(format!("{key}.quota"), m.to_string()))
                     .ok()
             });
+            let binding = match g.binding.as_deref() {
+                None | Some("pattern") => Binding::Pattern,
+                Some("declared") => Binding::Declared,
+                Some(other) => {
+                    e.add(
+                        format!("{key}.binding"),
+                        format!("{other:?} is not \"pattern\" or \"declared\""),
+                    );
+                    Binding::Pattern
+                }
+            };
             Grant {
                 quota,
+                binding,
                 allow_cache_bypass: g.allow_cache_bypass,
                 disabled: g.disabled,
                 valid_from,

@@ -64,6 +64,13 @@ pub enum Event {
     },
     /// A new registry version: run it.
     Registry { version: u64, origin: String },
+    /// A dossier changed (declared, a subject added or removed, closed, expired): forget
+    /// the cached copy.
+    Dossier {
+        consumer: String,
+        dossier_id: String,
+        origin: String,
+    },
 }
 
 pub struct Shared {

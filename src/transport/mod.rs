@@ -185,6 +185,40 @@ pub fn context_from<'a>(get: impl Fn(&str) -> Option<&'a [u8]>) -> RawContext {
 const RAW_BYTES: &str =
     "holds raw non-ASCII bytes: send text other than ASCII percent-encoded (UTF-8), e.g. %C3%A1";
 
+/// A dossier as both transports answer it (REST sends the proto3 JSON form): times in
+/// RFC 3339, subjects as keyed references.
+pub fn dossier_message(d: &crate::dossiers::Dossier) -> crate::proto::lienthong::Dossier {
+    use crate::domain::date::iso_ms;
+    let now = crate::audit::record::now_ms();
+    let status = d.status_at(now);
+    crate::proto::lienthong::Dossier {
+        dossier_id: d.dossier_id.clone(),
+        procedure_code: d.procedure_code.clone(),
+        officer_id: d.officer_id.clone(),
+        received_at: iso_ms(d.received_ms),
+        declared_at: iso_ms(d.declared_ms),
+        expires_at: iso_ms(d.expires_ms),
+        status: status.as_str().into(),
+        result: match status {
+            crate::dossiers::Status::Expired => "expired".into(),
+            _ => d.result.clone(),
+        },
+        closed_at: d.closed_ms.map(iso_ms).unwrap_or_default(),
+        subjects: d
+            .subjects
+            .iter()
+            .map(|s| crate::proto::lienthong::DossierSubject {
+                dataset: s.dataset.clone(),
+                reference: s.reference.clone(),
+                added_at: iso_ms(s.added_ms),
+                reason: s.added_reason.clone(),
+                removed_at: s.removed_ms.map(iso_ms).unwrap_or_default(),
+                removed_reason: s.removed_reason.clone(),
+            })
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -55,6 +55,7 @@ async fn gateway(quota: &str) -> (Arc<Gateway>, Arc<MemoryStore>, Arc<AtomicUsiz
         connectors,
         consumers,
         grants,
+        dossiers: crate::dossiers::DossierSettings::default(),
     };
     let store = Arc::new(MemoryStore::default());
     let (log, _writer) = AuditLog::start(
@@ -66,7 +67,14 @@ async fn gateway(quota: &str) -> (Arc<Gateway>, Arc<MemoryStore>, Arc<AtomicUsiz
     )
     .await
     .expect("audit log");
-    let mut gateway = Gateway::new(Arc::new(model), log).expect("gateway");
+    // SQLite answers on its own thread: with the clock paused, the pool's wait for it would
+    // time out at once, so the register opens on the real clock.
+    tokio::time::resume();
+    let register = crate::dossiers::Register::in_memory(model.dossiers.clone())
+        .await
+        .expect("register");
+    tokio::time::pause();
+    let mut gateway = Gateway::new(Arc::new(model), log, Arc::new(register)).expect("gateway");
     let calls = Arc::new(AtomicUsize::new(0));
     let counted = calls.clone();
     let real = gateway.routes[BUSINESS].clone();

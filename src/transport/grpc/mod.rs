@@ -1,8 +1,10 @@
 //! The gRPC adapter: `lienthong.v1.LookupService`, translated to core calls; errors through
 //! the error-code table with `google.rpc.ErrorInfo` (reason = the stable code) in details.
 
+mod dossiers;
 mod refusals;
 
+pub use dossiers::DossierApi;
 pub use refusals::Refusals;
 
 use super::{context_from, rate_limit_headers, wants_fresh};

@@ -1,6 +1,7 @@
 //! The REST adapter: routes of the lookup API, translated to core calls; errors as RFC 9457
 //! `application/problem+json` bodies carrying the stable `code`.
 
+mod dossiers;
 mod incoming;
 
 use super::rate_limit_headers;
@@ -55,6 +56,11 @@ pub fn documented(gateway: Arc<crate::core::live::Live>) -> (Router, utoipa::ope
         .routes(routes!(batch))
         .routes(routes!(capabilities))
         .routes(routes!(verify))
+        .routes(routes!(dossiers::declare))
+        .routes(routes!(dossiers::get_dossier))
+        .routes(routes!(dossiers::add_subject))
+        .routes(routes!(dossiers::remove_subject))
+        .routes(routes!(dossiers::close))
         .with_state(gateway.clone())
         .split_for_parts();
     let router = router.method_not_allowed_fallback(move |request: axum::extract::Request| {
@@ -68,6 +74,7 @@ pub fn documented(gateway: Arc<crate::core::live::Live>) -> (Router, utoipa::ope
             ENTERPRISE_MESSAGE,
             LAND_PARCEL_MESSAGE,
             "lienthong.v1.Capabilities",
+            "lienthong.v1.Dossier",
         ],
         errors_of,
     );
@@ -88,6 +95,8 @@ fn errors_of(method: &str, path: &str) -> Vec<ErrorCode> {
     ];
     let provider = [
         PermissionDenied,
+        PurposeNotBound,
+        RegisterUnavailable,
         InvalidKey,
         InvalidContext,
         UnknownDataset,
@@ -97,8 +106,21 @@ fn errors_of(method: &str, path: &str) -> Vec<ErrorCode> {
         UpstreamBadResponse,
         Internal,
     ];
+    let register = [
+        InvalidKey,
+        InvalidContext,
+        UnknownDataset,
+        NotFound,
+        RegisterUnavailable,
+        Internal,
+    ];
     match (method, path) {
         ("get", "/v1/capabilities") => {}
+        ("get", p) if p.starts_with("/v1/dossiers/") => codes.extend(register),
+        ("post", p) if p.starts_with("/v1/dossiers") => {
+            codes.extend(register);
+            codes.extend([AlreadyExists, DossierEnded, PayloadTooLarge, RequestTimeout]);
+        }
         ("post", "/v1/batch") => codes.extend([PayloadTooLarge, RequestTimeout, Internal]),
         ("post", _) => {
             codes.extend(provider);

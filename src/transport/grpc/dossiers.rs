@@ -1,0 +1,132 @@
+//! `lienthong.v1.DossierService`: the dossier register's calls, translated to the core's.
+
+use super::{caller, status};
+use crate::core::dossiers::{DeclareRequest, DossierChange, SubjectKey};
+use crate::proto::lienthong::dossier_service_server::DossierService;
+use crate::proto::lienthong::{
+    CloseDossierRequest, DeclareDossierRequest, DossierResponse, GetDossierRequest,
+    SubjectChangeRequest,
+};
+use crate::transport::dossier_message;
+use std::sync::Arc;
+use tonic::metadata::MetadataValue;
+use tonic::{Request, Response, Status};
+
+pub struct DossierApi {
+    live: Arc<crate::core::live::Live>,
+}
+
+impl DossierApi {
+    pub fn new(live: Arc<crate::core::live::Live>) -> DossierApi {
+        DossierApi { live }
+    }
+}
+
+fn subject(s: Option<crate::proto::lienthong::SubjectKey>) -> SubjectKey {
+    let s = s.unwrap_or_default();
+    SubjectKey {
+        dataset: s.dataset,
+        key: s.key,
+    }
+}
+
+fn answer(
+    result: Result<(crate::dossiers::Dossier, bool), crate::domain::error::LookupError>,
+    request_id: String,
+) -> Result<Response<DossierResponse>, Status> {
+    match result {
+        Ok((d, created)) => {
+            let mut response = Response::new(DossierResponse {
+                dossier: Some(dossier_message(&d)),
+                created,
+                request_id: request_id.clone(),
+            });
+            if let Ok(v) = MetadataValue::try_from(request_id.as_str()) {
+                response.metadata_mut().insert("x-request-id", v);
+            }
+            Ok(response)
+        }
+        Err(e) => Err(status(&e, &request_id)),
+    }
+}
+
+#[tonic::async_trait]
+impl DossierService for DossierApi {
+    async fn declare(
+        &self,
+        request: Request<DeclareDossierRequest>,
+    ) -> Result<Response<DossierResponse>, Status> {
+        let (meta, ext, r) = request.into_parts();
+        let caller = caller(&meta, &ext);
+        let request = DeclareRequest {
+            dossier_id: r.dossier_id,
+            procedure_code: r.procedure_code,
+            officer_id: r.officer_id,
+            received_at: r.received_at,
+            subjects: r.subjects.into_iter().map(|s| subject(Some(s))).collect(),
+        };
+        let result = self.live.current().declare(&caller, request).await;
+        answer(result.map(|a| (a.dossier, a.created)), caller.request_id)
+    }
+
+    async fn add_subject(
+        &self,
+        request: Request<SubjectChangeRequest>,
+    ) -> Result<Response<DossierResponse>, Status> {
+        let (meta, ext, r) = request.into_parts();
+        let caller = caller(&meta, &ext);
+        let change = DossierChange::Add {
+            subject: subject(r.subject),
+            reason: r.reason,
+        };
+        let result = self
+            .live
+            .current()
+            .change_dossier(&caller, &r.dossier_id, &r.officer_id, change)
+            .await;
+        answer(result.map(|d| (d, false)), caller.request_id)
+    }
+
+    async fn remove_subject(
+        &self,
+        request: Request<SubjectChangeRequest>,
+    ) -> Result<Response<DossierResponse>, Status> {
+        let (meta, ext, r) = request.into_parts();
+        let caller = caller(&meta, &ext);
+        let change = DossierChange::Remove {
+            subject: subject(r.subject),
+            reason: r.reason,
+        };
+        let result = self
+            .live
+            .current()
+            .change_dossier(&caller, &r.dossier_id, &r.officer_id, change)
+            .await;
+        answer(result.map(|d| (d, false)), caller.request_id)
+    }
+
+    async fn close(
+        &self,
+        request: Request<CloseDossierRequest>,
+    ) -> Result<Response<DossierResponse>, Status> {
+        let (meta, ext, r) = request.into_parts();
+        let caller = caller(&meta, &ext);
+        let change = DossierChange::Close { result: r.result };
+        let result = self
+            .live
+            .current()
+            .change_dossier(&caller, &r.dossier_id, &r.officer_id, change)
+            .await;
+        answer(result.map(|d| (d, false)), caller.request_id)
+    }
+
+    async fn get_dossier(
+        &self,
+        request: Request<GetDossierRequest>,
+    ) -> Result<Response<DossierResponse>, Status> {
+        let (meta, ext, r) = request.into_parts();
+        let caller = caller(&meta, &ext);
+        let result = self.live.current().dossier(&caller, &r.dossier_id).await;
+        answer(result.map(|d| (d, false)), caller.request_id)
+    }
+}
