@@ -75,7 +75,7 @@ fn every_printed_curl_command_works() {
             }
         }
     }
-    assert_eq!(commands.len(), 5, "{commands:#?}");
+    assert_eq!(commands.len(), 7, "{commands:#?}");
     let run = |cmd: &str| -> serde_json::Value {
         let out = Command::new("sh")
             .arg("-c")
@@ -86,23 +86,29 @@ fn every_printed_curl_command_works() {
         serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("{cmd}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
     };
-    let citizen = run(&commands[0]);
+    // The dossier is declared, naming the citizen; he is served, another citizen refused.
+    let dossier = run(&commands[0]);
+    assert_eq!(dossier["status"], "open", "{dossier}");
+    let citizen = run(&commands[1]);
     assert_eq!(
         citizen["personal_id"].as_str().map(str::len),
         Some(12),
         "{citizen}"
     );
     assert!(citizen["full_name"].is_string());
-    let enterprise = run(&commands[1]);
+    let refused = run(&commands[2]);
+    assert_eq!(refused["code"], "purpose_not_bound", "{refused}");
+    assert_eq!(refused["status"], 403, "{refused}");
+    let enterprise = run(&commands[3]);
     assert_eq!(
         enterprise["enterprise_code"].as_str().map(str::len),
         Some(10),
         "{enterprise}"
     );
-    let parcel = run(&commands[2]);
+    let parcel = run(&commands[4]);
     let keys: Vec<&String> = parcel.as_object().expect("object").keys().collect();
     assert_eq!(keys, ["area_m2", "land_use_purposes", "parcel_id"]);
-    let batch = run(&commands[3]);
+    let batch = run(&commands[5]);
     assert_eq!(batch["items"][0]["outcome"], "ok");
     assert_eq!(batch["items"][1]["outcome"], "invalid_key");
 
@@ -111,7 +117,7 @@ fn every_printed_curl_command_works() {
     // Every answer carries the grant's quota; the printed burst gets 429s beyond it.
     let headers = Command::new("sh")
         .arg("-c")
-        .arg(commands[0].replacen("curl -s", "curl -s -D - -o /dev/null", 1))
+        .arg(commands[1].replacen("curl -s", "curl -s -D - -o /dev/null", 1))
         .output()
         .expect("curl runs");
     let headers = String::from_utf8_lossy(&headers.stdout).to_lowercase();
@@ -130,14 +136,14 @@ fn every_printed_curl_command_works() {
             .filter_map(|(n, _)| n.trim().parse::<u32>().ok())
             .sum()
     };
-    // 599 fit what is left of the quota (the second curl above took one), a few more as
+    // 599 fit what is left of the quota (the enterprise curl above took one), a few more as
     // it refills (10 a second) during the burst; the rest are refused.
     let (served, refused) = (count_of(" 200"), count_of(" 429"));
     assert_eq!(served + refused, 650, "{burst}\n{counted}");
     assert!((599..640).contains(&served) && refused > 0, "{counted}");
 
     // The printed audit report lists the lookups of that citizen just made.
-    let report = run(&commands[4]);
+    let report = run(&commands[6]);
     let rows = report["records"].as_array().expect("records");
     assert!(rows.len() >= 2, "{report}");
     assert!(

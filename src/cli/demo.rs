@@ -54,6 +54,13 @@ pub(crate) async fn demo(ephemeral_ports: bool) -> Result<(), CliError> {
         sample(BUSINESS_ENTERPRISE),
         sample(LAND_PARCEL),
     );
+    let undeclared = sims
+        .data
+        .samples(POPULATION_CITIZEN, 2)
+        .ok()
+        .and_then(|k| k.into_iter().nth(1))
+        .unwrap_or_default();
+    let today = crate::domain::date::Date::today();
     let lookup = running.lookup_addr;
     let ctx = "-H 'X-Procedure-Code: 1.001612' -H 'X-Dossier-Id: 000.00.53.H48-251128-0001' -H 'X-Officer-Id: canbo01'";
     out!(
@@ -64,8 +71,16 @@ lienthong demo is running.
   simulators                population {pop}, business {bus}, land {land} (GET /_sim/stats on each)
   consumer demo-onestop, API key demo-onestop-key
 
-Look up a citizen, an enterprise and a land parcel over REST:
+A citizen is looked up only for a dossier the one-stop system declared, naming him (the
+population grant has binding = "declared"). Declare the dossier:
+  curl -s -H 'Authorization: Bearer demo-onestop-key' -H 'Content-Type: application/json' \
+    -d '{{"dossier_id":"000.00.53.H48-251128-0001","procedure_code":"1.001612","received_at":"{today}","subjects":[{{"dataset":"population.citizen","key":"{citizen}"}}]}}' http://{lookup}/v1/dossiers
+
+Then look up the citizen it names; another citizen, not in the dossier, is refused (purpose_not_bound):
   curl -s -H 'Authorization: Bearer demo-onestop-key' {ctx} http://{lookup}/v1/citizens/{citizen}
+  curl -s -H 'Authorization: Bearer demo-onestop-key' {ctx} http://{lookup}/v1/citizens/{undeclared}
+
+An enterprise and a land parcel (those grants check the context's formats only):
   curl -s -H 'Authorization: Bearer demo-onestop-key' {ctx} http://{lookup}/v1/enterprises/{enterprise}
   curl -s -H 'Authorization: Bearer demo-onestop-key' {ctx} 'http://{lookup}/v1/land-parcels/{parcel}?fields=parcel_id,area_m2,land_use_purposes'
 

@@ -97,10 +97,11 @@ pub fn write_config(
         .replace("127.0.0.1:7083", &sims.land_addr.to_string());
     let connectors = edit("connectors.toml", connectors);
     let consumers = edit("consumers.toml", CONSUMERS_TOML.to_owned());
-    // The demo's quotas are for people trying it; tests of quotas set their own.
+    // The demo's quotas are for people trying it, and its population grant binds to
+    // declared dossiers; tests of quotas and of binding set their own.
     let demo_grants: String = GRANTS_TOML
         .lines()
-        .filter(|l| !l.starts_with("quota = "))
+        .filter(|l| !l.starts_with("quota = ") && !l.starts_with("binding = "))
         .map(|l| format!("{l}\n"))
         .collect();
     let grants = edit("grants.toml", demo_grants);
