@@ -1,6 +1,9 @@
 //! Config as written in the TOML files, before validation. Unknown keys are collected (all
 //! of them, not just the first) by the loader and reported as errors.
 
+mod policy;
+pub use policy::*;
+
 use serde::Deserialize;
 
 /// Default listen addresses (the demo's).
@@ -67,6 +70,7 @@ pub struct RawGateway {
     pub telemetry: RawTelemetry,
     pub registry: RawRegistry,
     pub dossiers: RawDossiers,
+    pub misuse: RawMisuse,
     pub storage: RawStorage,
     pub redis: RawRedis,
 }
@@ -666,59 +670,4 @@ pub struct RawGrpc {
     pub method: String,
     /// Request message template (proto3 JSON, proto field names).
     pub request: toml::Table,
-}
-
-/// The consumers file.
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(default)]
-pub struct RawConsumers {
-    pub consumer: Vec<RawConsumer>,
-}
-
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(default)]
-pub struct RawConsumer {
-    pub id: String,
-    pub name: String,
-    /// SHA-256 (hex) of each API key the consumer may present.
-    pub api_key_sha256: Vec<String>,
-    /// Client certificate names that identify the consumer: `CN=…`, `DNS:…`, `URI:…`,
-    /// `email:…` or `IP:…`.
-    pub certificate_names: Vec<String>,
-    /// The consumer's overall quota across datasets, e.g. "6000/min".
-    pub quota: Option<String>,
-}
-
-/// The grants file.
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(default)]
-pub struct RawGrants {
-    pub grant: Vec<RawGrant>,
-}
-
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(default)]
-pub struct RawGrant {
-    pub consumer: String,
-    pub dataset: String,
-    /// Procedure codes allowed: exact codes, or prefixes ending in `*`.
-    pub procedures: Vec<String>,
-    /// Fields allowed; `["*"]` for every field of the record.
-    pub fields: Vec<String>,
-    /// "fetch" (read the fields) and/or "verify" (check claims against them); default fetch.
-    pub modes: Vec<String>,
-    /// The legal text the grant rests on.
-    pub legal_basis: String,
-    /// First and last day (inclusive, `yyyy-mm-dd`, UTC) the grant is in force; open if unset.
-    pub valid_from: Option<String>,
-    pub valid_until: Option<String>,
-    /// Whether the consumer may ask for a fresh read (`Cache-Control: no-cache`).
-    pub allow_cache_bypass: bool,
-    /// Calls this grant admits, e.g. "600/min"; unlimited when unset.
-    pub quota: Option<String>,
-    /// Switched off: kept (and listed), but it admits nothing.
-    pub disabled: bool,
-    /// How a call is bound to its purpose: "pattern" (the context's formats only, the
-    /// default) or "declared" (an open dossier declared by the consumer, naming the key).
-    pub binding: Option<String>,
 }

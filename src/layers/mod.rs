@@ -10,6 +10,7 @@ pub mod bind;
 pub mod cache;
 pub mod claims;
 pub mod fetch;
+pub mod misuse;
 pub mod policy;
 pub mod quota;
 pub mod validate;

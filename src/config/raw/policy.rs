@@ -1,0 +1,122 @@
+//! The consumers and grants files, and the misuse rules they and the main file set.
+
+use serde::Deserialize;
+
+/// The consumers file.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct RawConsumers {
+    pub consumer: Vec<RawConsumer>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct RawConsumer {
+    pub id: String,
+    pub name: String,
+    /// SHA-256 (hex) of each API key the consumer may present.
+    pub api_key_sha256: Vec<String>,
+    /// Client certificate names that identify the consumer: `CN=…`, `DNS:…`, `URI:…`,
+    /// `email:…` or `IP:…`.
+    pub certificate_names: Vec<String>,
+    /// The consumer's overall quota across datasets, e.g. "6000/min".
+    pub quota: Option<String>,
+    /// Misuse rules for this consumer's calls, over the main file's.
+    pub misuse: RawMisuseRules,
+}
+
+/// The grants file.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct RawGrants {
+    pub grant: Vec<RawGrant>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct RawGrant {
+    pub consumer: String,
+    pub dataset: String,
+    /// Procedure codes allowed: exact codes, or prefixes ending in `*`.
+    pub procedures: Vec<String>,
+    /// Fields allowed; `["*"]` for every field of the record.
+    pub fields: Vec<String>,
+    /// "fetch" (read the fields) and/or "verify" (check claims against them); default fetch.
+    pub modes: Vec<String>,
+    /// The legal text the grant rests on.
+    pub legal_basis: String,
+    /// First and last day (inclusive, `yyyy-mm-dd`, UTC) the grant is in force; open if unset.
+    pub valid_from: Option<String>,
+    pub valid_until: Option<String>,
+    /// Whether the consumer may ask for a fresh read (`Cache-Control: no-cache`).
+    pub allow_cache_bypass: bool,
+    /// Calls this grant admits, e.g. "600/min"; unlimited when unset.
+    pub quota: Option<String>,
+    /// Switched off: kept (and listed), but it admits nothing.
+    pub disabled: bool,
+    /// How a call is bound to its purpose: "pattern" (the context's formats only, the
+    /// default) or "declared" (an open dossier declared by the consumer, naming the key).
+    pub binding: Option<String>,
+    /// Misuse rules for calls under this grant, over its consumer's.
+    pub misuse: RawMisuseRules,
+}
+
+/// Misuse detection (`[misuse]` in the main file).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct RawMisuse {
+    /// Detection on (the default) or off.
+    pub enabled: bool,
+    /// Office hours, Asia/Ho_Chi_Minh time: "hh:mm-hh:mm".
+    pub office_hours: String,
+    /// Working days: "mon" … "sun".
+    pub office_days: Vec<String>,
+    /// Days off besides the weekend, `yyyy-mm-dd`.
+    pub holidays: Vec<String>,
+    /// Keys whose serial parts lie within this many steps count as near-sequential.
+    pub sequential_step: u64,
+    /// Calls an officer or consumer makes in the hour before its not-found ratio counts.
+    pub not_found_min_calls: u64,
+    /// Most windows (actor × rule × period) a replica tracks at once.
+    pub max_tracked: usize,
+    /// Every caller's rules; consumers and grants override them.
+    pub rules: RawMisuseRules,
+}
+
+impl Default for RawMisuse {
+    fn default() -> Self {
+        RawMisuse {
+            enabled: true,
+            office_hours: "07:00-17:30".into(),
+            office_days: ["mon", "tue", "wed", "thu", "fri"]
+                .map(String::from)
+                .to_vec(),
+            holidays: Vec::new(),
+            sequential_step: 5,
+            not_found_min_calls: 20,
+            max_tracked: 100_000,
+            rules: RawMisuseRules::default(),
+        }
+    }
+}
+
+/// A threshold and an action for each rule; what is unset comes from the next scope out.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct RawMisuseRules {
+    pub officer_subjects_hour: Option<RawRule>,
+    pub officer_subjects_day: Option<RawRule>,
+    pub dossier_undeclared_subjects: Option<RawRule>,
+    pub off_hours: Option<RawRule>,
+    pub not_found_ratio: Option<RawRule>,
+    pub sequential_keys: Option<RawRule>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct RawRule {
+    /// Fires when the count goes past this (a percentage for `not_found_ratio`).
+    pub threshold: Option<u64>,
+    /// "alert" (record and count) or "refuse" (and refuse the calls past the threshold).
+    pub action: Option<String>,
+}
