@@ -11,6 +11,7 @@
 //! version (or only checked, with `dry_run`), and recorded in the audit chain with who did
 //! it and what was before and after.
 
+mod alerts;
 mod changes;
 mod ops;
 
@@ -23,6 +24,7 @@ use crate::layers::policy::{AdminCredential, AdminRole};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 
+pub use alerts::AlertQuery;
 pub use ops::AuditFilters;
 
 /// What an admin caller presented.
@@ -92,6 +94,11 @@ pub enum Op {
     Breakers,
     AuditRecords(AuditFilters),
     AuditReport(AuditFilters),
+    Alerts(AlertQuery),
+    AcknowledgeAlert {
+        id: String,
+        note: String,
+    },
 }
 
 impl Op {
@@ -101,7 +108,11 @@ impl Op {
             Op::ListDatasets | Op::GetDataset { .. } | Op::ListGrants => {
                 &["operator", "provider", "auditor"]
             }
-            Op::Versions | Op::AuditRecords(_) | Op::AuditReport(_) => &["operator", "auditor"],
+            Op::Versions
+            | Op::AuditRecords(_)
+            | Op::AuditReport(_)
+            | Op::Alerts(_)
+            | Op::AcknowledgeAlert { .. } => &["operator", "auditor"],
             Op::Rollback { .. } | Op::Reload => &["operator"],
             _ => &["operator", "provider"],
         }
@@ -158,6 +169,8 @@ pub async fn run(
         Op::Breakers => Ok(ops::breakers(&cx)),
         Op::AuditRecords(f) => ops::audit_read(&cx, f, false).await,
         Op::AuditReport(f) => ops::audit_read(&cx, f, true).await,
+        Op::Alerts(q) => alerts::list(&cx, q).await,
+        Op::AcknowledgeAlert { id, note } => alerts::acknowledge(&cx, &id, &note).await,
     }
 }
 

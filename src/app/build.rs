@@ -47,6 +47,7 @@ pub fn build(source: &Source, env: &BTreeMap<String, String>) -> Result<Built, C
     let audit = audit::settings::from_settings(source, &gateway.audit, env, &mut e);
     let context_rules = ContextRules::from_settings(&gateway.context, &mut e);
     let dossiers = crate::dossiers::from_settings(source, &gateway.dossiers, &mut e);
+    let misuse = crate::layers::misuse::from_settings(&gateway.misuse, &mut e);
     let admin_credentials =
         policy::admin_credentials(&gateway.admin, gateway.tls.is_some(), tls_client_ca, &mut e);
     let mut e = Errors {
@@ -86,6 +87,7 @@ pub fn build(source: &Source, env: &BTreeMap<String, String>) -> Result<Built, C
             consumers,
             grants,
             dossiers,
+            misuse,
         },
         tls,
         door,

@@ -4,6 +4,7 @@
 //! of [`super::call`]: its audit record (step 1) is outermost.
 
 use super::call::Facts;
+use super::detect::Watched;
 use super::model::Model;
 use super::request::{
     BatchItem, BatchOutcome, Caller, Lookup, LookupRequest, Verification, VerifyRequest,
@@ -43,6 +44,8 @@ pub struct Gateway {
     pub(super) http: reqwest::Client,
     /// The dossiers consumers declared, for purpose binding.
     pub(super) dossiers: Arc<crate::dossiers::Register>,
+    /// Misuse detection's memory on this replica.
+    pub(super) detector: Arc<crate::layers::misuse::Detector>,
 }
 
 impl Gateway {
@@ -115,13 +118,24 @@ impl Gateway {
             now_ms(),
         )
         .await?;
+        // 4c. detect — misuse rules count the attempt (those the quota then refuses too),
+        //     and refuse it while a rule under `refuse` fires.
+        self.detect(Watched {
+            consumer,
+            grant,
+            context: &context,
+            dataset: &route.dataset.name,
+            key: &key,
+            subject: &facts.subject,
+        })
+        .await?;
         // 5. quota — before the cache, so cached answers count against the quota too.
         let quota = self
             .admit(consumer, grant_index, &route.dataset.name)
             .await?;
         // 6-8. cache, upstream guard, connector. The cache holds full records, so the
         //      projection to this caller's grant happens after it, on every answer.
-        let (record, cache) = self
+        let fetched = self
             .fetch(
                 route,
                 &key,
@@ -131,7 +145,9 @@ impl Gateway {
                 facts,
             )
             .await
-            .map_err(|e| past_deadline(e, request.deadline))?;
+            .map_err(|e| past_deadline(e, request.deadline));
+        self.observe(consumer, &context, &fetched);
+        let (record, cache) = fetched?;
         Ok(Lookup {
             dataset: route.dataset.clone(),
             key,
@@ -204,7 +220,7 @@ impl Gateway {
             &context,
             &fields,
         )?;
-        // 4b. bind — as for a lookup.
+        // 4b. bind, 4c. detect — as for a lookup.
         bind(
             &self.dossiers,
             grant,
@@ -214,13 +230,24 @@ impl Gateway {
             now_ms(),
         )
         .await?;
+        self.detect(Watched {
+            consumer,
+            grant,
+            context: &context,
+            dataset: &route.dataset.name,
+            key: &key,
+            subject: &facts.subject,
+        })
+        .await?;
         // 5. quota — as for a lookup.
         self.admit(consumer, grant_index, &route.dataset.name)
             .await?;
         // 6-8. cache, upstream guard, connector; then only the comparison leaves.
-        let (record, _) = self
+        let fetched = self
             .fetch(route, &key, &context, caller, (false, None), facts)
-            .await?;
+            .await;
+        self.observe(consumer, &context, &fetched);
+        let (record, _) = fetched?;
         Ok(claims::verify(&record, &request.claims))
     }
 
@@ -336,6 +363,15 @@ impl Gateway {
                 &self.metrics,
             )
             .await
+    }
+
+    /// A lookup's result, for the not-found rule: found, or `not_found`.
+    fn observe<T>(&self, consumer: &Consumer, context: &CallContext, r: &Result<T, LookupError>) {
+        match r {
+            Ok(_) => self.observed(&consumer.id, context, true),
+            Err(e) if e.code == ErrorCode::NotFound => self.observed(&consumer.id, context, false),
+            Err(_) => {}
+        }
     }
 
     /// Steps 6-8, with what the provider answered written into the call's facts.

@@ -4,6 +4,7 @@
 //! probes and the live metrics ([`probes`]), and the live, reloadable version ([`live`]).
 
 pub mod call;
+mod detect;
 pub mod dossiers;
 pub mod gateway;
 pub mod live;

@@ -23,6 +23,8 @@ pub struct Model {
     pub grants: Vec<Grant>,
     /// The dossier register's settings (read at start).
     pub dossiers: crate::dossiers::DossierSettings,
+    /// Misuse detection's settings and every caller's rules.
+    pub misuse: crate::layers::misuse::MisuseSettings,
 }
 
 impl Model {

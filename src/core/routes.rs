@@ -10,6 +10,7 @@ use crate::domain::error::{ErrorCode, LookupError};
 use crate::dossiers::Register;
 use crate::layers::cache::RecordCache;
 use crate::layers::fetch::Route;
+use crate::layers::misuse::Detector;
 use crate::layers::quota::Quotas;
 use crate::shared::Shared;
 use crate::telemetry::metrics::Metrics;
@@ -44,6 +45,7 @@ struct Lasting {
     http: reqwest::Client,
     shared: Option<Arc<Shared>>,
     dossiers: Arc<Register>,
+    detector: Arc<Detector>,
 }
 
 impl Gateway {
@@ -68,6 +70,7 @@ impl Gateway {
             http,
             shared,
             dossiers,
+            detector: Arc::default(),
         };
         Gateway::build(config, lasting, &HashMap::new())
     }
@@ -83,6 +86,7 @@ impl Gateway {
             http: self.http.clone(),
             shared: self.shared.clone(),
             dossiers: self.dossiers.clone(),
+            detector: self.detector.clone(),
         };
         Gateway::build(config, lasting, &self.routes)
     }
@@ -117,6 +121,7 @@ impl Gateway {
             http,
             shared,
             dossiers,
+            detector,
         } = lasting;
         let mut routes = HashMap::new();
         for c in &config.connectors {
@@ -171,6 +176,7 @@ impl Gateway {
             draining,
             http,
             dossiers,
+            detector,
         })
     }
 

@@ -15,8 +15,20 @@
 //! announced to the others over Redis (when `[redis]` is set), so the cache bounds how long a
 //! closure can go unseen only when an announcement is lost.
 
+/// Runs the same code on either pool (the SQL is written for both).
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store {
+            Store::Sqlite($pool) => $body,
+            Store::Postgres($pool) => $body,
+        }
+    };
+}
+
+mod alerts;
 mod store;
 
+pub use alerts::{Alert, AlertFilter, AlertPage};
 use std::sync::Arc;
 use std::time::Duration;
 pub use store::Store;

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 /// The register's tables, the same in SQLite and PostgreSQL.
-const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS dossiers (
+pub(super) const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS dossiers (
         consumer TEXT NOT NULL,
         dossier_id TEXT NOT NULL,
         procedure_code TEXT NOT NULL,
@@ -37,22 +37,31 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS dossiers (
         removed_ms BIGINT NOT NULL,
         removed_reason TEXT NOT NULL,
         PRIMARY KEY (consumer, dossier_id, seq)
-    );";
+    );
+    CREATE TABLE IF NOT EXISTS misuse_alerts (
+        id TEXT PRIMARY KEY,
+        rule TEXT NOT NULL,
+        consumer TEXT NOT NULL,
+        officer_id TEXT NOT NULL,
+        dossier_id TEXT NOT NULL,
+        window_start_ms BIGINT NOT NULL,
+        window_end_ms BIGINT NOT NULL,
+        count BIGINT NOT NULL,
+        threshold BIGINT NOT NULL,
+        action TEXT NOT NULL,
+        raised_ms BIGINT NOT NULL,
+        instance TEXT NOT NULL,
+        acknowledged_ms BIGINT NOT NULL,
+        acknowledged_by TEXT NOT NULL,
+        note TEXT NOT NULL,
+        UNIQUE (rule, consumer, officer_id, dossier_id, window_start_ms)
+    );
+    CREATE INDEX IF NOT EXISTS misuse_alerts_by_time ON misuse_alerts (raised_ms);";
 
 /// A SQLite file or a PostgreSQL pool.
 pub enum Store {
     Sqlite(sqlx::SqlitePool),
     Postgres(sqlx::PgPool),
-}
-
-/// Runs the same code on either pool (the SQL is written for both).
-macro_rules! on_pool {
-    ($store:expr, $pool:ident => $body:expr) => {
-        match $store {
-            Store::Sqlite($pool) => $body,
-            Store::Postgres($pool) => $body,
-        }
-    };
 }
 
 fn dossier<R: Row>(row: &R) -> Result<Dossier, sqlx::Error>

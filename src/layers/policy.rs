@@ -3,6 +3,7 @@
 //! from its file.
 
 use super::authenticate::{Holder, normalize_name};
+use super::misuse::Overrides;
 use crate::config::Errors;
 use crate::config::raw::*;
 use crate::domain::dataset::Dataset;
@@ -21,6 +22,8 @@ pub struct Consumer {
     pub certificate_names: Vec<String>,
     /// The consumer's overall quota, across its grants.
     pub quota: Option<QuotaSpec>,
+    /// Misuse rules for its calls, over the main file's.
+    pub misuse: Overrides,
 }
 
 impl Holder for Consumer {
@@ -83,6 +86,8 @@ pub struct Grant {
     pub disabled: bool,
     /// How a call under this grant is bound to its purpose.
     pub binding: Binding,
+    /// Misuse rules for calls under it, over its consumer's.
+    pub misuse: Overrides,
 }
 
 /// How a call is bound to its purpose.
@@ -351,12 +356,14 @@ pub fn consumers(raw: RawConsumers, tls_client_ca: bool, e: &mut Errors<'_>) -> 
                     .map_err(|m| e.add(format!("{key}.quota"), m.to_string()))
                     .ok()
             });
+            let misuse = Overrides::from_settings(&c.misuse, &format!("{key}.misuse"), e);
             Consumer {
                 id: c.id,
                 name: c.name,
                 key_hashes,
                 certificate_names,
                 quota,
+                misuse,
             }
         })
         .collect();
@@ -481,9 +488,11 @@ pub fn grants(
                     Binding::Pattern
                 }
             };
+            let misuse = Overrides::from_settings(&g.misuse, &format!("{key}.misuse"), e);
             Grant {
                 quota,
                 binding,
+                misuse,
                 allow_cache_bypass: g.allow_cache_bypass,
                 disabled: g.disabled,
                 valid_from,

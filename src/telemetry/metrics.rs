@@ -246,6 +246,8 @@ pub struct Metrics {
     pub door_refusals: Family<AtomicU64>,
     /// Open connections on the lookup and admin listeners.
     pub connections: [AtomicU64; 2],
+    /// Misuse alerts raised, by rule and consumer (never by officer: unbounded).
+    pub misuse_alerts: Family<AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -296,6 +298,13 @@ impl Default for Metrics {
                 counter,
             ),
             connections: [AtomicU64::new(0), AtomicU64::new(0)],
+            misuse_alerts: Family::new(
+                "lienthong_misuse_alerts_total",
+                "Misuse alerts raised (each rule fires once per period and actor), by rule and \
+                 consumer.",
+                &["rule", "consumer"],
+                counter,
+            ),
         }
     }
 }
@@ -329,6 +338,7 @@ impl Metrics {
             &[(String::new(), self.in_flight.load(Ordering::Relaxed) as f64)],
         );
         self.door_refusals.render_counter(out);
+        self.misuse_alerts.render_counter(out);
         render_gauge(
             out,
             "lienthong_open_connections",

@@ -69,6 +69,8 @@ pub fn router(gateway: Arc<crate::core::live::Live>) -> Router {
         .route("/admin/v1/breakers", get(breakers))
         .route("/admin/v1/audit/records", get(records))
         .route("/admin/v1/audit/report", get(report))
+        .route("/admin/v1/alerts", get(alerts))
+        .route("/admin/v1/alerts/{id}/acknowledge", post(acknowledge))
         .layer(axum::middleware::map_response(method_not_allowed))
         .with_state(gateway)
 }
@@ -436,4 +438,40 @@ async fn report(
     q: Filters,
 ) -> Response {
     answer(&live, &c, filters(q).map(Op::AuditReport)).await
+}
+
+/// Misuse alerts, filtered and paged, newest first.
+async fn alerts(
+    State(live): State<Arc<Live>>,
+    AdminCaller(c): AdminCaller,
+    q: Result<Query<crate::admin::AlertQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let op = q
+        .map(|Query(q)| Op::Alerts(q))
+        .map_err(|e| LookupError::new(ErrorCode::InvalidRequest, e.body_text()));
+    answer(&live, &c, op).await
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AcknowledgeBody {
+    note: String,
+}
+
+/// An auditor's acknowledgement of an alert, with a note.
+async fn acknowledge(
+    State(live): State<Arc<Live>>,
+    AdminCaller(c): AdminCaller,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let op = serde_json::from_slice::<AcknowledgeBody>(&body)
+        .map(|b| Op::AcknowledgeAlert { id, note: b.note })
+        .map_err(|e| {
+            LookupError::new(
+                ErrorCode::InvalidRequest,
+                format!("body must be {{\"note\": \"...\"}}: {e}"),
+            )
+        });
+    answer(&live, &c, op).await
 }

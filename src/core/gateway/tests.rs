@@ -56,6 +56,17 @@ async fn gateway(quota: &str) -> (Arc<Gateway>, Arc<MemoryStore>, Arc<AtomicUsiz
         consumers,
         grants,
         dossiers: crate::dossiers::DossierSettings::default(),
+        // Detection has tests of its own; off here, so each step's effect stands alone.
+        misuse: crate::layers::misuse::from_settings(
+            &crate::config::raw::RawMisuse {
+                enabled: false,
+                ..Default::default()
+            },
+            &mut Errors {
+                file: "test".into(),
+                all: &mut Vec::new(),
+            },
+        ),
     };
     let store = Arc::new(MemoryStore::default());
     let (log, _writer) = AuditLog::start(

@@ -127,7 +127,7 @@ fn a_grant_overrides_its_consumer_which_overrides_the_main_file() {
         "grant[0].misuse",
         &mut e,
     );
-    let bad = Overrides::from_settings(
+    let _ = Overrides::from_settings(
         &RawMisuseRules {
             not_found_ratio: rule(150, "block"),
             ..RawMisuseRules::default()
@@ -135,7 +135,6 @@ fn a_grant_overrides_its_consumer_which_overrides_the_main_file() {
         "grant[1].misuse",
         &mut e,
     );
-    drop(bad);
     let keys: Vec<&str> = all.iter().map(|e| e.key.as_str()).collect();
     assert_eq!(
         keys,
