@@ -239,3 +239,139 @@ async fn under_refuse_the_calls_past_the_threshold_are_refused_naming_the_rule()
         .expect("sent");
     assert_eq!(other.status(), 200);
 }
+
+/// Two replicas on the test PostgreSQL and Redis: an officer's lookups on both add up, the
+/// calls past the threshold are refused on either, and what Redis holds are keyed
+/// references, never the keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_add_up_through_redis_which_holds_no_key() {
+    let (Some(pg), Some(redis)) = (postgres_url(), redis_url()) else {
+        return;
+    };
+    let schema = unique("t_misuse");
+    let prefix = unique("misuse");
+    let sims = lienthong::sim::spawn(lienthong::sim::SimOptions::ephemeral())
+        .await
+        .expect("simulators");
+    let root = tempfile::tempdir().expect("dir");
+    let mut replicas = Vec::new();
+    for name in ["replica-a", "replica-b"] {
+        let dir = root.path().join(name);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let extra = format!(
+            "[storage]\npostgres_url = \"{pg}\"\nschema = \"{schema}\"\n\
+             [redis]\nurl = \"{redis}\"\nkey_prefix = \"{prefix}:\"\n"
+        );
+        let watch = watching("refuse");
+        let main = write_config(&dir, &sims, |file, text| match file {
+            "gateway.toml" => format!("instance_id = \"{name}\"\n{}\n{extra}", watch(file, text)),
+            _ => text,
+        });
+        let built = lienthong::app::build(
+            &lienthong::config::Source::File(main),
+            &std::collections::BTreeMap::new(),
+        )
+        .expect("valid");
+        replicas.push(lienthong::app::start(built).await.expect("starts"));
+    }
+    let bases = [&replicas[0], &replicas[1]].map(|r| format!("http://{}", r.lookup_addr));
+    let ids = sims
+        .data
+        .samples("population.citizen", 120)
+        .expect("samples");
+    let http = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        let r = with_context(http.get(format!("{}/v1/citizens/{id}", bases[i % 2])))
+            .send()
+            .await
+            .expect("sent");
+        statuses.push(r.status().as_u16());
+    }
+    assert!(statuses[..99].iter().all(|s| *s == 200), "{statuses:?}");
+    assert!(statuses[99..].iter().all(|s| *s == 403), "{statuses:?}");
+    // One alert, though both replicas saw the rule fire.
+    let listed: Value = http
+        .get(format!(
+            "http://{}/admin/v1/alerts?rule=officer_subjects_hour",
+            replicas[1].admin_addr
+        ))
+        .bearer_auth("demo-operator-token")
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    let mut count = listed["alerts"].as_array().map(Vec::len).unwrap_or(0);
+    for _ in 0..50 {
+        if count == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let again: Value = http
+            .get(format!(
+                "http://{}/admin/v1/alerts?rule=officer_subjects_hour",
+                replicas[0].admin_addr
+            ))
+            .bearer_auth("demo-operator-token")
+            .send()
+            .await
+            .expect("sent")
+            .json()
+            .await
+            .expect("json");
+        count = again["alerts"].as_array().map(Vec::len).unwrap_or(0);
+    }
+    assert_eq!(count, 1);
+    // What Redis holds for detection: references only.
+    let client = redis::Client::open(redis.as_str()).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connects");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:misuse:*"))
+        .query_async(&mut conn)
+        .await
+        .expect("keys");
+    assert!(!keys.is_empty());
+    let mut held = String::new();
+    for k in &keys {
+        let kind: String = redis::cmd("TYPE")
+            .arg(k)
+            .query_async(&mut conn)
+            .await
+            .expect("type");
+        held.push_str(k);
+        if kind == "set" {
+            let members: Vec<String> = redis::cmd("SMEMBERS")
+                .arg(k)
+                .query_async(&mut conn)
+                .await
+                .expect("members");
+            held.push_str(&members.join(","));
+        }
+    }
+    for id in &ids {
+        assert!(
+            !held.contains(id.as_str()),
+            "Redis holds a key in the clear"
+        );
+    }
+    for k in keys {
+        let _: i64 = redis::cmd("DEL")
+            .arg(k)
+            .query_async(&mut conn)
+            .await
+            .expect("del");
+    }
+    for r in replicas {
+        r.shutdown().await;
+    }
+    let pool = sqlx::PgPool::connect(&pg).await.expect("connects");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+        .execute(&pool)
+        .await
+        .expect("dropped");
+}

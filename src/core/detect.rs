@@ -53,9 +53,15 @@ impl Gateway {
             buckets,
             now_ms: now_ms(),
         };
-        let outcome =
-            self.detector
-                .check(settings, (&w.consumer.misuse, &w.grant.misuse), &attempt);
+        let outcome = self
+            .detector
+            .check(
+                settings,
+                (&w.consumer.misuse, &w.grant.misuse),
+                &attempt,
+                self.shared.as_deref(),
+            )
+            .await;
         for firing in outcome.alerts {
             self.raise(firing);
         }
@@ -77,14 +83,16 @@ impl Gateway {
     }
 
     /// Feeds a lookup's result to the not-found rule.
-    pub(super) fn observed(&self, consumer: &str, context: &CallContext, found: bool) {
-        self.detector.outcome(
-            &self.config.misuse,
-            consumer,
-            context.officer_id(),
-            found,
-            now_ms(),
-        );
+    pub(super) async fn observed(&self, consumer: &str, context: &CallContext, found: bool) {
+        self.detector
+            .outcome(
+                &self.config.misuse,
+                (consumer, context.officer_id()),
+                found,
+                now_ms(),
+                self.shared.as_deref(),
+            )
+            .await;
     }
 
     /// Keeps the alert (once across replicas) and, if this replica raised it, records it in

@@ -146,7 +146,7 @@ impl Gateway {
             )
             .await
             .map_err(|e| past_deadline(e, request.deadline));
-        self.observe(consumer, &context, &fetched);
+        self.observe(consumer, &context, &fetched).await;
         let (record, cache) = fetched?;
         Ok(Lookup {
             dataset: route.dataset.clone(),
@@ -246,7 +246,7 @@ impl Gateway {
         let fetched = self
             .fetch(route, &key, &context, caller, (false, None), facts)
             .await;
-        self.observe(consumer, &context, &fetched);
+        self.observe(consumer, &context, &fetched).await;
         let (record, _) = fetched?;
         Ok(claims::verify(&record, &request.claims))
     }
@@ -366,10 +366,17 @@ impl Gateway {
     }
 
     /// A lookup's result, for the not-found rule: found, or `not_found`.
-    fn observe<T>(&self, consumer: &Consumer, context: &CallContext, r: &Result<T, LookupError>) {
+    async fn observe<T>(
+        &self,
+        consumer: &Consumer,
+        context: &CallContext,
+        r: &Result<T, LookupError>,
+    ) {
         match r {
-            Ok(_) => self.observed(&consumer.id, context, true),
-            Err(e) if e.code == ErrorCode::NotFound => self.observed(&consumer.id, context, false),
+            Ok(_) => self.observed(&consumer.id, context, true).await,
+            Err(e) if e.code == ErrorCode::NotFound => {
+                self.observed(&consumer.id, context, false).await
+            }
             Err(_) => {}
         }
     }

@@ -166,30 +166,82 @@ impl Shared {
             self.stats.check_seconds.observe_duration(started.elapsed());
             match answer {
                 Ok(decision) => {
-                    if self.stats.up.swap(1, Ordering::Relaxed) == 0 {
-                        tracing::info!("redis answers again: quotas are shared");
-                        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                    }
+                    self.answered();
                     return decision;
                 }
-                Err(e) => {
-                    self.skip_until.store(
-                        self.now_us() + RETRY_AFTER_FAILURE.as_micros() as u64,
-                        Ordering::Relaxed,
-                    );
-                    self.stats.up.store(0, Ordering::Relaxed);
-                    let mut last = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
-                    if last.is_none() {
-                        tracing::warn!(error = %e, fallback = ?self.settings.fallback, "redis unreachable: quotas fall back");
-                    }
-                    *last = Some(e);
-                }
+                Err(e) => self.failed(e),
             }
         }
         self.stats.fallbacks.fetch_add(1, Ordering::Relaxed);
         match self.settings.fallback {
             RedisFallback::LocalShare => share.check().map_err(Refusal::Over),
             RedisFallback::FailClosed => Err(Refusal::Unavailable),
+        }
+    }
+
+    /// Redis answered: if it had not, say that it does again.
+    fn answered(&self) {
+        if self.stats.up.swap(1, Ordering::Relaxed) == 0 {
+            tracing::info!("redis answers again: quotas and detection are shared");
+            *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+    }
+
+    /// Redis failed: leave it alone for a second, and say so once per outage.
+    fn failed(&self, e: String) {
+        self.skip_until.store(
+            self.now_us() + RETRY_AFTER_FAILURE.as_micros() as u64,
+            Ordering::Relaxed,
+        );
+        self.stats.up.store(0, Ordering::Relaxed);
+        let mut last = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_none() {
+            tracing::warn!(error = %e, fallback = ?self.settings.fallback, "redis unreachable: quotas and detection fall back");
+        }
+        *last = Some(e);
+    }
+
+    /// A key under this deployment's prefix.
+    pub fn prefixed(&self, name: &str) -> String {
+        format!("{}{name}", self.settings.key_prefix)
+    }
+
+    /// Runs `script` on Redis within the timeout, unless Redis failed within the last
+    /// second; `None` when it did not answer (the caller falls back to memory).
+    pub async fn eval(
+        &self,
+        script: &redis::Script,
+        keys: &[String],
+        args: &[String],
+    ) -> Option<Vec<i64>> {
+        if self.now_us() < self.skip_until.load(Ordering::Relaxed) {
+            return None;
+        }
+        let mut conn = self.conn.clone();
+        let mut invocation = script.prepare_invoke();
+        for k in keys {
+            invocation.key(k);
+        }
+        for a in args {
+            invocation.arg(a);
+        }
+        let call = invocation.invoke_async::<Vec<i64>>(&mut conn);
+        match tokio::time::timeout(self.settings.timeout, call).await {
+            Ok(Ok(answer)) => {
+                self.answered();
+                Some(answer)
+            }
+            Ok(Err(e)) => {
+                self.failed(e.to_string());
+                None
+            }
+            Err(_) => {
+                self.failed(format!(
+                    "no answer within {} ms",
+                    self.settings.timeout.as_millis()
+                ));
+                None
+            }
         }
     }
 

@@ -1,9 +1,12 @@
-//! What detection remembers, per replica, in bounded memory: one window per (rule, actor,
-//! period) with the keyed references it saw (capped just past the threshold, since a count
-//! past it fires whatever it reaches), a count, and whether its alert was raised. When
-//! the table is full, windows whose period ended go first, then the oldest.
+//! What detection remembers. A call is planned into counts (one per rule that applies, in
+//! a window of (rule, actor, period)); the counts are kept in Redis when `[redis]` is set, so
+//! that replicas add up, or in this replica's bounded memory otherwise (and while Redis does
+//! not answer). Either way the state holds keyed references only, capped just past the
+//! threshold (a count past it fires whatever it reaches). In memory, when the table is
+//! full, windows whose period ended go first, then the oldest.
 
-use super::{Action, MisuseSettings, Overrides, Rule, VIETNAM_OFFSET_MS};
+use super::{Action, MisuseSettings, Overrides, Rule, Setting, VIETNAM_OFFSET_MS};
+use crate::shared::Shared;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
@@ -42,10 +45,37 @@ pub struct Firing {
 /// What detection says about a call.
 #[derive(Debug, Default)]
 pub struct Outcome {
-    /// Rules that fired for the first time in their period: an alert each.
+    /// Rules that fired for the first time in their period (on this replica): an alert
+    /// each.
     pub alerts: Vec<Firing>,
     /// A rule under `refuse` that fires: the call is refused.
     pub refuse: Option<Firing>,
+}
+
+/// What one count adds.
+#[derive(Debug, Clone)]
+enum Kind {
+    /// A distinct member (a subject's reference).
+    Distinct(String),
+    /// One more call.
+    Count,
+    /// A key's bucket and its neighbours': counts when one was seen.
+    Sequential([String; 3]),
+    /// Reads the not-found tally (calls, misses); this call's result is added later.
+    Ratio,
+}
+
+/// One count of one call, in its window.
+#[derive(Debug, Clone)]
+struct Planned {
+    rule: Rule,
+    /// Whose window: consumer, officer or dossier, joined by NUL.
+    actor: String,
+    officer: String,
+    dossier: String,
+    start: i64,
+    kind: Kind,
+    setting: Setting,
 }
 
 #[derive(Debug, Default)]
@@ -57,6 +87,9 @@ struct Window {
     alerted: bool,
     end_ms: i64,
 }
+
+/// Most buckets a sequential window remembers.
+const MAX_BUCKETS: usize = 4_096;
 
 /// A reference's first 64 bits: enough to tell subjects apart in one window.
 fn short(reference: &str) -> u64 {
@@ -77,124 +110,264 @@ pub(super) fn period_start(rule: Rule, now_ms: i64) -> i64 {
     (now_ms + VIETNAM_OFFSET_MS).div_euclid(p) * p - VIETNAM_OFFSET_MS
 }
 
+/// The counts a call adds, one per rule that applies to it.
+fn plan(
+    settings: &MisuseSettings,
+    scope: (&Overrides, &Overrides),
+    a: &Attempt<'_>,
+) -> Vec<Planned> {
+    let officer_actor = format!("{}\0{}", a.consumer, a.officer);
+    let mut out = Vec::with_capacity(7);
+    for rule in Rule::ALL {
+        let setting = settings.setting(rule, scope.0, scope.1);
+        let start = period_start(rule, a.now_ms);
+        let mut push = |actor: String, officer: &str, dossier: &str, kind: Kind| {
+            out.push(Planned {
+                rule,
+                actor,
+                officer: officer.to_owned(),
+                dossier: dossier.to_owned(),
+                start,
+                kind,
+                setting,
+            })
+        };
+        match rule {
+            Rule::OfficerSubjectsHour | Rule::OfficerSubjectsDay => push(
+                officer_actor.clone(),
+                a.officer,
+                "",
+                Kind::Distinct(a.subject.to_owned()),
+            ),
+            Rule::DossierUndeclaredSubjects => {
+                if a.declared == Some(false) {
+                    push(
+                        format!("{}\0\0{}", a.consumer, a.dossier),
+                        "",
+                        a.dossier,
+                        Kind::Distinct(a.subject.to_owned()),
+                    )
+                }
+            }
+            Rule::OffHours => {
+                if !settings.office.open_at(a.now_ms) {
+                    push(officer_actor.clone(), a.officer, "", Kind::Count)
+                }
+            }
+            Rule::SequentialKeys => {
+                if let Some(b) = &a.buckets {
+                    push(
+                        officer_actor.clone(),
+                        a.officer,
+                        "",
+                        Kind::Sequential(b.clone()),
+                    )
+                }
+            }
+            Rule::NotFoundRatio => {
+                push(officer_actor.clone(), a.officer, "", Kind::Ratio);
+                push(a.consumer.to_owned(), "", "", Kind::Ratio);
+            }
+        }
+    }
+    out
+}
+
+/// What a rule counted: a count, or the not-found tally.
+#[derive(Debug, Clone, Copy)]
+enum Counted {
+    N(u64),
+    Tally { calls: u64, misses: u64 },
+}
+
+/// The Redis side of [`plan`]: one script call per attempt. For each count, ARGV holds
+/// six values: kind, period (ms, the key's lifetime), cap, and up to three members.
+const COUNT: &str = r"
+local out = {}
+for i = 1, #KEYS do
+  local b = (i - 1) * 6
+  local kind, ttl, cap = ARGV[b + 1], tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3])
+  local k = KEYS[i]
+  if kind == 'd' then
+    local m = ARGV[b + 4]
+    if redis.call('SISMEMBER', k, m) == 0 and redis.call('SCARD', k) < cap then
+      redis.call('SADD', k, m)
+    end
+    redis.call('PEXPIRE', k, ttl)
+    out[i] = redis.call('SCARD', k)
+  elseif kind == 'c' then
+    out[i] = redis.call('INCR', k)
+    redis.call('PEXPIRE', k, ttl)
+  elseif kind == 's' then
+    local near = redis.call('SMISMEMBER', k, ARGV[b + 4], ARGV[b + 5], ARGV[b + 6])
+    local n = tonumber(redis.call('GET', k .. ':n') or '0')
+    if near[1] == 1 or near[2] == 1 or near[3] == 1 then
+      n = redis.call('INCR', k .. ':n')
+      redis.call('PEXPIRE', k .. ':n', ttl)
+    end
+    if redis.call('SCARD', k) < cap then
+      redis.call('SADD', k, ARGV[b + 4])
+    end
+    redis.call('PEXPIRE', k, ttl)
+    out[i] = n
+  else
+    local v = redis.call('HMGET', k, 'calls', 'misses')
+    out[i] = (tonumber(v[1]) or 0) * 4294967296 + (tonumber(v[2]) or 0)
+  end
+end
+return out
+";
+
 /// Detection's memory on this replica, shared by every configuration version.
-#[derive(Default)]
 pub struct Detector {
     windows: Mutex<HashMap<(Rule, String, i64), Window>>,
+    script: redis::Script,
+}
+
+impl Default for Detector {
+    fn default() -> Self {
+        Detector {
+            windows: Mutex::default(),
+            script: redis::Script::new(COUNT),
+        }
+    }
 }
 
 impl Detector {
-    /// Counts the attempt under every rule and says which fired.
-    pub fn check(
+    /// Counts the attempt under every rule (in Redis when `shared` is given and answers,
+    /// else in memory) and says which rules fired.
+    pub async fn check(
         &self,
         settings: &MisuseSettings,
         scope: (&Overrides, &Overrides),
         a: &Attempt<'_>,
+        shared: Option<&Shared>,
     ) -> Outcome {
-        let mut out = Outcome::default();
         if !settings.enabled {
-            return out;
+            return Outcome::default();
         }
-        let officer_actor = format!("{}\0{}", a.consumer, a.officer);
+        let planned = plan(settings, scope, a);
+        let counted = match shared {
+            Some(s) => self.count_shared(s, &planned).await,
+            None => None,
+        };
         let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        self.make_room(&mut windows, settings.max_tracked, a.now_ms);
-        for rule in Rule::ALL {
-            let setting = settings.setting(rule, scope.0, scope.1);
-            let (actor, officer, dossier) = match rule {
-                Rule::DossierUndeclaredSubjects => match a.declared {
-                    Some(false) => (format!("{}\0\0{}", a.consumer, a.dossier), "", a.dossier),
-                    _ => continue,
-                },
-                Rule::OffHours if settings.office.open_at(a.now_ms) => continue,
-                Rule::SequentialKeys if a.buckets.is_none() => continue,
-                Rule::NotFoundRatio => {
-                    // Past calls decide; this one's outcome is counted when it is known.
-                    for (actor, officer) in [
-                        (officer_actor.clone(), a.officer),
-                        (a.consumer.to_owned(), ""),
-                    ] {
-                        let start = period_start(rule, a.now_ms);
-                        let w = windows.entry((rule, actor, start)).or_default();
-                        w.end_ms = start + rule.period_ms();
-                        let fires = w.calls >= settings.not_found_min_calls
-                            && w.calls > 0
-                            && w.misses * 100 > setting.threshold * w.calls;
-                        if fires {
-                            let firing = Firing {
-                                rule,
-                                consumer: a.consumer.to_owned(),
-                                officer: officer.to_owned(),
-                                dossier: String::new(),
-                                window_start_ms: start,
-                                window_end_ms: w.end_ms,
-                                count: w.misses * 100 / w.calls,
-                                threshold: setting.threshold,
-                                action: setting.action,
-                            };
-                            decide(w, firing, &mut out);
-                        }
-                    }
-                    continue;
-                }
-                _ => (officer_actor.clone(), a.officer, ""),
+        make_room(&mut windows, settings.max_tracked, a.now_ms);
+        let mut out = Outcome::default();
+        for (i, p) in planned.iter().enumerate() {
+            let w = windows
+                .entry((p.rule, p.actor.clone(), p.start))
+                .or_default();
+            w.end_ms = p.start + p.rule.period_ms();
+            let counted = match &counted {
+                Some(c) => c[i],
+                None => count_locally(w, p),
             };
-            let start = period_start(rule, a.now_ms);
-            let w = windows.entry((rule, actor, start)).or_default();
-            w.end_ms = start + rule.period_ms();
-            let cap = setting.threshold.saturating_add(1) as usize;
-            match rule {
-                Rule::OffHours => w.count += 1,
-                Rule::SequentialKeys => {
-                    let Some(buckets) = &a.buckets else { continue };
-                    let [own, below, above] =
-                        [&buckets[0], &buckets[1], &buckets[2]].map(|b| short(b));
-                    if [own, below, above].iter().any(|b| w.seen.contains(b)) {
-                        w.count += 1;
-                    }
-                    if w.seen.len() < 4_096 {
-                        w.seen.insert(own);
-                    }
-                }
-                _ => {
-                    if w.seen.len() < cap {
-                        w.seen.insert(short(a.subject));
-                    }
-                    w.count = w.seen.len() as u64;
-                }
-            }
-            if w.count > setting.threshold {
+            let (fires, count) = match counted {
+                Counted::N(n) => (n > p.setting.threshold, n),
+                Counted::Tally { calls, misses } => (
+                    calls >= settings.not_found_min_calls.max(1)
+                        && misses * 100 > p.setting.threshold * calls,
+                    if calls == 0 { 0 } else { misses * 100 / calls },
+                ),
+            };
+            if fires {
                 let firing = Firing {
-                    rule,
+                    rule: p.rule,
                     consumer: a.consumer.to_owned(),
-                    officer: officer.to_owned(),
-                    dossier: dossier.to_owned(),
-                    window_start_ms: start,
+                    officer: p.officer.clone(),
+                    dossier: p.dossier.clone(),
+                    window_start_ms: p.start,
                     window_end_ms: w.end_ms,
-                    count: w.count,
-                    threshold: setting.threshold,
-                    action: setting.action,
+                    count,
+                    threshold: p.setting.threshold,
+                    action: p.setting.action,
                 };
-                decide(w, firing, &mut out);
+                if !w.alerted {
+                    w.alerted = true;
+                    out.alerts.push(firing.clone());
+                }
+                if firing.action == Action::Refuse && out.refuse.is_none() {
+                    out.refuse = Some(firing);
+                }
             }
         }
         out
     }
 
+    /// The counts in Redis, or `None` when it does not answer.
+    async fn count_shared(&self, shared: &Shared, planned: &[Planned]) -> Option<Vec<Counted>> {
+        let mut keys = Vec::with_capacity(planned.len());
+        let mut args = Vec::with_capacity(planned.len() * 6);
+        for p in planned {
+            keys.push(shared.prefixed(&format!(
+                "misuse:{}:{}:{}",
+                p.rule.as_str(),
+                p.actor.replace('\0', "/"),
+                p.start
+            )));
+            let ttl = (p.rule.period_ms() + 60_000).to_string();
+            let cap = p.setting.threshold.saturating_add(1).to_string();
+            let (kind, members): (&str, [&str; 3]) = match &p.kind {
+                Kind::Distinct(m) => ("d", [m, "", ""]),
+                Kind::Count => ("c", ["", "", ""]),
+                Kind::Sequential(b) => ("s", [&b[0], &b[1], &b[2]]),
+                Kind::Ratio => ("r", ["", "", ""]),
+            };
+            let cap = if kind == "s" {
+                MAX_BUCKETS.to_string()
+            } else {
+                cap
+            };
+            args.extend([kind.to_owned(), ttl, cap]);
+            args.extend(members.map(str::to_owned));
+        }
+        let answer = shared.eval(&self.script, &keys, &args).await?;
+        (answer.len() == planned.len()).then(|| {
+            planned
+                .iter()
+                .zip(answer)
+                .map(|(p, v)| match p.kind {
+                    Kind::Ratio => Counted::Tally {
+                        calls: (v.max(0) as u64) >> 32,
+                        misses: (v.max(0) as u64) & 0xffff_ffff,
+                    },
+                    _ => Counted::N(v.max(0) as u64),
+                })
+                .collect()
+        })
+    }
+
     /// Counts a lookup's result for the not-found rule: `found` false for `not_found`.
-    pub fn outcome(
+    pub async fn outcome(
         &self,
         settings: &MisuseSettings,
-        consumer: &str,
-        officer: &str,
+        (consumer, officer): (&str, &str),
         found: bool,
         now_ms: i64,
+        shared: Option<&Shared>,
     ) {
         if !settings.enabled {
             return;
         }
         let start = period_start(Rule::NotFoundRatio, now_ms);
+        let actors = [format!("{consumer}\0{officer}"), consumer.to_owned()];
+        if let Some(s) = shared {
+            let keys = actors.clone().map(|actor| {
+                s.prefixed(&format!(
+                    "misuse:{}:{}:{start}",
+                    Rule::NotFoundRatio.as_str(),
+                    actor.replace('\0', "/")
+                ))
+            });
+            let ttl = (Rule::NotFoundRatio.period_ms() + 60_000).to_string();
+            let miss = if found { "0" } else { "1" }.to_owned();
+            if s.eval(&TALLY, &keys, &[miss, ttl]).await.is_some() {
+                return;
+            }
+        }
         let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        for actor in [format!("{consumer}\0{officer}"), consumer.to_owned()] {
+        for actor in actors {
             let w = windows
                 .entry((Rule::NotFoundRatio, actor, start))
                 .or_default();
@@ -204,38 +377,67 @@ impl Detector {
         }
     }
 
-    /// Windows tracked now (for tests and the live metrics).
+    /// Windows tracked in memory now.
     pub fn tracked(&self) -> usize {
         self.windows.lock().map(|w| w.len()).unwrap_or(0)
     }
+}
 
-    /// Keeps the table within `max` windows: ended ones go first, then the oldest.
-    fn make_room(
-        &self,
-        windows: &mut HashMap<(Rule, String, i64), Window>,
-        max: usize,
-        now_ms: i64,
-    ) {
-        if windows.len() < max {
-            return;
+/// Adds a lookup's result to each key's not-found tally.
+static TALLY: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"
+for i = 1, #KEYS do
+  redis.call('HINCRBY', KEYS[i], 'calls', 1)
+  redis.call('HINCRBY', KEYS[i], 'misses', tonumber(ARGV[1]))
+  redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[2]))
+end
+return {}
+",
+    )
+});
+
+/// The count in this replica's memory.
+fn count_locally(w: &mut Window, p: &Planned) -> Counted {
+    match &p.kind {
+        Kind::Count => {
+            w.count += 1;
+            Counted::N(w.count)
         }
-        windows.retain(|_, w| w.end_ms > now_ms);
-        if windows.len() >= max {
-            let mut starts: Vec<i64> = windows.keys().map(|k| k.2).collect();
-            starts.sort_unstable();
-            let cut = starts[windows.len() - max * 3 / 4];
-            windows.retain(|k, _| k.2 > cut);
+        Kind::Distinct(m) => {
+            let cap = p.setting.threshold.saturating_add(1) as usize;
+            if w.seen.len() < cap {
+                w.seen.insert(short(m));
+            }
+            Counted::N(w.seen.len() as u64)
         }
+        Kind::Sequential(b) => {
+            let [own, below, above] = [&b[0], &b[1], &b[2]].map(|r| short(r));
+            if [own, below, above].iter().any(|b| w.seen.contains(b)) {
+                w.count += 1;
+            }
+            if w.seen.len() < MAX_BUCKETS {
+                w.seen.insert(own);
+            }
+            Counted::N(w.count)
+        }
+        Kind::Ratio => Counted::Tally {
+            calls: w.calls,
+            misses: w.misses,
+        },
     }
 }
 
-/// The first firing in a window is an alert; under `refuse`, every firing refuses.
-fn decide(w: &mut Window, firing: Firing, out: &mut Outcome) {
-    if !w.alerted {
-        w.alerted = true;
-        out.alerts.push(firing.clone());
+/// Keeps the table within `max` windows: ended ones go first, then the oldest.
+fn make_room(windows: &mut HashMap<(Rule, String, i64), Window>, max: usize, now_ms: i64) {
+    if windows.len() < max {
+        return;
     }
-    if firing.action == Action::Refuse && out.refuse.is_none() {
-        out.refuse = Some(firing);
+    windows.retain(|_, w| w.end_ms > now_ms);
+    if windows.len() >= max {
+        let mut starts: Vec<i64> = windows.keys().map(|k| k.2).collect();
+        starts.sort_unstable();
+        let cut = starts[windows.len() - max * 3 / 4];
+        windows.retain(|k, _| k.2 > cut);
     }
 }
