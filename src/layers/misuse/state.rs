@@ -268,7 +268,7 @@ impl Detector {
                 Counted::Tally { calls, misses } => (
                     calls >= settings.not_found_min_calls.max(1)
                         && misses * 100 > p.setting.threshold * calls,
-                    if calls == 0 { 0 } else { misses * 100 / calls },
+                    (misses * 100).checked_div(calls).unwrap_or(0),
                 ),
             };
             if fires {
