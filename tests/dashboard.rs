@@ -74,7 +74,19 @@ async fn the_dashboard_shows_live_figures_that_agree_with_metrics() {
         eprintln!("skipped: chromium is not installed (apt-get install chromium)");
         return;
     };
-    let h = Arc::new(Harness::start().await);
+    // Detection on, all day, with a low threshold: the traffic below (one officer, 50
+    // citizens) raises a misuse alert, which the page shows.
+    let h = Arc::new(
+        Harness::start_with(|file, text| match file {
+            "gateway.toml" => format!(
+                "{text}\n[misuse]\noffice_hours = \"00:00-24:00\"\n\
+                 office_days = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\", \"sun\"]\n\
+                 [misuse.rules]\nofficer_subjects_hour = {{ threshold = 10 }}\n"
+            ),
+            _ => text,
+        })
+        .await,
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let traffic = {
         let (h, stop) = (h.clone(), stop.clone());
@@ -138,6 +150,16 @@ async fn the_dashboard_shows_live_figures_that_agree_with_metrics() {
         first.contains("<td>lookup</td><td>unauthenticated</td>"),
         "by listener and reason"
     );
+    // This one, and the dossier's (50 undeclared subjects under one dossier, past 20).
+    assert!(
+        shown(&first, "misuse-total") >= 2.0,
+        "the misuse alerts are shown"
+    );
+    assert!(
+        first.contains("<td>officer_subjects_hour</td><td>demo-onestop</td>"),
+        "by rule and consumer"
+    );
+    assert!(first.contains("<td>dossier_undeclared_subjects</td><td>demo-onestop</td>"));
 
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let second = tokio::task::spawn_blocking(move || dump_dom(browser, &url))

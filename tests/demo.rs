@@ -75,7 +75,7 @@ fn every_printed_curl_command_works() {
             }
         }
     }
-    assert_eq!(commands.len(), 7, "{commands:#?}");
+    assert_eq!(commands.len(), 8, "{commands:#?}");
     let run = |cmd: &str| -> serde_json::Value {
         let out = Command::new("sh")
             .arg("-c")
@@ -142,8 +142,12 @@ fn every_printed_curl_command_works() {
     assert_eq!(served + refused, 650, "{burst}\n{counted}");
     assert!((599..640).contains(&served) && refused > 0, "{counted}");
 
+    // The printed alerts command answers the list (an off-hours alert or none, by the hour).
+    let alerts = run(&commands[6]);
+    assert!(alerts["alerts"].is_array(), "{alerts}");
+
     // The printed audit report lists the lookups of that citizen just made.
-    let report = run(&commands[6]);
+    let report = run(&commands[7]);
     let rows = report["records"].as_array().expect("records");
     assert!(rows.len() >= 2, "{report}");
     assert!(

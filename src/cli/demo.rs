@@ -97,6 +97,10 @@ Rate limits: each demo grant admits 600 lookups a minute (see the RateLimit-* he
 650 at once gets 429s, with Retry-After, in the documented problem form:
   seq 650 | xargs -P 32 -I{{}} curl -s -o /dev/null -w '%{{http_code}}\n' -H 'Authorization: Bearer demo-onestop-key' {ctx} http://{lookup}/v1/enterprises/{enterprise} | sort | uniq -c
 
+Misuse detection watches every officer: looking up 100 distinct citizens within an hour (or
+any call outside office hours, Hanoi time) raises an alert for operators and auditors:
+  curl -s -H 'Authorization: Bearer demo-auditor-token' http://{admin}/admin/v1/alerts
+
 Every call above left an audit record (in ./data/audit.db). Who looked at this citizen:
   curl -s -H 'Authorization: Bearer demo-operator-token' 'http://{admin}/admin/v1/audit/report?dataset=population.citizen&subject={citizen}'
 After stopping: lienthong audit verify, and lienthong audit report --dataset population.citizen --subject {citizen}
