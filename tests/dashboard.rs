@@ -79,9 +79,12 @@ async fn the_dashboard_shows_live_figures_that_agree_with_metrics() {
     let h = Arc::new(
         Harness::start_with(|file, text| match file {
             "gateway.toml" => format!(
-                "{text}\n[misuse]\noffice_hours = \"00:00-24:00\"\n\
-                 office_days = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\", \"sun\"]\n\
-                 [misuse.rules]\nofficer_subjects_hour = {{ threshold = 10 }}\n"
+                "{}\n[misuse]\noffice_hours = \"00:00-24:00\"\n\
+                 office_days = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\", \"sun\"]\n",
+                text.replace(
+                    "officer_subjects_hour = { threshold = 99 }",
+                    "officer_subjects_hour = { threshold = 10 }"
+                )
             ),
             _ => text,
         })

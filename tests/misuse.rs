@@ -14,9 +14,12 @@ use std::time::Duration;
 fn watching(action: &'static str) -> impl Fn(&str, String) -> String {
     move |file, text| match file {
         "gateway.toml" => format!(
-            "{text}\n[misuse]\nenabled = true\noffice_hours = \"00:00-24:00\"\n\
-             office_days = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\", \"sun\"]\n\
-             [misuse.rules]\nofficer_subjects_hour = {{ threshold = 99, action = \"{action}\" }}\n"
+            "{}\n[misuse]\nenabled = true\noffice_hours = \"00:00-24:00\"\n\
+             office_days = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\", \"sun\"]\n",
+            text.replace(
+                "officer_subjects_hour = { threshold = 99 }",
+                &format!("officer_subjects_hour = {{ threshold = 99, action = \"{action}\" }}")
+            )
         ),
         _ => text,
     }
