@@ -162,11 +162,103 @@ fn grant_check(c: &mut Criterion) {
     });
 }
 
+/// Steps 4b and 4c on a call: the binding check against a cached declared dossier, and
+/// misuse detection in memory (the sequential rule's three keyed buckets included).
+fn bind_and_detect(c: &mut Criterion) {
+    use lienthong::dossiers::{DossierSettings, NewDossier, Register};
+    use lienthong::layers::misuse::{Attempt, Detector, MisuseSettings, Overrides, serial};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let subjects = lienthong::audit::record::SubjectKey::new("k1", b"bench secret");
+    let key = "001090012345";
+    let subject = subjects.reference("population.citizen", key);
+    let now = lienthong::audit::record::now_ms();
+    let register = rt.block_on(async {
+        let r = Register::in_memory(DossierSettings::default())
+            .await
+            .expect("register");
+        r.declare(
+            NewDossier {
+                consumer: "onestop".into(),
+                dossier_id: "000.00.53.H48-251128-0001".into(),
+                procedure_code: "1.001612".into(),
+                officer_id: String::new(),
+                received_ms: now,
+                subjects: vec![("population.citizen".into(), subject.clone())],
+            },
+            now,
+        )
+        .await
+        .expect("declared");
+        r
+    });
+    let mut grant = lienthong::app::build(&Source::demo(), &BTreeMap::new())
+        .expect("demo config")
+        .model
+        .grants[0]
+        .clone();
+    grant.binding = lienthong::layers::policy::Binding::Declared;
+    let context = CallContext::for_tests("1.001612", "000.00.53.H48-251128-0001", "canbo01");
+    c.bench_function("bind_declared_cached", |b| {
+        b.iter(|| {
+            rt.block_on(lienthong::layers::bind::bind(
+                &register,
+                &grant,
+                "onestop",
+                &context,
+                black_box(&subject),
+                now,
+            ))
+            .expect("bound")
+        })
+    });
+    let settings = MisuseSettings::default();
+    let detector = Detector::default();
+    let none = Overrides::default();
+    // 150 officers' worth of distinct citizens, far apart; their references are made by the
+    // lookup anyway (the audit record's subject), so they are made here beforehand.
+    let keys: Vec<(String, String)> = (0..150u64)
+        .map(|n| {
+            let key = format!("{:012}", 1_090_000_000 + n * 1_000);
+            let subject = subjects.reference("population.citizen", &key);
+            (key, subject)
+        })
+        .collect();
+    let mut n = 0usize;
+    c.bench_function("misuse_detect_memory", |b| {
+        b.iter(|| {
+            n += 1;
+            let (key, subject) = &keys[n % keys.len()];
+            let buckets = serial("population.citizen", key).map(|(prefix, s)| {
+                let b = s / settings.sequential_step;
+                [b, b.saturating_sub(1), b + 1].map(|b| {
+                    subjects.reference("misuse:sequential:population.citizen", &format!("{prefix}{b}"))
+                })
+            });
+            let attempt = Attempt {
+                consumer: "onestop",
+                officer: "canbo01",
+                dossier: "000.00.53.H48-251128-0001",
+                subject,
+                declared: Some(false),
+                buckets,
+                now_ms: now,
+            };
+            rt.block_on(detector.check(&settings, (&none, &none), black_box(&attempt), None))
+                .alerts
+                .len()
+        })
+    });
+}
+
 criterion_group!(
     hot_paths,
     key_validation,
     cache_hit_with_projection,
     audit_hashing,
-    grant_check
+    grant_check,
+    bind_and_detect
 );
 criterion_main!(hot_paths);
