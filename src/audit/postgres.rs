@@ -16,9 +16,10 @@ use sqlx::{AssertSqlSafe, Executor, PgConnection, Row};
 use std::str::FromStr;
 use std::time::Duration;
 
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE audit_records (
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE audit_records (
         instance TEXT NOT NULL,
         seq BIGINT NOT NULL,
         time_ms BIGINT NOT NULL,
@@ -76,7 +77,20 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         change TEXT NOT NULL,
         files TEXT NOT NULL
     );",
-)];
+    ),
+    (
+        2,
+        // Entry format version 2: a disclosure's facts, and the people who appear in it.
+        "ALTER TABLE audit_records ADD COLUMN ext TEXT NOT NULL DEFAULT '';
+    CREATE TABLE audit_mentions (
+        reference TEXT NOT NULL,
+        time_ms BIGINT NOT NULL,
+        instance TEXT NOT NULL,
+        seq BIGINT NOT NULL
+    );
+    CREATE INDEX audit_mentions_by_reference ON audit_mentions (reference, time_ms);",
+    ),
+];
 
 use crate::config::valid_schema;
 
@@ -190,7 +204,7 @@ async fn insert(conn: &mut PgConnection, records: &[Chained]) -> Result<(), Stor
     // then waits for the server's delayed ACK (about 40 ms a commit). Several small
     // statements in one transaction cost a loopback round trip each instead.
     for chunk in records.chunks(16) {
-        let mut b = sqlx::QueryBuilder::new(format!("INSERT INTO audit_records ({COLUMNS}) "));
+        let mut b = sqlx::QueryBuilder::new(format!("INSERT INTO audit_records ({COLUMNS}, ext) "));
         b.push_values(chunk, |mut row, r| {
             let e = &r.entry;
             row.push_bind(&r.instance)
@@ -216,9 +230,31 @@ async fn insert(conn: &mut PgConnection, records: &[Chained]) -> Result<(), Stor
                 .push_bind(e.upstream_ms)
                 .push_bind(&e.detail)
                 .push_bind(r.prev_hash.as_slice())
-                .push_bind(r.hash.as_slice());
+                .push_bind(r.hash.as_slice())
+                .push_bind(
+                    e.disclosure
+                        .as_ref()
+                        .and_then(|d| serde_json::to_string(d).ok())
+                        .unwrap_or_default(),
+                );
         });
         b.build().execute(&mut *conn).await.map_err(err)?;
+        let mentions: Vec<(&str, &Chained)> = chunk
+            .iter()
+            .flat_map(|r| rows::mentions(r).map(move |m| (m, r)))
+            .collect();
+        if !mentions.is_empty() {
+            let mut b = sqlx::QueryBuilder::new(
+                "INSERT INTO audit_mentions (reference, time_ms, instance, seq) ",
+            );
+            b.push_values(mentions, |mut row, (reference, r)| {
+                row.push_bind(reference)
+                    .push_bind(r.entry.time_ms)
+                    .push_bind(r.instance.as_str())
+                    .push_bind(r.seq);
+            });
+            b.build().execute(&mut *conn).await.map_err(err)?;
+        }
     }
     Ok(())
 }
@@ -363,7 +399,7 @@ impl AuditStore for PostgresStore {
         limit: usize,
     ) -> Result<Vec<Chained>, StoreError> {
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM audit_records WHERE instance = $1 AND seq > $2 \
+            "SELECT {COLUMNS}, ext FROM audit_records WHERE instance = $1 AND seq > $2 \
              ORDER BY seq LIMIT $3"
         )))
         .bind(instance)
@@ -388,8 +424,9 @@ impl AuditStore for PostgresStore {
     }
 
     async fn query(&self, q: &Query) -> Result<Vec<Chained>, StoreError> {
-        let mut b =
-            sqlx::QueryBuilder::new(format!("SELECT {COLUMNS} FROM audit_records WHERE 1 = 1"));
+        let mut b = sqlx::QueryBuilder::new(format!(
+            "SELECT {COLUMNS}, ext FROM audit_records WHERE 1 = 1"
+        ));
         for (column, value) in [
             ("subject", &q.subject),
             ("dataset", &q.dataset),
@@ -401,6 +438,13 @@ impl AuditStore for PostgresStore {
             if let Some(v) = value {
                 b.push(format!(" AND {column} = ")).push_bind(v.clone());
             }
+        }
+        if let Some(person) = &q.person {
+            b.push(" AND (subject = ")
+                .push_bind(person.clone())
+                .push(" OR EXISTS (SELECT 1 FROM audit_mentions m WHERE m.reference = ")
+                .push_bind(person.clone())
+                .push(" AND m.instance = audit_records.instance AND m.seq = audit_records.seq))");
         }
         if let Some(from) = q.from_ms {
             b.push(" AND time_ms >= ").push_bind(from);
@@ -446,7 +490,7 @@ impl AuditStore for PostgresStore {
         limit: usize,
     ) -> Result<Vec<Chained>, StoreError> {
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM audit_records WHERE instance = $1 AND seq < COALESCE(\
+            "SELECT {COLUMNS}, ext FROM audit_records WHERE instance = $1 AND seq < COALESCE(\
                (SELECT MIN(seq) FROM audit_records WHERE instance = $1 AND time_ms >= $2), \
                9223372036854775807) ORDER BY seq LIMIT $3"
         )))
@@ -475,7 +519,7 @@ impl AuditStore for PostgresStore {
         .execute(&mut *tx)
         .await
         .map_err(err)?;
-        for table in ["audit_records", "audit_checkpoints"] {
+        for table in ["audit_records", "audit_checkpoints", "audit_mentions"] {
             sqlx::query(AssertSqlSafe(format!(
                 "DELETE FROM {table} WHERE instance = $1 AND seq <= $2"
             )))

@@ -98,6 +98,7 @@ impl Filters {
         };
         Ok(Query {
             subject,
+            person: None,
             dataset: self.dataset.clone(),
             actor: self.consumer.clone(),
             dossier_id: self.dossier.clone(),

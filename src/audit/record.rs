@@ -42,7 +42,29 @@ pub struct AuditEntry {
     pub upstream_ms: i64,
     /// What else an auditor needs (a query's filters, a gap's extent); never personal data.
     pub detail: String,
+    /// What format version 2 adds for a disclosure (a fetch or verify whose grant was
+    /// found): the grant's legal basis and report mode at the call, and the people who
+    /// appear in the disclosed fields. `None` in records of version 1 and in other records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disclosure: Option<Disclosure>,
 }
+
+/// A disclosure's facts beyond version 1 of the entry format.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Disclosure {
+    /// The grant's legal basis, as it stood at the call.
+    pub legal_basis: String,
+    /// The grant's entries are withheld from the citizen's own report (counted, not
+    /// detailed), as the grant stood at the call.
+    pub withheld: bool,
+    /// People other than the subject who appear in the disclosed fields: (field, keyed
+    /// reference of their personal id).
+    pub mentions: Vec<(String, String)>,
+}
+
+/// The first bytes of a version 2 entry: no version 1 entry starts with 0xFF (its first
+/// byte is the top byte of a positive time).
+const VERSION_2: [u8; 2] = [0xFF, 2];
 
 /// A record in its chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,9 +85,19 @@ fn put(out: &mut Vec<u8>, bytes: &[u8]) {
 }
 
 impl AuditEntry {
-    /// An unambiguous byte form: every field length-prefixed, in a fixed order.
+    /// The entry format's version: 2 when it carries a disclosure's facts, else 1.
+    pub fn version(&self) -> u8 {
+        if self.disclosure.is_some() { 2 } else { 1 }
+    }
+
+    /// An unambiguous byte form: every field length-prefixed, in a fixed order. Version 1
+    /// is the fields of version 1 alone (so records written before version 2 keep their
+    /// bytes and hashes); version 2 is a marker, the same, then the disclosure's facts.
     pub fn canonical(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(256);
+        if self.disclosure.is_some() {
+            out.extend_from_slice(&VERSION_2);
+        }
         out.extend_from_slice(&self.time_ms.to_be_bytes());
         for s in [
             &self.request_id,
@@ -93,6 +125,15 @@ impl AuditEntry {
         }
         out.extend_from_slice(&self.upstream_ms.to_be_bytes());
         put(&mut out, self.detail.as_bytes());
+        if let Some(d) = &self.disclosure {
+            put(&mut out, d.legal_basis.as_bytes());
+            out.push(u8::from(d.withheld));
+            out.extend_from_slice(&(d.mentions.len() as u32).to_be_bytes());
+            for (field, reference) in &d.mentions {
+                put(&mut out, field.as_bytes());
+                put(&mut out, reference.as_bytes());
+            }
+        }
         out
     }
 }
@@ -108,6 +149,8 @@ pub enum DecodeError {
     Fields { count: usize, left: usize },
     #[error("{0} bytes after the entry")]
     Trailing(usize),
+    #[error("entry format version {0} is not known to this build")]
+    Version(u8),
 }
 
 /// Reads [`AuditEntry::canonical`] bytes back.
@@ -147,6 +190,13 @@ impl Reader<'_> {
 impl AuditEntry {
     /// The entry whose [`canonical`](AuditEntry::canonical) bytes these are.
     pub fn from_canonical(bytes: &[u8]) -> Result<AuditEntry, DecodeError> {
+        let (version, bytes) = match bytes {
+            [0xFF, v, rest @ ..] => (*v, rest),
+            _ => (1, bytes),
+        };
+        if version != 1 && version != 2 {
+            return Err(DecodeError::Version(version));
+        }
         let mut r = Reader(bytes);
         // Fields are read in the order written here, which is the canonical order.
         let entry = AuditEntry {
@@ -179,7 +229,28 @@ impl AuditEntry {
             upstream_status: r.text()?,
             upstream_ms: r.i64()?,
             detail: r.text()?,
+            disclosure: None,
         };
+        let mut entry = entry;
+        if version == 2 {
+            let legal_basis = r.text()?;
+            let withheld = r.take(1)?[0] == 1;
+            let count = r.u32()? as usize;
+            if count > r.0.len() / 8 {
+                return Err(DecodeError::Fields {
+                    count,
+                    left: r.0.len(),
+                });
+            }
+            let mentions = (0..count)
+                .map(|_| Ok((r.text()?, r.text()?)))
+                .collect::<Result<_, DecodeError>>()?;
+            entry.disclosure = Some(Disclosure {
+                legal_basis,
+                withheld,
+                mentions,
+            });
+        }
         if !r.0.is_empty() {
             return Err(DecodeError::Trailing(r.0.len()));
         }
@@ -389,6 +460,53 @@ mod tests {
         let at = 8 + 13 * 4;
         huge[at..at + 4].copy_from_slice(&u32::MAX.to_be_bytes());
         assert!(AuditEntry::from_canonical(&huge).is_err());
+    }
+
+    #[test]
+    fn version_2_carries_a_disclosure_and_version_1_bytes_are_unchanged() {
+        let v1 = AuditEntry {
+            time_ms: 1_764_300_000_123,
+            actor: "một-cửa".into(),
+            fields: vec!["full_name".into()],
+            upstream_ms: -1,
+            ..AuditEntry::default()
+        };
+        // Version 1's form is what it always was: a record written before version 2
+        // keeps its bytes, so its hash still holds.
+        assert_eq!(v1.version(), 1);
+        assert_eq!(v1.canonical()[..8], 1_764_300_000_123_i64.to_be_bytes());
+        let v2 = AuditEntry {
+            disclosure: Some(Disclosure {
+                legal_basis: "Luật Căn cước 2023".into(),
+                withheld: true,
+                mentions: vec![("father".into(), "k1:ab".into())],
+            }),
+            ..v1.clone()
+        };
+        let bytes = v2.canonical();
+        assert_eq!((v2.version(), &bytes[..2]), (2, &[0xFF, 2][..]));
+        assert_eq!(bytes[2..2 + v1.canonical().len()], v1.canonical()[..]);
+        assert_eq!(AuditEntry::from_canonical(&bytes), Ok(v2.clone()));
+        assert_ne!(
+            chain_hash(&GENESIS, "gw", 1, &v1),
+            chain_hash(&GENESIS, "gw", 1, &v2)
+        );
+        // A disclosure's facts are covered by the hash: a mention removed shows.
+        let mut stripped = v2.clone();
+        if let Some(d) = stripped.disclosure.as_mut() {
+            d.mentions.clear();
+        }
+        assert_ne!(
+            chain_hash(&GENESIS, "gw", 1, &stripped),
+            chain_hash(&GENESIS, "gw", 1, &v2)
+        );
+        let mut unknown = bytes.clone();
+        unknown[1] = 9;
+        assert_eq!(
+            AuditEntry::from_canonical(&unknown),
+            Err(DecodeError::Version(9))
+        );
+        assert!(AuditEntry::from_canonical(&bytes[..bytes.len() - 1]).is_err());
     }
 
     #[test]

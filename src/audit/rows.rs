@@ -10,6 +10,14 @@ pub(crate) const COLUMNS: &str = "instance, seq, time_ms, request_id, trace_id, 
     officer_id, agency_code, procedure_code, dossier_id, purpose, dataset, subject, action, \
     fields, outcome, cache, upstream_status, upstream_ms, detail, prev_hash, hash";
 
+/// The references of the people a record's disclosed fields name (format version 2).
+pub(crate) fn mentions(r: &Chained) -> impl Iterator<Item = &str> {
+    r.entry
+        .disclosure
+        .iter()
+        .flat_map(|d| d.mentions.iter().map(|(_, reference)| reference.as_str()))
+}
+
 pub(crate) fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError::from(e)
 }
@@ -87,6 +95,14 @@ where
             upstream_status: s("upstream_status")?,
             upstream_ms: row.int("upstream_ms")?,
             detail: s("detail")?,
+            // Version 2's facts, where the table has them (PostgreSQL's `ext`).
+            disclosure: row
+                .text("ext")
+                .ok()
+                .filter(|t| !t.is_empty())
+                .map(|t| serde_json::from_str(&t))
+                .transpose()
+                .map_err(|e| StoreError(format!("a record's version 2 facts do not read: {e}")))?,
         },
     })
 }

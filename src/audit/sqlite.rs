@@ -100,6 +100,18 @@ const MIGRATIONS: &[(i64, &str)] = &[
     CREATE INDEX audit_by_officer ON audit_records (officer_id, time_ms);
     CREATE INDEX audit_by_time ON audit_records (time_ms);",
     ),
+    (
+        3,
+        // The people who appear in a disclosure's fields (entry format version 2), for
+        // their access reports.
+        "CREATE TABLE audit_mentions (
+        reference TEXT NOT NULL,
+        time_ms INTEGER NOT NULL,
+        instance TEXT NOT NULL,
+        seq INTEGER NOT NULL
+    );
+    CREATE INDEX audit_mentions_by_reference ON audit_mentions (reference, time_ms);",
+    ),
 ];
 
 /// The record table's columns, in the order [`insert`] writes them. `entry` holds the
@@ -185,6 +197,22 @@ async fn insert(conn: &mut sqlx::SqliteConnection, records: &[Chained]) -> Resul
                 .push_bind(r.hash.as_slice());
         });
         b.build().execute(&mut *conn).await.map_err(err)?;
+        let mentions: Vec<(&str, &Chained)> = chunk
+            .iter()
+            .flat_map(|r| super::rows::mentions(r).map(move |m| (m, r)))
+            .collect();
+        if !mentions.is_empty() {
+            let mut b = sqlx::QueryBuilder::new(
+                "INSERT INTO audit_mentions (reference, time_ms, instance, seq) ",
+            );
+            b.push_values(mentions, |mut row, (reference, r)| {
+                row.push_bind(reference)
+                    .push_bind(r.entry.time_ms)
+                    .push_bind(r.instance.as_str())
+                    .push_bind(r.seq);
+            });
+            b.build().execute(&mut *conn).await.map_err(err)?;
+        }
     }
     Ok(())
 }
@@ -475,6 +503,15 @@ impl AuditStore for SqliteStore {
                 texts.push(v);
             }
         }
+        if let Some(person) = &q.person {
+            sql.push_str(
+                " AND (subject = ? OR EXISTS (SELECT 1 FROM audit_mentions m \
+                 WHERE m.reference = ? AND m.instance = audit_records.instance \
+                 AND m.seq = audit_records.seq))",
+            );
+            texts.push(person);
+            texts.push(person);
+        }
         if q.from_ms.is_some() {
             sql.push_str(" AND time_ms >= ?");
         }
@@ -574,7 +611,7 @@ impl AuditStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(err)?;
-        for table in ["audit_records", "audit_checkpoints"] {
+        for table in ["audit_records", "audit_checkpoints", "audit_mentions"] {
             sqlx::query(AssertSqlSafe(format!(
                 "DELETE FROM {table} WHERE instance = ? AND seq <= ?"
             )))

@@ -18,6 +18,9 @@ impl StoreError {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Query {
     pub subject: Option<String>,
+    /// A person's keyed reference: records whose subject it is, or in whose disclosed
+    /// fields the person appears (format version 2).
+    pub person: Option<String>,
     pub dataset: Option<String>,
     pub actor: Option<String>,
     pub dossier_id: Option<String>,

@@ -521,6 +521,9 @@ pub struct RawField {
     pub kind: String,
     pub repeated: bool,
     pub description: String,
+    /// The field holds personal ids (of people other than the record's subject): each
+    /// disclosure of it is indexed for those people's access reports. String fields only.
+    pub personal_id: bool,
 }
 
 /// The connectors file.

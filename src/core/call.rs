@@ -5,7 +5,7 @@
 
 use super::gateway::Gateway;
 use super::request::Caller;
-use crate::audit::record::{AuditEntry, now_ms};
+use crate::audit::record::{AuditEntry, Disclosure, now_ms};
 use crate::audit::writer::{AuditFailure, AuditLog};
 use crate::domain::context::CallContext;
 use crate::domain::error::{ErrorCode, LookupError};
@@ -29,6 +29,11 @@ pub(super) struct Facts {
     pub(super) cache: &'static str,
     pub(super) upstream: Option<(&'static str, i64)>,
     pub(super) detail: String,
+    /// The admitting grant's legal basis and report mode, once a grant is found: the
+    /// record is then a disclosure's, in format version 2.
+    pub(super) grant: Option<(String, bool)>,
+    /// People who appear in the disclosed fields: (field, keyed reference).
+    pub(super) mentions: Vec<(String, String)>,
     pub(super) started: std::time::Instant,
 }
 
@@ -77,6 +82,8 @@ impl Facts {
             cache: "",
             upstream: None,
             detail: String::new(),
+            grant: None,
+            mentions: Vec::new(),
             started: std::time::Instant::now(),
         }
     }
@@ -112,6 +119,11 @@ impl Facts {
             upstream_status: self.upstream.map(|u| u.0).unwrap_or_default().into(),
             upstream_ms: self.upstream.map(|u| u.1).unwrap_or(-1),
             detail: self.detail,
+            disclosure: self.grant.map(|(legal_basis, withheld)| Disclosure {
+                legal_basis,
+                withheld,
+                mentions: self.mentions,
+            }),
         }
     }
 }

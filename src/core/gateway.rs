@@ -71,7 +71,14 @@ impl Gateway {
         self.call(
             Facts::new(caller, "fetch", &request.dataset),
             async |facts: &mut Facts| self.lookup_steps(caller, request, facts).await,
-            |found, facts| facts.fields = found.record.names().map(str::to_owned).collect(),
+            |found, facts| {
+                facts.fields = found.record.names().map(str::to_owned).collect();
+                facts.mentions = found
+                    .record
+                    .mentions()
+                    .map(|(f, r)| (f.to_owned(), r.to_owned()))
+                    .collect();
+            },
         )
         .await
     }
@@ -105,6 +112,7 @@ impl Gateway {
             &context,
             &request.fields,
         )?;
+        facts.grant = Some((grant.legal_basis.clone(), grant.withheld));
         allow_cache_bypass(grant, request.bypass_cache, &route.dataset.name)?;
         // 4b. bind — under a declared binding, an open dossier of this consumer and
         //     procedure names the key; before the quota, so a refused call reaches neither
@@ -220,6 +228,7 @@ impl Gateway {
             &context,
             &fields,
         )?;
+        facts.grant = Some((grant.legal_basis.clone(), grant.withheld));
         // 4b. bind, 4c. detect — as for a lookup.
         bind(
             &self.dossiers,

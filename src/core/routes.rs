@@ -5,6 +5,7 @@
 use super::gateway::Gateway;
 use super::model::Model;
 use crate::audit::writer::AuditLog;
+use crate::domain::dataset::Dataset;
 use crate::domain::date::Date;
 use crate::domain::error::{ErrorCode, LookupError};
 use crate::dossiers::Register;
@@ -146,7 +147,7 @@ impl Gateway {
                         source,
                     }
                 })?;
-            let cache = RecordCache::new(c.cache);
+            let cache = RecordCache::new(c.cache).with_indexer(indexer(&dataset, &audit));
             let guard = match &shared {
                 Some(shared) => {
                     Guard::new(c.guard.clone(), c.timeout).share_capacity(shared.clone(), &c.name)
@@ -275,4 +276,33 @@ impl Gateway {
         }
         Ok(before)
     }
+}
+
+/// Finds, in a record entering the cache, the personal ids in the dataset's person fields
+/// (other than the record's own key), as keyed references of `population.citizen`: the
+/// references a citizen's access report looks for.
+fn indexer(dataset: &Dataset, audit: &Arc<AuditLog>) -> crate::layers::cache::Indexer {
+    let fields = dataset.person_fields.clone();
+    let key_field = dataset.key_field.clone();
+    let audit = audit.clone();
+    Box::new(move |record| {
+        let own = record.0.get(&key_field).and_then(|v| v.as_str());
+        let mut out = Vec::new();
+        for field in &fields {
+            let Some(value) = record.0.get(field) else {
+                continue;
+            };
+            let mut ids = Vec::new();
+            crate::domain::record::personal_ids(value, &mut ids);
+            ids.sort_unstable();
+            ids.dedup();
+            for id in ids.iter().filter(|id| Some(id.as_str()) != own) {
+                out.push((
+                    field.clone(),
+                    audit.subject(crate::domain::dataset::POPULATION_CITIZEN, id),
+                ));
+            }
+        }
+        out
+    })
 }

@@ -143,6 +143,10 @@ pub struct Dataset {
     pub builtin: bool,
     /// Switched off by its owner: lookups are refused, grants and connector stay.
     pub disabled: bool,
+    /// Top-level fields in which people other than the subject appear by personal id
+    /// (parents, spouse, representatives, land users): disclosing one is indexed for
+    /// those people's access reports.
+    pub person_fields: Vec<String>,
 }
 
 impl Dataset {
@@ -178,6 +182,9 @@ impl Dataset {
                 });
                 if f.is_list() {
                     field["repeated"] = json!(true);
+                }
+                if self.person_fields.iter().any(|p| p == f.name()) {
+                    field["personal_id"] = json!(true);
                 }
                 field
             })
@@ -290,6 +297,20 @@ pub fn builtin() -> Vec<Dataset> {
         description: description.into(),
         builtin: true,
         disabled: false,
+        person_fields: match name {
+            POPULATION_CITIZEN => vec![
+                "household_head_id",
+                "father",
+                "mother",
+                "spouse",
+                "legal_representative",
+            ],
+            BUSINESS_ENTERPRISE => vec!["legal_representatives"],
+            _ => vec!["land_users"],
+        }
+        .into_iter()
+        .map(String::from)
+        .collect(),
     };
     vec![
         dataset(
@@ -395,12 +416,24 @@ pub fn from_settings(raw: RawDatasets, e: &mut Errors<'_>) -> Vec<Dataset> {
                 );
                 continue;
             };
+            if f.personal_id && *kind != FIELD_TYPES[0].1 {
+                e.add(
+                    format!("{fkey}.personal_id"),
+                    "only a string field can hold personal ids",
+                );
+            }
             fields.push(FieldSpec {
                 name: f.name.clone(),
                 kind: *kind,
                 repeated: f.repeated,
             });
         }
+        let person_fields: Vec<String> = d
+            .field
+            .iter()
+            .filter(|f| f.personal_id && f.name != d.key_field.as_deref().unwrap_or_default())
+            .map(|f| f.name.clone())
+            .collect();
         if d.field.is_empty() {
             e.add(format!("{key}.field"), "a dataset needs at least one field");
         }
@@ -471,6 +504,7 @@ pub fn from_settings(raw: RawDatasets, e: &mut Errors<'_>) -> Vec<Dataset> {
                 description: d.description,
                 builtin: false,
                 disabled: d.disabled,
+                person_fields,
             }),
             Err(m) => e.add(key, format!("its record type cannot be built: {m}")),
         }

@@ -153,17 +153,41 @@ fn canonical_value(kind: &Kind, value: &Value, in_list: bool) -> Option<Option<V
     }
 }
 
+/// The personal ids in a value: every string, at any depth, that is a valid 12-digit
+/// personal id (an enterprise code or a name never is).
+pub fn personal_ids(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::String(s)
+            if s.len() == 12
+                && crate::domain::ids::PersonalId::parse(
+                    s,
+                    crate::domain::date::Date::today().year,
+                )
+                .is_ok() =>
+        {
+            out.push(s.clone())
+        }
+        Value::Array(items) => items.iter().for_each(|v| personal_ids(v, out)),
+        Value::Object(map) => map.values().for_each(|v| personal_ids(v, out)),
+        _ => {}
+    }
+}
+
 /// A full record as the cache keeps it: each top-level field's canonical JSON text, in
 /// record order. About the size of the JSON itself (a parsed map costs several times more),
 /// and projection parses only the fields a caller may see.
 #[derive(Debug)]
 pub struct StoredRecord {
     fields: Box<[(Box<str>, Box<serde_json::value::RawValue>)]>,
+    /// People other than the subject who appear in the record: (field, keyed reference of
+    /// their personal id), made once when the record entered the cache.
+    mentions: Box<[(Box<str>, Box<str>)]>,
 }
 
 impl PartialEq for StoredRecord {
     fn eq(&self, other: &StoredRecord) -> bool {
-        self.fields.len() == other.fields.len()
+        self.mentions == other.mentions
+            && self.fields.len() == other.fields.len()
             && self
                 .fields
                 .iter()
@@ -183,7 +207,17 @@ impl StoredRecord {
                     Some((k.as_str().into(), raw))
                 })
                 .collect(),
+            mentions: Box::new([]),
         }
+    }
+
+    /// The record with the people who appear in it: (field, keyed reference).
+    pub fn with_mentions(mut self, mentions: Vec<(String, String)>) -> StoredRecord {
+        self.mentions = mentions
+            .into_iter()
+            .map(|(f, r)| (f.into_boxed_str(), r.into_boxed_str()))
+            .collect();
+        self
     }
 
     /// Only the named top-level fields: a view of this record, nothing parsed or copied.
@@ -228,6 +262,16 @@ impl Projected {
     /// The fields that leave, in record order.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.keep.iter().map(|&i| &*self.record.fields[i].0)
+    }
+
+    /// The people who appear in the fields that leave: (field, keyed reference), as the
+    /// cache made them (nothing is hashed here).
+    pub fn mentions(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.record
+            .mentions
+            .iter()
+            .filter(|(f, _)| self.names().any(|n| n == &**f))
+            .map(|(f, r)| (&**f, &**r))
     }
 
     /// The record as a JSON object's text.

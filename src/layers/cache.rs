@@ -85,7 +85,12 @@ pub struct RecordCache {
     settings: CacheSettings,
     entries: moka::future::Cache<String, Entry>,
     flights: Mutex<HashMap<String, Arc<OnceCell<Fetched>>>>,
+    /// Finds the people a record names, once, as it enters the cache.
+    indexer: Option<Indexer>,
 }
+
+/// The people a record names other than its subject: (field, keyed reference).
+pub type Indexer = Box<dyn Fn(&Record) -> Vec<(String, String)> + Send + Sync>;
 
 impl RecordCache {
     pub fn new(settings: CacheSettings) -> RecordCache {
@@ -97,7 +102,14 @@ impl RecordCache {
             settings,
             entries,
             flights: Mutex::new(HashMap::new()),
+            indexer: None,
         }
+    }
+
+    /// The cache with an indexer run on each record as it enters.
+    pub fn with_indexer(mut self, indexer: Indexer) -> RecordCache {
+        self.indexer = Some(indexer);
+        self
     }
 
     fn enabled(&self) -> bool {
@@ -169,9 +181,15 @@ impl RecordCache {
         let result = cell
             .get_or_init(|| async {
                 fetched_here = true;
-                let fetched: Fetched = fetch()
-                    .await
-                    .map(|r| r.map(|r| Arc::new(StoredRecord::new(&r))));
+                let fetched: Fetched = fetch().await.map(|r| {
+                    r.map(|r| {
+                        let stored = StoredRecord::new(&r);
+                        Arc::new(match &self.indexer {
+                            Some(index) => stored.with_mentions(index(&r)),
+                            None => stored,
+                        })
+                    })
+                });
                 if let Ok(record) = &fetched
                     && self.enabled()
                 {

@@ -88,6 +88,8 @@ pub struct Grant {
     pub binding: Binding,
     /// Misuse rules for calls under it, over its consumer's.
     pub misuse: Overrides,
+    /// Its disclosures are counted, not detailed, in a citizen's own access report.
+    pub withheld: bool,
 }
 
 /// How a call is bound to its purpose.
@@ -489,7 +491,19 @@ pub fn grants(
                 }
             };
             let misuse = Overrides::from_settings(&g.misuse, &format!("{key}.misuse"), e);
+            let withheld = match g.citizen_report.as_deref() {
+                None | Some("detailed") => false,
+                Some("withheld") => true,
+                Some(other) => {
+                    e.add(
+                        format!("{key}.citizen_report"),
+                        format!("{other:?} is not \"detailed\" or \"withheld\""),
+                    );
+                    false
+                }
+            };
             Grant {
+                withheld,
                 quota,
                 binding,
                 misuse,

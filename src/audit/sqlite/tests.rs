@@ -76,7 +76,7 @@ async fn a_version_1_store_is_brought_to_compact_rows_with_every_record_intact()
         .fetch_one(store.pool())
         .await
         .expect("version");
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     let found = store
         .query(&Query {
             officer_id: Some("canbo01".into()),
@@ -118,4 +118,70 @@ async fn a_column_changed_without_its_hash_reads_as_an_altered_record() {
         .expect("tamper");
     let e = store.scan("gw", 0, 10).await.expect_err("unreadable");
     assert!(e.0.contains("record 3 cannot be read"), "{}", e.0);
+}
+
+#[tokio::test]
+async fn version_2_records_keep_their_facts_and_are_found_by_the_people_they_name() {
+    use crate::audit::record::{Disclosure, chain_hash};
+    let dir = tempfile::tempdir().expect("dir");
+    let store = SqliteStore::open(&dir.path().join("audit.db"), false)
+        .await
+        .expect("opens");
+    // A record of version 1 (before disclosures were recorded), then two of version 2:
+    // the parent looked up as the subject, and the child whose record names the parent.
+    let mut records = chain("gw", 1, 1, GENESIS);
+    let mut prev = records[0].hash;
+    for (seq, subject, mentions) in [
+        (2, "k1:parent", vec![]),
+        (
+            3,
+            "k1:child",
+            vec![("father".to_owned(), "k1:parent".to_owned())],
+        ),
+    ] {
+        let entry = AuditEntry {
+            time_ms: 1_700_000_000_000 + seq,
+            subject: subject.into(),
+            action: "fetch".into(),
+            outcome: "served".into(),
+            fields: vec!["full_name".into(), "father".into()],
+            upstream_ms: -1,
+            disclosure: Some(Disclosure {
+                legal_basis: "Nghị định 47/2020/NĐ-CP".into(),
+                withheld: seq == 3,
+                mentions,
+            }),
+            ..AuditEntry::default()
+        };
+        let hash = chain_hash(&prev, "gw", seq, &entry);
+        records.push(Chained {
+            instance: "gw".into(),
+            seq,
+            entry,
+            prev_hash: prev,
+            hash,
+        });
+        prev = hash;
+    }
+    store.append(records.clone(), None).await.expect("appended");
+    let read = store.scan("gw", 0, 10).await.expect("scan");
+    assert_eq!(read, records, "each version reads back as written");
+    assert!(read.iter().all(Chained::hash_holds));
+    assert_eq!(
+        read.iter().map(|r| r.entry.version()).collect::<Vec<_>>(),
+        [1, 2, 2]
+    );
+    let about = |person: &str| Query {
+        person: Some(person.into()),
+        limit: 10,
+        ..Query::default()
+    };
+    let parent = store.query(&about("k1:parent")).await.expect("query");
+    assert_eq!(
+        parent.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        [3, 2],
+        "as the subject and as the father in the child's record, newest first"
+    );
+    let child = store.query(&about("k1:child")).await.expect("query");
+    assert_eq!(child.iter().map(|r| r.seq).collect::<Vec<_>>(), [3]);
 }

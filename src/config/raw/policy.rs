@@ -57,6 +57,9 @@ pub struct RawGrant {
     /// How a call is bound to its purpose: "pattern" (the context's formats only, the
     /// default) or "declared" (an open dossier declared by the consumer, naming the key).
     pub binding: Option<String>,
+    /// How the grant's disclosures show in a citizen's own access report: "detailed" (the
+    /// default) or "withheld" (counted, not detailed; operators still see them in full).
+    pub citizen_report: Option<String>,
     /// Misuse rules for calls under this grant, over its consumer's.
     pub misuse: RawMisuseRules,
 }
