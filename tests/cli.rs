@@ -22,7 +22,12 @@ fn check_config_accepts_the_example_and_names_every_error() {
     assert!(String::from_utf8_lossy(&ok.stdout).contains("ok (3 connectors"));
 
     let dir = tempfile::tempdir().expect("dir");
-    for name in ["connectors.toml", "consumers.toml", "grants.toml"] {
+    for name in [
+        "connectors.toml",
+        "consumers.toml",
+        "grants.toml",
+        "procedures.toml",
+    ] {
         std::fs::copy(format!("config/demo/{name}"), dir.path().join(name)).expect("copy");
     }
     let gateway = std::fs::read_to_string("config/demo/gateway.toml")

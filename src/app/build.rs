@@ -33,6 +33,7 @@ pub fn build(source: &Source, env: &BTreeMap<String, String>) -> Result<Built, C
         connectors,
         consumers,
         grants,
+        procedures,
     } = sections;
     let mut e = Errors {
         file: settings.source.clone(),
@@ -73,6 +74,11 @@ pub fn build(source: &Source, env: &BTreeMap<String, String>) -> Result<Built, C
         all: e.all,
     };
     let grants = policy::grants(grants.1, &consumers, &datasets, &mut e);
+    let mut e = Errors {
+        file: procedures.0,
+        all: e.all,
+    };
+    let procedures = crate::domain::context::procedures(&procedures.1, &context_rules, &mut e);
     if !all.is_empty() {
         return Err(ConfigErrors(all));
     }
@@ -88,6 +94,7 @@ pub fn build(source: &Source, env: &BTreeMap<String, String>) -> Result<Built, C
             grants,
             dossiers,
             misuse,
+            procedures,
         },
         tls,
         door,

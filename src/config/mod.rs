@@ -171,6 +171,8 @@ pub struct Sections {
     pub connectors: (String, RawConnectors),
     pub consumers: (String, RawConsumers),
     pub grants: (String, RawGrants),
+    /// The procedures catalogue (optional).
+    pub procedures: (String, RawProcedures),
 }
 
 /// The settings that need no runtime type, checked for shape.
@@ -268,6 +270,15 @@ impl Settings {
             (None, _) => None,
             (Some(_), _) => sub("datasets", &main.datasets),
         };
+        // The procedures catalogue is optional too.
+        let procedures_file = match (&main.procedures, source) {
+            (None, Source::Versioned { files, .. }) => files
+                .iter()
+                .find(|(role, _)| role == "procedures")
+                .map(|(_, t)| (source.resolve("procedures.toml (registry)"), t.clone())),
+            (None, _) => None,
+            (Some(_), _) => sub("procedures", &main.procedures),
+        };
         let connectors_file = sub("connectors", &main.connectors);
         let consumers_file = sub("consumers", &main.consumers);
         let grants_file = sub("grants", &main.grants);
@@ -277,6 +288,17 @@ impl Settings {
         let mut parsed_datasets = RawDatasets::default();
         if let Some((name, text)) = &datasets_file {
             parsed_datasets = parse_toml(
+                text,
+                &mut Errors {
+                    file: name.clone(),
+                    all: &mut all,
+                },
+                &none,
+            );
+        }
+        let mut parsed_procedures = RawProcedures::default();
+        if let Some((name, text)) = &procedures_file {
+            parsed_procedures = parse_toml(
                 text,
                 &mut Errors {
                     file: name.clone(),
@@ -465,6 +487,7 @@ impl Settings {
             ("connectors", &connectors_file),
             ("consumers", &consumers_file),
             ("grants", &grants_file),
+            ("procedures", &procedures_file),
         ]
         .into_iter()
         .filter_map(|(role, f)| Some((role.to_owned(), f.as_ref()?.1.clone())))
@@ -498,6 +521,10 @@ impl Settings {
             connectors: (names.0, parsed_connectors),
             consumers: (names.1, parsed_consumers),
             grants: (names.2, parsed_grants),
+            procedures: (
+                procedures_file.map(|(n, _)| n).unwrap_or_default(),
+                parsed_procedures,
+            ),
         };
         Ok((settings, sections, all))
     }

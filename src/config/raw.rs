@@ -59,6 +59,9 @@ pub struct RawGateway {
     pub grants: Option<String>,
     /// Datasets registered beyond the built-in three (optional).
     pub datasets: Option<String>,
+    /// The procedures catalogue: procedure codes and their names, for access reports
+    /// (optional).
+    pub procedures: Option<String>,
     pub listen: RawListen,
     pub log: RawLog,
     pub limits: RawLimits,

@@ -30,7 +30,7 @@ pub enum ReadError {
 }
 
 /// The demo's configuration, compiled in so `lienthong demo` needs no files.
-pub const DEMO_FILES: [(&str, &str); 4] = [
+pub const DEMO_FILES: [(&str, &str); 5] = [
     (
         "config/demo/gateway.toml",
         include_str!("../../config/demo/gateway.toml"),
@@ -46,6 +46,10 @@ pub const DEMO_FILES: [(&str, &str); 4] = [
     (
         "config/demo/grants.toml",
         include_str!("../../config/demo/grants.toml"),
+    ),
+    (
+        "config/demo/procedures.toml",
+        include_str!("../../config/demo/procedures.toml"),
     ),
 ];
 

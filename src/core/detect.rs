@@ -82,17 +82,39 @@ impl Gateway {
         }
     }
 
-    /// Feeds a lookup's result to the not-found rule.
+    /// Feeds a lookup's result to the not-found rule: in memory at once, or to Redis off
+    /// the answer's path.
     pub(super) async fn observed(&self, consumer: &str, context: &CallContext, found: bool) {
-        self.detector
-            .outcome(
-                &self.config.misuse,
-                (consumer, context.officer_id()),
-                found,
-                now_ms(),
-                self.shared.as_deref(),
-            )
-            .await;
+        let now = now_ms();
+        match &self.shared {
+            None => {
+                self.detector
+                    .outcome(
+                        &self.config.misuse,
+                        (consumer, context.officer_id()),
+                        found,
+                        now,
+                        None,
+                    )
+                    .await
+            }
+            Some(shared) => {
+                let (detector, config, shared) =
+                    (self.detector.clone(), self.config.clone(), shared.clone());
+                let (consumer, officer) = (consumer.to_owned(), context.officer_id().to_owned());
+                tokio::spawn(async move {
+                    detector
+                        .outcome(
+                            &config.misuse,
+                            (&consumer, &officer),
+                            found,
+                            now,
+                            Some(&shared),
+                        )
+                        .await
+                });
+            }
+        }
     }
 
     /// Keeps the alert (once across replicas) and, if this replica raised it, records it in

@@ -25,6 +25,8 @@ pub struct Model {
     pub dossiers: crate::dossiers::DossierSettings,
     /// Misuse detection's settings and every caller's rules.
     pub misuse: crate::layers::misuse::MisuseSettings,
+    /// The procedures catalogue: names by code, for access reports.
+    pub procedures: std::collections::BTreeMap<String, String>,
 }
 
 impl Model {

@@ -223,6 +223,41 @@ impl ContextRules {
     }
 }
 
+/// The procedures catalogue: names by procedure code, each code in the deployment's
+/// format, each given once.
+pub fn procedures(
+    raw: &crate::config::raw::RawProcedures,
+    rules: &ContextRules,
+    e: &mut Errors<'_>,
+) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    for (i, p) in raw.procedure.iter().enumerate() {
+        let key = format!("procedure[{i}]");
+        let code = p.code.trim();
+        if !rules.procedure_code.is_match(code) {
+            e.add(
+                format!("{key}.code"),
+                format!(
+                    "{code:?} does not match the pattern {}",
+                    rules.procedure_code.as_str()
+                ),
+            );
+            continue;
+        }
+        if p.name.trim().is_empty() {
+            e.add(format!("{key}.name"), "must name the procedure");
+            continue;
+        }
+        if out
+            .insert(code.to_owned(), p.name.trim().to_owned())
+            .is_some()
+        {
+            e.add(format!("{key}.code"), format!("{code} is listed twice"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

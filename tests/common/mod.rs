@@ -18,6 +18,7 @@ pub const GATEWAY_TOML: &str = include_str!("../../config/demo/gateway.toml");
 pub const CONNECTORS_TOML: &str = include_str!("../../config/demo/connectors.toml");
 pub const CONSUMERS_TOML: &str = include_str!("../../config/demo/consumers.toml");
 pub const GRANTS_TOML: &str = include_str!("../../config/demo/grants.toml");
+pub const PROCEDURES_TOML: &str = include_str!("../../config/demo/procedures.toml");
 
 pub struct Harness {
     pub sims: RunningSims,
@@ -125,6 +126,7 @@ pub fn write_config(
         ("connectors.toml", connectors.as_str()),
         ("consumers.toml", consumers.as_str()),
         ("grants.toml", grants.as_str()),
+        ("procedures.toml", PROCEDURES_TOML),
     ] {
         std::fs::write(dir.join(name), text).expect("write config");
     }

@@ -123,3 +123,19 @@ pub struct RawRule {
     /// "alert" (record and count) or "refuse" (and refuse the calls past the threshold).
     pub action: Option<String>,
 }
+
+/// The procedures catalogue: administrative procedures (thủ tục hành chính) by code.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct RawProcedures {
+    pub procedure: Vec<RawProcedure>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct RawProcedure {
+    /// The procedure code (mã TTHC), e.g. "1.001612".
+    pub code: String,
+    /// Its name, e.g. "Đăng ký thường trú".
+    pub name: String,
+}

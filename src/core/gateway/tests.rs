@@ -56,6 +56,7 @@ async fn gateway(quota: &str) -> (Arc<Gateway>, Arc<MemoryStore>, Arc<AtomicUsiz
         consumers,
         grants,
         dossiers: crate::dossiers::DossierSettings::default(),
+        procedures: Default::default(),
         // Detection has tests of its own; off here, so each step's effect stands alone.
         misuse: crate::layers::misuse::from_settings(
             &crate::config::raw::RawMisuse {
