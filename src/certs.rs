@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 /// Installs the process-wide rustls provider (ring). Safe to call more than once.
 pub fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // The portal's assertions (JWTs) are checked with the pure-Rust RustCrypto backend.
+    let _ = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.install_default();
 }
 
 /// A certificate and its private key, both PEM.

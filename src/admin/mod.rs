@@ -25,7 +25,7 @@ use serde_json::{Map, Value, json};
 use std::sync::Arc;
 
 pub use alerts::AlertQuery;
-pub use ops::AuditFilters;
+pub use ops::{AuditFilters, CitizenReportQuery};
 
 /// What an admin caller presented.
 #[derive(Debug, Clone, Default)]
@@ -94,6 +94,7 @@ pub enum Op {
     Breakers,
     AuditRecords(AuditFilters),
     AuditReport(AuditFilters),
+    CitizenReport(CitizenReportQuery),
     Alerts(AlertQuery),
     AcknowledgeAlert {
         id: String,
@@ -111,6 +112,7 @@ impl Op {
             Op::Versions
             | Op::AuditRecords(_)
             | Op::AuditReport(_)
+            | Op::CitizenReport(_)
             | Op::Alerts(_)
             | Op::AcknowledgeAlert { .. } => &["operator", "auditor"],
             Op::Rollback { .. } | Op::Reload => &["operator"],
@@ -169,6 +171,7 @@ pub async fn run(
         Op::Breakers => Ok(ops::breakers(&cx)),
         Op::AuditRecords(f) => ops::audit_read(&cx, f, false).await,
         Op::AuditReport(f) => ops::audit_read(&cx, f, true).await,
+        Op::CitizenReport(q) => ops::citizen_report(&cx, q).await,
         Op::Alerts(q) => alerts::list(&cx, q).await,
         Op::AcknowledgeAlert { id, note } => alerts::acknowledge(&cx, &id, &note).await,
     }

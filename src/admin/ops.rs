@@ -203,3 +203,40 @@ pub(super) async fn audit_read(
         "next_page_token": page.next,
     }))
 }
+
+/// What `GET /admin/v1/audit/citizen-report` asks.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CitizenReportQuery {
+    pub personal_id: String,
+    pub limit: Option<usize>,
+    pub page_token: Option<String>,
+}
+
+/// Every disclosure about one person, across datasets, in full (withheld grants included);
+/// the read is itself recorded, with the person's reference as its subject.
+pub(super) async fn citizen_report(
+    cx: &Cx<'_>,
+    q: CitizenReportQuery,
+) -> Result<Value, LookupError> {
+    let person = cx.g.person(q.personal_id.trim())?;
+    let request = crate::core::report::ReportRequest {
+        limit: q.limit,
+        page_token: q.page_token,
+    };
+    let report =
+        cx.g.citizen_report(&person, &request, crate::audit::citizen::View::Full)
+            .await?;
+    cx.record(Action {
+        action: "audit_read",
+        dataset: crate::domain::dataset::POPULATION_CITIZEN,
+        subject: person,
+        ok: true,
+        detail: format!(
+            "citizen report -> {} entries",
+            report["entries"].as_array().map(Vec::len).unwrap_or(0)
+        ),
+    })
+    .await?;
+    Ok(report)
+}

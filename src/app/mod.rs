@@ -8,13 +8,14 @@ use crate::audit::writer::AuditLog;
 use crate::core::gateway::Gateway;
 use crate::core::live::Live;
 use crate::core::model::Model;
+use crate::proto::lienthong::access_report_service_server::AccessReportServiceServer;
 use crate::proto::lienthong::admin_service_server::AdminServiceServer;
 use crate::proto::lienthong::dossier_service_server::DossierServiceServer;
 use crate::proto::lienthong::lookup_service_server::LookupServiceServer;
 use crate::registry::Registry;
 use crate::transport::admin_grpc::AdminApi;
 use crate::transport::door::{self, Door, Listener};
-use crate::transport::grpc::{DossierApi, LookupApi};
+use crate::transport::grpc::{AccessReportApi, DossierApi, LookupApi};
 use crate::transport::{admin, rest};
 pub use build::{Built, build};
 use std::net::SocketAddr;
@@ -377,8 +378,15 @@ pub async fn start(built: Built) -> Result<Running, StartError> {
         live.clone(),
         max_message,
     );
+    let report_service = crate::transport::grpc::Refusals::new(
+        AccessReportServiceServer::new(AccessReportApi::new(live.clone()))
+            .max_decoding_message_size(max_message),
+        live.clone(),
+        max_message,
+    );
     let grpc = tonic::service::Routes::new(lookup_service)
         .add_service(dossier_service)
+        .add_service(report_service)
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -9,8 +9,10 @@
 //! - [`verify`] recomputing chains and checking checkpoints.
 //! - [`retention`] moving expired records to signed, chained archive files.
 //! - [`query`] pages of records by subject, consumer, dossier, officer, time (the
-//!   `lienthong audit` commands live in `cli`).
+//!   `lienthong audit` commands live in `cli`); [`citizen`] one person's access report
+//!   across datasets.
 
+pub mod citizen;
 pub mod journal;
 #[cfg(test)]
 pub(crate) mod memory;

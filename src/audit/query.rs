@@ -36,11 +36,11 @@ pub struct Page {
     pub next: Option<String>,
 }
 
-fn token(r: &Chained) -> String {
+pub(crate) fn token(r: &Chained) -> String {
     format!("{}.{}.{}", r.entry.time_ms, r.seq, r.instance)
 }
 
-fn parse_token(t: &str) -> Option<(i64, String, i64)> {
+pub(crate) fn parse_token(t: &str) -> Option<(i64, String, i64)> {
     let mut parts = t.splitn(3, '.');
     let time = parts.next()?.parse().ok()?;
     let seq = parts.next()?.parse().ok()?;

@@ -22,16 +22,21 @@ pub(crate) enum AuditCommand {
         config: Option<PathBuf>,
     },
     /// Who looked at one subject's data: agency system, procedure, dossier, officer, when,
-    /// which fields (disclosures only).
+    /// which fields (disclosures only). With --personal-id: every disclosure about one
+    /// person across all datasets, as the subject or named in the record (a parent, a
+    /// representative, a land user), with the procedure's name and the legal basis.
     Report {
         #[arg(long, env = "LIENTHONG_CONFIG")]
         config: Option<PathBuf>,
         /// e.g. population.citizen
-        #[arg(long)]
-        dataset: String,
+        #[arg(long, required_unless_present = "personal_id", requires = "subject")]
+        dataset: Option<String>,
         /// The subject's key, e.g. a personal identification number.
-        #[arg(long)]
-        subject: String,
+        #[arg(long, requires = "dataset")]
+        subject: Option<String>,
+        /// A person's 12-digit personal id: their report across every dataset.
+        #[arg(long, conflicts_with_all = ["dataset", "subject"])]
+        personal_id: Option<String>,
         #[command(flatten)]
         page: PageArgs,
     },
@@ -83,14 +88,21 @@ pub(crate) async fn audit(command: AuditCommand) -> Result<(), CliError> {
         } => run_archive(&load(config)?.model, older_than_days).await,
         AuditCommand::Report {
             config,
+            personal_id: Some(id),
+            page,
+            ..
+        } => run_citizen_report(&load(config)?.model, &id, page).await,
+        AuditCommand::Report {
+            config,
             dataset,
             subject,
             page,
+            ..
         } => {
             let (f, json) = filters(page);
             let f = Filters {
-                dataset: Some(dataset),
-                subject: Some(subject),
+                dataset,
+                subject,
                 ..f
             };
             run_query(&load(config)?.model, f, json, true).await
@@ -280,6 +292,130 @@ pub(crate) async fn run_query(
         }
     }
     if let Some(next) = page.next {
+        out!("more: --page-token {next}");
+    }
+    Ok(())
+}
+
+/// `audit report --personal-id`: one person's disclosures across every dataset, in full,
+/// the read itself recorded.
+pub(crate) async fn run_citizen_report(
+    config: &Model,
+    personal_id: &str,
+    page: PageArgs,
+) -> Result<(), CliError> {
+    use crate::audit::citizen::{self, Names, View};
+    use crate::domain::dataset::POPULATION_CITIZEN;
+    let id = crate::domain::ids::PersonalId::parse(
+        personal_id.trim(),
+        crate::domain::date::Date::today().year,
+    )
+    .map_err(|e| format!("--personal-id: {e}"))?;
+    let store = open(config).await?;
+    let person = config
+        .audit
+        .subjects()
+        .reference(POPULATION_CITIZEN, id.as_str());
+    let report = citizen::page(
+        store.as_ref(),
+        &person,
+        page.limit.min(citizen::MAX_PAGE),
+        page.page_token.as_deref(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let names = Names {
+        consumers: config
+            .consumers
+            .iter()
+            .map(|c| (c.id.clone(), c.name.clone()))
+            .collect(),
+        procedures: config.procedures.clone(),
+    };
+    let body = citizen::to_json(&report, &person, &names, View::Full);
+    let actor = std::env::var("USER").unwrap_or_else(|_| "cli".into());
+    let entry = crate::audit::record::AuditEntry {
+        time_ms: crate::audit::record::now_ms(),
+        transport: "cli".into(),
+        actor: format!("cli:{actor}"),
+        credential: "local".into(),
+        dataset: POPULATION_CITIZEN.into(),
+        subject: person.clone(),
+        action: "audit_read".into(),
+        outcome: "served".into(),
+        upstream_ms: -1,
+        detail: format!("citizen report -> {} entries", report.disclosures.len()),
+        ..Default::default()
+    };
+    store
+        .append_at_head(
+            &format!("{}.cli", config.settings.instance_id),
+            &entry,
+            Some(&config.audit.signer()),
+        )
+        .await
+        .map_err(|e| format!("the read could not be recorded, so nothing is shown: {e}"))?;
+    if page.json {
+        out!(
+            "{}",
+            serde_json::to_string_pretty(&body).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    let entries = body["entries"].as_array().cloned().unwrap_or_default();
+    if entries.is_empty() {
+        out!("no disclosures");
+    }
+    for e in entries {
+        let s = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
+        let how = if s("role") == "subject" {
+            "as the subject".to_owned()
+        } else {
+            format!(
+                "named in {}",
+                e["appears_in"]
+                    .as_array()
+                    .map(|a| a
+                        .iter()
+                        .filter_map(|v| v.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "))
+                    .unwrap_or_default()
+            )
+        };
+        out!(
+            "{}  {} ({})  procedure {} {}  dossier {}  officer {}  {} {} {}  [{}]  basis: {}{}",
+            s("time"),
+            s("consumer"),
+            s("consumer_name"),
+            s("procedure_code"),
+            s("procedure_name"),
+            s("dossier_id"),
+            s("officer_id"),
+            s("action"),
+            s("dataset"),
+            how,
+            e["fields"]
+                .as_array()
+                .map(|a| a
+                    .iter()
+                    .filter_map(|v| v.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "))
+                .unwrap_or_default(),
+            if s("legal_basis").is_empty() {
+                "(not recorded)".to_owned()
+            } else {
+                s("legal_basis")
+            },
+            if e["withheld"] == true {
+                "  (withheld from the citizen's own view)"
+            } else {
+                ""
+            },
+        );
+    }
+    if let Some(next) = report.next {
         out!("more: --page-token {next}");
     }
     Ok(())

@@ -46,6 +46,8 @@ pub struct Gateway {
     pub(super) dossiers: Arc<crate::dossiers::Register>,
     /// Misuse detection's memory on this replica.
     pub(super) detector: Arc<crate::layers::misuse::Detector>,
+    /// Citizens' assertions already used (when Redis is not shared).
+    pub(super) assertions: Arc<crate::layers::assertion::SeenAssertions>,
 }
 
 impl Gateway {
@@ -357,7 +359,7 @@ impl Gateway {
     }
 
     /// Step 5 over this version's quotas.
-    async fn admit(
+    pub(super) async fn admit(
         &self,
         consumer: &Consumer,
         grant_index: usize,

@@ -10,5 +10,6 @@ pub mod gateway;
 pub mod live;
 pub mod model;
 pub mod probes;
+pub mod report;
 pub mod request;
 pub mod routes;

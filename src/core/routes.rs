@@ -47,6 +47,7 @@ struct Lasting {
     shared: Option<Arc<Shared>>,
     dossiers: Arc<Register>,
     detector: Arc<Detector>,
+    assertions: Arc<crate::layers::assertion::SeenAssertions>,
 }
 
 impl Gateway {
@@ -72,6 +73,7 @@ impl Gateway {
             shared,
             dossiers,
             detector: Arc::default(),
+            assertions: Arc::default(),
         };
         Gateway::build(config, lasting, &HashMap::new())
     }
@@ -88,6 +90,7 @@ impl Gateway {
             shared: self.shared.clone(),
             dossiers: self.dossiers.clone(),
             detector: self.detector.clone(),
+            assertions: self.assertions.clone(),
         };
         Gateway::build(config, lasting, &self.routes)
     }
@@ -123,6 +126,7 @@ impl Gateway {
             shared,
             dossiers,
             detector,
+            assertions,
         } = lasting;
         let mut routes = HashMap::new();
         for c in &config.connectors {
@@ -178,6 +182,7 @@ impl Gateway {
             http,
             dossiers,
             detector,
+            assertions,
         })
     }
 

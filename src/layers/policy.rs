@@ -24,6 +24,9 @@ pub struct Consumer {
     pub quota: Option<QuotaSpec>,
     /// Misuse rules for its calls, over the main file's.
     pub misuse: Overrides,
+    /// How it asserts a citizen's identity (the public-service portal): the issuer and the
+    /// keys its signed assertions are checked with.
+    pub assertion: Option<super::assertion::AssertionPolicy>,
 }
 
 impl Holder for Consumer {
@@ -126,6 +129,9 @@ pub enum Mode {
     Fetch,
     /// Only learn whether claimed values match them.
     Verify,
+    /// Serve a citizen their own access report (the public-service portal), on the
+    /// citizen's signed assertion.
+    Report,
 }
 
 impl Mode {
@@ -133,6 +139,7 @@ impl Mode {
         match self {
             Mode::Fetch => "fetch",
             Mode::Verify => "verify",
+            Mode::Report => "report",
         }
     }
 }
@@ -359,7 +366,11 @@ pub fn consumers(raw: RawConsumers, tls_client_ca: bool, e: &mut Errors<'_>) -> 
                     .ok()
             });
             let misuse = Overrides::from_settings(&c.misuse, &format!("{key}.misuse"), e);
+            let assertion = c.assertion.as_ref().and_then(|a| {
+                super::assertion::AssertionPolicy::from_settings(a, &format!("{key}.assertion"), e)
+            });
             Consumer {
+                assertion,
                 id: c.id,
                 name: c.name,
                 key_hashes,
@@ -445,10 +456,11 @@ pub fn grants(
                     .filter_map(|m| match m.as_str() {
                         "fetch" => Some(Mode::Fetch),
                         "verify" => Some(Mode::Verify),
+                        "report" => Some(Mode::Report),
                         other => {
                             e.add(
                                 format!("{key}.modes"),
-                                format!("{other:?} is not \"fetch\" or \"verify\""),
+                                format!("{other:?} is not \"fetch\", \"verify\" or \"report\""),
                             );
                             None
                         }

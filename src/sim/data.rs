@@ -356,6 +356,28 @@ impl SimData {
         (citizen.personal_id == id.as_str()).then_some(citizen)
     }
 
+    /// The personal ids of the children of a household head or spouse (empty for anyone
+    /// else): the citizens whose record names them as father or mother.
+    pub fn children_of(&self, id: &PersonalId) -> Vec<String> {
+        let index = self.citizen_perm.invert(u64::from(id.serial()));
+        let Ok(index) = u32::try_from(index) else {
+            return Vec::new();
+        };
+        if index % HOUSEHOLD >= 2 {
+            return Vec::new();
+        }
+        let h = index / HOUSEHOLD;
+        (2..HOUSEHOLD)
+            .filter_map(|m| self.citizen_at(h * HOUSEHOLD + m))
+            .filter(|c| {
+                [&c.father, &c.mother]
+                    .iter()
+                    .any(|p| p.as_ref().is_some_and(|p| p.personal_id == id.as_str()))
+            })
+            .map(|c| c.personal_id)
+            .collect()
+    }
+
     /// An adult household member (head or spouse), chosen by `pick`, for references.
     fn adult(&self, pick: u64) -> Option<Person> {
         let households = self.citizens / HOUSEHOLD;

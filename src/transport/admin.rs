@@ -69,6 +69,7 @@ pub fn router(gateway: Arc<crate::core::live::Live>) -> Router {
         .route("/admin/v1/breakers", get(breakers))
         .route("/admin/v1/audit/records", get(records))
         .route("/admin/v1/audit/report", get(report))
+        .route("/admin/v1/audit/citizen-report", get(citizen_report))
         .route("/admin/v1/alerts", get(alerts))
         .route("/admin/v1/alerts/{id}/acknowledge", post(acknowledge))
         .layer(axum::middleware::map_response(method_not_allowed))
@@ -473,5 +474,17 @@ async fn acknowledge(
                 format!("body must be {{\"note\": \"...\"}}: {e}"),
             )
         });
+    answer(&live, &c, op).await
+}
+
+/// One person's disclosures across every dataset, as the subject or named in the record.
+async fn citizen_report(
+    State(live): State<Arc<Live>>,
+    AdminCaller(c): AdminCaller,
+    q: Result<Query<crate::admin::CitizenReportQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let op = q
+        .map(|Query(q)| Op::CitizenReport(q))
+        .map_err(|e| LookupError::new(ErrorCode::InvalidRequest, e.body_text()));
     answer(&live, &c, op).await
 }

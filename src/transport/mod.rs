@@ -15,6 +15,10 @@ use crate::layers::policy::{Consumer, Grant};
 use crate::proto::lienthong::{Capabilities, DatasetCapability};
 use crate::shared::limiter::QuotaState;
 
+/// The header (REST) or metadata (gRPC) that carries a portal's signed assertion of the
+/// citizen's identity, for the citizen's own access report.
+pub const ASSERTION_HEADER: &str = "x-citizen-assertion";
+
 /// The core version current when a request arrived; the request keeps it to the end.
 pub struct Current(pub std::sync::Arc<crate::core::gateway::Gateway>);
 

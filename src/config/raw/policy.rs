@@ -23,6 +23,30 @@ pub struct RawConsumer {
     pub quota: Option<String>,
     /// Misuse rules for this consumer's calls, over the main file's.
     pub misuse: RawMisuseRules,
+    /// A portal that asserts citizens' identities: how its assertions are checked.
+    pub assertion: Option<RawAssertion>,
+}
+
+/// How a portal's signed assertions (JWTs) of a citizen's identity are checked.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct RawAssertion {
+    /// The `iss` its assertions carry, e.g. "https://dichvucong.gov.vn".
+    pub issuer: String,
+    /// The `aud` they must carry: this gateway (default "lienthong").
+    pub audience: Option<String>,
+    /// Its public keys; a key is picked by the assertion's `kid`.
+    pub keys: Vec<RawAssertionKey>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct RawAssertionKey {
+    pub kid: String,
+    /// "EdDSA" (Ed25519) or "ES256" (P-256).
+    pub alg: String,
+    /// The public key, PEM (SubjectPublicKeyInfo).
+    pub public_key_pem: String,
 }
 
 /// The grants file.

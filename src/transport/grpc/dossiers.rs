@@ -130,3 +130,62 @@ impl DossierService for DossierApi {
         answer(result.map(|d| (d, false)), caller.request_id)
     }
 }
+
+/// `lienthong.v1.AccessReportService`: the citizen's own access report, for the portal.
+pub struct AccessReportApi {
+    live: Arc<crate::core::live::Live>,
+}
+
+impl AccessReportApi {
+    pub fn new(live: Arc<crate::core::live::Live>) -> AccessReportApi {
+        AccessReportApi { live }
+    }
+}
+
+#[tonic::async_trait]
+impl crate::proto::lienthong::access_report_service_server::AccessReportService
+    for AccessReportApi
+{
+    async fn get_my_access_report(
+        &self,
+        request: Request<crate::proto::lienthong::AccessReportRequest>,
+    ) -> Result<Response<crate::proto::lienthong::AccessReport>, Status> {
+        let (meta, ext, r) = request.into_parts();
+        let caller = caller(&meta, &ext);
+        let assertion = if r.assertion.is_empty() {
+            meta.get(crate::transport::ASSERTION_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        } else {
+            Some(r.assertion)
+        };
+        let request = crate::core::report::ReportRequest {
+            limit: (r.limit > 0).then_some(r.limit as usize),
+            page_token: (!r.page_token.is_empty()).then_some(r.page_token),
+        };
+        let mut report = self
+            .live
+            .current()
+            .my_access_report(&caller, assertion.as_deref(), request)
+            .await
+            .map_err(|e| status(&e, &caller.request_id))?;
+        // proto3 has no null: the last page's token is empty.
+        if report["next_page_token"].is_null() {
+            report["next_page_token"] = serde_json::Value::String(String::new());
+        }
+        let message = serde_json::from_value(report).map_err(|e| {
+            status(
+                &crate::domain::error::LookupError::new(
+                    crate::domain::error::ErrorCode::Internal,
+                    format!("the report does not fit its message: {e}"),
+                ),
+                &caller.request_id,
+            )
+        })?;
+        let mut response = Response::new(message);
+        if let Ok(v) = MetadataValue::try_from(caller.request_id.as_str()) {
+            response.metadata_mut().insert("x-request-id", v);
+        }
+        Ok(response)
+    }
+}

@@ -4,7 +4,7 @@
 mod dossiers;
 mod refusals;
 
-pub use dossiers::DossierApi;
+pub use dossiers::{AccessReportApi, DossierApi};
 pub use refusals::Refusals;
 
 use super::{context_from, rate_limit_headers, wants_fresh};

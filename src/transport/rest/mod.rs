@@ -3,6 +3,7 @@
 
 mod dossiers;
 mod incoming;
+mod report;
 
 use super::rate_limit_headers;
 use crate::core::gateway::Gateway;
@@ -61,6 +62,7 @@ pub fn documented(gateway: Arc<crate::core::live::Live>) -> (Router, utoipa::ope
         .routes(routes!(dossiers::add_subject))
         .routes(routes!(dossiers::remove_subject))
         .routes(routes!(dossiers::close))
+        .routes(routes!(report::my_access_report))
         .with_state(gateway.clone())
         .split_for_parts();
     let router = router.method_not_allowed_fallback(move |request: axum::extract::Request| {
@@ -75,6 +77,7 @@ pub fn documented(gateway: Arc<crate::core::live::Live>) -> (Router, utoipa::ope
             LAND_PARCEL_MESSAGE,
             "lienthong.v1.Capabilities",
             "lienthong.v1.Dossier",
+            "lienthong.v1.AccessReport",
         ],
         errors_of,
     );
@@ -116,6 +119,9 @@ fn errors_of(method: &str, path: &str) -> Vec<ErrorCode> {
     ];
     match (method, path) {
         ("get", "/v1/capabilities") => {}
+        ("get", "/v1/me/access-report") => {
+            codes.extend([PermissionDenied, InvalidKey, AuditUnavailable, Internal])
+        }
         ("get", p) if p.starts_with("/v1/dossiers/") => codes.extend(register),
         ("post", p) if p.starts_with("/v1/dossiers") => {
             codes.extend(register);
