@@ -317,6 +317,24 @@ async fn a_citizen_sees_every_disclosure_about_him_in_one_report() {
             .all(|r| r["subject"].as_str().is_some_and(|s| !s.is_empty()))
     );
 
+    // A dossier declared for the two of them: the register keeps references only.
+    let declared = http
+        .post(format!("http://{lookup}/v1/dossiers"))
+        .bearer_auth(API_KEY)
+        .json(&json!({
+            "dossier_id": "000.00.53.H48-251130-0077",
+            "procedure_code": PROCEDURE,
+            "received_at": lienthong::domain::date::iso_ms(lienthong::audit::record::now_ms()),
+            "subjects": [
+                {"dataset": "population.citizen", "key": person},
+                {"dataset": "population.citizen", "key": child},
+            ],
+        }))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(declared.status(), 201);
+
     // The CLI, where the gateway ran, after it stopped.
     drop(server);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_lienthong"))
@@ -343,7 +361,9 @@ async fn a_citizen_sees_every_disclosure_about_him_in_one_report() {
     // not Redis.
     let mut all = Vec::new();
     files(root.path(), &mut all);
-    assert!(all.iter().any(|(p, _)| p.ends_with("audit.db")));
+    for store in ["audit.db", "dossiers.db", "registry.db"] {
+        assert!(all.iter().any(|(p, _)| p.ends_with(store)), "{store}");
+    }
     for (path, bytes) in &all {
         for id in [&person, &child] {
             assert!(
@@ -381,4 +401,59 @@ async fn a_citizen_sees_every_disclosure_about_him_in_one_report() {
                 .expect("del");
         }
     }
+}
+
+/// The same report from the shared PostgreSQL store: mentions are indexed there too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_reads_the_people_named_in_records_from_postgresql() {
+    let Some(pg) = postgres_url() else { return };
+    lienthong::certs::install_crypto();
+    let sims = lienthong::sim::spawn(lienthong::sim::SimOptions::ephemeral())
+        .await
+        .expect("simulators");
+    let (person, enterprise, child) = family(&sims.data);
+    let schema = unique("t_report");
+    let root = tempfile::tempdir().expect("dir");
+    let main = write_config(root.path(), &sims, |file, text| match file {
+        "gateway.toml" => {
+            format!("{text}\n[storage]\npostgres_url = \"{pg}\"\nschema = \"{schema}\"\n")
+        }
+        _ => text,
+    });
+    let built = lienthong::app::build(
+        &lienthong::config::Source::File(main),
+        &std::collections::BTreeMap::new(),
+    )
+    .expect("valid");
+    let running = lienthong::app::start(built).await.expect("starts");
+    let http = reqwest::Client::new();
+    for path in [
+        format!("/v1/enterprises/{enterprise}"),
+        format!("/v1/citizens/{child}"),
+    ] {
+        let r = with_context(http.get(format!("http://{}{path}", running.lookup_addr)))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(r.status(), 200);
+    }
+    let (status, report) = get(
+        &http,
+        format!(
+            "http://{}/admin/v1/audit/citizen-report?personal_id={person}",
+            running.admin_addr
+        ),
+        "demo-operator-token",
+    )
+    .await;
+    assert_eq!(status, 200, "{report}");
+    let entries = report["entries"].as_array().expect("entries");
+    assert_eq!(entries.len(), 2, "{report}");
+    assert!(entries.iter().all(|e| e["role"] == "appears"));
+    running.shutdown().await;
+    let pool = sqlx::PgPool::connect(&pg).await.expect("connects");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+        .execute(&pool)
+        .await
+        .expect("dropped");
 }

@@ -184,4 +184,10 @@ async fn version_2_records_keep_their_facts_and_are_found_by_the_people_they_nam
     );
     let child = store.query(&about("k1:child")).await.expect("query");
     assert_eq!(child.iter().map(|r| r.seq).collect::<Vec<_>>(), [3]);
+    // A record of version 1 is found by its own subject.
+    let old = store
+        .query(&about(&records[0].entry.subject))
+        .await
+        .expect("query");
+    assert_eq!(old.iter().map(|r| r.seq).collect::<Vec<_>>(), [1]);
 }
