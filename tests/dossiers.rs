@@ -505,26 +505,19 @@ async fn replicas_share_dossiers_and_a_closure_reaches_the_other_within_moments(
         .await
         .expect("simulators");
     let root = tempfile::tempdir().expect("dir");
-    let mut replicas = Vec::new();
-    for name in ["replica-a", "replica-b"] {
-        let dir = root.path().join(name);
-        std::fs::create_dir_all(&dir).expect("dir");
-        let extra = format!(
-            "[storage]\npostgres_url = \"{pg}\"\nschema = \"{schema}\"\n\
-             [redis]\nurl = \"{redis}\"\nkey_prefix = \"{prefix}:\"\n\
-             [dossiers]\ncache_ms = 60000\n"
-        );
-        let main = write_config(&dir, &sims, |file, text| match file {
-            "gateway.toml" => format!("instance_id = \"{name}\"\n{text}\n{extra}"),
-            _ => declared(file, text),
-        });
-        let built = lienthong::app::build(
-            &lienthong::config::Source::File(main),
-            &std::collections::BTreeMap::new(),
-        )
-        .expect("valid");
-        replicas.push(lienthong::app::start(built).await.expect("starts"));
-    }
+    let extra = format!(
+        "[storage]\npostgres_url = \"{pg}\"\nschema = \"{schema}\"\n\
+         [redis]\nurl = \"{redis}\"\nkey_prefix = \"{prefix}:\"\n\
+         [dossiers]\ncache_ms = 60000\n"
+    );
+    let replicas = start_replicas(
+        root.path(),
+        &sims,
+        &["replica-a", "replica-b"],
+        &extra,
+        declared,
+    )
+    .await;
     let [a, b] = [&replicas[0], &replicas[1]].map(|r| format!("http://{}", r.lookup_addr));
     let http = reqwest::Client::new();
     let id = sims.data.samples("population.citizen", 2).expect("samples")[1].clone();
@@ -590,8 +583,5 @@ async fn replicas_share_dossiers_and_a_closure_reaches_the_other_within_moments(
     .expect("reads");
     assert_eq!(stored.len(), 1);
     assert!(!stored[0].contains(&id));
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-        .execute(&pool)
-        .await
-        .expect("dropped");
+    drop_test_schema(&pg, &schema).await;
 }

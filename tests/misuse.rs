@@ -257,26 +257,18 @@ async fn replicas_add_up_through_redis_which_holds_no_key() {
         .await
         .expect("simulators");
     let root = tempfile::tempdir().expect("dir");
-    let mut replicas = Vec::new();
-    for name in ["replica-a", "replica-b"] {
-        let dir = root.path().join(name);
-        std::fs::create_dir_all(&dir).expect("dir");
-        let extra = format!(
-            "[storage]\npostgres_url = \"{pg}\"\nschema = \"{schema}\"\n\
-             [redis]\nurl = \"{redis}\"\nkey_prefix = \"{prefix}:\"\n"
-        );
-        let watch = watching("refuse");
-        let main = write_config(&dir, &sims, |file, text| match file {
-            "gateway.toml" => format!("instance_id = \"{name}\"\n{}\n{extra}", watch(file, text)),
-            _ => text,
-        });
-        let built = lienthong::app::build(
-            &lienthong::config::Source::File(main),
-            &std::collections::BTreeMap::new(),
-        )
-        .expect("valid");
-        replicas.push(lienthong::app::start(built).await.expect("starts"));
-    }
+    let extra = format!(
+        "[storage]\npostgres_url = \"{pg}\"\nschema = \"{schema}\"\n\
+         [redis]\nurl = \"{redis}\"\nkey_prefix = \"{prefix}:\"\n"
+    );
+    let replicas = start_replicas(
+        root.path(),
+        &sims,
+        &["replica-a", "replica-b"],
+        &extra,
+        watching("refuse"),
+    )
+    .await;
     let bases = [&replicas[0], &replicas[1]].map(|r| format!("http://{}", r.lookup_addr));
     let ids = sims
         .data
@@ -372,9 +364,5 @@ async fn replicas_add_up_through_redis_which_holds_no_key() {
     for r in replicas {
         r.shutdown().await;
     }
-    let pool = sqlx::PgPool::connect(&pg).await.expect("connects");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-        .execute(&pool)
-        .await
-        .expect("dropped");
+    drop_test_schema(&pg, &schema).await;
 }

@@ -451,9 +451,5 @@ async fn the_report_reads_the_people_named_in_records_from_postgresql() {
     assert_eq!(entries.len(), 2, "{report}");
     assert!(entries.iter().all(|e| e["role"] == "appears"));
     running.shutdown().await;
-    let pool = sqlx::PgPool::connect(&pg).await.expect("connects");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-        .execute(&pool)
-        .await
-        .expect("dropped");
+    drop_test_schema(&pg, &schema).await;
 }

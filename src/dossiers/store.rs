@@ -130,6 +130,27 @@ macro_rules! read {
     }};
 }
 
+/// Marks a change on an open dossier, which holds its row (PostgreSQL) or the write lock
+/// (SQLite) until the transaction ends; returns from the caller with why not when the
+/// dossier is unknown or no longer open.
+macro_rules! touch {
+    ($tx:expr, $consumer:expr, $id:expr, $now:expr) => {{
+        let touched = sqlx::query(
+            "UPDATE dossiers SET changes = changes + 1 WHERE consumer = $1 \
+             AND dossier_id = $2 AND status = 'open' AND expires_ms > $3",
+        )
+        .bind($consumer)
+        .bind($id)
+        .bind($now)
+        .execute(&mut *$tx)
+        .await?
+        .rows_affected();
+        if touched == 0 {
+            return Err(not_open(read!($tx, $consumer, $id), $id, $now));
+        }
+    }};
+}
+
 /// Why a conditional update of a dossier touched no row: it is unknown, or no longer open.
 fn not_open(found: Option<Dossier>, id: &str, now_ms: i64) -> RegisterError {
     match found {
@@ -276,21 +297,8 @@ impl Store {
     ) -> Result<Dossier, RegisterError> {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            let touched = sqlx::query(
-                "UPDATE dossiers SET changes = changes + 1 WHERE consumer = $1 \
-                 AND dossier_id = $2 AND status = 'open' AND expires_ms > $3",
-            )
-            .bind(consumer)
-            .bind(id)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            let found = read!(tx, consumer, id);
-            if touched == 0 {
-                return Err(not_open(found, id, now_ms));
-            }
-            let d = found.ok_or_else(|| RegisterError::Unknown(id.to_owned()))?;
+            touch!(tx, consumer, id, now_ms);
+            let d = read!(tx, consumer, id).ok_or_else(|| RegisterError::Unknown(id.to_owned()))?;
             if d.holds(reference) {
                 return Err(RegisterError::AlreadySubject(id.to_owned()));
             }
@@ -327,19 +335,7 @@ impl Store {
     ) -> Result<Dossier, RegisterError> {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            let touched = sqlx::query(
-                "UPDATE dossiers SET changes = changes + 1 WHERE consumer = $1 \
-                 AND dossier_id = $2 AND status = 'open' AND expires_ms > $3",
-            )
-            .bind(consumer)
-            .bind(id)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if touched == 0 {
-                return Err(not_open(read!(tx, consumer, id), id, now_ms));
-            }
+            touch!(tx, consumer, id, now_ms);
             let removed = sqlx::query(
                 "UPDATE dossier_subjects SET removed_ms = $4, removed_reason = $5 \
                  WHERE consumer = $1 AND dossier_id = $2 AND subject = $3 AND removed_ms = 0",

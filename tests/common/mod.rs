@@ -309,3 +309,36 @@ pub fn url_addr(url: &str) -> std::net::SocketAddr {
         .next()
         .expect("an address")
 }
+
+/// Replicas in this process, one per name: each a directory under `root` holding the demo
+/// config pointed at `sims`, with its own instance id and `extra` appended to the main file,
+/// the other files passed through `edit`.
+pub async fn start_replicas(
+    root: &std::path::Path,
+    sims: &RunningSims,
+    names: &[&str],
+    extra: &str,
+    edit: impl Fn(&str, String) -> String,
+) -> Vec<Running> {
+    let mut replicas = Vec::new();
+    for name in names {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let main = write_config(&dir, sims, |file, text| match file {
+            "gateway.toml" => format!("instance_id = \"{name}\"\n{}\n{extra}", edit(file, text)),
+            _ => edit(file, text),
+        });
+        let built = build(&Source::File(main), &BTreeMap::new()).expect("valid");
+        replicas.push(start(built).await.expect("starts"));
+    }
+    replicas
+}
+
+/// Drops a test's PostgreSQL schema.
+pub async fn drop_test_schema(url: &str, schema: &str) {
+    let pool = sqlx::PgPool::connect(url).await.expect("connects");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+        .execute(&pool)
+        .await
+        .expect("dropped");
+}

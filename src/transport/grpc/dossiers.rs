@@ -50,6 +50,24 @@ fn answer(
     }
 }
 
+impl DossierApi {
+    /// One change to a dossier, answered with the dossier as it is after it.
+    async fn change(
+        &self,
+        caller: crate::core::request::Caller,
+        dossier_id: &str,
+        officer_id: &str,
+        change: DossierChange,
+    ) -> Result<Response<DossierResponse>, Status> {
+        let result = self
+            .live
+            .current()
+            .change_dossier(&caller, dossier_id, officer_id, change)
+            .await;
+        answer(result.map(|d| (d, false)), caller.request_id)
+    }
+}
+
 #[tonic::async_trait]
 impl DossierService for DossierApi {
     async fn declare(
@@ -74,17 +92,12 @@ impl DossierService for DossierApi {
         request: Request<SubjectChangeRequest>,
     ) -> Result<Response<DossierResponse>, Status> {
         let (meta, ext, r) = request.into_parts();
-        let caller = caller(&meta, &ext);
         let change = DossierChange::Add {
             subject: subject(r.subject),
             reason: r.reason,
         };
-        let result = self
-            .live
-            .current()
-            .change_dossier(&caller, &r.dossier_id, &r.officer_id, change)
-            .await;
-        answer(result.map(|d| (d, false)), caller.request_id)
+        self.change(caller(&meta, &ext), &r.dossier_id, &r.officer_id, change)
+            .await
     }
 
     async fn remove_subject(
@@ -92,17 +105,12 @@ impl DossierService for DossierApi {
         request: Request<SubjectChangeRequest>,
     ) -> Result<Response<DossierResponse>, Status> {
         let (meta, ext, r) = request.into_parts();
-        let caller = caller(&meta, &ext);
         let change = DossierChange::Remove {
             subject: subject(r.subject),
             reason: r.reason,
         };
-        let result = self
-            .live
-            .current()
-            .change_dossier(&caller, &r.dossier_id, &r.officer_id, change)
-            .await;
-        answer(result.map(|d| (d, false)), caller.request_id)
+        self.change(caller(&meta, &ext), &r.dossier_id, &r.officer_id, change)
+            .await
     }
 
     async fn close(
@@ -110,14 +118,9 @@ impl DossierService for DossierApi {
         request: Request<CloseDossierRequest>,
     ) -> Result<Response<DossierResponse>, Status> {
         let (meta, ext, r) = request.into_parts();
-        let caller = caller(&meta, &ext);
         let change = DossierChange::Close { result: r.result };
-        let result = self
-            .live
-            .current()
-            .change_dossier(&caller, &r.dossier_id, &r.officer_id, change)
-            .await;
-        answer(result.map(|d| (d, false)), caller.request_id)
+        self.change(caller(&meta, &ext), &r.dossier_id, &r.officer_id, change)
+            .await
     }
 
     async fn get_dossier(
