@@ -1,7 +1,8 @@
-//! Step 4c, misuse detection, as the core runs it: the attempt counted under every rule
-//! (after binding, before the quota), the alerts of rules that fired raised once (kept for
-//! `/admin/v1/alerts`, recorded in the audit trail, counted in metrics), and a call refused
-//! while a rule under `refuse` fires. Lookup results feed the not-found rule.
+//! Steps 4b and 4c as the core runs them, both before the quota: binding to a declared
+//! dossier; then misuse detection, which counts the attempt under every rule, raises the
+//! alerts of rules that fired once (kept for `/admin/v1/alerts`, recorded in the audit
+//! trail, counted in metrics), and refuses the call while a rule under `refuse` fires.
+//! Lookup results feed the not-found rule.
 
 use super::gateway::Gateway;
 use crate::audit::record::{AuditEntry, now_ms};
@@ -25,8 +26,21 @@ pub(super) struct Watched<'a> {
 }
 
 impl Gateway {
+    /// Step 4b: under a declared binding, the call's dossier names its key.
+    pub(super) async fn bind(&self, w: &Watched<'_>) -> Result<(), LookupError> {
+        crate::layers::bind::bind(
+            &self.dossiers,
+            w.grant,
+            &w.consumer.id,
+            w.context,
+            w.subject,
+            now_ms(),
+        )
+        .await
+    }
+
     /// Counts the attempt; refuses it while a rule under `refuse` fires.
-    pub(super) async fn detect(&self, w: Watched<'_>) -> Result<(), LookupError> {
+    pub(super) async fn detect(&self, w: &Watched<'_>) -> Result<(), LookupError> {
         let settings = &self.config.misuse;
         if !settings.enabled {
             return Ok(());

@@ -9,14 +9,12 @@ use super::model::Model;
 use super::request::{
     BatchItem, BatchOutcome, Caller, Lookup, LookupRequest, Verification, VerifyRequest,
 };
-use crate::audit::record::now_ms;
 use crate::audit::writer::AuditLog;
 use crate::domain::context::{CallContext, RawContext};
 use crate::domain::error::{ErrorCode, LookupError, QuotaState};
 use crate::domain::record::StoredRecord;
 use crate::layers::authenticate::authenticate;
 use crate::layers::authorize::{allow_cache_bypass, authorize};
-use crate::layers::bind::bind;
 use crate::layers::fetch::{Fetched, Route, fetch};
 use crate::layers::policy::{Consumer, Grant, Mode};
 use crate::layers::quota::Quotas;
@@ -116,29 +114,21 @@ impl Gateway {
         )?;
         facts.grant = Some((grant.legal_basis.clone(), grant.withheld));
         allow_cache_bypass(grant, request.bypass_cache, &route.dataset.name)?;
-        // 4b. bind — under a declared binding, an open dossier of this consumer and
-        //     procedure names the key; before the quota, so a refused call reaches neither
-        //     the cache nor the provider.
-        bind(
-            &self.dossiers,
-            grant,
-            &consumer.id,
-            &context,
-            &facts.subject,
-            now_ms(),
-        )
-        .await?;
-        // 4c. detect — misuse rules count the attempt (those the quota then refuses too),
-        //     and refuse it while a rule under `refuse` fires.
-        self.detect(Watched {
+        let call = Watched {
             consumer,
             grant,
             context: &context,
             dataset: &route.dataset.name,
             key: &key,
             subject: &facts.subject,
-        })
-        .await?;
+        };
+        // 4b. bind — under a declared binding, an open dossier of this consumer and
+        //     procedure names the key; before the quota, so a refused call reaches neither
+        //     the cache nor the provider.
+        self.bind(&call).await?;
+        // 4c. detect — misuse rules count the attempt (those the quota then refuses too),
+        //     and refuse it while a rule under `refuse` fires.
+        self.detect(&call).await?;
         // 5. quota — before the cache, so cached answers count against the quota too.
         let quota = self
             .admit(consumer, grant_index, &route.dataset.name)
@@ -232,24 +222,16 @@ impl Gateway {
         )?;
         facts.grant = Some((grant.legal_basis.clone(), grant.withheld));
         // 4b. bind, 4c. detect — as for a lookup.
-        bind(
-            &self.dossiers,
-            grant,
-            &consumer.id,
-            &context,
-            &facts.subject,
-            now_ms(),
-        )
-        .await?;
-        self.detect(Watched {
+        let call = Watched {
             consumer,
             grant,
             context: &context,
             dataset: &route.dataset.name,
             key: &key,
             subject: &facts.subject,
-        })
-        .await?;
+        };
+        self.bind(&call).await?;
+        self.detect(&call).await?;
         // 5. quota — as for a lookup.
         self.admit(consumer, grant_index, &route.dataset.name)
             .await?;
