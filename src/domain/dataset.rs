@@ -567,4 +567,77 @@ mod tests {
         assert_eq!(rule.to_json(), json!({"pattern": "[0-9]{4}-[A-Z]{2}"}));
         assert!(KeyRule::pattern("(").is_err());
     }
+
+    #[test]
+    fn person_fields_are_the_built_ins_and_those_a_schema_marks() {
+        let citizen = builtin().into_iter().next().expect("citizen");
+        assert!(citizen.person_fields.contains(&"father".to_owned()));
+        assert!(!citizen.person_fields.contains(&"personal_id".to_owned()));
+        let raw: crate::config::raw::RawDatasets = toml::from_str(
+            r#"
+            [[dataset]]
+            name = "tax.household"
+            key_field = "code"
+            key = { pattern = "[0-9]{10}" }
+            [[dataset.field]]
+            name = "code"
+            type = "string"
+            personal_id = true
+            [[dataset.field]]
+            name = "owner_id"
+            type = "string"
+            personal_id = true
+            [[dataset.field]]
+            name = "members"
+            type = "string"
+            repeated = true
+            personal_id = true
+            [[dataset.field]]
+            name = "size"
+            type = "int32"
+            "#,
+        )
+        .expect("toml");
+        let mut all = Vec::new();
+        let datasets = from_settings(
+            raw,
+            &mut Errors {
+                file: "datasets.toml".into(),
+                all: &mut all,
+            },
+        );
+        assert!(all.is_empty(), "{all:?}");
+        let tax = datasets
+            .iter()
+            .find(|d| d.name == "tax.household")
+            .expect("registered");
+        // The key field is the subject itself, not a person who appears.
+        assert_eq!(tax.person_fields, ["owner_id", "members"]);
+        assert_eq!(tax.to_json()["fields"][1]["personal_id"], true);
+        let bad: crate::config::raw::RawDatasets = toml::from_str(
+            r#"
+            [[dataset]]
+            name = "tax.other"
+            key_field = "code"
+            key = { pattern = "[0-9]{10}" }
+            [[dataset.field]]
+            name = "code"
+            type = "string"
+            [[dataset.field]]
+            name = "size"
+            type = "int32"
+            personal_id = true
+            "#,
+        )
+        .expect("toml");
+        from_settings(
+            bad,
+            &mut Errors {
+                file: "datasets.toml".into(),
+                all: &mut all,
+            },
+        );
+        assert_eq!(all.len(), 1);
+        assert!(all[0].key.ends_with("personal_id"), "{:?}", all[0]);
+    }
 }
