@@ -262,6 +262,13 @@ impl Register {
         &self.settings
     }
 
+    /// Closes the store's connections: every later read or write fails (tests of an
+    /// unreachable register).
+    #[cfg(test)]
+    pub(crate) async fn shut(&self) {
+        on_pool!(&self.store, pool => pool.close().await)
+    }
+
     /// Declares a dossier, or finds the same declaration made before.
     pub async fn declare(&self, new: NewDossier, now_ms: i64) -> Result<Declared, RegisterError> {
         if new.subjects.len() > self.settings.max_subjects {

@@ -62,3 +62,80 @@ pub async fn bind(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dossiers::{DossierSettings, NewDossier};
+
+    fn grant(binding: Binding) -> Grant {
+        Grant {
+            consumer: "c".into(),
+            dataset: "population.citizen".into(),
+            procedures: vec![],
+            fields: vec![],
+            modes: vec![],
+            legal_basis: String::new(),
+            valid_from: None,
+            valid_until: None,
+            allow_cache_bypass: false,
+            quota: None,
+            disabled: false,
+            binding,
+            misuse: Default::default(),
+            withheld: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_register_refuses_a_declared_call_and_never_serves_it_unchecked() {
+        let register = Register::in_memory(DossierSettings {
+            cache_ttl: std::time::Duration::ZERO,
+            ..DossierSettings::default()
+        })
+        .await
+        .expect("register");
+        let now = crate::audit::record::now_ms();
+        register
+            .declare(
+                NewDossier {
+                    consumer: "c".into(),
+                    dossier_id: "000.00.53.H48-251130-0001".into(),
+                    procedure_code: "1.001612".into(),
+                    officer_id: String::new(),
+                    received_ms: now,
+                    subjects: vec![("population.citizen".into(), "k1:aa".into())],
+                },
+                now,
+            )
+            .await
+            .expect("declared");
+        let context = CallContext::for_tests("1.001612", "000.00.53.H48-251130-0001", "o");
+        let declared = grant(Binding::Declared);
+        assert!(
+            bind(&register, &declared, "c", &context, "k1:aa", now)
+                .await
+                .is_ok()
+        );
+        let other = bind(&register, &declared, "c", &context, "k1:bb", now).await;
+        assert_eq!(other.map_err(|e| e.code), Err(ErrorCode::PurposeNotBound));
+        register.shut().await;
+        let down = bind(&register, &declared, "c", &context, "k1:aa", now)
+            .await
+            .expect_err("refused");
+        assert_eq!(down.code, ErrorCode::RegisterUnavailable);
+        // A grant bound by pattern does not ask the register.
+        assert!(
+            bind(
+                &register,
+                &grant(Binding::Pattern),
+                "c",
+                &context,
+                "k1:zz",
+                now
+            )
+            .await
+            .is_ok()
+        );
+    }
+}
