@@ -585,3 +585,38 @@ async fn replicas_share_dossiers_and_a_closure_reaches_the_other_within_moments(
     assert!(!stored[0].contains(&id));
     drop_test_schema(&pg, &schema).await;
 }
+
+/// Dossier calls count against the consumer's overall quota: a consumer cannot flood the
+/// register faster than it may look up.
+#[tokio::test]
+async fn dossier_calls_spend_the_consumers_quota() {
+    let h = Harness::start_with(|file, text| match file {
+        "consumers.toml" => declared(file, text).replacen(
+            "id = \"demo-onestop\"\n",
+            "id = \"demo-onestop\"\nquota = \"3/min\"\n",
+            1,
+        ),
+        _ => declared(file, text),
+    })
+    .await;
+    let ids = h
+        .sims
+        .data
+        .samples("population.citizen", 4)
+        .expect("samples");
+    let mut statuses = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        let dossier = format!("000.00.53.H48-251130-{:04}", i + 1);
+        let (status, body) = post(&h, API_KEY, "/v1/dossiers", &declaration(&dossier, &[id])).await;
+        statuses.push((status, body["code"].as_str().unwrap_or("").to_owned()));
+    }
+    assert_eq!(
+        statuses,
+        [
+            (201, String::new()),
+            (201, String::new()),
+            (201, String::new()),
+            (429, "rate_limited".to_owned())
+        ]
+    );
+}

@@ -168,6 +168,8 @@ impl Gateway {
             "subjects": subjects.iter().map(|(d, r)| serde_json::json!({"dataset": d, "reference": r})).collect::<Vec<_>>(),
         })
         .to_string();
+        // The consumer's overall quota bounds dossier calls too (they have no grant).
+        self.admit_consumer(&consumer).await?;
         let new = NewDossier {
             consumer,
             dossier_id: request.dossier_id.trim().to_owned(),
@@ -219,6 +221,7 @@ impl Gateway {
     ) -> Result<Dossier, LookupError> {
         let consumer = self.authenticate(caller, facts)?.id.clone();
         let id = dossier_id.trim();
+        self.admit_consumer(&consumer).await?;
         let current = self.owned_dossier(&consumer, id).await?;
         facts.context = Some(self.dossier_context(id, &current.procedure_code, officer_id)?);
         let now = now_ms();
@@ -273,6 +276,14 @@ impl Gateway {
             |_, _| {},
         )
         .await
+    }
+
+    /// Counts a dossier call against the consumer's overall quota.
+    async fn admit_consumer(&self, consumer: &str) -> Result<(), LookupError> {
+        let Some(c) = self.config.consumers.iter().find(|c| c.id == consumer) else {
+            return Ok(());
+        };
+        self.admit(c, usize::MAX, "dossiers").await.map(|_| ())
     }
 
     /// The caller's dossier, or `not_found` naming it (another consumer's dossier of the
