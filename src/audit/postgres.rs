@@ -440,11 +440,14 @@ impl AuditStore for PostgresStore {
             }
         }
         if let Some(person) = &q.person {
-            b.push(" AND (subject = ")
-                .push_bind(person.clone())
-                .push(" OR EXISTS (SELECT 1 FROM audit_mentions m WHERE m.reference = ")
-                .push_bind(person.clone())
-                .push(" AND m.instance = audit_records.instance AND m.seq = audit_records.seq))");
+            // Two index lookups (by subject, by mention), not a scan testing each record.
+            b.push(
+                " AND (instance, seq) IN (SELECT instance, seq FROM audit_records WHERE subject = ",
+            )
+            .push_bind(person.clone())
+            .push(" UNION ALL SELECT instance, seq FROM audit_mentions WHERE reference = ")
+            .push_bind(person.clone())
+            .push(")");
         }
         if let Some(from) = q.from_ms {
             b.push(" AND time_ms >= ").push_bind(from);

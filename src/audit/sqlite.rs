@@ -504,10 +504,11 @@ impl AuditStore for SqliteStore {
             }
         }
         if let Some(person) = &q.person {
+            // Two index lookups (by subject, by mention), not a scan testing each record.
             sql.push_str(
-                " AND (subject = ? OR EXISTS (SELECT 1 FROM audit_mentions m \
-                 WHERE m.reference = ? AND m.instance = audit_records.instance \
-                 AND m.seq = audit_records.seq))",
+                " AND rowid IN (SELECT rowid FROM audit_records WHERE subject = ? \
+                 UNION ALL SELECT r.rowid FROM audit_mentions m JOIN audit_records r \
+                 ON r.instance = m.instance AND r.seq = m.seq WHERE m.reference = ?)",
             );
             texts.push(person);
             texts.push(person);
