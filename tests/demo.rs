@@ -75,7 +75,7 @@ fn every_printed_curl_command_works() {
             }
         }
     }
-    assert_eq!(commands.len(), 8, "{commands:#?}");
+    assert_eq!(commands.len(), 9, "{commands:#?}");
     let run = |cmd: &str| -> serde_json::Value {
         let out = Command::new("sh")
             .arg("-c")
@@ -146,8 +146,19 @@ fn every_printed_curl_command_works() {
     let alerts = run(&commands[6]);
     assert!(alerts["alerts"].is_array(), "{alerts}");
 
+    // The portal's printed command: the citizen's own report, on a fresh assertion.
+    let mine = run(&commands[7]);
+    let entries = mine["entries"].as_array().expect("entries");
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["consumer"] == "demo-onestop" && e["role"] == "subject"),
+        "{mine}"
+    );
+    assert_eq!(mine["withheld_count"], 0, "{mine}");
+
     // The printed audit report lists the lookups of that citizen just made.
-    let report = run(&commands[7]);
+    let report = run(&commands[8]);
     let rows = report["records"].as_array().expect("records");
     assert!(rows.len() >= 2, "{report}");
     assert!(

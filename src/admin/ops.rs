@@ -181,13 +181,17 @@ pub(super) async fn audit_read(
     if report {
         q.outcome = Some("served".into());
     }
-    let page = query::page(audit.store(), &q).await.map_err(|e| {
+    let mut page = query::page(audit.store(), &q).await.map_err(|e| {
         tracing::error!(error = %e, "audit query failed");
         LookupError::new(
             ErrorCode::AuditUnavailable,
             "the audit store cannot be read",
         )
     })?;
+    if report {
+        // What was disclosed: not the dossier changes or reports that name the subject.
+        page.records.retain(crate::audit::citizen::disclosure);
+    }
     let mut entry = query::read_entry(cx.actor(), "admin", &filters, &page, q.subject.clone());
     entry.request_id = cx.request_id.to_owned();
     entry.credential = cx.admin.kind.into();

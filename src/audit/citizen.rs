@@ -41,8 +41,9 @@ pub struct ReportPage {
     pub next: Option<String>,
 }
 
-/// Whether a record is a disclosure: a served lookup or verify.
-fn disclosure(r: &Chained) -> bool {
+/// Whether a record is a disclosure: a served lookup or verify (not a dossier change or a
+/// report that names the person).
+pub fn disclosure(r: &Chained) -> bool {
     r.entry.outcome == "served" && matches!(r.entry.action.as_str(), "fetch" | "verify")
 }
 

@@ -238,9 +238,13 @@ pub(crate) async fn run_query(
         // The access report: what was disclosed, not what was refused.
         q.outcome = Some("served".into());
     }
-    let page = query::page(store.as_ref(), &q)
+    let mut page = query::page(store.as_ref(), &q)
         .await
         .map_err(|e| e.to_string())?;
+    if report {
+        // What was disclosed: not the dossier changes or reports that name the subject.
+        page.records.retain(crate::audit::citizen::disclosure);
+    }
     let actor = std::env::var("USER").unwrap_or_else(|_| "cli".into());
     let entry = query::read_entry(
         &format!("cli:{actor}"),

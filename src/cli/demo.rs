@@ -101,6 +101,10 @@ Misuse detection watches every officer: looking up 100 distinct citizens within 
 any call outside office hours, Hanoi time) raises an alert for operators and auditors:
   curl -s -H 'Authorization: Bearer demo-auditor-token' http://{admin}/admin/v1/alerts
 
+A citizen sees who looked at his data through the national public-service portal, which
+asserts who he is (a signed JWT valid for two minutes; the demo portal's key is built in):
+  curl -s -H 'Authorization: Bearer demo-portal-key' -H "X-Citizen-Assertion: $({exe} sim portal-assertion --personal-id {citizen})" http://{lookup}/v1/me/access-report
+
 Every call above left an audit record (in ./data/audit.db). Who looked at this citizen:
   curl -s -H 'Authorization: Bearer demo-operator-token' 'http://{admin}/admin/v1/audit/report?dataset=population.citizen&subject={citizen}'
 After stopping: lienthong audit verify, and lienthong audit report --dataset population.citizen --subject {citizen}
@@ -109,6 +113,9 @@ More keys that exist:  lienthong sim samples --dataset population.citizen --coun
 Press Ctrl-C to stop.
 "#,
         admin = running.admin_addr,
+        exe = std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "lienthong".into()),
         pop = sims.population_addr,
         bus = sims.business_addr,
         land = sims.land_addr,

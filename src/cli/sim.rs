@@ -48,9 +48,30 @@ pub(crate) enum SimCommand {
         #[command(flatten)]
         data: DataArgs,
     },
+    /// Print an assertion of a citizen's identity from the simulated public-service portal
+    /// (a JWT signed with the demo portal's key), for `GET /v1/me/access-report` as the
+    /// demo's `demo-portal` consumer.
+    PortalAssertion {
+        /// The citizen's 12-digit personal id.
+        #[arg(long)]
+        personal_id: String,
+        /// Seconds it stays valid (at most 300).
+        #[arg(long, default_value_t = 120)]
+        ttl: i64,
+    },
 }
 
 pub(crate) async fn run_sim(args: SimArgs) -> Result<(), CliError> {
+    if let Some(SimCommand::PortalAssertion { personal_id, ttl }) = &args.command {
+        if !(1..=300).contains(ttl) {
+            return Err("--ttl: from 1 to 300 seconds".to_string().into());
+        }
+        crate::certs::install_crypto();
+        let now = crate::audit::record::now_ms() / 1000;
+        let token = sim::portal::assertion(personal_id.trim(), now, *ttl)?;
+        out!("{token}");
+        return Ok(());
+    }
     if let Some(SimCommand::Samples {
         dataset,
         count,

@@ -8,6 +8,7 @@ pub mod data;
 pub mod land;
 pub mod names;
 pub mod population;
+pub mod portal;
 mod random;
 
 use control::Control;

@@ -27,8 +27,12 @@ fn the_embedded_demo_config_is_valid() {
     assert_eq!(config.model.connectors.len(), 3);
     assert_eq!(config.model.settings.lookup_addr.port(), 8080);
     assert_eq!(config.model.settings.admin_addr.port(), 9090);
-    let demo = &config.model.consumers[0];
-    assert_eq!(demo.id, "demo-onestop");
+    let demo = config
+        .model
+        .consumers
+        .iter()
+        .find(|c| c.id == "demo-onestop")
+        .expect("the demo's one-stop system");
     assert_eq!(
         demo.key_hashes[0],
         <[u8; 32]>::from(sha2::Sha256::digest(b"demo-onestop-key"))
@@ -83,8 +87,8 @@ fn tls_settings_are_checked_and_plaintext_stays_on_loopback() {
         keys,
         [
             "listen.lookup",
-            "consumer[0].certificate_names[0]",
-            "consumer[0].certificate_names[1]"
+            "consumer[1].certificate_names[0]",
+            "consumer[1].certificate_names[1]"
         ],
         "{errors}"
     );
@@ -119,7 +123,7 @@ fn tls_settings_are_checked_and_plaintext_stays_on_loopback() {
     let tls = config.tls.expect("tls");
     assert_eq!(tls.client_auth, Some(ClientAuth::Optional));
     assert_eq!(
-        config.model.consumers[0].certificate_names,
+        config.model.consumers[1].certificate_names,
         ["CN=motcua-hanoi"]
     );
 
