@@ -300,19 +300,12 @@ async fn declared_binding_serves_declared_subjects_and_refuses_the_rest_before_t
     }
 
     // Each declaration, change and closing left a record, refused ones included.
-    let admin = format!("http://{}", h.gateway.admin_addr);
-    let records: Value = h
-        .http
-        .get(format!(
-            "{admin}/admin/v1/audit/records?consumer=demo-onestop&dossier={DOSSIER}&limit=200"
-        ))
-        .bearer_auth("demo-operator-token")
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+    let records = h
+        .admin_json(
+            "demo-operator-token",
+            &format!("/admin/v1/audit/records?consumer=demo-onestop&dossier={DOSSIER}&limit=200"),
+        )
+        .await;
     let rows = records["records"].as_array().expect("records");
     let count = |action: &str, outcome: &str| {
         rows.iter()
@@ -430,20 +423,15 @@ async fn a_dossier_never_closed_expires_and_its_expiry_is_audited() {
     body["received_at"] = json!(lienthong::domain::date::iso_ms(received));
     assert_eq!(post(&h, API_KEY, "/v1/dossiers", &body).await.0, 201);
     assert_eq!(look(&h, API_KEY, DOSSIER, PROCEDURE, &id).await.0, 200);
-    let admin = format!("http://{}", h.gateway.admin_addr);
     let mut expired = None;
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let records: Value = h
-            .http
-            .get(format!("{admin}/admin/v1/audit/records?dossier={DOSSIER}"))
-            .bearer_auth("demo-operator-token")
-            .send()
-            .await
-            .expect("sent")
-            .json()
-            .await
-            .expect("json");
+        let records = h
+            .admin_json(
+                "demo-operator-token",
+                &format!("/admin/v1/audit/records?dossier={DOSSIER}"),
+            )
+            .await;
         if let Some(r) = records["records"]
             .as_array()
             .expect("records")

@@ -25,18 +25,6 @@ fn watching(action: &'static str) -> impl Fn(&str, String) -> String {
     }
 }
 
-async fn admin_json(h: &Harness, token: &str, path: &str) -> Value {
-    h.http
-        .get(format!("http://{}{path}", h.gateway.admin_addr))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json")
-}
-
 /// Looks up each citizen once as the demo officer; the statuses in order.
 async fn walk(h: &Harness, ids: &[String]) -> Vec<u16> {
     let mut statuses = Vec::new();
@@ -65,12 +53,12 @@ async fn an_officer_walking_the_population_database_raises_one_alert() {
     // The alert: listed for operators, once, with its period and count.
     let mut listed = Value::Null;
     for _ in 0..50 {
-        listed = admin_json(
-            &h,
-            "demo-operator-token",
-            "/admin/v1/alerts?rule=officer_subjects_hour",
-        )
-        .await;
+        listed = h
+            .admin_json(
+                "demo-operator-token",
+                "/admin/v1/alerts?rule=officer_subjects_hour",
+            )
+            .await;
         if listed["alerts"].as_array().is_some_and(|a| !a.is_empty()) {
             break;
         }
@@ -88,12 +76,12 @@ async fn an_officer_walking_the_population_database_raises_one_alert() {
     assert_eq!(alert["acknowledged"], false);
 
     // Recorded in the audit trail, with no subject.
-    let records = admin_json(
-        &h,
-        "demo-operator-token",
-        "/admin/v1/audit/records?consumer=demo-onestop&limit=500",
-    )
-    .await;
+    let records = h
+        .admin_json(
+            "demo-operator-token",
+            "/admin/v1/audit/records?consumer=demo-onestop&limit=500",
+        )
+        .await;
     let alerts_recorded: Vec<&Value> = records["records"]
         .as_array()
         .expect("records")
@@ -165,19 +153,16 @@ async fn an_officer_walking_the_population_database_raises_one_alert() {
     .expect("json");
     assert_eq!(acked["acknowledged"], true, "{acked}");
     assert_eq!(acked["acknowledged_by"], "demo-auditor");
-    let open = admin_json(
-        &h,
-        "demo-auditor-token",
-        "/admin/v1/alerts?acknowledged=false&rule=officer_subjects_hour",
-    )
-    .await;
+    let open = h
+        .admin_json(
+            "demo-auditor-token",
+            "/admin/v1/alerts?acknowledged=false&rule=officer_subjects_hour",
+        )
+        .await;
     assert_eq!(open["alerts"].as_array().map(Vec::len), Some(0), "{open}");
-    let records = admin_json(
-        &h,
-        "demo-operator-token",
-        "/admin/v1/audit/records?limit=500",
-    )
-    .await;
+    let records = h
+        .admin_json("demo-operator-token", "/admin/v1/audit/records?limit=500")
+        .await;
     assert!(
         records["records"]
             .as_array()

@@ -67,6 +67,19 @@ impl Harness {
         self.get(&path).await.status().as_u16()
     }
 
+    /// A GET on the admin listener with an admin token, answered as JSON.
+    pub async fn admin_json(&self, token: &str, path: &str) -> serde_json::Value {
+        self.http
+            .get(format!("http://{}{path}", self.gateway.admin_addr))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("sent")
+            .json()
+            .await
+            .expect("json")
+    }
+
     pub async fn grpc(
         &self,
     ) -> lienthong::proto::lienthong::lookup_service_client::LookupServiceClient<
