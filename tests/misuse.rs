@@ -182,6 +182,56 @@ async fn an_officer_walking_the_population_database_raises_one_alert() {
         .await
         .expect("sent");
     assert_eq!(bad.status(), 400);
+
+    // The same list over gRPC (AdminService), for an auditor.
+    let mut admin = lienthong::proto::lienthong::admin_service_client::AdminServiceClient::connect(
+        format!("http://{}", h.gateway.admin_addr),
+    )
+    .await
+    .expect("connects");
+    let body: pbjson_types::Struct =
+        serde_json::from_value(json!({"rule": "officer_subjects_hour"})).expect("struct");
+    let mut request = tonic::Request::new(lienthong::proto::lienthong::AdminRequest {
+        body: Some(body),
+        ..Default::default()
+    });
+    request.metadata_mut().insert(
+        "authorization",
+        "Bearer demo-auditor-token".parse().expect("metadata"),
+    );
+    let listed: Value = serde_json::to_value(
+        admin
+            .list_alerts(request)
+            .await
+            .expect("listed")
+            .into_inner(),
+    )
+    .expect("json");
+    assert_eq!(listed["alerts"][0]["id"], alert["id"], "{listed}");
+    assert_eq!(listed["alerts"][0]["acknowledged"], true);
+    let body: pbjson_types::Struct =
+        serde_json::from_value(json!({"note": "Đã xem lại qua gRPC"})).expect("struct");
+    let mut request = tonic::Request::new(lienthong::proto::lienthong::AdminRequest {
+        name: id.to_owned(),
+        body: Some(body),
+        ..Default::default()
+    });
+    request.metadata_mut().insert(
+        "authorization",
+        "Bearer demo-auditor-token".parse().expect("metadata"),
+    );
+    let acked: Value = serde_json::to_value(
+        admin
+            .acknowledge_alert(request)
+            .await
+            .expect("acknowledged")
+            .into_inner(),
+    )
+    .expect("json");
+    assert_eq!(
+        acked["note"], "Đã xem lại qua gRPC",
+        "the latest note stands"
+    );
 }
 
 #[tokio::test]

@@ -202,6 +202,32 @@ async fn a_citizen_sees_every_disclosure_about_him_in_one_report() {
         !full.to_string().contains(&person),
         "the report names no id"
     );
+    // The same over gRPC (AdminService).
+    let mut admin_grpc =
+        lienthong::proto::lienthong::admin_service_client::AdminServiceClient::connect(format!(
+            "http://{admin}"
+        ))
+        .await
+        .expect("connects");
+    let body: pbjson_types::Struct =
+        serde_json::from_value(json!({"personal_id": person})).expect("struct");
+    let mut request = tonic::Request::new(lienthong::proto::lienthong::AdminRequest {
+        body: Some(body),
+        ..Default::default()
+    });
+    request.metadata_mut().insert(
+        "authorization",
+        "Bearer demo-auditor-token".parse().expect("metadata"),
+    );
+    let over_grpc: Value = serde_json::to_value(
+        admin_grpc
+            .citizen_report(request)
+            .await
+            .expect("served")
+            .into_inner(),
+    )
+    .expect("json");
+    assert_eq!(over_grpc["entries"].as_array().map(Vec::len), Some(4));
 
     // The portal, on the citizen's assertion: three detailed, the investigator's counted.
     let portal_report = |token: String| {

@@ -216,4 +216,38 @@ impl AdminService for AdminApi {
         self.run(r, |r| Ok(Op::AuditReport(from_body(&r, "audit filters")?)))
             .await
     }
+
+    async fn citizen_report(&self, r: Request<AdminRequest>) -> Result<Response<Struct>, Status> {
+        self.run(r, |r| {
+            Ok(Op::CitizenReport(from_body(
+                &r,
+                "{\"personal_id\": \"...\", \"limit\"?, \"page_token\"?}",
+            )?))
+        })
+        .await
+    }
+
+    async fn list_alerts(&self, r: Request<AdminRequest>) -> Result<Response<Struct>, Status> {
+        self.run(r, |r| Ok(Op::Alerts(from_body(&r, "alert filters")?)))
+            .await
+    }
+
+    async fn acknowledge_alert(
+        &self,
+        r: Request<AdminRequest>,
+    ) -> Result<Response<Struct>, Status> {
+        self.run(r, |r| {
+            #[derive(serde::Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct Note {
+                note: String,
+            }
+            let b: Note = from_body(&r, "{\"note\": \"...\"}")?;
+            Ok(Op::AcknowledgeAlert {
+                id: r.name.clone(),
+                note: b.note,
+            })
+        })
+        .await
+    }
 }
