@@ -113,11 +113,13 @@ async fn declared_binding_serves_declared_subjects_and_refuses_the_rest_before_t
     );
     assert_eq!(calls(), 0);
 
+    // One declaration, sent twice below: the retry carries the same receipt time.
+    let first = declaration(DOSSIER, &[a]);
     let r = h
         .http
         .post(format!("{}/v1/dossiers", h.base))
         .bearer_auth(API_KEY)
-        .json(&declaration(DOSSIER, &[a]))
+        .json(&first)
         .send()
         .await
         .expect("sent");
@@ -134,7 +136,7 @@ async fn declared_binding_serves_declared_subjects_and_refuses_the_rest_before_t
         "the register answers references only"
     );
     // The same declaration again (a retry) is answered as it stands.
-    let (status, _) = post(&h, API_KEY, "/v1/dossiers", &declaration(DOSSIER, &[a])).await;
+    let (status, _) = post(&h, API_KEY, "/v1/dossiers", &first).await;
     assert_eq!(status, 200);
     let (status, body) = post(&h, API_KEY, "/v1/dossiers", &declaration(DOSSIER, &[b])).await;
     assert_eq!(
