@@ -76,6 +76,7 @@ async fn the_dashboard_shows_live_figures_that_agree_with_metrics() {
     };
     // Detection on, all day, with a low threshold: the traffic below (one officer, 50
     // citizens) raises a misuse alert, which the page shows.
+    common::clear_of_the_hour_turning(std::time::Duration::from_secs(30)).await;
     let h = Arc::new(
         Harness::start_with(|file, text| match file {
             "gateway.toml" => format!(

@@ -36,6 +36,7 @@ async fn walk(h: &Harness, ids: &[String]) -> Vec<u16> {
 
 #[tokio::test]
 async fn an_officer_walking_the_population_database_raises_one_alert() {
+    clear_of_the_hour_turning(Duration::from_secs(30)).await;
     let h = Harness::start_with(watching("alert")).await;
     let ids = h
         .sims
@@ -236,6 +237,7 @@ async fn an_officer_walking_the_population_database_raises_one_alert() {
 
 #[tokio::test]
 async fn under_refuse_the_calls_past_the_threshold_are_refused_naming_the_rule() {
+    clear_of_the_hour_turning(Duration::from_secs(30)).await;
     let h = Harness::start_with(watching("refuse")).await;
     let ids = h
         .sims
@@ -286,6 +288,7 @@ async fn replicas_add_up_through_redis_which_holds_no_key() {
     let (Some(pg), Some(redis)) = (postgres_url(), redis_url()) else {
         return;
     };
+    clear_of_the_hour_turning(Duration::from_secs(30)).await;
     let schema = unique("t_misuse");
     let prefix = unique("misuse");
     let sims = lienthong::sim::spawn(lienthong::sim::SimOptions::ephemeral())

@@ -355,3 +355,15 @@ pub async fn drop_test_schema(url: &str, schema: &str) {
         .await
         .expect("dropped");
 }
+
+/// Waits, if the hour is about to turn, until it has: misuse detection counts per hour of
+/// Vietnam's clock (whole hours in UTC too), and a test's burst of lookups must fall in
+/// one hour to add up.
+pub async fn clear_of_the_hour_turning(burst: std::time::Duration) {
+    let now_ms = lienthong::audit::record::now_ms();
+    let into_hour = now_ms.rem_euclid(3_600_000) as u64;
+    let left = 3_600_000 - into_hour;
+    if left < burst.as_millis() as u64 {
+        tokio::time::sleep(std::time::Duration::from_millis(left + 100)).await;
+    }
+}
