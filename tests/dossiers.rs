@@ -573,7 +573,7 @@ async fn replicas_share_dossiers_and_a_closure_reaches_the_other_within_moments(
     .expect("reads");
     assert_eq!(stored.len(), 1);
     assert!(!stored[0].contains(&id));
-    drop_test_schema(&pg, &schema).await;
+    drop_schema(&pg, &schema).await;
 }
 
 /// Dossier calls count against the consumer's overall quota: a consumer cannot flood the

@@ -192,13 +192,12 @@ async fn an_officer_walking_the_population_database_raises_one_alert() {
     .expect("connects");
     let body: pbjson_types::Struct =
         serde_json::from_value(json!({"rule": "officer_subjects_hour"})).expect("struct");
-    let mut request = tonic::Request::new(lienthong::proto::lienthong::AdminRequest {
-        body: Some(body),
-        ..Default::default()
-    });
-    request.metadata_mut().insert(
-        "authorization",
-        "Bearer demo-auditor-token".parse().expect("metadata"),
+    let request = authed_as(
+        "demo-auditor-token",
+        lienthong::proto::lienthong::AdminRequest {
+            body: Some(body),
+            ..Default::default()
+        },
     );
     let listed: Value = serde_json::to_value(
         admin
@@ -212,14 +211,13 @@ async fn an_officer_walking_the_population_database_raises_one_alert() {
     assert_eq!(listed["alerts"][0]["acknowledged"], true);
     let body: pbjson_types::Struct =
         serde_json::from_value(json!({"note": "Đã xem lại qua gRPC"})).expect("struct");
-    let mut request = tonic::Request::new(lienthong::proto::lienthong::AdminRequest {
-        name: id.to_owned(),
-        body: Some(body),
-        ..Default::default()
-    });
-    request.metadata_mut().insert(
-        "authorization",
-        "Bearer demo-auditor-token".parse().expect("metadata"),
+    let request = authed_as(
+        "demo-auditor-token",
+        lienthong::proto::lienthong::AdminRequest {
+            name: id.to_owned(),
+            body: Some(body),
+            ..Default::default()
+        },
     );
     let acked: Value = serde_json::to_value(
         admin
@@ -402,5 +400,5 @@ async fn replicas_add_up_through_redis_which_holds_no_key() {
     for r in replicas {
         r.shutdown().await;
     }
-    drop_test_schema(&pg, &schema).await;
+    drop_schema(&pg, &schema).await;
 }

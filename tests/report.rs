@@ -211,13 +211,12 @@ async fn a_citizen_sees_every_disclosure_about_him_in_one_report() {
         .expect("connects");
     let body: pbjson_types::Struct =
         serde_json::from_value(json!({"personal_id": person})).expect("struct");
-    let mut request = tonic::Request::new(lienthong::proto::lienthong::AdminRequest {
-        body: Some(body),
-        ..Default::default()
-    });
-    request.metadata_mut().insert(
-        "authorization",
-        "Bearer demo-auditor-token".parse().expect("metadata"),
+    let request = authed_as(
+        "demo-auditor-token",
+        lienthong::proto::lienthong::AdminRequest {
+            body: Some(body),
+            ..Default::default()
+        },
     );
     let over_grpc: Value = serde_json::to_value(
         admin_grpc
@@ -307,14 +306,13 @@ async fn a_citizen_sees_every_disclosure_about_him_in_one_report() {
     )
     .await
     .expect("connects");
-    let mut request = tonic::Request::new(lienthong::proto::lienthong::AccessReportRequest {
-        assertion: assertion(&portal_private, &person, 0, 120, "jti-6"),
-        limit: 0,
-        page_token: String::new(),
-    });
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {PORTAL_KEY}").parse().expect("metadata"),
+    let request = authed_as(
+        PORTAL_KEY,
+        lienthong::proto::lienthong::AccessReportRequest {
+            assertion: assertion(&portal_private, &person, 0, 120, "jti-6"),
+            limit: 0,
+            page_token: String::new(),
+        },
     );
     let report = client
         .get_my_access_report(request)
@@ -477,5 +475,5 @@ async fn the_report_reads_the_people_named_in_records_from_postgresql() {
     assert_eq!(entries.len(), 2, "{report}");
     assert!(entries.iter().all(|e| e["role"] == "appears"));
     running.shutdown().await;
-    drop_test_schema(&pg, &schema).await;
+    drop_schema(&pg, &schema).await;
 }

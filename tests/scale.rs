@@ -12,14 +12,7 @@ use std::sync::Arc;
 /// A replica's config directory: the demo config pointed at `sims`, with its own instance
 /// id, and `extra` appended to the main file.
 fn replica(root: &Path, name: &str, sims: &lienthong::sim::RunningSims, extra: &str) -> PathBuf {
-    let dir = root.join(name);
-    std::fs::create_dir_all(&dir).expect("dir");
-    let extra = extra.to_owned();
-    let name = name.to_owned();
-    write_config(&dir, sims, move |file, text| match file {
-        "gateway.toml" => format!("instance_id = \"{name}\"\n{text}\n{extra}"),
-        _ => text,
-    })
+    replica_dir(root, name, sims, extra, |_, text| text)
 }
 
 fn storage(url: &str, schema: &str) -> String {
@@ -63,15 +56,6 @@ fn verify(main: &Path) -> (bool, String) {
             String::from_utf8_lossy(&out.stderr)
         ),
     )
-}
-
-/// Drops a test's schema (what a test leaves when it fails stays for a look).
-async fn drop_schema(url: &str, schema: &str) {
-    let pool = sqlx::PgPool::connect(url).await.expect("connects");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-        .execute(&pool)
-        .await
-        .expect("dropped");
 }
 
 /// Request ids recorded in a schema's audit trail.
@@ -264,23 +248,6 @@ fn with_quota(quota: &str) -> impl Fn(&str, String) -> String + Clone {
     }
 }
 
-/// A replica as [`replica`], with each file also passed through `edit`.
-fn replica_with(
-    root: &Path,
-    name: &str,
-    sims: &lienthong::sim::RunningSims,
-    extra: &str,
-    edit: impl Fn(&str, String) -> String,
-) -> PathBuf {
-    let dir = root.join(name);
-    std::fs::create_dir_all(&dir).expect("dir");
-    let (extra, name) = (extra.to_owned(), name.to_owned());
-    write_config(&dir, sims, move |file, text| match file {
-        "gateway.toml" => format!("instance_id = \"{name}\"\n{text}\n{extra}"),
-        _ => edit(file, text),
-    })
-}
-
 async fn metric(http: &reqwest::Client, admin: &str, name: &str) -> Option<f64> {
     let text = http
         .get(format!("http://{admin}/metrics"))
@@ -305,8 +272,8 @@ async fn two_replicas_share_one_quota_through_redis() {
         .expect("simulators");
     let root = tempfile::tempdir().expect("dir");
     let shared = redis(&url, &prefix, "local-share");
-    let a = replica_with(root.path(), "qa", &sims, &shared, with_quota("30/min"));
-    let b = replica_with(root.path(), "qb", &sims, &shared, with_quota("30/min"));
+    let a = replica_dir(root.path(), "qa", &sims, &shared, with_quota("30/min"));
+    let b = replica_dir(root.path(), "qb", &sims, &shared, with_quota("30/min"));
     let (_a, lookup_a, admin_a) = spawn_serve(&a, &root.path().join("a.log"), "info");
     let (_b, lookup_b, _) = spawn_serve(&b, &root.path().join("b.log"), "info");
     let citizens = sims
@@ -358,14 +325,14 @@ async fn redis_cut_off_mid_run_falls_back_and_recovers() {
         .expect("simulators");
     let root = tempfile::tempdir().expect("dir");
     // One replica shares what it can; another, configured to fail closed, refuses.
-    let share = replica_with(
+    let share = replica_dir(
         root.path(),
         "share",
         &sims,
         &redis(&proxied, &prefix, "local-share"),
         with_quota("40/min"),
     );
-    let closed = replica_with(
+    let closed = replica_dir(
         root.path(),
         "closed",
         &sims,
@@ -603,8 +570,8 @@ async fn two_replicas_share_one_capacity_toward_a_provider() {
         _ => text,
     };
     let shared = redis(&url, &prefix, "local-share");
-    let a = replica_with(root.path(), "ca", &sims, &shared, slow);
-    let b = replica_with(root.path(), "cb", &sims, &shared, slow);
+    let a = replica_dir(root.path(), "ca", &sims, &shared, slow);
+    let b = replica_dir(root.path(), "cb", &sims, &shared, slow);
     let (_a, lookup_a, _) = spawn_serve(&a, &root.path().join("a.log"), "info");
     let (_b, lookup_b, _) = spawn_serve(&b, &root.path().join("b.log"), "info");
     let citizens = sims

@@ -308,7 +308,7 @@ pub(crate) async fn run_citizen_report(
     personal_id: &str,
     page: PageArgs,
 ) -> Result<(), CliError> {
-    use crate::audit::citizen::{self, Names, View};
+    use crate::audit::citizen::{self, View};
     use crate::domain::dataset::POPULATION_CITIZEN;
     let id = crate::domain::ids::PersonalId::parse(
         personal_id.trim(),
@@ -328,15 +328,7 @@ pub(crate) async fn run_citizen_report(
     )
     .await
     .map_err(|e| e.to_string())?;
-    let names = Names {
-        consumers: config
-            .consumers
-            .iter()
-            .map(|c| (c.id.clone(), c.name.clone()))
-            .collect(),
-        procedures: config.procedures.clone(),
-    };
-    let body = citizen::to_json(&report, &person, &names, View::Full);
+    let body = citizen::to_json(&report, &person, &config.report_names(), View::Full);
     let actor = std::env::var("USER").unwrap_or_else(|_| "cli".into());
     let entry = crate::audit::record::AuditEntry {
         time_ms: crate::audit::record::now_ms(),

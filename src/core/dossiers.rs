@@ -12,6 +12,7 @@ use crate::domain::context::CallContext;
 use crate::domain::date::{Date, parse_rfc3339_ms};
 use crate::domain::error::{ErrorCode, LookupError};
 use crate::dossiers::{Declared, Dossier, NewDossier, RESULTS, RegisterError};
+use crate::layers::policy::Consumer;
 use crate::shared::Event;
 
 /// Longest reason accepted for a subject change, in characters.
@@ -125,7 +126,7 @@ impl Gateway {
         request: DeclareRequest,
         facts: &mut Facts,
     ) -> Result<DossierAnswer, LookupError> {
-        let consumer = self.authenticate(caller, facts)?.id.clone();
+        let consumer = self.authenticate(caller, facts)?;
         let context = self.dossier_context(
             &request.dossier_id,
             &request.procedure_code,
@@ -169,9 +170,9 @@ impl Gateway {
         })
         .to_string();
         // The consumer's overall quota bounds dossier calls too (they have no grant).
-        self.admit_consumer(&consumer).await?;
+        self.admit_consumer(consumer).await?;
         let new = NewDossier {
-            consumer,
+            consumer: consumer.id.clone(),
             dossier_id: request.dossier_id.trim().to_owned(),
             procedure_code: request.procedure_code.trim().to_owned(),
             officer_id: request.officer_id.trim().to_owned(),
@@ -219,9 +220,10 @@ impl Gateway {
         change: DossierChange,
         facts: &mut Facts,
     ) -> Result<Dossier, LookupError> {
-        let consumer = self.authenticate(caller, facts)?.id.clone();
+        let consumer = self.authenticate(caller, facts)?;
+        self.admit_consumer(consumer).await?;
+        let consumer = consumer.id.clone();
         let id = dossier_id.trim();
-        self.admit_consumer(&consumer).await?;
         let current = self.owned_dossier(&consumer, id).await?;
         facts.context = Some(self.dossier_context(id, &current.procedure_code, officer_id)?);
         let now = now_ms();
@@ -278,12 +280,11 @@ impl Gateway {
         .await
     }
 
-    /// Counts a dossier call against the consumer's overall quota.
-    async fn admit_consumer(&self, consumer: &str) -> Result<(), LookupError> {
-        let Some(c) = self.config.consumers.iter().find(|c| c.id == consumer) else {
-            return Ok(());
-        };
-        self.admit(c, usize::MAX, "dossiers").await.map(|_| ())
+    /// Counts a dossier call against the consumer's overall quota (no grant applies).
+    async fn admit_consumer(&self, consumer: &Consumer) -> Result<(), LookupError> {
+        self.admit(consumer, usize::MAX, "dossiers")
+            .await
+            .map(|_| ())
     }
 
     /// The caller's dossier, or `not_found` naming it (another consumer's dossier of the

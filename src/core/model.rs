@@ -30,6 +30,18 @@ pub struct Model {
 }
 
 impl Model {
+    /// The names an access report shows beside codes: consumers' and procedures'.
+    pub fn report_names(&self) -> crate::audit::citizen::Names {
+        crate::audit::citizen::Names {
+            consumers: self
+                .consumers
+                .iter()
+                .map(|c| (c.id.clone(), c.name.clone()))
+                .collect(),
+            procedures: self.procedures.clone(),
+        }
+    }
+
     pub fn dataset(&self, name: &str) -> Option<&Arc<Dataset>> {
         self.datasets.iter().find(|d| d.name == name)
     }

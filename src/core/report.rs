@@ -6,7 +6,7 @@
 use super::call::Facts;
 use super::gateway::Gateway;
 use super::request::Caller;
-use crate::audit::citizen::{self, Names, PageError, View};
+use crate::audit::citizen::{self, PageError, View};
 use crate::audit::record::now_ms;
 use crate::domain::dataset::POPULATION_CITIZEN;
 use crate::domain::date::Date;
@@ -33,18 +33,6 @@ impl Gateway {
         Ok(self.audit.subject(POPULATION_CITIZEN, &key))
     }
 
-    fn report_names(&self) -> Names {
-        Names {
-            consumers: self
-                .config
-                .consumers
-                .iter()
-                .map(|c| (c.id.clone(), c.name.clone()))
-                .collect(),
-            procedures: self.config.procedures.clone(),
-        }
-    }
-
     /// A page of the report about `person` (a keyed reference), as `view` shows it.
     pub async fn citizen_report(
         &self,
@@ -69,7 +57,12 @@ impl Gateway {
             }
             other => LookupError::new(ErrorCode::InvalidRequest, other.to_string()),
         })?;
-        Ok(citizen::to_json(&page, person, &self.report_names(), view))
+        Ok(citizen::to_json(
+            &page,
+            person,
+            &self.config.report_names(),
+            view,
+        ))
     }
 
     /// The citizen's own report, for the portal that asserts who the citizen is: the

@@ -166,10 +166,15 @@ pub fn context() -> Option<lienthong::proto::lienthong::RequestContext> {
 
 /// A gRPC request with the demo API key.
 pub fn authed<T>(message: T) -> tonic::Request<T> {
+    authed_as(API_KEY, message)
+}
+
+/// A gRPC request with `key` (an API key or an admin token) as its bearer credential.
+pub fn authed_as<T>(key: &str, message: T) -> tonic::Request<T> {
     let mut r = tonic::Request::new(message);
     r.metadata_mut().insert(
         "authorization",
-        format!("Bearer {API_KEY}").parse().expect("metadata"),
+        format!("Bearer {key}").parse().expect("metadata"),
     );
     r
 }
@@ -323,9 +328,25 @@ pub fn url_addr(url: &str) -> std::net::SocketAddr {
         .expect("an address")
 }
 
-/// Replicas in this process, one per name: each a directory under `root` holding the demo
-/// config pointed at `sims`, with its own instance id and `extra` appended to the main file,
-/// the other files passed through `edit`.
+/// A replica's config directory under `root`: the demo config pointed at `sims`, with its
+/// own instance id and `extra` appended to the main file, each file also passed through
+/// `edit`; returns the main file.
+pub fn replica_dir(
+    root: &std::path::Path,
+    name: &str,
+    sims: &RunningSims,
+    extra: &str,
+    edit: impl Fn(&str, String) -> String,
+) -> std::path::PathBuf {
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).expect("dir");
+    write_config(&dir, sims, |file, text| match file {
+        "gateway.toml" => format!("instance_id = \"{name}\"\n{}\n{extra}", edit(file, text)),
+        _ => edit(file, text),
+    })
+}
+
+/// Replicas in this process, one per name, each from [`replica_dir`].
 pub async fn start_replicas(
     root: &std::path::Path,
     sims: &RunningSims,
@@ -335,20 +356,15 @@ pub async fn start_replicas(
 ) -> Vec<Running> {
     let mut replicas = Vec::new();
     for name in names {
-        let dir = root.join(name);
-        std::fs::create_dir_all(&dir).expect("dir");
-        let main = write_config(&dir, sims, |file, text| match file {
-            "gateway.toml" => format!("instance_id = \"{name}\"\n{}\n{extra}", edit(file, text)),
-            _ => edit(file, text),
-        });
+        let main = replica_dir(root, name, sims, extra, &edit);
         let built = build(&Source::File(main), &BTreeMap::new()).expect("valid");
         replicas.push(start(built).await.expect("starts"));
     }
     replicas
 }
 
-/// Drops a test's PostgreSQL schema.
-pub async fn drop_test_schema(url: &str, schema: &str) {
+/// Drops a test's schema (what a test leaves when it fails stays for a look).
+pub async fn drop_schema(url: &str, schema: &str) {
     let pool = sqlx::PgPool::connect(url).await.expect("connects");
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
         .execute(&pool)

@@ -377,7 +377,7 @@ impl Detector {
         }
     }
 
-    /// Windows tracked in memory now.
+    /// Windows tracked in memory now (the bound the tests check).
     pub fn tracked(&self) -> usize {
         self.windows.lock().map(|w| w.len()).unwrap_or(0)
     }

@@ -49,7 +49,7 @@ pub(super) async fn my_access_report(
             limit: None,
             page_token: None,
         }),
-        Some(q) => serde_urlencoded_page(q),
+        Some(q) => page_query(q),
     };
     let page = match page {
         Ok(p) => p,
@@ -81,7 +81,7 @@ pub(super) async fn my_access_report(
 }
 
 /// `limit` and `page_token` from the query; anything else is refused by name.
-fn serde_urlencoded_page(query: &str) -> Result<Page, String> {
+fn page_query(query: &str) -> Result<Page, String> {
     let mut page = Page {
         limit: None,
         page_token: None,
