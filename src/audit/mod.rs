@@ -20,6 +20,7 @@ pub mod postgres;
 pub mod query;
 pub mod record;
 pub mod retention;
+pub mod segments;
 mod rows;
 pub mod settings;
 pub mod sqlite;

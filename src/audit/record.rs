@@ -95,6 +95,13 @@ impl AuditEntry {
     /// bytes and hashes); version 2 is a marker, the same, then the disclosure's facts.
     pub fn canonical(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(256);
+        self.write_canonical(&mut out);
+        out
+    }
+
+    /// Appends the [`canonical`](AuditEntry::canonical) bytes to `out`, without a buffer of
+    /// their own (the segment store writes them straight into a commit's frame).
+    pub fn write_canonical(&self, out: &mut Vec<u8>) {
         if self.disclosure.is_some() {
             out.extend_from_slice(&VERSION_2);
         }
@@ -114,27 +121,26 @@ impl AuditEntry {
             &self.subject,
             &self.action,
         ] {
-            put(&mut out, s.as_bytes());
+            put(out, s.as_bytes());
         }
         out.extend_from_slice(&(self.fields.len() as u32).to_be_bytes());
         for f in &self.fields {
-            put(&mut out, f.as_bytes());
+            put(out, f.as_bytes());
         }
         for s in [&self.outcome, &self.cache, &self.upstream_status] {
-            put(&mut out, s.as_bytes());
+            put(out, s.as_bytes());
         }
         out.extend_from_slice(&self.upstream_ms.to_be_bytes());
-        put(&mut out, self.detail.as_bytes());
+        put(out, self.detail.as_bytes());
         if let Some(d) = &self.disclosure {
-            put(&mut out, d.legal_basis.as_bytes());
+            put(out, d.legal_basis.as_bytes());
             out.push(u8::from(d.withheld));
             out.extend_from_slice(&(d.mentions.len() as u32).to_be_bytes());
             for (field, reference) in &d.mentions {
-                put(&mut out, field.as_bytes());
-                put(&mut out, reference.as_bytes());
+                put(out, field.as_bytes());
+                put(out, reference.as_bytes());
             }
         }
-        out
     }
 }
 
@@ -153,11 +159,11 @@ pub enum DecodeError {
     Version(u8),
 }
 
-/// Reads [`AuditEntry::canonical`] bytes back.
-struct Reader<'a>(&'a [u8]);
+/// Walks canonical bytes without copying them.
+struct Walk<'a>(&'a [u8]);
 
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], DecodeError> {
+impl<'a> Walk<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         if self.0.len() < n {
             return Err(DecodeError::Short {
                 wanted: n,
@@ -181,9 +187,13 @@ impl Reader<'_> {
         ))
     }
 
-    fn text(&mut self) -> Result<String, DecodeError> {
+    fn text(&mut self) -> Result<&'a [u8], DecodeError> {
         let n = self.u32()? as usize;
-        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| DecodeError::Utf8)
+        self.take(n)
+    }
+
+    fn string(&mut self) -> Result<String, DecodeError> {
+        String::from_utf8(self.text()?.to_vec()).map_err(|_| DecodeError::Utf8)
     }
 }
 
@@ -197,23 +207,23 @@ impl AuditEntry {
         if version != 1 && version != 2 {
             return Err(DecodeError::Version(version));
         }
-        let mut r = Reader(bytes);
+        let mut r = Walk(bytes);
         // Fields are read in the order written here, which is the canonical order.
         let entry = AuditEntry {
             time_ms: r.i64()?,
-            request_id: r.text()?,
-            trace_id: r.text()?,
-            transport: r.text()?,
-            actor: r.text()?,
-            credential: r.text()?,
-            officer_id: r.text()?,
-            agency_code: r.text()?,
-            procedure_code: r.text()?,
-            dossier_id: r.text()?,
-            purpose: r.text()?,
-            dataset: r.text()?,
-            subject: r.text()?,
-            action: r.text()?,
+            request_id: r.string()?,
+            trace_id: r.string()?,
+            transport: r.string()?,
+            actor: r.string()?,
+            credential: r.string()?,
+            officer_id: r.string()?,
+            agency_code: r.string()?,
+            procedure_code: r.string()?,
+            dossier_id: r.string()?,
+            purpose: r.string()?,
+            dataset: r.string()?,
+            subject: r.string()?,
+            action: r.string()?,
             fields: {
                 let count = r.u32()? as usize;
                 if count > r.0.len() / 4 {
@@ -222,18 +232,18 @@ impl AuditEntry {
                         left: r.0.len(),
                     });
                 }
-                (0..count).map(|_| r.text()).collect::<Result<_, _>>()?
+                (0..count).map(|_| r.string()).collect::<Result<_, _>>()?
             },
-            outcome: r.text()?,
-            cache: r.text()?,
-            upstream_status: r.text()?,
+            outcome: r.string()?,
+            cache: r.string()?,
+            upstream_status: r.string()?,
             upstream_ms: r.i64()?,
-            detail: r.text()?,
+            detail: r.string()?,
             disclosure: None,
         };
         let mut entry = entry;
         if version == 2 {
-            let legal_basis = r.text()?;
+            let legal_basis = r.string()?;
             let withheld = r.take(1)?[0] == 1;
             let count = r.u32()? as usize;
             if count > r.0.len() / 8 {
@@ -243,7 +253,7 @@ impl AuditEntry {
                 });
             }
             let mentions = (0..count)
-                .map(|_| Ok((r.text()?, r.text()?)))
+                .map(|_| Ok((r.string()?, r.string()?)))
                 .collect::<Result<_, DecodeError>>()?;
             entry.disclosure = Some(Disclosure {
                 legal_basis,
@@ -258,16 +268,122 @@ impl AuditEntry {
     }
 }
 
+/// The fields of canonical bytes that queries filter on, borrowed, without decoding the
+/// entry: the segment store indexes and filters records with this, and decodes only the
+/// ones it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryView<'a> {
+    pub time_ms: i64,
+    pub actor: &'a [u8],
+    pub officer_id: &'a [u8],
+    pub dossier_id: &'a [u8],
+    pub dataset: &'a [u8],
+    pub subject: &'a [u8],
+    pub outcome: &'a [u8],
+    /// The mentions of a version 2 entry, still encoded: (field, reference) pairs.
+    mentions: &'a [u8],
+    mention_count: u32,
+}
+
+impl<'a> EntryView<'a> {
+    /// The view of canonical bytes; an error where [`AuditEntry::from_canonical`] would
+    /// fail on their framing (text is not checked to be UTF-8 here).
+    pub fn parse(bytes: &'a [u8]) -> Result<EntryView<'a>, DecodeError> {
+        let (version, bytes) = match bytes {
+            [0xFF, v, rest @ ..] => (*v, rest),
+            _ => (1, bytes),
+        };
+        if version != 1 && version != 2 {
+            return Err(DecodeError::Version(version));
+        }
+        let mut w = Walk(bytes);
+        let time_ms = w.i64()?;
+        let mut texts = [&[][..]; 13];
+        for t in &mut texts {
+            *t = w.text()?;
+        }
+        let [
+            _,
+            _,
+            _,
+            actor,
+            _,
+            officer_id,
+            _,
+            _,
+            dossier_id,
+            _,
+            dataset,
+            subject,
+            _,
+        ] = texts;
+        for _ in 0..w.u32()? {
+            w.text()?;
+        }
+        let outcome = w.text()?;
+        w.text()?;
+        w.text()?;
+        w.take(8)?;
+        w.text()?;
+        let (mentions, mention_count) = if version == 2 {
+            w.text()?;
+            w.take(1)?;
+            let count = w.u32()?;
+            let start = w.0;
+            for _ in 0..count {
+                w.text()?;
+                w.text()?;
+            }
+            (&start[..start.len() - w.0.len()], count)
+        } else {
+            (&[][..], 0)
+        };
+        if !w.0.is_empty() {
+            return Err(DecodeError::Trailing(w.0.len()));
+        }
+        Ok(EntryView {
+            time_ms,
+            actor,
+            officer_id,
+            dossier_id,
+            dataset,
+            subject,
+            outcome,
+            mentions,
+            mention_count,
+        })
+    }
+
+    /// The references of the people the disclosed fields name.
+    pub fn mentions(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let mut w = Walk(self.mentions);
+        (0..self.mention_count).filter_map(move |_| {
+            w.text().ok()?;
+            w.text().ok()
+        })
+    }
+}
+
 /// The hash of a record: SHA-256 over the previous hash, the chain, the sequence number and
 /// the record's canonical bytes.
 pub fn chain_hash(prev: &[u8; 32], instance: &str, seq: i64, entry: &AuditEntry) -> [u8; 32] {
+    chain_hash_canonical(prev, instance, seq, &entry.canonical())
+}
+
+/// [`chain_hash`] over canonical bytes already written.
+pub fn chain_hash_canonical(
+    prev: &[u8; 32],
+    instance: &str,
+    seq: i64,
+    canonical: &[u8],
+) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(b"lienthong-audit-v1\0");
     h.update(prev);
     h.update((instance.len() as u32).to_be_bytes());
     h.update(instance.as_bytes());
     h.update(seq.to_be_bytes());
-    h.update(entry.canonical());
+    h.update(canonical);
     h.finalize().into()
 }
 
@@ -433,139 +549,4 @@ pub(crate) mod testing {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn canonical_bytes_read_back_as_the_entry_and_damage_is_refused() {
-        let entry = AuditEntry {
-            time_ms: 1_764_300_000_123,
-            request_id: "r-1".into(),
-            actor: "một-cửa".into(),
-            fields: vec!["full_name".into(), "date_of_birth".into()],
-            upstream_ms: -1,
-            detail: "from=2025".into(),
-            ..AuditEntry::default()
-        };
-        let bytes = entry.canonical();
-        assert_eq!(AuditEntry::from_canonical(&bytes), Ok(entry.clone()));
-        let empty = AuditEntry::default();
-        assert_eq!(AuditEntry::from_canonical(&empty.canonical()), Ok(empty));
-        assert!(AuditEntry::from_canonical(&bytes[..bytes.len() - 1]).is_err());
-        let mut longer = bytes.clone();
-        longer.push(0);
-        assert!(AuditEntry::from_canonical(&longer).is_err());
-        // A field count no body could hold is refused before anything is allocated for it.
-        let mut huge = AuditEntry::default().canonical();
-        let at = 8 + 13 * 4;
-        huge[at..at + 4].copy_from_slice(&u32::MAX.to_be_bytes());
-        assert!(AuditEntry::from_canonical(&huge).is_err());
-    }
-
-    #[test]
-    fn version_2_carries_a_disclosure_and_version_1_bytes_are_unchanged() {
-        let v1 = AuditEntry {
-            time_ms: 1_764_300_000_123,
-            actor: "một-cửa".into(),
-            fields: vec!["full_name".into()],
-            upstream_ms: -1,
-            ..AuditEntry::default()
-        };
-        // Version 1's form is what it always was: a record written before version 2
-        // keeps its bytes, so its hash still holds.
-        assert_eq!(v1.version(), 1);
-        assert_eq!(v1.canonical()[..8], 1_764_300_000_123_i64.to_be_bytes());
-        let v2 = AuditEntry {
-            disclosure: Some(Disclosure {
-                legal_basis: "Luật Căn cước 2023".into(),
-                withheld: true,
-                mentions: vec![("father".into(), "k1:ab".into())],
-            }),
-            ..v1.clone()
-        };
-        let bytes = v2.canonical();
-        assert_eq!((v2.version(), &bytes[..2]), (2, &[0xFF, 2][..]));
-        assert_eq!(bytes[2..2 + v1.canonical().len()], v1.canonical()[..]);
-        assert_eq!(AuditEntry::from_canonical(&bytes), Ok(v2.clone()));
-        assert_ne!(
-            chain_hash(&GENESIS, "gw", 1, &v1),
-            chain_hash(&GENESIS, "gw", 1, &v2)
-        );
-        // A disclosure's facts are covered by the hash: a mention removed shows.
-        let mut stripped = v2.clone();
-        if let Some(d) = stripped.disclosure.as_mut() {
-            d.mentions.clear();
-        }
-        assert_ne!(
-            chain_hash(&GENESIS, "gw", 1, &stripped),
-            chain_hash(&GENESIS, "gw", 1, &v2)
-        );
-        let mut unknown = bytes.clone();
-        unknown[1] = 9;
-        assert_eq!(
-            AuditEntry::from_canonical(&unknown),
-            Err(DecodeError::Version(9))
-        );
-        assert!(AuditEntry::from_canonical(&bytes[..bytes.len() - 1]).is_err());
-    }
-
-    #[test]
-    fn any_change_to_a_record_changes_its_hash() {
-        let entry = AuditEntry {
-            time_ms: 1,
-            fields: vec!["full_name".into()],
-            outcome: "served".into(),
-            ..AuditEntry::default()
-        };
-        let h = chain_hash(&GENESIS, "gw1", 1, &entry);
-        let mut moved = entry.clone();
-        moved.fields = vec!["full_name".into(), "date_of_birth".into()];
-        assert_ne!(chain_hash(&GENESIS, "gw1", 1, &moved), h);
-        // Field boundaries are part of the form: "ab","c" is not "a","bc".
-        let a = AuditEntry {
-            actor: "ab".into(),
-            credential: "c".into(),
-            ..entry.clone()
-        };
-        let b = AuditEntry {
-            actor: "a".into(),
-            credential: "bc".into(),
-            ..entry.clone()
-        };
-        assert_ne!(a.canonical(), b.canonical());
-        assert_ne!(
-            chain_hash(&GENESIS, "gw1", 2, &entry),
-            h,
-            "the position counts"
-        );
-        assert_ne!(
-            chain_hash(&GENESIS, "gw2", 1, &entry),
-            h,
-            "the chain counts"
-        );
-    }
-
-    #[test]
-    fn subject_references_hide_the_key_and_depend_on_the_audit_key() {
-        let k = SubjectKey::new("k1", b"audit secret");
-        let r = k.reference("population.citizen", "001090012345");
-        assert!(r.starts_with("k1:") && !r.contains("001090012345"));
-        assert_eq!(r, k.reference("population.citizen", "001090012345"));
-        assert_ne!(r, k.reference("business.enterprise", "001090012345"));
-        assert_ne!(
-            r,
-            SubjectKey::new("k1", b"another").reference("population.citizen", "001090012345")
-        );
-    }
-
-    #[test]
-    fn checkpoints_verify_with_the_signers_public_key_only() {
-        let signer = Signer::from_seed("s1", &[7; 32]).expect("seed");
-        let cp = signer.sign("gw1", 10, &[1; 32], 5);
-        assert!(checkpoint_signed_by(&cp, &signer.public_key()));
-        let other = Signer::from_seed("s2", &[8; 32]).expect("seed");
-        assert!(!checkpoint_signed_by(&cp, &other.public_key()));
-        let moved = Checkpoint { seq: 11, ..cp };
-        assert!(!checkpoint_signed_by(&moved, &signer.public_key()));
-    }
-}
+mod tests;

@@ -362,6 +362,19 @@ impl SqliteStore {
         tx.commit().await.map_err(err)
     }
 
+    /// The highest archived sequence number of each chain that has archives.
+    pub async fn archived_through(
+        &self,
+    ) -> Result<std::collections::HashMap<String, i64>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT instance, MAX(last_seq) FROM audit_archives GROUP BY instance",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(rows.into_iter().collect())
+    }
+
     /// Runs a statement against the file directly (tests use it to tamper).
     pub fn pool(&self) -> &SqlitePool {
         &self.pool

@@ -1,0 +1,416 @@
+//! A sealed segment's index: built once, when its log stops growing, from the log alone, so
+//! it can always be built again. It holds the segment's summary (chains, times,
+//! checkpoints), one entry per record (where it is in the log), and postings: runs of
+//! records under a key, sorted by the key and then in the order queries return records
+//! (newest first), or, for a chain's run, by sequence number.
+//!
+//! File: `LTAUDIX1`, the summary (`u32` length and bytes), the record entries (32 bytes
+//! each), the postings (20 bytes each), and a trailer: where each section starts, the counts
+//! and the XXH3-64 of everything before it. Integers are little endian.
+
+use super::format::{Frames, RecordRef};
+use crate::audit::record::Checkpoint;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
+
+pub(crate) const INDEX_MAGIC: [u8; 8] = *b"LTAUDIX1";
+const ENTRY: usize = 32;
+const POSTING: usize = 20;
+const TRAILER: usize = 32;
+
+/// What a posting's key is made of. The value is part of the on-disk format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Every record, newest first: the run of time-only queries.
+    All = 0,
+    Subject = 1,
+    Actor = 2,
+    Dossier = 3,
+    Officer = 4,
+    /// A person named in a disclosure's fields (format version 2).
+    Mention = 5,
+    /// A chain, in sequence order.
+    Chain = 6,
+}
+
+/// The key of a run: 0 for [`Kind::All`]; otherwise XXH3-64 of the value, seeded with the
+/// kind (never 0). Different values can share a key; readers compare the record itself.
+pub(crate) fn key(kind: Kind, value: &[u8]) -> u64 {
+    match kind {
+        Kind::All => 0,
+        _ => xxh3_64_with_seed(value, kind as u64).max(1),
+    }
+}
+
+/// One chain's records in a segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainRange {
+    pub instance: String,
+    pub first_seq: i64,
+    pub last_seq: i64,
+    pub last_hash: [u8; 32],
+    pub count: u32,
+}
+
+/// What a segment holds, in brief: enough to skip it, to find a chain's head, and its
+/// checkpoints.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// The log's length the index covers.
+    pub log_len: u64,
+    pub records: u32,
+    pub min_time: i64,
+    pub max_time: i64,
+    /// By instance name; an entry's instance is its place here.
+    pub chains: Vec<ChainRange>,
+    pub checkpoints: Vec<Checkpoint>,
+}
+
+impl Summary {
+    pub fn chain(&self, instance: &str) -> Option<&ChainRange> {
+        self.chains.iter().find(|c| c.instance == instance)
+    }
+}
+
+/// Where one record is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    pub offset: u64,
+    pub len: u32,
+    pub chain: u32,
+    pub seq: i64,
+    pub time_ms: i64,
+}
+
+/// A record under a key. Runs ascend by `order`: the record's time negated in query runs
+/// (newest first), its sequence number in chain runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Posting {
+    pub key: u64,
+    pub order: i64,
+    pub ordinal: u32,
+}
+
+fn put_short(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u16).to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+fn encode_summary(s: &Summary) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&s.log_len.to_le_bytes());
+    out.extend_from_slice(&s.records.to_le_bytes());
+    out.extend_from_slice(&s.min_time.to_le_bytes());
+    out.extend_from_slice(&s.max_time.to_le_bytes());
+    out.extend_from_slice(&(s.chains.len() as u32).to_le_bytes());
+    for c in &s.chains {
+        put_short(&mut out, c.instance.as_bytes());
+        out.extend_from_slice(&c.first_seq.to_le_bytes());
+        out.extend_from_slice(&c.last_seq.to_le_bytes());
+        out.extend_from_slice(&c.last_hash);
+        out.extend_from_slice(&c.count.to_le_bytes());
+    }
+    out.extend_from_slice(&(s.checkpoints.len() as u32).to_le_bytes());
+    for c in &s.checkpoints {
+        put_short(&mut out, c.instance.as_bytes());
+        out.extend_from_slice(&c.seq.to_le_bytes());
+        out.extend_from_slice(&c.hash);
+        out.extend_from_slice(&c.time_ms.to_le_bytes());
+        put_short(&mut out, c.key_id.as_bytes());
+        put_short(&mut out, &c.signature);
+    }
+    out
+}
+
+struct Read<'a>(&'a [u8]);
+
+impl<'a> Read<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        if self.0.len() < n {
+            return Err("the index's summary is cut short".into());
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Ok(a)
+    }
+    fn u32(&mut self) -> Result<u32, String> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4")))
+    }
+    fn i64(&mut self) -> Result<i64, String> {
+        Ok(i64::from_le_bytes(self.take(8)?.try_into().expect("8")))
+    }
+    fn bytes(&mut self) -> Result<&'a [u8], String> {
+        let n = u16::from_le_bytes(self.take(2)?.try_into().expect("2")) as usize;
+        self.take(n)
+    }
+    fn text(&mut self) -> Result<String, String> {
+        String::from_utf8(self.bytes()?.to_vec()).map_err(|_| "a name is not UTF-8".into())
+    }
+    fn hash(&mut self) -> Result<[u8; 32], String> {
+        Ok(self.take(32)?.try_into().expect("32"))
+    }
+}
+
+fn decode_summary(bytes: &[u8]) -> Result<Summary, String> {
+    let mut r = Read(bytes);
+    let mut s = Summary {
+        log_len: r.i64()? as u64,
+        records: r.u32()?,
+        min_time: r.i64()?,
+        max_time: r.i64()?,
+        ..Summary::default()
+    };
+    for _ in 0..r.u32()? {
+        s.chains.push(ChainRange {
+            instance: r.text()?,
+            first_seq: r.i64()?,
+            last_seq: r.i64()?,
+            last_hash: r.hash()?,
+            count: r.u32()?,
+        });
+    }
+    for _ in 0..r.u32()? {
+        s.checkpoints.push(Checkpoint {
+            instance: r.text()?,
+            seq: r.i64()?,
+            hash: r.hash()?,
+            time_ms: r.i64()?,
+            key_id: r.text()?,
+            signature: r.bytes()?.to_vec(),
+        });
+    }
+    Ok(s)
+}
+
+/// The records of a log, each with the checkpoint of its frame if it is the frame's last,
+/// in log order: what an index is built from, and what a read of a log without an index
+/// walks. A torn end (a commit being written, or one cut short) ends the walk; other
+/// damage is an error.
+pub(crate) fn walk(log: &[u8]) -> Result<Vec<(RecordRef<'_>, Option<Checkpoint>)>, String> {
+    let mut out = Vec::new();
+    for frame in Frames::new(log) {
+        let frame = match frame {
+            Ok(f) => f,
+            Err(d) if d.torn_end(log) => break,
+            Err(d) => return Err(d.to_string()),
+        };
+        let n = frame.records.len();
+        let mut checkpoint = frame.checkpoint;
+        for (i, r) in frame.records.into_iter().enumerate() {
+            out.push((r, if i + 1 == n { checkpoint.take() } else { None }));
+        }
+        if let Some(cp) = checkpoint {
+            return Err(format!(
+                "a frame holds a checkpoint ({}:{}) but no record",
+                cp.instance, cp.seq
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Builds the index of a whole log (every frame must hold). Returns the file's bytes and
+/// its summary.
+pub fn build(log: &[u8]) -> Result<(Vec<u8>, Summary), String> {
+    let records = walk(log)?;
+    let mut chains: BTreeMap<&str, ChainRange> = BTreeMap::new();
+    let mut summary = Summary {
+        log_len: log.len() as u64,
+        records: records.len() as u32,
+        min_time: i64::MAX,
+        max_time: i64::MIN,
+        ..Summary::default()
+    };
+    for (r, cp) in &records {
+        let c = chains.entry(r.instance).or_insert_with(|| ChainRange {
+            instance: r.instance.to_owned(),
+            first_seq: r.seq,
+            last_seq: r.seq,
+            last_hash: r.hash,
+            count: 0,
+        });
+        c.first_seq = c.first_seq.min(r.seq);
+        if r.seq >= c.last_seq {
+            c.last_seq = r.seq;
+            c.last_hash = r.hash;
+        }
+        c.count += 1;
+        summary.checkpoints.extend(cp.clone());
+    }
+    let place: BTreeMap<&str, u32> = chains.keys().enumerate().map(|(i, k)| (*k, i as u32)).collect();
+    // (key, sort order, chain, tie-break, ordinal)
+    let mut postings: Vec<(u64, i64, u32, i64, u32)> = Vec::with_capacity(records.len() * 6);
+    let mut entries = Vec::with_capacity(records.len() * ENTRY);
+    for (ordinal, (r, _)) in records.iter().enumerate() {
+        let ordinal = ordinal as u32;
+        let view = r.view().map_err(|e| format!("record {}:{}: {e}", r.instance, r.seq))?;
+        let chain = place[r.instance];
+        summary.min_time = summary.min_time.min(view.time_ms);
+        summary.max_time = summary.max_time.max(view.time_ms);
+        entries.extend_from_slice(&r.offset.to_le_bytes());
+        entries.extend_from_slice(&r.len.to_le_bytes());
+        entries.extend_from_slice(&chain.to_le_bytes());
+        entries.extend_from_slice(&r.seq.to_le_bytes());
+        entries.extend_from_slice(&view.time_ms.to_le_bytes());
+        // Query runs sort newest first, then by chain, then by sequence number downwards.
+        let mut under = |kind: Kind, value: &[u8]| {
+            if kind == Kind::All || !value.is_empty() {
+                postings.push((key(kind, value), -view.time_ms, chain, -r.seq, ordinal));
+            }
+        };
+        under(Kind::All, b"");
+        under(Kind::Subject, view.subject);
+        under(Kind::Actor, view.actor);
+        under(Kind::Dossier, view.dossier_id);
+        under(Kind::Officer, view.officer_id);
+        for m in view.mentions() {
+            if m != view.subject {
+                under(Kind::Mention, m);
+            }
+        }
+        postings.push((key(Kind::Chain, r.instance.as_bytes()), r.seq, 0, 0, ordinal));
+    }
+    if records.is_empty() {
+        summary.min_time = 0;
+        summary.max_time = 0;
+    }
+    postings.sort_unstable();
+    postings.dedup_by_key(|p| (p.0, p.4));
+    summary.chains = chains.into_values().collect();
+    let mut out = INDEX_MAGIC.to_vec();
+    let head = encode_summary(&summary);
+    out.extend_from_slice(&(head.len() as u32).to_le_bytes());
+    out.extend_from_slice(&head);
+    let entries_at = out.len() as u64;
+    out.extend_from_slice(&entries);
+    let postings_at = out.len() as u64;
+    out.reserve(postings.len() * POSTING + TRAILER);
+    for (k, order, _, _, ordinal) in &postings {
+        out.extend_from_slice(&k.to_le_bytes());
+        out.extend_from_slice(&order.to_le_bytes());
+        out.extend_from_slice(&ordinal.to_le_bytes());
+    }
+    out.extend_from_slice(&entries_at.to_le_bytes());
+    out.extend_from_slice(&postings_at.to_le_bytes());
+    out.extend_from_slice(&(records.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(postings.len() as u32).to_le_bytes());
+    let check = xxh3_64(&out);
+    out.extend_from_slice(&check.to_le_bytes());
+    Ok((out, summary))
+}
+
+/// A sealed segment's index file, read a piece at a time.
+pub struct Index {
+    file: File,
+    pub summary: Summary,
+    entries_at: u64,
+    postings_at: u64,
+    entries: u32,
+    postings: u32,
+}
+
+impl Index {
+    /// Reads the summary and the trailer; the sections are read when queried.
+    pub fn open(file: File) -> Result<Index, String> {
+        let len = file.metadata().map_err(|e| e.to_string())?.len();
+        let read = |at: u64, n: usize| -> Result<Vec<u8>, String> {
+            let mut b = vec![0; n];
+            file.read_exact_at(&mut b, at).map_err(|e| e.to_string())?;
+            Ok(b)
+        };
+        if len < (INDEX_MAGIC.len() + 4 + TRAILER) as u64 {
+            return Err("the index is cut short".into());
+        }
+        let head = read(0, 12)?;
+        if head[..8] != INDEX_MAGIC {
+            return Err("not a segment index".into());
+        }
+        let n = u32::from_le_bytes(head[8..12].try_into().expect("4")) as usize;
+        if 12 + n as u64 + TRAILER as u64 > len {
+            return Err("the index's summary runs past its end".into());
+        }
+        let summary = decode_summary(&read(12, n)?)?;
+        let t = read(len - TRAILER as u64, TRAILER)?;
+        let u64_at = |i: usize| u64::from_le_bytes(t[i..i + 8].try_into().expect("8"));
+        let u32_at = |i: usize| u32::from_le_bytes(t[i..i + 4].try_into().expect("4"));
+        let index = Index {
+            entries_at: u64_at(0),
+            postings_at: u64_at(8),
+            entries: u32_at(16),
+            postings: u32_at(20),
+            summary,
+            file,
+        };
+        let end = index.postings_at + index.postings as u64 * POSTING as u64;
+        if index.entries_at + index.entries as u64 * ENTRY as u64 != index.postings_at
+            || end + TRAILER as u64 != len
+            || index.entries != index.summary.records
+        {
+            return Err("the index's sections do not add up to its length".into());
+        }
+        Ok(index)
+    }
+
+    /// Whether the whole file matches its check (verification reads it all).
+    pub fn intact(&self) -> Result<bool, String> {
+        let len = self.postings_at + self.postings as u64 * POSTING as u64 + (TRAILER - 8) as u64;
+        let mut all = vec![0; len as usize + 8];
+        self.file.read_exact_at(&mut all, 0).map_err(|e| e.to_string())?;
+        let check = u64::from_le_bytes(all[len as usize..].try_into().expect("8"));
+        Ok(xxh3_64(&all[..len as usize]) == check)
+    }
+
+    pub fn entry(&self, ordinal: u32) -> Result<Entry, String> {
+        if ordinal >= self.entries {
+            return Err(format!("record {ordinal} is past the index's {}", self.entries));
+        }
+        let mut b = [0; ENTRY];
+        self.file
+            .read_exact_at(&mut b, self.entries_at + ordinal as u64 * ENTRY as u64)
+            .map_err(|e| e.to_string())?;
+        Ok(Entry {
+            offset: u64::from_le_bytes(b[0..8].try_into().expect("8")),
+            len: u32::from_le_bytes(b[8..12].try_into().expect("4")),
+            chain: u32::from_le_bytes(b[12..16].try_into().expect("4")),
+            seq: i64::from_le_bytes(b[16..24].try_into().expect("8")),
+            time_ms: i64::from_le_bytes(b[24..32].try_into().expect("8")),
+        })
+    }
+
+    /// Postings `from..from + n` (fewer at the end).
+    pub fn postings(&self, from: u32, n: u32) -> Result<Vec<Posting>, String> {
+        let n = n.min(self.postings.saturating_sub(from));
+        let mut b = vec![0; n as usize * POSTING];
+        self.file
+            .read_exact_at(&mut b, self.postings_at + from as u64 * POSTING as u64)
+            .map_err(|e| e.to_string())?;
+        Ok(b.chunks_exact(POSTING)
+            .map(|p| Posting {
+                key: u64::from_le_bytes(p[0..8].try_into().expect("8")),
+                order: i64::from_le_bytes(p[8..16].try_into().expect("8")),
+                ordinal: u32::from_le_bytes(p[16..20].try_into().expect("4")),
+            })
+            .collect())
+    }
+
+    /// The first posting at or after (`key`, `order`) in sort order, by binary search.
+    pub fn seek(&self, key: u64, order: i64) -> Result<u32, String> {
+        let (mut lo, mut hi) = (0u32, self.postings);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let p = self.postings(mid, 1)?[0];
+            if (p.key, p.order) < (key, order) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(lo)
+    }
+
+    pub fn posting_count(&self) -> u32 {
+        self.postings
+    }
+}
