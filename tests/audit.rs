@@ -4,7 +4,9 @@
 mod common;
 
 use common::*;
-use lienthong::audit::record::{Chained, chain_hash};
+use lienthong::audit::journal::JournaledStore;
+use lienthong::audit::record::{Chained, Checkpoint, chain_hash};
+use lienthong::audit::segments::format;
 use lienthong::audit::sqlite::SqliteStore;
 use lienthong::audit::store::AuditStore;
 use lienthong::audit::verify::{VerifyError, verify};
@@ -290,6 +292,10 @@ async fn every_outcome_leaves_exactly_one_record_and_no_personal_data() {
             bytes.extend(b);
         }
     }
+    for segment in std::fs::read_dir(h.dir.path().join("data/audit.db.segments")).expect("segments")
+    {
+        bytes.extend(std::fs::read(segment.expect("entry").path()).expect("read"));
+    }
     assert!(bytes.len() > 1000, "the store was read");
     for secret in &disclosed {
         assert!(
@@ -357,44 +363,66 @@ async fn finished_trail(n: usize) -> (tempfile::TempDir, HashMap<String, Vec<u8>
     (dir, keys)
 }
 
+/// A copy of a finished trail's store, rewritten as someone with the files could: every
+/// segment decoded, changed by `tamper`, written back as one log, indexes rebuilt at open.
 async fn tampered(
-    dir: &std::path::Path,
-    tamper: &str,
-    sql: &[&str],
-) -> (SqliteStore, tempfile::TempDir) {
+    data: &std::path::Path,
+    tamper: impl FnOnce(&mut Vec<Chained>, &mut Vec<Checkpoint>),
+) -> (std::sync::Arc<JournaledStore>, tempfile::TempDir) {
     let copy = tempfile::tempdir().expect("dir");
     for f in ["audit.db", "audit.db-wal", "audit.db-shm"] {
-        let from = dir.join("data").join(f);
+        let from = data.join(f);
         if from.exists() {
             std::fs::copy(&from, copy.path().join(f)).expect("copy");
         }
     }
-    let store = SqliteStore::open(&copy.path().join("audit.db"), false)
+    let (mut records, mut checkpoints) = (Vec::new(), Vec::new());
+    let mut logs: Vec<_> = std::fs::read_dir(data.join("audit.db.segments"))
+        .expect("segments")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    logs.sort();
+    for log in logs {
+        for (r, cp) in format::read_log(&log).expect("reads") {
+            records.extend(r);
+            checkpoints.extend(cp);
+        }
+    }
+    tamper(&mut records, &mut checkpoints);
+    let segments = copy.path().join("audit.db.segments");
+    std::fs::create_dir(&segments).expect("dir");
+    let mut frames: Vec<format::Decoded> = records.into_iter().map(|r| (vec![r], None)).collect();
+    frames.extend(checkpoints.into_iter().map(|c| (Vec::new(), Some(c))));
+    format::write_log(&segments.join(format!("{:016}.log", 1)), &frames).expect("write");
+    let store = JournaledStore::open(&copy.path().join("audit.db"), false, false)
         .await
         .expect("open");
-    for statement in sql {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_string()))
-            .execute(store.pool())
-            .await
-            .unwrap_or_else(|e| panic!("{tamper}: {e}"));
-    }
     (store, copy)
 }
 
-async fn first_break(store: &SqliteStore, keys: &HashMap<String, Vec<u8>>) -> (i64, String) {
+async fn first_break(store: &JournaledStore, keys: &HashMap<String, Vec<u8>>) -> (i64, String) {
     match verify(store, keys, |_, _, _| {}).await {
         Err(VerifyError::Broken(b)) => (b.seq, b.what),
         other => panic!("tampering not found: {other:?}"),
     }
 }
 
+fn at(records: &mut [Chained], seq: i64) -> &mut Chained {
+    records
+        .iter_mut()
+        .find(|r| r.seq == seq)
+        .expect("the record")
+}
+
 #[tokio::test]
 async fn verification_finds_alteration_deletion_insertion_and_a_rewritten_chain() {
     let (dir, keys) = finished_trail(12).await;
-    let original = SqliteStore::open(&dir.path().join("data/audit.db"), false)
+    let data = dir.path().join("data");
+    let original = JournaledStore::open(&data.join("audit.db"), false, false)
         .await
         .expect("open");
-    let reports = verify(&original, &keys, |_, _, _| {})
+    let reports = verify(original.as_ref(), &keys, |_, _, _| {})
         .await
         .expect("intact");
     assert_eq!(reports[0].records, 12);
@@ -403,94 +431,71 @@ async fn verification_finds_alteration_deletion_insertion_and_a_rewritten_chain(
         "shutdown signed the head"
     );
     let instance = reports[0].instance.clone();
+    drop(original);
 
-    let (altered, _altered_dir) = tampered(
-        dir.path(),
-        "alter",
-        &["UPDATE audit_records SET officer_id = 'someone-else' WHERE seq = 7"],
-    )
+    let (altered, _a) = tampered(&data, |r, _| {
+        at(r, 7).entry.officer_id = "someone-else".into();
+    })
     .await;
     let (seq, what) = first_break(&altered, &keys).await;
     assert_eq!(seq, 7);
     assert!(what.contains("altered"), "{what}");
 
-    let (deleted, _d) = tampered(
-        dir.path(),
-        "delete",
-        &["DELETE FROM audit_records WHERE seq = 4"],
-    )
-    .await;
+    let (deleted, _d) = tampered(&data, |r, _| r.retain(|r| r.seq != 4)).await;
     let (seq, what) = first_break(&deleted, &keys).await;
     assert_eq!(seq, 4);
     assert!(what.contains("missing"), "{what}");
 
-    let (truncated, _t) = tampered(
-        dir.path(),
-        "truncate",
-        &["DELETE FROM audit_records WHERE seq > 9"],
-    )
-    .await;
+    let (truncated, _t) = tampered(&data, |r, _| r.retain(|r| r.seq <= 9)).await;
     let (seq, what) = first_break(&truncated, &keys).await;
     assert_eq!(seq, 10);
     assert!(what.contains("removed"), "{what}");
 
     // Insertion: make room at 5 and put a record there that links to record 4.
-    let rows = original.scan(&instance, 3, 2).await.expect("scan");
-    let (four, five) = (&rows[0], &rows[1]);
-    let mut forged = five.entry.clone();
-    forged.actor = "intruder".into();
-    let forged_hash = chain_hash(&four.hash, &instance, 5, &forged);
-    let insert = format!(
-        "INSERT INTO audit_records SELECT instance, 5, time_ms, 'intruder', officer_id, dossier_id, \
-         dataset, subject, outcome, entry, prev_hash, X'{}' FROM audit_records WHERE seq = -6",
-        hex::encode(forged_hash)
-    );
-    let (inserted, _i) = tampered(
-        dir.path(),
-        "insert",
-        &[
-            "UPDATE audit_records SET seq = -(seq + 1) WHERE seq >= 5",
-            "UPDATE audit_records SET seq = -seq WHERE seq < 0 AND seq != -6",
-            &insert,
-            "UPDATE audit_records SET seq = 6 WHERE seq = -6",
-        ],
-    )
+    let (inserted, _i) = tampered(&data, |r, _| {
+        let four = at(r, 4).clone();
+        let mut forged = at(r, 5).clone();
+        forged.entry.actor = "intruder".into();
+        forged.prev_hash = four.hash;
+        forged.hash = chain_hash(&four.hash, &instance, 5, &forged.entry);
+        for x in r.iter_mut().filter(|x| x.seq >= 5) {
+            x.seq += 1;
+        }
+        r.insert(4, forged);
+    })
     .await;
     let (seq, what) = first_break(&inserted, &keys).await;
     assert!((5..=6).contains(&seq), "{seq}: {what}");
 
     // A chain rewritten after an alteration (every hash recomputed) still contradicts the
     // signed checkpoints.
-    let all = original.scan(&instance, 0, 100).await.expect("scan");
-    let mut prev = all[1].hash;
-    let mut statements =
-        vec!["UPDATE audit_records SET outcome = 'not_found' WHERE seq = 3".to_owned()];
-    for r in &all[2..] {
-        let mut e = r.entry.clone();
-        if r.seq == 3 {
-            e.outcome = "not_found".into();
+    let (rewritten, _r) = tampered(&data, |r, _| {
+        let mut prev = at(r, 2).hash;
+        for x in r.iter_mut().filter(|x| x.seq >= 3) {
+            if x.seq == 3 {
+                x.entry.outcome = "not_found".into();
+            }
+            x.prev_hash = prev;
+            x.hash = chain_hash(&prev, &instance, x.seq, &x.entry);
+            prev = x.hash;
         }
-        let h = chain_hash(&prev, &instance, r.seq, &e);
-        statements.push(format!(
-            "UPDATE audit_records SET prev_hash = X'{}', hash = X'{}' WHERE seq = {}",
-            hex::encode(prev),
-            hex::encode(h),
-            r.seq
-        ));
-        prev = h;
-    }
-    let statements: Vec<&str> = statements.iter().map(String::as_str).collect();
-    let (rewritten, _r) = tampered(dir.path(), "rewrite", &statements).await;
+    })
+    .await;
     let (seq, what) = first_break(&rewritten, &keys).await;
     assert_eq!(seq, 5, "the first checkpoint after the change");
     assert!(what.contains("checkpoint"), "{what}");
 
     // The command says the same, names the record and exits non-zero.
-    sqlx::raw_sql("UPDATE audit_records SET officer_id = 'someone-else' WHERE seq = 7")
-        .execute(original.pool())
-        .await
-        .expect("tamper");
-    original.pool().close().await;
+    let (_, changed) = tampered(&data, |r, _| {
+        at(r, 7).entry.officer_id = "someone-else".into();
+    })
+    .await;
+    std::fs::remove_dir_all(data.join("audit.db.segments")).expect("remove");
+    std::fs::rename(
+        changed.path().join("audit.db.segments"),
+        data.join("audit.db.segments"),
+    )
+    .expect("put the changed segments in place");
     let gateway_toml = dir.path().join("gateway.toml");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_lienthong"))
         .args(["audit", "verify", "--config"])
@@ -594,8 +599,8 @@ async fn audit_queries_need_an_operator_and_are_themselves_recorded() {
 }
 
 /// Makes the running gateway's audit store unable to commit, or able again: its data
-/// directory moves aside and a plain file takes its name, so no commit file can be created.
-/// (The writer starts a new commit file after every move into SQLite, forced here by a flush.)
+/// directory moves aside and a plain file takes its name, so no segment can be created.
+/// (A flush seals the current segment, so the next commit needs a new one.)
 async fn break_store(h: &Harness, broken: bool) {
     let data = h.dir.path().join("data");
     let aside = h.dir.path().join("data.aside");
@@ -714,9 +719,10 @@ async fn retention_archives_old_records_to_signed_chained_files_and_what_remains
     )
     .expect("config")
     .model;
-    let store = SqliteStore::open(&config.audit.path, false)
+    let store = JournaledStore::open(&config.audit.path, false, false)
         .await
         .expect("open");
+    let store = store.as_ref();
     let instance = config.settings.instance_id.clone();
     let records = store.scan(&instance, 0, 100).await.expect("scan");
     let signer = config.audit.signer();
@@ -724,7 +730,7 @@ async fn retention_archives_old_records_to_signed_chained_files_and_what_remains
 
     // Everything before record 7 has expired.
     let made = archive_expired(
-        &store,
+        store,
         &instance,
         records[6].entry.time_ms,
         &archive_dir,
@@ -742,7 +748,7 @@ async fn retention_archives_old_records_to_signed_chained_files_and_what_remains
         store.count(&instance).await.expect("count"),
         12 - expired_count
     );
-    let report = &verify(&store, &keys, |_, _, _| {})
+    let report = &verify(store, &keys, |_, _, _| {})
         .await
         .expect("what remains verifies")[0];
     assert_eq!(
@@ -756,7 +762,7 @@ async fn retention_archives_old_records_to_signed_chained_files_and_what_remains
 
     // The rest, in a second archive chained to the first.
     let made = archive_expired(
-        &store,
+        store,
         &instance,
         lienthong::audit::record::now_ms() + 1,
         &archive_dir,
@@ -771,7 +777,7 @@ async fn retention_archives_old_records_to_signed_chained_files_and_what_remains
         Some(12),
         "the chain goes on from the archive"
     );
-    let report = &verify(&store, &keys, |_, _, _| {}).await.expect("verifies")[0];
+    let report = &verify(store, &keys, |_, _, _| {}).await.expect("verifies")[0];
     assert_eq!(report.archives_checked, 2);
 
     // An archive file changed after it was written is found.
@@ -786,7 +792,7 @@ async fn retention_archives_old_records_to_signed_chained_files_and_what_remains
         text.replacen("demo-onestop", "demo-onestoq", 1),
     )
     .expect("write");
-    match verify(&store, &keys, |_, _, _| {}).await {
+    match verify(store, &keys, |_, _, _| {}).await {
         Err(VerifyError::Broken(b)) => assert!(b.what.contains("changed"), "{b}"),
         other => panic!("a changed archive was not noticed: {other:?}"),
     }

@@ -16,6 +16,74 @@ use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_under_load_loses_no_acknowledged_record() {
+    crash_under_load(false).await;
+}
+
+/// The same on a store the version before segments wrote: rows in SQLite and a commit file
+/// its crash left. The chain goes on from them into segments, and survives the kill too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_under_load_on_a_store_of_the_earlier_format_loses_nothing_either() {
+    crash_under_load(true).await;
+}
+
+const EARLIER: i64 = 40;
+
+/// What the version before segments left: records 1-30 in SQLite, 31-40 in a commit file.
+async fn earlier_store(config: &lienthong::core::model::Model) {
+    use lienthong::audit::record::{AuditEntry, Chained, GENESIS, chain_hash};
+    let instance = &config.settings.instance_id;
+    let mut prev = GENESIS;
+    let records: Vec<Chained> = (1..=EARLIER)
+        .map(|seq| {
+            let entry = AuditEntry {
+                time_ms: lienthong::audit::record::now_ms() - 60_000 + seq,
+                request_id: format!("earlier-{seq}"),
+                action: "fetch".into(),
+                outcome: "served".into(),
+                upstream_ms: -1,
+                ..AuditEntry::default()
+            };
+            let hash = chain_hash(&prev, instance, seq, &entry);
+            let r = Chained {
+                instance: instance.clone(),
+                seq,
+                entry,
+                prev_hash: prev,
+                hash,
+            };
+            prev = hash;
+            r
+        })
+        .collect();
+    let signer = config.audit.signer();
+    let sqlite = lienthong::audit::sqlite::SqliteStore::open(&config.audit.path, true)
+        .await
+        .expect("sqlite");
+    let cp = signer.sign(instance, 30, &records[29].hash, 1);
+    sqlite
+        .append_all(&records[..30], &[cp])
+        .await
+        .expect("rows");
+    sqlite.pool().close().await;
+    let cp = signer.sign(instance, EARLIER, &records[39].hash, 2);
+    let line = serde_json::json!({
+        "records": records[30..].iter().map(|r| serde_json::json!({
+            "instance": r.instance, "seq": r.seq,
+            "prev_hash": hex::encode(r.prev_hash), "hash": hex::encode(r.hash),
+            "entry": r.entry,
+        })).collect::<Vec<_>>(),
+        "checkpoint": {
+            "instance": cp.instance, "seq": cp.seq, "hash": hex::encode(cp.hash),
+            "time_ms": cp.time_ms, "key_id": cp.key_id,
+            "signature": hex::encode(&cp.signature),
+        },
+    });
+    let mut file = config.audit.path.as_os_str().to_owned();
+    file.push(".commits.1");
+    std::fs::write(file, format!("{line}\n")).expect("commit file");
+}
+
+async fn crash_under_load(earlier: bool) {
     let sims = sim::spawn(SimOptions::ephemeral())
         .await
         .expect("simulators");
@@ -27,6 +95,12 @@ async fn sigkill_under_load_loses_no_acknowledged_record() {
     });
     let dir = tempfile::tempdir().expect("dir");
     let main = write_config(dir.path(), &sims, |_, text| text);
+    if earlier {
+        let config = lienthong::app::build(&Source::File(main.clone()), &BTreeMap::new())
+            .expect("config")
+            .model;
+        earlier_store(&config).await;
+    }
     let log = dir.path().join("gateway.log");
     let (mut child, lookup, _) = spawn_serve(&main, &log, "info");
     let base = format!("http://{lookup}");
@@ -108,29 +182,47 @@ async fn sigkill_under_load_loses_no_acknowledged_record() {
     let config = lienthong::app::build(&Source::File(main), &BTreeMap::new())
         .expect("config")
         .model;
-    // The killed process left its latest group commits in commit files, not yet moved into
-    // SQLite; opening the store moves them in.
-    let commit_files = || {
-        std::fs::read_dir(config.audit.path.parent().expect("data dir"))
-            .expect("data dir")
-            .filter_map(|e| e.ok())
-            .filter(|e| {
-                let name = e.file_name().to_string_lossy().into_owned();
-                name.starts_with("audit.db.commits.") && !name.ends_with(".lock")
+    // The killed process left its newest segment unindexed, perhaps with a torn last
+    // commit; opening the store cuts that off and indexes it.
+    let segments = lienthong::audit::segments::Segments::dir_of(&config.audit.path);
+    let unindexed = || {
+        let names: Vec<String> = std::fs::read_dir(&segments)
+            .expect("segments")
+            .filter_map(|e| Some(e.ok()?.file_name().to_str()?.to_owned()))
+            .collect();
+        names
+            .iter()
+            .filter(|n| {
+                n.strip_suffix(".log")
+                    .is_some_and(|stem| !names.contains(&format!("{stem}.idx")))
             })
             .count()
     };
-    assert!(
-        commit_files() > 0,
-        "the kill left no commit file: nothing to recover"
-    );
+    assert!(unindexed() > 0, "the kill left nothing to recover");
     let store = JournaledStore::open(&config.audit.path, true, true)
         .await
         .expect("store");
-    assert_eq!(commit_files(), 0, "recovered commit files are removed");
+    assert_eq!(unindexed(), 0, "every segment is indexed at open");
+    if earlier {
+        let instance = &config.settings.instance_id;
+        assert_eq!(
+            store.sqlite().count(instance).await.expect("count"),
+            EARLIER,
+            "the earlier records moved into SQLite once, and stay there"
+        );
+    }
     let store = &*store;
     let instance = config.settings.instance_id.clone();
     let records = store.scan(&instance, 0, 1_000_000).await.expect("scan");
+    if earlier {
+        assert!(
+            records[..EARLIER as usize]
+                .iter()
+                .enumerate()
+                .all(|(i, r)| r.entry.request_id == format!("earlier-{}", i + 1)),
+            "the chain starts with the earlier records"
+        );
+    }
     let recorded: HashSet<&str> = records
         .iter()
         .map(|r| r.entry.request_id.as_str())

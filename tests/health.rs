@@ -86,16 +86,11 @@ async fn readiness_follows_the_audit_store_and_critical_providers() {
 async fn an_audit_store_that_cannot_take_writes_makes_the_gateway_unready() {
     let h = Harness::start().await;
     assert_eq!(readyz(&h).await.0, 200);
-    // Another process holds the store's write lock.
-    let blocker =
-        lienthong::audit::sqlite::SqliteStore::open(&h.dir.path().join("data/audit.db"), false)
-            .await
-            .expect("open");
-    let mut conn = blocker.pool().acquire().await.expect("conn");
-    sqlx::raw_sql("BEGIN IMMEDIATE")
-        .execute(&mut *conn)
-        .await
-        .expect("lock");
+    // The directory new segments are created in is gone (a volume unmounted, say): the
+    // current log still takes appends, but the store can no longer grow.
+    let segments = h.dir.path().join("data/audit.db.segments");
+    let aside = h.dir.path().join("data/segments-aside");
+    std::fs::rename(&segments, &aside).expect("move the segments away");
     let (status, body) = readyz(&h).await;
     assert_eq!(status, 503, "{body}");
     assert!(
@@ -105,10 +100,7 @@ async fn an_audit_store_that_cannot_take_writes_makes_the_gateway_unready() {
             .starts_with("not writable"),
         "{body}"
     );
-    sqlx::raw_sql("ROLLBACK")
-        .execute(&mut *conn)
-        .await
-        .expect("unlock");
+    std::fs::rename(&aside, &segments).expect("put them back");
     assert_eq!(readyz(&h).await.0, 200);
 }
 

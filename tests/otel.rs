@@ -136,14 +136,18 @@ async fn spans_reach_the_collector_with_their_parent_links() {
     );
 
     // The audit record names the trace.
-    let store =
-        lienthong::audit::sqlite::SqliteStore::open(&dir.path().join("data/audit.db"), false)
-            .await
-            .expect("store");
-    let instances = lienthong::audit::store::AuditStore::instances(&store)
+    let store = lienthong::audit::journal::JournaledStore::open(
+        &dir.path().join("data/audit.db"),
+        false,
+        false,
+    )
+    .await
+    .expect("store");
+    let store = store.as_ref();
+    let instances = lienthong::audit::store::AuditStore::instances(store)
         .await
         .expect("instances");
-    let records = lienthong::audit::store::AuditStore::scan(&store, &instances[0], 0, 10)
+    let records = lienthong::audit::store::AuditStore::scan(store, &instances[0], 0, 10)
         .await
         .expect("scan");
     assert_eq!(records[0].entry.trace_id, TRACE);

@@ -111,10 +111,10 @@ impl Running {
         {
             tracing::error!("the audit writer did not finish within 30 s");
         }
-        // Everything committed moves into the store now, so a reader after the stop (or an
-        // `audit verify`) finds it in place.
+        // The newest segment is indexed now, so a reader after the stop (or an `audit
+        // verify`) finds every record through an index.
         if let Err(e) = self.store.flush().await {
-            tracing::error!(error = %e, "audit records stay in the commit files until the next start");
+            tracing::error!(error = %e, "the newest audit segment could not be indexed; the next start indexes it");
         }
     }
 
@@ -180,10 +180,9 @@ fn local_addr(listener: &TcpListener, what: &'static str) -> Result<SocketAddr, 
 /// (announcements over Redis are the fast path).
 const REGISTRY_POLL: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// The audit store the config names: PostgreSQL (`storage.postgres_url`) or the SQLite file,
-/// and whether a running gateway holds that SQLite file. Beside a running gateway the
-/// SQLite store reads only what has moved out of its commit files, up to a second late
-/// (see [`JournaledStore`]).
+/// The audit store the config names: PostgreSQL (`storage.postgres_url`) or the embedded
+/// store, and whether a running gateway holds the embedded store. Beside a running gateway
+/// it reads the same files and sees each record once committed (see [`JournaledStore`]).
 pub async fn open_store(config: &Model) -> Result<(Arc<dyn AuditStore>, bool), StartError> {
     let store = open_audit_store(config, false).await?;
     let held_elsewhere = !store.owned();

@@ -66,11 +66,10 @@ impl JournaledStore {
             legacy::recover(&sqlite, &base).await?;
         }
         let dir = Segments::dir_of(&base);
-        let segments = tokio::task::spawn_blocking(move || {
-            Segments::open(&dir, fsync, owned, behind_calls)
-        })
-        .await
-        .map_err(|e| StoreError(format!("audit store: {e}")))??;
+        let segments =
+            tokio::task::spawn_blocking(move || Segments::open(&dir, fsync, owned, behind_calls))
+                .await
+                .map_err(|e| StoreError(format!("audit store: {e}")))??;
         let archived = sqlite.archived_through().await?;
         Ok(Arc::new(JournaledStore {
             sqlite,
@@ -164,8 +163,10 @@ impl AuditStore for JournaledStore {
         self.sqlite.append_at_head(instance, entry, signer).await
     }
 
+    /// Whether commits can be taken: the segments' directory takes a new file. SQLite
+    /// (archives, the commands' chains) is not on the commit path.
     async fn ping(&self) -> Result<(), StoreError> {
-        self.sqlite.ping().await
+        self.segments(|s, _| s.probe()).await
     }
 
     async fn instances(&self) -> Result<Vec<String>, StoreError> {
@@ -215,7 +216,10 @@ impl AuditStore for JournaledStore {
     async fn query(&self, query: &Query) -> Result<Vec<Chained>, StoreError> {
         let mut all = self.sqlite.query(query).await?;
         let q = query.clone();
-        all.extend(self.segments(move |s, archived| s.query(&q, archived)).await?);
+        all.extend(
+            self.segments(move |s, archived| s.query(&q, archived))
+                .await?,
+        );
         all.sort_by_cached_key(|r| (Reverse(r.entry.time_ms), r.instance.clone(), Reverse(r.seq)));
         all.truncate(query.limit);
         Ok(all)
@@ -248,15 +252,23 @@ impl AuditStore for JournaledStore {
             *through = (*through).max(archive.last_seq);
         }
         if self.owns() {
-            let removed = self.segments(|s, archived| s.remove_archived(archived)).await?;
+            let removed = self
+                .segments(|s, archived| s.remove_archived(archived))
+                .await?;
             if removed > 0 {
-                tracing::info!(segments = removed, "removed audit segments holding only archived records");
+                tracing::info!(
+                    segments = removed,
+                    "removed audit segments holding only archived records"
+                );
             }
         }
         Ok(())
     }
 
+    /// Seals the current segment (indexed before the stop ends; the next commit starts a
+    /// new one) and folds SQLite's write-ahead log into its file.
     async fn flush(&self) -> Result<(), StoreError> {
+        self.segments.seal_current().await?;
         self.sqlite.flush().await
     }
 }

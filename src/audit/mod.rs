@@ -4,8 +4,10 @@
 //!
 //! - [`record`] the record, its chain hash, subject references, checkpoint signatures.
 //! - [`writer`] the group-commit writer and the handle requests use.
-//! - [`store`] the store trait; [`sqlite`] the embedded store, which [`journal`] fronts
-//!   with an append-only commit file.
+//! - [`store`] the store trait; [`journal`] the embedded store: commits go to
+//!   [`segments`] (append-only logs, indexed once each when sealed), and [`sqlite`] keeps
+//!   earlier records, the commands' own chains and the archives' list; [`postgres`] for
+//!   replicas.
 //! - [`verify`] recomputing chains and checking checkpoints.
 //! - [`retention`] moving expired records to signed, chained archive files.
 //! - [`query`] pages of records by subject, consumer, dossier, officer, time (the
@@ -20,8 +22,8 @@ pub mod postgres;
 pub mod query;
 pub mod record;
 pub mod retention;
-pub mod segments;
 mod rows;
+pub mod segments;
 pub mod settings;
 pub mod sqlite;
 pub mod store;

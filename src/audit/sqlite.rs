@@ -366,12 +366,11 @@ impl SqliteStore {
     pub async fn archived_through(
         &self,
     ) -> Result<std::collections::HashMap<String, i64>, StoreError> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT instance, MAX(last_seq) FROM audit_archives GROUP BY instance",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(err)?;
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT instance, MAX(last_seq) FROM audit_archives GROUP BY instance")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(err)?;
         Ok(rows.into_iter().collect())
     }
 

@@ -162,7 +162,10 @@ fn a_view_reads_the_filtered_fields_in_place_and_refuses_what_decoding_refuses()
     assert_eq!(view.actor, entry.actor.as_bytes());
     assert_eq!(view.officer_id, b"canbo01");
     assert_eq!(view.dossier_id, entry.dossier_id.as_bytes());
-    assert_eq!((view.dataset, view.subject), (&b"population"[..], &b"k1:aa"[..]));
+    assert_eq!(
+        (view.dataset, view.subject),
+        (&b"population"[..], &b"k1:aa"[..])
+    );
     assert_eq!(view.outcome, b"served");
     assert_eq!(
         view.mentions().collect::<Vec<_>>(),
@@ -173,7 +176,10 @@ fn a_view_reads_the_filtered_fields_in_place_and_refuses_what_decoding_refuses()
         ..entry.clone()
     };
     let v1_bytes = v1.canonical();
-    assert_eq!(EntryView::parse(&v1_bytes).expect("v1").mentions().count(), 0);
+    assert_eq!(
+        EntryView::parse(&v1_bytes).expect("v1").mentions().count(),
+        0
+    );
     for cut in [1, 9, bytes.len() / 2, bytes.len() - 1] {
         assert!(EntryView::parse(&bytes[..cut]).is_err(), "cut at {cut}");
     }

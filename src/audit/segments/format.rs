@@ -151,7 +151,9 @@ impl<'a> Cursor<'a> {
     }
 
     fn i64(&mut self) -> Result<i64, String> {
-        Ok(i64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+        Ok(i64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
     }
 
     fn hash(&mut self) -> Result<[u8; 32], String> {
@@ -217,7 +219,10 @@ fn payload(bytes: &[u8], base: u64) -> Result<FrameRef<'_>, String> {
     let mut c = Cursor { bytes, at: 0, base };
     let count = c.u32()?;
     if count > bytes.len() / 80 {
-        return Err(format!("{count} records cannot fit in {} bytes", bytes.len()));
+        return Err(format!(
+            "{count} records cannot fit in {} bytes",
+            bytes.len()
+        ));
     }
     let records = (0..count)
         .map(|_| c.record())
@@ -303,6 +308,39 @@ impl<'a> Iterator for Frames<'a> {
     }
 }
 
+/// One frame, decoded: its records and its checkpoint.
+pub type Decoded = (Vec<Chained>, Option<Checkpoint>);
+
+/// Every frame of a log file, decoded, for inspection (and the tests that tamper with a
+/// store). A torn end is left out; other damage is an error.
+pub fn read_log(path: &std::path::Path) -> Result<Vec<Decoded>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut out = Vec::new();
+    for frame in Frames::new(&bytes) {
+        let frame = match frame {
+            Ok(f) => f,
+            Err(d) if d.torn_end(&bytes) => break,
+            Err(d) => return Err(d.to_string()),
+        };
+        let records = frame
+            .records
+            .iter()
+            .map(|r| r.chained().map_err(|e| e.to_string()))
+            .collect::<Result<_, _>>()?;
+        out.push((records, frame.checkpoint));
+    }
+    Ok(out)
+}
+
+/// Writes `frames` as the whole log at `path`, replacing it.
+pub fn write_log(path: &std::path::Path, frames: &[Decoded]) -> Result<(), String> {
+    let mut bytes = LOG_MAGIC.to_vec();
+    for (records, checkpoint) in frames {
+        encode_frame(&mut bytes, records, checkpoint.as_ref());
+    }
+    std::fs::write(path, bytes).map_err(|e| format!("{}: {e}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,7 +360,10 @@ mod tests {
         let records = chain("gw", 1, 5, GENESIS);
         let signer = Signer::from_seed("s1", &[7; 32]).expect("seed");
         let cp = signer.sign("gw", 5, &records[4].hash, 1);
-        let bytes = log(&[(records[..2].to_vec(), None), (records[2..].to_vec(), Some(cp.clone()))]);
+        let bytes = log(&[
+            (records[..2].to_vec(), None),
+            (records[2..].to_vec(), Some(cp.clone())),
+        ]);
         let mut frames = Frames::new(&bytes);
         let read: Vec<FrameRef<'_>> = frames.by_ref().collect::<Result<_, _>>().expect("whole");
         assert_eq!(frames.end(), bytes.len() as u64);
@@ -334,10 +375,16 @@ mod tests {
             .collect();
         assert_eq!(back, records);
         let r = read[1].records[1];
-        let alone = record_at(&bytes[r.offset as usize..(r.offset + r.len as u64) as usize], r.offset)
-            .expect("alone");
+        let alone = record_at(
+            &bytes[r.offset as usize..(r.offset + r.len as u64) as usize],
+            r.offset,
+        )
+        .expect("alone");
         assert_eq!(alone.chained().expect("decodes"), records[3]);
-        assert_eq!(r.view().expect("view").subject, records[3].entry.subject.as_bytes());
+        assert_eq!(
+            r.view().expect("view").subject,
+            records[3].entry.subject.as_bytes()
+        );
     }
 
     #[test]
@@ -360,13 +407,22 @@ mod tests {
         // Zeros after the last whole frame, as a crash can leave: torn as well.
         let mut zeros = whole[..first_end].to_vec();
         zeros.extend_from_slice(&[0; 64]);
-        let damage = Frames::new(&zeros).nth(1).expect("second").expect_err("zeros");
+        let damage = Frames::new(&zeros)
+            .nth(1)
+            .expect("second")
+            .expect_err("zeros");
         assert!(damage.torn_end(&zeros));
         // A byte changed inside the first frame, with a whole frame after it: damage.
         let mut changed = whole.clone();
         changed[first_end - 40] ^= 1;
-        let damage = Frames::new(&changed).next().expect("first").expect_err("changed");
+        let damage = Frames::new(&changed)
+            .next()
+            .expect("first")
+            .expect_err("changed");
         assert!(!damage.torn_end(&changed), "{damage}");
-        assert!(matches!(Frames::new(b"not a log").next(), Some(Err(Damage::Magic))));
+        assert!(matches!(
+            Frames::new(b"not a log").next(),
+            Some(Err(Damage::Magic))
+        ));
     }
 }

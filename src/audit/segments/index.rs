@@ -184,37 +184,27 @@ fn decode_summary(bytes: &[u8]) -> Result<Summary, String> {
     Ok(s)
 }
 
-/// The records of a log, each with the checkpoint of its frame if it is the frame's last,
-/// in log order: what an index is built from, and what a read of a log without an index
-/// walks. A torn end (a commit being written, or one cut short) ends the walk; other
-/// damage is an error.
-pub(crate) fn walk(log: &[u8]) -> Result<Vec<(RecordRef<'_>, Option<Checkpoint>)>, String> {
-    let mut out = Vec::new();
+/// The records of a log, in log order, and its checkpoints: what an index is built from,
+/// and what a read of a log without an index walks. A torn end (a commit being written, or
+/// one cut short) ends the walk; other damage is an error.
+pub(crate) fn walk(log: &[u8]) -> Result<(Vec<RecordRef<'_>>, Vec<Checkpoint>), String> {
+    let (mut records, mut checkpoints) = (Vec::new(), Vec::new());
     for frame in Frames::new(log) {
         let frame = match frame {
             Ok(f) => f,
             Err(d) if d.torn_end(log) => break,
             Err(d) => return Err(d.to_string()),
         };
-        let n = frame.records.len();
-        let mut checkpoint = frame.checkpoint;
-        for (i, r) in frame.records.into_iter().enumerate() {
-            out.push((r, if i + 1 == n { checkpoint.take() } else { None }));
-        }
-        if let Some(cp) = checkpoint {
-            return Err(format!(
-                "a frame holds a checkpoint ({}:{}) but no record",
-                cp.instance, cp.seq
-            ));
-        }
+        records.extend(frame.records);
+        checkpoints.extend(frame.checkpoint);
     }
-    Ok(out)
+    Ok((records, checkpoints))
 }
 
 /// Builds the index of a whole log (every frame must hold). Returns the file's bytes and
 /// its summary.
 pub fn build(log: &[u8]) -> Result<(Vec<u8>, Summary), String> {
-    let records = walk(log)?;
+    let (records, checkpoints) = walk(log)?;
     let mut chains: BTreeMap<&str, ChainRange> = BTreeMap::new();
     let mut summary = Summary {
         log_len: log.len() as u64,
@@ -223,7 +213,8 @@ pub fn build(log: &[u8]) -> Result<(Vec<u8>, Summary), String> {
         max_time: i64::MIN,
         ..Summary::default()
     };
-    for (r, cp) in &records {
+    summary.checkpoints = checkpoints;
+    for r in &records {
         let c = chains.entry(r.instance).or_insert_with(|| ChainRange {
             instance: r.instance.to_owned(),
             first_seq: r.seq,
@@ -237,15 +228,20 @@ pub fn build(log: &[u8]) -> Result<(Vec<u8>, Summary), String> {
             c.last_hash = r.hash;
         }
         c.count += 1;
-        summary.checkpoints.extend(cp.clone());
     }
-    let place: BTreeMap<&str, u32> = chains.keys().enumerate().map(|(i, k)| (*k, i as u32)).collect();
+    let place: BTreeMap<&str, u32> = chains
+        .keys()
+        .enumerate()
+        .map(|(i, k)| (*k, i as u32))
+        .collect();
     // (key, sort order, chain, tie-break, ordinal)
     let mut postings: Vec<(u64, i64, u32, i64, u32)> = Vec::with_capacity(records.len() * 6);
     let mut entries = Vec::with_capacity(records.len() * ENTRY);
-    for (ordinal, (r, _)) in records.iter().enumerate() {
+    for (ordinal, r) in records.iter().enumerate() {
         let ordinal = ordinal as u32;
-        let view = r.view().map_err(|e| format!("record {}:{}: {e}", r.instance, r.seq))?;
+        let view = r
+            .view()
+            .map_err(|e| format!("record {}:{}: {e}", r.instance, r.seq))?;
         let chain = place[r.instance];
         summary.min_time = summary.min_time.min(view.time_ms);
         summary.max_time = summary.max_time.max(view.time_ms);
@@ -270,7 +266,13 @@ pub fn build(log: &[u8]) -> Result<(Vec<u8>, Summary), String> {
                 under(Kind::Mention, m);
             }
         }
-        postings.push((key(Kind::Chain, r.instance.as_bytes()), r.seq, 0, 0, ordinal));
+        postings.push((
+            key(Kind::Chain, r.instance.as_bytes()),
+            r.seq,
+            0,
+            0,
+            ordinal,
+        ));
     }
     if records.is_empty() {
         summary.min_time = 0;
@@ -357,14 +359,19 @@ impl Index {
     pub fn intact(&self) -> Result<bool, String> {
         let len = self.postings_at + self.postings as u64 * POSTING as u64 + (TRAILER - 8) as u64;
         let mut all = vec![0; len as usize + 8];
-        self.file.read_exact_at(&mut all, 0).map_err(|e| e.to_string())?;
+        self.file
+            .read_exact_at(&mut all, 0)
+            .map_err(|e| e.to_string())?;
         let check = u64::from_le_bytes(all[len as usize..].try_into().expect("8"));
         Ok(xxh3_64(&all[..len as usize]) == check)
     }
 
     pub fn entry(&self, ordinal: u32) -> Result<Entry, String> {
         if ordinal >= self.entries {
-            return Err(format!("record {ordinal} is past the index's {}", self.entries));
+            return Err(format!(
+                "record {ordinal} is past the index's {}",
+                self.entries
+            ));
         }
         let mut b = [0; ENTRY];
         self.file

@@ -172,7 +172,9 @@ impl Segments {
             let Some(name) = name.to_str() else { continue };
             if let Some(n) = name.strip_suffix(".log").and_then(|n| n.parse().ok()) {
                 out.entry(n).or_insert(false);
-            } else if let Some(n) = name.strip_suffix(".idx").and_then(|n| n.parse::<u64>().ok())
+            } else if let Some(n) = name
+                .strip_suffix(".idx")
+                .and_then(|n| n.parse::<u64>().ok())
             {
                 indexes.push(n);
             }
@@ -272,7 +274,9 @@ impl Segments {
         checkpoint: Option<&Checkpoint>,
     ) -> Result<(), StoreError> {
         let Some(appender) = &self.appender else {
-            return Err(StoreError("this process does not own the audit segments".into()));
+            return Err(StoreError(
+                "this process does not own the audit segments".into(),
+            ));
         };
         let mut frame = Vec::with_capacity(64 + records.len() * 640);
         format::encode_frame(&mut frame, records, checkpoint);
@@ -343,11 +347,47 @@ impl Segments {
         }
     }
 
+    /// Seals the current log now and waits for its index (a graceful stop leaves every
+    /// segment indexed); the next commit starts a new log.
+    pub async fn seal_current(&self) -> Result<(), StoreError> {
+        let Some(appender) = &self.appender else {
+            return Ok(());
+        };
+        let mut a = appender.lock().await;
+        let Some(current) = a.current.take() else {
+            return Ok(());
+        };
+        let sealer = Sealer {
+            dir: self.dir.clone(),
+            fsync: self.fsync,
+        };
+        let sealed = tokio::task::spawn_blocking(move || sealer.seal(current.number))
+            .await
+            .map_err(|e| StoreError(format!("audit store: {e}")))?;
+        drop(a);
+        sealed
+    }
+
+    /// Whether the next log could be created: a file is made and removed in the segments'
+    /// directory (a read-only or missing directory fails). A reader has nothing to check.
+    pub fn probe(&self) -> Result<(), StoreError> {
+        if self.appender.is_none() {
+            return Ok(());
+        }
+        let path = self.dir.join("probe");
+        File::create(&path)
+            .and_then(|_| std::fs::remove_file(&path))
+            .map_err(|e| io("write in", &self.dir, e))
+    }
+
     fn seal_later(&self, n: u64) {
         if let Some(tx) = &self.to_seal
             && tx.send(n).is_err()
         {
-            tracing::error!(segment = n, "the audit sealing thread is gone; the segment is read whole");
+            tracing::error!(
+                segment = n,
+                "the audit sealing thread is gone; the segment is read whole"
+            );
         }
     }
 
@@ -355,7 +395,9 @@ impl Segments {
     pub fn remove_archived(&self, archived: &Archived) -> Result<usize, StoreError> {
         let mut removed = 0;
         for seg in self.list()? {
-            let Seg::Sealed(n, summary) = seg else { continue };
+            let Seg::Sealed(n, summary) = seg else {
+                continue;
+            };
             let gone = summary
                 .chains
                 .iter()
@@ -385,8 +427,7 @@ impl Sealer {
     fn seal(&self, n: u64) -> Result<(), StoreError> {
         let log = self.dir.join(format!("{n:016}.log"));
         let bytes = std::fs::read(&log).map_err(|e| io("read", &log, e))?;
-        let (index, _) =
-            index::build(&bytes).map_err(|e| io("index", &log, e))?;
+        let (index, _) = index::build(&bytes).map_err(|e| io("index", &log, e))?;
         drop(bytes);
         let path = self.dir.join(format!("{n:016}.idx"));
         let tmp = self.dir.join(format!("{n:016}.idx.tmp"));

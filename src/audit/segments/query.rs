@@ -44,7 +44,8 @@ impl Filter<'_> {
 
     fn keeps(&self, instance: &str, seq: i64, v: &EntryView<'_>) -> bool {
         let q = self.q;
-        let eq = |want: &Option<String>, got: &[u8]| want.as_ref().is_none_or(|w| w.as_bytes() == got);
+        let eq =
+            |want: &Option<String>, got: &[u8]| want.as_ref().is_none_or(|w| w.as_bytes() == got);
         self.may_keep(instance, seq, v.time_ms)
             && eq(&q.subject, v.subject)
             && eq(&q.dataset, v.dataset)
@@ -97,8 +98,12 @@ fn read_at(log: &File, offset: u64, len: u32) -> Result<Vec<u8>, String> {
 }
 
 fn decode(r: &format::RecordRef<'_>) -> Result<Chained, StoreError> {
-    r.chained()
-        .map_err(|e| StoreError(format!("record {}:{} cannot be read: {e}", r.instance, r.seq)))
+    r.chained().map_err(|e| {
+        StoreError(format!(
+            "record {}:{} cannot be read: {e}",
+            r.instance, r.seq
+        ))
+    })
 }
 
 impl Segments {
@@ -111,19 +116,22 @@ impl Segments {
         }
     }
 
-    /// Walks a log not yet sealed: `each` sees every record and its frame's checkpoint.
+    /// Walks a log not yet sealed: its records, in order, and its checkpoints.
     fn walk_open(
         &self,
         n: u64,
-        mut each: impl FnMut(&format::RecordRef<'_>, Option<&Checkpoint>) -> Result<(), StoreError>,
+        mut each: impl FnMut(&format::RecordRef<'_>) -> Result<(), StoreError>,
+        mut checkpoint: impl FnMut(&Checkpoint),
     ) -> Result<(), StoreError> {
         let Some(bytes) = self.read_log(n)? else {
             return Ok(());
         };
-        let records = index::walk(&bytes).map_err(|e| io("read", &self.log_path(n), e))?;
-        for (r, cp) in &records {
-            each(r, cp.as_ref())?;
+        let (records, checkpoints) =
+            index::walk(&bytes).map_err(|e| io("read", &self.log_path(n), e))?;
+        for r in &records {
+            each(r)?;
         }
+        checkpoints.iter().for_each(&mut checkpoint);
         Ok(())
     }
 
@@ -143,12 +151,16 @@ impl Segments {
                 }
                 Seg::Open(n) => {
                     let mut last = None;
-                    self.walk_open(n, |r, _| {
-                        if r.instance == instance {
-                            last = Some((r.seq, r.hash));
-                        }
-                        Ok(())
-                    })?;
+                    self.walk_open(
+                        n,
+                        |r| {
+                            if r.instance == instance {
+                                last = Some((r.seq, r.hash));
+                            }
+                            Ok(())
+                        },
+                        |_| {},
+                    )?;
                     if last.is_some() {
                         return Ok(last);
                     }
@@ -163,12 +175,16 @@ impl Segments {
         for seg in self.list()? {
             match seg {
                 Seg::Sealed(_, s) => out.extend(s.chains.iter().map(|c| c.instance.clone())),
-                Seg::Open(n) => self.walk_open(n, |r, _| {
-                    if !out.contains(r.instance) {
-                        out.insert(r.instance.to_owned());
-                    }
-                    Ok(())
-                })?,
+                Seg::Open(n) => self.walk_open(
+                    n,
+                    |r| {
+                        if !out.contains(r.instance) {
+                            out.insert(r.instance.to_owned());
+                        }
+                        Ok(())
+                    },
+                    |_| {},
+                )?,
             }
         }
         Ok(out)
@@ -194,17 +210,26 @@ impl Segments {
                     let to = index.seek(key, i64::MAX).map_err(StoreError)?;
                     total += (to - from) as i64;
                 }
-                Seg::Open(n) => self.walk_open(n, |r, _| {
-                    total += i64::from(r.instance == instance && r.seq > archived);
-                    Ok(())
-                })?,
+                Seg::Open(n) => self.walk_open(
+                    n,
+                    |r| {
+                        total += i64::from(r.instance == instance && r.seq > archived);
+                        Ok(())
+                    },
+                    |_| {},
+                )?,
             }
         }
         Ok(total)
     }
 
     /// Up to `limit` records of a chain with `seq > after`, in order.
-    pub fn scan(&self, instance: &str, after: i64, limit: usize) -> Result<Vec<Chained>, StoreError> {
+    pub fn scan(
+        &self,
+        instance: &str,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<Chained>, StoreError> {
         let mut out = Vec::new();
         for seg in self.list()? {
             if out.len() >= limit {
@@ -239,19 +264,27 @@ impl Segments {
                         pos += CHUNK;
                     }
                 }
-                Seg::Open(n) => self.walk_open(n, |r, _| {
-                    if r.instance == instance && r.seq > after && out.len() < limit {
-                        out.push(decode(r)?);
-                    }
-                    Ok(())
-                })?,
+                Seg::Open(n) => self.walk_open(
+                    n,
+                    |r| {
+                        if r.instance == instance && r.seq > after && out.len() < limit {
+                            out.push(decode(r)?);
+                        }
+                        Ok(())
+                    },
+                    |_| {},
+                )?,
             }
         }
         Ok(out)
     }
 
     /// A chain's checkpoints past `archived`, in order.
-    pub fn checkpoints(&self, instance: &str, archived: i64) -> Result<Vec<Checkpoint>, StoreError> {
+    pub fn checkpoints(
+        &self,
+        instance: &str,
+        archived: i64,
+    ) -> Result<Vec<Checkpoint>, StoreError> {
         let mut out = Vec::new();
         for seg in self.list()? {
             match seg {
@@ -261,13 +294,15 @@ impl Segments {
                         .filter(|c| c.instance == instance && c.seq > archived)
                         .cloned(),
                 ),
-                Seg::Open(n) => self.walk_open(n, |_, cp| {
-                    out.extend(
-                        cp.filter(|c| c.instance == instance && c.seq > archived)
-                            .cloned(),
-                    );
-                    Ok(())
-                })?,
+                Seg::Open(n) => self.walk_open(
+                    n,
+                    |_| Ok(()),
+                    |c| {
+                        if c.instance == instance && c.seq > archived {
+                            out.push(c.clone());
+                        }
+                    },
+                )?,
             }
         }
         out.sort_by_key(|c| c.seq);
@@ -281,13 +316,19 @@ impl Segments {
         let mut sealed: Vec<(u64, std::sync::Arc<Summary>)> = Vec::new();
         for seg in self.list()? {
             match seg {
-                Seg::Open(n) => self.walk_open(n, |r, _| {
-                    let v = r.view().map_err(|e| StoreError(format!("record {}:{}: {e}", r.instance, r.seq)))?;
-                    if f.keeps(r.instance, r.seq, &v) {
-                        found.push(decode(r)?);
-                    }
-                    Ok(())
-                })?,
+                Seg::Open(n) => self.walk_open(
+                    n,
+                    |r| {
+                        let v = r.view().map_err(|e| {
+                            StoreError(format!("record {}:{}: {e}", r.instance, r.seq))
+                        })?;
+                        if f.keeps(r.instance, r.seq, &v) {
+                            found.push(decode(r)?);
+                        }
+                        Ok(())
+                    },
+                    |_| {},
+                )?,
                 Seg::Sealed(n, s) => sealed.push((n, s)),
             }
         }
@@ -302,7 +343,9 @@ impl Segments {
         sealed.sort_by_key(|(_, s)| Reverse(s.max_time));
         for (n, s) in sealed {
             if found.len() >= q.limit
-                && found.last().is_some_and(|last| s.max_time < last.entry.time_ms)
+                && found
+                    .last()
+                    .is_some_and(|last| s.max_time < last.entry.time_ms)
             {
                 break;
             }
@@ -318,7 +361,12 @@ impl Segments {
     }
 
     /// Up to `limit` records of one sealed segment that match, in query order.
-    fn query_sealed(&self, n: u64, s: &Summary, f: &Filter<'_>) -> Result<Vec<Chained>, StoreError> {
+    fn query_sealed(
+        &self,
+        n: u64,
+        s: &Summary,
+        f: &Filter<'_>,
+    ) -> Result<Vec<Chained>, StoreError> {
         let index = self.index(n)?;
         let log = self.open_log(n)?;
         let mut out = Vec::new();
@@ -330,22 +378,28 @@ impl Segments {
                 let chunk = index.postings(pos, CHUNK).map_err(StoreError)?;
                 for p in &chunk {
                     let time = -p.order;
-                    if p.key != key || taken >= f.q.limit || f.q.from_ms.is_some_and(|from| time < from)
+                    if p.key != key
+                        || taken >= f.q.limit
+                        || f.q.from_ms.is_some_and(|from| time < from)
                     {
                         break 'run;
                     }
                     let e = index.entry(p.ordinal).map_err(StoreError)?;
                     let Some(chain) = s.chains.get(e.chain as usize) else {
-                        return Err(io("read the index", &self.index_path(n), "a record names no chain"));
+                        return Err(io(
+                            "read the index",
+                            &self.index_path(n),
+                            "a record names no chain",
+                        ));
                     };
                     if !f.may_keep(&chain.instance, e.seq, e.time_ms) {
                         continue;
                     }
                     let bytes = read_at(&log, e.offset, e.len).map_err(StoreError)?;
                     let r = format::record_at(&bytes, e.offset).map_err(StoreError)?;
-                    let v = r
-                        .view()
-                        .map_err(|err| StoreError(format!("record {}:{}: {err}", r.instance, r.seq)))?;
+                    let v = r.view().map_err(|err| {
+                        StoreError(format!("record {}:{}: {err}", r.instance, r.seq))
+                    })?;
                     if f.keeps(r.instance, r.seq, &v) {
                         out.push(decode(&r)?);
                         taken += 1;

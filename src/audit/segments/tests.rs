@@ -14,7 +14,12 @@ fn records(instance: &str, from: i64, n: i64, mut prev: [u8; 32]) -> Vec<Chained
                 actor: format!("consumer-{}", seq % 3),
                 officer_id: format!("canbo{:02}", seq % 5),
                 dossier_id: format!("H48-{:04}", seq % 11),
-                dataset: if seq % 2 == 0 { "population" } else { "business" }.into(),
+                dataset: if seq % 2 == 0 {
+                    "population"
+                } else {
+                    "business"
+                }
+                .into(),
                 subject: format!("k1:{:064x}", seq % 13),
                 action: "fetch".into(),
                 outcome: if seq % 4 == 0 { "not_found" } else { "served" }.into(),
@@ -64,12 +69,19 @@ fn expected(all: &[Chained], q: &Query, archived: &Archived) -> Vec<Chained> {
                 && q.to_ms.is_none_or(|t| e.time_ms <= t)
                 && q.after.as_ref().is_none_or(|(t, i, s)| {
                     e.time_ms < *t
-                        || (e.time_ms == *t && (&r.instance > i || (&r.instance == i && r.seq < *s)))
+                        || (e.time_ms == *t
+                            && (&r.instance > i || (&r.instance == i && r.seq < *s)))
                 })
         })
         .cloned()
         .collect();
-    out.sort_by_key(|r| (std::cmp::Reverse(r.entry.time_ms), r.instance.clone(), std::cmp::Reverse(r.seq)));
+    out.sort_by_key(|r| {
+        (
+            std::cmp::Reverse(r.entry.time_ms),
+            r.instance.clone(),
+            std::cmp::Reverse(r.seq),
+        )
+    });
     out.truncate(q.limit);
     out
 }
@@ -101,15 +113,47 @@ fn queries() -> Vec<Query> {
     let person = format!("k1:{:064x}", 4);
     vec![
         base.clone(),
-        Query { subject: Some(format!("k1:{:064x}", 5)), ..base.clone() },
-        Query { person: Some(person.clone()), ..base.clone() },
-        Query { person: Some(person), dataset: Some("population".into()), ..base.clone() },
-        Query { actor: Some("consumer-1".into()), limit: 300, ..base.clone() },
-        Query { dossier_id: Some("H48-0003".into()), outcome: Some("served".into()), ..base.clone() },
-        Query { officer_id: Some("canbo02".into()), from_ms: Some(1_700_000_002_000), to_ms: Some(1_700_000_006_000), ..base.clone() },
-        Query { outcome: Some("not_found".into()), ..base.clone() },
-        Query { officer_id: Some("nobody".into()), ..base.clone() },
-        Query { actor: Some(String::new()), ..base },
+        Query {
+            subject: Some(format!("k1:{:064x}", 5)),
+            ..base.clone()
+        },
+        Query {
+            person: Some(person.clone()),
+            ..base.clone()
+        },
+        Query {
+            person: Some(person),
+            dataset: Some("population".into()),
+            ..base.clone()
+        },
+        Query {
+            actor: Some("consumer-1".into()),
+            limit: 300,
+            ..base.clone()
+        },
+        Query {
+            dossier_id: Some("H48-0003".into()),
+            outcome: Some("served".into()),
+            ..base.clone()
+        },
+        Query {
+            officer_id: Some("canbo02".into()),
+            from_ms: Some(1_700_000_002_000),
+            to_ms: Some(1_700_000_006_000),
+            ..base.clone()
+        },
+        Query {
+            outcome: Some("not_found".into()),
+            ..base.clone()
+        },
+        Query {
+            officer_id: Some("nobody".into()),
+            ..base.clone()
+        },
+        Query {
+            actor: Some(String::new()),
+            ..base
+        },
     ]
 }
 
@@ -121,8 +165,14 @@ async fn queries_across_sealed_and_open_segments_match_a_brute_force_answer_page
     append_all(&store, &all, 17).await;
     sealed(&store).await;
     let list = store.list().expect("list");
-    assert!(list.iter().filter(|s| matches!(s, Seg::Sealed(..))).count() >= 6, "several sealed");
-    assert!(matches!(list.last(), Some(Seg::Open(_))), "the newest is open");
+    assert!(
+        list.iter().filter(|s| matches!(s, Seg::Sealed(..))).count() >= 6,
+        "several sealed"
+    );
+    assert!(
+        matches!(list.last(), Some(Seg::Open(_))),
+        "the newest is open"
+    );
     let reader = Segments::open(dir.path(), false, false, false).expect("a reader");
     let none = Archived::new();
     for q in queries() {
@@ -145,8 +195,14 @@ async fn queries_across_sealed_and_open_segments_match_a_brute_force_answer_page
     }
     // Archived records are gone from answers.
     let archived: Archived = [("gw".to_owned(), 250)].into();
-    let q = Query { limit: 1000, ..Query::default() };
-    assert_eq!(store.query(&q, &archived).expect("q"), expected(&all, &q, &archived));
+    let q = Query {
+        limit: 1000,
+        ..Query::default()
+    };
+    assert_eq!(
+        store.query(&q, &archived).expect("q"),
+        expected(&all, &q, &archived)
+    );
 }
 
 #[tokio::test]
@@ -167,12 +223,26 @@ async fn a_chain_reads_back_in_order_with_its_head_count_and_checkpoints() {
             store.append(&other, None).await.expect("another chain");
         }
     }
+    // A checkpoint alone (the head signed at shutdown) is a frame without records.
+    let alone = signer.sign("gw", 300, &all[299].hash, 2);
+    store
+        .append(&[], Some(&alone))
+        .await
+        .expect("a checkpoint alone");
+    cps.push(alone);
     sealed(&store).await;
     let last = all.last().expect("last");
     assert_eq!(store.head("gw").expect("head"), Some((300, last.hash)));
-    assert_eq!(store.head("gw.cli").expect("head"), Some((5, other[4].hash)));
     assert_eq!(
-        store.instances().expect("instances").into_iter().collect::<Vec<_>>(),
+        store.head("gw.cli").expect("head"),
+        Some((5, other[4].hash))
+    );
+    assert_eq!(
+        store
+            .instances()
+            .expect("instances")
+            .into_iter()
+            .collect::<Vec<_>>(),
         vec!["gw".to_owned(), "gw.cli".to_owned()]
     );
     let mut read = Vec::new();
@@ -185,13 +255,19 @@ async fn a_chain_reads_back_in_order_with_its_head_count_and_checkpoints() {
         read.extend(page);
     }
     assert_eq!(read, all);
-    assert_eq!(store.scan("gw.cli", 2, 10).expect("scan"), other[2..].to_vec());
+    assert_eq!(
+        store.scan("gw.cli", 2, 10).expect("scan"),
+        other[2..].to_vec()
+    );
     assert_eq!(store.count("gw", 0).expect("count"), 300);
     assert_eq!(store.count("gw", 100).expect("count"), 200);
     assert_eq!(store.checkpoints("gw", 0).expect("cps"), cps);
     assert_eq!(
         store.checkpoints("gw", 120).expect("cps"),
-        cps.iter().filter(|c| c.seq > 120).cloned().collect::<Vec<_>>()
+        cps.iter()
+            .filter(|c| c.seq > 120)
+            .cloned()
+            .collect::<Vec<_>>()
     );
     // Segments holding only archived records go; the rest stay readable.
     let before = store.list().expect("list").len();
@@ -200,7 +276,10 @@ async fn a_chain_reads_back_in_order_with_its_head_count_and_checkpoints() {
         .expect("remove");
     assert!(removed >= 2, "{removed}");
     assert_eq!(store.list().expect("list").len(), before - removed);
-    assert_eq!(store.scan("gw", 200, 500).expect("scan"), all[200..].to_vec());
+    assert_eq!(
+        store.scan("gw", 200, 500).expect("scan"),
+        all[200..].to_vec()
+    );
 }
 
 #[tokio::test]
@@ -215,7 +294,14 @@ async fn a_torn_commit_is_cut_off_at_open_and_an_index_lost_in_a_crash_is_built_
     let store_dir = dir.path();
     let numbers: Vec<u64> = std::fs::read_dir(store_dir)
         .expect("list")
-        .filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".log")?.parse().ok())
+        .filter_map(|e| {
+            e.ok()?
+                .file_name()
+                .to_str()?
+                .strip_suffix(".log")?
+                .parse()
+                .ok()
+        })
         .collect();
     let newest = *numbers.iter().max().expect("logs");
     let oldest = *numbers.iter().min().expect("logs");
@@ -228,7 +314,13 @@ async fn a_torn_commit_is_cut_off_at_open_and_an_index_lost_in_a_crash_is_built_
     std::fs::write(&newest_log, &bytes).expect("tear");
     std::fs::remove_file(store_dir.join(format!("{oldest:016}.idx"))).expect("lose an index");
     let store = Segments::open(store_dir, false, true, false).expect("reopens");
-    assert!(store.list().expect("list").iter().all(|s| matches!(s, Seg::Sealed(..))));
+    assert!(
+        store
+            .list()
+            .expect("list")
+            .iter()
+            .all(|s| matches!(s, Seg::Sealed(..)))
+    );
     assert_eq!(store.scan("gw", 0, 1000).expect("scan"), all);
     assert_eq!(store.head("gw").expect("head"), Some((90, all[89].hash)));
     // The next commit continues in a new log.
@@ -257,7 +349,10 @@ async fn a_reader_sees_each_commit_once_it_returns_and_cannot_append() {
     let reader = Segments::open(dir.path(), true, false, false).expect("reader");
     let all = records("gw", 1, 3, GENESIS);
     for (i, r) in all.iter().enumerate() {
-        owner.append(std::slice::from_ref(r), None).await.expect("append");
+        owner
+            .append(std::slice::from_ref(r), None)
+            .await
+            .expect("append");
         assert_eq!(reader.scan("gw", 0, 10).expect("scan").len(), i + 1);
     }
     assert!(reader.append(&all, None).await.is_err());
