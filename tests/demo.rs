@@ -123,11 +123,13 @@ fn every_printed_curl_command_works() {
     let headers = String::from_utf8_lossy(&headers.stdout).to_lowercase();
     assert!(headers.contains("ratelimit-limit: 600"), "{headers}");
     assert!(headers.contains("ratelimit-remaining:"), "{headers}");
+    let started = std::time::Instant::now();
     let counted = Command::new("sh")
         .arg("-c")
         .arg(&burst)
         .output()
         .expect("the burst runs");
+    let took = started.elapsed().as_secs_f64();
     let counted = String::from_utf8_lossy(&counted.stdout);
     let count_of = |status: &str| -> u32 {
         counted
@@ -137,10 +139,15 @@ fn every_printed_curl_command_works() {
             .sum()
     };
     // 599 fit what is left of the quota (the enterprise curl above took one), a few more as
-    // it refills (10 a second) during the burst; the rest are refused.
+    // it refills (10 a second) during the burst, however long it took on a busy machine;
+    // the rest are refused.
     let (served, refused) = (count_of(" 200"), count_of(" 429"));
     assert_eq!(served + refused, 650, "{burst}\n{counted}");
-    assert!((599..640).contains(&served) && refused > 0, "{counted}");
+    let refilled = (10.0 * took).ceil() as u32 + 1;
+    assert!(
+        (599..=599 + refilled).contains(&served) && refused > 0,
+        "{counted} in {took:.1} s"
+    );
 
     // The printed alerts command answers the list (an off-hours alert or none, by the hour).
     let alerts = run(&commands[6]);
