@@ -1,6 +1,7 @@
 //! Canonical records: a JSON object in the proto3 JSON form of the dataset's record type,
 //! checked against that type, and projected to a caller's fields after any cache.
 
+use super::compact::{self, Keys, Reader};
 use prost_reflect::{DynamicMessage, Kind, MessageDescriptor, SerializeOptions};
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -173,58 +174,123 @@ pub fn personal_ids(value: &Value, out: &mut Vec<String>) {
     }
 }
 
-/// A full record as the cache keeps it: each top-level field's canonical JSON text, in
-/// record order. About the size of the JSON itself (a parsed map costs several times more),
-/// and projection parses only the fields a caller may see.
-#[derive(Debug)]
+/// A full record as the cache keeps it: one buffer in the [`compact`] form, its keys numbers
+/// into a shared table. Its top-level fields in record order, then the people other than
+/// the subject who appear in it (field, keyed reference of their personal id), made once
+/// when the record entered the cache. Projection reads only the fields a caller may see,
+/// and writes them as JSON mostly by copying.
 pub struct StoredRecord {
-    fields: Box<[(Box<str>, Box<serde_json::value::RawValue>)]>,
-    /// People other than the subject who appear in the record: (field, keyed reference of
-    /// their personal id), made once when the record entered the cache.
-    mentions: Box<[(Box<str>, Box<str>)]>,
+    keys: Arc<Keys>,
+    /// Length of the fields, the fields as (key, value) pairs, then the mentions: a count
+    /// and (field key, reference) pairs.
+    bytes: Box<[u8]>,
+}
+
+/// One top-level field of a stored record: its name, and where it starts (its key) in the
+/// record's bytes.
+struct Field<'a> {
+    name: &'a str,
+    at: usize,
+}
+
+impl std::fmt::Debug for StoredRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredRecord")
+            .field("bytes", &self.bytes.len())
+            .finish()
+    }
 }
 
 impl PartialEq for StoredRecord {
     fn eq(&self, other: &StoredRecord) -> bool {
-        self.mentions == other.mentions
-            && self.fields.len() == other.fields.len()
-            && self
-                .fields
-                .iter()
-                .zip(other.fields.iter())
-                .all(|((a, x), (b, y))| a == b && x.get() == y.get())
+        self.whole_json() == other.whole_json() && self.mention_pairs().eq(other.mention_pairs())
     }
 }
 
 impl StoredRecord {
     pub fn new(record: &Record) -> StoredRecord {
+        let keys = Keys::covering(record.0.values(), record.0.keys().map(String::as_str));
+        let mut fields = Vec::with_capacity(512);
+        for (k, v) in &record.0 {
+            compact::put_key(&mut fields, &keys, k);
+            compact::put_value(&mut fields, &keys, v);
+        }
+        let mut bytes = Vec::with_capacity(fields.len() + 4);
+        compact::put_varint(&mut bytes, fields.len() as u64);
+        bytes.extend_from_slice(&fields);
+        compact::put_varint(&mut bytes, 0);
         StoredRecord {
-            fields: record
-                .0
-                .iter()
-                .filter_map(|(k, v)| {
-                    let raw = serde_json::value::to_raw_value(v).ok()?;
-                    Some((k.as_str().into(), raw))
-                })
-                .collect(),
-            mentions: Box::new([]),
+            keys,
+            bytes: bytes.into_boxed_slice(),
         }
     }
 
     /// The record with the people who appear in it: (field, keyed reference).
-    pub fn with_mentions(mut self, mentions: Vec<(String, String)>) -> StoredRecord {
-        self.mentions = mentions
-            .into_iter()
-            .map(|(f, r)| (f.into_boxed_str(), r.into_boxed_str()))
-            .collect();
-        self
+    pub fn with_mentions(self, mentions: Vec<(String, String)>) -> StoredRecord {
+        let mut bytes = self.bytes[..self.fields_end()].to_vec();
+        compact::put_varint(&mut bytes, mentions.len() as u64);
+        for (field, reference) in &mentions {
+            compact::put_key(&mut bytes, &self.keys, field);
+            compact::put_varint(&mut bytes, reference.len() as u64);
+            bytes.extend_from_slice(reference.as_bytes());
+        }
+        StoredRecord {
+            keys: self.keys,
+            bytes: bytes.into_boxed_slice(),
+        }
     }
 
-    /// Only the named top-level fields: a view of this record, nothing parsed or copied.
+    /// Where the fields end (and the mentions start).
+    fn fields_end(&self) -> usize {
+        let mut r = Reader::new(&self.bytes);
+        let len = r.varint().unwrap_or(0) as usize;
+        (r.at + len).min(self.bytes.len())
+    }
+
+    /// The top-level fields, in record order.
+    fn fields(&self) -> impl Iterator<Item = Field<'_>> {
+        let end = self.fields_end();
+        let mut r = Reader::new(&self.bytes[..end]);
+        let _ = r.varint();
+        std::iter::from_fn(move || {
+            if r.done() {
+                return None;
+            }
+            let at = r.at;
+            let (name, _) = r.key(&self.keys).ok()?;
+            r.skip().ok()?;
+            Some(Field { name, at })
+        })
+    }
+
+    /// (field, reference) pairs.
+    fn mention_pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        let mut r = Reader::new(&self.bytes);
+        r.at = self.fields_end();
+        let count = r.varint().unwrap_or(0);
+        (0..count).map_while(move |_| {
+            let (field, _) = r.key(&self.keys).ok()?;
+            let n = r.varint().ok()? as usize;
+            let reference = std::str::from_utf8(r.take(n).ok()?).ok()?;
+            Some((field, reference))
+        })
+    }
+
+    /// Writes the field that starts at `at` as `"name":value`.
+    fn write_field(&self, at: usize, out: &mut Vec<u8>) -> Result<(), compact::Damaged> {
+        let mut r = Reader::new(&self.bytes);
+        r.at = at;
+        compact::write_key(&mut r, &self.keys, out)?;
+        r.write_json(&self.keys, out)
+    }
+
+    /// Only the named top-level fields: a view of this record, nothing decoded or copied.
     pub fn project(self: &Arc<Self>, fields: &[String]) -> Projected {
         Projected {
-            keep: (0..self.fields.len())
-                .filter(|&i| fields.iter().any(|f| *f == *self.fields[i].0))
+            keep: self
+                .fields()
+                .filter(|f| fields.iter().any(|name| name == f.name))
+                .map(|f| f.at)
                 .collect(),
             record: Arc::clone(self),
         }
@@ -232,69 +298,89 @@ impl StoredRecord {
 
     /// One field's value, parsed.
     pub fn get(&self, field: &str) -> Option<Value> {
-        self.fields
-            .iter()
-            .find(|(k, _)| &**k == field)
-            .and_then(|(_, raw)| serde_json::from_str(raw.get()).ok())
+        let f = self.fields().find(|f| f.name == field)?;
+        let mut r = Reader::new(&self.bytes);
+        r.at = f.at;
+        r.key(&self.keys).ok()?;
+        r.value(&self.keys).ok()
+    }
+
+    /// The whole record as JSON text.
+    fn whole_json(&self) -> Vec<u8> {
+        let all: Vec<usize> = self.fields().map(|f| f.at).collect();
+        self.json_of(&all)
+    }
+
+    /// The fields starting at `keep` as a JSON object's text.
+    fn json_of(&self, keep: &[usize]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.bytes.len() + keep.len() * 16 + 2);
+        out.push(b'{');
+        for (n, &at) in keep.iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            if let Err(e) = self.write_field(at, &mut out) {
+                tracing::error!(error = %e, "a cached record cannot be read; it is answered without the field");
+                // Keep the text well formed: drop the half-written field.
+                let cut = out
+                    .iter()
+                    .rposition(|b| *b == b',' || *b == b'{')
+                    .unwrap_or(0);
+                out.truncate(cut + 1);
+            }
+        }
+        if out.last() == Some(&b',') {
+            out.pop();
+        }
+        out.push(b'}');
+        out
     }
 
     /// The whole record, parsed.
     #[cfg(test)]
     pub fn to_record(&self) -> Record {
-        Record(
-            self.fields
-                .iter()
-                .filter_map(|(k, raw)| Some((k.to_string(), serde_json::from_str(raw.get()).ok()?)))
-                .collect(),
-        )
+        match serde_json::from_slice(&self.whole_json()) {
+            Ok(Value::Object(map)) => Record(map),
+            _ => Record(Map::new()),
+        }
+    }
+
+    /// The bytes it holds (for sizing).
+    pub fn held_bytes(&self) -> usize {
+        self.bytes.len()
     }
 }
 
 /// A cached record narrowed to the fields one caller may see. Written out as JSON straight
-/// from the cached text of each field, so a cache hit neither parses nor re-serialises.
+/// from the cached bytes of each field, so a cache hit neither parses nor builds a map.
 #[derive(Debug, Clone)]
 pub struct Projected {
     record: Arc<StoredRecord>,
+    /// Where each field that leaves starts, in record order.
     keep: Vec<usize>,
 }
 
 impl Projected {
     /// The fields that leave, in record order.
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.keep.iter().map(|&i| &*self.record.fields[i].0)
+        self.keep.iter().filter_map(|&at| {
+            let mut r = Reader::new(&self.record.bytes);
+            r.at = at;
+            r.key(&self.record.keys).ok().map(|(name, _)| name)
+        })
     }
 
     /// The people who appear in the fields that leave: (field, keyed reference), as the
     /// cache made them (nothing is hashed here).
     pub fn mentions(&self) -> impl Iterator<Item = (&str, &str)> {
         self.record
-            .mentions
-            .iter()
-            .filter(|(f, _)| self.names().any(|n| n == &**f))
-            .map(|(f, r)| (&**f, &**r))
+            .mention_pairs()
+            .filter(|(f, _)| self.names().any(|n| n == *f))
     }
 
     /// The record as a JSON object's text.
     pub fn to_json(&self) -> Vec<u8> {
-        let size: usize = self
-            .keep
-            .iter()
-            .map(|&i| self.record.fields[i].0.len() + self.record.fields[i].1.get().len() + 4)
-            .sum();
-        let mut out = Vec::with_capacity(size + 2);
-        out.push(b'{');
-        for (n, &i) in self.keep.iter().enumerate() {
-            let (name, raw) = &self.record.fields[i];
-            if n > 0 {
-                out.push(b',');
-            }
-            // Field names are proto identifiers, but escape them all the same.
-            serde_json::to_writer(&mut out, &**name).expect("a string serialises");
-            out.push(b':');
-            out.extend_from_slice(raw.get().as_bytes());
-        }
-        out.push(b'}');
-        out
+        self.record.json_of(&self.keep)
     }
 
     /// The record as a typed message (proto3 JSON form), without going through a map.
@@ -304,15 +390,10 @@ impl Projected {
 
     /// The record, parsed.
     pub fn to_record(&self) -> Record {
-        Record(
-            self.keep
-                .iter()
-                .filter_map(|&i| {
-                    let (name, raw) = &self.record.fields[i];
-                    Some((name.to_string(), serde_json::from_str(raw.get()).ok()?))
-                })
-                .collect(),
-        )
+        match serde_json::from_slice(&self.to_json()) {
+            Ok(Value::Object(map)) => Record(map),
+            _ => Record(Map::new()),
+        }
     }
 }
 

@@ -351,13 +351,16 @@ impl Register {
         consumer: &str,
         id: &str,
     ) -> Result<Option<Arc<Dossier>>, RegisterError> {
+        // The store's read is boxed where it is awaited: its future (a database
+        // driver's) is large, and inline it would make every caller's future as large,
+        // though a cached dossier never reads the store.
         if self.settings.cache_ttl.is_zero() {
-            return Ok(self.store.get(consumer, id).await?.map(Arc::new));
+            return Ok(Box::pin(self.store.get(consumer, id)).await?.map(Arc::new));
         }
         let key = (consumer.to_owned(), id.to_owned());
         self.cache
             .try_get_with(key, async {
-                Ok::<_, RegisterError>(self.store.get(consumer, id).await?.map(Arc::new))
+                Ok::<_, RegisterError>(Box::pin(self.store.get(consumer, id)).await?.map(Arc::new))
             })
             .await
             .map_err(|e| RegisterError::Store(e.to_string()))

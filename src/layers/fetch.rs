@@ -48,47 +48,51 @@ pub async fn fetch(
 ) -> Fetched {
     let connector = route.connector.name();
     let upstream = std::sync::Mutex::new(None);
+    // The provider call is boxed: its future (an HTTP or gRPC client's) is large, and is
+    // only made on a miss; inline, every call's future would carry its size.
     let served = route
         .cache
-        .get_or_fetch(key, bypass_cache, || async {
-            let started = std::time::Instant::now();
-            let answer = route
-                .guard
-                .call(deadline, || {
-                    // Each attempt is a span of its own; the provider hears it as parent.
-                    let span = tracing::info_span!("connector", connector);
-                    let traceparent = exported_parent(&span, trace);
-                    async move {
-                        let call = Call {
-                            key,
-                            request_id,
-                            context,
-                            traceparent: &traceparent,
-                        };
-                        route.connector.fetch(&call).await
-                    }
-                    .instrument(span)
-                })
-                .instrument(tracing::info_span!("upstream_guard", connector))
-                .await;
-            let status = match &answer {
-                Ok(Some(_)) => "ok",
-                Ok(None) => "not_found",
-                Err(e) => e.kind(),
-            };
-            let took = started.elapsed();
-            let connector = route.connector.name();
-            metrics
-                .upstream
-                .with(&[connector, status])
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            metrics
-                .upstream_seconds
-                .with(&[connector])
-                .observe_duration(took);
-            *upstream.lock().unwrap_or_else(|p| p.into_inner()) =
-                Some((status, took.as_millis() as i64));
-            answer
+        .get_or_fetch(key, bypass_cache, || {
+            Box::pin(async {
+                let started = std::time::Instant::now();
+                let answer = route
+                    .guard
+                    .call(deadline, || {
+                        // Each attempt is a span of its own; the provider hears it as parent.
+                        let span = tracing::info_span!("connector", connector);
+                        let traceparent = exported_parent(&span, trace);
+                        async move {
+                            let call = Call {
+                                key,
+                                request_id,
+                                context,
+                                traceparent: &traceparent,
+                            };
+                            route.connector.fetch(&call).await
+                        }
+                        .instrument(span)
+                    })
+                    .instrument(tracing::info_span!("upstream_guard", connector))
+                    .await;
+                let status = match &answer {
+                    Ok(Some(_)) => "ok",
+                    Ok(None) => "not_found",
+                    Err(e) => e.kind(),
+                };
+                let took = started.elapsed();
+                let connector = route.connector.name();
+                metrics
+                    .upstream
+                    .with(&[connector, status])
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                metrics
+                    .upstream_seconds
+                    .with(&[connector])
+                    .observe_duration(took);
+                *upstream.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((status, took.as_millis() as i64));
+                answer
+            })
         })
         .instrument(tracing::info_span!(
             "cache",

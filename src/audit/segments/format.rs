@@ -12,6 +12,8 @@ use crate::audit::record::{AuditEntry, Chained, Checkpoint, DecodeError, EntryVi
 use xxhash_rust::xxh3::xxh3_64;
 
 pub(crate) const LOG_MAGIC: [u8; 8] = *b"LTAUDLG1";
+/// The mark a log starts with (tools that write logs of their own use it).
+pub const LOG_MAGIC_BYTES: &[u8] = &LOG_MAGIC;
 const HEAD: usize = 12;
 /// No commit is this large (a group is at most `audit.max_batch` records of bounded size):
 /// a length beyond it is damage.

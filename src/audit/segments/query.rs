@@ -34,7 +34,7 @@ impl Filter<'_> {
     /// What can be told from a record's place alone (before reading it).
     fn may_keep(&self, instance: &str, seq: i64, time: i64) -> bool {
         let q = self.q;
-        !self.archived.get(instance).is_some_and(|a| seq <= *a)
+        self.archived.get(instance).is_none_or(|a| seq > *a)
             && q.from_ms.is_none_or(|f| time >= f)
             && q.to_ms.is_none_or(|t| time <= t)
             && q.after.as_ref().is_none_or(|(t, i, s)| {

@@ -52,7 +52,7 @@ fn expected(all: &[Chained], q: &Query, archived: &Archived) -> Vec<Chained> {
         .filter(|r| {
             let e = &r.entry;
             let eq = |want: &Option<String>, got: &str| want.as_ref().is_none_or(|w| w == got);
-            !archived.get(&r.instance).is_some_and(|a| r.seq <= *a)
+            archived.get(&r.instance).is_none_or(|a| r.seq > *a)
                 && eq(&q.subject, &e.subject)
                 && eq(&q.dataset, &e.dataset)
                 && eq(&q.actor, &e.actor)

@@ -326,3 +326,15 @@ impl Gateway {
         self.config.settings.max_batch_items
     }
 }
+
+/// A call's future is moved into a box once per request: it stays small because the
+/// futures of rare paths (a provider call, a Redis count, a register read) are boxed where
+/// they are awaited, instead of sizing every call's future. It was 13 KB with them inline.
+#[tokio::test(start_paused = true)]
+async fn a_lookups_future_stays_small() {
+    let (g, _, _) = gateway("100/min").await;
+    let c = caller(Some(API_KEY));
+    let f = g.lookup(&c, request(&codes()[0], "1.001612"));
+    let size = std::mem::size_of_val(&f);
+    assert!(size <= 6 * 1024, "a lookup's future is {size} bytes");
+}

@@ -248,7 +248,8 @@ impl Detector {
         }
         let planned = plan(settings, scope, a);
         let counted = match shared {
-            Some(s) => self.count_shared(s, &planned).await,
+            // Boxed: the Redis client's future is large, and most deployments never make it.
+            Some(s) => Box::pin(self.count_shared(s, &planned)).await,
             None => None,
         };
         let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
