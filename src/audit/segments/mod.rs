@@ -27,9 +27,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 /// A log is sealed once it holds this many records…
-pub const SEAL_AT: u32 = 65_536;
+pub const SEAL_AT: u32 = 16_384;
 /// …or this many bytes.
-pub const SEAL_BYTES: u64 = 64 << 20;
+pub const SEAL_BYTES: u64 = 16 << 20;
 /// The nice value of the sealing thread when calls wait for commits: indexing yields to
 /// them, and nothing waits for it.
 const SEAL_NICE: i32 = 10;
