@@ -234,10 +234,12 @@ fn bind_and_detect(c: &mut Criterion) {
             let buckets = serial("population.citizen", key).map(|(prefix, s)| {
                 let b = s / settings.sequential_step;
                 [b, b.saturating_sub(1), b + 1].map(|b| {
-                    subjects.reference(
-                        "misuse:sequential:population.citizen",
-                        &format!("{prefix}{b}"),
-                    )
+                    subjects.short(&[
+                        b"misuse:sequential",
+                        b"population.citizen",
+                        prefix.as_bytes(),
+                        &b.to_le_bytes(),
+                    ])
                 })
             });
             let attempt = Attempt {

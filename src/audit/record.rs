@@ -398,14 +398,35 @@ impl Chained {
 pub struct SubjectKey {
     pub id: String,
     key: hmac::Key,
+    /// The key of [`SubjectKey::short`], derived from the secret.
+    short: [u8; 16],
 }
 
 impl SubjectKey {
     pub fn new(id: &str, secret: &[u8]) -> SubjectKey {
+        let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
+        let derived = hmac::sign(&key, b"lienthong short references");
+        let mut short = [0; 16];
+        short.copy_from_slice(&derived.as_ref()[..16]);
         SubjectKey {
             id: id.to_owned(),
-            key: hmac::Key::new(hmac::HMAC_SHA256, secret),
+            key,
+            short,
         }
+    }
+
+    /// A 64-bit keyed reference (SipHash-2-4 under a key derived from the audit key): for
+    /// state that needs many references per call and only tells them apart, such as the
+    /// sequential rule's buckets. Like [`SubjectKey::reference`], it reveals nothing of the
+    /// value without the key.
+    pub fn short(&self, parts: &[&[u8]]) -> u64 {
+        use std::hash::Hasher;
+        let mut h = siphasher::sip::SipHasher24::new_with_key(&self.short);
+        for part in parts {
+            h.write(&(part.len() as u32).to_le_bytes());
+            h.write(part);
+        }
+        h.finish()
     }
 
     /// `id:hex` for one dataset's (normalised) key.

@@ -54,9 +54,15 @@ impl Gateway {
         };
         let buckets = serial(w.dataset, w.key).map(|(prefix, n)| {
             let b = n / settings.sequential_step;
-            let scope = format!("misuse:sequential:{}", w.dataset);
-            [b, b.saturating_sub(1), b + 1]
-                .map(|b| self.audit.subject(&scope, &format!("{prefix}{b}")))
+            let keyed = self.audit.subjects();
+            [b, b.saturating_sub(1), b + 1].map(|b| {
+                keyed.short(&[
+                    b"misuse:sequential",
+                    w.dataset.as_bytes(),
+                    prefix.as_bytes(),
+                    &b.to_le_bytes(),
+                ])
+            })
         });
         let attempt = Attempt {
             consumer: &w.consumer.id,

@@ -90,18 +90,78 @@ impl CallContext {
     }
 }
 
+/// A context format: a regular expression, and a memo of values it recently accepted. A
+/// one-stop system sends the same procedure, dossier and officer on call after call, so
+/// most checks are one hash and one comparison instead of a regex run. The memo holds
+/// hashes of accepted values only (seeded per process): a value is accepted from it only if
+/// its 64-bit hash equals one the regex accepted.
+pub struct Pattern {
+    re: Regex,
+    seed: u64,
+    memo: Box<[std::sync::atomic::AtomicU64]>,
+}
+
+/// Values a pattern's memo holds (one slot each, by hash).
+const MEMO_SLOTS: usize = 256;
+
+impl Pattern {
+    pub fn new(pattern: &str) -> Result<Pattern, regex::Error> {
+        Ok(Pattern::of(Regex::new(pattern)?))
+    }
+
+    fn of(re: Regex) -> Pattern {
+        Pattern {
+            re,
+            seed: uuid::Uuid::new_v4().as_u64_pair().0,
+            memo: (0..MEMO_SLOTS)
+                .map(|_| std::sync::atomic::AtomicU64::new(0))
+                .collect(),
+        }
+    }
+
+    pub fn is_match(&self, value: &str) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let h = xxhash_rust::xxh3::xxh3_64_with_seed(value.as_bytes(), self.seed) | 1;
+        let slot = &self.memo[h as usize % MEMO_SLOTS];
+        if slot.load(Relaxed) == h {
+            return true;
+        }
+        let matched = self.re.is_match(value);
+        if matched {
+            slot.store(h, Relaxed);
+        }
+        matched
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.re.as_str()
+    }
+}
+
+impl Clone for Pattern {
+    fn clone(&self) -> Pattern {
+        Pattern::of(self.re.clone())
+    }
+}
+
+impl std::fmt::Debug for Pattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Pattern").field(&self.re.as_str()).finish()
+    }
+}
+
 /// The deployment's context formats.
 #[derive(Debug, Clone)]
 pub struct ContextRules {
-    pub procedure_code: Regex,
-    pub dossier_id: Regex,
-    pub officer_id: Regex,
-    pub agency_code: Regex,
+    pub procedure_code: Pattern,
+    pub dossier_id: Pattern,
+    pub officer_id: Pattern,
+    pub agency_code: Pattern,
 }
 
 impl Default for ContextRules {
     fn default() -> Self {
-        let re = |p: &str| Regex::new(p).expect("default pattern compiles");
+        let re = |p: &str| Pattern::new(p).expect("default pattern compiles");
         ContextRules {
             procedure_code: re(DEFAULT_PROCEDURE_CODE_PATTERN),
             dossier_id: re(DEFAULT_DOSSIER_ID_PATTERN),
@@ -138,7 +198,7 @@ impl ContextRules {
             ),
         ] {
             if let Some(p) = value {
-                match Regex::new(p) {
+                match Pattern::new(p) {
                     Ok(re) => *slot = re,
                     Err(err) => e.add(key, format!("not a regular expression: {err}")),
                 }
@@ -160,7 +220,7 @@ impl ContextRules {
         procedure_code: &str,
         officer_id: &str,
     ) -> Result<CallContext, String> {
-        let check = |value: &str, name: &str, re: &Regex| -> Result<String, String> {
+        let check = |value: &str, name: &str, re: &Pattern| -> Result<String, String> {
             let v = value.trim();
             if v.is_empty() {
                 return Err(format!("{name} is required"));
@@ -187,16 +247,17 @@ impl ContextRules {
         if let Some((field, why)) = raw.malformed {
             return Err(format!("{field} {why}"));
         }
-        let required = |value: &Option<String>, name: &str, re: &Regex| -> Result<String, String> {
-            let v = value.as_deref().map(str::trim).unwrap_or_default();
-            if v.is_empty() {
-                return Err(format!("{name} is required"));
-            }
-            if !re.is_match(v) {
-                return Err(format!("{name} does not match the pattern {}", re.as_str()));
-            }
-            Ok(v.to_owned())
-        };
+        let required =
+            |value: &Option<String>, name: &str, re: &Pattern| -> Result<String, String> {
+                let v = value.as_deref().map(str::trim).unwrap_or_default();
+                if v.is_empty() {
+                    return Err(format!("{name} is required"));
+                }
+                if !re.is_match(v) {
+                    return Err(format!("{name} does not match the pattern {}", re.as_str()));
+                }
+                Ok(v.to_owned())
+            };
         let agency_code = match raw.agency_code.as_deref().map(str::trim) {
             None | Some("") => String::new(),
             Some(v) if self.agency_code.is_match(v) => v.to_owned(),
@@ -295,5 +356,31 @@ mod tests {
             })
             .unwrap_err();
         assert_eq!(e, "officer_id is required");
+    }
+
+    #[test]
+    fn a_patterns_memo_answers_what_the_regex_answered() {
+        let p = Pattern::new(DEFAULT_DOSSIER_ID_PATTERN).expect("compiles");
+        let good = "000.00.53.H48-251128-0001";
+        let bad = [
+            "000.00.53.H48-251128-01",
+            "",
+            "x-251128-0001\n",
+            "000.00.53.H48-251128-00011111",
+        ];
+        for _ in 0..3 {
+            assert!(p.is_match(good));
+            for b in bad {
+                assert!(!p.is_match(b), "{b:?}");
+            }
+        }
+        // Many accepted values share the slots; none lets a refused value through.
+        for n in 0..2_000 {
+            assert!(p.is_match(&format!("000.00.53.H48-251128-{n:04}")));
+            assert!(!p.is_match(&format!("000.00.53.H48-25112-{n:04}")));
+        }
+        let copy = p.clone();
+        assert_eq!(copy.as_str(), p.as_str());
+        assert!(copy.is_match(good) && !copy.is_match(bad[0]));
     }
 }

@@ -237,7 +237,17 @@ impl From<sqlx::Error> for RegisterError {
 pub struct Register {
     store: Store,
     settings: DossierSettings,
-    cache: moka::future::Cache<(String, String), Option<Arc<Dossier>>>,
+    /// By a seeded hash of (consumer, dossier id), so a lookup builds no key; each entry
+    /// names its dossier, and one that names another is not used.
+    cache: moka::future::Cache<u64, Arc<CachedDossier>>,
+    seed: u64,
+}
+
+/// A dossier as this replica read it (or its absence), and whose it is.
+struct CachedDossier {
+    consumer: Box<str>,
+    id: Box<str>,
+    dossier: Option<Arc<Dossier>>,
 }
 
 impl Register {
@@ -250,7 +260,13 @@ impl Register {
             store,
             settings,
             cache,
+            seed: uuid::Uuid::new_v4().as_u64_pair().0,
         }
+    }
+
+    fn cache_key(&self, consumer: &str, id: &str) -> u64 {
+        use xxhash_rust::xxh3::xxh3_64_with_seed as h;
+        h(id.as_bytes(), h(consumer.as_bytes(), self.seed))
     }
 
     /// A register in a private in-memory SQLite database (tests, benchmarks).
@@ -357,20 +373,27 @@ impl Register {
         if self.settings.cache_ttl.is_zero() {
             return Ok(Box::pin(self.store.get(consumer, id)).await?.map(Arc::new));
         }
-        let key = (consumer.to_owned(), id.to_owned());
-        self.cache
-            .try_get_with(key, async {
-                Ok::<_, RegisterError>(Box::pin(self.store.get(consumer, id)).await?.map(Arc::new))
+        let cached = self
+            .cache
+            .try_get_with(self.cache_key(consumer, id), async {
+                Ok::<_, RegisterError>(Arc::new(CachedDossier {
+                    consumer: consumer.into(),
+                    id: id.into(),
+                    dossier: Box::pin(self.store.get(consumer, id)).await?.map(Arc::new),
+                }))
             })
             .await
-            .map_err(|e| RegisterError::Store(e.to_string()))
+            .map_err(|e| RegisterError::Store(e.to_string()))?;
+        if *cached.consumer == *consumer && *cached.id == *id {
+            return Ok(cached.dossier.clone());
+        }
+        // Another dossier with the same hash (a 2^-64 chance): read this one directly.
+        Ok(Box::pin(self.store.get(consumer, id)).await?.map(Arc::new))
     }
 
     /// Drops this replica's copy of a dossier (changed here, or announced by another).
     pub async fn forget(&self, consumer: &str, id: &str) {
-        self.cache
-            .invalidate(&(consumer.to_owned(), id.to_owned()))
-            .await;
+        self.cache.invalidate(&self.cache_key(consumer, id)).await;
     }
 
     /// Marks open dossiers past their expiry as expired, and returns them; on shared

@@ -299,7 +299,7 @@ impl Default for MisuseSettings {
 
 /// The serial part of a key and the prefix before it, for the sequential rule: the
 /// trailing digits (without an enterprise code's check digit), and what precedes them.
-pub fn serial(dataset: &str, key: &str) -> Option<(String, u64)> {
+pub fn serial<'k>(dataset: &str, key: &'k str) -> Option<(&'k str, u64)> {
     let digits = key.len() - key.trim_end_matches(|c: char| c.is_ascii_digit()).len();
     let (prefix, tail) = key.split_at(key.len() - digits);
     let tail = if dataset == crate::domain::dataset::BUSINESS_ENTERPRISE && tail.len() == 10 {
@@ -308,7 +308,7 @@ pub fn serial(dataset: &str, key: &str) -> Option<(String, u64)> {
         tail
     };
     let tail = &tail[tail.len().saturating_sub(18)..];
-    Some((prefix.to_owned(), tail.parse().ok()?))
+    Some((prefix, tail.parse().ok()?))
 }
 
 #[cfg(test)]

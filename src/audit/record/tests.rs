@@ -188,3 +188,30 @@ fn a_view_reads_the_filtered_fields_in_place_and_refuses_what_decoding_refuses()
     assert!(EntryView::parse(&longer).is_err());
     assert!(EntryView::parse(&[0xFF, 3, 0, 0]).is_err());
 }
+
+#[test]
+fn short_references_depend_on_the_key_and_on_where_parts_divide() {
+    let a = SubjectKey::new("k1", b"0123456789abcdef");
+    let b = SubjectKey::new("k1", b"0123456789abcdeg");
+    let parts: &[&[u8]] = &[
+        b"misuse:sequential",
+        b"land.parcel",
+        b"00004-12-",
+        &34u64.to_le_bytes(),
+    ];
+    assert_eq!(a.short(parts), a.short(parts));
+    assert_ne!(
+        a.short(parts),
+        b.short(parts),
+        "another audit key, another reference"
+    );
+    assert_ne!(
+        a.short(&[b"ab", b"c"]),
+        a.short(&[b"a", b"bc"]),
+        "parts are length-prefixed"
+    );
+    let neighbours: Vec<u64> = (33..36u64)
+        .map(|n| a.short(&[b"s", &n.to_le_bytes()]))
+        .collect();
+    assert!(neighbours[0] != neighbours[1] && neighbours[1] != neighbours[2]);
+}

@@ -66,22 +66,69 @@ pub enum Damage {
 }
 
 impl Damage {
-    /// Whether this is what a commit cut short by a crash leaves: a last frame with nothing
-    /// after it but zeros (never acknowledged, so dropping it loses nothing).
+    /// Whether this is what a commit cut short by a crash leaves: a last frame, with
+    /// nothing after it but zeros (logs are zeroed ahead of use), never acknowledged, so
+    /// dropping it loses nothing. Its length runs past the end, or every byte after where
+    /// it says it ends is zero.
     pub fn torn_end(&self, bytes: &[u8]) -> bool {
         match self {
             Damage::Magic => bytes.len() < LOG_MAGIC.len() && LOG_MAGIC.starts_with(bytes),
             Damage::Frame { at, .. } => {
-                let at = *at as usize;
-                let rest = &bytes[at.min(bytes.len())..];
-                // The declared length runs past the end: the tail of one unfinished write.
-                let runs_past = rest.len() >= 4
-                    && HEAD + u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize
-                        > rest.len();
-                rest.len() < HEAD || runs_past || rest.iter().all(|b| *b == 0)
+                let rest = &bytes[(*at as usize).min(bytes.len())..];
+                if rest.len() < HEAD {
+                    return true;
+                }
+                let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+                match rest.get(HEAD.saturating_add(len)..) {
+                    None => true,
+                    Some(after) => after.iter().all(|b| *b == 0),
+                }
             }
         }
     }
+}
+
+/// The bytes of a log up to the end of its frames: its mark, then frame after frame, until
+/// the file ends or a frame's head is zeros (the part of a log zeroed ahead of use). A
+/// torn frame is kept as read, for the walk to recognise.
+pub fn read_used(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut file = std::io::BufReader::with_capacity(256 << 10, std::fs::File::open(path)?);
+    let mut out = Vec::with_capacity(1 << 20);
+    let mut magic = [0; LOG_MAGIC.len()];
+    let n = read_up_to(&mut file, &mut magic)?;
+    out.extend_from_slice(&magic[..n]);
+    loop {
+        let mut head = [0; HEAD];
+        let n = read_up_to(&mut file, &mut head)?;
+        if n == 0 || head == [0; HEAD] {
+            return Ok(out);
+        }
+        out.extend_from_slice(&head[..n]);
+        if n < HEAD {
+            return Ok(out);
+        }
+        let len = u32::from_le_bytes(head[..4].try_into().expect("4 bytes")) as usize;
+        let start = out.len();
+        file.by_ref()
+            .take(len.min(MOST_FRAME) as u64)
+            .read_to_end(&mut out)?;
+        if out.len() - start < len {
+            return Ok(out);
+        }
+    }
+}
+
+/// Reads until `buf` is full or the file ends; how much was read.
+fn read_up_to(r: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
 }
 
 fn put_short(out: &mut Vec<u8>, bytes: &[u8]) {

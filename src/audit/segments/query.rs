@@ -109,7 +109,7 @@ fn decode(r: &format::RecordRef<'_>) -> Result<Chained, StoreError> {
 impl Segments {
     fn read_log(&self, n: u64) -> Result<Option<Vec<u8>>, StoreError> {
         let path = self.log_path(n);
-        match std::fs::read(&path) {
+        match format::read_used(&path) {
             Ok(b) => Ok(Some(b)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io("read", &path, e)),

@@ -21,8 +21,9 @@ pub struct Attempt<'a> {
     /// Under pattern binding: whether the dossier declared this subject (`None` under
     /// declared binding, where the dossier rule has nothing to add).
     pub declared: Option<bool>,
-    /// The sequential rule's bucket references: this key's bucket, and its neighbours'.
-    pub buckets: Option<[String; 3]>,
+    /// The sequential rule's bucket references (64-bit keyed, see
+    /// [`crate::audit::record::SubjectKey::short`]): this key's bucket, and its neighbours'.
+    pub buckets: Option<[u64; 3]>,
     pub now_ms: i64,
 }
 
@@ -54,27 +55,69 @@ pub struct Outcome {
 
 /// What one count adds.
 #[derive(Debug, Clone)]
-enum Kind {
+enum Kind<'a> {
     /// A distinct member (a subject's reference).
-    Distinct(String),
+    Distinct(&'a str),
     /// One more call.
     Count,
     /// A key's bucket and its neighbours': counts when one was seen.
-    Sequential([String; 3]),
+    Sequential([u64; 3]),
     /// Reads the not-found tally (calls, misses); this call's result is added later.
     Ratio,
 }
 
+/// Whose window a count goes to: a consumer's, one of its officers', or one of its
+/// dossiers'.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Actor<'a> {
+    Consumer(&'a str),
+    Officer(&'a str, &'a str),
+    Dossier(&'a str, &'a str),
+}
+
+impl Actor<'_> {
+    /// The window's name in Redis (as it always was: parts joined by `/`).
+    fn redis_name(&self) -> String {
+        match self {
+            Actor::Consumer(c) => (*c).to_owned(),
+            Actor::Officer(c, o) => format!("{c}/{o}"),
+            Actor::Dossier(c, d) => format!("{c}//{d}"),
+        }
+    }
+
+    /// The window's number in memory: a hash of its kind and parts, seeded per process,
+    /// so building it allocates nothing and no caller can aim two names at one window.
+    fn id(&self, seed: u64) -> u64 {
+        use xxhash_rust::xxh3::xxh3_64_with_seed as h;
+        match self {
+            Actor::Consumer(c) => h(c.as_bytes(), seed),
+            Actor::Officer(c, o) => h(o.as_bytes(), h(c.as_bytes(), seed ^ 1)),
+            Actor::Dossier(c, d) => h(d.as_bytes(), h(c.as_bytes(), seed ^ 2)),
+        }
+    }
+
+    fn officer(&self) -> &str {
+        match self {
+            Actor::Officer(_, o) => o,
+            _ => "",
+        }
+    }
+
+    fn dossier(&self) -> &str {
+        match self {
+            Actor::Dossier(_, d) => d,
+            _ => "",
+        }
+    }
+}
+
 /// One count of one call, in its window.
 #[derive(Debug, Clone)]
-struct Planned {
+struct Planned<'a> {
     rule: Rule,
-    /// Whose window: consumer, officer or dossier, joined by NUL.
-    actor: String,
-    officer: String,
-    dossier: String,
+    actor: Actor<'a>,
     start: i64,
-    kind: Kind,
+    kind: Kind<'a>,
     setting: Setting,
 }
 
@@ -111,62 +154,50 @@ pub(super) fn period_start(rule: Rule, now_ms: i64) -> i64 {
 }
 
 /// The counts a call adds, one per rule that applies to it.
-fn plan(
+fn plan<'a>(
     settings: &MisuseSettings,
     scope: (&Overrides, &Overrides),
-    a: &Attempt<'_>,
-) -> Vec<Planned> {
-    let officer_actor = format!("{}\0{}", a.consumer, a.officer);
+    a: &Attempt<'a>,
+) -> Vec<Planned<'a>> {
+    let officer = Actor::Officer(a.consumer, a.officer);
     let mut out = Vec::with_capacity(7);
     for rule in Rule::ALL {
         let setting = settings.setting(rule, scope.0, scope.1);
         let start = period_start(rule, a.now_ms);
-        let mut push = |actor: String, officer: &str, dossier: &str, kind: Kind| {
+        let mut push = |actor: Actor<'a>, kind: Kind<'a>| {
             out.push(Planned {
                 rule,
                 actor,
-                officer: officer.to_owned(),
-                dossier: dossier.to_owned(),
                 start,
                 kind,
                 setting,
             })
         };
         match rule {
-            Rule::OfficerSubjectsHour | Rule::OfficerSubjectsDay => push(
-                officer_actor.clone(),
-                a.officer,
-                "",
-                Kind::Distinct(a.subject.to_owned()),
-            ),
+            Rule::OfficerSubjectsHour | Rule::OfficerSubjectsDay => {
+                push(officer, Kind::Distinct(a.subject))
+            }
             Rule::DossierUndeclaredSubjects => {
                 if a.declared == Some(false) {
                     push(
-                        format!("{}\0\0{}", a.consumer, a.dossier),
-                        "",
-                        a.dossier,
-                        Kind::Distinct(a.subject.to_owned()),
+                        Actor::Dossier(a.consumer, a.dossier),
+                        Kind::Distinct(a.subject),
                     )
                 }
             }
             Rule::OffHours => {
                 if !settings.office.open_at(a.now_ms) {
-                    push(officer_actor.clone(), a.officer, "", Kind::Count)
+                    push(officer, Kind::Count)
                 }
             }
             Rule::SequentialKeys => {
-                if let Some(b) = &a.buckets {
-                    push(
-                        officer_actor.clone(),
-                        a.officer,
-                        "",
-                        Kind::Sequential(b.clone()),
-                    )
+                if let Some(b) = a.buckets {
+                    push(officer, Kind::Sequential(b))
                 }
             }
             Rule::NotFoundRatio => {
-                push(officer_actor.clone(), a.officer, "", Kind::Ratio);
-                push(a.consumer.to_owned(), "", "", Kind::Ratio);
+                push(officer, Kind::Ratio);
+                push(Actor::Consumer(a.consumer), Kind::Ratio);
             }
         }
     }
@@ -220,7 +251,10 @@ return out
 
 /// Detection's memory on this replica, shared by every configuration version.
 pub struct Detector {
-    windows: Mutex<HashMap<(Rule, String, i64), Window>>,
+    /// Windows by (rule, actor's number, period start).
+    windows: Mutex<HashMap<(Rule, u64, i64), Window>>,
+    /// This process's seed of actors' numbers.
+    seed: u64,
     script: redis::Script,
 }
 
@@ -228,6 +262,7 @@ impl Default for Detector {
     fn default() -> Self {
         Detector {
             windows: Mutex::default(),
+            seed: uuid::Uuid::new_v4().as_u64_pair().0,
             script: redis::Script::new(COUNT),
         }
     }
@@ -257,7 +292,7 @@ impl Detector {
         let mut out = Outcome::default();
         for (i, p) in planned.iter().enumerate() {
             let w = windows
-                .entry((p.rule, p.actor.clone(), p.start))
+                .entry((p.rule, p.actor.id(self.seed), p.start))
                 .or_default();
             w.end_ms = p.start + p.rule.period_ms();
             let counted = match &counted {
@@ -276,8 +311,8 @@ impl Detector {
                 let firing = Firing {
                     rule: p.rule,
                     consumer: a.consumer.to_owned(),
-                    officer: p.officer.clone(),
-                    dossier: p.dossier.clone(),
+                    officer: p.actor.officer().to_owned(),
+                    dossier: p.actor.dossier().to_owned(),
                     window_start_ms: p.start,
                     window_end_ms: w.end_ms,
                     count,
@@ -297,23 +332,23 @@ impl Detector {
     }
 
     /// The counts in Redis, or `None` when it does not answer.
-    async fn count_shared(&self, shared: &Shared, planned: &[Planned]) -> Option<Vec<Counted>> {
+    async fn count_shared(&self, shared: &Shared, planned: &[Planned<'_>]) -> Option<Vec<Counted>> {
         let mut keys = Vec::with_capacity(planned.len());
         let mut args = Vec::with_capacity(planned.len() * 6);
         for p in planned {
             keys.push(shared.prefixed(&format!(
                 "misuse:{}:{}:{}",
                 p.rule.as_str(),
-                p.actor.replace('\0', "/"),
+                p.actor.redis_name(),
                 p.start
             )));
             let ttl = (p.rule.period_ms() + 60_000).to_string();
             let cap = p.setting.threshold.saturating_add(1).to_string();
-            let (kind, members): (&str, [&str; 3]) = match &p.kind {
-                Kind::Distinct(m) => ("d", [m, "", ""]),
-                Kind::Count => ("c", ["", "", ""]),
-                Kind::Sequential(b) => ("s", [&b[0], &b[1], &b[2]]),
-                Kind::Ratio => ("r", ["", "", ""]),
+            let (kind, members): (&str, [String; 3]) = match &p.kind {
+                Kind::Distinct(m) => ("d", [(*m).to_owned(), String::new(), String::new()]),
+                Kind::Count => ("c", Default::default()),
+                Kind::Sequential(b) => ("s", b.map(|b| format!("{b:016x}"))),
+                Kind::Ratio => ("r", Default::default()),
             };
             let cap = if kind == "s" {
                 MAX_BUCKETS.to_string()
@@ -321,7 +356,7 @@ impl Detector {
                 cap
             };
             args.extend([kind.to_owned(), ttl, cap]);
-            args.extend(members.map(str::to_owned));
+            args.extend(members);
         }
         let answer = shared.eval(&self.script, &keys, &args).await?;
         (answer.len() == planned.len()).then(|| {
@@ -352,13 +387,13 @@ impl Detector {
             return;
         }
         let start = period_start(Rule::NotFoundRatio, now_ms);
-        let actors = [format!("{consumer}\0{officer}"), consumer.to_owned()];
+        let actors = [Actor::Officer(consumer, officer), Actor::Consumer(consumer)];
         if let Some(s) = shared {
-            let keys = actors.clone().map(|actor| {
+            let keys = actors.map(|actor| {
                 s.prefixed(&format!(
                     "misuse:{}:{}:{start}",
                     Rule::NotFoundRatio.as_str(),
-                    actor.replace('\0', "/")
+                    actor.redis_name()
                 ))
             });
             let ttl = (Rule::NotFoundRatio.period_ms() + 60_000).to_string();
@@ -370,7 +405,7 @@ impl Detector {
         let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
         for actor in actors {
             let w = windows
-                .entry((Rule::NotFoundRatio, actor, start))
+                .entry((Rule::NotFoundRatio, actor.id(self.seed), start))
                 .or_default();
             w.end_ms = start + Rule::NotFoundRatio.period_ms();
             w.calls += 1;
@@ -412,13 +447,12 @@ fn count_locally(w: &mut Window, p: &Planned) -> Counted {
             }
             Counted::N(w.seen.len() as u64)
         }
-        Kind::Sequential(b) => {
-            let [own, below, above] = [&b[0], &b[1], &b[2]].map(|r| short(r));
-            if [own, below, above].iter().any(|b| w.seen.contains(b)) {
+        Kind::Sequential([own, below, above]) => {
+            if [own, below, above].iter().any(|b| w.seen.contains(*b)) {
                 w.count += 1;
             }
             if w.seen.len() < MAX_BUCKETS {
-                w.seen.insert(own);
+                w.seen.insert(*own);
             }
             Counted::N(w.count)
         }
@@ -430,7 +464,7 @@ fn count_locally(w: &mut Window, p: &Planned) -> Counted {
 }
 
 /// Keeps the table within `max` windows: ended ones go first, then the oldest.
-fn make_room(windows: &mut HashMap<(Rule, String, i64), Window>, max: usize, now_ms: i64) {
+fn make_room(windows: &mut HashMap<(Rule, u64, i64), Window>, max: usize, now_ms: i64) {
     if windows.len() < max {
         return;
     }

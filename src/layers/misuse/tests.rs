@@ -188,7 +188,7 @@ async fn near_sequential_keys_fire_and_scattered_ones_do_not() {
     let d = Detector::default();
     let buckets = |serial: u64| {
         let b = serial / 5;
-        Some([b, b.saturating_sub(1), b + 1].map(reference))
+        Some([b, b.saturating_sub(1), b + 1].map(|b| b.wrapping_mul(0x9e37_79b9_7f4a_7c15)))
     };
     let at = |serial: u64, i: i64| Attempt {
         buckets: buckets(serial),
@@ -278,16 +278,16 @@ async fn memory_stays_bounded_whatever_the_officers() {
 fn a_keys_serial_is_its_trailing_digits() {
     assert_eq!(
         serial("population.citizen", "001090012345"),
-        Some((String::new(), 1_090_012_345))
+        Some(("", 1_090_012_345))
     );
     assert_eq!(
         serial("business.enterprise", "0100233489"),
-        Some((String::new(), 10_023_348)),
+        Some(("", 10_023_348)),
         "without the check digit"
     );
     assert_eq!(
         serial("land.parcel", "00004-12-345"),
-        Some(("00004-12-".into(), 345))
+        Some(("00004-12-", 345))
     );
     assert_eq!(serial("x.y", "abc"), None);
 }
