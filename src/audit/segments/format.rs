@@ -67,9 +67,9 @@ pub enum Damage {
 
 impl Damage {
     /// Whether this is what a commit cut short by a crash leaves: a last frame, with
-    /// nothing after it but zeros (logs are zeroed ahead of use), never acknowledged, so
-    /// dropping it loses nothing. Its length runs past the end, or every byte after where
-    /// it says it ends is zero.
+    /// nothing after it but zeros (a crash can leave a file's new end zeroed), never
+    /// acknowledged, so dropping it loses nothing. Its length runs past the end, or every
+    /// byte after where it says it ends is zero.
     pub fn torn_end(&self, bytes: &[u8]) -> bool {
         match self {
             Damage::Magic => bytes.len() < LOG_MAGIC.len() && LOG_MAGIC.starts_with(bytes),
@@ -89,8 +89,8 @@ impl Damage {
 }
 
 /// The bytes of a log up to the end of its frames: its mark, then frame after frame, until
-/// the file ends or a frame's head is zeros (the part of a log zeroed ahead of use). A
-/// torn frame is kept as read, for the walk to recognise.
+/// the file ends or a frame's head is zeros. A torn frame is kept as read, for the walk to
+/// recognise.
 pub fn read_used(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     let mut file = std::io::BufReader::with_capacity(256 << 10, std::fs::File::open(path)?);

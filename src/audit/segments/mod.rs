@@ -47,19 +47,8 @@ pub struct Segments {
     appender: Option<tokio::sync::Mutex<Appender>>,
     /// Summaries of sealed segments read so far, by number.
     sealed: Mutex<BTreeMap<u64, Arc<Summary>>>,
-    /// Work for the sealing thread.
-    to_seal: Option<std::sync::mpsc::Sender<Job>>,
-    /// Held while the spare log is made or taken (the sealing thread makes it ahead; a
-    /// commit that finds none makes it itself).
-    spare: Arc<Mutex<()>>,
-}
-
-/// What the sealing thread does.
-enum Job {
-    /// Index a log that stopped growing.
-    Seal(u64),
-    /// Zero the next log ahead of its use.
-    Spare,
+    /// Numbers of logs to seal, for the sealing thread.
+    to_seal: Option<std::sync::mpsc::Sender<u64>>,
 }
 
 struct Appender {
@@ -132,7 +121,6 @@ impl Segments {
             appender: None,
             sealed: Mutex::new(BTreeMap::new()),
             to_seal: None,
-            spare: Arc::default(),
         };
         if !owner {
             return Ok(store);
@@ -148,43 +136,26 @@ impl Segments {
             current: None,
             next: newest.map_or(1, |n| n + 1),
         }));
-        let (tx, rx) = std::sync::mpsc::channel::<Job>();
-        let sealer = store.sealer();
+        let (tx, rx) = std::sync::mpsc::channel::<u64>();
+        let sealer = Sealer {
+            dir: dir.to_path_buf(),
+            fsync,
+        };
         std::thread::Builder::new()
             .name("lienthong-audit-seal".into())
             .spawn(move || {
                 if behind_calls {
                     lower_this_thread();
                 }
-                while let Ok(job) = rx.recv() {
-                    match job {
-                        Job::Seal(n) => {
-                            if let Err(e) = sealer.seal(n) {
-                                tracing::error!(segment = n, error = %e, "an audit segment could not be indexed; it is read whole until the next start indexes it");
-                            }
-                        }
-                        Job::Spare => {
-                            if let Err(e) = sealer.spare() {
-                                tracing::warn!(error = %e, "the next audit segment could not be zeroed ahead; it will be at its first commit");
-                            }
-                        }
+                while let Ok(n) = rx.recv() {
+                    if let Err(e) = sealer.seal(n) {
+                        tracing::error!(segment = n, error = %e, "an audit segment could not be indexed; it is read whole until the next start indexes it");
                     }
                 }
             })
             .map_err(|e| StoreError(format!("cannot start the audit sealing thread: {e}")))?;
-        // The first log's zeroes, ahead of the first commit.
-        let _ = tx.send(Job::Spare);
         store.to_seal = Some(tx);
         Ok(store)
-    }
-
-    fn sealer(&self) -> Sealer {
-        Sealer {
-            dir: self.dir.clone(),
-            fsync: self.fsync,
-            spare_bytes: (self.seal_at as u64 * 1024 + (64 << 10)).min(SEAL_BYTES + (2 << 20)),
-            spare: self.spare.clone(),
-        }
     }
 
     /// Logs present, by number, and whether each has its index.
@@ -254,7 +225,11 @@ impl Segments {
             std::fs::remove_file(&path).map_err(|e| io("remove", &path, e))?;
             return Ok(());
         }
-        self.sealer().seal(n)
+        Sealer {
+            dir: self.dir.clone(),
+            fsync: self.fsync,
+        }
+        .seal(n)
     }
 
     /// The segments as they are now, oldest first. Sealed summaries are read once.
@@ -309,13 +284,25 @@ impl Segments {
         if a.current.is_none() {
             let number = a.next;
             let path = self.log_path(number);
-            let sealer = self.sealer();
-            let file = tokio::task::spawn_blocking(move || sealer.take_spare(&path))
-                .await
-                .map_err(|e| StoreError(format!("audit commit: {e}")))??;
-            if let Some(tx) = &self.to_seal {
-                let _ = tx.send(Job::Spare);
-            }
+            let (dir, fsync) = (self.dir.clone(), self.fsync);
+            let file = tokio::task::spawn_blocking(move || {
+                let mut file = File::options()
+                    .create_new(true)
+                    .append(true)
+                    .open(&path)
+                    .map_err(|e| io("create", &path, e))?;
+                file.write_all(&LOG_MAGIC)
+                    .map_err(|e| io("write", &path, e))?;
+                if fsync {
+                    // The new name must survive a power loss as well as its first commit.
+                    File::open(&dir)
+                        .and_then(|d| d.sync_all())
+                        .map_err(|e| io("sync", &dir, e))?;
+                }
+                Ok::<_, StoreError>(file)
+            })
+            .await
+            .map_err(|e| StoreError(format!("audit commit: {e}")))??;
             a.next += 1;
             a.current = Some(Current {
                 number,
@@ -327,11 +314,8 @@ impl Segments {
         let current = a.current.as_mut().expect("a current log");
         let (file, len, fsync) = (current.file.clone(), current.len, self.fsync);
         let written = tokio::task::spawn_blocking(move || {
-            use std::os::unix::fs::FileExt;
-            // Into the zeroed part of the log: the file's size does not change, so the sync
-            // writes the data alone (no journal commit for a new size).
-            let result = file
-                .write_all_at(&frame, len)
+            let result = (&*file)
+                .write_all(&frame)
                 .and_then(|()| if fsync { file.sync_data() } else { Ok(()) });
             // Cut a half-written frame off, so the log stays whole frames.
             result
@@ -373,7 +357,10 @@ impl Segments {
         let Some(current) = a.current.take() else {
             return Ok(());
         };
-        let sealer = self.sealer();
+        let sealer = Sealer {
+            dir: self.dir.clone(),
+            fsync: self.fsync,
+        };
         let sealed = tokio::task::spawn_blocking(move || sealer.seal(current.number))
             .await
             .map_err(|e| StoreError(format!("audit store: {e}")))?;
@@ -395,7 +382,7 @@ impl Segments {
 
     fn seal_later(&self, n: u64) {
         if let Some(tx) = &self.to_seal
-            && tx.send(Job::Seal(n)).is_err()
+            && tx.send(n).is_err()
         {
             tracing::error!(
                 segment = n,
@@ -430,88 +417,18 @@ impl Segments {
     }
 }
 
-/// Builds and writes indexes, and zeroes logs ahead of use.
+/// Builds and writes indexes.
 struct Sealer {
     dir: PathBuf,
     fsync: bool,
-    /// The size of a log zeroed ahead: what a log takes before it is sealed.
-    spare_bytes: u64,
-    spare: Arc<Mutex<()>>,
 }
 
 impl Sealer {
-    fn sync_dir(&self) -> Result<(), StoreError> {
-        if self.fsync {
-            File::open(&self.dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| io("sync", &self.dir, e))?;
-        }
-        Ok(())
-    }
-
-    /// Makes `spare`: a log's mark and zeroes, written and synced, so that commits into it
-    /// change no file size. Nothing to do when one is there.
-    fn spare(&self) -> Result<(), StoreError> {
-        let _one = self.spare.lock().unwrap_or_else(|p| p.into_inner());
-        self.make_spare()
-    }
-
-    fn make_spare(&self) -> Result<(), StoreError> {
-        let spare = self.dir.join("spare");
-        if spare.exists() {
-            return Ok(());
-        }
-        let tmp = self.dir.join("spare.tmp");
-        let mut file = File::create(&tmp).map_err(|e| io("create", &tmp, e))?;
-        file.write_all(&LOG_MAGIC)
-            .map_err(|e| io("write", &tmp, e))?;
-        let zeros = vec![0u8; 1 << 20];
-        let mut left = self.spare_bytes.saturating_sub(LOG_MAGIC.len() as u64);
-        while left > 0 {
-            let n = left.min(zeros.len() as u64) as usize;
-            file.write_all(&zeros[..n])
-                .map_err(|e| io("write", &tmp, e))?;
-            left -= n as u64;
-        }
-        if self.fsync {
-            file.sync_all().map_err(|e| io("sync", &tmp, e))?;
-        }
-        std::fs::rename(&tmp, &spare).map_err(|e| io("rename", &tmp, e))?;
-        self.sync_dir()
-    }
-
-    /// The spare, renamed to the log `path` (made now if the sealing thread has not).
-    fn take_spare(&self, path: &Path) -> Result<File, StoreError> {
-        let _one = self.spare.lock().unwrap_or_else(|p| p.into_inner());
-        self.make_spare()?;
-        let spare = self.dir.join("spare");
-        std::fs::rename(&spare, path).map_err(|e| io("rename", &spare, e))?;
-        // The new name must survive a power loss as well as its first commit.
-        self.sync_dir()?;
-        File::options()
-            .write(true)
-            .open(path)
-            .map_err(|e| io("open", path, e))
-    }
-
     fn seal(&self, n: u64) -> Result<(), StoreError> {
         let log = self.dir.join(format!("{n:016}.log"));
-        let bytes = format::read_used(&log).map_err(|e| io("read", &log, e))?;
+        let bytes = std::fs::read(&log).map_err(|e| io("read", &log, e))?;
         let (index, _) = index::build(&bytes).map_err(|e| io("index", &log, e))?;
-        // The zeroes it was not filled with go: a sealed log is its frames alone.
-        let mut frames = Frames::new(&bytes);
-        while let Some(Ok(_)) = frames.next() {}
-        let end = frames.end().max(LOG_MAGIC.len() as u64);
         drop(bytes);
-        let file = File::options()
-            .write(true)
-            .open(&log)
-            .map_err(|e| io("open", &log, e))?;
-        if file.metadata().map_err(|e| io("read", &log, e))?.len() > end {
-            file.set_len(end)
-                .and_then(|()| if self.fsync { file.sync_all() } else { Ok(()) })
-                .map_err(|e| io("cut the unused end of", &log, e))?;
-        }
         let path = self.dir.join(format!("{n:016}.idx"));
         let tmp = self.dir.join(format!("{n:016}.idx.tmp"));
         let mut file = File::create(&tmp).map_err(|e| io("create", &tmp, e))?;
@@ -520,7 +437,12 @@ impl Sealer {
             file.sync_all().map_err(|e| io("sync", &tmp, e))?;
         }
         std::fs::rename(&tmp, &path).map_err(|e| io("rename", &tmp, e))?;
-        self.sync_dir()
+        if self.fsync {
+            File::open(&self.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| io("sync", &self.dir, e))?;
+        }
+        Ok(())
     }
 }
 
