@@ -262,7 +262,6 @@ fn bind_and_detect(c: &mut Criterion) {
 /// frame and appended (no fsync: criterion measures CPU, not the disk), and a sealed
 /// segment's index built, per record.
 fn audit_append(c: &mut Criterion) {
-    use lienthong::audit::record::Chained;
     use lienthong::audit::segments::{Segments, format, index};
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -270,41 +269,27 @@ fn audit_append(c: &mut Criterion) {
         .expect("runtime");
     let dir = tempfile::tempdir().expect("dir");
     let subjects = lienthong::audit::record::SubjectKey::new("k1", b"bench secret");
-    let mut prev = GENESIS;
-    let records: Vec<Chained> = (1..=4096)
-        .map(|seq| {
-            let entry = AuditEntry {
-                time_ms: 1_764_300_000_000 + seq,
-                request_id: format!("0193f1a2-7c3e-7b21-9d44-{seq:012}"),
-                trace_id: format!("{seq:032x}"),
-                transport: "rest".into(),
-                actor: "demo-onestop".into(),
-                credential: "api_key".into(),
-                officer_id: format!("canbo{:02}", seq % 40),
-                agency_code: "000.00.53.H48".into(),
-                procedure_code: "1.001612".into(),
-                dossier_id: format!("000.00.53.H48-251128-{:04}", seq % 900),
-                dataset: "population.citizen".into(),
-                subject: subjects.reference("population.citizen", &format!("0010{:08}", seq)),
-                action: "fetch".into(),
-                fields: vec!["full_name".into(), "date_of_birth".into()],
-                outcome: "served".into(),
-                cache: "hit".into(),
-                upstream_ms: -1,
-                ..AuditEntry::default()
-            };
-            let hash = chain_hash(&prev, "vm", seq, &entry);
-            let r = Chained {
-                instance: "vm".into(),
-                seq,
-                entry,
-                prev_hash: prev,
-                hash,
-            };
-            prev = hash;
-            r
-        })
-        .collect();
+    let entries = (1..=4096).map(|seq| AuditEntry {
+        time_ms: 1_764_300_000_000 + seq,
+        request_id: format!("0193f1a2-7c3e-7b21-9d44-{seq:012}"),
+        trace_id: format!("{seq:032x}"),
+        transport: "rest".into(),
+        actor: "demo-onestop".into(),
+        credential: "api_key".into(),
+        officer_id: format!("canbo{:02}", seq % 40),
+        agency_code: "000.00.53.H48".into(),
+        procedure_code: "1.001612".into(),
+        dossier_id: format!("000.00.53.H48-251128-{:04}", seq % 900),
+        dataset: "population.citizen".into(),
+        subject: subjects.reference("population.citizen", &format!("0010{:08}", seq)),
+        action: "fetch".into(),
+        fields: vec!["full_name".into(), "date_of_birth".into()],
+        outcome: "served".into(),
+        cache: "hit".into(),
+        upstream_ms: -1,
+        ..AuditEntry::default()
+    });
+    let records = lienthong::audit::record::link("vm", 1, GENESIS, entries);
     let store = Segments::open(dir.path(), false, true, false).expect("segments");
     let group = &records[..32];
     c.bench_function("audit_segment_append_32", |b| {

@@ -10,7 +10,7 @@
 
 use lienthong::audit::journal::JournaledStore;
 use lienthong::audit::record::{
-    AuditEntry, Chained, Disclosure, GENESIS, Signer, SubjectKey, chain_hash,
+    AuditEntry, Chained, Disclosure, GENESIS, Signer, SubjectKey, link,
 };
 use lienthong::audit::sqlite::SqliteStore;
 use lienthong::audit::store::AuditStore;
@@ -170,23 +170,12 @@ async fn segments(a: &Args, dir: &std::path::Path) -> serde_json::Value {
 /// The same records, chained beforehand.
 fn chained(a: &Args) -> Vec<Chained> {
     let subjects = SubjectKey::new("k1", b"0123456789abcdef0123456789abcdef");
-    let mut prev = GENESIS;
-    (0..a.records)
-        .map(|n| {
-            let e = entry(n, &subjects);
-            let seq = n as i64 + 1;
-            let hash = chain_hash(&prev, "bench", seq, &e);
-            let r = Chained {
-                instance: "bench".into(),
-                seq,
-                entry: e,
-                prev_hash: prev,
-                hash,
-            };
-            prev = hash;
-            r
-        })
-        .collect()
+    link(
+        "bench",
+        1,
+        GENESIS,
+        (0..a.records).map(|n| entry(n, &subjects)),
+    )
 }
 
 /// A commit line as the design before segments wrote it (its own serialisation, borrowed).

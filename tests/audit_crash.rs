@@ -30,31 +30,17 @@ const EARLIER: i64 = 40;
 
 /// What the version before segments left: records 1-30 in SQLite, 31-40 in a commit file.
 async fn earlier_store(config: &lienthong::core::model::Model) {
-    use lienthong::audit::record::{AuditEntry, Chained, GENESIS, chain_hash};
+    use lienthong::audit::record::{AuditEntry, GENESIS, link};
     let instance = &config.settings.instance_id;
-    let mut prev = GENESIS;
-    let records: Vec<Chained> = (1..=EARLIER)
-        .map(|seq| {
-            let entry = AuditEntry {
-                time_ms: lienthong::audit::record::now_ms() - 60_000 + seq,
-                request_id: format!("earlier-{seq}"),
-                action: "fetch".into(),
-                outcome: "served".into(),
-                upstream_ms: -1,
-                ..AuditEntry::default()
-            };
-            let hash = chain_hash(&prev, instance, seq, &entry);
-            let r = Chained {
-                instance: instance.clone(),
-                seq,
-                entry,
-                prev_hash: prev,
-                hash,
-            };
-            prev = hash;
-            r
-        })
-        .collect();
+    let entries = (1..=EARLIER).map(|seq| AuditEntry {
+        time_ms: lienthong::audit::record::now_ms() - 60_000 + seq,
+        request_id: format!("earlier-{seq}"),
+        action: "fetch".into(),
+        outcome: "served".into(),
+        upstream_ms: -1,
+        ..AuditEntry::default()
+    });
+    let records = link(instance, 1, GENESIS, entries);
     let signer = config.audit.signer();
     let sqlite = lienthong::audit::sqlite::SqliteStore::open(&config.audit.path, true)
         .await

@@ -387,6 +387,33 @@ pub fn chain_hash_canonical(
     h.finalize().into()
 }
 
+/// `entries` as a chain of `instance` after `prev`: sequence numbers from `first_seq`, each
+/// record linked to the one before (tools, benchmarks and tests that write records
+/// themselves).
+pub fn link(
+    instance: &str,
+    first_seq: i64,
+    mut prev: [u8; 32],
+    entries: impl IntoIterator<Item = AuditEntry>,
+) -> Vec<Chained> {
+    entries
+        .into_iter()
+        .zip(first_seq..)
+        .map(|(entry, seq)| {
+            let hash = chain_hash(&prev, instance, seq, &entry);
+            let r = Chained {
+                instance: instance.into(),
+                seq,
+                entry,
+                prev_hash: prev,
+                hash,
+            };
+            prev = hash;
+            r
+        })
+        .collect()
+}
+
 impl Chained {
     /// Whether the stored hash is the hash of what is stored.
     pub fn hash_holds(&self) -> bool {
@@ -535,37 +562,24 @@ pub fn now_ms() -> i64 {
 /// Chains for tests of the stores.
 #[cfg(test)]
 pub(crate) mod testing {
-    use super::{AuditEntry, Chained, chain_hash};
+    use super::{AuditEntry, Chained, link};
 
     /// `n` fetch records of `instance` from `seq` on, linked to `prev`; each has its own
     /// officer and dossier.
-    pub(crate) fn chain(instance: &str, from: i64, n: i64, mut prev: [u8; 32]) -> Vec<Chained> {
-        (from..from + n)
-            .map(|seq| {
-                let entry = AuditEntry {
-                    time_ms: 1_700_000_000_000 + seq,
-                    request_id: format!("r{seq}"),
-                    officer_id: format!("canbo{:02}", seq % 3),
-                    dossier_id: format!("000.00.53.H48-251128-{seq:04}"),
-                    subject: format!("k1:{seq:064x}"),
-                    action: "fetch".into(),
-                    outcome: "served".into(),
-                    fields: vec!["full_name".into()],
-                    upstream_ms: -1,
-                    ..AuditEntry::default()
-                };
-                let hash = chain_hash(&prev, instance, seq, &entry);
-                let r = Chained {
-                    instance: instance.into(),
-                    seq,
-                    entry,
-                    prev_hash: prev,
-                    hash,
-                };
-                prev = hash;
-                r
-            })
-            .collect()
+    pub(crate) fn chain(instance: &str, from: i64, n: i64, prev: [u8; 32]) -> Vec<Chained> {
+        let entries = (from..from + n).map(|seq| AuditEntry {
+            time_ms: 1_700_000_000_000 + seq,
+            request_id: format!("r{seq}"),
+            officer_id: format!("canbo{:02}", seq % 3),
+            dossier_id: format!("000.00.53.H48-251128-{seq:04}"),
+            subject: format!("k1:{seq:064x}"),
+            action: "fetch".into(),
+            outcome: "served".into(),
+            fields: vec!["full_name".into()],
+            upstream_ms: -1,
+            ..AuditEntry::default()
+        });
+        link(instance, from, prev, entries)
     }
 }
 

@@ -1,48 +1,35 @@
 use super::*;
-use crate::audit::record::{AuditEntry, Disclosure, GENESIS, Signer, chain_hash};
+use crate::audit::record::{AuditEntry, Disclosure, GENESIS, Signer, link};
 use crate::audit::store::Query;
 use std::time::Duration;
 
 /// A chain of `n` records with a few repeating keys, people named in fields, and times that
 /// do not always rise (a slow call commits after a faster one).
-fn records(instance: &str, from: i64, n: i64, mut prev: [u8; 32]) -> Vec<Chained> {
-    (from..from + n)
-        .map(|seq| {
-            let entry = AuditEntry {
-                time_ms: 1_700_000_000_000 + seq * 10 - (seq % 7) * 15,
-                request_id: format!("r{seq}"),
-                actor: format!("consumer-{}", seq % 3),
-                officer_id: format!("canbo{:02}", seq % 5),
-                dossier_id: format!("H48-{:04}", seq % 11),
-                dataset: if seq % 2 == 0 {
-                    "population"
-                } else {
-                    "business"
-                }
-                .into(),
-                subject: format!("k1:{:064x}", seq % 13),
-                action: "fetch".into(),
-                outcome: if seq % 4 == 0 { "not_found" } else { "served" }.into(),
-                upstream_ms: -1,
-                disclosure: (seq % 3 == 0).then(|| Disclosure {
-                    legal_basis: "basis".into(),
-                    withheld: false,
-                    mentions: vec![("father".into(), format!("k1:{:064x}", (seq + 1) % 13))],
-                }),
-                ..AuditEntry::default()
-            };
-            let hash = chain_hash(&prev, instance, seq, &entry);
-            let r = Chained {
-                instance: instance.into(),
-                seq,
-                entry,
-                prev_hash: prev,
-                hash,
-            };
-            prev = hash;
-            r
-        })
-        .collect()
+fn records(instance: &str, from: i64, n: i64, prev: [u8; 32]) -> Vec<Chained> {
+    let entries = (from..from + n).map(|seq| AuditEntry {
+        time_ms: 1_700_000_000_000 + seq * 10 - (seq % 7) * 15,
+        request_id: format!("r{seq}"),
+        actor: format!("consumer-{}", seq % 3),
+        officer_id: format!("canbo{:02}", seq % 5),
+        dossier_id: format!("H48-{:04}", seq % 11),
+        dataset: if seq % 2 == 0 {
+            "population"
+        } else {
+            "business"
+        }
+        .into(),
+        subject: format!("k1:{:064x}", seq % 13),
+        action: "fetch".into(),
+        outcome: if seq % 4 == 0 { "not_found" } else { "served" }.into(),
+        upstream_ms: -1,
+        disclosure: (seq % 3 == 0).then(|| Disclosure {
+            legal_basis: "basis".into(),
+            withheld: false,
+            mentions: vec![("father".into(), format!("k1:{:064x}", (seq + 1) % 13))],
+        }),
+        ..AuditEntry::default()
+    });
+    link(instance, from, prev, entries)
 }
 
 /// What a query must answer, computed by brute force.
