@@ -265,6 +265,10 @@ impl AuditStore for JournaledStore {
         Ok(())
     }
 
+    async fn indexes_differ(&self) -> Result<Vec<String>, StoreError> {
+        self.segments(|s, _| s.indexes_differ()).await
+    }
+
     /// Seals the current segment (indexed before the stop ends; the next commit starts a
     /// new one) and folds SQLite's write-ahead log into its file.
     async fn flush(&self) -> Result<(), StoreError> {

@@ -113,6 +113,12 @@ pub trait AuditStore: Send + Sync {
     /// Notes an archive and removes the records it holds (and their checkpoints), at once.
     async fn archived(&self, archive: &Archive) -> Result<(), StoreError>;
 
+    /// Indexes built from the records that no longer match them (rebuilt and compared):
+    /// one line each. A store whose indexes are its database's own has none.
+    async fn indexes_differ(&self) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
+    }
+
     /// Moves everything committed to its final place (the commit log's records into
     /// SQLite, SQLite's write-ahead log into the database file), at a graceful stop; a store
     /// that writes in place has nothing to do.

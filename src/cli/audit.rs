@@ -220,6 +220,9 @@ pub(crate) async fn run_verify(config: &Model) -> Result<(), CliError> {
             Ok(())
         }
         Err(VerifyError::Broken(b)) => Err(format!("the audit trail does not verify: {b}").into()),
+        Err(VerifyError::Index(wrong)) => {
+            Err(format!("the audit trail's chains verify, but {wrong}").into())
+        }
         Err(VerifyError::Store(e)) => Err(e.to_string().into()),
     }
 }

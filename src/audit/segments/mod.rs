@@ -391,6 +391,35 @@ impl Segments {
         }
     }
 
+    /// Sealed segments whose index is not the one their log builds: one line each, naming
+    /// the file (removing it makes the next start build it again).
+    pub fn indexes_differ(&self) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        for seg in self.list()? {
+            let Seg::Sealed(n, _) = seg else { continue };
+            let (log, idx) = (self.log_path(n), self.index_path(n));
+            let bytes = std::fs::read(&log).map_err(|e| io("read", &log, e))?;
+            let built = match index::build(&bytes) {
+                Ok((built, _)) => built,
+                Err(e) => {
+                    out.push(format!(
+                        "the audit segment {} cannot be read: {e}",
+                        log.display()
+                    ));
+                    continue;
+                }
+            };
+            let held = std::fs::read(&idx).map_err(|e| io("read", &idx, e))?;
+            if held != built {
+                out.push(format!(
+                    "the index {} does not match its log: queries could miss records; remove it, and the next start builds it again",
+                    idx.display()
+                ));
+            }
+        }
+        Ok(out)
+    }
+
     /// Removes the sealed segments that hold nothing but archived records.
     pub fn remove_archived(&self, archived: &Archived) -> Result<usize, StoreError> {
         let mut removed = 0;

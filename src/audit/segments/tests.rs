@@ -344,3 +344,24 @@ async fn a_reader_sees_each_commit_once_it_returns_and_cannot_append() {
     }
     assert!(reader.append(&all, None).await.is_err());
 }
+
+#[tokio::test]
+async fn an_index_changed_after_it_was_built_is_found() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = Segments::open_sealing_at(dir.path(), false, true, false, 50).expect("open");
+    append_all(&store, &records("gw", 1, 120, GENESIS), 10).await;
+    sealed(&store).await;
+    assert_eq!(
+        store.indexes_differ().expect("checked"),
+        Vec::<String>::new()
+    );
+    // Someone drops a subject's postings: the run points at another record.
+    let idx = store.index_path(1);
+    let mut bytes = std::fs::read(&idx).expect("read");
+    let at = bytes.len() - 40;
+    bytes[at] ^= 0x5A;
+    std::fs::write(&idx, bytes).expect("write");
+    let found = store.indexes_differ().expect("checked");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains("does not match its log"), "{}", found[0]);
+}
