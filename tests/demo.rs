@@ -145,7 +145,12 @@ fn every_printed_curl_command_works() {
     assert_eq!(served + refused, 650, "{burst}\n{counted}");
     let refilled = (10.0 * took).ceil() as u32 + 1;
     assert!(
-        (599..=599 + refilled).contains(&served) && refused > 0,
+        (599..=599 + refilled).contains(&served),
+        "{counted} in {took:.1} s"
+    );
+    // Refusals are certain unless the burst was slow enough for the refill to cover it.
+    assert!(
+        refused > 0 || 599 + refilled >= 650,
         "{counted} in {took:.1} s"
     );
 
