@@ -298,7 +298,7 @@ fn audit_append(c: &mut Criterion) {
                 .expect("append")
         })
     });
-    let mut log = format::LOG_MAGIC_BYTES.to_vec();
+    let mut log = format::LOG_MAGIC.to_vec();
     for chunk in records.chunks(32) {
         format::encode_frame(&mut log, chunk, None);
     }

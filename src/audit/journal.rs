@@ -101,15 +101,11 @@ impl JournaledStore {
             .await
             .map_err(|e| StoreError(format!("audit store: {e}")))?
     }
+}
 
-    fn archived_of(&self, instance: &str) -> i64 {
-        self.archived
-            .read()
-            .expect("archived")
-            .get(instance)
-            .copied()
-            .unwrap_or(0)
-    }
+/// The highest archived sequence number of a chain (0: nothing archived).
+fn through(archived: &Archived, instance: &str) -> i64 {
+    archived.get(instance).copied().unwrap_or(0)
 }
 
 /// `audit.db` → `audit.db.commits.<suffix>`.
@@ -176,8 +172,10 @@ impl AuditStore for JournaledStore {
     }
 
     async fn count(&self, instance: &str) -> Result<i64, StoreError> {
-        let (name, archived) = (instance.to_owned(), self.archived_of(instance));
-        let here = self.segments(move |s, _| s.count(&name, archived)).await?;
+        let name = instance.to_owned();
+        let here = self
+            .segments(move |s, a| s.count(&name, through(a, &name)))
+            .await?;
         Ok(here + self.sqlite.count(instance).await?)
     }
 
@@ -191,21 +189,21 @@ impl AuditStore for JournaledStore {
         // in the segments.
         let mut out = self.sqlite.scan(instance, after, limit).await?;
         if out.len() < limit {
-            let from = out
-                .last()
-                .map_or(after, |r| r.seq)
-                .max(self.archived_of(instance));
+            let from = out.last().map_or(after, |r| r.seq);
             let (name, rest) = (instance.to_owned(), limit - out.len());
-            out.extend(self.segments(move |s, _| s.scan(&name, from, rest)).await?);
+            out.extend(
+                self.segments(move |s, a| s.scan(&name, from.max(through(a, &name)), rest))
+                    .await?,
+            );
         }
         Ok(out)
     }
 
     async fn checkpoints(&self, instance: &str) -> Result<Vec<Checkpoint>, StoreError> {
         let mut all = self.sqlite.checkpoints(instance).await?;
-        let (name, archived) = (instance.to_owned(), self.archived_of(instance));
+        let name = instance.to_owned();
         all.extend(
-            self.segments(move |s, _| s.checkpoints(&name, archived))
+            self.segments(move |s, a| s.checkpoints(&name, through(a, &name)))
                 .await?,
         );
         all.sort_by_key(|c| c.seq);

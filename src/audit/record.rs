@@ -367,23 +367,13 @@ impl<'a> EntryView<'a> {
 /// The hash of a record: SHA-256 over the previous hash, the chain, the sequence number and
 /// the record's canonical bytes.
 pub fn chain_hash(prev: &[u8; 32], instance: &str, seq: i64, entry: &AuditEntry) -> [u8; 32] {
-    chain_hash_canonical(prev, instance, seq, &entry.canonical())
-}
-
-/// [`chain_hash`] over canonical bytes already written.
-pub fn chain_hash_canonical(
-    prev: &[u8; 32],
-    instance: &str,
-    seq: i64,
-    canonical: &[u8],
-) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(b"lienthong-audit-v1\0");
     h.update(prev);
     h.update((instance.len() as u32).to_be_bytes());
     h.update(instance.as_bytes());
     h.update(seq.to_be_bytes());
-    h.update(canonical);
+    h.update(entry.canonical());
     h.finalize().into()
 }
 

@@ -151,6 +151,31 @@ async fn open(config: &Model) -> Result<std::sync::Arc<dyn AuditStore>, CliError
 }
 
 /// Where the trail is, for people: the SQLite file or the PostgreSQL schema.
+/// Who runs a command, as its records name them: `cli:<login>`.
+fn command_actor() -> String {
+    format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "cli".into())
+    )
+}
+
+/// Appends a command's own record to the commands' chain (`<instance>.cli`), signed at
+/// once.
+async fn record_command(
+    store: &dyn AuditStore,
+    config: &Model,
+    entry: &crate::audit::record::AuditEntry,
+) -> Result<(), crate::audit::store::StoreError> {
+    store
+        .append_at_head(
+            &format!("{}.cli", config.settings.instance_id),
+            entry,
+            Some(&config.audit.signer()),
+        )
+        .await
+        .map(drop)
+}
+
 fn store_name(config: &Model) -> String {
     match &config.settings.postgres {
         Some(pg) => format!("PostgreSQL schema {}", pg.schema),
@@ -248,20 +273,8 @@ pub(crate) async fn run_query(
         // What was disclosed: not the dossier changes or reports that name the subject.
         page.records.retain(crate::audit::citizen::disclosure);
     }
-    let actor = std::env::var("USER").unwrap_or_else(|_| "cli".into());
-    let entry = query::read_entry(
-        &format!("cli:{actor}"),
-        "cli",
-        &filters,
-        &page,
-        q.subject.clone(),
-    );
-    store
-        .append_at_head(
-            &format!("{}.cli", config.settings.instance_id),
-            &entry,
-            Some(&config.audit.signer()),
-        )
+    let entry = query::read_entry(&command_actor(), "cli", &filters, &page, q.subject.clone());
+    record_command(store.as_ref(), config, &entry)
         .await
         .map_err(|e| format!("the read could not be recorded, so nothing is shown: {e}"))?;
     if json {
@@ -332,11 +345,10 @@ pub(crate) async fn run_citizen_report(
     .await
     .map_err(|e| e.to_string())?;
     let body = citizen::to_json(&report, &person, &config.report_names(), View::Full);
-    let actor = std::env::var("USER").unwrap_or_else(|_| "cli".into());
     let entry = crate::audit::record::AuditEntry {
         time_ms: crate::audit::record::now_ms(),
         transport: "cli".into(),
-        actor: format!("cli:{actor}"),
+        actor: command_actor(),
         credential: "local".into(),
         dataset: POPULATION_CITIZEN.into(),
         subject: person.clone(),
@@ -346,12 +358,7 @@ pub(crate) async fn run_citizen_report(
         detail: format!("citizen report -> {} entries", report.disclosures.len()),
         ..Default::default()
     };
-    store
-        .append_at_head(
-            &format!("{}.cli", config.settings.instance_id),
-            &entry,
-            Some(&config.audit.signer()),
-        )
+    record_command(store.as_ref(), config, &entry)
         .await
         .map_err(|e| format!("the read could not be recorded, so nothing is shown: {e}"))?;
     if page.json {
@@ -465,10 +472,7 @@ pub(crate) async fn run_archive(
     let entry = crate::audit::record::AuditEntry {
         time_ms: crate::audit::record::now_ms(),
         transport: "cli".into(),
-        actor: format!(
-            "cli:{}",
-            std::env::var("USER").unwrap_or_else(|_| "cli".into())
-        ),
+        actor: command_actor(),
         credential: "local".into(),
         action: "audit_archive".into(),
         outcome: "served".into(),
@@ -479,12 +483,7 @@ pub(crate) async fn run_archive(
         ),
         ..Default::default()
     };
-    store
-        .append_at_head(
-            &format!("{}.cli", config.settings.instance_id),
-            &entry,
-            Some(&signer),
-        )
+    record_command(store.as_ref(), config, &entry)
         .await
         .map_err(|e| format!("archived, but the archiving could not be recorded: {e}"))?;
     Ok(())

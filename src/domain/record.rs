@@ -344,11 +344,6 @@ impl StoredRecord {
             _ => Record(Map::new()),
         }
     }
-
-    /// The bytes it holds (for sizing).
-    pub fn held_bytes(&self) -> usize {
-        self.bytes.len()
-    }
 }
 
 /// A cached record narrowed to the fields one caller may see. Written out as JSON straight

@@ -11,9 +11,8 @@
 use crate::audit::record::{AuditEntry, Chained, Checkpoint, DecodeError, EntryView};
 use xxhash_rust::xxh3::xxh3_64;
 
-pub(crate) const LOG_MAGIC: [u8; 8] = *b"LTAUDLG1";
-/// The mark a log starts with (tools that write logs of their own use it).
-pub const LOG_MAGIC_BYTES: &[u8] = &LOG_MAGIC;
+/// The mark a log starts with.
+pub const LOG_MAGIC: [u8; 8] = *b"LTAUDLG1";
 const HEAD: usize = 12;
 /// No commit is this large (a group is at most `audit.max_batch` records of bounded size):
 /// a length beyond it is damage.
@@ -131,12 +130,12 @@ fn read_up_to(r: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usi
     Ok(n)
 }
 
-fn put_short(out: &mut Vec<u8>, bytes: &[u8]) {
+pub(super) fn put_short(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(&(bytes.len() as u16).to_le_bytes());
     out.extend_from_slice(bytes);
 }
 
-fn put_checkpoint(out: &mut Vec<u8>, c: &Checkpoint) {
+pub(super) fn put_checkpoint(out: &mut Vec<u8>, c: &Checkpoint) {
     put_short(out, c.instance.as_bytes());
     out.extend_from_slice(&c.seq.to_le_bytes());
     out.extend_from_slice(&c.hash);
@@ -175,15 +174,15 @@ pub fn encode_frame(out: &mut Vec<u8>, records: &[Chained], checkpoint: Option<&
     out[start + 4..start + HEAD].copy_from_slice(&check.to_le_bytes());
 }
 
-/// Reads a payload; `base` is the payload's offset in the log.
-struct Cursor<'a> {
-    bytes: &'a [u8],
-    at: usize,
-    base: u64,
+/// Reads what this module and the index write; `base` is where `bytes` start in their file.
+pub(super) struct Cursor<'a> {
+    pub(super) bytes: &'a [u8],
+    pub(super) at: usize,
+    pub(super) base: u64,
 }
 
 impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+    pub(super) fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
         let end = self.at.checked_add(n).filter(|e| *e <= self.bytes.len());
         let end = end.ok_or_else(|| format!("{n} bytes wanted at {}", self.at))?;
         let out = &self.bytes[self.at..end];
@@ -191,25 +190,25 @@ impl<'a> Cursor<'a> {
         Ok(out)
     }
 
-    fn u16(&mut self) -> Result<usize, String> {
+    pub(super) fn u16(&mut self) -> Result<usize, String> {
         Ok(u16::from_le_bytes(self.take(2)?.try_into().expect("2 bytes")) as usize)
     }
 
-    fn u32(&mut self) -> Result<usize, String> {
+    pub(super) fn u32(&mut self) -> Result<usize, String> {
         Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")) as usize)
     }
 
-    fn i64(&mut self) -> Result<i64, String> {
+    pub(super) fn i64(&mut self) -> Result<i64, String> {
         Ok(i64::from_le_bytes(
             self.take(8)?.try_into().expect("8 bytes"),
         ))
     }
 
-    fn hash(&mut self) -> Result<[u8; 32], String> {
+    pub(super) fn hash(&mut self) -> Result<[u8; 32], String> {
         Ok(self.take(32)?.try_into().expect("32 bytes"))
     }
 
-    fn text(&mut self) -> Result<&'a str, String> {
+    pub(super) fn text(&mut self) -> Result<&'a str, String> {
         let n = self.u16()?;
         std::str::from_utf8(self.take(n)?).map_err(|_| "a name is not UTF-8".to_owned())
     }
@@ -234,7 +233,7 @@ impl<'a> Cursor<'a> {
         })
     }
 
-    fn checkpoint(&mut self) -> Result<Checkpoint, String> {
+    pub(super) fn checkpoint(&mut self) -> Result<Checkpoint, String> {
         Ok(Checkpoint {
             instance: self.text()?.to_owned(),
             seq: self.i64()?,

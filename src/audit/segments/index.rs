@@ -8,7 +8,7 @@
 //! each), the postings (20 bytes each), and a trailer: where each section starts, the counts
 //! and the XXH3-64 of everything before it. Integers are little endian.
 
-use super::format::{Frames, RecordRef};
+use super::format::{Cursor, Frames, RecordRef, put_checkpoint, put_short};
 use crate::audit::record::Checkpoint;
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -93,11 +93,6 @@ pub struct Posting {
     pub ordinal: u32,
 }
 
-fn put_short(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.extend_from_slice(&(bytes.len() as u16).to_le_bytes());
-    out.extend_from_slice(bytes);
-}
-
 fn encode_summary(s: &Summary) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(&s.log_len.to_le_bytes());
@@ -114,72 +109,35 @@ fn encode_summary(s: &Summary) -> Vec<u8> {
     }
     out.extend_from_slice(&(s.checkpoints.len() as u32).to_le_bytes());
     for c in &s.checkpoints {
-        put_short(&mut out, c.instance.as_bytes());
-        out.extend_from_slice(&c.seq.to_le_bytes());
-        out.extend_from_slice(&c.hash);
-        out.extend_from_slice(&c.time_ms.to_le_bytes());
-        put_short(&mut out, c.key_id.as_bytes());
-        put_short(&mut out, &c.signature);
+        put_checkpoint(&mut out, c);
     }
     out
 }
 
-struct Read<'a>(&'a [u8]);
-
-impl<'a> Read<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        if self.0.len() < n {
-            return Err("the index's summary is cut short".into());
-        }
-        let (a, b) = self.0.split_at(n);
-        self.0 = b;
-        Ok(a)
-    }
-    fn u32(&mut self) -> Result<u32, String> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4")))
-    }
-    fn i64(&mut self) -> Result<i64, String> {
-        Ok(i64::from_le_bytes(self.take(8)?.try_into().expect("8")))
-    }
-    fn bytes(&mut self) -> Result<&'a [u8], String> {
-        let n = u16::from_le_bytes(self.take(2)?.try_into().expect("2")) as usize;
-        self.take(n)
-    }
-    fn text(&mut self) -> Result<String, String> {
-        String::from_utf8(self.bytes()?.to_vec()).map_err(|_| "a name is not UTF-8".into())
-    }
-    fn hash(&mut self) -> Result<[u8; 32], String> {
-        Ok(self.take(32)?.try_into().expect("32"))
-    }
-}
-
 fn decode_summary(bytes: &[u8]) -> Result<Summary, String> {
-    let mut r = Read(bytes);
+    let mut r = Cursor {
+        bytes,
+        at: 0,
+        base: 0,
+    };
     let mut s = Summary {
         log_len: r.i64()? as u64,
-        records: r.u32()?,
+        records: r.u32()? as u32,
         min_time: r.i64()?,
         max_time: r.i64()?,
         ..Summary::default()
     };
     for _ in 0..r.u32()? {
         s.chains.push(ChainRange {
-            instance: r.text()?,
+            instance: r.text()?.to_owned(),
             first_seq: r.i64()?,
             last_seq: r.i64()?,
             last_hash: r.hash()?,
-            count: r.u32()?,
+            count: r.u32()? as u32,
         });
     }
     for _ in 0..r.u32()? {
-        s.checkpoints.push(Checkpoint {
-            instance: r.text()?,
-            seq: r.i64()?,
-            hash: r.hash()?,
-            time_ms: r.i64()?,
-            key_id: r.text()?,
-            signature: r.bytes()?.to_vec(),
-        });
+        s.checkpoints.push(r.checkpoint()?);
     }
     Ok(s)
 }
@@ -355,17 +313,6 @@ impl Index {
         Ok(index)
     }
 
-    /// Whether the whole file matches its check (verification reads it all).
-    pub fn intact(&self) -> Result<bool, String> {
-        let len = self.postings_at + self.postings as u64 * POSTING as u64 + (TRAILER - 8) as u64;
-        let mut all = vec![0; len as usize + 8];
-        self.file
-            .read_exact_at(&mut all, 0)
-            .map_err(|e| e.to_string())?;
-        let check = u64::from_le_bytes(all[len as usize..].try_into().expect("8"));
-        Ok(xxh3_64(&all[..len as usize]) == check)
-    }
-
     pub fn entry(&self, ordinal: u32) -> Result<Entry, String> {
         if ordinal >= self.entries {
             return Err(format!(
@@ -415,9 +362,5 @@ impl Index {
             }
         }
         Ok(lo)
-    }
-
-    pub fn posting_count(&self) -> u32 {
-        self.postings
     }
 }
