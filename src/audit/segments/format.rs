@@ -144,13 +144,20 @@ pub(super) fn put_checkpoint(out: &mut Vec<u8>, c: &Checkpoint) {
     put_short(out, &c.signature);
 }
 
-/// Appends one frame holding `records` and `checkpoint` to `out`. Instance names and key
-/// ids are short by construction (config checks them), so their `u16` lengths hold.
-pub fn encode_frame(out: &mut Vec<u8>, records: &[Chained], checkpoint: Option<&Checkpoint>) {
+/// Appends one frame holding `records` and `checkpoint` to `out`, and returns where each
+/// record starts in `out` and its length. Instance names and key ids are short by
+/// construction (config checks them), so their `u16` lengths hold.
+pub fn encode_frame(
+    out: &mut Vec<u8>,
+    records: &[Chained],
+    checkpoint: Option<&Checkpoint>,
+) -> Vec<(usize, u32)> {
+    let mut places = Vec::with_capacity(records.len());
     let start = out.len();
     out.extend_from_slice(&[0; HEAD]);
     out.extend_from_slice(&(records.len() as u32).to_le_bytes());
     for r in records {
+        let at = out.len();
         put_short(out, r.instance.as_bytes());
         out.extend_from_slice(&r.seq.to_le_bytes());
         out.extend_from_slice(&r.prev_hash);
@@ -160,6 +167,7 @@ pub fn encode_frame(out: &mut Vec<u8>, records: &[Chained], checkpoint: Option<&
         r.entry.write_canonical(out);
         let len = (out.len() - len_at - 4) as u32;
         out[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
+        places.push((at, (out.len() - at) as u32));
     }
     match checkpoint {
         Some(c) => {
@@ -172,6 +180,7 @@ pub fn encode_frame(out: &mut Vec<u8>, records: &[Chained], checkpoint: Option<&
     let check = xxh3_64(&out[start + HEAD..]);
     out[start..start + 4].copy_from_slice(&(payload as u32).to_le_bytes());
     out[start + 4..start + HEAD].copy_from_slice(&check.to_le_bytes());
+    places
 }
 
 /// Reads what this module and the index write; `base` is where `bytes` start in their file.

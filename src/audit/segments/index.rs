@@ -10,7 +10,6 @@
 
 use super::format::{Cursor, Frames, RecordRef, put_checkpoint, put_short};
 use crate::audit::record::Checkpoint;
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
@@ -163,102 +162,167 @@ pub(crate) fn walk(log: &[u8]) -> Result<(Vec<RecordRef<'_>>, Vec<Checkpoint>), 
 /// its summary.
 pub fn build(log: &[u8]) -> Result<(Vec<u8>, Summary), String> {
     let (records, checkpoints) = walk(log)?;
-    let mut chains: BTreeMap<&str, ChainRange> = BTreeMap::new();
-    let mut summary = Summary {
-        log_len: log.len() as u64,
-        records: records.len() as u32,
-        min_time: i64::MAX,
-        max_time: i64::MIN,
-        ..Summary::default()
-    };
-    summary.checkpoints = checkpoints;
+    let mut b = Builder::default();
     for r in &records {
-        let c = chains.entry(r.instance).or_insert_with(|| ChainRange {
-            instance: r.instance.to_owned(),
-            first_seq: r.seq,
-            last_seq: r.seq,
-            last_hash: r.hash,
-            count: 0,
-        });
+        let view = r
+            .view()
+            .map_err(|e| format!("record {}:{}: {e}", r.instance, r.seq))?;
+        b.add(
+            Placed {
+                offset: r.offset,
+                len: r.len,
+                instance: r.instance,
+                seq: r.seq,
+                hash: r.hash,
+                time_ms: view.time_ms,
+            },
+            [view.subject, view.actor, view.dossier_id, view.officer_id],
+            view.mentions(),
+        );
+    }
+    b.checkpoints = checkpoints;
+    Ok(b.finish(log.len() as u64))
+}
+
+/// Where a record is in its log, and what its chain says of it.
+pub(crate) struct Placed<'a> {
+    pub(crate) offset: u64,
+    pub(crate) len: u32,
+    pub(crate) instance: &'a str,
+    pub(crate) seq: i64,
+    pub(crate) hash: [u8; 32],
+    pub(crate) time_ms: i64,
+}
+
+/// An index being built, a record at a time: from a log read back ([`build`]), or as the
+/// log is written, so that sealing it reads nothing back. Both make the same bytes.
+#[derive(Default)]
+pub(crate) struct Builder {
+    /// Chains in the order they first appear.
+    chains: Vec<ChainRange>,
+    /// Per record: offset, length, chain (its place in `chains`), sequence number, time.
+    records: Vec<(u64, u32, u32, i64, i64)>,
+    /// Keyed query postings: (key, ordinal).
+    keyed: Vec<(u64, u32)>,
+    pub(crate) checkpoints: Vec<Checkpoint>,
+}
+
+impl Builder {
+    /// Adds the next record: `values` are its subject, actor, dossier and officer, and
+    /// `mentions` the references of the people its fields name.
+    pub(crate) fn add<'v>(
+        &mut self,
+        r: Placed<'_>,
+        values: [&[u8]; 4],
+        mentions: impl Iterator<Item = &'v [u8]>,
+    ) {
+        let chain = match self.chains.iter().position(|c| c.instance == r.instance) {
+            Some(i) => i,
+            None => {
+                self.chains.push(ChainRange {
+                    instance: r.instance.to_owned(),
+                    first_seq: r.seq,
+                    last_seq: r.seq,
+                    last_hash: r.hash,
+                    count: 0,
+                });
+                self.chains.len() - 1
+            }
+        };
+        let c = &mut self.chains[chain];
         c.first_seq = c.first_seq.min(r.seq);
         if r.seq >= c.last_seq {
             c.last_seq = r.seq;
             c.last_hash = r.hash;
         }
         c.count += 1;
-    }
-    let place: BTreeMap<&str, u32> = chains
-        .keys()
-        .enumerate()
-        .map(|(i, k)| (*k, i as u32))
-        .collect();
-    // (key, sort order, chain, tie-break, ordinal)
-    let mut postings: Vec<(u64, i64, u32, i64, u32)> = Vec::with_capacity(records.len() * 6);
-    let mut entries = Vec::with_capacity(records.len() * ENTRY);
-    for (ordinal, r) in records.iter().enumerate() {
-        let ordinal = ordinal as u32;
-        let view = r
-            .view()
-            .map_err(|e| format!("record {}:{}: {e}", r.instance, r.seq))?;
-        let chain = place[r.instance];
-        summary.min_time = summary.min_time.min(view.time_ms);
-        summary.max_time = summary.max_time.max(view.time_ms);
-        entries.extend_from_slice(&r.offset.to_le_bytes());
-        entries.extend_from_slice(&r.len.to_le_bytes());
-        entries.extend_from_slice(&chain.to_le_bytes());
-        entries.extend_from_slice(&r.seq.to_le_bytes());
-        entries.extend_from_slice(&view.time_ms.to_le_bytes());
-        // Query runs sort newest first, then by chain, then by sequence number downwards.
-        let mut under = |kind: Kind, value: &[u8]| {
-            if kind == Kind::All || !value.is_empty() {
-                postings.push((key(kind, value), -view.time_ms, chain, -r.seq, ordinal));
-            }
-        };
-        under(Kind::All, b"");
-        under(Kind::Subject, view.subject);
-        under(Kind::Actor, view.actor);
-        under(Kind::Dossier, view.dossier_id);
-        under(Kind::Officer, view.officer_id);
-        for m in view.mentions() {
-            if m != view.subject {
-                under(Kind::Mention, m);
+        let ordinal = self.records.len() as u32;
+        self.records
+            .push((r.offset, r.len, chain as u32, r.seq, r.time_ms));
+        let [subject, ..] = values;
+        for (kind, value) in [Kind::Subject, Kind::Actor, Kind::Dossier, Kind::Officer]
+            .into_iter()
+            .zip(values)
+        {
+            if !value.is_empty() {
+                self.keyed.push((key(kind, value), ordinal));
             }
         }
-        postings.push((
-            key(Kind::Chain, r.instance.as_bytes()),
-            r.seq,
-            0,
-            0,
-            ordinal,
-        ));
+        for m in mentions {
+            if m != subject && !m.is_empty() {
+                self.keyed.push((key(Kind::Mention, m), ordinal));
+            }
+        }
     }
-    if records.is_empty() {
-        summary.min_time = 0;
-        summary.max_time = 0;
+
+    /// The index's bytes and summary, for a log of `log_len` bytes.
+    pub(crate) fn finish(self, log_len: u64) -> (Vec<u8>, Summary) {
+        let mut summary = Summary {
+            log_len,
+            records: self.records.len() as u32,
+            min_time: self.records.iter().map(|r| r.4).min().unwrap_or(0),
+            max_time: self.records.iter().map(|r| r.4).max().unwrap_or(0),
+            checkpoints: self.checkpoints,
+            ..Summary::default()
+        };
+        // Chains are numbered in the order of their names.
+        let mut by_name: Vec<usize> = (0..self.chains.len()).collect();
+        by_name.sort_by(|a, b| self.chains[*a].instance.cmp(&self.chains[*b].instance));
+        let mut place = vec![0u32; self.chains.len()];
+        for (p, &i) in by_name.iter().enumerate() {
+            place[i] = p as u32;
+        }
+        let chain_keys: Vec<u64> = self
+            .chains
+            .iter()
+            .map(|c| key(Kind::Chain, c.instance.as_bytes()))
+            .collect();
+        // (key, sort order, chain, tie-break, ordinal). Query runs sort newest first, then
+        // by chain, then by sequence number downwards; chain runs by sequence number.
+        let mut postings: Vec<(u64, i64, u32, i64, u32)> =
+            Vec::with_capacity(self.records.len() * 2 + self.keyed.len());
+        let mut entries = Vec::with_capacity(self.records.len() * ENTRY);
+        for (ordinal, &(offset, len, chain, seq, time)) in self.records.iter().enumerate() {
+            let (ordinal, at) = (ordinal as u32, place[chain as usize]);
+            entries.extend_from_slice(&offset.to_le_bytes());
+            entries.extend_from_slice(&len.to_le_bytes());
+            entries.extend_from_slice(&at.to_le_bytes());
+            entries.extend_from_slice(&seq.to_le_bytes());
+            entries.extend_from_slice(&time.to_le_bytes());
+            postings.push((key(Kind::All, b""), -time, at, -seq, ordinal));
+            postings.push((chain_keys[chain as usize], seq, 0, 0, ordinal));
+        }
+        for &(k, ordinal) in &self.keyed {
+            let (_, _, chain, seq, time) = self.records[ordinal as usize];
+            postings.push((k, -time, place[chain as usize], -seq, ordinal));
+        }
+        postings.sort_unstable();
+        postings.dedup_by_key(|p| (p.0, p.4));
+        summary.chains = by_name
+            .into_iter()
+            .map(|i| self.chains[i].clone())
+            .collect();
+        let mut out = INDEX_MAGIC.to_vec();
+        let head = encode_summary(&summary);
+        out.extend_from_slice(&(head.len() as u32).to_le_bytes());
+        out.extend_from_slice(&head);
+        let entries_at = out.len() as u64;
+        out.extend_from_slice(&entries);
+        let postings_at = out.len() as u64;
+        out.reserve(postings.len() * POSTING + TRAILER);
+        for (k, order, _, _, ordinal) in &postings {
+            out.extend_from_slice(&k.to_le_bytes());
+            out.extend_from_slice(&order.to_le_bytes());
+            out.extend_from_slice(&ordinal.to_le_bytes());
+        }
+        out.extend_from_slice(&entries_at.to_le_bytes());
+        out.extend_from_slice(&postings_at.to_le_bytes());
+        out.extend_from_slice(&(self.records.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(postings.len() as u32).to_le_bytes());
+        let check = xxh3_64(&out);
+        out.extend_from_slice(&check.to_le_bytes());
+        (out, summary)
     }
-    postings.sort_unstable();
-    postings.dedup_by_key(|p| (p.0, p.4));
-    summary.chains = chains.into_values().collect();
-    let mut out = INDEX_MAGIC.to_vec();
-    let head = encode_summary(&summary);
-    out.extend_from_slice(&(head.len() as u32).to_le_bytes());
-    out.extend_from_slice(&head);
-    let entries_at = out.len() as u64;
-    out.extend_from_slice(&entries);
-    let postings_at = out.len() as u64;
-    out.reserve(postings.len() * POSTING + TRAILER);
-    for (k, order, _, _, ordinal) in &postings {
-        out.extend_from_slice(&k.to_le_bytes());
-        out.extend_from_slice(&order.to_le_bytes());
-        out.extend_from_slice(&ordinal.to_le_bytes());
-    }
-    out.extend_from_slice(&entries_at.to_le_bytes());
-    out.extend_from_slice(&postings_at.to_le_bytes());
-    out.extend_from_slice(&(records.len() as u32).to_le_bytes());
-    out.extend_from_slice(&(postings.len() as u32).to_le_bytes());
-    let check = xxh3_64(&out);
-    out.extend_from_slice(&check.to_le_bytes());
-    Ok((out, summary))
 }
 
 /// A sealed segment's index file, read a piece at a time.

@@ -19,7 +19,7 @@ mod query;
 use crate::audit::record::{Chained, Checkpoint};
 use crate::audit::store::StoreError;
 use format::{Frames, LOG_MAGIC};
-use index::{Index, Summary};
+use index::{Builder, Index, Placed, Summary};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::Write;
@@ -47,8 +47,8 @@ pub struct Segments {
     appender: Option<tokio::sync::Mutex<Appender>>,
     /// Summaries of sealed segments read so far, by number.
     sealed: Mutex<BTreeMap<u64, Arc<Summary>>>,
-    /// Numbers of logs to seal, for the sealing thread.
-    to_seal: Option<std::sync::mpsc::Sender<u64>>,
+    /// Logs to seal, for the sealing thread.
+    to_seal: Option<std::sync::mpsc::Sender<ToSeal>>,
 }
 
 struct Appender {
@@ -61,7 +61,13 @@ struct Current {
     file: Arc<File>,
     len: u64,
     records: u32,
+    /// The log's index, built as it is written.
+    index: Builder,
 }
+
+/// A log to seal: its number and, when it was written whole, its index as built, with the
+/// log's length; without them, the log is read back and indexed.
+type ToSeal = (u64, Option<(Builder, u64)>);
 
 /// A segment as a read finds it.
 #[derive(Clone)]
@@ -136,7 +142,7 @@ impl Segments {
             current: None,
             next: newest.map_or(1, |n| n + 1),
         }));
-        let (tx, rx) = std::sync::mpsc::channel::<u64>();
+        let (tx, rx) = std::sync::mpsc::channel::<ToSeal>();
         let sealer = Sealer {
             dir: dir.to_path_buf(),
             fsync,
@@ -147,8 +153,8 @@ impl Segments {
                 if behind_calls {
                     lower_this_thread();
                 }
-                while let Ok(n) = rx.recv() {
-                    if let Err(e) = sealer.seal(n) {
+                while let Ok((n, built)) = rx.recv() {
+                    if let Err(e) = sealer.seal(n, built) {
                         tracing::error!(segment = n, error = %e, "an audit segment could not be indexed; it is read whole until the next start indexes it");
                     }
                 }
@@ -229,7 +235,7 @@ impl Segments {
             dir: self.dir.clone(),
             fsync: self.fsync,
         }
-        .seal(n)
+        .seal(n, None)
     }
 
     /// The segments as they are now, oldest first. Sealed summaries are read once.
@@ -279,7 +285,7 @@ impl Segments {
             ));
         };
         let mut frame = Vec::with_capacity(64 + records.len() * 640);
-        format::encode_frame(&mut frame, records, checkpoint);
+        let places = format::encode_frame(&mut frame, records, checkpoint);
         let mut a = appender.lock().await;
         if a.current.is_none() {
             let number = a.next;
@@ -309,6 +315,7 @@ impl Segments {
                 file: Arc::new(file),
                 len: LOG_MAGIC.len() as u64,
                 records: 0,
+                index: Builder::default(),
             });
         }
         let current = a.current.as_mut().expect("a current log");
@@ -326,12 +333,29 @@ impl Segments {
         .map_err(|e| StoreError(format!("audit commit: {e}")))?;
         match written {
             Ok(n) => {
+                for (r, &(at, len)) in records.iter().zip(&places) {
+                    let e = &r.entry;
+                    current.index.add(
+                        Placed {
+                            offset: current.len + at as u64,
+                            len,
+                            instance: &r.instance,
+                            seq: r.seq,
+                            hash: r.hash,
+                            time_ms: e.time_ms,
+                        },
+                        [&e.subject, &e.actor, &e.dossier_id, &e.officer_id].map(|v| v.as_bytes()),
+                        e.disclosure
+                            .iter()
+                            .flat_map(|d| d.mentions.iter().map(|(_, m)| m.as_bytes())),
+                    );
+                }
+                current.index.checkpoints.extend(checkpoint.cloned());
                 current.len += n;
                 current.records += records.len() as u32;
                 if current.records >= self.seal_at || current.len >= SEAL_BYTES {
-                    let number = current.number;
-                    a.current = None;
-                    self.seal_later(number);
+                    let current = a.current.take().expect("a current log");
+                    self.seal_later(current.number, Some((current.index, current.len)));
                 }
                 Ok(())
             }
@@ -341,7 +365,7 @@ impl Segments {
                 // the next start cuts it off).
                 let number = current.number;
                 a.current = None;
-                self.seal_later(number);
+                self.seal_later(number, None);
                 Err(io("append to", &self.log_path(number), e))
             }
         }
@@ -361,7 +385,8 @@ impl Segments {
             dir: self.dir.clone(),
             fsync: self.fsync,
         };
-        let sealed = tokio::task::spawn_blocking(move || sealer.seal(current.number))
+        let built = Some((current.index, current.len));
+        let sealed = tokio::task::spawn_blocking(move || sealer.seal(current.number, built))
             .await
             .map_err(|e| StoreError(format!("audit store: {e}")))?;
         drop(a);
@@ -380,9 +405,9 @@ impl Segments {
             .map_err(|e| io("write in", &self.dir, e))
     }
 
-    fn seal_later(&self, n: u64) {
+    fn seal_later(&self, n: u64, built: Option<(Builder, u64)>) {
         if let Some(tx) = &self.to_seal
-            && tx.send(n).is_err()
+            && tx.send((n, built)).is_err()
         {
             tracing::error!(
                 segment = n,
@@ -453,11 +478,17 @@ struct Sealer {
 }
 
 impl Sealer {
-    fn seal(&self, n: u64) -> Result<(), StoreError> {
-        let log = self.dir.join(format!("{n:016}.log"));
-        let bytes = std::fs::read(&log).map_err(|e| io("read", &log, e))?;
-        let (index, _) = index::build(&bytes).map_err(|e| io("index", &log, e))?;
-        drop(bytes);
+    /// Writes the index of log `n`: the one `built` as it was written, or else one built
+    /// from the log read back.
+    fn seal(&self, n: u64, built: Option<(Builder, u64)>) -> Result<(), StoreError> {
+        let index = match built {
+            Some((builder, log_len)) => builder.finish(log_len).0,
+            None => {
+                let log = self.dir.join(format!("{n:016}.log"));
+                let bytes = std::fs::read(&log).map_err(|e| io("read", &log, e))?;
+                index::build(&bytes).map_err(|e| io("index", &log, e))?.0
+            }
+        };
         let path = self.dir.join(format!("{n:016}.idx"));
         let tmp = self.dir.join(format!("{n:016}.idx.tmp"));
         let mut file = File::create(&tmp).map_err(|e| io("create", &tmp, e))?;
