@@ -1,5 +1,5 @@
 //! The benchmarks' framework floor (scripts/bench/): the HTTP stack lienthong is built on
-//! (tokio, hyper through axum, mimalloc), answering every `GET` with a fixed body and doing
+//! (tokio, hyper through axum, the system allocator), answering every `GET` with a fixed body and doing
 //! nothing else. Pinned to the same core as lienthong, it shows how much of a cache hit's
 //! cost is the connection, parsing and writing any server on this stack pays.
 //!
@@ -7,9 +7,6 @@
 
 use axum::http::header;
 use axum::response::IntoResponse;
-
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -685,7 +685,7 @@ same run mean a lot.
     JSON log.
   - **direct**: the simulator's own GET, on CPU 0.
   - **floor** (`examples/floor.rs`): lienthong's HTTP stack (tokio, hyper through axum,
-    mimalloc) answering every request with a fixed copy of a lienthong answer and doing
+    the system allocator) answering every request with a fixed copy of a lienthong answer and doing
     nothing else. No real gateway on this stack can be faster; it is not a peer, it shows
     how much of lienthong's cost is the stack itself.
   - The peers do far less per request: no per-consumer grants, no field projection, no
