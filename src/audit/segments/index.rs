@@ -1,5 +1,6 @@
-//! A sealed segment's index: built once, when its log stops growing, from the log alone, so
-//! it can always be built again. It holds the segment's summary (chains, times,
+//! A sealed segment's index: written once, when its log stops growing, from what was noted
+//! as the log was written or from the log alone (the same bytes), so it can always be built
+//! again. It holds the segment's summary (chains, times,
 //! checkpoints), one entry per record (where it is in the log), and postings: runs of
 //! records under a key, sorted by the key and then in the order queries return records
 //! (newest first), or, for a chain's run, by sequence number.

@@ -1,14 +1,16 @@
 //! The segment store: where the embedded audit store keeps the records the gateway commits.
 //! A group commit is one frame appended to the current log and one `fdatasync`, nothing
 //! else: no B-tree, no index, no second copy. A log is sealed at [`SEAL_AT`] records or
-//! [`SEAL_BYTES`]; a thread behind the calls then builds its index once ([`index`]): the
+//! [`SEAL_BYTES`]; a thread behind the calls then writes its index once ([`index`]): the
 //! records' places and, per key (subject, person named, consumer, dossier, officer, chain),
-//! a sorted run. Queries binary-search each sealed segment's runs and walk the few logs not
-//! yet sealed.
+//! a sorted run. The places and key hashes are noted as each commit is appended, so sealing
+//! sorts them and reads nothing back. Queries binary-search each sealed segment's runs and
+//! walk the few logs not yet sealed.
 //!
 //! Files, in `<audit.path>.segments/`: `<n>.log` and, once sealed, `<n>.idx` (written to a
-//! temporary name, synced, then renamed, so an index is whole or absent). An index is built
-//! from its log alone: a log without one (a crash while sealing) is indexed again at open.
+//! temporary name, synced, then renamed, so an index is whole or absent). An index is what
+//! its log alone builds: a log without one (a crash while sealing) is indexed again at open,
+//! and `audit verify` builds each again to compare.
 //! Another process (the `audit` commands beside a running gateway) reads the same files,
 //! and sees each commit as soon as it is acknowledged.
 
