@@ -108,11 +108,10 @@ async fn segments(a: &Args, dir: &std::path::Path) -> serde_json::Value {
     let store = JournaledStore::open(&dir.join("audit.db"), a.fsync, true)
         .await
         .expect("store");
-    let subjects = SubjectKey::new("k1", b"0123456789abcdef0123456789abcdef");
     let (log, writer) = AuditLog::start(
         store.clone(),
         "bench",
-        SubjectKey::new("k1", b"0123456789abcdef0123456789abcdef"),
+        subjects(),
         Signer::from_seed("s1", &[7; 32]).expect("seed"),
         WriterSettings {
             durability: Durability::Sync,
@@ -123,7 +122,7 @@ async fn segments(a: &Args, dir: &std::path::Path) -> serde_json::Value {
     )
     .await
     .expect("writer");
-    let entries: Vec<AuditEntry> = (0..a.records).map(|n| entry(n, &subjects)).collect();
+    let entries: Vec<AuditEntry> = (0..a.records).map(|n| entry(n, log.subjects())).collect();
     let log = Arc::new(log);
     let (cpu, wall) = (cpu_seconds(), Instant::now());
     let per = a.records / a.writers;
@@ -156,26 +155,46 @@ async fn segments(a: &Args, dir: &std::path::Path) -> serde_json::Value {
         .filter_map(|e| e.ok()?.metadata().ok())
         .map(|m| m.len())
         .sum();
-    serde_json::json!({
-        "design": "segments",
+    figures(
+        "segments",
+        n,
+        (wall, cpu),
+        serde_json::json!({
+            "records_per_s_committed": (n / committed).round(),
+            "records_per_commit": (n / commits * 10.0).round() / 10.0,
+            "bytes_per_record": (bytes as f64 / n).round(),
+        }),
+    )
+}
+
+/// What every design reports (records a second, CPU per record), and its own `extra`.
+fn figures(
+    design: &str,
+    n: f64,
+    (wall, cpu): (f64, f64),
+    extra: serde_json::Value,
+) -> serde_json::Value {
+    let mut out = serde_json::json!({
+        "design": design,
         "records": n,
         "records_per_s": (n / wall).round(),
-        "records_per_s_committed": (n / committed).round(),
         "cpu_us_per_record": (cpu * 1e6 / n * 100.0).round() / 100.0,
-        "records_per_commit": (n / commits * 10.0).round() / 10.0,
-        "bytes_per_record": (bytes as f64 / n).round(),
-    })
+    });
+    if let (Some(out), serde_json::Value::Object(extra)) = (out.as_object_mut(), extra) {
+        out.extend(extra);
+    }
+    out
+}
+
+/// The benchmark's subject key (the same in every design).
+fn subjects() -> SubjectKey {
+    SubjectKey::new("k1", b"0123456789abcdef0123456789abcdef")
 }
 
 /// The same records, chained beforehand.
 fn chained(a: &Args) -> Vec<Chained> {
-    let subjects = SubjectKey::new("k1", b"0123456789abcdef0123456789abcdef");
-    link(
-        "bench",
-        1,
-        GENESIS,
-        (0..a.records).map(|n| entry(n, &subjects)),
-    )
+    let key = subjects();
+    link("bench", 1, GENESIS, (0..a.records).map(|n| entry(n, &key)))
 }
 
 /// A commit line as the design before segments wrote it (its own serialisation, borrowed).
@@ -207,13 +226,12 @@ async fn segments_direct(a: &Args, dir: &std::path::Path, group: usize) -> serde
     store.flush().await.expect("sealed");
     let (wall, cpu) = (wall.elapsed().as_secs_f64(), cpu_seconds() - cpu);
     let n = records.len() as f64;
-    serde_json::json!({
-        "design": "segments, appended directly",
-        "records": n,
-        "records_per_s": (n / wall).round(),
-        "cpu_us_per_record": (cpu * 1e6 / n * 100.0).round() / 100.0,
-        "records_per_commit": group,
-    })
+    figures(
+        "segments, appended directly",
+        n,
+        (wall, cpu),
+        serde_json::json!({ "records_per_commit": group }),
+    )
 }
 
 /// The design before segments, its work alone: one JSON line per group of `group` records
@@ -251,13 +269,12 @@ async fn before(a: &Args, dir: &std::path::Path, group: usize) -> serde_json::Va
     }
     let (wall, cpu) = (wall.elapsed().as_secs_f64(), cpu_seconds() - cpu);
     let n = records.len() as f64;
-    serde_json::json!({
-        "design": "before: JSON commit line + SQLite batches",
-        "records": n,
-        "records_per_s": (n / wall).round(),
-        "cpu_us_per_record": (cpu * 1e6 / n * 100.0).round() / 100.0,
-        "records_per_commit": group,
-    })
+    figures(
+        "before: JSON commit line + SQLite batches",
+        n,
+        (wall, cpu),
+        serde_json::json!({ "records_per_commit": group }),
+    )
 }
 
 fn main() {

@@ -256,6 +256,11 @@ impl Builder {
         }
     }
 
+    /// Records added so far.
+    pub(crate) fn records(&self) -> u32 {
+        self.records.len() as u32
+    }
+
     /// The index's bytes and summary, for a log of `log_len` bytes.
     pub(crate) fn finish(self, log_len: u64) -> (Vec<u8>, Summary) {
         let mut summary = Summary {

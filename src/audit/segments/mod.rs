@@ -62,8 +62,7 @@ struct Current {
     number: u64,
     file: Arc<File>,
     len: u64,
-    records: u32,
-    /// The log's index, built as it is written.
+    /// The log's index, built as it is written (it counts the log's records).
     index: Builder,
 }
 
@@ -316,7 +315,6 @@ impl Segments {
                 number,
                 file: Arc::new(file),
                 len: LOG_MAGIC.len() as u64,
-                records: 0,
                 index: Builder::default(),
             });
         }
@@ -354,8 +352,7 @@ impl Segments {
                 }
                 current.index.checkpoints.extend(checkpoint.cloned());
                 current.len += n;
-                current.records += records.len() as u32;
-                if current.records >= self.seal_at || current.len >= SEAL_BYTES {
+                if current.index.records() >= self.seal_at || current.len >= SEAL_BYTES {
                     let current = a.current.take().expect("a current log");
                     self.seal_later(current.number, Some((current.index, current.len)));
                 }
