@@ -30,8 +30,9 @@ pub struct AuditEntry {
     pub subject: String,
     /// "fetch", "verify", "audit_read", "audit_gap".
     pub action: String,
-    /// Fields disclosed (fetch) or checked (verify).
-    pub fields: Vec<String>,
+    /// Fields disclosed (fetch) or checked (verify). Shared with the cache's table of
+    /// names, so that a call's record copies none of them.
+    pub fields: Vec<std::sync::Arc<str>>,
     /// "served", or the error code the call ended with.
     pub outcome: String,
     /// hit, miss, stale, coalesced; empty when the cache was not reached.
@@ -232,7 +233,9 @@ impl AuditEntry {
                         left: r.0.len(),
                     });
                 }
-                (0..count).map(|_| r.string()).collect::<Result<_, _>>()?
+                (0..count)
+                    .map(|_| r.string().map(Into::into))
+                    .collect::<Result<_, _>>()?
             },
             outcome: r.string()?,
             cache: r.string()?,
@@ -452,7 +455,17 @@ impl SubjectKey {
         ctx.update(dataset.as_bytes());
         ctx.update(&[0]);
         ctx.update(key.as_bytes());
-        format!("{}:{}", self.id, hex::encode(ctx.sign().as_ref()))
+        let tag = ctx.sign();
+        // Written straight into its one allocation: this runs on every call.
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = String::with_capacity(self.id.len() + 1 + 2 * tag.as_ref().len());
+        out.push_str(&self.id);
+        out.push(':');
+        for b in tag.as_ref() {
+            out.push(HEX[usize::from(b >> 4)] as char);
+            out.push(HEX[usize::from(b & 0xf)] as char);
+        }
+        out
     }
 }
 

@@ -88,7 +88,7 @@ where
             fields: if fields.is_empty() {
                 vec![]
             } else {
-                fields.split(',').map(str::to_owned).collect()
+                fields.split(',').map(Into::into).collect()
             },
             outcome: s("outcome")?,
             cache: s("cache")?,

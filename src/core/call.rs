@@ -11,6 +11,7 @@ use crate::domain::context::CallContext;
 use crate::domain::error::{ErrorCode, LookupError};
 use crate::layers::authenticate::authenticate;
 use crate::telemetry::trace::{TraceContext, call_span};
+use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
 
@@ -22,10 +23,11 @@ pub(super) struct Facts {
     pub(super) action: &'static str,
     pub(super) actor: String,
     pub(super) credential: &'static str,
-    pub(super) context: Option<CallContext>,
+    /// Shared with the steps that use it, so that the record takes it without a copy.
+    pub(super) context: Option<Arc<CallContext>>,
     pub(super) dataset: String,
     pub(super) subject: String,
-    pub(super) fields: Vec<String>,
+    pub(super) fields: Vec<Arc<str>>,
     pub(super) cache: &'static str,
     pub(super) upstream: Option<(&'static str, i64)>,
     pub(super) detail: String,
@@ -64,6 +66,17 @@ impl Drop for Pending<'_> {
     }
 }
 
+/// `text`'s first `chars` characters.
+fn bounded(text: &str, chars: usize) -> &str {
+    if text.len() <= chars {
+        return text;
+    }
+    match text.char_indices().nth(chars) {
+        Some((cut, _)) => &text[..cut],
+        None => text,
+    }
+}
+
 impl Facts {
     #[inline]
     pub(super) fn new(caller: &Caller, action: &'static str, dataset: &str) -> Facts {
@@ -76,7 +89,7 @@ impl Facts {
             credential: "",
             context: None,
             // As asked (it may name no dataset), bounded so a caller cannot bloat the trail.
-            dataset: dataset.chars().take(100).collect(),
+            dataset: bounded(dataset, 100).to_owned(),
             subject: String::new(),
             fields: Vec::new(),
             cache: "",
@@ -96,8 +109,12 @@ impl Facts {
     }
 
     fn entry(self, outcome: &str) -> AuditEntry {
-        let c = self.context.as_ref();
-        let ctx = |f: fn(&CallContext) -> &str| c.map(f).unwrap_or_default().to_owned();
+        // The steps are over: the record is the context's only holder, and takes its text.
+        let [procedure_code, dossier_id, officer_id, agency_code, purpose] = self
+            .context
+            .map(|c| Arc::try_unwrap(c).unwrap_or_else(|shared| (*shared).clone()))
+            .map(CallContext::into_parts)
+            .unwrap_or_default();
         AuditEntry {
             time_ms: now_ms(),
             request_id: self.request_id,
@@ -105,11 +122,11 @@ impl Facts {
             transport: self.transport.into(),
             actor: self.actor,
             credential: self.credential.into(),
-            officer_id: ctx(CallContext::officer_id),
-            agency_code: ctx(CallContext::agency_code),
-            procedure_code: ctx(CallContext::procedure_code),
-            dossier_id: ctx(CallContext::dossier_id),
-            purpose: ctx(CallContext::purpose),
+            officer_id,
+            agency_code,
+            procedure_code,
+            dossier_id,
+            purpose,
             dataset: self.dataset,
             subject: self.subject,
             action: self.action.into(),

@@ -132,7 +132,7 @@ impl Gateway {
             &request.procedure_code,
             &request.officer_id,
         )?;
-        facts.context = Some(context);
+        facts.context = Some(context.into());
         let now = now_ms();
         let received_ms = parse_rfc3339_ms(request.received_at.trim()).ok_or_else(|| {
             invalid("received_at must be an RFC 3339 time (2026-11-30T08:15:00+07:00) or a date")
@@ -225,7 +225,10 @@ impl Gateway {
         let consumer = consumer.id.clone();
         let id = dossier_id.trim();
         let current = self.owned_dossier(&consumer, id).await?;
-        facts.context = Some(self.dossier_context(id, &current.procedure_code, officer_id)?);
+        facts.context = Some(
+            self.dossier_context(id, &current.procedure_code, officer_id)?
+                .into(),
+        );
         let now = now_ms();
         let changed = match change {
             DossierChange::Add { subject, reason: r } => {
@@ -272,7 +275,10 @@ impl Gateway {
             async |facts: &mut Facts| {
                 let consumer = self.authenticate(caller, facts)?.id.clone();
                 let d = self.owned_dossier(&consumer, dossier_id.trim()).await?;
-                facts.context = Some(self.dossier_context(&d.dossier_id, &d.procedure_code, "")?);
+                facts.context = Some(
+                    self.dossier_context(&d.dossier_id, &d.procedure_code, "")?
+                        .into(),
+                );
                 Ok(d)
             },
             |_, _| {},

@@ -72,7 +72,7 @@ impl Gateway {
             Facts::new(caller, "fetch", &request.dataset),
             async |facts: &mut Facts| self.lookup_steps(caller, request, facts).await,
             |found, facts| {
-                facts.fields = found.record.names().map(str::to_owned).collect();
+                facts.fields = found.record.shared_names();
                 facts.mentions = found
                     .record
                     .mentions()
@@ -101,6 +101,7 @@ impl Gateway {
             &request.fields,
         )?;
         facts.subject = self.audit.subject(&route.dataset.name, &key);
+        let context = std::sync::Arc::new(context);
         facts.context = Some(context.clone());
         // 4. authorize — the grant decides which fields may leave, and whether the cache
         //    may be bypassed.
@@ -199,8 +200,9 @@ impl Gateway {
             &fields,
         )?;
         facts.subject = self.audit.subject(&route.dataset.name, &key);
+        let context = std::sync::Arc::new(context);
         facts.context = Some(context.clone());
-        facts.fields = fields.clone();
+        facts.fields = fields.iter().map(|f| f.as_str().into()).collect();
         if let Some((f, _)) = request
             .claims
             .iter()

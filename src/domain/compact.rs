@@ -27,7 +27,7 @@ const MOST_KEYS: usize = 16_384;
 /// (`"name":`). Append-only, so a record keeps the snapshot it was written with.
 #[derive(Debug, Default)]
 pub struct Keys {
-    names: Vec<Box<str>>,
+    names: Vec<Arc<str>>,
     json: Vec<Box<str>>,
     ids: HashMap<Box<str>, u32>,
 }
@@ -67,7 +67,7 @@ impl Keys {
             json.push(':');
             next.ids
                 .insert(k.clone().into_boxed_str(), next.names.len() as u32);
-            next.names.push(k.into_boxed_str());
+            next.names.push(k.into());
             next.json.push(json.into_boxed_str());
         }
         let next = Arc::new(next);
@@ -219,6 +219,15 @@ impl<'a> Reader<'a> {
                     _ => Err(Damaged(at)),
                 }
             }
+        }
+    }
+
+    /// A key's name, shared with the table when interned (copied only when not).
+    pub fn shared_key(&mut self, keys: &'a Keys) -> Result<Arc<str>, Damaged> {
+        let at = self.at;
+        match self.varint()? {
+            0 => Ok(self.text()?.into()),
+            k => keys.names.get((k - 1) as usize).cloned().ok_or(Damaged(at)),
         }
     }
 

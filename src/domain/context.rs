@@ -54,6 +54,17 @@ impl CallContext {
         &self.purpose
     }
 
+    /// The context's text: procedure code, dossier id, officer id, agency code, purpose.
+    pub fn into_parts(self) -> [String; 5] {
+        [
+            self.procedure_code,
+            self.dossier_id,
+            self.officer_id,
+            self.agency_code,
+            self.purpose,
+        ]
+    }
+
     /// A field by its name in templates and config.
     pub fn field(&self, name: &str) -> &str {
         match name {

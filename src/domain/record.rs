@@ -181,8 +181,9 @@ pub fn personal_ids(value: &Value, out: &mut Vec<String>) {
 /// and writes them as JSON mostly by copying.
 pub struct StoredRecord {
     keys: Arc<Keys>,
-    /// Length of the fields, the fields as (key, value) pairs, then the mentions: a count
-    /// and (field key, reference) pairs.
+    /// The length of the whole record as JSON text (every answer fits in it, so an answer
+    /// is written into one allocation), the length of the fields, the fields as (key,
+    /// value) pairs, then the mentions: a count and (field key, reference) pairs.
     bytes: Box<[u8]>,
 }
 
@@ -215,7 +216,9 @@ impl StoredRecord {
             compact::put_key(&mut fields, &keys, k);
             compact::put_value(&mut fields, &keys, v);
         }
-        let mut bytes = Vec::with_capacity(fields.len() + 4);
+        let json_len = serde_json::to_vec(&record.0).map_or(0, |json| json.len());
+        let mut bytes = Vec::with_capacity(fields.len() + 8);
+        compact::put_varint(&mut bytes, json_len as u64);
         compact::put_varint(&mut bytes, fields.len() as u64);
         bytes.extend_from_slice(&fields);
         compact::put_varint(&mut bytes, 0);
@@ -240,9 +243,15 @@ impl StoredRecord {
         }
     }
 
+    /// The length of the whole record as JSON text.
+    fn json_len(&self) -> usize {
+        Reader::new(&self.bytes).varint().unwrap_or(0) as usize
+    }
+
     /// Where the fields end (and the mentions start).
     fn fields_end(&self) -> usize {
         let mut r = Reader::new(&self.bytes);
+        let _ = r.varint();
         let len = r.varint().unwrap_or(0) as usize;
         (r.at + len).min(self.bytes.len())
     }
@@ -251,6 +260,7 @@ impl StoredRecord {
     fn fields(&self) -> impl Iterator<Item = Field<'_>> {
         let end = self.fields_end();
         let mut r = Reader::new(&self.bytes[..end]);
+        let _ = r.varint();
         let _ = r.varint();
         std::iter::from_fn(move || {
             if r.done() {
@@ -313,7 +323,7 @@ impl StoredRecord {
 
     /// The fields starting at `keep` as a JSON object's text.
     fn json_of(&self, keep: &[usize]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.bytes.len() + keep.len() * 16 + 2);
+        let mut out = Vec::with_capacity(self.json_len() + 2);
         out.push(b'{');
         for (n, &at) in keep.iter().enumerate() {
             if n > 0 {
@@ -365,6 +375,18 @@ impl Projected {
         })
     }
 
+    /// The names of the fields that leave, shared with the cache's table of names (a
+    /// call's audit record holds them without copying).
+    pub fn shared_names(&self) -> Vec<Arc<str>> {
+        let mut names = Vec::with_capacity(self.keep.len());
+        for &at in &self.keep {
+            let mut r = Reader::new(&self.record.bytes);
+            r.at = at;
+            names.extend(r.shared_key(&self.record.keys).ok());
+        }
+        names
+    }
+
     /// The people who appear in the fields that leave: (field, keyed reference), as the
     /// cache made them (nothing is hashed here).
     pub fn mentions(&self) -> impl Iterator<Item = (&str, &str)> {
@@ -396,6 +418,31 @@ impl Projected {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_stored_record_knows_its_whole_json_length_so_answers_are_written_in_one_allocation() {
+        let Value::Object(map) = json!({
+            "ten": "Công ty \"Hòa Bình\"\n\t",
+            "so": 12.5,
+            "dia_chi": {"tinh": "01", "cac_lop": [1, null, true, "x"]},
+            "rong": {},
+        }) else {
+            unreachable!("an object")
+        };
+        let record = Record(map);
+        let stored = StoredRecord::new(&record);
+        assert_eq!(stored.json_len(), stored.whole_json().len());
+        let answer = Arc::new(stored.with_mentions(vec![("dia_chi".into(), "k:ab".into())]));
+        let all: Vec<String> = record.0.keys().cloned().collect();
+        let json = answer.project(&all).to_json();
+        assert_eq!(json.len(), answer.json_len());
+        assert!(
+            json.capacity() <= answer.json_len() + 2,
+            "one allocation, not grown"
+        );
+        let fewer = answer.project(&["so".to_owned()]).to_json();
+        assert_eq!(fewer, br#"{"so":12.5}"#);
+    }
 
     #[test]
     fn the_direct_canonical_form_is_what_the_round_trip_makes() {

@@ -15,9 +15,9 @@ use std::time::Duration;
 /// The limiters of one configuration version; quotas start afresh with each version.
 pub struct Quotas {
     /// Each consumer's overall quota, by consumer id.
-    consumer_limits: HashMap<String, Limiter>,
+    consumer_limits: HashMap<String, Limiter, foldhash::fast::RandomState>,
     /// Each grant's quota, by the grant's position in the config.
-    grant_limits: HashMap<usize, Limiter>,
+    grant_limits: HashMap<usize, Limiter, foldhash::fast::RandomState>,
     shared: Option<Arc<Shared>>,
 }
 

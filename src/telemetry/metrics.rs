@@ -94,8 +94,9 @@ pub struct Family<T> {
     name: &'static str,
     help: &'static str,
     labels: &'static [&'static str],
-    /// Keyed by the label values joined with U+001F (which no label value holds).
-    series: RwLock<HashMap<String, Series<T>>>,
+    /// Keyed by the label values joined with U+001F (which no label value holds). Label
+    /// values come from config, not callers, so a fast hasher is safe here.
+    series: RwLock<HashMap<String, Series<T>, foldhash::fast::RandomState>>,
     make: fn() -> T,
 }
 
@@ -110,22 +111,36 @@ impl<T> Family<T> {
             name,
             help,
             labels,
-            series: RwLock::new(HashMap::new()),
+            series: RwLock::new(HashMap::default()),
             make,
         }
     }
 
     /// The series for these label values (in the family's label order).
     pub fn with(&self, values: &[&str]) -> Arc<T> {
-        let key = values.join("\u{1f}");
-        if let Some((_, s)) = self
-            .series
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-        {
-            return s.clone();
+        thread_local! {
+            /// The key of a lookup, joined in a buffer kept for the next one: a call counts
+            /// into several series, and none of those lookups allocates.
+            static KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
         }
+        let found = KEY.with_borrow_mut(|key| {
+            key.clear();
+            for (i, v) in values.iter().enumerate() {
+                if i > 0 {
+                    key.push('\u{1f}');
+                }
+                key.push_str(v);
+            }
+            self.series
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(key.as_str())
+                .map(|(_, s)| s.clone())
+        });
+        if let Some(s) = found {
+            return s;
+        }
+        let key = values.join("\u{1f}");
         self.series
             .write()
             .unwrap_or_else(|p| p.into_inner())

@@ -20,8 +20,9 @@ impl Default for TraceContext {
 
 fn random_hex(bytes: usize) -> String {
     let mut out = String::with_capacity(bytes * 2);
+    let mut buffer = uuid::Uuid::encode_buffer();
     while out.len() < bytes * 2 {
-        out.push_str(&uuid::Uuid::new_v4().simple().to_string());
+        out.push_str(uuid::Uuid::new_v4().simple().encode_lower(&mut buffer));
     }
     out.truncate(bytes * 2);
     out

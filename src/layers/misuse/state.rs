@@ -249,10 +249,13 @@ end
 return out
 ";
 
+type Windows = HashMap<(Rule, u64, i64), Window, foldhash::fast::RandomState>;
+
 /// Detection's memory on this replica, shared by every configuration version.
 pub struct Detector {
     /// Windows by (rule, actor's number, period start).
-    windows: Mutex<HashMap<(Rule, u64, i64), Window>>,
+    /// Keyed by numbers already made under this process's seed: a fast hasher will do.
+    windows: Mutex<Windows>,
     /// This process's seed of actors' numbers.
     seed: u64,
     script: redis::Script,
@@ -464,7 +467,7 @@ fn count_locally(w: &mut Window, p: &Planned) -> Counted {
 }
 
 /// Keeps the table within `max` windows: ended ones go first, then the oldest.
-fn make_room(windows: &mut HashMap<(Rule, u64, i64), Window>, max: usize, now_ms: i64) {
+fn make_room(windows: &mut Windows, max: usize, now_ms: i64) {
     if windows.len() < max {
         return;
     }

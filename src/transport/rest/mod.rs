@@ -12,7 +12,7 @@ use crate::domain::dataset::{BUSINESS_ENTERPRISE, LAND_PARCEL, POPULATION_CITIZE
 use crate::domain::error::{ErrorCode, LookupError};
 use axum::extract::Path;
 use axum::extract::rejection::PathRejection;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -241,11 +241,15 @@ pub fn problem(e: &LookupError, request_id: &str) -> Response {
 
 fn insert_rate_limit(h: &mut HeaderMap, q: &crate::shared::limiter::QuotaState) {
     for (name, value) in rate_limit_headers(q) {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            h.insert(name, v);
+        // A static name and the value's own bytes: nothing copied.
+        if let Ok(v) = HeaderValue::try_from(value) {
+            h.insert(HeaderName::from_static(name), v);
         }
     }
 }
+
+const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 fn served(lookup: Lookup, request_id: &str) -> Response {
     let mut response = (
@@ -257,9 +261,12 @@ fn served(lookup: Lookup, request_id: &str) -> Response {
     )
         .into_response();
     let h = response.headers_mut();
-    h.insert("x-cache", HeaderValue::from_static(lookup.cache.as_str()));
+    // Room for every header of an answer (the rate limit's, the length the router adds),
+    // so the map is allocated once.
+    h.reserve(12);
+    h.insert(X_CACHE, HeaderValue::from_static(lookup.cache.as_str()));
     if let Ok(v) = HeaderValue::from_str(request_id) {
-        h.insert("x-request-id", v);
+        h.insert(X_REQUEST_ID, v);
     }
     if let Some(q) = &lookup.quota {
         insert_rate_limit(h, q);
