@@ -252,7 +252,7 @@ async fn every_outcome_leaves_exactly_one_record_and_no_personal_data() {
         ),
         ("miss", "ok")
     );
-    assert!(first.entry.fields.contains(&"full_name".to_owned()));
+    assert!(first.entry.fields.iter().any(|f| &**f == "full_name"));
     assert!(first.entry.subject.starts_with("demo-k1:"));
     let hit = by_request[expected[1].0.as_str()][0];
     assert_eq!(
@@ -265,7 +265,10 @@ async fn every_outcome_leaves_exactly_one_record_and_no_personal_data() {
     );
     let grpc_record = by_request[grpc_id.as_str()][0];
     assert_eq!(grpc_record.entry.transport, "grpc");
-    assert_eq!(grpc_record.entry.fields, ["full_name"]);
+    assert_eq!(
+        grpc_record.entry.fields,
+        [std::sync::Arc::<str>::from("full_name")]
+    );
     let down = by_request[expected[9].0.as_str()][0];
     assert_eq!(down.entry.upstream_status, "unavailable");
     let verify_record = by_request[expected[11].0.as_str()][0];

@@ -152,7 +152,7 @@ impl Gateway {
         Ok(Lookup {
             dataset: route.dataset.clone(),
             key,
-            record: record.project(&fields),
+            record: record.project(fields),
             cache,
             quota,
         })
