@@ -112,8 +112,7 @@ impl Facts {
         // The steps are over: the record is the context's only holder, and takes its text.
         let [procedure_code, dossier_id, officer_id, agency_code, purpose] = self
             .context
-            .map(|c| Arc::try_unwrap(c).unwrap_or_else(|shared| (*shared).clone()))
-            .map(CallContext::into_parts)
+            .map(|c| Arc::unwrap_or_clone(c).into_parts())
             .unwrap_or_default();
         AuditEntry {
             time_ms: now_ms(),

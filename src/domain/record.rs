@@ -248,20 +248,23 @@ impl StoredRecord {
         Reader::new(&self.bytes).varint().unwrap_or(0) as usize
     }
 
-    /// Where the fields end (and the mentions start).
-    fn fields_end(&self) -> usize {
+    /// Where the fields start and end (the mentions start there).
+    fn fields_span(&self) -> (usize, usize) {
         let mut r = Reader::new(&self.bytes);
-        let _ = r.varint();
+        let _json_len = r.varint();
         let len = r.varint().unwrap_or(0) as usize;
-        (r.at + len).min(self.bytes.len())
+        (r.at, (r.at + len).min(self.bytes.len()))
+    }
+
+    fn fields_end(&self) -> usize {
+        self.fields_span().1
     }
 
     /// The top-level fields, in record order.
     fn fields(&self) -> impl Iterator<Item = Field<'_>> {
-        let end = self.fields_end();
+        let (start, end) = self.fields_span();
         let mut r = Reader::new(&self.bytes[..end]);
-        let _ = r.varint();
-        let _ = r.varint();
+        r.at = start;
         std::iter::from_fn(move || {
             if r.done() {
                 return None;

@@ -123,7 +123,7 @@ impl<T> Family<T> {
             /// into several series, and none of those lookups allocates.
             static KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
         }
-        let found = KEY.with_borrow_mut(|key| {
+        KEY.with_borrow_mut(|key| {
             key.clear();
             for (i, v) in values.iter().enumerate() {
                 if i > 0 {
@@ -131,28 +131,27 @@ impl<T> Family<T> {
                 }
                 key.push_str(v);
             }
-            self.series
+            if let Some((_, s)) = self
+                .series
                 .read()
                 .unwrap_or_else(|p| p.into_inner())
                 .get(key.as_str())
-                .map(|(_, s)| s.clone())
-        });
-        if let Some(s) = found {
-            return s;
-        }
-        let key = values.join("\u{1f}");
-        self.series
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(key)
-            .or_insert_with(|| {
-                (
-                    values.iter().map(|v| (*v).to_owned()).collect(),
-                    Arc::new((self.make)()),
-                )
-            })
-            .1
-            .clone()
+            {
+                return s.clone();
+            }
+            self.series
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(key.clone())
+                .or_insert_with(|| {
+                    (
+                        values.iter().map(|v| (*v).to_owned()).collect(),
+                        Arc::new((self.make)()),
+                    )
+                })
+                .1
+                .clone()
+        })
     }
 
     fn sorted(&self) -> Vec<(String, Arc<T>)> {

@@ -335,20 +335,6 @@ impl Builder {
         postings.sort_unstable();
         // The same record twice under one key (a person named in two fields) is one posting.
         postings.dedup();
-        let postings: Vec<(u64, i64, u32)> = postings
-            .into_iter()
-            .map(|p| {
-                let (k, rank) = ((p >> 33) as u64, (p & 0xffff_ffff) as usize);
-                let ordinal = if p & CHAIN_RUN != 0 {
-                    by_seq[rank]
-                } else {
-                    newest_first[rank]
-                };
-                let (_, _, _, seq, time) = self.records[ordinal as usize];
-                let order = if p & CHAIN_RUN != 0 { seq } else { -time };
-                (k, order, ordinal)
-            })
-            .collect();
         summary.chains = by_name
             .into_iter()
             .map(|i| self.chains[i].clone())
@@ -361,7 +347,16 @@ impl Builder {
         out.extend_from_slice(&entries);
         let postings_at = out.len() as u64;
         out.reserve(postings.len() * POSTING + TRAILER);
-        for (k, order, ordinal) in &postings {
+        for &p in &postings {
+            let (k, rank) = ((p >> 33) as u64, (p & 0xffff_ffff) as usize);
+            let chain_run = p & CHAIN_RUN != 0;
+            let ordinal = if chain_run {
+                by_seq[rank]
+            } else {
+                newest_first[rank]
+            };
+            let (_, _, _, seq, time) = self.records[ordinal as usize];
+            let order = if chain_run { seq } else { -time };
             out.extend_from_slice(&k.to_le_bytes());
             out.extend_from_slice(&order.to_le_bytes());
             out.extend_from_slice(&ordinal.to_le_bytes());
