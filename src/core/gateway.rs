@@ -75,7 +75,7 @@ impl Gateway {
                 facts.fields = found.record.shared_names();
                 facts.mentions = found
                     .record
-                    .mentions()
+                    .mentions(&facts.fields)
                     .map(|(f, r)| (f.to_owned(), r.to_owned()))
                     .collect();
             },

@@ -391,11 +391,15 @@ impl Projected {
     }
 
     /// The people who appear in the fields that leave: (field, keyed reference), as the
-    /// cache made them (nothing is hashed here).
-    pub fn mentions(&self) -> impl Iterator<Item = (&str, &str)> {
+    /// cache made them (nothing is hashed here). `leaving` is [`Projected::shared_names`],
+    /// which the caller has already (so no field's name is read again per mention).
+    pub fn mentions<'s>(
+        &'s self,
+        leaving: &'s [Arc<str>],
+    ) -> impl Iterator<Item = (&'s str, &'s str)> + 's {
         self.record
             .mention_pairs()
-            .filter(|(f, _)| self.names().any(|n| n == *f))
+            .filter(move |(f, _)| leaving.iter().any(|n| &**n == *f))
     }
 
     /// The record as a JSON object's text.
@@ -445,6 +449,29 @@ mod tests {
         );
         let fewer = answer.project(&["so".to_owned()]).to_json();
         assert_eq!(fewer, br#"{"so":12.5}"#);
+    }
+
+    #[test]
+    fn only_people_in_the_fields_that_leave_are_mentioned() {
+        let Value::Object(map) = json!({"ten": "A", "cha": "B", "me": "C"}) else {
+            unreachable!("an object")
+        };
+        let stored = Arc::new(StoredRecord::new(&Record(map)).with_mentions(vec![
+            ("cha".into(), "k:cha".into()),
+            ("me".into(), "k:me".into()),
+        ]));
+        let mentioned = |fields: &[&str]| {
+            let fields: Vec<String> = fields.iter().map(|f| f.to_string()).collect();
+            let projected = stored.project(&fields);
+            let leaving = projected.shared_names();
+            projected
+                .mentions(&leaving)
+                .map(|(f, r)| format!("{f}={r}"))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(mentioned(&["ten", "cha", "me"]), ["cha=k:cha", "me=k:me"]);
+        assert_eq!(mentioned(&["me", "ten"]), ["me=k:me"]);
+        assert!(mentioned(&["ten"]).is_empty());
     }
 
     #[test]

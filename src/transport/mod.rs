@@ -18,6 +18,12 @@ use crate::shared::limiter::QuotaState;
 /// The header (REST) or metadata (gRPC) that carries a portal's signed assertion of the
 /// citizen's identity, for the citizen's own access report.
 pub const ASSERTION_HEADER: &str = "x-citizen-assertion";
+/// The call context's headers (gRPC metadata keys of the same names).
+pub const PROCEDURE_CODE_HEADER: &str = "x-procedure-code";
+pub const DOSSIER_ID_HEADER: &str = "x-dossier-id";
+pub const OFFICER_ID_HEADER: &str = "x-officer-id";
+pub const AGENCY_CODE_HEADER: &str = "x-agency-code";
+pub const PURPOSE_HEADER: &str = "x-purpose";
 
 /// The core version current when a request arrived; the request keeps it to the end.
 pub struct Current(pub std::sync::Arc<crate::core::gateway::Gateway>);
@@ -172,11 +178,11 @@ pub fn context_from<'a>(get: impl Fn(&str) -> Option<&'a [u8]>) -> RawContext {
         })
     };
     let context = RawContext {
-        procedure_code: field("x-procedure-code", "procedure_code", false),
-        dossier_id: field("x-dossier-id", "dossier_id", false),
-        officer_id: field("x-officer-id", "officer_id", true),
-        agency_code: field("x-agency-code", "agency_code", false),
-        purpose: field("x-purpose", "purpose", true),
+        procedure_code: field(PROCEDURE_CODE_HEADER, "procedure_code", false),
+        dossier_id: field(DOSSIER_ID_HEADER, "dossier_id", false),
+        officer_id: field(OFFICER_ID_HEADER, "officer_id", true),
+        agency_code: field(AGENCY_CODE_HEADER, "agency_code", false),
+        purpose: field(PURPOSE_HEADER, "purpose", true),
         malformed: None,
     };
     RawContext {

@@ -9,10 +9,13 @@ use crate::core::request::{Caller, ClientCertificate};
 use crate::domain::context::RawContext;
 use crate::domain::error::{ErrorCode, LookupError};
 use crate::transport::door::{BodyFault, REQUEST_TIMEOUT_HEADER};
-use crate::transport::{context_from, percent_decode, wants_fresh};
+use crate::transport::{
+    AGENCY_CODE_HEADER, DOSSIER_ID_HEADER, OFFICER_ID_HEADER, PROCEDURE_CODE_HEADER,
+    PURPOSE_HEADER, context_from, percent_decode, wants_fresh,
+};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, Uri, header};
 use axum::response::Response;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,11 +55,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Incoming {
 
 impl Incoming {
     pub(super) fn read(parts: &Parts) -> Incoming {
-        let headers = &parts.headers;
-        let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
+        let heads = Heads::of(&parts.headers);
         let caller = crate::transport::caller(
-            text(header::AUTHORIZATION.as_str()),
-            text("traceparent"),
+            text(heads.authorization),
+            text(heads.traceparent),
             parts.extensions.get::<Arc<ClientCertificate>>().cloned(),
             "rest",
         );
@@ -64,13 +66,13 @@ impl Incoming {
             Ok(f) => (f, None),
             Err(e) => (Vec::new(), Some(e)),
         };
-        let (deadline, deadline_problem) = match deadline(headers) {
+        let (deadline, deadline_problem) = match deadline(heads.timeout) {
             Ok(d) => (d, None),
             Err(e) => (None, Some(e)),
         };
         Incoming {
-            context: context_from(|name| headers.get(name).map(|v| v.as_bytes())),
-            fresh: wants_fresh(text(header::CACHE_CONTROL.as_str())),
+            context: context_from(|name| heads.context(name).map(|v| v.as_bytes())),
+            fresh: wants_fresh(text(heads.cache_control)),
             caller,
             fields,
             deadline,
@@ -119,10 +121,65 @@ fn query_fields(uri: &Uri) -> Result<Vec<String>, LookupError> {
         .collect())
 }
 
+/// A header's value as text, when it is.
+fn text(v: Option<&HeaderValue>) -> Option<&str> {
+    v.and_then(|v| v.to_str().ok())
+}
+
+/// The headers a lookup reads, found in one pass over the request's head instead of a
+/// lookup each (which parses and hashes the name again). The first value of a name counts,
+/// as with `HeaderMap::get`.
+#[derive(Default)]
+struct Heads<'a> {
+    authorization: Option<&'a HeaderValue>,
+    traceparent: Option<&'a HeaderValue>,
+    cache_control: Option<&'a HeaderValue>,
+    timeout: Option<&'a HeaderValue>,
+    procedure_code: Option<&'a HeaderValue>,
+    dossier_id: Option<&'a HeaderValue>,
+    officer_id: Option<&'a HeaderValue>,
+    agency_code: Option<&'a HeaderValue>,
+    purpose: Option<&'a HeaderValue>,
+}
+
+impl<'a> Heads<'a> {
+    fn of(headers: &'a HeaderMap) -> Heads<'a> {
+        let mut h = Heads::default();
+        for (name, value) in headers {
+            let slot = match name.as_str() {
+                "authorization" => &mut h.authorization,
+                "traceparent" => &mut h.traceparent,
+                "cache-control" => &mut h.cache_control,
+                REQUEST_TIMEOUT_HEADER => &mut h.timeout,
+                PROCEDURE_CODE_HEADER => &mut h.procedure_code,
+                DOSSIER_ID_HEADER => &mut h.dossier_id,
+                OFFICER_ID_HEADER => &mut h.officer_id,
+                AGENCY_CODE_HEADER => &mut h.agency_code,
+                PURPOSE_HEADER => &mut h.purpose,
+                _ => continue,
+            };
+            slot.get_or_insert(value);
+        }
+        h
+    }
+
+    /// A context header, by the name [`context_from`] asks for.
+    fn context(&self, name: &str) -> Option<&'a HeaderValue> {
+        match name {
+            PROCEDURE_CODE_HEADER => self.procedure_code,
+            DOSSIER_ID_HEADER => self.dossier_id,
+            OFFICER_ID_HEADER => self.officer_id,
+            AGENCY_CODE_HEADER => self.agency_code,
+            PURPOSE_HEADER => self.purpose,
+            _ => None,
+        }
+    }
+}
+
 /// The caller's deadline from `X-Request-Timeout-Ms`, kept back a little as gRPC's is, so
 /// the answer reaches the caller before its own clock runs out.
-fn deadline(headers: &HeaderMap) -> Result<Option<tokio::time::Instant>, LookupError> {
-    let Some(v) = headers.get(REQUEST_TIMEOUT_HEADER) else {
+fn deadline(value: Option<&HeaderValue>) -> Result<Option<tokio::time::Instant>, LookupError> {
+    let Some(v) = value else {
         return Ok(None);
     };
     let ms = v
@@ -275,13 +332,67 @@ mod tests {
         let h = |v: &str| {
             let mut m = HeaderMap::new();
             m.insert(REQUEST_TIMEOUT_HEADER, v.parse().unwrap());
-            deadline(&m)
+            deadline(Heads::of(&m).timeout)
         };
         assert!(h("250").unwrap().is_some());
         for bad in ["0", "-1", "1.5", "2s", "600001"] {
             let e = h(bad).unwrap_err();
             assert!(e.message.contains("X-Request-Timeout-Ms"), "{bad}");
         }
-        assert_eq!(deadline(&HeaderMap::new()).unwrap(), None);
+        assert_eq!(
+            deadline(Heads::of(&HeaderMap::new()).timeout).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn the_head_is_read_in_one_pass_as_lookups_by_name_would_read_it() {
+        let mut m = HeaderMap::new();
+        for (name, value) in [
+            ("Authorization", "Bearer k1"),
+            ("X-Procedure-Code", "1.001612"),
+            ("x-dossier-id", "000.00.53.H48-251128-0001"),
+            ("X-Officer-Id", "canbo01"),
+            ("X-Agency-Code", "H48"),
+            ("X-Purpose", "x"),
+            ("Cache-Control", "no-cache"),
+            (
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            ),
+            (REQUEST_TIMEOUT_HEADER, "250"),
+            ("X-Other", "y"),
+        ] {
+            m.insert(
+                name.parse::<axum::http::HeaderName>().unwrap(),
+                value.parse().unwrap(),
+            );
+        }
+        // A second value of a name: the first counts, as `get` reads it.
+        m.append("x-dossier-id", "other".parse().unwrap());
+        let h = Heads::of(&m);
+        for (got, name) in [
+            (h.authorization, "authorization"),
+            (h.traceparent, "traceparent"),
+            (h.cache_control, "cache-control"),
+            (h.timeout, REQUEST_TIMEOUT_HEADER),
+        ] {
+            assert_eq!(got, m.get(name), "{name}");
+        }
+        for name in [
+            "x-procedure-code",
+            "x-dossier-id",
+            "x-officer-id",
+            "x-agency-code",
+            "x-purpose",
+        ] {
+            assert_eq!(h.context(name), m.get(name), "{name}");
+            assert!(h.context(name).is_some(), "{name}");
+        }
+        assert_eq!(h.context("x-other"), None);
+        assert_eq!(
+            h.context("x-dossier-id").unwrap(),
+            "000.00.53.H48-251128-0001"
+        );
     }
 }

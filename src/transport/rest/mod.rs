@@ -252,25 +252,22 @@ const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 fn served(lookup: Lookup, request_id: &str) -> Response {
-    let mut response = (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        lookup.record.to_json(),
-    )
-        .into_response();
-    let h = response.headers_mut();
     // Room for every header of an answer (the rate limit's, the length the router adds),
-    // so the map is allocated once.
-    h.reserve(12);
+    // so the map is allocated once, at its size.
+    let mut h = HeaderMap::with_capacity(12);
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     h.insert(X_CACHE, HeaderValue::from_static(lookup.cache.as_str()));
     if let Ok(v) = HeaderValue::from_str(request_id) {
         h.insert(X_REQUEST_ID, v);
     }
     if let Some(q) = &lookup.quota {
-        insert_rate_limit(h, q);
+        insert_rate_limit(&mut h, q);
     }
+    let mut response = axum::body::Body::from(lookup.record.to_json()).into_response();
+    *response.headers_mut() = h;
     response
 }
 
