@@ -51,7 +51,8 @@ fn every_printed_curl_command_works() {
     let mut grpcurl_open = false;
     let mut current = String::new();
     let mut burst = String::new();
-    for line in BufReader::new(stdout).lines() {
+    let mut lines = BufReader::new(stdout).lines();
+    for line in lines.by_ref() {
         let line = line.expect("line");
         if line.starts_with("Press Ctrl-C") {
             break;
@@ -75,6 +76,10 @@ fn every_printed_curl_command_works() {
             }
         }
     }
+    // Keep reading what the demo still prints: were its stdout closed, its next write
+    // would fail and end it (as a CLI whose reader went away does), with the commands
+    // below still to run.
+    std::thread::spawn(move || lines.for_each(drop));
     assert_eq!(commands.len(), 9, "{commands:#?}");
     let run = |cmd: &str| -> serde_json::Value {
         let out = Command::new("sh")

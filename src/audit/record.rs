@@ -370,13 +370,26 @@ impl<'a> EntryView<'a> {
 /// The hash of a record: SHA-256 over the previous hash, the chain, the sequence number and
 /// the record's canonical bytes.
 pub fn chain_hash(prev: &[u8; 32], instance: &str, seq: i64, entry: &AuditEntry) -> [u8; 32] {
+    thread_local! {
+        /// The canonical bytes being hashed, in a buffer the thread keeps (the writer
+        /// hashes every record: no allocation, nor growth, per record).
+        static CANONICAL: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(1024));
+    }
     let mut h = Sha256::new();
     h.update(b"lienthong-audit-v1\0");
     h.update(prev);
     h.update((instance.len() as u32).to_be_bytes());
     h.update(instance.as_bytes());
     h.update(seq.to_be_bytes());
-    h.update(entry.canonical());
+    CANONICAL.with_borrow_mut(|bytes| {
+        bytes.clear();
+        entry.write_canonical(bytes);
+        h.update(&bytes[..]);
+        // A record far larger than most leaves no large buffer behind.
+        if bytes.capacity() > 64 << 10 {
+            *bytes = Vec::with_capacity(1024);
+        }
+    });
     h.finalize().into()
 }
 
