@@ -369,17 +369,8 @@ pub struct Projected {
 }
 
 impl Projected {
-    /// The fields that leave, in record order.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.keep.iter().filter_map(|&at| {
-            let mut r = Reader::new(&self.record.bytes);
-            r.at = at;
-            r.key(&self.record.keys).ok().map(|(name, _)| name)
-        })
-    }
-
-    /// The names of the fields that leave, shared with the cache's table of names (a
-    /// call's audit record holds them without copying).
+    /// The names of the fields that leave, in record order, shared with the cache's table
+    /// of names (a call's audit record holds them without copying).
     pub fn shared_names(&self) -> Vec<Arc<str>> {
         let mut names = Vec::with_capacity(self.keep.len());
         for &at in &self.keep {
@@ -584,7 +575,14 @@ mod tests {
             serde_json::from_slice::<Value>(&narrow.to_json()).expect("json"),
             expected
         );
-        assert_eq!(narrow.names().collect::<Vec<_>>(), ["aliases", "full_name"]);
+        assert_eq!(
+            narrow
+                .shared_names()
+                .iter()
+                .map(|n| &**n)
+                .collect::<Vec<_>>(),
+            ["aliases", "full_name"]
+        );
         let none = stored.project(&[]);
         assert_eq!(none.to_json(), b"{}");
         assert_eq!(
