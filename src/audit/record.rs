@@ -469,14 +469,15 @@ impl SubjectKey {
         ctx.update(&[0]);
         ctx.update(key.as_bytes());
         let tag = ctx.sign();
+        let tag = tag.as_ref();
         // Written straight into its one allocation: this runs on every call.
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut out = String::with_capacity(self.id.len() + 1 + 2 * tag.as_ref().len());
+        let mut hex = [0u8; 2 * ring::digest::MAX_OUTPUT_LEN];
+        let hex = &mut hex[..2 * tag.len()];
+        let mut out = String::with_capacity(self.id.len() + 1 + hex.len());
         out.push_str(&self.id);
         out.push(':');
-        for b in tag.as_ref() {
-            out.push(HEX[usize::from(b >> 4)] as char);
-            out.push(HEX[usize::from(b & 0xf)] as char);
+        if hex::encode_to_slice(tag, hex).is_ok() {
+            out.push_str(std::str::from_utf8(hex).unwrap_or_default());
         }
         out
     }

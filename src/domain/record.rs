@@ -208,6 +208,20 @@ impl PartialEq for StoredRecord {
     }
 }
 
+/// A writer that only counts the bytes written to it.
+struct Counted(usize);
+
+impl std::io::Write for Counted {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 impl StoredRecord {
     pub fn new(record: &Record) -> StoredRecord {
         let keys = Keys::covering(record.0.values(), record.0.keys().map(String::as_str));
@@ -216,7 +230,10 @@ impl StoredRecord {
             compact::put_key(&mut fields, &keys, k);
             compact::put_value(&mut fields, &keys, v);
         }
-        let json_len = serde_json::to_vec(&record.0).map_or(0, |json| json.len());
+        // The JSON's length, counted as it is written, not kept.
+        let mut json_len = Counted(0);
+        let _ = serde_json::to_writer(&mut json_len, &record.0);
+        let json_len = json_len.0;
         let mut bytes = Vec::with_capacity(fields.len() + 8);
         compact::put_varint(&mut bytes, json_len as u64);
         compact::put_varint(&mut bytes, fields.len() as u64);
