@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 /// Keys whose values are credentials: shown as "(set)".
-const SECRET_KEYS: &[&str] = &["secret", "token", "api_key"];
+const SECRET_KEYS: &[&str] = &["secret", "token", "api_key", "client_secret", "password"];
 
 fn redacted(connector: &toml::Value) -> Value {
     let mut v = to_json(connector);
@@ -93,7 +93,7 @@ pub(super) fn get_dataset(cx: &Cx<'_>, name: &str) -> Result<Value, LookupError>
             .probes()
             .into_iter()
             .find(|(c, _)| config.connectors.iter().any(|k| &k.name == c && k.dataset == name))
-            .map(|(_, p)| json!({ "up": p.up, "probes": p.probes, "failures": p.failures, "error": p.error }))
+            .map(|(_, p)| json!({ "up": p.up, "probes": p.probes, "failures": p.failures, "error": p.error, "detail": p.detail }))
             .unwrap_or(Value::Null);
     }
     Ok(v)

@@ -63,7 +63,7 @@ pub fn build(source: &Source, env: &BTreeMap<String, String>) -> Result<Built, C
         file: connectors.0,
         all: e.all,
     };
-    let connectors = spec::connectors(connectors.1, &datasets, env, &mut e);
+    let connectors = spec::connectors(connectors.1, &datasets, source, env, &mut e);
     let mut e = Errors {
         file: consumers.0,
         all: e.all,

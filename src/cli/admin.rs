@@ -236,7 +236,7 @@ pub(crate) async fn admin(args: AdminArgs) -> Result<(), CliError> {
     let with_probe = |probe: &Option<String>| match (args.dry_run, probe) {
         (d, Some(k)) => format!(
             "?probe_key={}{}",
-            urlencode(k),
+            crate::domain::urlencode(k),
             if d { "&dry_run=true" } else { "" }
         ),
         (_, None) => dry.to_owned(),
@@ -345,18 +345,6 @@ pub(crate) async fn admin(args: AdminArgs) -> Result<(), CliError> {
     }
     print_admin(&args.command, &body)?;
     Ok(())
-}
-
-/// Percent-encodes a query value.
-pub(crate) fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// An admin answer for people (`--json` prints it whole).

@@ -14,11 +14,15 @@ pub(crate) async fn demo(ephemeral_ports: bool) -> Result<(), CliError> {
     let options = if ephemeral_ports {
         SimOptions::on(any, any, any)
     } else {
-        SimOptions::on(
-            addr(sim::DEFAULT_POPULATION_ADDR)?,
-            addr(sim::DEFAULT_BUSINESS_ADDR)?,
-            addr(sim::DEFAULT_LAND_ADDR)?,
-        )
+        SimOptions {
+            civil_addr: addr(sim::DEFAULT_CIVIL_ADDR)?,
+            insurance_addr: addr(sim::DEFAULT_INSURANCE_ADDR)?,
+            ..SimOptions::on(
+                addr(sim::DEFAULT_POPULATION_ADDR)?,
+                addr(sim::DEFAULT_BUSINESS_ADDR)?,
+                addr(sim::DEFAULT_LAND_ADDR)?,
+            )
+        }
     };
     let sims = sim::spawn(options).await.map_err(|e| e.to_string())?;
     // The embedded config points at the simulators' default addresses; follow where they are.
@@ -69,6 +73,8 @@ lienthong demo is running.
   lookup API (REST + gRPC)  http://{lookup}
   admin                     http://{admin}/dashboard (live), /metrics, /healthz, /readyz
   simulators                population {pop}, business {bus}, land {land} (GET /_sim/stats on each)
+  not yet onboarded         civil status {civil} (SOAP 1.2, WS-Security), social insurance {ins}
+                            (REST, OAuth2): docs/connectors.md walks through joining them
   consumer demo-onestop, API key demo-onestop-key
 
 A citizen is looked up only for a dossier the one-stop system declared, naming him (the
@@ -119,6 +125,8 @@ Press Ctrl-C to stop.
         pop = sims.population_addr,
         bus = sims.business_addr,
         land = sims.land_addr,
+        civil = sims.civil_addr,
+        ins = sims.insurance_addr,
     );
     running.run_until_signal().await;
     telemetry.shutdown();

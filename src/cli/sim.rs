@@ -21,6 +21,12 @@ pub(crate) struct SimArgs {
     /// Land registry (gRPC) address.
     #[arg(long, default_value = sim::DEFAULT_LAND_ADDR)]
     pub(crate) land_addr: SocketAddr,
+    /// Civil status (SOAP 1.2, WS-Security) address.
+    #[arg(long, default_value = sim::DEFAULT_CIVIL_ADDR)]
+    pub(crate) civil_addr: SocketAddr,
+    /// Social insurance (REST, OAuth2 or API key) address.
+    #[arg(long, default_value = sim::DEFAULT_INSURANCE_ADDR)]
+    pub(crate) insurance_addr: SocketAddr,
 }
 
 #[derive(clap::Args, Clone)]
@@ -86,6 +92,8 @@ pub(crate) async fn run_sim(args: SimArgs) -> Result<(), CliError> {
     }
     let _telemetry = crate::telemetry::init(false, "info", None);
     let mut options = SimOptions::on(args.population_addr, args.business_addr, args.land_addr);
+    options.civil_addr = args.civil_addr;
+    options.insurance_addr = args.insurance_addr;
     options.seed = args.data.seed;
     options.citizens = args.data.citizens;
     options.enterprises = args.data.enterprises;
@@ -102,6 +110,19 @@ pub(crate) async fn run_sim(args: SimArgs) -> Result<(), CliError> {
         sim::business::PATH
     );
     out!("land registry (gRPC)         http://{}", sims.land_addr);
+    out!(
+        "civil status (SOAP 1.2)      http://{}{} (WS-Security user {:?})",
+        sims.civil_addr,
+        sim::civil::PATH,
+        sim::DEFAULT_CIVIL_USER
+    );
+    out!(
+        "social insurance (REST)      http://{}{} (OAuth2 token at {}, client {:?})",
+        sims.insurance_addr,
+        sim::insurance::PATH,
+        sim::insurance::TOKEN_PATH,
+        sim::DEFAULT_INSURANCE_CLIENT_ID
+    );
     out!("control: GET /_sim/stats, PUT /_sim/faults, POST /_sim/reset on each address");
     let _ = tokio::signal::ctrl_c().await;
     Ok(())

@@ -142,6 +142,46 @@ pub fn secret(
     }
 }
 
+/// A secret given inline, by the name of an environment variable (`{key}_env`) or in a
+/// file (`{key}_file`, relative to the main config file, its last line break dropped):
+/// exactly one of the three.
+pub fn secret_of(
+    e: &mut Errors<'_>,
+    source: &Source,
+    key: &str,
+    given: [&Option<String>; 3],
+    env: &BTreeMap<String, String>,
+) -> String {
+    let [value, var, file] = given;
+    match file {
+        None => secret(e, key, value, var, env),
+        Some(_) if value.is_some() || var.is_some() => {
+            e.add(
+                key,
+                format!("set one of {key}, {key}_env and {key}_file, not more"),
+            );
+            String::new()
+        }
+        Some(path) => {
+            let path = source.resolve_disk(path);
+            match std::fs::read_to_string(&path) {
+                Ok(text) => {
+                    let text = text.strip_suffix('\n').unwrap_or(&text);
+                    let text = text.strip_suffix('\r').unwrap_or(text);
+                    if text.is_empty() {
+                        e.add(format!("{key}_file"), format!("{path} is empty"));
+                    }
+                    text.to_owned()
+                }
+                Err(err) => {
+                    e.add(format!("{key}_file"), format!("cannot read {path}: {err}"));
+                    String::new()
+                }
+            }
+        }
+    }
+}
+
 /// Where spans go (OTLP over gRPC) and how many traces started here are kept.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OtelSettings {

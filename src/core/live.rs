@@ -44,9 +44,13 @@ pub enum ReloadError {
     #[error("the new configuration could not be started: {0}")]
     Registry(#[from] crate::registry::RegistryError),
     #[error(
-        "the new configuration could not be started: the probe of {dataset} failed ({why}); nothing was applied"
+        "the new configuration could not be started: the probe of {dataset} failed ({why}: {detail}); nothing was applied"
     )]
-    ProbeFailed { dataset: String, why: &'static str },
+    ProbeFailed {
+        dataset: String,
+        why: &'static str,
+        detail: String,
+    },
     #[error("the new configuration could not be started: the registry is empty")]
     RegistryEmpty,
 }
@@ -173,6 +177,7 @@ impl Live {
                     } else {
                         answer.error
                     },
+                    detail: answer.detail,
                 });
             }
         }

@@ -603,7 +603,16 @@ impl SimData {
     /// `count` keys that exist in `dataset`, spread over the generated range.
     pub fn samples(&self, dataset: &str, count: u32) -> Result<Vec<String>, UnknownDataset> {
         let size = match dataset {
-            POPULATION_CITIZEN => self.citizens,
+            POPULATION_CITIZEN | super::civil::DATASET => self.citizens,
+            // Only citizens of working age are insured: look among more to find `count`.
+            super::insurance::DATASET => {
+                return Ok((0..self.citizens)
+                    .step_by((self.citizens / count.max(1) / 4).max(1) as usize)
+                    .filter_map(|i| super::insurance::code_of(self, i))
+                    .filter(|c| super::insurance::insured(self, c).is_some())
+                    .take(count as usize)
+                    .collect());
+            }
             BUSINESS_ENTERPRISE => self.enterprises,
             LAND_PARCEL => self.parcels,
             other => return Err(UnknownDataset(other.to_owned())),
@@ -616,6 +625,7 @@ impl SimData {
                 match dataset {
                     POPULATION_CITIZEN => self.citizen_at(i).map(|c| c.personal_id),
                     BUSINESS_ENTERPRISE => self.enterprise_at(i).map(|e| e.0.enterprise_code),
+                    super::civil::DATASET => super::civil::key_of(self, i),
                     _ => self.parcel_at(i).map(|p| p.parcel_id),
                 }
             })

@@ -1,10 +1,14 @@
 //! The simulated national databases: population over SOAP/XML, business registration over
-//! REST/JSON, land over gRPC, each with a control surface (`/_sim/stats`, `/_sim/faults`).
+//! REST/JSON, land over gRPC; and two sector databases that join through the admin API:
+//! civil status over SOAP 1.2 with WS-Security, social insurance over REST with OAuth2. Each
+//! has a control surface (`/_sim/stats`, `/_sim/faults`).
 //! They are the demo's data, the tests' upstreams and the benchmarks' origin.
 
 pub mod business;
+pub mod civil;
 pub mod control;
 pub mod data;
+pub mod insurance;
 pub mod land;
 pub mod names;
 pub mod population;
@@ -22,10 +26,19 @@ use tokio::task::JoinHandle;
 pub const DEFAULT_POPULATION_ADDR: &str = "127.0.0.1:7081";
 pub const DEFAULT_BUSINESS_ADDR: &str = "127.0.0.1:7082";
 pub const DEFAULT_LAND_ADDR: &str = "127.0.0.1:7083";
+pub const DEFAULT_CIVIL_ADDR: &str = "127.0.0.1:7084";
+pub const DEFAULT_INSURANCE_ADDR: &str = "127.0.0.1:7085";
 /// Default upstream credentials (simulators only).
 pub const DEFAULT_POPULATION_USER: &str = "lienthong";
 pub const DEFAULT_POPULATION_SECRET: &str = "demo-population-secret";
 pub const DEFAULT_BUSINESS_TOKEN: &str = "demo-business-token";
+pub const DEFAULT_CIVIL_USER: &str = "lienthong";
+pub const DEFAULT_CIVIL_PASSWORD: &str = "demo-civil-password";
+pub const DEFAULT_INSURANCE_CLIENT_ID: &str = "lienthong-gateway";
+pub const DEFAULT_INSURANCE_CLIENT_SECRET: &str = "demo-insurance-secret";
+pub const DEFAULT_INSURANCE_API_KEY: &str = "demo-insurance-api-key";
+/// `expires_in` of the insurance simulator's tokens.
+pub const DEFAULT_INSURANCE_TOKEN_LIFETIME_S: u64 = 300;
 
 /// What to simulate and where.
 #[derive(Debug, Clone)]
@@ -37,8 +50,12 @@ pub struct SimOptions {
     pub population_addr: SocketAddr,
     pub business_addr: SocketAddr,
     pub land_addr: SocketAddr,
+    pub civil_addr: SocketAddr,
+    pub insurance_addr: SocketAddr,
     pub population_account: population::Account,
     pub business_token: String,
+    pub civil_account: civil::Account,
+    pub insurance_account: insurance::Account,
 }
 
 impl SimOptions {
@@ -52,11 +69,23 @@ impl SimOptions {
             population_addr: population,
             business_addr: business,
             land_addr: land,
+            civil_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            insurance_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             population_account: population::Account {
                 user: DEFAULT_POPULATION_USER.into(),
                 secret: DEFAULT_POPULATION_SECRET.into(),
             },
             business_token: DEFAULT_BUSINESS_TOKEN.into(),
+            civil_account: civil::Account {
+                user: DEFAULT_CIVIL_USER.into(),
+                password: DEFAULT_CIVIL_PASSWORD.into(),
+            },
+            insurance_account: insurance::Account {
+                client_id: DEFAULT_INSURANCE_CLIENT_ID.into(),
+                client_secret: DEFAULT_INSURANCE_CLIENT_SECRET.into(),
+                api_key: DEFAULT_INSURANCE_API_KEY.into(),
+                token_lifetime: std::time::Duration::from_secs(DEFAULT_INSURANCE_TOKEN_LIFETIME_S),
+            },
         }
     }
 
@@ -67,15 +96,19 @@ impl SimOptions {
     }
 }
 
-/// The three simulators, running. Dropping it stops them.
+/// The simulators, running. Dropping it stops them.
 pub struct RunningSims {
     pub data: Arc<SimData>,
     pub population_addr: SocketAddr,
     pub business_addr: SocketAddr,
     pub land_addr: SocketAddr,
+    pub civil_addr: SocketAddr,
+    pub insurance_addr: SocketAddr,
     pub population: Arc<Control>,
     pub business: Arc<Control>,
     pub land: Arc<Control>,
+    pub civil: Arc<Control>,
+    pub insurance: Arc<Control>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -106,7 +139,7 @@ async fn serve(
     Ok((local, task))
 }
 
-/// Starts the three simulators.
+/// Starts the simulators.
 pub async fn spawn(options: SimOptions) -> std::io::Result<RunningSims> {
     let data = Arc::new(SimData::new(
         options.seed,
@@ -139,14 +172,33 @@ pub async fn spawn(options: SimOptions) -> std::io::Result<RunningSims> {
     .await?;
     let (land_addr, t3) =
         serve(options.land_addr, land::router(data.clone(), land.clone())).await?;
+    let (civil, insurance) = (Control::new("civil"), Control::new("insurance"));
+    let (civil_addr, t4) = serve(
+        options.civil_addr,
+        civil::router(data.clone(), options.civil_account.clone(), civil.clone()),
+    )
+    .await?;
+    let (insurance_addr, t5) = serve(
+        options.insurance_addr,
+        insurance::router(
+            data.clone(),
+            options.insurance_account.clone(),
+            insurance.clone(),
+        ),
+    )
+    .await?;
     Ok(RunningSims {
         data,
         population_addr,
         business_addr,
         land_addr,
+        civil_addr,
+        insurance_addr,
         population,
         business,
         land,
-        tasks: vec![t1, t2, t3],
+        civil,
+        insurance,
+        tasks: vec![t1, t2, t3, t4, t5],
     })
 }

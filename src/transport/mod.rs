@@ -121,26 +121,7 @@ pub fn bearer(value: Option<&str>) -> Option<String> {
         .filter(|k| !k.is_empty())
 }
 
-/// Decodes %XX escapes into UTF-8 text; `None` for a malformed escape (`%ZZ`, a lone `%`)
-/// or bytes that are not UTF-8 (`%C3%28`).
-pub fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    let hex = |b: u8| (b as char).to_digit(16);
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hi = bytes.get(i + 1).copied().and_then(hex)?;
-            let lo = bytes.get(i + 2).copied().and_then(hex)?;
-            out.push((hi * 16 + lo) as u8);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
+pub use crate::domain::percent_decode;
 
 /// Whether a `Cache-Control` value asks for a fresh read (`no-cache`).
 pub fn wants_fresh(cache_control: Option<&str>) -> bool {

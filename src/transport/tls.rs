@@ -4,13 +4,13 @@
 //!
 //! REST and gRPC share the port, so the server offers ALPN `h2` and `http/1.1`.
 
+pub use crate::certs::{TlsError, certs_from_pem, client_config, key_from_pem};
 use crate::config::raw::RawTls;
 use crate::config::{Errors, Source};
 use crate::layers::authenticate::ClientCertificate;
 pub use crate::layers::authenticate::normalize_name;
 use rustls::RootCertStore;
 use rustls::ServerConfig;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use std::sync::Arc;
@@ -21,66 +21,6 @@ use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 pub enum ClientAuth {
     Optional,
     Required,
-}
-
-/// Why certificates, keys or a TLS configuration are not usable. The messages say what is
-/// wrong with the file; the caller names the file.
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    #[error("not a PEM certificate file: {0}")]
-    Pem(rustls::pki_types::pem::Error),
-    #[error("holds no CERTIFICATE block")]
-    NoCertificate,
-    #[error("holds no usable private key: {0}")]
-    NoKey(rustls::pki_types::pem::Error),
-    #[error("{what}: {source}")]
-    Rustls {
-        what: &'static str,
-        source: rustls::Error,
-    },
-    #[error("client_ca: {0}")]
-    Verifier(#[from] rustls::server::VerifierBuilderError),
-}
-
-/// A TLS client that trusts `ca_pem` only and, given (certificate, key) PEM, presents that
-/// client certificate: how `lienthong admin` reaches an admin listener that speaks TLS.
-pub fn client_config(
-    ca_pem: &[u8],
-    identity: Option<(&[u8], &[u8])>,
-) -> Result<rustls::ClientConfig, TlsError> {
-    let rustls = |what| move |source| TlsError::Rustls { what, source };
-    let mut roots = RootCertStore::empty();
-    for c in certs_from_pem(ca_pem)? {
-        roots.add(c).map_err(rustls("CA certificate"))?;
-    }
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(rustls("protocol versions"))?
-    .with_root_certificates(roots);
-    match identity {
-        None => Ok(builder.with_no_client_auth()),
-        Some((cert, key)) => builder
-            .with_client_auth_cert(certs_from_pem(cert)?, key_from_pem(key)?)
-            .map_err(rustls("client certificate")),
-    }
-}
-
-/// Every certificate in a PEM file, in order.
-pub fn certs_from_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certs = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(TlsError::Pem)?;
-    if certs.is_empty() {
-        return Err(TlsError::NoCertificate);
-    }
-    Ok(certs)
-}
-
-/// The first private key in a PEM file (PKCS#8, PKCS#1 or SEC1).
-pub fn key_from_pem(pem: &[u8]) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_slice(pem).map_err(TlsError::NoKey)
 }
 
 /// The server side of TLS: `client_auth` is `Some` exactly when `client_cas` is.

@@ -1,6 +1,7 @@
 //! A connector: calls one dataset's provider over its protocol and maps the payload to a
 //! canonical record. Protocol specifics live in `soap`, `rest` and `grpc`.
 
+use super::credentials::Credentials;
 use super::spec::{ConnectorConfig, ConnectorKind};
 use super::{grpc, rest, soap};
 use crate::domain::context::CallContext;
@@ -37,12 +38,12 @@ impl UpstreamError {
     }
 }
 
-/// A connector whose endpoint is not a URI its transport can use.
+/// A connector whose endpoint or TLS settings its transport cannot use.
 #[derive(Debug, thiserror::Error)]
-#[error("endpoint {endpoint:?}: {source}")]
+#[error("endpoint {endpoint:?}: {reason}")]
 pub struct EndpointError {
     pub endpoint: String,
-    pub source: tonic::codegen::http::uri::InvalidUri,
+    pub reason: String,
 }
 
 /// What a protocol call returns: a payload tree, or `None` when the provider says the
@@ -75,40 +76,71 @@ pub struct Connector {
     pub config: ConnectorConfig,
     dataset: Arc<Dataset>,
     transport: Transport,
+    credentials: Credentials,
 }
 
 impl Connector {
+    /// `http` is the gateway's shared client; a connector with its own TLS settings (a CA,
+    /// a client certificate) gets a client of its own.
     pub fn new(
         config: ConnectorConfig,
         dataset: Arc<Dataset>,
         http: reqwest::Client,
     ) -> Result<Connector, EndpointError> {
-        let transport = match config.kind {
-            ConnectorKind::Grpc { .. } => {
-                Transport::Grpc(grpc::channel(&config.endpoint, config.timeout).map_err(
-                    |source| EndpointError {
-                        endpoint: config.endpoint.clone(),
-                        source,
-                    },
-                )?)
-            }
-            _ => Transport::Http(http),
+        let failed = |reason: String| EndpointError {
+            endpoint: config.endpoint.clone(),
+            reason,
         };
+        let transport = match (&config.kind, &config.tls) {
+            (ConnectorKind::Grpc { .. }, tls) => Transport::Grpc(
+                grpc::channel(&config.endpoint, config.timeout, tls.as_ref()).map_err(failed)?,
+            ),
+            (_, None) => Transport::Http(http.clone()),
+            (_, Some(tls)) => {
+                let rustls = tls.client_config().map_err(|e| failed(e.to_string()))?;
+                let client = reqwest::Client::builder()
+                    .tls_backend_preconfigured(rustls)
+                    .pool_max_idle_per_host(64)
+                    .build()
+                    .map_err(|e| failed(e.to_string()))?;
+                Transport::Http(client)
+            }
+        };
+        // The token endpoint is reached like the provider: through its TLS settings.
+        let token_client = match &transport {
+            Transport::Http(c) => c.clone(),
+            _ => http,
+        };
+        let credentials =
+            Credentials::new(&config.auth, &config.endpoint, token_client, config.timeout);
         Ok(Connector {
             config,
             dataset,
             transport,
+            credentials,
         })
+    }
+
+    /// This connector's credentials (its OAuth2 token state).
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
     }
 
     /// A connector to a fake provider: the configured mapping and checks apply to what
     /// `answer` returns, as they would to a real provider's payload.
     #[cfg(test)]
     pub fn fake(config: ConnectorConfig, dataset: Arc<Dataset>, answer: Fake) -> Connector {
+        let credentials = Credentials::new(
+            &config.auth,
+            &config.endpoint,
+            reqwest::Client::new(),
+            config.timeout,
+        );
         Connector {
             config,
             dataset,
             transport: Transport::Fake(answer),
+            credentials,
         }
     }
 
@@ -166,13 +198,13 @@ impl Connector {
     async fn call(&self, call: &Call<'_>) -> Result<Payload, UpstreamError> {
         match (&self.config.kind, &self.transport) {
             (ConnectorKind::SoapXml { .. }, Transport::Http(client)) => {
-                soap::call(client, &self.config, call).await
+                soap::call(client, &self.credentials, &self.config, call).await
             }
             (ConnectorKind::RestJson { .. }, Transport::Http(client)) => {
-                rest::call(client, &self.config, call).await
+                rest::call(client, &self.credentials, &self.config, call).await
             }
             (ConnectorKind::Grpc { .. }, Transport::Grpc(channel)) => {
-                grpc::call(channel.clone(), &self.config, call).await
+                grpc::call(channel.clone(), &self.credentials, &self.config, call).await
             }
             #[cfg(test)]
             (_, Transport::Fake(answer)) => answer(call.key),

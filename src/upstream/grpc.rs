@@ -2,7 +2,8 @@
 //! descriptor, its reply decoded dynamically and read as proto3 JSON (proto field names).
 
 use super::connector::{Call, Payload, UpstreamError};
-use super::spec::{ConnectorConfig, ConnectorKind};
+use super::credentials::Credentials;
+use super::spec::{ConnectorConfig, ConnectorKind, ConnectorTls};
 use super::template::Vars;
 use crate::domain::record::proto_json;
 use bytes::{Buf, BufMut, Bytes};
@@ -10,16 +11,26 @@ use prost::Message;
 use prost_reflect::DynamicMessage;
 use std::time::Duration;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
-use tonic::transport::Channel;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
-/// A lazily connecting channel to the provider.
+/// A lazily connecting channel to the provider, over TLS (checked against the configured
+/// CA, presenting the client certificate when one is set) when `tls` is given.
 pub fn channel(
     endpoint: &str,
     timeout: Duration,
-) -> Result<Channel, tonic::codegen::http::uri::InvalidUri> {
-    Ok(Channel::from_shared(endpoint.to_owned())?
-        .connect_timeout(timeout)
-        .connect_lazy())
+    tls: Option<&ConnectorTls>,
+) -> Result<Channel, String> {
+    let mut channel = Channel::from_shared(endpoint.to_owned())
+        .map_err(|e| e.to_string())?
+        .connect_timeout(timeout);
+    if let Some(tls) = tls {
+        let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&tls.ca_pem));
+        if let Some((cert, key)) = &tls.identity {
+            config = config.identity(Identity::from_pem(cert, key));
+        }
+        channel = channel.tls_config(config).map_err(|e| e.to_string())?;
+    }
+    Ok(channel.connect_lazy())
 }
 
 /// Passes already-encoded messages through: the connector encodes and decodes itself,
@@ -59,6 +70,7 @@ impl Decoder for RawCodec {
 
 pub async fn call(
     channel: Channel,
+    credentials: &Credentials,
     config: &ConnectorConfig,
     call: &Call<'_>,
 ) -> Result<Payload, UpstreamError> {
@@ -85,35 +97,31 @@ pub async fn call(
             ))
         })?;
     let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready()
-        .await
-        .map_err(|e| UpstreamError::Unavailable(format!("connect: {e}")))?;
     let path = method
         .parse::<http::uri::PathAndQuery>()
         .map_err(|e| UpstreamError::Unavailable(format!("method path: {e}")))?;
-    let mut req = tonic::Request::new(Bytes::from(message.encode_to_vec()));
-    req.set_timeout(config.timeout);
-    if let Ok(v) = tonic::metadata::MetadataValue::try_from(call.traceparent) {
-        req.metadata_mut().insert("traceparent", v);
-    }
-    let reply = match grpc.unary(req, path, RawCodec).await {
-        Ok(r) => r.into_inner(),
-        Err(status) => {
-            return match status.code() {
-                tonic::Code::NotFound => Ok(None),
-                tonic::Code::DeadlineExceeded => Err(UpstreamError::Timeout(config.timeout)),
-                tonic::Code::Unauthenticated
-                | tonic::Code::PermissionDenied
-                | tonic::Code::InvalidArgument => Err(UpstreamError::Refused(format!(
-                    "grpc {:?}: {}",
-                    status.code(),
-                    status.message()
-                ))),
-                code => Err(UpstreamError::Unavailable(format!(
-                    "grpc {code:?}: {}",
-                    status.message()
-                ))),
-            };
+    let body = Bytes::from(message.encode_to_vec());
+    let mut retried = false;
+    let reply = loop {
+        grpc.ready()
+            .await
+            .map_err(|e| UpstreamError::Unavailable(format!("connect: {e}")))?;
+        let mut req = tonic::Request::new(body.clone());
+        req.set_timeout(config.timeout);
+        if let Ok(v) = tonic::metadata::MetadataValue::try_from(call.traceparent) {
+            req.metadata_mut().insert("traceparent", v);
+        }
+        let used = credentials.metadata(req.metadata_mut()).await?;
+        match grpc.unary(req, path.clone(), RawCodec).await {
+            Ok(r) => break r.into_inner(),
+            // An OAuth2 token the provider no longer takes: once more with a new one.
+            Err(status)
+                if status.code() == tonic::Code::Unauthenticated && used.is_some() && !retried =>
+            {
+                credentials.reject(used.as_deref().unwrap_or(""));
+                retried = true;
+            }
+            Err(status) => return status_error(&status, config.timeout),
         }
     };
     let decoded = DynamicMessage::decode(output.clone(), reply).map_err(|e| {
@@ -122,4 +130,23 @@ pub async fn call(
     proto_json(&decoded)
         .map(Some)
         .map_err(UpstreamError::BadResponse)
+}
+
+/// A gRPC status as the connector's failure (`NOT_FOUND` is "no such record").
+fn status_error(status: &tonic::Status, timeout: Duration) -> Result<Payload, UpstreamError> {
+    match status.code() {
+        tonic::Code::NotFound => Ok(None),
+        tonic::Code::DeadlineExceeded => Err(UpstreamError::Timeout(timeout)),
+        tonic::Code::Unauthenticated
+        | tonic::Code::PermissionDenied
+        | tonic::Code::InvalidArgument => Err(UpstreamError::Refused(format!(
+            "grpc {:?}: {}",
+            status.code(),
+            status.message()
+        ))),
+        code => Err(UpstreamError::Unavailable(format!(
+            "grpc {code:?}: {}",
+            status.message()
+        ))),
+    }
 }

@@ -21,6 +21,9 @@ pub struct ProbeState {
     pub latency_ms: i64,
     /// Why the last failed probe failed: unavailable, refused, timeout, bad_response.
     pub error: &'static str,
+    /// What the provider (or the way to it) said, for the provider agency and operators:
+    /// a SOAP fault, an HTTP status, an OAuth2 error code.
+    pub detail: String,
 }
 
 /// Probes `connector` for `key` of `dataset` and records the outcome in `state`: a record or
@@ -36,7 +39,7 @@ pub async fn probe(
     let traceparent = TraceContext::default().traceparent();
     let started = std::time::Instant::now();
     let answer = match dataset.key.normalize(key, Date::today().year) {
-        Err(_) => Err("invalid_probe_key"),
+        Err(e) => Err(("invalid_probe_key", e)),
         Ok(key) => connector
             .fetch(&Call {
                 key: &key,
@@ -46,7 +49,7 @@ pub async fn probe(
             })
             .await
             .map(|_| ())
-            .map_err(|e| e.kind()),
+            .map_err(|e| (e.kind(), e.to_string())),
     };
     let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
     state.probes += 1;
@@ -56,16 +59,19 @@ pub async fn probe(
         Ok(()) => {
             state.up = Some(true);
             state.error = "";
+            state.detail.clear();
         }
-        Err(why) => {
+        Err((why, detail)) => {
             state.up = Some(false);
             state.failures += 1;
             state.error = why;
             tracing::warn!(
                 connector = connector.name(),
                 error = why,
+                detail = %detail,
                 "health probe failed"
             );
+            state.detail = detail;
         }
     }
     state.clone()

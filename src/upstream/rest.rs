@@ -1,11 +1,14 @@
-//! The `rest-json` connector: GET or POST with a JSON body template, bearer token auth.
+//! The `rest-json` connector: GET or POST with a JSON body template, with the connector's
+//! credentials (a bearer token, an API key, an OAuth2 token or the signed header).
 
 use super::connector::{Call, Payload, UpstreamError, http_error};
-use super::spec::{ConnectorConfig, ConnectorKind, UpstreamAuth};
+use super::credentials::Credentials;
+use super::spec::{ConnectorConfig, ConnectorKind};
 use super::template::Vars;
 
 pub async fn call(
     client: &reqwest::Client,
+    credentials: &Credentials,
     config: &ConnectorConfig,
     call: &Call<'_>,
 ) -> Result<Payload, UpstreamError> {
@@ -18,7 +21,7 @@ pub async fn call(
         context: call.context,
         auth_user: "",
     };
-    let url = url.render(&vars);
+    let url = credentials.url(url.render(&vars));
     let mut request = if *post {
         client.post(&url)
     } else {
@@ -36,10 +39,7 @@ pub async fn call(
     if let Some(body) = body {
         request = request.json(&body.render(&vars));
     }
-    if let UpstreamAuth::Bearer { token } = &config.auth {
-        request = request.bearer_auth(token);
-    }
-    let response = request.send().await.map_err(http_error)?;
+    let response = credentials.send(request).await?;
     let status = response.status();
     if status == reqwest::StatusCode::NOT_FOUND {
         return Ok(None);

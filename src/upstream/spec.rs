@@ -4,38 +4,25 @@
 
 use super::guard::{BreakerSettings, GuardSettings};
 use super::mapping::{Mapping, Path};
+pub use super::soap::{Element, SoapVersion};
 use super::template::{JsonTemplate, Template};
 use crate::config::raw::*;
-use crate::config::{Errors, secret};
+use crate::config::{Errors, Source};
 use crate::domain::dataset::{Dataset, descriptors};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How the gateway authenticates to a provider.
-#[derive(Debug, Clone)]
-pub enum UpstreamAuth {
-    None,
-    /// The population database's scheme: `Timestamp` and
-    /// `Authorization: Basic base64(user:sha256(url+user+timestamp+secret))`.
-    SignedHeader {
-        user: String,
-        secret: String,
-        client_id: String,
-        api_key: Option<String>,
-    },
-    Bearer {
-        token: String,
-    },
-}
+pub use super::auth::{ConnectorTls, UpstreamAuth};
 
 /// Protocol-specific connector settings.
 #[derive(Debug, Clone)]
 pub enum ConnectorKind {
     SoapXml {
+        version: SoapVersion,
         namespace: String,
         operation: String,
-        fields: Vec<(String, Template)>,
+        fields: Vec<Element>,
     },
     RestJson {
         post: bool,
@@ -60,6 +47,8 @@ pub struct ConnectorConfig {
     pub timeout: Duration,
     pub record_path: Option<Path>,
     pub auth: UpstreamAuth,
+    /// TLS toward the provider, when its endpoint is https:// and a CA is configured.
+    pub tls: Option<ConnectorTls>,
     pub mapping: Mapping,
     pub cache: CacheSettings,
     pub guard: GuardSettings,
@@ -102,6 +91,7 @@ impl Default for CacheSettings {
 pub fn connectors(
     raw: RawConnectors,
     datasets: &[Arc<Dataset>],
+    source: &Source,
     env: &BTreeMap<String, String>,
     e: &mut Errors<'_>,
 ) -> Vec<ConnectorConfig> {
@@ -141,7 +131,7 @@ pub fn connectors(
                 }
                 Some(_) => {}
             }
-            let mut connector = connector(&key, c, env, e);
+            let mut connector = connector(&key, c, source, env, e);
             if let (Some(c), Some(d)) = (&mut connector, dataset) {
                 // A connector is rebuilt when its dataset's schema or key rule changes.
                 c.fingerprint = format!("{}|{}", c.fingerprint, d.schema_fingerprint());
@@ -230,11 +220,12 @@ fn check_mapping_fields(
 fn connector(
     key: &str,
     c: RawConnector,
+    source: &Source,
     env: &BTreeMap<String, String>,
     e: &mut Errors<'_>,
 ) -> Option<ConnectorConfig> {
     let before = e.all.len();
-    let fingerprint = fingerprint(&c);
+    let mut fingerprint = fingerprint(&c);
     if c.name.trim().is_empty() {
         e.add(format!("{key}.name"), "must not be empty");
     }
@@ -320,37 +311,12 @@ fn connector(
         e.add(format!("{key}.mapping"), m.to_string());
         Mapping::default()
     });
-    let auth = match &c.auth {
-        None => UpstreamAuth::None,
-        Some(a) => match a.scheme.as_str() {
-            "none" => UpstreamAuth::None,
-            "signed-header" => UpstreamAuth::SignedHeader {
-                user: a.user.clone().unwrap_or_else(|| {
-                    e.add(format!("{key}.auth.user"), "missing");
-                    String::new()
-                }),
-                secret: secret(
-                    e,
-                    &format!("{key}.auth.secret"),
-                    &a.secret,
-                    &a.secret_env,
-                    env,
-                ),
-                client_id: a.client_id.clone().unwrap_or_default(),
-                api_key: a.api_key.clone(),
-            },
-            "bearer" => UpstreamAuth::Bearer {
-                token: secret(e, &format!("{key}.auth.token"), &a.token, &a.token_env, env),
-            },
-            other => {
-                e.add(
-                    format!("{key}.auth.scheme"),
-                    format!("{other:?} is not \"signed-header\", \"bearer\" or \"none\""),
-                );
-                UpstreamAuth::None
-            }
-        },
-    };
+    let auth = super::auth::from_settings(key, c.auth.as_ref(), &c.kind, source, env, e);
+    let tls = super::auth::tls_from_settings(key, c.tls.as_ref(), &c.endpoint, source, e);
+    fingerprint = format!(
+        "{fingerprint}|{}",
+        super::auth::material_digest(&auth, tls.as_ref())
+    );
     let http_endpoint = |e: &mut Errors<'_>| {
         if !(c.endpoint.starts_with("http://") || c.endpoint.starts_with("https://")) {
             e.add(
@@ -366,20 +332,22 @@ fn connector(
             if soap.operation.is_empty() || soap.namespace.is_empty() {
                 e.add(format!("{key}.soap"), "needs `namespace` and `operation`");
             }
-            let fields = soap
-                .fields
-                .iter()
-                .filter_map(|(name, v)| {
-                    let t = v
-                        .as_str()
-                        .ok_or("must be a string".to_owned())
-                        .and_then(|t| Template::parse(t).map_err(|m| m.to_string()));
-                    t.map_err(|m| e.add(format!("{key}.soap.fields.{name}"), m))
-                        .ok()
-                        .map(|t| (name.clone(), t))
-                })
-                .collect();
+            let version = match soap.version.as_deref().unwrap_or("1.1") {
+                "1.1" => SoapVersion::V11,
+                "1.2" => SoapVersion::V12,
+                other => {
+                    e.add(
+                        format!("{key}.soap.version"),
+                        format!("{other:?} is not \"1.1\" or \"1.2\""),
+                    );
+                    SoapVersion::V11
+                }
+            };
+            let fields = Element::parse_all(&soap.fields)
+                .map_err(|(path, m)| e.add(format!("{key}.soap.fields.{path}"), m))
+                .unwrap_or_default();
             ConnectorKind::SoapXml {
+                version,
                 namespace: soap.namespace,
                 operation: soap.operation,
                 fields,
@@ -461,6 +429,7 @@ fn connector(
         timeout,
         record_path,
         auth,
+        tls,
         mapping,
         cache,
         guard,

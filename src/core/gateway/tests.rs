@@ -39,7 +39,13 @@ async fn gateway(quota: &str) -> (Arc<Gateway>, Arc<MemoryStore>, Arc<AtomicUsiz
         .into_iter()
         .map(Arc::new)
         .collect();
-    let connectors = spec::connectors(sections.connectors.1, &datasets, &BTreeMap::new(), &mut e);
+    let connectors = spec::connectors(
+        sections.connectors.1,
+        &datasets,
+        &Source::demo(),
+        &BTreeMap::new(),
+        &mut e,
+    );
     let consumers = policy::consumers(sections.consumers.1, false, &mut e);
     let mut grants = policy::grants(sections.grants.1, &consumers, &datasets, &mut e);
     assert!(all.is_empty(), "{all:?}");

@@ -1,0 +1,371 @@
+//! Sector databases join through the admin API, each with the credentials its provider
+//! asks for, while the gateway runs: social insurance over REST with OAuth2 client
+//! credentials (both client-auth forms) or an API key (in a header, in the query), civil
+//! status over SOAP 1.2 with WS-Security. A wrong credential or an unreachable token
+//! endpoint is refused at registration, naming what is wrong, and nothing is applied.
+
+mod common;
+
+use common::*;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const OPERATOR: &str = "demo-operator-token";
+
+async fn admin(h: &Harness, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut r = h
+        .http
+        .request(method, format!("http://{}{path}", h.gateway.admin_addr))
+        .bearer_auth(OPERATOR);
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let r = r.send().await.expect("sent");
+    (r.status().as_u16(), r.json().await.expect("json"))
+}
+
+/// Registers `dataset` with its connector, probing `probe` first, and grants it to the
+/// demo one-stop system.
+async fn onboard(h: &Harness, dataset: Value, probe: &str) -> (u16, Value) {
+    let name = dataset["name"].as_str().unwrap_or_default().to_owned();
+    let (status, body) = admin(
+        h,
+        Method::POST,
+        &format!("/admin/v1/datasets?probe_key={probe}"),
+        Some(dataset),
+    )
+    .await;
+    if status != 200 {
+        return (status, body);
+    }
+    let grant = json!({
+        "consumer": "demo-onestop",
+        "dataset": name,
+        "procedures": [PROCEDURE],
+        "fields": ["*"],
+        "legal_basis": "Thỏa thuận chia sẻ dữ liệu số 7/2026",
+    });
+    admin(h, Method::POST, "/admin/v1/grants", Some(grant)).await
+}
+
+/// The insured person's record, flattened from the provider's nested answer.
+fn insurance(name: &str, h: &Harness, auth: Value) -> Value {
+    json!({
+        "name": name,
+        "description": "An insured person: name, birth date, current employer, health card",
+        "key": {"pattern": "[0-9]{10}"},
+        "key_field": "ma_so_bhxh",
+        "fields": [
+            {"name": "ma_so_bhxh", "type": "string"},
+            {"name": "ho_ten", "type": "string"},
+            {"name": "ngay_sinh", "type": "string"},
+            {"name": "don_vi", "type": "string"},
+            {"name": "so_the_bhyt", "type": "string"}
+        ],
+        "connector": {
+            "name": format!("{name}-rest"),
+            "kind": "rest-json",
+            "endpoint": format!("http://{}{}/{{key}}", h.sims.insurance_addr, lienthong::sim::insurance::PATH),
+            "timeout_ms": 3000,
+            "record_path": "data",
+            "auth": auth,
+            "mapping": {
+                "ma_so_bhxh": "maSoBhxh",
+                "ho_ten": "hoTen",
+                "ngay_sinh": "ngaySinh",
+                "don_vi": "donViHienTai.tenDonVi",
+                "so_the_bhyt": "theBhyt.soThe"
+            }
+        }
+    })
+}
+
+fn oauth2(h: &Harness, client_auth: &str, secret: &str) -> Value {
+    json!({
+        "scheme": "oauth2",
+        "token_url": format!("http://{}{}", h.sims.insurance_addr, lienthong::sim::insurance::TOKEN_PATH),
+        "client_id": lienthong::sim::DEFAULT_INSURANCE_CLIENT_ID,
+        "client_secret": secret,
+        "client_auth": client_auth,
+    })
+}
+
+/// Social-insurance codes that exist (of citizens old enough to be insured).
+fn insured_codes(h: &Harness, n: usize) -> Vec<String> {
+    (0..2000)
+        .filter_map(|i| lienthong::sim::insurance::code_of(&h.sims.data, i))
+        .filter(|c| lienthong::sim::insurance::insured(&h.sims.data, c).is_some())
+        .take(n)
+        .collect()
+}
+
+async fn lookup(h: &Harness, dataset: &str, key: &str) -> (u16, Value) {
+    let r = h
+        .get(&format!("/v1/datasets/{dataset}/records/{key}"))
+        .await;
+    (r.status().as_u16(), r.json().await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn social_insurance_joins_with_oauth2_in_both_client_auth_forms() {
+    let h = Harness::start().await;
+    let codes = insured_codes(&h, 6);
+    let secret = lienthong::sim::DEFAULT_INSURANCE_CLIENT_SECRET;
+    for (n, (form, counter)) in [
+        ("basic", lienthong::sim::insurance::TOKEN_BASIC),
+        ("post", lienthong::sim::insurance::TOKEN_POST),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let name = format!("insurance.person_{form}");
+        let (status, body) = onboard(
+            &h,
+            insurance(&name, &h, oauth2(&h, form, secret)),
+            &codes[0],
+        )
+        .await;
+        assert_eq!(status, 200, "{form}: {body}");
+        assert_eq!(
+            h.sims.insurance.calls(counter),
+            1,
+            "{form}: the probe fetched one token, in that form"
+        );
+
+        // Looked up with no restart; the nested answer is flattened by the mapping.
+        let (status, record) = lookup(&h, &name, &codes[1]).await;
+        assert_eq!(status, 200, "{form}: {record}");
+        let expected = lienthong::sim::insurance::insured(&h.sims.data, &codes[1]).unwrap();
+        assert_eq!(record["ho_ten"], expected["hoTen"], "{record}");
+        assert_eq!(
+            record["don_vi"], expected["donViHienTai"]["tenDonVi"],
+            "{record}"
+        );
+        assert_eq!(record["so_the_bhyt"], expected["theBhyt"]["soThe"]);
+
+        // The token is cached: another record, no new token.
+        let (status, _) = lookup(&h, &name, &codes[2]).await;
+        assert_eq!(status, 200);
+        assert_eq!(h.sims.insurance.calls(counter), 1, "{form}: token reused");
+
+        // The provider forgets its tokens: the next call meets a 401, fetches one new
+        // token, and succeeds.
+        let revoked = h
+            .http
+            .post(format!(
+                "http://{}/_sim/revoke-tokens",
+                h.sims.insurance_addr
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert!(revoked.status().is_success());
+        let (status, record) = lookup(&h, &name, &codes[3 + n]).await;
+        assert_eq!(status, 200, "{form} after revocation: {record}");
+        assert_eq!(
+            h.sims.insurance.calls(counter),
+            2,
+            "{form}: exactly one new token after the 401"
+        );
+    }
+    // The secret never leaves the admin API.
+    let (_, listed) = admin(&h, Method::GET, "/admin/v1/connectors", None).await;
+    let text = listed.to_string();
+    assert!(!text.contains(secret), "{text}");
+}
+
+#[tokio::test]
+async fn a_wrong_client_secret_or_an_unreachable_token_endpoint_is_refused_and_nothing_applied() {
+    let h = Harness::start().await;
+    let codes = insured_codes(&h, 1);
+    let (status, body) = onboard(
+        &h,
+        insurance("insurance.wrong", &h, oauth2(&h, "basic", "not-the-secret")),
+        &codes[0],
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let detail = body["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("invalid_client"), "{detail}");
+    assert!(detail.contains("nothing was applied"), "{detail}");
+
+    // A token endpoint nobody listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let mut auth = oauth2(&h, "post", lienthong::sim::DEFAULT_INSURANCE_CLIENT_SECRET);
+    auth["token_url"] = json!(format!("http://127.0.0.1:{port}/oauth2/token"));
+    let (status, body) = onboard(&h, insurance("insurance.unreachable", &h, auth), &codes[0]).await;
+    assert_eq!(status, 400, "{body}");
+    let detail = body["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("oauth2 token endpoint"), "{detail}");
+
+    let (_, datasets) = admin(&h, Method::GET, "/admin/v1/datasets", None).await;
+    let names: Vec<&str> = datasets["datasets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["name"].as_str())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.starts_with("insurance.")),
+        "{names:?}"
+    );
+    let (_, versions) = admin(&h, Method::GET, "/admin/v1/registry/versions", None).await;
+    assert_eq!(versions["running"], 1, "{versions}");
+
+    // A config mistake is named before anything is tried.
+    let mut auth = oauth2(&h, "sideways", "x");
+    auth.as_object_mut().unwrap().remove("client_id");
+    let (status, body) = onboard(&h, insurance("insurance.bad", &h, auth), &codes[0]).await;
+    assert_eq!(status, 400, "{body}");
+    let detail = body["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("auth.client_id: missing"), "{detail}");
+    assert!(detail.contains("\"sideways\" is not \"basic\""), "{detail}");
+}
+
+#[tokio::test]
+async fn an_api_key_goes_in_a_header_or_in_the_query() {
+    let h = Harness::start().await;
+    let codes = insured_codes(&h, 3);
+    let key = lienthong::sim::DEFAULT_INSURANCE_API_KEY;
+    for (name, auth) in [
+        (
+            "insurance.by_header",
+            json!({"scheme": "api-key", "header": "X-Api-Key", "api_key": key}),
+        ),
+        (
+            "insurance.by_query",
+            json!({"scheme": "api-key", "query": "api_key", "api_key": key}),
+        ),
+    ] {
+        let (status, body) = onboard(&h, insurance(name, &h, auth), &codes[0]).await;
+        assert_eq!(status, 200, "{name}: {body}");
+        let (status, record) = lookup(&h, name, &codes[1]).await;
+        assert_eq!(status, 200, "{name}: {record}");
+        assert_eq!(record["ma_so_bhxh"], codes[1].as_str());
+    }
+    // A wrong key is refused by the provider, and the registration with it.
+    let (status, body) = onboard(
+        &h,
+        insurance(
+            "insurance.wrong_key",
+            &h,
+            json!({"scheme": "api-key", "query": "api_key", "api_key": "guess"}),
+        ),
+        &codes[0],
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap_or_default().contains("401"),
+        "{body}"
+    );
+    // Both places at once is a config mistake.
+    let (status, body) = onboard(
+        &h,
+        insurance(
+            "insurance.both",
+            &h,
+            json!({"scheme": "api-key", "query": "k", "header": "X-K", "api_key": key}),
+        ),
+        &codes[0],
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("exactly one of `header`"),
+        "{body}"
+    );
+}
+
+fn civil(h: &Harness, name: &str, password: &str) -> Value {
+    json!({
+        "name": name,
+        "description": "A birth registration (khai sinh)",
+        "key": {"pattern": "[0-9]{5}-[0-9]{4}-[0-9]{2}-[0-9]{6}"},
+        "key_field": "so_dang_ky",
+        "fields": [
+            {"name": "so_dang_ky", "type": "string"},
+            {"name": "ho_ten", "type": "string"},
+            {"name": "ngay_sinh", "type": "string"},
+            {"name": "so_dinh_danh", "type": "string", "personal_id": true},
+            {"name": "ho_ten_me", "type": "string"}
+        ],
+        "connector": {
+            "name": format!("{name}-soap"),
+            "kind": "soap-xml",
+            "endpoint": format!("http://{}{}", h.sims.civil_addr, lienthong::sim::civil::PATH),
+            "timeout_ms": 3000,
+            "record_path": "Envelope.Body.TraCuuKhaiSinhResponse.KetQua",
+            "auth": {"scheme": "ws-security", "user": lienthong::sim::DEFAULT_CIVIL_USER, "password": password},
+            "soap": {
+                "version": "1.2",
+                "namespace": lienthong::sim::civil::NAMESPACE,
+                "operation": lienthong::sim::civil::OPERATION,
+                "fields": {"SoDangKy": {"MaCoQuan": "{key.0}", "Nam": "{key.1}", "Quyen": "{key.2}", "So": "{key.3}"}}
+            },
+            "mapping": {
+                "so_dang_ky": "SoDangKy",
+                "ho_ten": "HoTen",
+                "ngay_sinh": "NgaySinh",
+                "so_dinh_danh": "SoDinhDanh",
+                "ho_ten_me": "HoTenMe"
+            }
+        }
+    })
+}
+
+#[tokio::test]
+async fn civil_status_joins_over_soap_1_2_with_ws_security() {
+    let h = Harness::start().await;
+    let keys: Vec<String> = (0..3)
+        .filter_map(|i| lienthong::sim::civil::key_of(&h.sims.data, i))
+        .collect();
+    // A wrong password: the provider's fault is named, nothing applied.
+    let (status, body) = onboard(&h, civil(&h, "civil.birth", "wrong"), &keys[0]).await;
+    assert_eq!(status, 400, "{body}");
+    let detail = body["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("wrong user name or password"), "{detail}");
+
+    let (status, body) = onboard(
+        &h,
+        civil(&h, "civil.birth", lienthong::sim::DEFAULT_CIVIL_PASSWORD),
+        &keys[0],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    for key in &keys[1..] {
+        let (status, record) = lookup(&h, "civil.birth", key).await;
+        assert_eq!(status, 200, "{record}");
+        let expected: std::collections::HashMap<_, _> =
+            lienthong::sim::civil::birth(&h.sims.data, key)
+                .unwrap()
+                .into_iter()
+                .collect();
+        assert_eq!(record["so_dang_ky"], key.as_str());
+        assert_eq!(record["ho_ten"], expected["HoTen"].as_str());
+        assert_eq!(record["ho_ten_me"], expected["HoTenMe"].as_str());
+    }
+    // Each call carried a fresh nonce: the simulator refuses a replay, and none was seen.
+    assert_eq!(h.sims.civil.calls(lienthong::sim::civil::OPERATION), 3);
+    // A SOAP 1.2 ws-security scheme on a REST connector is a config mistake.
+    let mut wrong = insurance(
+        "insurance.wsse",
+        &h,
+        json!({"scheme": "ws-security", "user": "u", "password": "p"}),
+    );
+    wrong["connector"]["name"] = json!("insurance-wsse");
+    let (status, body) = onboard(&h, wrong, "0100000000").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("only for soap-xml connectors"),
+        "{body}"
+    );
+}
