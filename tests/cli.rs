@@ -126,3 +126,46 @@ fn check_config_shows_the_doors_limits_with_environment_overrides_and_errors() {
         "{err}"
     );
 }
+
+/// A deployment that serves only population configures only its connector: the other
+/// built-in datasets are not served, which `check-config` reports as warnings, not errors;
+/// a lookup of one answers `unknown_dataset`, saying why.
+#[test]
+fn a_built_in_dataset_without_a_connector_is_a_warning_and_is_not_served() {
+    let dir = tempfile::tempdir().expect("dir");
+    for name in [
+        "consumers.toml",
+        "grants.toml",
+        "procedures.toml",
+        "gateway.toml",
+    ] {
+        std::fs::copy(format!("config/demo/{name}"), dir.path().join(name)).expect("copy");
+    }
+    let connectors = std::fs::read_to_string("config/demo/connectors.toml").expect("read");
+    let only_population = &connectors[..connectors.find("# --- business").expect("marker")];
+    std::fs::write(dir.path().join("connectors.toml"), only_population).expect("write");
+    let out = lienthong()
+        .args(["check-config", "--config"])
+        .arg(dir.path().join("gateway.toml"))
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("ok (1 connectors"), "{stdout}");
+    for dataset in ["business.enterprise", "land.parcel"] {
+        assert!(
+            stdout.contains(&format!(
+                "warning: dataset {dataset} is not served: no connector is configured for it"
+            )),
+            "{stdout}"
+        );
+    }
+    assert!(
+        !stdout.contains("population.citizen is not served"),
+        "{stdout}"
+    );
+}

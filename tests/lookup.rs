@@ -607,3 +607,33 @@ async fn admin_listener_answers_health_and_readiness() {
         assert_eq!(r.status(), 200, "{path}");
     }
 }
+
+#[tokio::test]
+async fn a_built_in_dataset_with_no_connector_is_not_served_and_the_others_are() {
+    let h = Harness::start_with(|name, text| match name {
+        "connectors.toml" => text[..text.find("# --- land").expect("marker")].to_owned(),
+        _ => text,
+    })
+    .await;
+    let r = h
+        .get(&format!("/v1/land-parcels/{}", h.sample("land.parcel")))
+        .await;
+    assert_eq!(r.status(), 404);
+    let problem = body(r).await;
+    assert_eq!(problem["code"], "unknown_dataset", "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("land.parcel is not served here"),
+        "{problem}"
+    );
+    let r = h
+        .get(&format!(
+            "/v1/enterprises/{}",
+            h.sample("business.enterprise")
+        ))
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(h.sims.land.calls("TraCuuThuaDat"), 0);
+}

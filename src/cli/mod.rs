@@ -245,6 +245,9 @@ fn check_config(config: Option<PathBuf>) -> Result<(), CliError> {
         c.consumers.len(),
         c.grants.len()
     );
+    for warning in c.warnings() {
+        out!("warning: {warning}");
+    }
     out!("door (read at start; see docs/operations.md):");
     for (setting, value) in built.door.describe() {
         out!("  {setting:<22} {value}");
@@ -256,6 +259,9 @@ async fn serve(config: Option<PathBuf>) -> Result<(), CliError> {
     let built = load(config)?;
     let s = &built.model.settings;
     let telemetry = crate::telemetry::init(s.log_json, &s.log_level, s.otel.as_ref());
+    for warning in built.model.warnings() {
+        tracing::warn!("{warning}");
+    }
     let running = crate::app::start(built)
         .await
         .map_err(|e| CliError::Failed(e.to_string()))?;

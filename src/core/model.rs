@@ -30,6 +30,21 @@ pub struct Model {
 }
 
 impl Model {
+    /// What `check-config` and the start report without refusing: built-in datasets that
+    /// no connector serves (lookups of them answer `unknown_dataset`).
+    pub fn warnings(&self) -> Vec<String> {
+        self.datasets
+            .iter()
+            .filter(|d| !self.connectors.iter().any(|c| c.dataset == d.name))
+            .map(|d| {
+                format!(
+                    "dataset {} is not served: no connector is configured for it",
+                    d.name
+                )
+            })
+            .collect()
+    }
+
     /// The names an access report shows beside codes: consumers' and procedures'.
     pub fn report_names(&self) -> crate::audit::citizen::Names {
         crate::audit::citizen::Names {

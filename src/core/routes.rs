@@ -190,10 +190,12 @@ impl Gateway {
     #[inline]
     pub(super) fn route(&self, dataset: &str) -> Result<&Route, LookupError> {
         let route = self.routes.get(dataset).ok_or_else(|| {
-            LookupError::new(
-                ErrorCode::UnknownDataset,
-                format!("no dataset named {dataset:?}"),
-            )
+            let message = if self.config.dataset(dataset).is_some() {
+                format!("dataset {dataset} is not served here: no connector is configured for it")
+            } else {
+                format!("no dataset named {dataset:?}")
+            };
+            LookupError::new(ErrorCode::UnknownDataset, message)
         })?;
         // Whether it is switched off comes from this version's model: a route (and its
         // cache) outlives a switch.

@@ -87,7 +87,7 @@ impl Default for CacheSettings {
 }
 
 /// Builds every connector of the connectors file, checked against the datasets they serve:
-/// one connector per dataset, each dataset served.
+/// at most one connector per dataset, and one for each registered dataset.
 pub fn connectors(
     raw: RawConnectors,
     datasets: &[Arc<Dataset>],
@@ -146,8 +146,10 @@ pub fn connectors(
             connector
         })
         .collect();
+    // A built-in dataset with no connector is not served (a deployment serves what it
+    // has); `Model::warnings` says so. A registered dataset comes with its connector.
     for d in datasets {
-        if !seen_datasets.contains(&d.name) {
+        if !d.builtin && !seen_datasets.contains(&d.name) {
             e.add(
                 "connector",
                 format!("no connector serves dataset {}", d.name),
