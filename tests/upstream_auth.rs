@@ -369,3 +369,107 @@ async fn civil_status_joins_over_soap_1_2_with_ws_security() {
         "{body}"
     );
 }
+
+/// Every file under `dir`, read whole, holds `needle` nowhere.
+fn nowhere_under(dir: &std::path::Path, needle: &[u8]) -> Result<(), String> {
+    for entry in std::fs::read_dir(dir).map_err(|e| e.to_string())? {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        if path.is_dir() {
+            nowhere_under(&path, needle)?;
+        } else if let Ok(bytes) = std::fs::read(&path)
+            && bytes.windows(needle.len()).any(|w| w == needle)
+        {
+            return Err(format!("{} holds it", path.display()));
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn secrets_sent_through_the_api_are_stored_sealed_and_need_a_secrets_key() {
+    let h = Harness::start().await;
+    let codes = insured_codes(&h, 2);
+    // A secret no other part of the system knows, so that finding it means it leaked.
+    let secret = lienthong::sim::DEFAULT_INSURANCE_CLIENT_SECRET;
+    let (status, body) = onboard(
+        &h,
+        insurance("insurance.sealed", &h, oauth2(&h, "basic", secret)),
+        &codes[0],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, listed) = admin(&h, Method::GET, "/admin/v1/connectors", None).await;
+    assert!(
+        listed.to_string().contains("\"client_secret\":\"(set)\""),
+        "{listed}"
+    );
+    let running = h.gateway.live.current();
+    let connectors = &running
+        .config()
+        .settings
+        .files
+        .iter()
+        .find(|(role, _)| role == "connectors")
+        .expect("the connectors file")
+        .1;
+    assert!(
+        connectors.contains("client_secret = \"sealed:v1:"),
+        "{connectors}"
+    );
+    assert!(!connectors.contains(secret));
+    // The registry, the audit trail and every other file the gateway wrote.
+    nowhere_under(h.dir.path(), secret.as_bytes()).expect("the secret is stored sealed only");
+    let (status, record) = lookup(&h, "insurance.sealed", &codes[1]).await;
+    assert_eq!(status, 200, "{record}");
+
+    // A changed secret is sealed too; a wrong one is refused by the probe, nothing applied.
+    let (status, body) = admin(
+        &h,
+        Method::PATCH,
+        &format!(
+            "/admin/v1/connectors/insurance.sealed-rest?probe_key={}",
+            codes[0]
+        ),
+        Some(json!({"auth": {"client_secret": "rotated-wrong"}})),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("invalid_client")
+    );
+    nowhere_under(h.dir.path(), b"rotated-wrong").expect("a refused secret is not kept either");
+
+    // A gateway with no secrets key refuses an inline secret, naming the ways that work;
+    // a secret in a file on the gateway's host is taken.
+    let h = Harness::start_with(|name, text| match name {
+        "gateway.toml" => text
+            .lines()
+            .filter(|l| !l.starts_with("secrets_key"))
+            .map(|l| format!("{l}\n"))
+            .collect(),
+        _ => text,
+    })
+    .await;
+    let (status, body) = onboard(
+        &h,
+        insurance("insurance.unsealed", &h, oauth2(&h, "basic", secret)),
+        &codes[0],
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let detail = body["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("auth.client_secret") && detail.contains("secrets_key"),
+        "{detail}"
+    );
+    let file = h.dir.path().join("insurance-secret.txt");
+    std::fs::write(&file, format!("{secret}\n")).unwrap();
+    let mut auth = oauth2(&h, "basic", secret);
+    auth.as_object_mut().unwrap().remove("client_secret");
+    auth["client_secret_file"] = json!(file.display().to_string());
+    let (status, body) = onboard(&h, insurance("insurance.from_file", &h, auth), &codes[0]).await;
+    assert_eq!(status, 200, "{body}");
+}

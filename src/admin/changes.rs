@@ -29,6 +29,30 @@ fn redacted(connector: &toml::Value) -> Value {
     v
 }
 
+/// Seals every credential in a connector's `auth` as sent through the API, so that the
+/// registry never holds one in the clear; refused when no secrets key is set.
+fn seal_secrets(cx: &Cx<'_>, connector: &mut Map<String, Value>) -> Result<(), LookupError> {
+    let Some(auth) = connector.get_mut("auth").and_then(Value::as_object_mut) else {
+        return Ok(());
+    };
+    let config = cx.g.config();
+    for k in SECRET_KEYS {
+        let Some(Value::String(value)) = auth.get_mut(*k) else {
+            continue;
+        };
+        if crate::config::sealed::is_sealed(value) {
+            continue;
+        }
+        let Some(key) = &config.secrets_key else {
+            return Err(invalid(format!(
+                "auth.{k}: a secret sent through the admin API is stored sealed, and this gateway has no [admin] secrets_key; set one, or name an environment variable (auth.{k}_env) or a file (auth.{k}_file) on the gateway's host instead"
+            )));
+        };
+        *value = key.seal(k, value);
+    }
+    Ok(())
+}
+
 fn str_of<'v>(v: &'v toml::Value, key: &str) -> &'v str {
     v.get(key).and_then(|d| d.as_str()).unwrap_or("")
 }
@@ -157,6 +181,7 @@ pub(super) async fn create_dataset(
     cx.must_manage(&name, &format!("dataset {name}"))?;
     let entry = dataset_table(&body)?;
     let mut connector = connector;
+    seal_secrets(cx, &mut connector)?;
     match connector.get("dataset").and_then(Value::as_str) {
         Some(d) if d != name => {
             return Err(invalid(format!(
@@ -272,10 +297,11 @@ pub(super) async fn update_connector(
     dry_run: bool,
     probe_key: Option<String>,
 ) -> Result<Value, LookupError> {
-    let patch = object(body, "connector settings to change")?;
+    let mut patch = object(body, "connector settings to change")?;
     if patch.contains_key("name") || patch.contains_key("dataset") {
         return Err(invalid("a connector's name and dataset do not change"));
     }
+    seal_secrets(cx, &mut patch)?;
     let mut table = role_table(cx.g, "connectors")?;
     let connector = tables(&mut table, "connector")
         .iter_mut()

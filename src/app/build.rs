@@ -51,6 +51,7 @@ pub fn build(source: &Source, env: &BTreeMap<String, String>) -> Result<Built, C
     let misuse = crate::layers::misuse::from_settings(&gateway.misuse, &mut e);
     let admin_credentials =
         policy::admin_credentials(&gateway.admin, gateway.tls.is_some(), tls_client_ca, &mut e);
+    let secrets_key = crate::config::sealed::from_settings(source, &gateway.admin, env, &mut e);
     let mut e = Errors {
         file: datasets.0,
         all: e.all,
@@ -63,7 +64,14 @@ pub fn build(source: &Source, env: &BTreeMap<String, String>) -> Result<Built, C
         file: connectors.0,
         all: e.all,
     };
-    let connectors = spec::connectors(connectors.1, &datasets, source, env, &mut e);
+    let connectors = spec::connectors(
+        connectors.1,
+        &datasets,
+        source,
+        env,
+        secrets_key.as_ref(),
+        &mut e,
+    );
     let mut e = Errors {
         file: consumers.0,
         all: e.all,
@@ -88,6 +96,7 @@ pub fn build(source: &Source, env: &BTreeMap<String, String>) -> Result<Built, C
             audit,
             context_rules,
             admin_credentials,
+            secrets_key,
             datasets,
             connectors,
             consumers,

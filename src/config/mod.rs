@@ -8,6 +8,7 @@
 
 mod parse;
 pub mod raw;
+pub mod sealed;
 mod source;
 
 use parse::{env_overrides, parse_toml};

@@ -463,6 +463,11 @@ pub struct RawAdmin {
     /// Serve the admin listener over TLS with the `[tls]` certificate, verifying client
     /// certificates against `tls.client_ca`.
     pub tls: bool,
+    /// The key (32 bytes, Base64) that secrets sent through the admin API are sealed
+    /// under; or `_env`, `_file`. Without one, the API refuses inline secrets.
+    pub secrets_key: Option<String>,
+    pub secrets_key_env: Option<String>,
+    pub secrets_key_file: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]

@@ -17,6 +17,8 @@ pub struct Model {
     pub context_rules: ContextRules,
     /// Admin credentials with roles (operator tokens included, unnamed).
     pub admin_credentials: Vec<AdminCredential>,
+    /// What secrets sent through the admin API are sealed under (`[admin] secrets_key`).
+    pub secrets_key: Option<crate::config::sealed::SealKey>,
     pub datasets: Vec<Arc<Dataset>>,
     pub connectors: Vec<ConnectorConfig>,
     pub consumers: Vec<Consumer>,

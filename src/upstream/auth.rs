@@ -3,6 +3,7 @@
 //! when a configuration is built; secrets never appear in `Debug` output.
 
 use crate::config::raw::{RawConnectorTls, RawUpstreamAuth};
+use crate::config::sealed::{SealKey, is_sealed};
 use crate::config::{Errors, Source, secret_of};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -134,14 +135,27 @@ pub fn from_settings(
     kind: &str,
     source: &Source,
     env: &BTreeMap<String, String>,
+    seal: Option<&SealKey>,
     e: &mut Errors<'_>,
 ) -> UpstreamAuth {
     let Some(a) = raw else {
         return UpstreamAuth::None;
     };
     let key = format!("{key}.auth");
+    // A secret sent through the admin API is sealed under the secrets key (bound to the
+    // setting's name); it is opened here, and only here.
     let secret = |e: &mut Errors<'_>, name: &str, given: [&Option<String>; 3]| {
-        secret_of(e, source, &format!("{key}.{name}"), given, env)
+        let value = secret_of(e, source, &format!("{key}.{name}"), given, env);
+        if !is_sealed(&value) {
+            return value;
+        }
+        let opened = match seal {
+            None => Err("is sealed, and no [admin] secrets_key is set to open it".to_owned()),
+            Some(k) => k.open(name, &value),
+        };
+        opened
+            .map_err(|m| e.add(format!("{key}.{name}"), m))
+            .unwrap_or_default()
     };
     let required = |e: &mut Errors<'_>, name: &str, v: &Option<String>| {
         let v = v.as_deref().map(str::trim).unwrap_or("");

@@ -7,6 +7,7 @@ use super::mapping::{Mapping, Path};
 pub use super::soap::{Element, SoapVersion};
 use super::template::{JsonTemplate, Template};
 use crate::config::raw::*;
+use crate::config::sealed::SealKey;
 use crate::config::{Errors, Source};
 use crate::domain::dataset::{Dataset, descriptors};
 use std::collections::{BTreeMap, HashSet};
@@ -93,6 +94,7 @@ pub fn connectors(
     datasets: &[Arc<Dataset>],
     source: &Source,
     env: &BTreeMap<String, String>,
+    seal: Option<&SealKey>,
     e: &mut Errors<'_>,
 ) -> Vec<ConnectorConfig> {
     let mut seen_datasets = HashSet::new();
@@ -131,7 +133,7 @@ pub fn connectors(
                 }
                 Some(_) => {}
             }
-            let mut connector = connector(&key, c, source, env, e);
+            let mut connector = connector(&key, c, source, env, seal, e);
             if let (Some(c), Some(d)) = (&mut connector, dataset) {
                 // A connector is rebuilt when its dataset's schema or key rule changes.
                 c.fingerprint = format!("{}|{}", c.fingerprint, d.schema_fingerprint());
@@ -224,6 +226,7 @@ fn connector(
     c: RawConnector,
     source: &Source,
     env: &BTreeMap<String, String>,
+    seal: Option<&SealKey>,
     e: &mut Errors<'_>,
 ) -> Option<ConnectorConfig> {
     let before = e.all.len();
@@ -313,7 +316,7 @@ fn connector(
         e.add(format!("{key}.mapping"), m.to_string());
         Mapping::default()
     });
-    let auth = super::auth::from_settings(key, c.auth.as_ref(), &c.kind, source, env, e);
+    let auth = super::auth::from_settings(key, c.auth.as_ref(), &c.kind, source, env, seal, e);
     let tls = super::auth::tls_from_settings(key, c.tls.as_ref(), &c.endpoint, source, e);
     fingerprint = format!(
         "{fingerprint}|{}",

@@ -44,6 +44,7 @@ async fn gateway(quota: &str) -> (Arc<Gateway>, Arc<MemoryStore>, Arc<AtomicUsiz
         &datasets,
         &Source::demo(),
         &BTreeMap::new(),
+        None,
         &mut e,
     );
     let consumers = policy::consumers(sections.consumers.1, false, &mut e);
@@ -56,6 +57,7 @@ async fn gateway(quota: &str) -> (Arc<Gateway>, Arc<MemoryStore>, Arc<AtomicUsiz
         settings,
         context_rules: Default::default(),
         admin_credentials: Vec::new(),
+        secrets_key: None,
         audit,
         datasets,
         connectors,
