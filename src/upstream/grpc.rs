@@ -4,14 +4,127 @@
 use super::connector::{Call, Payload, UpstreamError};
 use super::credentials::Credentials;
 use super::spec::{ConnectorConfig, ConnectorKind, ConnectorTls};
+use super::template::JsonTemplate;
 use super::template::Vars;
+use crate::config::Errors;
+use crate::config::raw::RawGrpc;
+use crate::domain::dataset::descriptors;
 use crate::domain::record::proto_json;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::{Buf, BufMut, Bytes};
 use prost::Message;
+use prost_reflect::DescriptorPool;
 use prost_reflect::DynamicMessage;
 use std::time::Duration;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+
+/// The `grpc` kind of a connector: its method found in the provider's uploaded descriptors
+/// (or in the gateway's own), and its request template checked against the method's input
+/// message, field by field, when the change is made.
+pub fn kind_from_settings(key: &str, grpc: RawGrpc, e: &mut Errors<'_>) -> Option<ConnectorKind> {
+    let uploaded = match &grpc.descriptor_set {
+        None => None,
+        Some(text) => {
+            let decoded = BASE64
+                .decode(text.trim())
+                .map_err(|_| "is not Base64".to_owned())
+                .and_then(|bytes| {
+                    DescriptorPool::decode(bytes.as_slice())
+                        .map_err(|err| format!("is not a usable FileDescriptorSet: {err}"))
+                });
+            match decoded {
+                Ok(pool) => Some(pool),
+                Err(m) => {
+                    e.add(format!("{key}.grpc.descriptor_set"), m);
+                    return None;
+                }
+            }
+        }
+    };
+    let pool = uploaded.as_ref().unwrap_or_else(|| descriptors());
+    let method = grpc.method.split_once('/').and_then(|(service, method)| {
+        pool.get_service_by_name(service)?
+            .methods()
+            .find(|m| m.name() == method)
+    });
+    let Some(method) = method else {
+        let known: Vec<String> = pool
+            .services()
+            .flat_map(|s| {
+                let service = s.full_name().to_owned();
+                s.methods()
+                    .map(move |m| format!("{service}/{}", m.name()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let whose = if uploaded.is_some() {
+            "the uploaded descriptors"
+        } else {
+            "the gateway's compiled descriptors (upload the provider's as grpc.descriptor_set)"
+        };
+        e.add(
+            format!("{key}.grpc.method"),
+            format!(
+                "{:?} is not a method of {whose}; they have: {}",
+                grpc.method,
+                if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        );
+        return None;
+    };
+    let json = serde_json::to_value(&grpc.request).unwrap_or_default();
+    check_template_fields(&format!("{key}.grpc.request"), &json, &method.input(), e);
+    let request = JsonTemplate::parse(&json)
+        .map_err(|m| e.add(format!("{key}.grpc.request"), m.to_string()))
+        .ok()?;
+    Some(ConnectorKind::Grpc {
+        method: format!("/{}", grpc.method),
+        request,
+        input: method.input(),
+        output: method.output(),
+    })
+}
+
+/// Every field a request template names exists in the message, at every level.
+fn check_template_fields(
+    key: &str,
+    template: &serde_json::Value,
+    message: &prost_reflect::MessageDescriptor,
+    e: &mut Errors<'_>,
+) {
+    let Some(fields) = template.as_object() else {
+        return;
+    };
+    for (name, value) in fields {
+        let field = message
+            .get_field_by_name(name)
+            .or_else(|| message.get_field_by_json_name(name));
+        match field.map(|f| f.kind()) {
+            None => e.add(
+                format!("{key}.{name}"),
+                format!(
+                    "{} has no field {name:?}; it has: {}",
+                    message.full_name(),
+                    message
+                        .fields()
+                        .map(|f| f.name().to_owned())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
+            Some(prost_reflect::Kind::Message(inner)) => {
+                check_template_fields(&format!("{key}.{name}"), value, &inner, e)
+            }
+            Some(_) => {}
+        }
+    }
+}
 
 /// A lazily connecting channel to the provider, over TLS (checked against the configured
 /// CA, presenting the client certificate when one is set) when `tls` is given.

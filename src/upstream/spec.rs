@@ -9,7 +9,7 @@ use super::template::{JsonTemplate, Template};
 use crate::config::raw::*;
 use crate::config::sealed::SealKey;
 use crate::config::{Errors, Source};
-use crate::domain::dataset::{Dataset, descriptors};
+use crate::domain::dataset::Dataset;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -386,37 +386,7 @@ fn connector(
         }
         "grpc" => {
             http_endpoint(e);
-            let grpc = c.grpc.unwrap_or_default();
-            let method = grpc.method.split_once('/').and_then(|(service, method)| {
-                descriptors()
-                    .get_service_by_name(service)?
-                    .methods()
-                    .find(|m| m.name() == method)
-            });
-            let request = serde_json::to_value(&grpc.request)
-                .map_err(|err| err.to_string())
-                .and_then(|j| JsonTemplate::parse(&j).map_err(|m| m.to_string()))
-                .map_err(|m| e.add(format!("{key}.grpc.request"), m))
-                .ok();
-            match (method, request) {
-                (Some(m), Some(request)) => ConnectorKind::Grpc {
-                    method: format!("/{}", grpc.method),
-                    request,
-                    input: m.input(),
-                    output: m.output(),
-                },
-                (None, _) => {
-                    e.add(
-                        format!("{key}.grpc.method"),
-                        format!(
-                            "{:?} is not a known method (package.Service/Method)",
-                            grpc.method
-                        ),
-                    );
-                    return None;
-                }
-                _ => return None,
-            }
+            super::grpc::kind_from_settings(key, c.grpc.unwrap_or_default(), e)?
         }
         other => {
             e.add(

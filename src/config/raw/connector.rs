@@ -186,6 +186,10 @@ pub struct RawRest {
 pub struct RawGrpc {
     /// Full method name, "package.Service/Method".
     pub method: String,
+    /// The provider's descriptors: a `FileDescriptorSet` (protobuf, Base64), holding the
+    /// method and every message it uses. Without it, the method must be one compiled into
+    /// the gateway.
+    pub descriptor_set: Option<String>,
     /// Request message template (proto3 JSON, proto field names).
     pub request: toml::Table,
 }
