@@ -32,6 +32,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         admin_api.encode_to_vec(),
     )?;
 
+    // What the land registry's simulator describes through its own reflection service.
+    let cadastre = protox::compile(&PROTOS[4..5], ["proto"])?;
+    std::fs::write(
+        out_dir.join("cadastre_descriptor.bin"),
+        cadastre.encode_to_vec(),
+    )?;
+
     tonic_prost_build::configure()
         .compile_well_known_types(true)
         .extern_path(".google.protobuf", "::pbjson_types")

@@ -67,6 +67,9 @@ pub mod proto {
     /// Descriptors of the admin API alone, for reflection on the admin listener.
     pub const ADMIN_DESCRIPTOR_SET: &[u8] =
         include_bytes!(concat!(env!("OUT_DIR"), "/admin_descriptor.bin"));
+    /// The land registry's own API, which its simulator describes by server reflection.
+    pub const CADASTRE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/cadastre_descriptor.bin"));
 
     /// The lookup API and canonical records (`lienthong.v1`).
     pub mod lienthong {

@@ -172,3 +172,83 @@ async fn a_grpc_dataset_joins_with_its_uploaded_descriptors() {
     let expected = h.sims.data.parcel(&id).unwrap();
     assert_eq!(record["area_m2"], json!(expected.area_m2), "{record}");
 }
+
+#[tokio::test]
+async fn a_grpc_dataset_joins_with_descriptors_read_by_server_reflection() {
+    let h = Harness::start().await;
+    let parcel = h.sample("land.parcel");
+    let reflected = |endpoint: String| {
+        let mut d = land_brief(&h, "land.reflected", "", parcel_request());
+        d["connector"]["endpoint"] = json!(endpoint);
+        let grpc = d["connector"]["grpc"].as_object_mut().unwrap();
+        grpc.remove("descriptor_set");
+        grpc.insert("reflection".into(), json!(true));
+        d
+    };
+
+    // A provider that offers no reflection (the business registry speaks REST), and one
+    // that is not there: refused, naming why, nothing applied.
+    for endpoint in [format!("http://{}", h.sims.business_addr), {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        format!("http://127.0.0.1:{port}")
+    }] {
+        let (status, body) = admin(
+            &h,
+            Method::POST,
+            "/admin/v1/datasets",
+            Some(reflected(endpoint.clone())),
+        )
+        .await;
+        assert_eq!(status, 400, "{endpoint}: {body}");
+        let detail = body["detail"].as_str().unwrap_or_default();
+        assert!(
+            detail.contains(
+                "grpc.reflection: the descriptors of cadastre.v1.CadastreService could not be read"
+            ),
+            "{detail}"
+        );
+    }
+    let (_, versions) = admin(&h, Method::GET, "/admin/v1/registry/versions", None).await;
+    assert_eq!(versions["running"], 1, "nothing applied: {versions}");
+
+    // The land registry offers reflection: its descriptors are read and kept.
+    let (status, body) = admin(
+        &h,
+        Method::POST,
+        &format!("/admin/v1/datasets?probe_key={parcel}"),
+        Some(reflected(format!("http://{}", h.sims.land_addr))),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let shown = body["after"]["connector"]["grpc"]["descriptor_set"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(shown.starts_with("sha256:"), "{body}");
+    let running = h.gateway.live.current();
+    let (_, connectors) = running
+        .config()
+        .settings
+        .files
+        .iter()
+        .find(|(role, _)| role == "connectors")
+        .expect("the connectors file");
+    assert!(
+        connectors.contains("descriptor_set = "),
+        "kept in the registry"
+    );
+    assert!(!connectors.contains("reflection"), "{connectors}");
+    let grant = json!({
+        "consumer": "demo-onestop", "dataset": "land.reflected", "procedures": [PROCEDURE],
+        "fields": ["*"], "legal_basis": "Thỏa thuận chia sẻ dữ liệu số 9/2026",
+    });
+    let (status, body) = admin(&h, Method::POST, "/admin/v1/grants", Some(grant)).await;
+    assert_eq!(status, 200, "{body}");
+    let r = h
+        .get(&format!("/v1/datasets/land.reflected/records/{parcel}"))
+        .await;
+    assert_eq!(r.status(), 200);
+    let record: Value = r.json().await.unwrap();
+    assert_eq!(record["parcel_id"], parcel.as_str(), "{record}");
+}

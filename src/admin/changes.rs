@@ -19,6 +19,13 @@ const SECRET_KEYS: &[&str] = &["secret", "token", "api_key", "client_secret", "p
 
 fn redacted(connector: &toml::Value) -> Value {
     let mut v = to_json(connector);
+    // Uploaded or reflected descriptors are shown (and audited) by their digest.
+    if let Some(set) = v.pointer_mut("/grpc/descriptor_set")
+        && let Some(text) = set.as_str()
+    {
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(text.as_bytes());
+        *set = json!(format!("sha256:{}", hex::encode(digest)));
+    }
     if let Some(auth) = v.get_mut("auth").and_then(Value::as_object_mut) {
         for k in SECRET_KEYS {
             if auth.contains_key(*k) {
@@ -49,6 +56,51 @@ fn seal_secrets(cx: &Cx<'_>, connector: &mut Map<String, Value>) -> Result<(), L
             )));
         };
         *value = key.seal(k, value);
+    }
+    Ok(())
+}
+
+/// A gRPC connector asking for `grpc.reflection`: its provider's descriptors are read now,
+/// by server reflection, and stored as `grpc.descriptor_set`, so that every version of the
+/// registry builds without asking the provider again.
+async fn reflect(connector: &mut toml::Table) -> Result<(), LookupError> {
+    let Some(grpc) = connector.get_mut("grpc").and_then(|g| g.as_table_mut()) else {
+        return Ok(());
+    };
+    if grpc.remove("reflection").and_then(|r| r.as_bool()) != Some(true) {
+        return Ok(());
+    }
+    let method = grpc.get("method").and_then(|m| m.as_str()).unwrap_or("");
+    let Some((service, _)) = method.split_once('/') else {
+        return Err(invalid(format!(
+            "grpc.method {method:?}: reflection needs the method as package.Service/Method"
+        )));
+    };
+    let service = service.to_owned();
+    let endpoint = connector
+        .get("endpoint")
+        .and_then(|e| e.as_str())
+        .unwrap_or("")
+        .to_owned();
+    let timeout = std::time::Duration::from_millis(
+        connector
+            .get("timeout_ms")
+            .and_then(|t| t.as_integer())
+            .map_or(crate::config::raw::DEFAULT_UPSTREAM_TIMEOUT_MS, |t| {
+                t.max(1) as u64
+            }),
+    );
+    let set = crate::upstream::reflection::descriptor_set(&endpoint, &service, timeout)
+        .await
+        .map_err(|why| {
+            invalid(format!(
+                "grpc.reflection: the descriptors of {service} could not be read from {endpoint}: {why}; nothing was applied"
+            ))
+        })?;
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(set);
+    if let Some(grpc) = connector.get_mut("grpc").and_then(|g| g.as_table_mut()) {
+        grpc.insert("descriptor_set".into(), toml::Value::String(encoded));
     }
     Ok(())
 }
@@ -195,7 +247,10 @@ pub(super) async fn create_dataset(
     let to_toml = |m: &Map<String, Value>| {
         toml::Value::try_from(Value::Object(m.clone())).map_err(|e| invalid(e.to_string()))
     };
-    let (entry, connector) = (to_toml(&entry)?, to_toml(&connector)?);
+    let (entry, mut connector) = (to_toml(&entry)?, to_toml(&connector)?);
+    if let Some(table) = connector.as_table_mut() {
+        reflect(table).await?;
+    }
     let mut datasets = role_table(cx.g, "datasets")?;
     tables(&mut datasets, "dataset").push(entry.clone());
     let mut connectors = role_table(cx.g, "connectors")?;
@@ -316,6 +371,7 @@ pub(super) async fn update_connector(
     cx.must_manage(&dataset, &format!("connector {name}"))?;
     let before = redacted(&toml::Value::Table(connector.clone()));
     merge(connector, &patch)?;
+    reflect(connector).await?;
     let after = redacted(&toml::Value::Table(connector.clone()));
     cx.change(Change {
         action: "connector_updated",

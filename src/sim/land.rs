@@ -25,7 +25,13 @@ pub fn router(data: Arc<SimData>, control: Arc<Control>) -> Router {
         data,
         control: control.clone(),
     });
+    // Server reflection, as a provider that offers it: a client needs no proto file.
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::CADASTRE_DESCRIPTOR_SET)
+        .build_v1()
+        .expect("the build's cadastre descriptors");
     tonic::service::Routes::new(service)
+        .add_service(reflection)
         .into_axum_router()
         .merge(control.router())
 }

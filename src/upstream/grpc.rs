@@ -24,6 +24,13 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 /// (or in the gateway's own), and its request template checked against the method's input
 /// message, field by field, when the change is made.
 pub fn kind_from_settings(key: &str, grpc: RawGrpc, e: &mut Errors<'_>) -> Option<ConnectorKind> {
+    if grpc.reflection {
+        e.add(
+            format!("{key}.grpc.reflection"),
+            "descriptors are read by reflection through the admin API, which stores them as grpc.descriptor_set; in a connectors file, set descriptor_set",
+        );
+        return None;
+    }
     let uploaded = match &grpc.descriptor_set {
         None => None,
         Some(text) => {

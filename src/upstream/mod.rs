@@ -8,6 +8,7 @@ pub mod grpc;
 pub mod guard;
 pub mod mapping;
 pub mod probe;
+pub mod reflection;
 pub mod rest;
 pub mod soap;
 pub mod spec;

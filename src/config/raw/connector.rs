@@ -190,6 +190,9 @@ pub struct RawGrpc {
     /// method and every message it uses. Without it, the method must be one compiled into
     /// the gateway.
     pub descriptor_set: Option<String>,
+    /// Read `descriptor_set` from the provider by server reflection. Only through the admin
+    /// API, which reads them once and stores them in their place.
+    pub reflection: bool,
     /// Request message template (proto3 JSON, proto field names).
     pub request: toml::Table,
 }
