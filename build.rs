@@ -44,6 +44,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .extern_path(".google.protobuf", "::pbjson_types")
         .compile_fds(fds)?;
 
+    // The vehicle registry's simulator: its own code and descriptors, kept out of the
+    // gateway's (`descriptor.bin`), which learns them only by upload or reflection.
+    let vehicles = protox::compile(["providers/vehicles/v1/vehicles.proto"], ["proto"])?;
+    std::fs::write(
+        out_dir.join("vehicles_descriptor.bin"),
+        vehicles.encode_to_vec(),
+    )?;
+    tonic_prost_build::configure().compile_fds(vehicles)?;
+
     let descriptors = std::fs::read(&descriptor_path)?;
     pbjson_build::Builder::new()
         .register_descriptors(&descriptors)?

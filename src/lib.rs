@@ -76,6 +76,14 @@ pub mod proto {
         tonic::include_proto!("lienthong.v1");
         include!(concat!(env!("OUT_DIR"), "/lienthong.v1.serde.rs"));
     }
+    /// The simulated vehicle registry's interface: its descriptors are not in
+    /// [`FILE_DESCRIPTOR_SET`], as a provider unknown to the gateway's build.
+    pub const VEHICLES_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/vehicles_descriptor.bin"));
+    /// The simulated vehicle registry's own interface (`vehicles.v1`), for its simulator.
+    pub mod vehicles {
+        tonic::include_proto!("vehicles.v1");
+    }
     /// The simulated land registry's own interface (`cadastre.v1`).
     pub mod cadastre {
         tonic::include_proto!("cadastre.v1");

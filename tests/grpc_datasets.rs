@@ -252,3 +252,130 @@ async fn a_grpc_dataset_joins_with_descriptors_read_by_server_reflection() {
     let record: Value = r.json().await.unwrap();
     assert_eq!(record["parcel_id"], parcel.as_str(), "{record}");
 }
+
+/// The vehicle registry: its interface is not compiled into the gateway.
+fn vehicles(h: &Harness, name: &str, grpc: Value, api_key: &str) -> Value {
+    json!({
+        "name": name,
+        "description": "A vehicle by its plate, and its owner",
+        "key": {"pattern": "[0-9]{2}[A-Z]-[0-9]{5}"},
+        "key_field": "plate",
+        "fields": [
+            {"name": "plate", "type": "string"},
+            {"name": "make", "type": "string"},
+            {"name": "registered_on", "type": "string"},
+            {"name": "owner_name", "type": "string"},
+            {"name": "owner_id", "type": "string", "personal_id": true}
+        ],
+        "connector": {
+            "name": format!("{name}-grpc"),
+            "kind": "grpc",
+            "endpoint": format!("http://{}", h.sims.vehicles_addr),
+            "timeout_ms": 3000,
+            "auth": {"scheme": "api-key", "header": "x-api-key", "api_key": api_key},
+            "grpc": grpc,
+            "mapping": {
+                "plate": "bien_so",
+                "make": "nhan_hieu",
+                "registered_on": "ngay_dang_ky",
+                "owner_name": "chu_xe.ho_ten",
+                "owner_id": "chu_xe.so_dinh_danh"
+            }
+        }
+    })
+}
+
+#[tokio::test]
+async fn a_grpc_provider_unknown_to_the_build_joins_by_upload_or_by_reflection() {
+    let h = Harness::start().await;
+    let plates = h.sims.data.samples("vehicles.vehicle", 3).unwrap();
+    let request = json!({"bien_so": "{key}", "ma_can_bo": "{context.officer_id}", "ma_dvc": "{context.procedure_code}"});
+    let method = lienthong::sim::vehicles::METHOD;
+    let key = lienthong::sim::DEFAULT_VEHICLES_API_KEY;
+
+    // Not in the gateway's compiled descriptors: refused without the provider's.
+    let (status, body) = admin(
+        &h,
+        Method::POST,
+        "/admin/v1/datasets",
+        Some(vehicles(
+            &h,
+            "vehicles.vehicle",
+            json!({"method": method, "request": request}),
+            key,
+        )),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("is not a method of the gateway's compiled descriptors"),
+        "{body}"
+    );
+
+    // Uploaded as the registry hands them over; a wrong API key is refused by the probe.
+    let uploaded = json!({
+        "method": method,
+        "descriptor_set": BASE64.encode(lienthong::proto::VEHICLES_DESCRIPTOR_SET),
+        "request": request,
+    });
+    let (status, body) = admin(
+        &h,
+        Method::POST,
+        &format!("/admin/v1/datasets?probe_key={}", plates[0]),
+        Some(vehicles(
+            &h,
+            "vehicles.vehicle",
+            uploaded.clone(),
+            "wrong-key",
+        )),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Unauthenticated"),
+        "{body}"
+    );
+    for (name, grpc) in [
+        ("vehicles.vehicle", uploaded),
+        (
+            "vehicles.reflected",
+            json!({"method": method, "reflection": true, "request": request}),
+        ),
+    ] {
+        let (status, body) = admin(
+            &h,
+            Method::POST,
+            &format!("/admin/v1/datasets?probe_key={}", plates[0]),
+            Some(vehicles(&h, name, grpc, key)),
+        )
+        .await;
+        assert_eq!(status, 200, "{name}: {body}");
+        let grant = json!({
+            "consumer": "demo-onestop", "dataset": name, "procedures": [PROCEDURE],
+            "fields": ["*"], "legal_basis": "Thỏa thuận chia sẻ dữ liệu số 11/2026",
+        });
+        let (status, body) = admin(&h, Method::POST, "/admin/v1/grants", Some(grant)).await;
+        assert_eq!(status, 200, "{body}");
+        let r = h
+            .get(&format!("/v1/datasets/{name}/records/{}", plates[1]))
+            .await;
+        assert_eq!(r.status(), 200, "{name}");
+        let record: Value = r.json().await.unwrap();
+        let expected = lienthong::sim::vehicles::vehicle(&h.sims.data, &plates[1]).unwrap();
+        let owner = expected.chu_xe.unwrap();
+        assert_eq!(record["plate"], plates[1].as_str(), "{record}");
+        assert_eq!(record["owner_name"], owner.ho_ten.as_str(), "{record}");
+        assert_eq!(record["owner_id"], owner.so_dinh_danh.as_str(), "{record}");
+    }
+    assert_eq!(
+        h.sims.vehicles.last_seen("ma_can_bo").as_deref(),
+        Some(OFFICER),
+        "the officer's context went on to the provider"
+    );
+}

@@ -17,6 +17,7 @@ pub(crate) async fn demo(ephemeral_ports: bool) -> Result<(), CliError> {
         SimOptions {
             civil_addr: addr(sim::DEFAULT_CIVIL_ADDR)?,
             insurance_addr: addr(sim::DEFAULT_INSURANCE_ADDR)?,
+            vehicles_addr: addr(sim::DEFAULT_VEHICLES_ADDR)?,
             ..SimOptions::on(
                 addr(sim::DEFAULT_POPULATION_ADDR)?,
                 addr(sim::DEFAULT_BUSINESS_ADDR)?,
@@ -74,7 +75,8 @@ lienthong demo is running.
   admin                     http://{admin}/dashboard (live), /metrics, /healthz, /readyz
   simulators                population {pop}, business {bus}, land {land} (GET /_sim/stats on each)
   not yet onboarded         civil status {civil} (SOAP 1.2, WS-Security), social insurance {ins}
-                            (REST, OAuth2): docs/connectors.md walks through joining them
+                            (REST, OAuth2), vehicles {veh} (gRPC, reflection):
+                            docs/connectors.md walks through joining them
   consumer demo-onestop, API key demo-onestop-key
 
 A citizen is looked up only for a dossier the one-stop system declared, naming him (the
@@ -127,6 +129,7 @@ Press Ctrl-C to stop.
         land = sims.land_addr,
         civil = sims.civil_addr,
         ins = sims.insurance_addr,
+        veh = sims.vehicles_addr,
     );
     running.run_until_signal().await;
     telemetry.shutdown();

@@ -27,6 +27,9 @@ pub(crate) struct SimArgs {
     /// Social insurance (REST, OAuth2 or API key) address.
     #[arg(long, default_value = sim::DEFAULT_INSURANCE_ADDR)]
     pub(crate) insurance_addr: SocketAddr,
+    /// Vehicle registry (gRPC, API key, reflection) address.
+    #[arg(long, default_value = sim::DEFAULT_VEHICLES_ADDR)]
+    pub(crate) vehicles_addr: SocketAddr,
 }
 
 #[derive(clap::Args, Clone)]
@@ -94,6 +97,7 @@ pub(crate) async fn run_sim(args: SimArgs) -> Result<(), CliError> {
     let mut options = SimOptions::on(args.population_addr, args.business_addr, args.land_addr);
     options.civil_addr = args.civil_addr;
     options.insurance_addr = args.insurance_addr;
+    options.vehicles_addr = args.vehicles_addr;
     options.seed = args.data.seed;
     options.citizens = args.data.citizens;
     options.enterprises = args.data.enterprises;
@@ -122,6 +126,11 @@ pub(crate) async fn run_sim(args: SimArgs) -> Result<(), CliError> {
         sim::insurance::PATH,
         sim::insurance::TOKEN_PATH,
         sim::DEFAULT_INSURANCE_CLIENT_ID
+    );
+    out!(
+        "vehicle registry (gRPC)      http://{} ({}, x-api-key metadata, server reflection)",
+        sims.vehicles_addr,
+        sim::vehicles::METHOD
     );
     out!("control: GET /_sim/stats, PUT /_sim/faults, POST /_sim/reset on each address");
     let _ = tokio::signal::ctrl_c().await;

@@ -603,7 +603,7 @@ impl SimData {
     /// `count` keys that exist in `dataset`, spread over the generated range.
     pub fn samples(&self, dataset: &str, count: u32) -> Result<Vec<String>, UnknownDataset> {
         let size = match dataset {
-            POPULATION_CITIZEN | super::civil::DATASET => self.citizens,
+            POPULATION_CITIZEN | super::civil::DATASET | super::vehicles::DATASET => self.citizens,
             // Only citizens of working age are insured: look among more to find `count`.
             super::insurance::DATASET => {
                 return Ok((0..self.citizens)
@@ -626,6 +626,8 @@ impl SimData {
                     POPULATION_CITIZEN => self.citizen_at(i).map(|c| c.personal_id),
                     BUSINESS_ENTERPRISE => self.enterprise_at(i).map(|e| e.0.enterprise_code),
                     super::civil::DATASET => super::civil::key_of(self, i),
+                    // One citizen in three has a vehicle: the nearest index that does.
+                    super::vehicles::DATASET => super::vehicles::plate_of(self, i - i % 3),
                     _ => self.parcel_at(i).map(|p| p.parcel_id),
                 }
             })

@@ -1,6 +1,8 @@
 //! The simulated national databases: population over SOAP/XML, business registration over
 //! REST/JSON, land over gRPC; and two sector databases that join through the admin API:
-//! civil status over SOAP 1.2 with WS-Security, social insurance over REST with OAuth2. Each
+//! civil status over SOAP 1.2 with WS-Security, social insurance over REST with OAuth2,
+//! vehicles over gRPC with an API key and reflection (its interface not compiled into the
+//! gateway). Each
 //! has a control surface (`/_sim/stats`, `/_sim/faults`).
 //! They are the demo's data, the tests' upstreams and the benchmarks' origin.
 
@@ -14,6 +16,7 @@ pub mod names;
 pub mod population;
 pub mod portal;
 mod random;
+pub mod vehicles;
 
 use control::Control;
 use data::SimData;
@@ -28,6 +31,7 @@ pub const DEFAULT_BUSINESS_ADDR: &str = "127.0.0.1:7082";
 pub const DEFAULT_LAND_ADDR: &str = "127.0.0.1:7083";
 pub const DEFAULT_CIVIL_ADDR: &str = "127.0.0.1:7084";
 pub const DEFAULT_INSURANCE_ADDR: &str = "127.0.0.1:7085";
+pub const DEFAULT_VEHICLES_ADDR: &str = "127.0.0.1:7086";
 /// Default upstream credentials (simulators only).
 pub const DEFAULT_POPULATION_USER: &str = "lienthong";
 pub const DEFAULT_POPULATION_SECRET: &str = "demo-population-secret";
@@ -37,6 +41,7 @@ pub const DEFAULT_CIVIL_PASSWORD: &str = "demo-civil-password";
 pub const DEFAULT_INSURANCE_CLIENT_ID: &str = "lienthong-gateway";
 pub const DEFAULT_INSURANCE_CLIENT_SECRET: &str = "demo-insurance-secret";
 pub const DEFAULT_INSURANCE_API_KEY: &str = "demo-insurance-api-key";
+pub const DEFAULT_VEHICLES_API_KEY: &str = "demo-vehicles-api-key";
 /// `expires_in` of the insurance simulator's tokens.
 pub const DEFAULT_INSURANCE_TOKEN_LIFETIME_S: u64 = 300;
 
@@ -52,10 +57,12 @@ pub struct SimOptions {
     pub land_addr: SocketAddr,
     pub civil_addr: SocketAddr,
     pub insurance_addr: SocketAddr,
+    pub vehicles_addr: SocketAddr,
     pub population_account: population::Account,
     pub business_token: String,
     pub civil_account: civil::Account,
     pub insurance_account: insurance::Account,
+    pub vehicles_api_key: String,
 }
 
 impl SimOptions {
@@ -71,6 +78,7 @@ impl SimOptions {
             land_addr: land,
             civil_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             insurance_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            vehicles_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             population_account: population::Account {
                 user: DEFAULT_POPULATION_USER.into(),
                 secret: DEFAULT_POPULATION_SECRET.into(),
@@ -86,6 +94,7 @@ impl SimOptions {
                 api_key: DEFAULT_INSURANCE_API_KEY.into(),
                 token_lifetime: std::time::Duration::from_secs(DEFAULT_INSURANCE_TOKEN_LIFETIME_S),
             },
+            vehicles_api_key: DEFAULT_VEHICLES_API_KEY.into(),
         }
     }
 
@@ -104,11 +113,13 @@ pub struct RunningSims {
     pub land_addr: SocketAddr,
     pub civil_addr: SocketAddr,
     pub insurance_addr: SocketAddr,
+    pub vehicles_addr: SocketAddr,
     pub population: Arc<Control>,
     pub business: Arc<Control>,
     pub land: Arc<Control>,
     pub civil: Arc<Control>,
     pub insurance: Arc<Control>,
+    pub vehicles: Arc<Control>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -187,6 +198,16 @@ pub async fn spawn(options: SimOptions) -> std::io::Result<RunningSims> {
         ),
     )
     .await?;
+    let vehicles = Control::new("vehicles");
+    let (vehicles_addr, t6) = serve(
+        options.vehicles_addr,
+        vehicles::router(
+            data.clone(),
+            options.vehicles_api_key.clone(),
+            vehicles.clone(),
+        ),
+    )
+    .await?;
     Ok(RunningSims {
         data,
         population_addr,
@@ -194,11 +215,13 @@ pub async fn spawn(options: SimOptions) -> std::io::Result<RunningSims> {
         land_addr,
         civil_addr,
         insurance_addr,
+        vehicles_addr,
         population,
         business,
         land,
         civil,
         insurance,
-        tasks: vec![t1, t2, t3, t4, t5],
+        vehicles,
+        tasks: vec![t1, t2, t3, t4, t5, t6],
     })
 }
