@@ -473,3 +473,94 @@ async fn secrets_sent_through_the_api_are_stored_sealed_and_need_a_secrets_key()
     let (status, body) = onboard(&h, insurance("insurance.from_file", &h, auth), &codes[0]).await;
     assert_eq!(status, 200, "{body}");
 }
+
+/// The insured person's whole record: the employer as a nested record, the contribution
+/// periods as repeated records.
+fn insurance_nested(h: &Harness, name: &str) -> Value {
+    let mut d = insurance(
+        name,
+        h,
+        json!({"scheme": "api-key", "header": "X-Api-Key", "api_key": lienthong::sim::DEFAULT_INSURANCE_API_KEY}),
+    );
+    d["fields"] = json!([
+        {"name": "ma_so_bhxh", "type": "string"},
+        {"name": "ho_ten", "type": "string"},
+        {"name": "don_vi", "type": "record", "fields": [
+            {"name": "ten", "type": "string"},
+            {"name": "ma_so_doanh_nghiep", "type": "string"}
+        ]},
+        {"name": "qua_trinh_dong", "type": "record", "repeated": true, "fields": [
+            {"name": "tu_thang", "type": "string"},
+            {"name": "den_thang", "type": "string"},
+            {"name": "muc_luong", "type": "int64"}
+        ]}
+    ]);
+    d["connector"]["mapping"] = json!({
+        "ma_so_bhxh": "maSoBhxh",
+        "ho_ten": "hoTen",
+        "don_vi": {"path": "donViHienTai", "fields": {"ten": "tenDonVi", "ma_so_doanh_nghiep": "maSoDoanhNghiep"}},
+        "qua_trinh_dong": {"each": "quaTrinhDong", "fields": {"tu_thang": "tuThang", "den_thang": "denThang", "muc_luong": "mucLuong"}}
+    });
+    d
+}
+
+#[tokio::test]
+async fn a_registered_dataset_may_have_nested_and_repeated_records() {
+    let h = Harness::start().await;
+    let codes = insured_codes(&h, 2);
+
+    // A record with no fields, and a mapping into a field the nested record lacks: refused.
+    let mut bad = insurance_nested(&h, "insurance.bad");
+    bad["fields"][2]["fields"] = json!([]);
+    let (status, body) = onboard(&h, bad, &codes[0]).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("field[2].fields: a record needs its fields"),
+        "{body}"
+    );
+    let mut bad = insurance_nested(&h, "insurance.bad");
+    bad["connector"]["mapping"]["don_vi"]["fields"]["dia_chi"] = json!("diaChi");
+    let (status, body) = onboard(&h, bad, &codes[0]).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("has no field \"dia_chi\""),
+        "{body}"
+    );
+
+    let (status, body) = onboard(&h, insurance_nested(&h, "insurance.full"), &codes[0]).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, record) = lookup(&h, "insurance.full", &codes[1]).await;
+    assert_eq!(status, 200, "{record}");
+    let expected = lienthong::sim::insurance::insured(&h.sims.data, &codes[1]).unwrap();
+    assert_eq!(
+        record["don_vi"]["ten"], expected["donViHienTai"]["tenDonVi"],
+        "{record}"
+    );
+    let periods = record["qua_trinh_dong"].as_array().expect("a list");
+    let sent = expected["quaTrinhDong"].as_array().unwrap();
+    assert_eq!(periods.len(), sent.len(), "{record}");
+    for (got, sent) in periods.iter().zip(sent) {
+        assert_eq!(got["tu_thang"], sent["tuThang"]);
+        // int64 travels as a string, as proto3's JSON mapping writes it.
+        assert_eq!(
+            got["muc_luong"],
+            json!(sent["mucLuong"].to_string()),
+            "{got}"
+        );
+    }
+    // The admin API shows the schema as it was given.
+    let (_, shown) = admin(&h, Method::GET, "/admin/v1/datasets/insurance.full", None).await;
+    let fields = &shown["fields"];
+    assert_eq!(fields[2]["type"], "record", "{shown}");
+    assert_eq!(
+        fields[2]["fields"][1]["name"], "ma_so_doanh_nghiep",
+        "{shown}"
+    );
+    assert_eq!(fields[3]["repeated"], true, "{shown}");
+}

@@ -526,9 +526,12 @@ pub struct RawKeyRule {
 #[serde(default)]
 pub struct RawField {
     pub name: String,
-    /// string, int32, int64, uint32, double or bool.
+    /// string, int32, int64, uint32, double, bool, or record (with `fields`).
     #[serde(rename = "type")]
     pub kind: String,
+    /// A record's own fields (`[[dataset.field.field]]`, or `"fields"` in JSON).
+    #[serde(alias = "fields")]
+    pub field: Vec<RawField>,
     pub repeated: bool,
     pub description: String,
     /// The field holds personal ids (of people other than the record's subject): each

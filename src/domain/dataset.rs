@@ -8,14 +8,15 @@
 use crate::config::Errors;
 use crate::config::raw::RawDatasets;
 use crate::domain::ids::{EnterpriseCode, ParcelId, PersonalId};
-use prost_reflect::prost_types::{
-    DescriptorProto, FieldDescriptorProto, FileDescriptorProto, field_descriptor_proto,
-};
+use prost_reflect::prost_types::field_descriptor_proto;
 use prost_reflect::{DescriptorPool, Kind, MessageDescriptor};
 use regex::Regex;
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::sync::LazyLock;
+
+mod schema;
+pub use schema::{FieldSpec, build_record};
 
 static DESCRIPTORS: LazyLock<DescriptorPool> = LazyLock::new(|| {
     DescriptorPool::decode(crate::proto::FILE_DESCRIPTOR_SET)
@@ -176,13 +177,7 @@ impl Dataset {
             .record
             .fields()
             .map(|f| {
-                let mut field = json!({
-                    "name": f.name(),
-                    "type": type_name(&f.kind()),
-                });
-                if f.is_list() {
-                    field["repeated"] = json!(true);
-                }
+                let mut field = field_json(&f);
                 if self.person_fields.iter().any(|p| p == f.name()) {
                     field["personal_id"] = json!(true);
                 }
@@ -200,6 +195,21 @@ impl Dataset {
             "disabled": self.disabled,
         })
     }
+}
+
+/// A field as the admin API shows it; a registered dataset's nested record with its fields.
+fn field_json(f: &prost_reflect::FieldDescriptor) -> Value {
+    let mut field = json!({ "name": f.name(), "type": type_name(&f.kind()) });
+    if let Kind::Message(m) = f.kind()
+        && m.full_name().starts_with(schema::PACKAGE)
+    {
+        field["type"] = json!("record");
+        field["fields"] = Value::Array(m.fields().map(|f| field_json(&f)).collect());
+    }
+    if f.is_list() {
+        field["repeated"] = json!(true);
+    }
+    field
 }
 
 /// Field types a registered dataset may use, with their proto types.
@@ -226,54 +236,6 @@ fn type_name(kind: &Kind) -> String {
         Kind::Enum(e) => e.full_name().to_owned(),
         other => format!("{other:?}").to_lowercase(),
     }
-}
-
-/// One field of a registered dataset's schema.
-#[derive(Debug, Clone)]
-pub struct FieldSpec {
-    pub name: String,
-    pub kind: field_descriptor_proto::Type,
-    pub repeated: bool,
-}
-
-/// Builds the record type of a registered dataset into `pool` (a copy of the compiled
-/// descriptors) and returns it. Field names and types were checked by the caller.
-pub fn build_record(
-    pool: &mut DescriptorPool,
-    dataset: &str,
-    fields: &[FieldSpec],
-) -> Result<MessageDescriptor, SchemaError> {
-    let package = format!("lienthong.datasets.{dataset}");
-    let message = DescriptorProto {
-        name: Some("Record".into()),
-        field: fields
-            .iter()
-            .enumerate()
-            .map(|(i, f)| FieldDescriptorProto {
-                name: Some(f.name.clone()),
-                json_name: Some(f.name.clone()),
-                number: Some(i as i32 + 1),
-                label: Some(if f.repeated {
-                    field_descriptor_proto::Label::Repeated
-                } else {
-                    field_descriptor_proto::Label::Optional
-                } as i32),
-                r#type: Some(f.kind as i32),
-                ..Default::default()
-            })
-            .collect(),
-        ..Default::default()
-    };
-    let file = FileDescriptorProto {
-        name: Some(format!("lienthong/datasets/{dataset}.proto")),
-        package: Some(package.clone()),
-        message_type: vec![message],
-        syntax: Some("proto3".into()),
-        ..Default::default()
-    };
-    pool.add_file_descriptor_proto(file)?;
-    pool.get_message_by_name(&format!("{package}.Record"))
-        .ok_or(SchemaError::NotBuilt)
 }
 
 /// The built-in datasets' names, as callers, configs and audit records spell them.
@@ -343,8 +305,6 @@ pub fn from_settings(raw: RawDatasets, e: &mut Errors<'_>) -> Vec<Dataset> {
     static NAME: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new("^[a-z][a-z0-9_]{0,39}\\.[a-z][a-z0-9_]{0,39}$").expect("valid")
     });
-    static FIELD: LazyLock<Regex> =
-        LazyLock::new(|| Regex::new("^[a-z][a-z0-9_]{0,63}$").expect("valid"));
     let mut all = builtin();
     let mut pool = descriptors().clone();
     let mut seen = HashSet::new();
@@ -383,51 +343,8 @@ pub fn from_settings(raw: RawDatasets, e: &mut Errors<'_>) -> Vec<Dataset> {
             continue;
         }
         let owner = d.name.split('.').next().unwrap_or_default().to_owned();
-        let mut fields = Vec::new();
-        let mut field_names = HashSet::new();
-        for (j, f) in d.field.iter().enumerate() {
-            let fkey = format!("{key}.field[{j}]");
-            if !FIELD.is_match(&f.name) {
-                e.add(
-                    format!("{fkey}.name"),
-                    format!("{:?} is not a field name (lower case, digits, _)", f.name),
-                );
-                continue;
-            }
-            if !field_names.insert(f.name.clone()) {
-                e.add(
-                    format!("{fkey}.name"),
-                    format!("{:?} is declared twice", f.name),
-                );
-                continue;
-            }
-            let Some((_, kind)) = FIELD_TYPES.iter().find(|(n, _)| *n == f.kind) else {
-                e.add(
-                    format!("{fkey}.type"),
-                    format!(
-                        "{:?} is not a field type; use one of: {}",
-                        f.kind,
-                        FIELD_TYPES
-                            .iter()
-                            .map(|(n, _)| *n)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                );
-                continue;
-            };
-            if f.personal_id && *kind != FIELD_TYPES[0].1 {
-                e.add(
-                    format!("{fkey}.personal_id"),
-                    "only a string field can hold personal ids",
-                );
-            }
-            fields.push(FieldSpec {
-                name: f.name.clone(),
-                kind: *kind,
-                repeated: f.repeated,
-            });
-        }
+        let fields = schema::fields(&key, &d.field, 1, e);
+        let field_names: HashSet<String> = d.field.iter().map(|f| f.name.clone()).collect();
         let person_fields: Vec<String> = d
             .field
             .iter()
@@ -448,7 +365,7 @@ pub fn from_settings(raw: RawDatasets, e: &mut Errors<'_>) -> Vec<Dataset> {
                 format!("{key}.key_field"),
                 format!("{key_field:?} is not one of the dataset's fields"),
             ),
-            Some(f) if f.repeated || f.kind != FIELD_TYPES[0].1 => e.add(
+            Some(f) if f.repeated || f.kind != FIELD_TYPES[0].1 || !f.nested.is_empty() => e.add(
                 format!("{key}.key_field"),
                 format!("{key_field:?} must be a single string field"),
             ),
@@ -524,16 +441,19 @@ mod tests {
                 name: "code".into(),
                 kind: field_descriptor_proto::Type::String,
                 repeated: false,
+                nested: Vec::new(),
             },
             FieldSpec {
                 name: "employees".into(),
                 kind: field_descriptor_proto::Type::Int32,
                 repeated: false,
+                nested: Vec::new(),
             },
             FieldSpec {
                 name: "lines".into(),
                 kind: field_descriptor_proto::Type::String,
                 repeated: true,
+                nested: Vec::new(),
             },
         ];
         let record = build_record(&mut pool, "tax.status", &fields).expect("builds");
