@@ -16,15 +16,7 @@ use serde_json::{Value, json};
 const OPERATOR: &str = "demo-operator-token";
 
 async fn admin(h: &Harness, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut r = h
-        .http
-        .request(method, format!("http://{}{path}", h.gateway.admin_addr))
-        .bearer_auth(OPERATOR);
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let r = r.send().await.expect("sent");
-    (r.status().as_u16(), r.json().await.expect("json"))
+    h.admin_call(method, path, OPERATOR, body).await
 }
 
 /// The descriptor set of the file that declares `service`, as a provider would hand it over
@@ -156,11 +148,7 @@ async fn a_grpc_dataset_joins_with_its_uploaded_descriptors() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let grant = json!({
-        "consumer": "demo-onestop", "dataset": "land.brief", "procedures": [PROCEDURE],
-        "fields": ["*"], "legal_basis": "Thỏa thuận chia sẻ dữ liệu số 9/2026",
-    });
-    let (status, body) = admin(&h, Method::POST, "/admin/v1/grants", Some(grant)).await;
+    let (status, body) = h.grant_all("land.brief").await;
     assert_eq!(status, 200, "{body}");
     let r = h
         .get(&format!("/v1/datasets/land.brief/records/{parcel}"))
@@ -239,11 +227,7 @@ async fn a_grpc_dataset_joins_with_descriptors_read_by_server_reflection() {
         "kept in the registry"
     );
     assert!(!connectors.contains("reflection"), "{connectors}");
-    let grant = json!({
-        "consumer": "demo-onestop", "dataset": "land.reflected", "procedures": [PROCEDURE],
-        "fields": ["*"], "legal_basis": "Thỏa thuận chia sẻ dữ liệu số 9/2026",
-    });
-    let (status, body) = admin(&h, Method::POST, "/admin/v1/grants", Some(grant)).await;
+    let (status, body) = h.grant_all("land.reflected").await;
     assert_eq!(status, 200, "{body}");
     let r = h
         .get(&format!("/v1/datasets/land.reflected/records/{parcel}"))
@@ -356,11 +340,7 @@ async fn a_grpc_provider_unknown_to_the_build_joins_by_upload_or_by_reflection()
         )
         .await;
         assert_eq!(status, 200, "{name}: {body}");
-        let grant = json!({
-            "consumer": "demo-onestop", "dataset": name, "procedures": [PROCEDURE],
-            "fields": ["*"], "legal_basis": "Thỏa thuận chia sẻ dữ liệu số 11/2026",
-        });
-        let (status, body) = admin(&h, Method::POST, "/admin/v1/grants", Some(grant)).await;
+        let (status, body) = h.grant_all(name).await;
         assert_eq!(status, 200, "{body}");
         let r = h
             .get(&format!("/v1/datasets/{name}/records/{}", plates[1]))

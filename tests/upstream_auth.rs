@@ -13,15 +13,7 @@ use serde_json::{Value, json};
 const OPERATOR: &str = "demo-operator-token";
 
 async fn admin(h: &Harness, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut r = h
-        .http
-        .request(method, format!("http://{}{path}", h.gateway.admin_addr))
-        .bearer_auth(OPERATOR);
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let r = r.send().await.expect("sent");
-    (r.status().as_u16(), r.json().await.expect("json"))
+    h.admin_call(method, path, OPERATOR, body).await
 }
 
 /// Registers `dataset` with its connector, probing `probe` first, and grants it to the
@@ -38,14 +30,7 @@ async fn onboard(h: &Harness, dataset: Value, probe: &str) -> (u16, Value) {
     if status != 200 {
         return (status, body);
     }
-    let grant = json!({
-        "consumer": "demo-onestop",
-        "dataset": name,
-        "procedures": [PROCEDURE],
-        "fields": ["*"],
-        "legal_basis": "Thỏa thuận chia sẻ dữ liệu số 7/2026",
-    });
-    admin(h, Method::POST, "/admin/v1/grants", Some(grant)).await
+    h.grant_all(&name).await
 }
 
 /// The insured person's record, flattened from the provider's nested answer.

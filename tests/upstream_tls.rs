@@ -87,15 +87,7 @@ impl Pki {
 }
 
 async fn admin(h: &Harness, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut r = h
-        .http
-        .request(method, format!("http://{}{path}", h.gateway.admin_addr))
-        .bearer_auth(OPERATOR);
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let r = r.send().await.expect("sent");
-    (r.status().as_u16(), r.json().await.expect("json"))
+    h.admin_call(method, path, OPERATOR, body).await
 }
 
 fn insurance_over_tls(name: &str, addr: SocketAddr, tls: Value) -> Value {
@@ -200,11 +192,7 @@ async fn a_rest_provider_that_demands_a_client_certificate_gets_one() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let grant = json!({
-        "consumer": "demo-onestop", "dataset": "insurance.mtls", "procedures": [PROCEDURE],
-        "fields": ["*"], "legal_basis": "Thỏa thuận chia sẻ dữ liệu số 7/2026",
-    });
-    let (status, body) = admin(&h, Method::POST, "/admin/v1/grants", Some(grant)).await;
+    let (status, body) = h.grant_all("insurance.mtls").await;
     assert_eq!(status, 200, "{body}");
     let r = h
         .get(&format!("/v1/datasets/insurance.mtls/records/{}", code[1]))

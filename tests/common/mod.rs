@@ -67,6 +67,41 @@ impl Harness {
         self.get(&path).await.status().as_u16()
     }
 
+    /// An admin API call with `token`: (status, JSON answer).
+    pub async fn admin_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut r = self
+            .http
+            .request(method, format!("http://{}{path}", self.gateway.admin_addr))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let r = r.send().await.expect("sent");
+        (r.status().as_u16(), r.json().await.expect("json"))
+    }
+
+    /// Grants every field of `dataset` to the demo one-stop system for the test procedure,
+    /// as the operator: (status, JSON answer).
+    pub async fn grant_all(&self, dataset: &str) -> (u16, serde_json::Value) {
+        let grant = serde_json::json!({
+            "consumer": "demo-onestop", "dataset": dataset, "procedures": [PROCEDURE],
+            "fields": ["*"], "legal_basis": "Thỏa thuận chia sẻ dữ liệu số 7/2026",
+        });
+        self.admin_call(
+            reqwest::Method::POST,
+            "/admin/v1/grants",
+            "demo-operator-token",
+            Some(grant),
+        )
+        .await
+    }
+
     /// A GET on the admin listener with an admin token, answered as JSON.
     pub async fn admin_json(&self, token: &str, path: &str) -> serde_json::Value {
         self.http
