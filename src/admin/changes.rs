@@ -356,7 +356,6 @@ pub(super) async fn update_connector(
     if patch.contains_key("name") || patch.contains_key("dataset") {
         return Err(invalid("a connector's name and dataset do not change"));
     }
-    seal_secrets(cx, &mut patch)?;
     let mut table = role_table(cx.g, "connectors")?;
     let connector = tables(&mut table, "connector")
         .iter_mut()
@@ -369,6 +368,7 @@ pub(super) async fn update_connector(
         .unwrap_or("")
         .to_owned();
     cx.must_manage(&dataset, &format!("connector {name}"))?;
+    seal_secrets(cx, &mut patch)?;
     let before = redacted(&toml::Value::Table(connector.clone()));
     merge(connector, &patch)?;
     reflect(connector).await?;

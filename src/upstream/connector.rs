@@ -121,11 +121,6 @@ impl Connector {
         })
     }
 
-    /// This connector's credentials (its OAuth2 token state).
-    pub fn credentials(&self) -> &Credentials {
-        &self.credentials
-    }
-
     /// A connector to a fake provider: the configured mapping and checks apply to what
     /// `answer` returns, as they would to a real provider's payload.
     #[cfg(test)]
