@@ -568,13 +568,7 @@ pub fn checkpoint_signed_by(cp: &Checkpoint, public_key: &[u8]) -> bool {
         .is_ok()
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use crate::domain::date::now_ms;
 
 /// Chains for tests of the stores.
 #[cfg(test)]

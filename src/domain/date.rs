@@ -84,6 +84,14 @@ impl Date {
     }
 }
 
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// `yyyy-mm-ddThh:mm:ss.mmmZ` for Unix milliseconds.
 pub fn iso_ms(ms: i64) -> String {
     let day = Date::from_days(ms.div_euclid(86_400_000));

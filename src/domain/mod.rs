@@ -17,6 +17,7 @@ pub mod xml;
 /// Percent-encodes a URL query value or a form field (RFC 3986 unreserved characters kept,
 /// every other byte as `%XX`), as RFC 6749's `application/x-www-form-urlencoded` accepts.
 pub fn urlencode(s: &str) -> String {
+    use std::fmt::Write;
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
@@ -24,8 +25,7 @@ pub fn urlencode(s: &str) -> String {
                 out.push(b as char)
             }
             _ => {
-                out.push('%');
-                out.push_str(&format!("{b:02X}"));
+                let _ = write!(out, "%{b:02X}");
             }
         }
     }

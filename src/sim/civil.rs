@@ -13,6 +13,7 @@
 
 use super::control::{Control, Fault, recorded};
 use super::data::SimData;
+use crate::domain::date::now_ms;
 use crate::domain::wsse::{WSSE, password_digest};
 use crate::domain::xml::xml_escape as escape;
 use axum::Router;
@@ -90,12 +91,6 @@ fn fault(status: StatusCode, code: &str, subcode: &str, reason: &str) -> Respons
             escape(reason)
         ),
     )
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn text<'a>(node: roxmltree::Node<'a, 'a>, name: &str) -> Option<&'a str> {

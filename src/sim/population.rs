@@ -78,10 +78,7 @@ fn check_signature(sim: &Sim, headers: &HeaderMap) -> Result<(), &'static str> {
     let sent: i64 = timestamp
         .parse()
         .map_err(|_| "Timestamp is not milliseconds")?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
+    let now = crate::domain::date::now_ms();
     if (now - sent).abs() > SIGNATURE_MAX_SKEW_MS {
         return Err("Timestamp is stale");
     }

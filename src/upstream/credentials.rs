@@ -26,6 +26,8 @@ pub struct Credentials {
     auth: UpstreamAuth,
     endpoint: String,
     tokens: Option<Tokens>,
+    /// `name=value` of an API key sent in the query, encoded once.
+    query: Option<String>,
 }
 
 struct Tokens {
@@ -64,10 +66,19 @@ impl Credentials {
             }),
             _ => None,
         };
+        let query = match auth {
+            UpstreamAuth::ApiKey {
+                place: KeyPlace::Query,
+                name,
+                key,
+            } => Some(format!("{}={}", urlencode(name), urlencode(key))),
+            _ => None,
+        };
         Credentials {
             auth: auth.clone(),
             endpoint: endpoint.to_owned(),
             tokens,
+            query,
         }
     }
 
@@ -80,16 +91,12 @@ impl Credentials {
 
     /// `url` with the API key's query parameter, for the `api-key` scheme with `query`.
     pub fn url(&self, url: String) -> String {
-        match &self.auth {
-            UpstreamAuth::ApiKey {
-                place: KeyPlace::Query,
-                name,
-                key,
-            } => {
+        match &self.query {
+            Some(query) => {
                 let join = if url.contains('?') { '&' } else { '?' };
-                format!("{url}{join}{}={}", urlencode(name), urlencode(key))
+                format!("{url}{join}{query}")
             }
-            _ => url,
+            None => url,
         }
     }
 
@@ -128,11 +135,7 @@ impl Credentials {
                 client_id,
                 api_key,
             } => {
-                let timestamp = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_millis())
-                    .unwrap_or(0)
-                    .to_string();
+                let timestamp = crate::domain::date::now_ms().to_string();
                 request = request.header("Timestamp", &timestamp).header(
                     "Authorization",
                     signed_header_authorization(&self.endpoint, user, &timestamp, secret),

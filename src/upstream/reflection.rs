@@ -51,27 +51,11 @@ pub async fn descriptor_set(
         }
         _ => return Err("the provider answered something other than descriptors".into()),
     };
+    // The pool that reads the set takes its files in any order.
     let file = files
         .iter()
         .map(|bytes| FileDescriptorProto::decode(bytes.as_slice()))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("the provider sent a descriptor that does not decode: {e}"))?;
-    // Dependencies before the files that import them, as a descriptor set is read.
-    let mut ordered: Vec<FileDescriptorProto> = Vec::with_capacity(file.len());
-    let mut left = file;
-    while !left.is_empty() {
-        let before = left.len();
-        let (ready, wait): (Vec<_>, Vec<_>) = left.into_iter().partition(|f| {
-            f.dependency
-                .iter()
-                .all(|d| ordered.iter().any(|o| o.name() == d))
-        });
-        ordered.extend(ready);
-        left = wait;
-        if left.len() == before {
-            // Imports the provider did not send: the set is still tried as it is.
-            ordered.append(&mut left);
-        }
-    }
-    Ok(FileDescriptorSet { file: ordered }.encode_to_vec())
+    Ok(FileDescriptorSet { file }.encode_to_vec())
 }

@@ -87,10 +87,7 @@ fn is_xml_name(name: &str) -> bool {
 fn ws_security_header(user: &str, password: &str) -> String {
     let mut nonce = [0u8; 16];
     let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce);
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    let created = crate::domain::date::iso_ms(now_ms);
+    let created = crate::domain::date::iso_ms(crate::domain::date::now_ms());
     format!(
         "<wsse:Security xmlns:wsse=\"{WSSE}\" xmlns:wsu=\"{WSU}\"><wsse:UsernameToken><wsse:Username>{}</wsse:Username><wsse:Password Type=\"{PASSWORD_DIGEST}\">{}</wsse:Password><wsse:Nonce EncodingType=\"{BASE64_BINARY}\">{}</wsse:Nonce><wsu:Created>{created}</wsu:Created></wsse:UsernameToken></wsse:Security>",
         escape(user),
