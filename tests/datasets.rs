@@ -246,16 +246,17 @@ async fn a_provider_registers_a_dataset_and_a_consumer_looks_it_up_without_a_res
     assert_eq!(shown["connector"]["name"], "business-brief");
 
     // Another agency's data is out of reach, both ways.
-    let land_index = {
+    let land_grant = {
         let (_, all) = admin(&h, Method::GET, "/admin/v1/grants", OPERATOR, None).await;
         all["grants"]
             .as_array()
             .expect("grants")
             .iter()
             .find(|g| g["grant"]["dataset"] == "land.parcel")
-            .expect("a land grant")["index"]
-            .as_u64()
-            .expect("index")
+            .expect("a land grant")["id"]
+            .as_str()
+            .expect("id")
+            .to_owned()
     };
     let refusals = [
         (
@@ -272,7 +273,7 @@ async fn a_provider_registers_a_dataset_and_a_consumer_looks_it_up_without_a_res
         ),
         (
             Method::DELETE,
-            format!("/admin/v1/grants/{land_index}"),
+            format!("/admin/v1/grants/{land_grant}"),
             BUSINESS_PROVIDER,
             None,
         ),
@@ -371,17 +372,19 @@ async fn a_provider_registers_a_dataset_and_a_consumer_looks_it_up_without_a_res
 
     // A grant switched off admits nothing.
     let (_, mine) = admin(&h, Method::GET, "/admin/v1/grants", BUSINESS_PROVIDER, None).await;
-    let index = mine["grants"]
+    let grant_id = mine["grants"]
         .as_array()
         .expect("grants")
         .iter()
         .find(|g| g["grant"]["dataset"] == "business.brief")
-        .expect("the new grant")["index"]
-        .clone();
+        .expect("the new grant")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
     let (status, _) = admin(
         &h,
         Method::PUT,
-        &format!("/admin/v1/grants/{index}"),
+        &format!("/admin/v1/grants/{grant_id}"),
         BUSINESS_PROVIDER,
         Some(json!({"disabled": true})),
     )
@@ -657,13 +660,13 @@ async fn lienthong_admin_wraps_the_same_operations_for_scripts() {
         "{row}"
     );
     let (_, grants, _) = run(&["grants"]).await.expect("task");
-    let index = grants
+    let grant_id = grants
         .lines()
         .find(|l| l.contains("business.brief"))
         .and_then(|l| l.split_whitespace().next())
         .expect("the new grant")
         .to_owned();
-    let (ok, out, _) = run(&["grants", "disable", &index]).await.expect("task");
+    let (ok, out, _) = run(&["grants", "disable", &grant_id]).await.expect("task");
     assert!(ok && out.contains("switched off"), "{out}");
     let (_, grants, _) = run(&["grants"]).await.expect("task");
     assert!(

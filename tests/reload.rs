@@ -328,15 +328,16 @@ async fn grants_are_added_and_removed_through_the_admin_api_with_dry_runs() {
         mine.iter().all(|g| g["grant"]["dataset"] == "land.parcel"),
         "{listed}"
     );
-    let index = mine
+    let grant_id = mine
         .iter()
         .find(|g| g["grant"]["procedures"][0] == "3.*")
-        .expect("the new grant")["index"]
-        .as_u64()
-        .expect("index");
+        .expect("the new grant")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
     let removed = h
         .http
-        .delete(format!("{admin}/admin/v1/grants/{index}"))
+        .delete(format!("{admin}/admin/v1/grants/{grant_id}"))
         .bearer_auth("demo-operator-token")
         .send()
         .await

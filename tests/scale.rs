@@ -507,15 +507,17 @@ async fn purges_and_registry_changes_through_one_replica_reach_the_other() {
         .json()
         .await
         .expect("json");
-    let index = grants["grants"]
+    let grant_id = grants["grants"]
         .as_array()
         .expect("grants")
         .iter()
         .find(|g| g["grant"]["dataset"] == "land.parcel")
-        .expect("land grant")["index"]
-        .clone();
+        .expect("land grant")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
     let removed = http
-        .delete(format!("http://{admin_a}/admin/v1/grants/{index}"))
+        .delete(format!("http://{admin_a}/admin/v1/grants/{grant_id}"))
         .bearer_auth("demo-operator-token")
         .send()
         .await

@@ -6,18 +6,27 @@
 //!   built-in ones included, may be switched off and on.
 //! - A connector's settings change by merging a JSON object into its `[[connector]]` table;
 //!   credentials never leave (shown as "(set)").
-//! - Grants are added, changed by merging (`{"disabled": true}` switches one off), and
-//!   removed, by their position in the list.
+//! - Each dataset and connector has a version (a digest of its settings, served as its
+//!   `ETag`); a change made against another version is refused.
 
-use super::{Change, Cx, invalid, merge, object, role_table, tables, to_json};
+use super::{Change, Cx, etag, invalid, merge, object, role_table, tables, to_json};
 use crate::domain::error::{ErrorCode, LookupError};
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 /// Keys whose values are credentials: shown as "(set)".
 const SECRET_KEYS: &[&str] = &["secret", "token", "api_key", "client_secret", "password"];
 
 fn redacted(connector: &toml::Value) -> Value {
+    redact(connector, false)
+}
+
+/// A connector's version: its settings with secrets in the clear left out (a sealed one
+/// is kept: it changes each time it is sent).
+fn connector_etag(connector: &toml::Value) -> String {
+    etag(&redact(connector, true))
+}
+
+fn redact(connector: &toml::Value, keep_sealed: bool) -> Value {
     let mut v = to_json(connector);
     // Uploaded or reflected descriptors are shown (and audited) by their digest.
     if let Some(set) = v.pointer_mut("/grpc/descriptor_set")
@@ -28,7 +37,11 @@ fn redacted(connector: &toml::Value) -> Value {
     }
     if let Some(auth) = v.get_mut("auth").and_then(Value::as_object_mut) {
         for k in SECRET_KEYS {
-            if auth.contains_key(*k) {
+            let sealed = auth
+                .get(*k)
+                .and_then(Value::as_str)
+                .is_some_and(crate::config::sealed::is_sealed);
+            if auth.contains_key(*k) && !(keep_sealed && sealed) {
                 auth.insert((*k).to_owned(), json!("(set)"));
             }
         }
@@ -130,6 +143,7 @@ pub(super) fn list_datasets(cx: &Cx<'_>) -> Result<Value, LookupError> {
                     .find(|c| c.dataset == d.name)
                     .map(|c| c.name.as_str())
             );
+            v["etag"] = json!(etag(&d.to_json()));
             v["manageable"] = json!(cx.manages(&d.name));
             v
         })
@@ -145,6 +159,7 @@ pub(super) fn get_dataset(cx: &Cx<'_>, name: &str) -> Result<Value, LookupError>
         .dataset(name)
         .ok_or_else(|| not_found(format!("there is no dataset {name:?}")))?;
     let mut v = d.to_json();
+    v["etag"] = json!(etag(&v));
     v["manageable"] = json!(cx.manages(name));
     let auditor = matches!(cx.admin.who.role, crate::layers::policy::AdminRole::Auditor);
     if cx.manages(name) || auditor {
@@ -157,13 +172,14 @@ pub(super) fn get_dataset(cx: &Cx<'_>, name: &str) -> Result<Value, LookupError>
             .find(|c| str_of(c, "dataset") == name)
             .map(redacted)
             .unwrap_or(Value::Null);
-        let mut grants = role_table(cx.g, "grants")?;
-        v["grants"] = tables(&mut grants, "grant")
-            .iter()
-            .enumerate()
-            .filter(|(_, g)| str_of(g, "dataset") == name)
-            .map(|(i, g)| json!({ "index": i, "grant": to_json(g) }))
-            .collect();
+        v["grants"] = json!(
+            super::grants::list(cx)?["grants"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|g| g["grant"]["dataset"] == name)
+                .collect::<Vec<_>>()
+        );
         v["health"] = cx
             .g
             .probes()
@@ -266,6 +282,18 @@ pub(super) async fn create_dataset(
         probe_key: probe_key.as_deref(),
     })
     .await
+    .map(|answer| with_dataset_etag(cx, &name, answer))
+}
+
+/// A dataset change's answer with the dataset's new version.
+fn with_dataset_etag(cx: &Cx<'_>, name: &str, mut answer: Value) -> Value {
+    if answer.get("dry_run").is_some() {
+        return answer;
+    }
+    if let Some(d) = cx.live.current().config().dataset(name) {
+        answer["etag"] = json!(etag(&d.to_json()));
+    }
+    answer
 }
 
 /// Changes a dataset: a registered one's description, fields, key rule and state; a
@@ -283,6 +311,7 @@ pub(super) async fn update_dataset(
             .ok_or_else(|| not_found(format!("there is no dataset {name:?}")))?
             .clone();
     cx.must_manage(name, &format!("dataset {name}"))?;
+    cx.expect(&format!("dataset {name}"), &etag(&dataset.to_json()))?;
     if patch.contains_key("name") {
         return Err(invalid("a dataset's name does not change"));
     }
@@ -325,6 +354,7 @@ pub(super) async fn update_dataset(
         probe_key: None,
     })
     .await
+    .map(|answer| with_dataset_etag(cx, name, answer))
 }
 
 // ---- connectors ----
@@ -338,9 +368,26 @@ pub(super) fn list_connectors(cx: &Cx<'_>) -> Result<Value, LookupError> {
         .into_iter()
         .flatten()
         .filter(|c| cx.manages(str_of(c, "dataset")))
-        .map(redacted)
+        .map(|c| {
+            let mut v = redacted(c);
+            v["etag"] = json!(connector_etag(c));
+            v
+        })
         .collect();
     Ok(json!({ "version": cx.live.version(), "connectors": connectors }))
+}
+
+/// One connector of a dataset the caller manages, with its version.
+pub(super) fn get_connector(cx: &Cx<'_>, name: &str) -> Result<Value, LookupError> {
+    let mut table = role_table(cx.g, "connectors")?;
+    let connector = tables(&mut table, "connector")
+        .iter()
+        .find(|c| str_of(c, "name") == name)
+        .ok_or_else(|| not_found(format!("there is no connector {name:?}")))?;
+    cx.must_manage(str_of(connector, "dataset"), &format!("connector {name}"))?;
+    let mut v = redacted(connector);
+    v["etag"] = json!(connector_etag(connector));
+    Ok(v)
 }
 
 /// Changes one connector's settings by merging `body` into them; with `probe_key`, the
@@ -368,168 +415,28 @@ pub(super) async fn update_connector(
         .unwrap_or("")
         .to_owned();
     cx.must_manage(&dataset, &format!("connector {name}"))?;
+    cx.expect(
+        &format!("connector {name}"),
+        &connector_etag(&toml::Value::Table(connector.clone())),
+    )?;
     seal_secrets(cx, &mut patch)?;
     let before = redacted(&toml::Value::Table(connector.clone()));
     merge(connector, &patch)?;
     reflect(connector).await?;
     let after = redacted(&toml::Value::Table(connector.clone()));
-    cx.change(Change {
-        action: "connector_updated",
-        dataset: &dataset,
-        summary: format!("connector {name} updated"),
-        before,
-        after,
-        replaced: vec![("connectors", table)],
-        dry_run,
-        probe_key: probe_key.as_deref(),
-    })
-    .await
-}
-
-// ---- grants ----
-
-/// A grant as the API takes it (the grants file's keys).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct GrantBody {
-    consumer: String,
-    dataset: String,
-    procedures: Vec<String>,
-    fields: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    modes: Vec<String>,
-    legal_basis: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    valid_from: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    valid_until: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    quota: Option<String>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    allow_cache_bypass: bool,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    disabled: bool,
-}
-
-fn grant_value(body: Value) -> Result<(GrantBody, toml::Value), LookupError> {
-    let grant: GrantBody = serde_json::from_value(body).map_err(|e| {
-        invalid(format!(
-            "a grant has consumer, dataset, procedures, fields, legal_basis and optionally modes, valid_from, valid_until, quota, allow_cache_bypass, disabled: {e}"
-        ))
-    })?;
-    let value = toml::Value::try_from(&grant).map_err(|e| invalid(e.to_string()))?;
-    Ok((grant, value))
-}
-
-/// Every grant the caller may see, with its position (the index to change it by).
-pub(super) fn list_grants(cx: &Cx<'_>) -> Result<Value, LookupError> {
-    let auditor = matches!(cx.admin.who.role, crate::layers::policy::AdminRole::Auditor);
-    let mut table = role_table(cx.g, "grants")?;
-    let grants: Vec<Value> = tables(&mut table, "grant")
-        .iter()
-        .enumerate()
-        .filter(|(_, v)| auditor || cx.manages(str_of(v, "dataset")))
-        .map(|(i, v)| json!({ "index": i, "grant": to_json(v) }))
-        .collect();
-    Ok(json!({ "version": cx.live.version(), "grants": grants }))
-}
-
-pub(super) async fn add_grant(
-    cx: &Cx<'_>,
-    body: Value,
-    dry_run: bool,
-) -> Result<Value, LookupError> {
-    let (grant, value) = grant_value(body)?;
-    cx.must_manage(&grant.dataset, &format!("dataset {}", grant.dataset))?;
-    let mut table = role_table(cx.g, "grants")?;
-    tables(&mut table, "grant").push(value.clone());
-    cx.change(Change {
-        action: "grant_added",
-        dataset: &grant.dataset,
-        summary: format!("grant added: {} on {}", grant.consumer, grant.dataset),
-        before: Value::Null,
-        after: to_json(&value),
-        replaced: vec![("grants", table)],
-        dry_run,
-        probe_key: None,
-    })
-    .await
-}
-
-fn grant_at(grants: &[toml::Value], index: usize) -> Result<&toml::Value, LookupError> {
-    grants.get(index).ok_or_else(|| {
-        not_found(format!(
-            "there is no grant {index} (there are {})",
-            grants.len()
-        ))
-    })
-}
-
-/// Changes grant `index` by merging `body` into it (`{"disabled": true}` switches it off).
-pub(super) async fn update_grant(
-    cx: &Cx<'_>,
-    index: usize,
-    body: Value,
-    dry_run: bool,
-) -> Result<Value, LookupError> {
-    let patch = object(body, "grant settings to change")?;
-    let mut table = role_table(cx.g, "grants")?;
-    let grants = tables(&mut table, "grant");
-    let old = grant_at(grants, index)?.clone();
-    cx.must_manage(str_of(&old, "dataset"), "this grant's dataset")?;
-    let mut merged = to_json(&old);
-    for (k, v) in patch {
-        merged[k] = v;
-    }
-    let (grant, value) = grant_value(merged)?;
-    cx.must_manage(&grant.dataset, &format!("dataset {}", grant.dataset))?;
-    grants[index] = value.clone();
-    let summary = match (
-        grant.disabled,
-        old.get("disabled").and_then(|d| d.as_bool()),
-    ) {
-        (true, None | Some(false)) => "switched off",
-        (false, Some(true)) => "switched on",
-        _ => "changed",
-    };
-    cx.change(Change {
-        action: "grant_updated",
-        dataset: &grant.dataset,
-        summary: format!(
-            "grant {index} {summary}: {} on {}",
-            grant.consumer, grant.dataset
-        ),
-        before: to_json(&old),
-        after: to_json(&value),
-        replaced: vec![("grants", table)],
-        dry_run,
-        probe_key: None,
-    })
-    .await
-}
-
-pub(super) async fn remove_grant(
-    cx: &Cx<'_>,
-    index: usize,
-    dry_run: bool,
-) -> Result<Value, LookupError> {
-    let mut table = role_table(cx.g, "grants")?;
-    let grants = tables(&mut table, "grant");
-    let dataset = str_of(grant_at(grants, index)?, "dataset").to_owned();
-    cx.must_manage(&dataset, "this grant's dataset")?;
-    let removed = grants.remove(index);
-    cx.change(Change {
-        action: "grant_removed",
-        dataset: &dataset,
-        summary: format!(
-            "grant removed: {} on {dataset}",
-            str_of(&removed, "consumer")
-        ),
-        before: to_json(&removed),
-        after: Value::Null,
-        replaced: vec![("grants", table)],
-        dry_run,
-        probe_key: None,
-    })
-    .await
+    let new_etag = connector_etag(&toml::Value::Table(connector.clone()));
+    let mut answer = cx
+        .change(Change {
+            action: "connector_updated",
+            dataset: &dataset,
+            summary: format!("connector {name} updated"),
+            before,
+            after,
+            replaced: vec![("connectors", table)],
+            dry_run,
+            probe_key: probe_key.as_deref(),
+        })
+        .await?;
+    answer["etag"] = json!(new_etag);
+    Ok(answer)
 }

@@ -11,8 +11,10 @@
 //! version (or only checked, with `dry_run`), and recorded in the audit chain with who did
 //! it and what was before and after.
 
+mod accounts;
 mod alerts;
 mod changes;
+mod grants;
 mod ops;
 
 use crate::core::gateway::Gateway;
@@ -62,6 +64,9 @@ pub enum Op {
         dry_run: bool,
     },
     ListConnectors,
+    GetConnector {
+        name: String,
+    },
     UpdateConnector {
         name: String,
         body: Value,
@@ -73,14 +78,43 @@ pub enum Op {
         body: Value,
         dry_run: bool,
     },
+    GetGrant {
+        id: String,
+    },
     UpdateGrant {
-        index: usize,
+        id: String,
         body: Value,
         dry_run: bool,
     },
     RemoveGrant {
-        index: usize,
+        id: String,
         dry_run: bool,
+    },
+    ListConsumers,
+    GetConsumer {
+        id: String,
+    },
+    CreateConsumer {
+        body: Value,
+        dry_run: bool,
+    },
+    UpdateConsumer {
+        id: String,
+        body: Value,
+        dry_run: bool,
+    },
+    IssueKey {
+        consumer: String,
+        body: Value,
+    },
+    RotateKey {
+        consumer: String,
+        key: String,
+        body: Value,
+    },
+    RevokeKey {
+        consumer: String,
+        key: String,
     },
     Versions,
     Rollback {
@@ -106,8 +140,13 @@ impl Op {
     /// The roles that may run it.
     fn roles(&self) -> &'static [&'static str] {
         match self {
-            Op::ListDatasets | Op::GetDataset { .. } | Op::ListGrants => {
-                &["operator", "provider", "auditor"]
+            Op::ListDatasets | Op::GetDataset { .. } => &["operator", "provider", "auditor"],
+            Op::ListGrants | Op::GetGrant { .. } | Op::ListConsumers | Op::GetConsumer { .. } => {
+                &["operator", "provider", "auditor", "consumer_admin"]
+            }
+            Op::CreateConsumer { .. } | Op::UpdateConsumer { .. } => &["operator"],
+            Op::IssueKey { .. } | Op::RotateKey { .. } | Op::RevokeKey { .. } => {
+                &["operator", "consumer_admin"]
             }
             Op::Versions
             | Op::AuditRecords(_)
@@ -121,12 +160,15 @@ impl Op {
     }
 }
 
-/// Runs one admin operation for the caller behind `credential`.
+/// Runs one admin operation for the caller behind `credential`. `if_match`: the object
+/// versions (entity tags, as `If-Match` lists them, or gRPC's `expected_version`) the
+/// change was made against; a change to an object at another version is refused.
 pub async fn run(
     live: &Arc<Live>,
     credential: &Credential,
     request_id: &str,
     op: Op,
+    if_match: Option<&str>,
 ) -> Result<Value, LookupError> {
     let g = live.current();
     let admin = authenticate(&g, credential, op.roles())?;
@@ -135,6 +177,7 @@ pub async fn run(
         g: &g,
         admin: &admin,
         request_id,
+        if_match,
     };
     match op {
         Op::ListDatasets => changes::list_datasets(&cx),
@@ -150,20 +193,29 @@ pub async fn run(
             dry_run,
         } => changes::update_dataset(&cx, &name, body, dry_run).await,
         Op::ListConnectors => changes::list_connectors(&cx),
+        Op::GetConnector { name } => changes::get_connector(&cx, &name),
         Op::UpdateConnector {
             name,
             body,
             dry_run,
             probe_key,
         } => changes::update_connector(&cx, &name, body, dry_run, probe_key).await,
-        Op::ListGrants => changes::list_grants(&cx),
-        Op::AddGrant { body, dry_run } => changes::add_grant(&cx, body, dry_run).await,
-        Op::UpdateGrant {
-            index,
+        Op::ListGrants => grants::list(&cx),
+        Op::GetGrant { id } => grants::get(&cx, &id),
+        Op::AddGrant { body, dry_run } => grants::add(&cx, body, dry_run).await,
+        Op::UpdateGrant { id, body, dry_run } => grants::update(&cx, &id, body, dry_run).await,
+        Op::RemoveGrant { id, dry_run } => grants::remove(&cx, &id, dry_run).await,
+        Op::ListConsumers => accounts::list(&cx),
+        Op::GetConsumer { id } => accounts::get(&cx, &id),
+        Op::CreateConsumer { body, dry_run } => accounts::create(&cx, body, dry_run).await,
+        Op::UpdateConsumer { id, body, dry_run } => accounts::update(&cx, &id, body, dry_run).await,
+        Op::IssueKey { consumer, body } => accounts::issue_key(&cx, &consumer, body).await,
+        Op::RotateKey {
+            consumer,
+            key,
             body,
-            dry_run,
-        } => changes::update_grant(&cx, index, body, dry_run).await,
-        Op::RemoveGrant { index, dry_run } => changes::remove_grant(&cx, index, dry_run).await,
+        } => accounts::rotate_key(&cx, &consumer, &key, body).await,
+        Op::RevokeKey { consumer, key } => accounts::revoke_key(&cx, &consumer, &key).await,
         Op::Versions => ops::versions(&cx).await,
         Op::Rollback { version } => ops::rollback(&cx, version).await,
         Op::Reload => ops::reload(&cx).await,
@@ -183,9 +235,40 @@ struct Cx<'a> {
     g: &'a Gateway,
     admin: &'a Admin,
     request_id: &'a str,
+    if_match: Option<&'a str>,
 }
 
 impl Cx<'_> {
+    /// Refuses a change to `what` when the caller named versions it was made against and
+    /// `current` is not among them (412 `precondition_failed`, naming the current one).
+    fn expect(&self, what: &str, current: &str) -> Result<(), LookupError> {
+        let Some(listed) = self.if_match else {
+            return Ok(());
+        };
+        let matches = listed.split(',').map(str::trim).any(|tag| {
+            let tag = tag.strip_prefix("W/").unwrap_or(tag).trim_matches('"');
+            tag == "*" || tag == current
+        });
+        if matches {
+            Ok(())
+        } else {
+            Err(LookupError::new(
+                ErrorCode::PreconditionFailed,
+                format!(
+                    "{what} has changed since version {listed}: its current version is \"{current}\"; read it again and send the change against that version"
+                ),
+            ))
+        }
+    }
+
+    /// The consumer a consumer_admin is bound to; `None` for every other role.
+    fn own_consumer(&self) -> Option<&str> {
+        match &self.admin.who.role {
+            AdminRole::ConsumerAdmin { consumer } => Some(consumer),
+            _ => None,
+        }
+    }
+
     fn actor(&self) -> &str {
         &self.admin.who.name
     }
@@ -358,6 +441,7 @@ pub fn role_name(role: &AdminRole) -> &'static str {
         AdminRole::Operator => "operator",
         AdminRole::Auditor => "auditor",
         AdminRole::Provider { .. } => "provider",
+        AdminRole::ConsumerAdmin { .. } => "consumer_admin",
     }
 }
 
@@ -366,7 +450,7 @@ pub fn role_name(role: &AdminRole) -> &'static str {
 pub fn manages(g: &Gateway, who: &AdminCredential, dataset: &str) -> bool {
     match &who.role {
         AdminRole::Operator => true,
-        AdminRole::Auditor => false,
+        AdminRole::Auditor | AdminRole::ConsumerAdmin { .. } => false,
         AdminRole::Provider { agency } => match g.config().dataset(dataset) {
             Some(d) => &d.owner == agency,
             None => dataset.split('.').next() == Some(agency.as_str()),
@@ -397,6 +481,41 @@ fn tables<'t>(table: &'t mut toml::Table, key: &str) -> &'t mut Vec<toml::Value>
         *entry = toml::Value::Array(Vec::new());
     }
     entry.as_array_mut().expect("an array")
+}
+
+/// An object's version: a digest of its settings as the registry holds them, so that it
+/// changes with every change, whoever made it (the API, a reload, a rollback), and is the
+/// same on every replica.
+fn etag(v: &Value) -> String {
+    fn canonical(v: &Value, out: &mut String) {
+        match v {
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                out.push('{');
+                for k in keys {
+                    out.push_str(&Value::String(k.clone()).to_string());
+                    out.push(':');
+                    canonical(&m[k], out);
+                    out.push(',');
+                }
+                out.push('}');
+            }
+            Value::Array(a) => {
+                out.push('[');
+                for x in a {
+                    canonical(x, out);
+                    out.push(',');
+                }
+                out.push(']');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let mut text = String::new();
+    canonical(v, &mut text);
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(text.as_bytes());
+    hex::encode(&digest[..8])
 }
 
 fn to_json(v: &toml::Value) -> Value {

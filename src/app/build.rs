@@ -34,6 +34,7 @@ pub fn build(source: &Source, env: &BTreeMap<String, String>) -> Result<Built, C
         consumers,
         grants,
         procedures,
+        accounts,
     } = sections;
     let mut e = Errors {
         file: settings.source.clone(),
@@ -77,6 +78,21 @@ pub fn build(source: &Source, env: &BTreeMap<String, String>) -> Result<Built, C
         all: e.all,
     };
     let consumers = policy::consumers(consumers.1, tls_client_ca, &mut e);
+    let mut e = Errors {
+        file: accounts.0,
+        all: e.all,
+    };
+    let consumers = crate::layers::accounts::join(consumers, accounts.1, tls_client_ca, &mut e);
+    for a in &admin_credentials {
+        if let policy::AdminRole::ConsumerAdmin { consumer } = &a.role
+            && !consumers.iter().any(|c| &c.id == consumer)
+        {
+            e.add(
+                format!("admin ({})", a.name),
+                format!("consumer_admin names consumer {consumer:?}, which is not a consumer"),
+            );
+        }
+    }
     let mut e = Errors {
         file: grants.0,
         all: e.all,

@@ -34,6 +34,10 @@ pub(crate) struct AdminArgs {
     /// Print the answer as JSON.
     #[arg(long, global = true)]
     pub(crate) json: bool,
+    /// Apply a change only if the object is still at this version (its `etag`, as shown):
+    /// sent as If-Match; a changed object refuses it (412 precondition_failed).
+    #[arg(long, global = true)]
+    pub(crate) if_match: Option<String>,
     #[arg(long, global = true, env = "LIENTHONG_CONFIG")]
     pub(crate) config: Option<PathBuf>,
     #[command(subcommand)]
@@ -70,11 +74,75 @@ pub(crate) enum AdminCommand {
         #[command(subcommand)]
         action: Option<ConnectorAction>,
     },
-    /// Grants: list (default), add, update, disable, enable, remove.
+    /// Grants: list (default), show, add, update, disable, enable, remove (by id).
     Grants {
         #[command(subcommand)]
         action: Option<GrantAction>,
     },
+    /// Consumers: list (default), show, create, update, disable, enable.
+    Consumers {
+        #[command(subcommand)]
+        action: Option<ConsumerAction>,
+    },
+    /// A consumer's API keys: issue, rotate, revoke.
+    Keys {
+        #[command(subcommand)]
+        action: KeyAction,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum ConsumerAction {
+    List,
+    /// One consumer: settings, keys (never the keys themselves), version.
+    Show {
+        id: String,
+    },
+    /// Create the consumer in a JSON file ("-" for stdin): id, name, …
+    Create {
+        #[arg(long = "file", short = 'f')]
+        file: PathBuf,
+    },
+    /// Merge the settings in a JSON file ("-" for stdin) into consumer ID.
+    Update {
+        id: String,
+        #[arg(long = "file", short = 'f')]
+        file: PathBuf,
+    },
+    /// Switch a consumer off: its credentials are refused, its grants stay.
+    Disable {
+        id: String,
+    },
+    Enable {
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum KeyAction {
+    /// Issue a key to CONSUMER; it is printed once.
+    Issue {
+        consumer: String,
+        #[arg(long, default_value = "")]
+        label: String,
+        /// When it stops working (RFC 3339, e.g. 2027-06-30T17:00:00+07:00).
+        #[arg(long)]
+        expires: Option<String>,
+    },
+    /// Issue a new key in place of KEY, which keeps working until --old-valid-until
+    /// (24 hours when unset).
+    Rotate {
+        consumer: String,
+        key: String,
+        #[arg(long)]
+        old_valid_until: Option<String>,
+        #[arg(long, default_value = "")]
+        label: String,
+        #[arg(long)]
+        expires: Option<String>,
+    },
+    /// Revoke KEY at once.
+    Revoke { consumer: String, key: String },
 }
 
 #[derive(Subcommand)]
@@ -129,21 +197,25 @@ pub(crate) enum GrantAction {
         #[arg(long = "file", short = 'f')]
         file: PathBuf,
     },
-    /// Merge the settings in a JSON file ("-" for stdin) into grant INDEX.
+    /// One grant, with its version.
+    Show {
+        id: String,
+    },
+    /// Merge the settings in a JSON file ("-" for stdin) into grant ID.
     Update {
-        index: usize,
+        id: String,
         #[arg(long = "file", short = 'f')]
         file: PathBuf,
     },
-    /// Switch grant INDEX off: it admits nothing until switched on.
+    /// Switch grant ID off: it admits nothing until switched on.
     Disable {
-        index: usize,
+        id: String,
     },
     Enable {
-        index: usize,
+        id: String,
     },
     Remove {
-        index: usize,
+        id: String,
     },
 }
 
@@ -300,24 +372,78 @@ pub(crate) async fn admin(args: AdminArgs) -> Result<(), CliError> {
             Some(GrantAction::Add { file }) => {
                 (Method::POST, url("grants") + dry, Some(json_file(file)?))
             }
-            Some(GrantAction::Update { index, file }) => (
+            Some(GrantAction::Show { id }) => (Method::GET, url(&format!("grants/{id}")), None),
+            Some(GrantAction::Update { id, file }) => (
                 Method::PUT,
-                url(&format!("grants/{index}")) + dry,
+                url(&format!("grants/{id}")) + dry,
                 Some(json_file(file)?),
             ),
-            Some(GrantAction::Disable { index }) => (
+            Some(GrantAction::Disable { id }) => (
                 Method::PUT,
-                url(&format!("grants/{index}")) + dry,
+                url(&format!("grants/{id}")) + dry,
                 Some(json!({ "disabled": true })),
             ),
-            Some(GrantAction::Enable { index }) => (
+            Some(GrantAction::Enable { id }) => (
                 Method::PUT,
-                url(&format!("grants/{index}")) + dry,
+                url(&format!("grants/{id}")) + dry,
                 Some(json!({ "disabled": false })),
             ),
-            Some(GrantAction::Remove { index }) => {
-                (Method::DELETE, url(&format!("grants/{index}")) + dry, None)
+            Some(GrantAction::Remove { id }) => {
+                (Method::DELETE, url(&format!("grants/{id}")) + dry, None)
             }
+        },
+        AdminCommand::Consumers { action } => match action {
+            None | Some(ConsumerAction::List) => (Method::GET, url("consumers"), None),
+            Some(ConsumerAction::Show { id }) => {
+                (Method::GET, url(&format!("consumers/{id}")), None)
+            }
+            Some(ConsumerAction::Create { file }) => {
+                (Method::POST, url("consumers") + dry, Some(json_file(file)?))
+            }
+            Some(ConsumerAction::Update { id, file }) => (
+                Method::PUT,
+                url(&format!("consumers/{id}")) + dry,
+                Some(json_file(file)?),
+            ),
+            Some(ConsumerAction::Disable { id }) => (
+                Method::PUT,
+                url(&format!("consumers/{id}")) + dry,
+                Some(json!({ "disabled": true })),
+            ),
+            Some(ConsumerAction::Enable { id }) => (
+                Method::PUT,
+                url(&format!("consumers/{id}")) + dry,
+                Some(json!({ "disabled": false })),
+            ),
+        },
+        AdminCommand::Keys { action } => match action {
+            KeyAction::Issue {
+                consumer,
+                label,
+                expires,
+            } => (
+                Method::POST,
+                url(&format!("consumers/{consumer}/keys")),
+                Some(json!({ "label": label, "expires": expires })),
+            ),
+            KeyAction::Rotate {
+                consumer,
+                key,
+                old_valid_until,
+                label,
+                expires,
+            } => (
+                Method::POST,
+                url(&format!("consumers/{consumer}/keys/{key}/rotate")),
+                Some(
+                    json!({ "label": label, "expires": expires, "old_valid_until": old_valid_until }),
+                ),
+            ),
+            KeyAction::Revoke { consumer, key } => (
+                Method::DELETE,
+                url(&format!("consumers/{consumer}/keys/{key}")),
+                None,
+            ),
         },
     };
     let mut request = http.request(method, &path);
@@ -326,6 +452,9 @@ pub(crate) async fn admin(args: AdminArgs) -> Result<(), CliError> {
     }
     if let Some(body) = &body {
         request = request.json(body);
+    }
+    if let Some(version) = &args.if_match {
+        request = request.header(reqwest::header::IF_MATCH, format!("\"{version}\""));
     }
     let response = request.send().await.map_err(|e| format!("{base}: {e}"))?;
     let status = response.status();
@@ -357,8 +486,22 @@ pub(crate) fn print_admin(
         out!("valid, nothing applied: {}", s(&body["change"]));
         return Ok(());
     }
-    if body.get("change").is_some() && body.get("version").is_some() {
+    if let Some(key) = body["key"].as_str() {
         out!("version {}: {}", body["version"], s(&body["change"]));
+        out!(
+            "key {} for {} (shown this once; the gateway keeps only its hash):",
+            s(&body["issued"]["id"]),
+            s(&body["issued"]["consumer"])
+        );
+        out!("{key}");
+        return Ok(());
+    }
+    if body.get("change").is_some() && body.get("version").is_some() {
+        let etag = body["etag"]
+            .as_str()
+            .map(|t| format!(" (now at version {t})"))
+            .unwrap_or_default();
+        out!("version {}: {}{etag}", body["version"], s(&body["change"]));
         return Ok(());
     }
     match command {
@@ -424,6 +567,29 @@ pub(crate) fn print_admin(
                 );
             }
         }
+        AdminCommand::Grants {
+            action: Some(GrantAction::Show { .. }),
+        }
+        | AdminCommand::Consumers {
+            action: Some(ConsumerAction::Show { .. }),
+        } => out!("{body:#}"),
+        AdminCommand::Consumers { .. } => {
+            for c in body["consumers"].as_array().into_iter().flatten() {
+                let keys = c["keys"]
+                    .as_array()
+                    .map_or(0, |k| k.iter().filter(|k| k["state"] == "active").count());
+                let off = if c["disabled"] == true { "  (off)" } else { "" };
+                out!(
+                    "{:<22} {:<5} {:>2} active keys  {}  {}{off}",
+                    s(&c["id"]),
+                    s(&c["source"]),
+                    keys,
+                    s(&c["etag"]),
+                    s(&c["name"])
+                );
+            }
+        }
+        AdminCommand::Keys { .. } => out!("{body:#}"),
         AdminCommand::Grants { .. } => {
             for g in body["grants"].as_array().into_iter().flatten() {
                 let grant = &g["grant"];
@@ -433,8 +599,8 @@ pub(crate) fn print_admin(
                     ""
                 };
                 out!(
-                    "{:>3}  {:<16} {:<24} procedures {}  fields {}{off}",
-                    g["index"],
+                    "{:<14} {:<16} {:<24} procedures {}  fields {}{off}",
+                    s(&g["id"]),
                     s(&grant["consumer"]),
                     s(&grant["dataset"]),
                     grant["procedures"],

@@ -214,6 +214,8 @@ pub struct Sections {
     pub grants: (String, RawGrants),
     /// The procedures catalogue (optional).
     pub procedures: (String, RawProcedures),
+    /// Consumers and keys made through the admin API (the registry's accounts file).
+    pub accounts: (String, RawAccounts),
 }
 
 /// The settings that need no runtime type, checked for shape.
@@ -323,6 +325,26 @@ impl Settings {
         let connectors_file = sub("connectors", &main.connectors);
         let consumers_file = sub("consumers", &main.consumers);
         let grants_file = sub("grants", &main.grants);
+        // The accounts file exists only in the registry (consumers and keys made through
+        // the admin API).
+        let accounts_file = match source {
+            Source::Versioned { files, .. } => files
+                .iter()
+                .find(|(role, _)| role == "accounts")
+                .map(|(_, t)| (source.resolve("accounts.toml (registry)"), t.clone())),
+            _ => None,
+        };
+        let mut parsed_accounts = RawAccounts::default();
+        if let Some((name, text)) = &accounts_file {
+            parsed_accounts = parse_toml(
+                text,
+                &mut Errors {
+                    file: name.clone(),
+                    all: &mut all,
+                },
+                &none,
+            );
+        }
         let mut parsed_connectors = RawConnectors::default();
         let mut parsed_consumers = RawConsumers::default();
         let mut parsed_grants = RawGrants::default();
@@ -529,6 +551,7 @@ impl Settings {
             ("consumers", &consumers_file),
             ("grants", &grants_file),
             ("procedures", &procedures_file),
+            ("accounts", &accounts_file),
         ]
         .into_iter()
         .filter_map(|(role, f)| Some((role.to_owned(), f.as_ref()?.1.clone())))
@@ -565,6 +588,10 @@ impl Settings {
             procedures: (
                 procedures_file.map(|(n, _)| n).unwrap_or_default(),
                 parsed_procedures,
+            ),
+            accounts: (
+                accounts_file.map(|(n, _)| n).unwrap_or_default(),
+                parsed_accounts,
             ),
         };
         Ok((settings, sections, all))

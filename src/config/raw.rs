@@ -478,6 +478,7 @@ pub struct RawAdminClient {
     pub certificate_names: Vec<String>,
     pub role: String,
     pub agency: Option<String>,
+    pub consumer: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -486,10 +487,12 @@ pub struct RawAdminToken {
     /// Who holds it, as the audit trail names them.
     pub name: String,
     pub sha256: String,
-    /// "operator", "auditor" or "provider".
+    /// "operator", "auditor", "provider" or "consumer_admin".
     pub role: String,
     /// For a provider: the agency whose datasets it manages (a dataset's owner).
     pub agency: Option<String>,
+    /// For a consumer_admin: the consumer whose keys and access requests it manages.
+    pub consumer: Option<String>,
 }
 
 /// The datasets file: datasets registered beyond the built-in three, and the built-in

@@ -103,6 +103,8 @@ impl Live {
                 ));
             }
         };
+        // Consumers and keys made through the admin API are not in the files: they stay.
+        let source = source.with_files(carried(&old, Vec::new()));
         let config = (self.build)(&source).map_err(ReloadError::Invalid)?;
         self.swap(old, config, actor, "reloaded from the config files", None)
             .await
@@ -141,7 +143,10 @@ impl Live {
             .await?
             .ok_or_else(|| ReloadError::Unsupported(format!("there is no version {to}")))?;
         let old = self.current();
-        let source = old.config().settings.origin.with_files(earlier.files);
+        // Consumers and keys are never rolled back: a revoked key stays revoked, an
+        // issued one stays issued.
+        let files = carried(&old, earlier.files);
+        let source = old.config().settings.origin.with_files(files);
         let config = (self.build)(&source).map_err(ReloadError::Invalid)?;
         self.swap(
             old,
@@ -210,6 +215,22 @@ impl Live {
             needs_restart,
         })
     }
+}
+
+/// `files` with the running version's accounts file (consumers and keys made through the
+/// admin API) in place of theirs.
+fn carried(running: &Gateway, mut files: Vec<(String, String)>) -> Vec<(String, String)> {
+    files.retain(|(role, _)| role != "accounts");
+    files.extend(
+        running
+            .config()
+            .settings
+            .files
+            .iter()
+            .filter(|(role, _)| role == "accounts")
+            .cloned(),
+    );
+    files
 }
 
 impl Live {

@@ -30,10 +30,11 @@ pub enum ErrorCode {
     AlreadyExists,
     DossierEnded,
     RegisterUnavailable,
+    PreconditionFailed,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 25] = [
         ErrorCode::Unauthenticated,
         ErrorCode::PermissionDenied,
         ErrorCode::InvalidKey,
@@ -58,6 +59,7 @@ impl ErrorCode {
         ErrorCode::AlreadyExists,
         ErrorCode::DossierEnded,
         ErrorCode::RegisterUnavailable,
+        ErrorCode::PreconditionFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -86,6 +88,7 @@ impl ErrorCode {
             ErrorCode::AlreadyExists => "already_exists",
             ErrorCode::DossierEnded => "dossier_ended",
             ErrorCode::RegisterUnavailable => "register_unavailable",
+            ErrorCode::PreconditionFailed => "precondition_failed",
         }
     }
 
@@ -95,7 +98,7 @@ impl ErrorCode {
             ErrorCode::Unauthenticated => Code::Unauthenticated,
             ErrorCode::PermissionDenied | ErrorCode::PurposeNotBound => Code::PermissionDenied,
             ErrorCode::AlreadyExists => Code::AlreadyExists,
-            ErrorCode::DossierEnded => Code::FailedPrecondition,
+            ErrorCode::DossierEnded | ErrorCode::PreconditionFailed => Code::FailedPrecondition,
             ErrorCode::RegisterUnavailable => Code::Unavailable,
             ErrorCode::InvalidKey | ErrorCode::InvalidContext | ErrorCode::InvalidRequest => {
                 Code::InvalidArgument
@@ -122,6 +125,7 @@ impl ErrorCode {
             ErrorCode::PermissionDenied | ErrorCode::PurposeNotBound => S::FORBIDDEN,
             ErrorCode::AlreadyExists | ErrorCode::DossierEnded => S::CONFLICT,
             ErrorCode::RegisterUnavailable => S::SERVICE_UNAVAILABLE,
+            ErrorCode::PreconditionFailed => S::PRECONDITION_FAILED,
             ErrorCode::InvalidKey | ErrorCode::InvalidContext | ErrorCode::InvalidRequest => {
                 S::BAD_REQUEST
             }
@@ -169,6 +173,7 @@ impl ErrorCode {
             ErrorCode::AlreadyExists => "already declared",
             ErrorCode::DossierEnded => "dossier closed or expired",
             ErrorCode::RegisterUnavailable => "dossier register unavailable",
+            ErrorCode::PreconditionFailed => "changed since the version named",
         }
     }
 }
@@ -224,7 +229,7 @@ mod tests {
     /// The table in docs/errors.md, row by row.
     #[test]
     fn error_table_matches_the_contract() {
-        let expected: [(&str, tonic::Code, u16); 24] = [
+        let expected: [(&str, tonic::Code, u16); 25] = [
             ("unauthenticated", tonic::Code::Unauthenticated, 401),
             ("permission_denied", tonic::Code::PermissionDenied, 403),
             ("invalid_key", tonic::Code::InvalidArgument, 400),
@@ -249,6 +254,7 @@ mod tests {
             ("already_exists", tonic::Code::AlreadyExists, 409),
             ("dossier_ended", tonic::Code::FailedPrecondition, 409),
             ("register_unavailable", tonic::Code::Unavailable, 503),
+            ("precondition_failed", tonic::Code::FailedPrecondition, 412),
         ];
         for (code, (name, grpc, http)) in ErrorCode::ALL.iter().zip(expected) {
             assert_eq!(code.as_str(), name);

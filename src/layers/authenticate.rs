@@ -10,6 +10,10 @@ use sha2::{Digest, Sha256};
 pub trait Holder {
     /// SHA-256 digests of the API keys or tokens that identify it.
     fn key_hashes(&self) -> &[[u8; 32]];
+    /// When each key (by position) stops working, Unix ms; empty or `None`: never.
+    fn key_ends(&self) -> &[Option<i64>] {
+        &[]
+    }
     /// Client certificate names (`CN=…`, `DNS:…`, …) that identify it.
     fn certificate_names(&self) -> &[String];
 }
@@ -17,12 +21,18 @@ pub trait Holder {
 /// The holder of `key`, checking every key of every holder.
 #[inline]
 pub fn by_key<'a, H: Holder>(holders: &'a [H], key: &str) -> Option<&'a H> {
+    by_key_with_end(holders, key).map(|(h, _)| h)
+}
+
+/// The holder of `key` and when that key stops working (`None`: never).
+#[inline]
+pub fn by_key_with_end<'a, H: Holder>(holders: &'a [H], key: &str) -> Option<(&'a H, Option<i64>)> {
     let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
     let mut found = None;
     for holder in holders {
-        for hash in holder.key_hashes() {
+        for (i, hash) in holder.key_hashes().iter().enumerate() {
             if same_digest(hash, &digest) {
-                found = Some(holder);
+                found = Some((holder, holder.key_ends().get(i).copied().flatten()));
             }
         }
     }
@@ -56,8 +66,16 @@ pub fn authenticate<'a>(
 ) -> Result<(&'a Consumer, &'static str), LookupError> {
     let unauthenticated = |m: String| LookupError::new(ErrorCode::Unauthenticated, m);
     let by_certificate = certificate.map(|cert| (cert, by_certificate(consumers, cert)));
-    let by_key = api_key.map(|key| by_key(consumers, key));
-    match (by_certificate, by_key) {
+    let by_key = match api_key.map(|key| by_key_with_end(consumers, key)) {
+        Some(Some((_, Some(end)))) if end <= crate::domain::date::now_ms() => {
+            return Err(unauthenticated(format!(
+                "the API key is no longer valid: it expired or was revoked at {}",
+                crate::domain::date::iso_ms(end)
+            )));
+        }
+        other => other.map(|found| found.map(|(c, _)| c)),
+    };
+    let found = match (by_certificate, by_key) {
         (None, None) => Err(unauthenticated(
             "no credentials: present a client certificate or send Authorization: Bearer <api key>"
                 .into(),
@@ -72,7 +90,17 @@ pub fn authenticate<'a>(
             "the client certificate ({}) is not registered to any consumer",
             cert.names.join(", ")
         ))),
+    }?;
+    if found.0.disabled {
+        return Err(LookupError::new(
+            ErrorCode::PermissionDenied,
+            format!(
+                "consumer {} is switched off by the gateway's operators",
+                found.0.id
+            ),
+        ));
     }
+    Ok(found)
 }
 
 /// The names a client certificate carries, once the TLS layer has verified it against the

@@ -70,6 +70,7 @@ mod tests {
 
     fn grant(binding: Binding) -> Grant {
         Grant {
+            id: "g-test".into(),
             consumer: "c".into(),
             dataset: "population.citizen".into(),
             procedures: vec![],

@@ -4,6 +4,7 @@
 //! verify calls. Each is a plain function or a small type; the core's `Gateway::lookup`
 //! holds the order and says why each step sits where it does.
 
+pub mod accounts;
 pub mod assertion;
 pub mod authenticate;
 pub mod authorize;

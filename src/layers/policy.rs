@@ -18,6 +18,14 @@ pub struct Consumer {
     pub id: String,
     pub name: String,
     pub key_hashes: Vec<[u8; 32]>,
+    /// When each key (by position in `key_hashes`) stops working, Unix ms: expired or
+    /// revoked; `None` for never.
+    pub key_ends: Vec<Option<i64>>,
+    /// Ids of the keys, by the same position: `k-…` for keys issued through the admin
+    /// API, `f-…` for the consumers file's.
+    pub key_ids: Vec<String>,
+    /// Switched off: its credentials are refused.
+    pub disabled: bool,
     /// Client certificate names (`CN=…`, `DNS:…`, …) that identify this consumer.
     pub certificate_names: Vec<String>,
     /// The consumer's overall quota, across its grants.
@@ -33,6 +41,9 @@ impl Holder for Consumer {
     fn key_hashes(&self) -> &[[u8; 32]] {
         &self.key_hashes
     }
+    fn key_ends(&self) -> &[Option<i64>] {
+        &self.key_ends
+    }
     fn certificate_names(&self) -> &[String] {
         &self.certificate_names
     }
@@ -47,6 +58,8 @@ pub enum AdminRole {
     Auditor,
     /// Only the datasets this agency owns: their cache and their providers' state.
     Provider { agency: String },
+    /// One consumer's keys and access requests (a one-stop system's administrator).
+    ConsumerAdmin { consumer: String },
 }
 
 /// A named admin caller: a token (stored as SHA-256) or a client certificate's names.
@@ -70,6 +83,8 @@ impl Holder for AdminCredential {
 /// Access granted to one consumer on one dataset.
 #[derive(Debug, Clone)]
 pub struct Grant {
+    /// Its stable id: what the admin API addresses it by.
+    pub id: String,
     pub consumer: String,
     pub dataset: String,
     /// Exact codes, or prefixes (written with a trailing `*`).
@@ -167,7 +182,13 @@ impl ProcedurePattern {
     }
 }
 
-fn sha256_hex(s: &str) -> Option<[u8; 32]> {
+/// The id of a key listed in the consumers file: `f-` and the first 12 hex digits of its
+/// SHA-256 (what the admin API revokes it by).
+pub fn file_key_id(hash: &[u8; 32]) -> String {
+    format!("f-{}", &hex::encode(hash)[..12])
+}
+
+pub(super) fn sha256_hex(s: &str) -> Option<[u8; 32]> {
     let bytes = hex::decode(s.trim()).ok()?;
     bytes.try_into().ok()
 }
@@ -199,35 +220,62 @@ pub fn admin_credentials(
             role: AdminRole::Operator,
         })
         .collect();
-    let admin_role =
-        |e: &mut Errors<'_>, key: &str, role: &str, agency: &Option<String>| match (role, agency) {
-            ("operator", None) => Some(AdminRole::Operator),
-            ("auditor", None) => Some(AdminRole::Auditor),
-            ("provider", Some(agency)) if !agency.trim().is_empty() => Some(AdminRole::Provider {
-                agency: agency.trim().to_owned(),
+    let admin_role = |e: &mut Errors<'_>,
+                      key: &str,
+                      role: &str,
+                      agency: &Option<String>,
+                      consumer: &Option<String>| {
+        fn named(v: &Option<String>) -> Option<&str> {
+            v.as_deref().map(str::trim).filter(|v| !v.is_empty())
+        }
+        match (role, named(agency), named(consumer)) {
+            ("operator", None, None) => Some(AdminRole::Operator),
+            ("auditor", None, None) => Some(AdminRole::Auditor),
+            ("provider", Some(agency), None) => Some(AdminRole::Provider {
+                agency: agency.to_owned(),
             }),
-            ("provider", _) => {
+            ("consumer_admin", None, Some(consumer)) => Some(AdminRole::ConsumerAdmin {
+                consumer: consumer.to_owned(),
+            }),
+            ("provider", None, _) => {
                 e.add(
                     format!("{key}.agency"),
                     "a provider credential names its agency",
                 );
                 None
             }
-            ("operator" | "auditor", Some(_)) => {
+            ("consumer_admin", _, None) => {
+                e.add(
+                    format!("{key}.consumer"),
+                    "a consumer_admin credential names its consumer",
+                );
+                None
+            }
+            ("operator" | "auditor" | "consumer_admin", Some(_), _) => {
                 e.add(
                     format!("{key}.agency"),
                     "only provider credentials name an agency",
                 );
                 None
             }
-            (other, _) => {
+            ("operator" | "auditor" | "provider", _, Some(_)) => {
                 e.add(
-                    format!("{key}.role"),
-                    format!("{other:?} is not \"operator\", \"auditor\" or \"provider\""),
+                    format!("{key}.consumer"),
+                    "only consumer_admin credentials name a consumer",
                 );
                 None
             }
-        };
+            (other, _, _) => {
+                e.add(
+                    format!("{key}.role"),
+                    format!(
+                        "{other:?} is not \"operator\", \"auditor\", \"provider\" or \"consumer_admin\""
+                    ),
+                );
+                None
+            }
+        }
+    };
     for (i, t) in admin.token.iter().enumerate() {
         let key = format!("admin.token[{i}]");
         let Some(hash) = sha256_hex(&t.sha256) else {
@@ -237,7 +285,7 @@ pub fn admin_credentials(
         if t.name.trim().is_empty() {
             e.add(format!("{key}.name"), "must name who holds the token");
         }
-        let Some(role) = admin_role(e, &key, &t.role, &t.agency) else {
+        let Some(role) = admin_role(e, &key, &t.role, &t.agency, &t.consumer) else {
             continue;
         };
         if admin_credentials.iter().any(|a| a.hash == Some(hash)) {
@@ -285,7 +333,7 @@ pub fn admin_credentials(
                 "name at least one, e.g. \"CN=ops-alice\"",
             );
         }
-        let Some(role) = admin_role(e, &key, &c.role, &c.agency) else {
+        let Some(role) = admin_role(e, &key, &c.role, &c.agency, &c.consumer) else {
             continue;
         };
         admin_credentials.push(AdminCredential {
@@ -373,6 +421,9 @@ pub fn consumers(raw: RawConsumers, tls_client_ca: bool, e: &mut Errors<'_>) -> 
                 assertion,
                 id: c.id,
                 name: c.name,
+                key_ends: vec![None; key_hashes.len()],
+                key_ids: key_hashes.iter().map(file_key_id).collect(),
+                disabled: c.disabled,
                 key_hashes,
                 certificate_names,
                 quota,
@@ -395,11 +446,26 @@ pub fn grants(
         .map(|c| c.id.as_str())
         .filter(|id| !id.trim().is_empty())
         .collect();
+    let ids = grant_ids(
+        raw.grant
+            .iter()
+            .map(|g| (g.id.as_deref(), g.consumer.as_str(), g.dataset.as_str())),
+    );
+    let mut seen = HashSet::new();
     raw.grant
         .into_iter()
+        .zip(ids)
         .enumerate()
-        .map(|(i, g)| {
+        .map(|(i, (g, id))| {
             let key = format!("grant[{i}]");
+            if let Err(why) = check_grant_id(&id) {
+                e.add(format!("{key}.id"), why);
+            } else if !seen.insert(id.clone()) {
+                e.add(
+                    format!("{key}.id"),
+                    format!("grant {id:?} is declared twice"),
+                );
+            }
             if !consumer_ids.contains(g.consumer.as_str()) {
                 e.add(
                     format!("{key}.consumer"),
@@ -515,6 +581,7 @@ pub fn grants(
                 }
             };
             Grant {
+                id,
                 withheld,
                 quota,
                 binding,
@@ -532,4 +599,45 @@ pub fn grants(
             }
         })
         .collect()
+}
+
+/// Each grant's id: its own, or one derived from its consumer, its dataset and how many
+/// grants of that pair come before it, so that it stays put when others are added,
+/// changed or removed.
+pub fn grant_ids<'a>(
+    grants: impl Iterator<Item = (Option<&'a str>, &'a str, &'a str)>,
+) -> Vec<String> {
+    use sha2::{Digest, Sha256};
+    let mut seen: std::collections::HashMap<(&str, &str), u32> = Default::default();
+    grants
+        .map(|(id, consumer, dataset)| {
+            let n = seen.entry((consumer, dataset)).or_default();
+            *n += 1;
+            match id {
+                Some(id) => id.trim().to_owned(),
+                None => {
+                    let digest = Sha256::digest(format!("{consumer}\n{dataset}\n{n}"));
+                    format!("g-{}", &hex::encode(digest)[..10])
+                }
+            }
+        })
+        .collect()
+}
+
+/// A grant id as set: lower case letters, digits, `-` and `_`, not only digits (those were
+/// list positions once, and are refused as addresses).
+pub fn check_grant_id(id: &str) -> Result<(), String> {
+    let valid = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && !id.bytes().all(|b| b.is_ascii_digit());
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "{id:?} is not a grant id: up to 64 of a-z, 0-9, - and _, not only digits (e.g. \"g-3f9a2c1b7d\")"
+        ))
+    }
 }

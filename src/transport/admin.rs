@@ -10,7 +10,7 @@ use crate::layers::authenticate::ClientCertificate;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::{HeaderValue, header, request::Parts};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -55,12 +55,36 @@ pub fn router(gateway: Arc<crate::core::live::Live>) -> Router {
         .route("/admin/v1/connectors", get(list_connectors))
         .route(
             "/admin/v1/connectors/{name}",
-            put(update_connector).patch(update_connector),
+            get(get_connector)
+                .put(update_connector)
+                .patch(update_connector),
         )
         .route("/admin/v1/grants", get(list_grants).post(add_grant))
         .route(
-            "/admin/v1/grants/{index}",
-            put(update_grant).patch(update_grant).delete(remove_grant),
+            "/admin/v1/grants/{id}",
+            get(get_grant)
+                .put(update_grant)
+                .patch(update_grant)
+                .delete(remove_grant),
+        )
+        .route(
+            "/admin/v1/consumers",
+            get(list_consumers).post(create_consumer),
+        )
+        .route(
+            "/admin/v1/consumers/{id}",
+            get(get_consumer)
+                .put(update_consumer)
+                .patch(update_consumer),
+        )
+        .route("/admin/v1/consumers/{id}/keys", post(issue_key))
+        .route(
+            "/admin/v1/consumers/{id}/keys/{key}",
+            axum::routing::delete(revoke_key),
+        )
+        .route(
+            "/admin/v1/consumers/{id}/keys/{key}/rotate",
+            post(rotate_key),
         )
         .route("/admin/v1/registry/versions", get(versions))
         .route("/admin/v1/registry/rollback", post(rollback))
@@ -144,38 +168,66 @@ async fn readyz(super::Current(g): super::Current) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// The admin credential a request carries: its bearer token, and the verified client
-/// certificate of its connection.
-pub struct AdminCaller(pub Credential);
+/// The admin credential a request carries (its bearer token, and the verified client
+/// certificate of its connection), and its `If-Match`.
+pub struct AdminCaller(pub Caller);
+
+pub struct Caller {
+    credential: Credential,
+    if_match: Option<String>,
+}
 
 impl<S: Send + Sync> FromRequestParts<S> for AdminCaller {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(AdminCaller(Credential {
-            bearer: super::bearer(
-                parts
-                    .headers
-                    .get(header::AUTHORIZATION)
-                    .and_then(|v| v.to_str().ok()),
-            ),
-            certificate: parts.extensions.get::<Arc<ClientCertificate>>().cloned(),
+        Ok(AdminCaller(Caller {
+            credential: Credential {
+                bearer: super::bearer(
+                    parts
+                        .headers
+                        .get(header::AUTHORIZATION)
+                        .and_then(|v| v.to_str().ok()),
+                ),
+                certificate: parts.extensions.get::<Arc<ClientCertificate>>().cloned(),
+            },
+            if_match: parts
+                .headers
+                .get(header::IF_MATCH)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
         }))
     }
 }
 
-/// Runs `op` and answers its JSON, or a problem body.
-async fn answer(live: &Arc<Live>, caller: &Credential, op: Result<Op, LookupError>) -> Response {
+/// Runs `op` and answers its JSON (with the object's version as `ETag` when it names
+/// one), or a problem body.
+async fn answer(live: &Arc<Live>, caller: &Caller, op: Result<Op, LookupError>) -> Response {
     let request_id = super::request_id();
     let result = match op {
-        Ok(op) => crate::admin::run(live, caller, &request_id, op).await,
+        Ok(op) => {
+            crate::admin::run(
+                live,
+                &caller.credential,
+                &request_id,
+                op,
+                caller.if_match.as_deref(),
+            )
+            .await
+        }
         Err(e) => Err(e),
     };
     match result {
         Ok(body) => {
+            let etag = body
+                .get("etag")
+                .and_then(Value::as_str)
+                .and_then(|t| HeaderValue::from_str(&format!("\"{t}\"")).ok());
             let mut response = Json(body).into_response();
             if let Ok(v) = HeaderValue::from_str(&request_id) {
                 response.headers_mut().insert("x-request-id", v);
+            }
+            if let Some(etag) = etag {
+                response.headers_mut().insert(header::ETAG, etag);
             }
             response
         }
@@ -312,19 +364,18 @@ async fn add_grant(
     answer(&live, &c, op).await
 }
 
-fn grant_index(index: &str) -> Result<usize, LookupError> {
-    index.parse().map_err(|_| {
-        LookupError::new(
-            ErrorCode::InvalidRequest,
-            format!("{index:?} is not a grant index (a number from the grant list)"),
-        )
-    })
+async fn get_grant(
+    State(live): State<Arc<Live>>,
+    AdminCaller(c): AdminCaller,
+    Path(id): Path<String>,
+) -> Response {
+    answer(&live, &c, Ok(Op::GetGrant { id })).await
 }
 
 async fn update_grant(
     State(live): State<Arc<Live>>,
     AdminCaller(c): AdminCaller,
-    Path(index): Path<String>,
+    Path(id): Path<String>,
     q: Options,
     body: axum::body::Bytes,
 ) -> Response {
@@ -332,7 +383,7 @@ async fn update_grant(
         let o = options(q)?;
         no_probe(&o)?;
         Ok(Op::UpdateGrant {
-            index: grant_index(&index)?,
+            id,
             body: json_body(&body)?,
             dry_run: o.dry_run,
         })
@@ -343,18 +394,115 @@ async fn update_grant(
 async fn remove_grant(
     State(live): State<Arc<Live>>,
     AdminCaller(c): AdminCaller,
-    Path(index): Path<String>,
+    Path(id): Path<String>,
     q: Options,
 ) -> Response {
     let op = (|| {
         let o = options(q)?;
         no_probe(&o)?;
         Ok(Op::RemoveGrant {
-            index: grant_index(&index)?,
+            id,
             dry_run: o.dry_run,
         })
     })();
     answer(&live, &c, op).await
+}
+
+async fn get_connector(
+    State(live): State<Arc<Live>>,
+    AdminCaller(c): AdminCaller,
+    Path(name): Path<String>,
+) -> Response {
+    answer(&live, &c, Ok(Op::GetConnector { name })).await
+}
+
+async fn list_consumers(State(live): State<Arc<Live>>, AdminCaller(c): AdminCaller) -> Response {
+    answer(&live, &c, Ok(Op::ListConsumers)).await
+}
+
+async fn get_consumer(
+    State(live): State<Arc<Live>>,
+    AdminCaller(c): AdminCaller,
+    Path(id): Path<String>,
+) -> Response {
+    answer(&live, &c, Ok(Op::GetConsumer { id })).await
+}
+
+async fn create_consumer(
+    State(live): State<Arc<Live>>,
+    AdminCaller(c): AdminCaller,
+    q: Options,
+    body: axum::body::Bytes,
+) -> Response {
+    let op = (|| {
+        let o = options(q)?;
+        no_probe(&o)?;
+        Ok(Op::CreateConsumer {
+            body: json_body(&body)?,
+            dry_run: o.dry_run,
+        })
+    })();
+    answer(&live, &c, op).await
+}
+
+async fn update_consumer(
+    State(live): State<Arc<Live>>,
+    AdminCaller(c): AdminCaller,
+    Path(id): Path<String>,
+    q: Options,
+    body: axum::body::Bytes,
+) -> Response {
+    let op = (|| {
+        let o = options(q)?;
+        no_probe(&o)?;
+        Ok(Op::UpdateConsumer {
+            id,
+            body: json_body(&body)?,
+            dry_run: o.dry_run,
+        })
+    })();
+    answer(&live, &c, op).await
+}
+
+/// A key change's body: optional (an empty body takes the defaults).
+fn optional_body(bytes: &[u8]) -> Result<Value, LookupError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        Ok(Value::Null)
+    } else {
+        json_body(bytes)
+    }
+}
+
+async fn issue_key(
+    State(live): State<Arc<Live>>,
+    AdminCaller(c): AdminCaller,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let op = optional_body(&body).map(|body| Op::IssueKey { consumer: id, body });
+    answer(&live, &c, op).await
+}
+
+async fn rotate_key(
+    State(live): State<Arc<Live>>,
+    AdminCaller(c): AdminCaller,
+    Path((id, key)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Response {
+    let op = optional_body(&body).map(|body| Op::RotateKey {
+        consumer: id,
+        key,
+        body,
+    });
+    answer(&live, &c, op).await
+}
+
+async fn revoke_key(
+    State(live): State<Arc<Live>>,
+    AdminCaller(c): AdminCaller,
+    Path((id, key)): Path<(String, String)>,
+) -> Response {
+    answer(&live, &c, Ok(Op::RevokeKey { consumer: id, key })).await
 }
 
 async fn versions(State(live): State<Arc<Live>>, AdminCaller(c): AdminCaller) -> Response {

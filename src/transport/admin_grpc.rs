@@ -40,8 +40,19 @@ impl AdminApi {
                 .get::<Arc<ClientCertificate>>()
                 .cloned(),
         };
-        let answer = match op(request.into_inner()) {
-            Ok(op) => crate::admin::run(&self.live, &credential, &request_id, op).await,
+        let request = request.into_inner();
+        let expected = Some(request.expected_version.clone()).filter(|v| !v.is_empty());
+        let answer = match op(request) {
+            Ok(op) => {
+                crate::admin::run(
+                    &self.live,
+                    &credential,
+                    &request_id,
+                    op,
+                    expected.as_deref(),
+                )
+                .await
+            }
             Err(e) => Err(e),
         };
         let value = answer.map_err(|e| super::grpc::status(&e, &request_id))?;
@@ -61,6 +72,39 @@ fn body(r: &AdminRequest) -> Value {
         .as_ref()
         .and_then(|b| serde_json::to_value(b).ok())
         .unwrap_or_else(|| Value::Object(Default::default()))
+}
+
+/// A grant's id, in `name`; the position (`index`) grants were once addressed by is
+/// refused with the id form.
+#[allow(deprecated)]
+fn grant_id(r: &AdminRequest) -> Result<String, LookupError> {
+    if r.index != 0 {
+        return Err(LookupError::new(
+            ErrorCode::InvalidRequest,
+            format!(
+                "grants are addressed by their id in `name`, like \"g-3f9a2c1b7d\", not by `index` ({}): ListGrants gives each grant's id",
+                r.index
+            ),
+        ));
+    }
+    if r.name.is_empty() {
+        return Err(LookupError::new(
+            ErrorCode::InvalidRequest,
+            "name the grant by its id in `name`, like \"g-3f9a2c1b7d\" (ListGrants gives each grant's id)",
+        ));
+    }
+    Ok(r.name.clone())
+}
+
+fn key_id(r: &AdminRequest) -> Result<String, LookupError> {
+    if r.key_id.is_empty() {
+        Err(LookupError::new(
+            ErrorCode::InvalidRequest,
+            "key_id is empty: name the key (k-… or f-…, from GetConsumer)",
+        ))
+    } else {
+        Ok(r.key_id.clone())
+    }
 }
 
 fn probe_key(r: &AdminRequest) -> Option<String> {
@@ -161,7 +205,7 @@ impl AdminService for AdminApi {
     async fn update_grant(&self, r: Request<AdminRequest>) -> Result<Response<Struct>, Status> {
         self.run(r, |r| {
             Ok(Op::UpdateGrant {
-                index: r.index as usize,
+                id: grant_id(&r)?,
                 body: body(&r),
                 dry_run: r.dry_run,
             })
@@ -172,8 +216,78 @@ impl AdminService for AdminApi {
     async fn remove_grant(&self, r: Request<AdminRequest>) -> Result<Response<Struct>, Status> {
         self.run(r, |r| {
             Ok(Op::RemoveGrant {
-                index: r.index as usize,
+                id: grant_id(&r)?,
                 dry_run: r.dry_run,
+            })
+        })
+        .await
+    }
+
+    async fn get_grant(&self, r: Request<AdminRequest>) -> Result<Response<Struct>, Status> {
+        self.run(r, |r| Ok(Op::GetGrant { id: grant_id(&r)? }))
+            .await
+    }
+
+    async fn get_connector(&self, r: Request<AdminRequest>) -> Result<Response<Struct>, Status> {
+        self.run(r, |r| Ok(Op::GetConnector { name: name(&r)? }))
+            .await
+    }
+
+    async fn list_consumers(&self, r: Request<AdminRequest>) -> Result<Response<Struct>, Status> {
+        self.run(r, |_| Ok(Op::ListConsumers)).await
+    }
+
+    async fn get_consumer(&self, r: Request<AdminRequest>) -> Result<Response<Struct>, Status> {
+        self.run(r, |r| Ok(Op::GetConsumer { id: name(&r)? })).await
+    }
+
+    async fn create_consumer(&self, r: Request<AdminRequest>) -> Result<Response<Struct>, Status> {
+        self.run(r, |r| {
+            Ok(Op::CreateConsumer {
+                body: body(&r),
+                dry_run: r.dry_run,
+            })
+        })
+        .await
+    }
+
+    async fn update_consumer(&self, r: Request<AdminRequest>) -> Result<Response<Struct>, Status> {
+        self.run(r, |r| {
+            Ok(Op::UpdateConsumer {
+                id: name(&r)?,
+                body: body(&r),
+                dry_run: r.dry_run,
+            })
+        })
+        .await
+    }
+
+    async fn issue_key(&self, r: Request<AdminRequest>) -> Result<Response<Struct>, Status> {
+        self.run(r, |r| {
+            Ok(Op::IssueKey {
+                consumer: name(&r)?,
+                body: body(&r),
+            })
+        })
+        .await
+    }
+
+    async fn rotate_key(&self, r: Request<AdminRequest>) -> Result<Response<Struct>, Status> {
+        self.run(r, |r| {
+            Ok(Op::RotateKey {
+                consumer: name(&r)?,
+                key: key_id(&r)?,
+                body: body(&r),
+            })
+        })
+        .await
+    }
+
+    async fn revoke_key(&self, r: Request<AdminRequest>) -> Result<Response<Struct>, Status> {
+        self.run(r, |r| {
+            Ok(Op::RevokeKey {
+                consumer: name(&r)?,
+                key: key_id(&r)?,
             })
         })
         .await

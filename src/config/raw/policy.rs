@@ -25,6 +25,38 @@ pub struct RawConsumer {
     pub misuse: RawMisuseRules,
     /// A portal that asserts citizens' identities: how its assertions are checked.
     pub assertion: Option<RawAssertion>,
+    /// Switched off: its credentials are refused, its grants stay.
+    pub disabled: bool,
+}
+
+/// The registry's accounts file, written only through the admin API: consumers created
+/// there, and the API keys issued (and revoked) there, for any consumer. It is carried
+/// forward across `admin reload` and `admin rollback`, so that neither brings back a
+/// revoked key nor drops an issued one.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct RawAccounts {
+    pub consumer: Vec<RawConsumer>,
+    pub key: Vec<RawKey>,
+}
+
+/// An API key issued through the admin API, or a revocation of a consumers-file key (its
+/// id is then `f-` and the first 12 hex digits of its SHA-256).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct RawKey {
+    pub id: String,
+    pub consumer: String,
+    /// SHA-256 (hex) of the key: the key itself is shown once, when issued, and kept nowhere.
+    pub sha256: String,
+    pub label: String,
+    /// RFC 3339 instants: when it was issued, when it stops working (unset: never), and
+    /// when it was revoked.
+    pub created: String,
+    pub expires: Option<String>,
+    pub revoked: Option<String>,
+    /// Who issued it, as the audit trail names them.
+    pub created_by: String,
 }
 
 /// How a portal's signed assertions (JWTs) of a citizen's identity are checked.
@@ -59,6 +91,9 @@ pub struct RawGrants {
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(default)]
 pub struct RawGrant {
+    /// Its stable id (`g-…`, lower case, digits, `-`, `_`): what the admin API addresses it
+    /// by. Derived from its consumer and dataset when unset.
+    pub id: Option<String>,
     pub consumer: String,
     pub dataset: String,
     /// Procedure codes allowed: exact codes, or prefixes ending in `*`.
