@@ -552,6 +552,110 @@ async fn purges_and_registry_changes_through_one_replica_reach_the_other() {
     drop_schema(&pg, &schema).await;
 }
 
+/// A lookup through `base` with `key`: its status.
+async fn status_with(http: &reqwest::Client, base: &str, path: &str, key: &str) -> u16 {
+    http.get(format!("http://{base}{path}"))
+        .bearer_auth(key)
+        .header("X-Procedure-Code", PROCEDURE)
+        .header("X-Dossier-Id", DOSSIER)
+        .header("X-Officer-Id", OFFICER)
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_revoked_through_one_replica_stops_working_on_the_other() {
+    let (Some(pg), Some(redis_url)) = (postgres_url(), redis_url()) else {
+        return;
+    };
+    lienthong::certs::install_crypto();
+    let schema = unique("t_revoke");
+    let prefix = unique("t_revoke");
+    let sims = lienthong::sim::spawn(lienthong::sim::SimOptions::ephemeral())
+        .await
+        .expect("simulators");
+    let root = tempfile::tempdir().expect("dir");
+    let extra = format!(
+        "{}{}",
+        storage(&pg, &schema),
+        redis(&redis_url, &prefix, "local-share")
+    );
+    let a = replica(root.path(), "revoke-a", &sims, &extra);
+    let b = replica(root.path(), "revoke-b", &sims, &extra);
+    let (_a, _lookup_a, admin_a) = spawn_serve(&a, &root.path().join("a.log"), "info");
+    let (_b, lookup_b, _admin_b) = spawn_serve(&b, &root.path().join("b.log"), "info");
+    let http = reqwest::Client::new();
+    let id = sims.data.samples("population.citizen", 1).expect("samples")[0].clone();
+    let citizen = format!("/v1/citizens/{id}");
+    let deadline = std::time::Duration::from_secs(3);
+
+    // Keys issued through A, each waited for on B.
+    let mut keys = Vec::new();
+    for _ in 0..5 {
+        let issued: Value = http
+            .post(format!(
+                "http://{admin_a}/admin/v1/consumers/demo-onestop/keys"
+            ))
+            .bearer_auth("demo-operator-token")
+            .send()
+            .await
+            .expect("sent")
+            .json()
+            .await
+            .expect("json");
+        let key = issued["key"].as_str().expect("key").to_owned();
+        let kid = issued["issued"]["id"].as_str().expect("id").to_owned();
+        let since = std::time::Instant::now();
+        while status_with(&http, &lookup_b, &citizen, &key).await != 200 {
+            assert!(since.elapsed() < deadline, "replica B never took key {kid}");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        keys.push((key, kid));
+    }
+
+    // Each revoked through A: B refuses it within the bounded wait; the delay is measured
+    // from A's answer to B's first refusal.
+    let mut delays = Vec::new();
+    for (key, kid) in &keys {
+        let revoked = http
+            .delete(format!(
+                "http://{admin_a}/admin/v1/consumers/demo-onestop/keys/{kid}"
+            ))
+            .bearer_auth("demo-operator-token")
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(revoked.status(), 200);
+        let since = std::time::Instant::now();
+        loop {
+            match status_with(&http, &lookup_b, &citizen, key).await {
+                401 => break,
+                200 => {}
+                other => panic!("replica B answered {other}"),
+            }
+            assert!(
+                since.elapsed() < deadline,
+                "replica B still takes key {kid} after {deadline:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        delays.push(since.elapsed());
+    }
+    delays.sort();
+    eprintln!(
+        "revocation reached replica B in {:?} (min), {:?} (median), {:?} (max) of {}",
+        delays[0],
+        delays[delays.len() / 2],
+        delays[delays.len() - 1],
+        delays.len()
+    );
+    // The demo's own key was never touched.
+    assert_eq!(status_with(&http, &lookup_b, &citizen, API_KEY).await, 200);
+    drop_schema(&pg, &schema).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_share_one_capacity_toward_a_provider() {
     let Some(url) = redis_url() else { return };

@@ -129,11 +129,12 @@ pub(crate) enum KeyAction {
         #[arg(long)]
         expires: Option<String>,
     },
-    /// Issue a new key in place of KEY, which keeps working until --old-valid-until
+    /// Issue a new key in place of KEY_ID, which keeps working until --old-valid-until
     /// (24 hours when unset).
     Rotate {
         consumer: String,
-        key: String,
+        /// The key's id (k-… or f-…).
+        key_id: String,
         #[arg(long)]
         old_valid_until: Option<String>,
         #[arg(long, default_value = "")]
@@ -141,8 +142,8 @@ pub(crate) enum KeyAction {
         #[arg(long)]
         expires: Option<String>,
     },
-    /// Revoke KEY at once.
-    Revoke { consumer: String, key: String },
+    /// Revoke KEY_ID at once.
+    Revoke { consumer: String, key_id: String },
 }
 
 #[derive(Subcommand)]
@@ -428,20 +429,20 @@ pub(crate) async fn admin(args: AdminArgs) -> Result<(), CliError> {
             ),
             KeyAction::Rotate {
                 consumer,
-                key,
+                key_id,
                 old_valid_until,
                 label,
                 expires,
             } => (
                 Method::POST,
-                url(&format!("consumers/{consumer}/keys/{key}/rotate")),
+                url(&format!("consumers/{consumer}/keys/{key_id}/rotate")),
                 Some(
                     json!({ "label": label, "expires": expires, "old_valid_until": old_valid_until }),
                 ),
             ),
-            KeyAction::Revoke { consumer, key } => (
+            KeyAction::Revoke { consumer, key_id } => (
                 Method::DELETE,
-                url(&format!("consumers/{consumer}/keys/{key}")),
+                url(&format!("consumers/{consumer}/keys/{key_id}")),
                 None,
             ),
         },

@@ -109,6 +109,10 @@ Misuse detection watches every officer: looking up 100 distinct citizens within 
 any call outside office hours, Hanoi time) raises an alert for operators and auditors:
   curl -s -H 'Authorization: Bearer demo-auditor-token' http://{admin}/admin/v1/alerts
 
+The one-stop system's administrator issues it a key of its own (shown once; rotate and
+revoke with the same command; the demo keeps no registry, so keys last until it stops):
+  {exe} admin --admin http://{admin} --token demo-onestop-admin-token keys issue demo-onestop --label mine
+
 A citizen sees who looked at his data through the national public-service portal, which
 asserts who he is (a signed JWT valid for two minutes; the demo portal's key is built in):
   curl -s -H 'Authorization: Bearer demo-portal-key' -H "X-Citizen-Assertion: $({exe} sim portal-assertion --personal-id {citizen})" http://{lookup}/v1/me/access-report
