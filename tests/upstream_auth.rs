@@ -355,6 +355,156 @@ async fn civil_status_joins_over_soap_1_2_with_ws_security() {
     );
 }
 
+/// The birth registration again, keyed by a composite of its four parts, each held by its
+/// own field and named in the request.
+fn civil_composite(h: &Harness, name: &str, element: &str) -> Value {
+    json!({
+        "name": name,
+        "description": "A birth registration, by authority, book year, book and number",
+        "key": {"parts": [
+            {"name": "authority", "pattern": "[0-9]{5}"},
+            {"name": "year", "pattern": "[0-9]{4}"},
+            {"name": "book", "pattern": "[0-9]{2}"},
+            {"name": "number", "pattern": "[0-9]{6}"}
+        ]},
+        "key_fields": ["co_quan", "nam", "quyen", "so"],
+        "fields": [
+            {"name": "co_quan", "type": "string"},
+            {"name": "nam", "type": "string"},
+            {"name": "quyen", "type": "string"},
+            {"name": "so", "type": "string"},
+            {"name": "ho_ten", "type": "string"}
+        ],
+        "connector": {
+            "name": format!("{}-soap", name.replace('.', "-")),
+            "kind": "soap-xml",
+            "endpoint": format!("http://{}{}", h.sims.civil_addr, lienthong::sim::civil::PATH),
+            "timeout_ms": 3000,
+            "record_path": "Envelope.Body.TraCuuKhaiSinhResponse.KetQua",
+            "auth": {"scheme": "ws-security", "user": lienthong::sim::DEFAULT_CIVIL_USER, "password": lienthong::sim::DEFAULT_CIVIL_PASSWORD},
+            "soap": {
+                "version": "1.2",
+                "namespace": lienthong::sim::civil::NAMESPACE,
+                "operation": lienthong::sim::civil::OPERATION,
+                "fields": {"SoDangKy": {"MaCoQuan": "{key.authority}", "Nam": "{key.year}", "Quyen": element, "So": "{key.number}"}}
+            },
+            "mapping": {"co_quan": "CoQuanDangKy", "nam": "Nam", "quyen": "Quyen", "so": "So", "ho_ten": "HoTen"}
+        }
+    })
+}
+
+#[tokio::test]
+async fn a_dataset_keyed_by_a_composite_of_four_fields_joins_and_each_part_is_checked() {
+    let h = Harness::start().await;
+    let keys: Vec<String> = (0..3)
+        .filter_map(|i| lienthong::sim::civil::key_of(&h.sims.data, i))
+        .collect();
+    // A template naming a part the key does not have is refused, naming the parts it has.
+    let (status, body) = onboard(
+        &h,
+        civil_composite(&h, "civil.registration", "{key.page}"),
+        &keys[0],
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let detail = body["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("no part \"page\"") && detail.contains("authority, year, book, number"),
+        "{detail}"
+    );
+    // So is a field list that does not name one field per part.
+    let mut short = civil_composite(&h, "civil.registration", "{key.book}");
+    short["key_fields"] = json!(["co_quan", "nam", "so"]);
+    let (status, body) = onboard(&h, short, &keys[0]).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("4 parts"),
+        "{body}"
+    );
+
+    let (status, body) = onboard(
+        &h,
+        civil_composite(&h, "civil.registration", "{key.book}"),
+        &keys[0],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let shown = h
+        .admin_json(
+            "demo-operator-token",
+            "/admin/v1/datasets/civil.registration",
+        )
+        .await;
+    assert_eq!(
+        shown["key_fields"],
+        json!(["co_quan", "nam", "quyen", "so"]),
+        "{shown}"
+    );
+    assert_eq!(shown["key"]["separator"], "-", "{shown}");
+    for key in &keys[1..] {
+        let (status, record) = lookup(&h, "civil.registration", key).await;
+        assert_eq!(status, 200, "{record}");
+        let parts: Vec<&str> = key.split('-').collect();
+        let held: Vec<Value> = ["co_quan", "nam", "quyen", "so"]
+            .iter()
+            .map(|f| record[*f].clone())
+            .collect();
+        let asked: Vec<Value> = parts.iter().map(|p| json!(p)).collect();
+        assert_eq!(held, asked, "{record}");
+    }
+    // Each part is checked before any provider call, and the refusal names the part.
+    let calls = h.sims.civil.calls(lienthong::sim::civil::OPERATION);
+    let parts: Vec<&str> = keys[1].split('-').collect();
+    for (bad, part) in [
+        (
+            format!("{}-{}-{}-{}", parts[0], &parts[1][2..], parts[2], parts[3]),
+            "part year",
+        ),
+        (
+            format!("{}-{}-{}", parts[0], parts[1], parts[3]),
+            "has 3 parts",
+        ),
+        (
+            format!("{}-{}-{}-{}", parts[0], parts[1], "A1", parts[3]),
+            "part book",
+        ),
+    ] {
+        let (status, problem) = lookup(&h, "civil.registration", &bad).await;
+        assert_eq!(status, 400, "{bad}: {problem}");
+        assert_eq!(problem["code"], "invalid_key");
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(part),
+            "{problem}"
+        );
+    }
+    assert_eq!(h.sims.civil.calls(lienthong::sim::civil::OPERATION), calls);
+    // A provider answering another registration than asked is a bad response.
+    let (status, body) = onboard(
+        &h,
+        {
+            let mut other = civil_composite(&h, "civil.swapped", "{key.book}");
+            other["connector"]["mapping"]["so"] = json!("Nam");
+            other
+        },
+        &keys[0],
+    )
+    .await;
+    assert_eq!(status, 400, "the probe refuses it: {body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("does not match the key"),
+        "{body}"
+    );
+}
+
 /// Every file under `dir`, read whole, holds `needle` nowhere.
 fn nowhere_under(dir: &std::path::Path, needle: &[u8]) -> Result<(), String> {
     for entry in std::fs::read_dir(dir).map_err(|e| e.to_string())? {

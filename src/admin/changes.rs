@@ -197,6 +197,7 @@ const DATASET_KEYS: &[&str] = &[
     "description",
     "key",
     "key_field",
+    "key_fields",
     "fields",
     "disabled",
 ];

@@ -500,7 +500,7 @@ pub(crate) fn print_admin(
     if body.get("change").is_some() && body.get("version").is_some() {
         let etag = body["etag"]
             .as_str()
-            .map(|t| format!(" (now at version {t})"))
+            .map(|t| format!(" (etag {t})"))
             .unwrap_or_default();
         out!("version {}: {}{etag}", body["version"], s(&body["change"]));
         return Ok(());

@@ -511,8 +511,11 @@ pub struct RawDataset {
     pub description: String,
     /// Which field of the record holds the key.
     pub key_field: Option<String>,
-    /// `{ builtin = "personal_id" | "enterprise_code" | "parcel_id" }` or
-    /// `{ pattern = "REGEX" }` (the whole key must match).
+    /// For a composite key: the field that holds each part, in order.
+    pub key_fields: Vec<String>,
+    /// `{ builtin = "personal_id" | "enterprise_code" | "parcel_id" }`,
+    /// `{ pattern = "REGEX" }` (the whole key must match), or
+    /// `{ parts = [{ name, pattern }, …], separator = "-" }` (a composite key).
     pub key: Option<RawKeyRule>,
     pub field: Vec<RawField>,
     pub disabled: bool,
@@ -523,6 +526,15 @@ pub struct RawDataset {
 pub struct RawKeyRule {
     pub builtin: Option<String>,
     pub pattern: Option<String>,
+    pub parts: Vec<RawKeyPart>,
+    pub separator: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(default)]
+pub struct RawKeyPart {
+    pub name: String,
+    pub pattern: String,
 }
 
 #[derive(Debug, Deserialize, Default, Clone)]

@@ -290,10 +290,13 @@ impl Gateway {
 /// references a citizen's access report looks for.
 fn indexer(dataset: &Dataset, audit: &Arc<AuditLog>) -> crate::layers::cache::Indexer {
     let fields = dataset.person_fields.clone();
-    let key_field = dataset.key_field.clone();
+    let key_fields = dataset.key_fields.clone();
     let audit = audit.clone();
     Box::new(move |record| {
-        let own = record.0.get(&key_field).and_then(|v| v.as_str());
+        let own: Vec<&str> = key_fields
+            .iter()
+            .filter_map(|f| record.0.get(f).and_then(|v| v.as_str()))
+            .collect();
         let mut out = Vec::new();
         for field in &fields {
             let Some(value) = record.0.get(field) else {
@@ -303,7 +306,7 @@ fn indexer(dataset: &Dataset, audit: &Arc<AuditLog>) -> crate::layers::cache::In
             crate::domain::record::personal_ids(value, &mut ids);
             ids.sort_unstable();
             ids.dedup();
-            for id in ids.iter().filter(|id| Some(id.as_str()) != own) {
+            for id in ids.iter().filter(|id| !own.contains(&id.as_str())) {
                 out.push((
                     field.clone(),
                     audit.subject(crate::domain::dataset::POPULATION_CITIZEN, id),

@@ -15,7 +15,10 @@ use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::sync::LazyLock;
 
+mod composite;
 mod schema;
+
+pub use composite::Composite;
 pub use schema::{FieldSpec, build_record};
 
 static DESCRIPTORS: LazyLock<DescriptorPool> = LazyLock::new(|| {
@@ -72,6 +75,8 @@ impl KeyKind {
 pub enum KeyRule {
     Builtin(KeyKind),
     Pattern(Regex),
+    /// Several named parts, each with its rule, joined by a separator.
+    Composite(Composite),
 }
 
 /// A dataset's schema, as registered, that cannot be built.
@@ -102,6 +107,7 @@ impl KeyRule {
     pub fn normalize(&self, key: &str, current_year: i32) -> Result<String, String> {
         match self {
             KeyRule::Builtin(kind) => kind.normalize(key, current_year),
+            KeyRule::Composite(c) => c.normalize(key),
             KeyRule::Pattern(re) => {
                 let key = key.trim();
                 if re.is_match(key) {
@@ -121,10 +127,36 @@ impl KeyRule {
     pub fn to_json(&self) -> Value {
         match self {
             KeyRule::Builtin(kind) => json!({ "builtin": kind.name() }),
+            KeyRule::Composite(c) => c.to_json(),
             KeyRule::Pattern(re) => {
                 let shown = re.as_str();
                 json!({ "pattern": &shown[4..shown.len() - 2] })
             }
+        }
+    }
+
+    /// What separates a key's parts: a composite key's separator; `-` for the others
+    /// (which request templates split by, for `{key.N}`).
+    pub fn separator(&self) -> char {
+        match self {
+            KeyRule::Composite(c) => c.separator,
+            _ => '-',
+        }
+    }
+
+    /// A composite key's part names, in order; empty for the others.
+    pub fn part_names(&self) -> Vec<String> {
+        match self {
+            KeyRule::Composite(c) => c.names().map(str::to_owned).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// A normalised key's parts: one per part of a composite key; the whole key otherwise.
+    pub fn split<'k>(&self, key: &'k str) -> Vec<&'k str> {
+        match self {
+            KeyRule::Composite(c) => key.split(c.separator).collect(),
+            _ => vec![key],
         }
     }
 }
@@ -134,8 +166,9 @@ impl KeyRule {
 pub struct Dataset {
     pub name: String,
     pub key: KeyRule,
-    /// The canonical record field that holds the key.
-    pub key_field: String,
+    /// The canonical record fields that hold the key: one, or one per part of a composite
+    /// key, in order.
+    pub key_fields: Vec<String>,
     pub record: MessageDescriptor,
     /// Who owns the data (the provider agency).
     pub owner: String,
@@ -184,16 +217,20 @@ impl Dataset {
                 field
             })
             .collect();
-        json!({
+        let mut v = json!({
             "name": self.name,
             "owner": self.owner,
             "description": self.description,
             "key": self.key.to_json(),
-            "key_field": self.key_field,
             "fields": fields,
             "builtin": self.builtin,
             "disabled": self.disabled,
-        })
+        });
+        match self.key_fields.as_slice() {
+            [one] => v["key_field"] = json!(one),
+            all => v["key_fields"] = json!(all),
+        }
+        v
     }
 }
 
@@ -253,7 +290,7 @@ pub fn builtin() -> Vec<Dataset> {
     let dataset = |name: &str, kind, key_field: &str, record: &str, description: &str| Dataset {
         name: name.into(),
         key: KeyRule::Builtin(kind),
-        key_field: key_field.into(),
+        key_fields: vec![key_field.into()],
         record: message(record),
         owner: name.split('.').next().unwrap_or_default().into(),
         description: description.into(),
@@ -321,6 +358,7 @@ pub fn from_settings(raw: RawDatasets, e: &mut Errors<'_>) -> Vec<Dataset> {
             // A built-in dataset may only be switched off (its schema is compiled in).
             let changes_more = d.key.is_some()
                 || d.key_field.is_some()
+                || !d.key_fields.is_empty()
                 || !d.field.is_empty()
                 || !d.description.is_empty();
             if changes_more {
@@ -348,35 +386,89 @@ pub fn from_settings(raw: RawDatasets, e: &mut Errors<'_>) -> Vec<Dataset> {
         let person_fields: Vec<String> = d
             .field
             .iter()
-            .filter(|f| f.personal_id && f.name != d.key_field.as_deref().unwrap_or_default())
+            .filter(|f| {
+                f.personal_id
+                    && d.key_field.as_deref() != Some(f.name.as_str())
+                    && !d.key_fields.contains(&f.name)
+            })
             .map(|f| f.name.clone())
             .collect();
         if d.field.is_empty() {
             e.add(format!("{key}.field"), "a dataset needs at least one field");
         }
-        let key_field = d.key_field.clone().unwrap_or_default();
-        match fields.iter().find(|f| f.name == key_field) {
-            _ if key_field.is_empty() => e.add(
-                format!("{key}.key_field"),
-                "missing: name the field that holds the key",
-            ),
-            None if field_names.contains(&key_field) => {}
-            None => e.add(
-                format!("{key}.key_field"),
-                format!("{key_field:?} is not one of the dataset's fields"),
-            ),
-            Some(f) if f.repeated || f.kind != FIELD_TYPES[0].1 || !f.nested.is_empty() => e.add(
-                format!("{key}.key_field"),
-                format!("{key_field:?} must be a single string field"),
-            ),
-            Some(_) => {}
+        let key_fields: Vec<String> = match (&d.key_field, d.key_fields.as_slice()) {
+            (Some(one), []) => vec![one.clone()],
+            (None, many @ [_, ..]) => many.to_vec(),
+            (None, []) => {
+                e.add(
+                    format!("{key}.key_field"),
+                    "missing: name the field that holds the key (key_fields for a composite key)",
+                );
+                Vec::new()
+            }
+            (Some(_), _) => {
+                e.add(
+                    format!("{key}.key_fields"),
+                    "give key_field (one field) or key_fields (a composite key's), not both",
+                );
+                Vec::new()
+            }
+        };
+        for key_field in &key_fields {
+            match fields.iter().find(|f| &f.name == key_field) {
+                None if field_names.contains(key_field) => {}
+                None => e.add(
+                    format!("{key}.key_field"),
+                    format!("{key_field:?} is not one of the dataset's fields"),
+                ),
+                Some(f) if f.repeated || f.kind != FIELD_TYPES[0].1 || !f.nested.is_empty() => e
+                    .add(
+                        format!("{key}.key_field"),
+                        format!("{key_field:?} must be a single string field"),
+                    ),
+                Some(_) => {}
+            }
         }
         let rule = match d
             .key
             .as_ref()
-            .map(|k| (k.builtin.as_deref(), k.pattern.as_deref()))
+            .map(|k| (k.builtin.as_deref(), k.pattern.as_deref(), k))
         {
-            Some((Some(b), None)) => match KeyKind::by_name(b) {
+            Some((None, None, k)) if !k.parts.is_empty() => {
+                match Composite::from_settings(&k.parts, k.separator.as_deref()) {
+                    Ok(c) if c.parts.len() == key_fields.len() => Some(KeyRule::Composite(c)),
+                    Ok(c) => {
+                        e.add(
+                            format!("{key}.key_fields"),
+                            format!(
+                                "the key has {} parts ({}): name one field for each, in order",
+                                c.parts.len(),
+                                c.names().collect::<Vec<_>>().join(", ")
+                            ),
+                        );
+                        None
+                    }
+                    Err(m) => {
+                        e.add(format!("{key}.key.parts"), m);
+                        None
+                    }
+                }
+            }
+            Some((_, _, k)) if k.separator.is_some() || !k.parts.is_empty() => {
+                e.add(
+                    format!("{key}.key"),
+                    "parts and separator make a composite key, without builtin or pattern",
+                );
+                None
+            }
+            _ if key_fields.len() > 1 => {
+                e.add(
+                    format!("{key}.key_fields"),
+                    "several key fields need a composite key: key = { parts = [{ name, pattern }, …] }",
+                );
+                None
+            }
+            Some((Some(b), None, _)) => match KeyKind::by_name(b) {
                 Some(kind) => Some(KeyRule::Builtin(kind)),
                 None => {
                     e.add(
@@ -393,7 +485,7 @@ pub fn from_settings(raw: RawDatasets, e: &mut Errors<'_>) -> Vec<Dataset> {
                     None
                 }
             },
-            Some((None, Some(p))) => match KeyRule::pattern(p) {
+            Some((None, Some(p), _)) => match KeyRule::pattern(p) {
                 Ok(rule) => Some(rule),
                 Err(m) => {
                     e.add(format!("{key}.key.pattern"), m.to_string());
@@ -403,7 +495,7 @@ pub fn from_settings(raw: RawDatasets, e: &mut Errors<'_>) -> Vec<Dataset> {
             _ => {
                 e.add(
                     format!("{key}.key"),
-                    "give one of: key = { builtin = \"personal_id\" } or key = { pattern = \"REGEX\" }",
+                    "give one of: key = { builtin = \"personal_id\" }, key = { pattern = \"REGEX\" } or key = { parts = [{ name, pattern }, …] }",
                 );
                 None
             }
@@ -415,7 +507,7 @@ pub fn from_settings(raw: RawDatasets, e: &mut Errors<'_>) -> Vec<Dataset> {
             Ok(record) => all.push(Dataset {
                 name: d.name,
                 key: rule,
-                key_field,
+                key_fields,
                 record,
                 owner,
                 description: d.description,

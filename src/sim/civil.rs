@@ -253,9 +253,13 @@ pub fn birth(data: &SimData, key: &str) -> Option<Vec<(&'static str, String)>> {
     let place = c.birth_registration_place.clone().unwrap_or_default();
     let father = c.father.clone().unwrap_or_default();
     let mother = c.mother.clone().unwrap_or_default();
+    let year = c.date_of_birth.get(..4).unwrap_or_default().to_owned();
     Some(vec![
         ("SoDangKy", key.to_owned()),
         ("CoQuanDangKy", place.commune_code.clone()),
+        ("Nam", year),
+        ("Quyen", "01".to_owned()),
+        ("So", serial.to_owned()),
         ("NgayDangKy", c.date_of_birth.clone()),
         ("HoTen", c.full_name.clone()),
         ("NgaySinh", c.date_of_birth.clone()),

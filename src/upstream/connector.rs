@@ -181,11 +181,13 @@ impl Connector {
             .map_err(|e| UpstreamError::BadResponse(e.0))?;
         let record =
             Record::canonical(&self.dataset.record, mapped).map_err(UpstreamError::BadResponse)?;
-        if record.get_str(&self.dataset.key_field) != Some(call.key) {
-            return Err(UpstreamError::BadResponse(format!(
-                "record's {} does not match the key asked for",
-                self.dataset.key_field
-            )));
+        let parts = self.dataset.key.split(call.key);
+        for (field, part) in self.dataset.key_fields.iter().zip(&parts) {
+            if record.get_str(field) != Some(*part) {
+                return Err(UpstreamError::BadResponse(format!(
+                    "record's {field} does not match the key asked for"
+                )));
+            }
         }
         Ok(Some(record))
     }

@@ -208,6 +208,8 @@ pub async fn call(
         request_id: call.request_id,
         context: call.context,
         auth_user: "",
+        separator: config.key_separator,
+        part_names: &config.key_parts,
     };
     let message =
         DynamicMessage::deserialize(input.clone(), request.render(&vars)).map_err(|e| {

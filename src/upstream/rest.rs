@@ -20,6 +20,8 @@ pub async fn call(
         request_id: call.request_id,
         context: call.context,
         auth_user: "",
+        separator: config.key_separator,
+        part_names: &config.key_parts,
     };
     let url = credentials.url(url.render(&vars));
     let mut request = if *post {

@@ -37,6 +37,14 @@ pub enum Element {
 }
 
 impl Element {
+    /// The key parts its templates name.
+    pub fn key_names(&self, out: &mut Vec<String>) {
+        match self {
+            Element::Text(_, t) => t.key_names(out),
+            Element::Nested(_, children) => children.iter().for_each(|c| c.key_names(out)),
+        }
+    }
+
     /// The elements of a `soap.fields` table; a mistake as (its dotted path, what is wrong).
     pub fn parse_all(table: &toml::Table) -> Result<Vec<Element>, (String, String)> {
         table
@@ -122,6 +130,8 @@ pub async fn call(
         request_id: call.request_id,
         context: call.context,
         auth_user: user,
+        separator: config.key_separator,
+        part_names: &config.key_parts,
     };
     let header = match &config.auth {
         UpstreamAuth::WsSecurity { user, password } => ws_security_header(user, password),
@@ -194,6 +204,8 @@ mod tests {
             request_id: "05",
             context: &ctx,
             auth_user: "",
+            separator: '-',
+            part_names: &[],
         };
         let mut out = String::new();
         for e in &elements {

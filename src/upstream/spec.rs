@@ -38,6 +38,28 @@ pub enum ConnectorKind {
     },
 }
 
+impl ConnectorKind {
+    /// The key parts its request templates name (`{key.NAME}`).
+    pub fn key_names(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        match self {
+            ConnectorKind::SoapXml { fields, .. } => {
+                for f in fields {
+                    f.key_names(&mut out);
+                }
+            }
+            ConnectorKind::RestJson { url, body, .. } => {
+                url.key_names(&mut out);
+                if let Some(b) = body {
+                    b.key_names(&mut out);
+                }
+            }
+            ConnectorKind::Grpc { request, .. } => request.key_names(&mut out),
+        }
+        out
+    }
+}
+
 /// One validated connector.
 #[derive(Debug, Clone)]
 pub struct ConnectorConfig {
@@ -55,6 +77,10 @@ pub struct ConnectorConfig {
     pub guard: GuardSettings,
     /// Readiness depends on this connector's breaker being shut (and its probe passing).
     pub critical: bool,
+    /// What separates its dataset's key parts, and a composite key's part names: what
+    /// `{key.N}` and `{key.NAME}` in its templates draw on.
+    pub key_separator: char,
+    pub key_parts: Vec<String>,
     /// SHA-256 of everything configured for this connector: a reload keeps the running
     /// connector (its cache, guard and probe state) when this is unchanged.
     pub fingerprint: String,
@@ -138,11 +164,31 @@ pub fn connectors(
                 // A connector is rebuilt when its dataset's schema or key rule changes.
                 c.fingerprint = format!("{}|{}", c.fingerprint, d.schema_fingerprint());
                 check_mapping_fields(&format!("{key}.mapping"), &c.mapping, &d.record, e);
-                if !c.mapping.fields().any(|f| f == d.key_field) {
-                    e.add(
-                        format!("{key}.mapping"),
-                        format!("must map the key field {:?}", d.key_field),
-                    );
+                for key_field in &d.key_fields {
+                    if !c.mapping.fields().any(|f| f == *key_field) {
+                        e.add(
+                            format!("{key}.mapping"),
+                            format!("must map the key field {key_field:?}"),
+                        );
+                    }
+                }
+                c.key_separator = d.key.separator();
+                c.key_parts = d.key.part_names();
+                for name in c.kind.key_names() {
+                    if !c.key_parts.contains(&name) {
+                        e.add(
+                            key.clone(),
+                            format!(
+                                "{{key.{name}}}: the key of {} has no part {name:?}{}",
+                                d.name,
+                                if c.key_parts.is_empty() {
+                                    " (only a composite key has named parts; {key.N} counts hyphen-separated parts from 0)".to_owned()
+                                } else {
+                                    format!(" (its parts: {})", c.key_parts.join(", "))
+                                }
+                            ),
+                        );
+                    }
                 }
             }
             connector
@@ -409,6 +455,8 @@ fn connector(
         cache,
         guard,
         critical: c.critical,
+        key_separator: '-',
+        key_parts: Vec::new(),
         health,
         fingerprint,
     })
