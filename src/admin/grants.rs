@@ -84,7 +84,7 @@ fn visible(cx: &Cx<'_>, grant: &toml::Value) -> bool {
     }
 }
 
-fn shown(grant: &toml::Value) -> Value {
+pub(super) fn shown(grant: &toml::Value) -> Value {
     let v = to_json(grant);
     json!({ "id": v["id"], "etag": etag(&v), "grant": v })
 }
@@ -145,7 +145,12 @@ fn answered(mut answer: Value, grant: Option<&toml::Value>) -> Value {
     answer
 }
 
-pub(super) async fn add(cx: &Cx<'_>, body: Value, dry_run: bool) -> Result<Value, LookupError> {
+/// A new grant from `body`, checked and given its id: the grants file with it added, the
+/// grant, and its consumer and dataset.
+pub(super) fn prepared(
+    cx: &Cx<'_>,
+    body: Value,
+) -> Result<(toml::Table, toml::Value, String, String), LookupError> {
     let (mut grant, _) = grant_value(body)?;
     cx.must_manage(&grant.dataset, &format!("dataset {}", grant.dataset))?;
     let mut table = with_ids(cx)?;
@@ -163,14 +168,20 @@ pub(super) async fn add(cx: &Cx<'_>, body: Value, dry_run: bool) -> Result<Value
         }
         None => fresh_id(),
     };
-    grant.id = Some(id.clone());
+    grant.id = Some(id);
     let value = toml::Value::try_from(&grant).map_err(|e| invalid(e.to_string()))?;
     grants.push(value.clone());
+    Ok((table, value, grant.consumer, grant.dataset))
+}
+
+pub(super) async fn add(cx: &Cx<'_>, body: Value, dry_run: bool) -> Result<Value, LookupError> {
+    let (table, value, consumer, dataset) = prepared(cx, body)?;
+    let id = str_of(&value, "id").to_owned();
     let answer = cx
         .change(Change {
             action: "grant_added",
-            dataset: &grant.dataset,
-            summary: format!("grant {id} added: {} on {}", grant.consumer, grant.dataset),
+            dataset: &dataset,
+            summary: format!("grant {id} added: {consumer} on {dataset}"),
             before: Value::Null,
             after: to_json(&value),
             replaced: vec![("grants", table)],

@@ -16,6 +16,7 @@ mod alerts;
 mod changes;
 mod grants;
 mod ops;
+mod requests;
 
 use crate::core::gateway::Gateway;
 use crate::core::live::{Live, ReloadError};
@@ -28,6 +29,7 @@ use std::sync::Arc;
 
 pub use alerts::AlertQuery;
 pub use ops::{AuditFilters, CitizenReportQuery};
+pub use requests::RequestFilters;
 
 /// What an admin caller presented.
 #[derive(Debug, Clone, Default)]
@@ -116,6 +118,24 @@ pub enum Op {
         consumer: String,
         key: String,
     },
+    ListAccessRequests(RequestFilters),
+    GetAccessRequest {
+        id: String,
+    },
+    RequestAccess {
+        body: Value,
+    },
+    ApproveAccessRequest {
+        id: String,
+        body: Value,
+    },
+    RefuseAccessRequest {
+        id: String,
+        body: Value,
+    },
+    WithdrawAccessRequest {
+        id: String,
+    },
     Versions,
     Rollback {
         version: i64,
@@ -145,8 +165,13 @@ impl Op {
                 &["operator", "provider", "auditor", "consumer_admin"]
             }
             Op::CreateConsumer { .. } | Op::UpdateConsumer { .. } => &["operator"],
-            Op::IssueKey { .. } | Op::RotateKey { .. } | Op::RevokeKey { .. } => {
-                &["operator", "consumer_admin"]
+            Op::IssueKey { .. }
+            | Op::RotateKey { .. }
+            | Op::RevokeKey { .. }
+            | Op::RequestAccess { .. }
+            | Op::WithdrawAccessRequest { .. } => &["operator", "consumer_admin"],
+            Op::ListAccessRequests(_) | Op::GetAccessRequest { .. } => {
+                &["operator", "provider", "auditor", "consumer_admin"]
             }
             Op::Versions
             | Op::AuditRecords(_)
@@ -216,6 +241,12 @@ pub async fn run(
             body,
         } => accounts::rotate_key(&cx, &consumer, &key, body).await,
         Op::RevokeKey { consumer, key } => accounts::revoke_key(&cx, &consumer, &key).await,
+        Op::ListAccessRequests(f) => requests::list(&cx, f),
+        Op::GetAccessRequest { id } => requests::get(&cx, &id),
+        Op::RequestAccess { body } => requests::create(&cx, body).await,
+        Op::ApproveAccessRequest { id, body } => requests::approve(&cx, &id, body).await,
+        Op::RefuseAccessRequest { id, body } => requests::refuse(&cx, &id, body).await,
+        Op::WithdrawAccessRequest { id } => requests::withdraw(&cx, &id).await,
         Op::Versions => ops::versions(&cx).await,
         Op::Rollback { version } => ops::rollback(&cx, version).await,
         Op::Reload => ops::reload(&cx).await,

@@ -6,6 +6,9 @@ use super::load;
 use clap::Subcommand;
 use std::path::PathBuf;
 
+mod print;
+use print::print_admin;
+
 #[derive(clap::Args)]
 pub(crate) struct AdminArgs {
     /// The admin listener, e.g. http://127.0.0.1:9090 or https://… (else listen.admin of
@@ -88,6 +91,55 @@ pub(crate) enum AdminCommand {
     Keys {
         #[command(subcommand)]
         action: KeyAction,
+    },
+    /// Access requests: list (default), show, create, approve, refuse, withdraw.
+    Requests {
+        #[command(subcommand)]
+        action: Option<RequestAction>,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum RequestAction {
+    /// Requests the caller may see, newest first.
+    List {
+        /// pending, approved, refused or withdrawn.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        dataset: Option<String>,
+        #[arg(long)]
+        consumer: Option<String>,
+        /// Only pending requests past their deadline.
+        #[arg(long)]
+        overdue: bool,
+    },
+    Show {
+        id: String,
+    },
+    /// Ask for access, from a JSON file ("-" for stdin): dataset, fields, procedures,
+    /// modes, legal_basis, purpose.
+    Create {
+        #[arg(long = "file", short = 'f')]
+        file: PathBuf,
+    },
+    /// Approve, creating the grant; narrowed or completed by a JSON file ("-" for stdin):
+    /// fields, procedures, modes, valid_from, valid_until, quota, binding, note.
+    Approve {
+        id: String,
+        #[arg(long = "file", short = 'f')]
+        file: Option<PathBuf>,
+    },
+    /// Refuse, with the reason and the legal ground.
+    Refuse {
+        id: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        legal_ground: String,
+    },
+    Withdraw {
+        id: String,
     },
 }
 
@@ -417,6 +469,64 @@ pub(crate) async fn admin(args: AdminArgs) -> Result<(), CliError> {
                 Some(json!({ "disabled": false })),
             ),
         },
+        AdminCommand::Requests { action } => match action {
+            None => (Method::GET, url("access-requests"), None),
+            Some(RequestAction::List {
+                state,
+                dataset,
+                consumer,
+                overdue,
+            }) => {
+                let mut query: Vec<String> = [
+                    ("state", state),
+                    ("dataset", dataset),
+                    ("consumer", consumer),
+                ]
+                .into_iter()
+                .filter_map(|(k, v)| {
+                    v.as_ref()
+                        .map(|v| format!("{k}={}", crate::domain::urlencode(v)))
+                })
+                .collect();
+                if *overdue {
+                    query.push("overdue=true".into());
+                }
+                let query = if query.is_empty() {
+                    String::new()
+                } else {
+                    format!("?{}", query.join("&"))
+                };
+                (Method::GET, url("access-requests") + &query, None)
+            }
+            Some(RequestAction::Show { id }) => {
+                (Method::GET, url(&format!("access-requests/{id}")), None)
+            }
+            Some(RequestAction::Create { file }) => {
+                (Method::POST, url("access-requests"), Some(json_file(file)?))
+            }
+            Some(RequestAction::Approve { id, file }) => (
+                Method::POST,
+                url(&format!("access-requests/{id}/approve")),
+                Some(match file {
+                    Some(f) => json_file(f)?,
+                    None => json!({}),
+                }),
+            ),
+            Some(RequestAction::Refuse {
+                id,
+                reason,
+                legal_ground,
+            }) => (
+                Method::POST,
+                url(&format!("access-requests/{id}/refuse")),
+                Some(json!({ "reason": reason, "legal_ground": legal_ground })),
+            ),
+            Some(RequestAction::Withdraw { id }) => (
+                Method::POST,
+                url(&format!("access-requests/{id}/withdraw")),
+                None,
+            ),
+        },
         AdminCommand::Keys { action } => match action {
             KeyAction::Issue {
                 consumer,
@@ -474,181 +584,5 @@ pub(crate) async fn admin(args: AdminArgs) -> Result<(), CliError> {
         return Ok(());
     }
     print_admin(&args.command, &body)?;
-    Ok(())
-}
-
-/// An admin answer for people (`--json` prints it whole).
-pub(crate) fn print_admin(
-    command: &AdminCommand,
-    body: &serde_json::Value,
-) -> Result<(), CliError> {
-    let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_owned();
-    if body["dry_run"] == true {
-        out!("valid, nothing applied: {}", s(&body["change"]));
-        return Ok(());
-    }
-    if let Some(key) = body["key"].as_str() {
-        out!("version {}: {}", body["version"], s(&body["change"]));
-        out!(
-            "key {} for {} (shown this once; the gateway keeps only its hash):",
-            s(&body["issued"]["id"]),
-            s(&body["issued"]["consumer"])
-        );
-        out!("{key}");
-        return Ok(());
-    }
-    if body.get("change").is_some() && body.get("version").is_some() {
-        let etag = body["etag"]
-            .as_str()
-            .map(|t| format!(" (etag {t})"))
-            .unwrap_or_default();
-        out!("version {}: {}{etag}", body["version"], s(&body["change"]));
-        return Ok(());
-    }
-    match command {
-        AdminCommand::Breakers => {
-            out!(
-                "{:<14} {:<20} {:<10} {:>8} {:>8} {:>9} {:>8}  probe",
-                "connector",
-                "dataset",
-                "breaker",
-                "calls",
-                "retries",
-                "in flight",
-                "refused"
-            );
-            for c in body["connectors"].as_array().into_iter().flatten() {
-                let n = |k: &str| c[k].as_u64().unwrap_or(0);
-                let probe = match c["health_probe"]["up"].as_bool() {
-                    Some(true) => "up",
-                    Some(false) => "down",
-                    None => "-",
-                };
-                out!(
-                    "{:<14} {:<20} {:<10} {:>8} {:>8} {:>9} {:>8}  {probe}",
-                    s(&c["connector"]),
-                    s(&c["dataset"]),
-                    s(&c["breaker"]),
-                    n("calls"),
-                    n("retries"),
-                    n("in_flight"),
-                    n("rejected_breaker_open") + n("rejected_capacity"),
-                );
-            }
-        }
-        AdminCommand::Reload | AdminCommand::Rollback { .. } => {
-            out!(
-                "running version {}; connectors rebuilt: {}",
-                body["version"],
-                body["connectors_rebuilt"]
-            );
-            if let Some(later) = body["needs_restart"].as_array().filter(|a| !a.is_empty()) {
-                out!("take effect at the next start: {later:?}");
-            }
-        }
-        AdminCommand::Versions => {
-            if body["versions"].as_array().is_none_or(|v| v.is_empty()) {
-                out!(
-                    "running version {}; this gateway keeps no history (the embedded demo has no registry)",
-                    body["running"]
-                );
-            }
-            for v in body["versions"].as_array().into_iter().flatten() {
-                let running = if v["version"] == body["running"] {
-                    " (running)"
-                } else {
-                    ""
-                };
-                out!(
-                    "{:>4}  {}  {:<24} {}{running}",
-                    v["version"],
-                    s(&v["time"]),
-                    s(&v["actor"]),
-                    s(&v["change"])
-                );
-            }
-        }
-        AdminCommand::Grants {
-            action: Some(GrantAction::Show { .. }),
-        }
-        | AdminCommand::Consumers {
-            action: Some(ConsumerAction::Show { .. }),
-        } => out!("{body:#}"),
-        AdminCommand::Consumers { .. } => {
-            for c in body["consumers"].as_array().into_iter().flatten() {
-                let keys = c["keys"]
-                    .as_array()
-                    .map_or(0, |k| k.iter().filter(|k| k["state"] == "active").count());
-                let off = if c["disabled"] == true { "  (off)" } else { "" };
-                out!(
-                    "{:<22} {:<5} {:>2} active keys  {}  {}{off}",
-                    s(&c["id"]),
-                    s(&c["source"]),
-                    keys,
-                    s(&c["etag"]),
-                    s(&c["name"])
-                );
-            }
-        }
-        AdminCommand::Keys { .. } => out!("{body:#}"),
-        AdminCommand::Grants { .. } => {
-            for g in body["grants"].as_array().into_iter().flatten() {
-                let grant = &g["grant"];
-                let off = if grant["disabled"] == true {
-                    "  (off)"
-                } else {
-                    ""
-                };
-                out!(
-                    "{:<14} {:<16} {:<24} procedures {}  fields {}{off}",
-                    s(&g["id"]),
-                    s(&grant["consumer"]),
-                    s(&grant["dataset"]),
-                    grant["procedures"],
-                    grant["fields"]
-                );
-            }
-        }
-        AdminCommand::Datasets { action } => match action {
-            Some(DatasetAction::Show { .. }) => out!("{body:#}"),
-            _ => {
-                for d in body["datasets"].as_array().into_iter().flatten() {
-                    let state = if d["disabled"] == true { "off" } else { "on" };
-                    let fields: Vec<String> = d["fields"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(|f| s(&f["name"]))
-                        .collect();
-                    out!(
-                        "{:<26} {:<12} {:<4} key {:<18} fields {}",
-                        s(&d["name"]),
-                        s(&d["owner"]),
-                        state,
-                        s(&d["key_field"]),
-                        fields.join(",")
-                    );
-                }
-            }
-        },
-        AdminCommand::Connectors { .. } => {
-            for c in body["connectors"].as_array().into_iter().flatten() {
-                out!(
-                    "{:<20} {:<26} {:<10} {}",
-                    s(&c["name"]),
-                    s(&c["dataset"]),
-                    s(&c["kind"]),
-                    s(&c["endpoint"])
-                );
-            }
-        }
-        AdminCommand::Purge { dataset, key } => match key {
-            Some(_) => out!("purged one key of {dataset}"),
-            None => out!(
-                "purged {dataset} ({} records were held)",
-                body["records_held_before"]
-            ),
-        },
-    }
     Ok(())
 }

@@ -78,6 +78,7 @@ pub struct RawGateway {
     pub misuse: RawMisuse,
     pub storage: RawStorage,
     pub redis: RawRedis,
+    pub access_requests: RawAccessRequests,
 }
 
 /// Shared storage for many replicas: the audit trail and the registry in PostgreSQL.
@@ -493,6 +494,28 @@ pub struct RawAdminToken {
     pub agency: Option<String>,
     /// For a consumer_admin: the consumer whose keys and access requests it manages.
     pub consumer: Option<String>,
+}
+
+/// How access requests are answered (`[access_requests]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct RawAccessRequests {
+    /// A request is due this many working days after it was made.
+    pub deadline_working_days: u32,
+    /// Working days ("mon" … "sun") and days off (`yyyy-mm-dd`); misuse detection's
+    /// `office_days` and `holidays` when unset.
+    pub working_days: Option<Vec<String>>,
+    pub holidays: Option<Vec<String>>,
+}
+
+impl Default for RawAccessRequests {
+    fn default() -> Self {
+        RawAccessRequests {
+            deadline_working_days: 2,
+            working_days: None,
+            holidays: None,
+        }
+    }
 }
 
 /// The datasets file: datasets registered beyond the built-in three, and the built-in

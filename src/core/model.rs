@@ -29,6 +29,8 @@ pub struct Model {
     pub misuse: crate::layers::misuse::MisuseSettings,
     /// The procedures catalogue: names by code, for access reports.
     pub procedures: std::collections::BTreeMap<String, String>,
+    /// How access requests are answered: their deadline in working days.
+    pub access: crate::domain::calendar::AccessSettings,
 }
 
 impl Model {

@@ -2,6 +2,7 @@
 //! (administrative units, identifier formats, dates), the datasets and their canonical
 //! records, the call context, and the error-code table every transport answers with.
 
+pub mod calendar;
 pub mod compact;
 pub mod context;
 pub mod dataset;

@@ -16,6 +16,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
+mod accounts;
+
 pub fn router(gateway: Arc<crate::core::live::Live>) -> Router {
     Router::new()
         .route(
@@ -67,25 +69,6 @@ pub fn router(gateway: Arc<crate::core::live::Live>) -> Router {
                 .patch(update_grant)
                 .delete(remove_grant),
         )
-        .route(
-            "/admin/v1/consumers",
-            get(list_consumers).post(create_consumer),
-        )
-        .route(
-            "/admin/v1/consumers/{id}",
-            get(get_consumer)
-                .put(update_consumer)
-                .patch(update_consumer),
-        )
-        .route("/admin/v1/consumers/{id}/keys", post(issue_key))
-        .route(
-            "/admin/v1/consumers/{id}/keys/{key}",
-            axum::routing::delete(revoke_key),
-        )
-        .route(
-            "/admin/v1/consumers/{id}/keys/{key}/rotate",
-            post(rotate_key),
-        )
         .route("/admin/v1/registry/versions", get(versions))
         .route("/admin/v1/registry/rollback", post(rollback))
         .route("/admin/v1/reload", post(reload))
@@ -96,6 +79,7 @@ pub fn router(gateway: Arc<crate::core::live::Live>) -> Router {
         .route("/admin/v1/audit/citizen-report", get(citizen_report))
         .route("/admin/v1/alerts", get(alerts))
         .route("/admin/v1/alerts/{id}/acknowledge", post(acknowledge))
+        .merge(accounts::routes())
         .layer(axum::middleware::map_response(method_not_allowed))
         .with_state(gateway)
 }
@@ -414,95 +398,6 @@ async fn get_connector(
     Path(name): Path<String>,
 ) -> Response {
     answer(&live, &c, Ok(Op::GetConnector { name })).await
-}
-
-async fn list_consumers(State(live): State<Arc<Live>>, AdminCaller(c): AdminCaller) -> Response {
-    answer(&live, &c, Ok(Op::ListConsumers)).await
-}
-
-async fn get_consumer(
-    State(live): State<Arc<Live>>,
-    AdminCaller(c): AdminCaller,
-    Path(id): Path<String>,
-) -> Response {
-    answer(&live, &c, Ok(Op::GetConsumer { id })).await
-}
-
-async fn create_consumer(
-    State(live): State<Arc<Live>>,
-    AdminCaller(c): AdminCaller,
-    q: Options,
-    body: axum::body::Bytes,
-) -> Response {
-    let op = (|| {
-        let o = options(q)?;
-        no_probe(&o)?;
-        Ok(Op::CreateConsumer {
-            body: json_body(&body)?,
-            dry_run: o.dry_run,
-        })
-    })();
-    answer(&live, &c, op).await
-}
-
-async fn update_consumer(
-    State(live): State<Arc<Live>>,
-    AdminCaller(c): AdminCaller,
-    Path(id): Path<String>,
-    q: Options,
-    body: axum::body::Bytes,
-) -> Response {
-    let op = (|| {
-        let o = options(q)?;
-        no_probe(&o)?;
-        Ok(Op::UpdateConsumer {
-            id,
-            body: json_body(&body)?,
-            dry_run: o.dry_run,
-        })
-    })();
-    answer(&live, &c, op).await
-}
-
-/// A key change's body: optional (an empty body takes the defaults).
-fn optional_body(bytes: &[u8]) -> Result<Value, LookupError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        Ok(Value::Null)
-    } else {
-        json_body(bytes)
-    }
-}
-
-async fn issue_key(
-    State(live): State<Arc<Live>>,
-    AdminCaller(c): AdminCaller,
-    Path(id): Path<String>,
-    body: axum::body::Bytes,
-) -> Response {
-    let op = optional_body(&body).map(|body| Op::IssueKey { consumer: id, body });
-    answer(&live, &c, op).await
-}
-
-async fn rotate_key(
-    State(live): State<Arc<Live>>,
-    AdminCaller(c): AdminCaller,
-    Path((id, key)): Path<(String, String)>,
-    body: axum::body::Bytes,
-) -> Response {
-    let op = optional_body(&body).map(|body| Op::RotateKey {
-        consumer: id,
-        key,
-        body,
-    });
-    answer(&live, &c, op).await
-}
-
-async fn revoke_key(
-    State(live): State<Arc<Live>>,
-    AdminCaller(c): AdminCaller,
-    Path((id, key)): Path<(String, String)>,
-) -> Response {
-    answer(&live, &c, Ok(Op::RevokeKey { consumer: id, key })).await
 }
 
 async fn versions(State(live): State<Arc<Live>>, AdminCaller(c): AdminCaller) -> Response {

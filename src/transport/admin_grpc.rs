@@ -293,6 +293,66 @@ impl AdminService for AdminApi {
         .await
     }
 
+    async fn list_access_requests(
+        &self,
+        r: Request<AdminRequest>,
+    ) -> Result<Response<Struct>, Status> {
+        self.run(r, |r| {
+            Ok(Op::ListAccessRequests(from_body(
+                &r,
+                "filters: state, dataset, consumer, overdue",
+            )?))
+        })
+        .await
+    }
+
+    async fn get_access_request(
+        &self,
+        r: Request<AdminRequest>,
+    ) -> Result<Response<Struct>, Status> {
+        self.run(r, |r| Ok(Op::GetAccessRequest { id: name(&r)? }))
+            .await
+    }
+
+    async fn request_access(&self, r: Request<AdminRequest>) -> Result<Response<Struct>, Status> {
+        self.run(r, |r| Ok(Op::RequestAccess { body: body(&r) }))
+            .await
+    }
+
+    async fn approve_access_request(
+        &self,
+        r: Request<AdminRequest>,
+    ) -> Result<Response<Struct>, Status> {
+        self.run(r, |r| {
+            Ok(Op::ApproveAccessRequest {
+                id: name(&r)?,
+                body: body(&r),
+            })
+        })
+        .await
+    }
+
+    async fn refuse_access_request(
+        &self,
+        r: Request<AdminRequest>,
+    ) -> Result<Response<Struct>, Status> {
+        self.run(r, |r| {
+            Ok(Op::RefuseAccessRequest {
+                id: name(&r)?,
+                body: body(&r),
+            })
+        })
+        .await
+    }
+
+    async fn withdraw_access_request(
+        &self,
+        r: Request<AdminRequest>,
+    ) -> Result<Response<Struct>, Status> {
+        self.run(r, |r| Ok(Op::WithdrawAccessRequest { id: name(&r)? }))
+            .await
+    }
+
     async fn list_versions(&self, r: Request<AdminRequest>) -> Result<Response<Struct>, Status> {
         self.run(r, |_| Ok(Op::Versions)).await
     }

@@ -38,6 +38,8 @@ pub struct RawConsumer {
 pub struct RawAccounts {
     pub consumer: Vec<RawConsumer>,
     pub key: Vec<RawKey>,
+    /// Access requests and their decisions (read by the admin API, not by the model).
+    pub request: Vec<toml::Table>,
 }
 
 /// An API key issued through the admin API, or a revocation of a consumers-file key (its

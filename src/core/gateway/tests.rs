@@ -65,6 +65,14 @@ async fn gateway(quota: &str) -> (Arc<Gateway>, Arc<MemoryStore>, Arc<AtomicUsiz
         grants,
         dossiers: crate::dossiers::DossierSettings::default(),
         procedures: Default::default(),
+        access: crate::domain::calendar::from_settings(
+            &Default::default(),
+            &Default::default(),
+            &mut Errors {
+                file: "test".into(),
+                all: &mut Vec::new(),
+            },
+        ),
         // Detection has tests of its own; off here, so each step's effect stands alone.
         misuse: crate::layers::misuse::from_settings(
             &crate::config::raw::RawMisuse {
