@@ -293,7 +293,10 @@ async fn decide(
         .change(Change {
             action,
             dataset: &dataset,
-            summary: format!("access request {id} {}", str_of(&after, "state")),
+            summary: match str_of(&after, "grant") {
+                "" => format!("access request {id} {}", str_of(&after, "state")),
+                grant => format!("access request {id} approved: grant {grant}"),
+            },
             before,
             after: to_json(&after),
             replaced,
