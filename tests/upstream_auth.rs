@@ -505,6 +505,90 @@ async fn a_dataset_keyed_by_a_composite_of_four_fields_joins_and_each_part_is_ch
     );
 }
 
+#[tokio::test]
+async fn a_marriage_registry_joins_keyed_by_its_registration_number() {
+    let h = Harness::start().await;
+    let keys = h
+        .sims
+        .data
+        .samples(lienthong::sim::civil::MARRIAGE_DATASET, 3)
+        .expect("samples");
+    let dataset = json!({
+        "name": "civil.marriage",
+        "description": "A marriage registration (kết hôn)",
+        "key": {"parts": [
+            {"name": "authority", "pattern": "[0-9]{5}"},
+            {"name": "year", "pattern": "[0-9]{4}"},
+            {"name": "book", "pattern": "[0-9]{2}"},
+            {"name": "number", "pattern": "[0-9]{6}"}
+        ]},
+        "key_fields": ["co_quan", "nam", "quyen", "so"],
+        "fields": [
+            {"name": "co_quan", "type": "string"},
+            {"name": "nam", "type": "string"},
+            {"name": "quyen", "type": "string"},
+            {"name": "so", "type": "string"},
+            {"name": "ngay_dang_ky", "type": "string"},
+            {"name": "ho_ten_chong", "type": "string"},
+            {"name": "so_dinh_danh_chong", "type": "string", "personal_id": true},
+            {"name": "ho_ten_vo", "type": "string"},
+            {"name": "so_dinh_danh_vo", "type": "string", "personal_id": true}
+        ],
+        "connector": {
+            "name": "civil-marriage-soap",
+            "kind": "soap-xml",
+            "endpoint": format!("http://{}{}", h.sims.civil_addr, lienthong::sim::civil::PATH),
+            "timeout_ms": 3000,
+            "record_path": "Envelope.Body.TraCuuKetHonResponse.KetQua",
+            "auth": {"scheme": "ws-security", "user": lienthong::sim::DEFAULT_CIVIL_USER, "password": lienthong::sim::DEFAULT_CIVIL_PASSWORD},
+            "soap": {
+                "version": "1.2",
+                "namespace": lienthong::sim::civil::NAMESPACE,
+                "operation": lienthong::sim::civil::MARRIAGE_OPERATION,
+                "fields": {"SoDangKy": {"MaCoQuan": "{key.authority}", "Nam": "{key.year}", "Quyen": "{key.book}", "So": "{key.number}"}}
+            },
+            "mapping": {
+                "co_quan": "CoQuanDangKy", "nam": "Nam", "quyen": "Quyen", "so": "So",
+                "ngay_dang_ky": "NgayDangKy",
+                "ho_ten_chong": "HoTenChong", "so_dinh_danh_chong": "SoDinhDanhChong",
+                "ho_ten_vo": "HoTenVo", "so_dinh_danh_vo": "SoDinhDanhVo"
+            }
+        }
+    });
+    let (status, body) = onboard(&h, dataset, &keys[0]).await;
+    assert_eq!(status, 200, "{body}");
+    for key in &keys[1..] {
+        let (status, record) = lookup(&h, "civil.marriage", key).await;
+        assert_eq!(status, 200, "{record}");
+        let expected: std::collections::HashMap<_, _> =
+            lienthong::sim::civil::marriage(&h.sims.data, key)
+                .expect("a marriage")
+                .into_iter()
+                .collect();
+        assert_eq!(record["ho_ten_chong"], expected["HoTenChong"].as_str());
+        assert_eq!(record["so_dinh_danh_vo"], expected["SoDinhDanhVo"].as_str());
+        // The spouses are the population register's people.
+        let (status, wife) = h
+            .get(&format!(
+                "/v1/citizens/{}",
+                record["so_dinh_danh_vo"].as_str().expect("id")
+            ))
+            .await
+            .json::<Value>()
+            .await
+            .map(|v| (200, v))
+            .unwrap_or((0, Value::Null));
+        assert_eq!(status, 200);
+        assert!(
+            wife.to_string().contains(expected["HoTenVo"].as_str()),
+            "{wife}"
+        );
+    }
+    // A birth number is not a marriage number.
+    let birth = lienthong::sim::civil::key_of(&h.sims.data, 5).expect("a birth");
+    assert_eq!(lookup(&h, "civil.marriage", &birth).await.0, 404);
+}
+
 /// Every file under `dir`, read whole, holds `needle` nowhere.
 fn nowhere_under(dir: &std::path::Path, needle: &[u8]) -> Result<(), String> {
     for entry in std::fs::read_dir(dir).map_err(|e| e.to_string())? {

@@ -1,10 +1,10 @@
 //! The civil-status simulator (hộ tịch, the Ministry of Justice's electronic civil-status
-//! database): birth registrations over SOAP 1.2, behind WS-Security UsernameToken with
-//! PasswordDigest.
+//! database): birth and marriage registrations over SOAP 1.2, behind WS-Security
+//! UsernameToken with PasswordDigest.
 //!
 //! A registration is found by its number as a nested element:
 //! `<TraCuuKhaiSinh><SoDangKy><MaCoQuan>…</MaCoQuan><Nam>…</Nam><Quyen>…</Quyen><So>…</So>
-//! </SoDangKy></TraCuuKhaiSinh>`. The gateway's key writes it without `/`:
+//! </SoDangKy></TraCuuKhaiSinh>` (a marriage: `TraCuuKetHon`, the same number). The gateway's key writes it without `/`:
 //! `{authority}-{year}-{book}-{number}`, e.g. `00004-2025-01-000123`.
 //!
 //! The token is checked as the profile says: the digest over the nonce, the created time and
@@ -35,6 +35,9 @@ pub const PATH: &str = "/hotich/ws";
 pub const NAMESPACE: &str = "http://hotich.moj.gov.vn/ws";
 /// The operation, as named in the body and counted in `/_sim/stats`.
 pub const OPERATION: &str = "TraCuuKhaiSinh";
+/// Marriage registrations: the operation, and the dataset name the docs use.
+pub const MARRIAGE_OPERATION: &str = "TraCuuKetHon";
+pub const MARRIAGE_DATASET: &str = "civil.marriage";
 const SOAP12: &str = "http://www.w3.org/2003/05/soap-envelope";
 /// How far a token's created time may be from the simulator's clock.
 const SKEW_MS: i64 = 5 * 60 * 1000;
@@ -179,7 +182,10 @@ async fn lookup(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: String) -
             why,
         );
     }
-    let Some(operation) = doc.descendants().find(|n| n.tag_name().name() == OPERATION) else {
+    let Some(operation) = doc
+        .descendants()
+        .find(|n| [OPERATION, MARRIAGE_OPERATION].contains(&n.tag_name().name()))
+    else {
         return fault(
             StatusCode::BAD_REQUEST,
             "Sender",
@@ -187,7 +193,9 @@ async fn lookup(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: String) -
             "unknown operation",
         );
     };
-    match sim.control.on_call(OPERATION, recorded(&headers)).await {
+    let name = operation.tag_name().name();
+    let answer = |inner: String| format!("<ht:{name}Response>{inner}</ht:{name}Response>");
+    match sim.control.on_call(name, recorded(&headers)).await {
         Fault::Down | Fault::Error => {
             return fault(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -196,7 +204,7 @@ async fn lookup(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: String) -
                 "hệ thống đang bận",
             );
         }
-        Fault::Malformed => return reply(StatusCode::OK, "<ht:TraCuuKhaiSinhResponse>".into()),
+        Fault::Malformed => return reply(StatusCode::OK, format!("<ht:{name}Response>")),
         Fault::None => {}
     }
     let number = operation
@@ -213,7 +221,12 @@ async fn lookup(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: String) -
         );
     };
     let key = format!("{authority}-{year}-{book}-{serial}");
-    let record = birth(&sim.data, &key).map(|b| {
+    let found = if name == OPERATION {
+        birth(&sim.data, &key)
+    } else {
+        marriage(&sim.data, &key)
+    };
+    let record = found.map(|b| {
         let mut out = String::from("<ht:KetQua>");
         for (name, value) in b {
             out.push_str(&format!("<ht:{name}>{}</ht:{name}>", escape(&value)));
@@ -221,13 +234,7 @@ async fn lookup(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: String) -
         out.push_str("</ht:KetQua>");
         out
     });
-    reply(
-        StatusCode::OK,
-        format!(
-            "<ht:TraCuuKhaiSinhResponse>{}</ht:TraCuuKhaiSinhResponse>",
-            record.unwrap_or_default()
-        ),
-    )
+    reply(StatusCode::OK, answer(record.unwrap_or_default()))
 }
 
 /// The birth registration key of the citizen at generation index `i`: the commune of birth,
@@ -272,5 +279,87 @@ pub fn birth(data: &SimData, key: &str) -> Option<Vec<(&'static str, String)>> {
         ("SoDinhDanhCha", father.personal_id),
         ("HoTenMe", mother.full_name),
         ("SoDinhDanhMe", mother.personal_id),
+    ])
+}
+
+/// The marriage registration key of generated household `h` (its head and the head's
+/// spouse): the commune of the head's permanent residence, the year they married, book 01
+/// and the household as the number.
+pub fn marriage_key_of(data: &SimData, h: u32) -> Option<String> {
+    let (head, spouse) = couple(data, h)?;
+    let place = head.permanent_residence.as_ref()?;
+    Some(format!(
+        "{}-{}-01-{h:06}",
+        place.commune_code,
+        married_in(&head, &spouse)
+    ))
+}
+
+fn couple(
+    data: &SimData,
+    h: u32,
+) -> Option<(
+    crate::proto::lienthong::Citizen,
+    crate::proto::lienthong::Citizen,
+)> {
+    let head = data.citizen_at(h.checked_mul(4)?)?;
+    let spouse = data.citizen_at(h * 4 + 1)?;
+    let married = head
+        .spouse
+        .as_ref()
+        .is_some_and(|s| s.personal_id == spouse.personal_id);
+    married.then_some((head, spouse))
+}
+
+/// The year a couple married: when the younger turned 24, and not after 2024.
+fn married_in(a: &crate::proto::lienthong::Citizen, b: &crate::proto::lienthong::Citizen) -> i32 {
+    let year = |c: &crate::proto::lienthong::Citizen| {
+        c.date_of_birth
+            .get(..4)
+            .and_then(|y| y.parse::<i32>().ok())
+            .unwrap_or(1980)
+    };
+    (year(a).max(year(b)) + 24).min(2024)
+}
+
+/// A marriage registration as (element, value) pairs, in the service's order.
+pub fn marriage(data: &SimData, key: &str) -> Option<Vec<(&'static str, String)>> {
+    let serial = key.rsplit('-').next()?;
+    if serial.len() != 6 {
+        return None;
+    }
+    let h: u32 = serial.parse().ok()?;
+    if marriage_key_of(data, h).as_deref() != Some(key) {
+        return None;
+    }
+    let (head, spouse) = couple(data, h)?;
+    let (husband, wife) = if head.sex == "Nam" || head.sex == "male" {
+        (head, spouse)
+    } else {
+        (spouse, head)
+    };
+    let place = husband
+        .permanent_residence
+        .clone()
+        .or_else(|| wife.permanent_residence.clone())
+        .unwrap_or_default();
+    let year = married_in(&husband, &wife);
+    Some(vec![
+        ("SoDangKy", key.to_owned()),
+        (
+            "CoQuanDangKy",
+            key.split('-').next().unwrap_or_default().to_owned(),
+        ),
+        ("Nam", year.to_string()),
+        ("Quyen", "01".to_owned()),
+        ("So", serial.to_owned()),
+        ("NgayDangKy", format!("{year}-06-15")),
+        ("HoTenChong", husband.full_name.clone()),
+        ("NgaySinhChong", husband.date_of_birth.clone()),
+        ("SoDinhDanhChong", husband.personal_id.clone()),
+        ("HoTenVo", wife.full_name.clone()),
+        ("NgaySinhVo", wife.date_of_birth.clone()),
+        ("SoDinhDanhVo", wife.personal_id.clone()),
+        ("NoiCuTru", place.commune_code),
     ])
 }

@@ -615,6 +615,8 @@ impl SimData {
             }
             BUSINESS_ENTERPRISE => self.enterprises,
             LAND_PARCEL => self.parcels,
+            // One marriage per generated household (its head and spouse).
+            super::civil::MARRIAGE_DATASET => self.citizens / HOUSEHOLD,
             other => return Err(UnknownDataset(other.to_owned())),
         };
         let count = count.min(size);
@@ -626,6 +628,7 @@ impl SimData {
                     POPULATION_CITIZEN => self.citizen_at(i).map(|c| c.personal_id),
                     BUSINESS_ENTERPRISE => self.enterprise_at(i).map(|e| e.0.enterprise_code),
                     super::civil::DATASET => super::civil::key_of(self, i),
+                    super::civil::MARRIAGE_DATASET => super::civil::marriage_key_of(self, i),
                     // One citizen in three has a vehicle: the nearest index that does.
                     super::vehicles::DATASET => super::vehicles::plate_of(self, i - i % 3),
                     _ => self.parcel_at(i).map(|p| p.parcel_id),
