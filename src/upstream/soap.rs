@@ -45,7 +45,33 @@ impl Element {
         }
     }
 
-    /// The elements of a `soap.fields` table; a mistake as (its dotted path, what is wrong).
+    /// The elements of `soap.fields`: a table, or a list of one-element tables that keeps
+    /// their order; a mistake as (its dotted path, what is wrong).
+    pub fn parse(v: &toml::Value) -> Result<Vec<Element>, (String, String)> {
+        match v {
+            toml::Value::Table(t) => Element::parse_all(t),
+            toml::Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| match item {
+                    toml::Value::Table(t) if t.len() == 1 => Element::parse_all(t)
+                        .map(|mut one| one.remove(0))
+                        .map_err(|(p, m)| (format!("[{i}].{p}"), m)),
+                    _ => Err((
+                        format!("[{i}]"),
+                        "each item of an ordered list is a table of one element, e.g. {\"Nam\" = \"{key.1}\"}".into(),
+                    )),
+                })
+                .collect(),
+            _ => Err((
+                String::new(),
+                "must be a table of elements, or a list of one-element tables to keep their order"
+                    .into(),
+            )),
+        }
+    }
+
+    /// The elements of a table of them, in the table's order.
     pub fn parse_all(table: &toml::Table) -> Result<Vec<Element>, (String, String)> {
         table
             .iter()
@@ -57,12 +83,12 @@ impl Element {
                     toml::Value::String(t) => Template::parse(t)
                         .map(|t| Element::Text(name.clone(), t))
                         .map_err(|m| (name.clone(), m.to_string())),
-                    toml::Value::Table(inner) => Element::parse_all(inner)
+                    toml::Value::Table(_) | toml::Value::Array(_) => Element::parse(v)
                         .map(|e| Element::Nested(name.clone(), e))
                         .map_err(|(p, m)| (format!("{name}.{p}"), m)),
                     _ => Err((
                         name.clone(),
-                        "must be a string (a template) or a table of nested elements".into(),
+                        "must be a string (a template), a table of nested elements, or a list of one-element tables".into(),
                     )),
                 }
             })
@@ -221,5 +247,39 @@ mod tests {
         assert!(message.contains("not an XML element name"), "{message}");
         let wrong: toml::Table = toml::from_str("A = 3").unwrap();
         assert!(Element::parse_all(&wrong).is_err());
+    }
+
+    /// Elements sent as JSON through the admin API as a list keep the order they were
+    /// written in (an XML schema's sequence), through the registry's TOML.
+    #[test]
+    fn elements_sent_as_json_keep_their_order() {
+        let json: serde_json::Value = serde_json::from_str(
+            r#"{"fields": [{"So": [{"Quyen": "01"}, {"Nam": "{key.1}"}]}, {"MaCoQuan": "{key.0}"}]}"#,
+        )
+        .unwrap();
+        let toml = toml::Value::try_from(&json).unwrap();
+        let text = toml::to_string(&toml).unwrap();
+        let table: toml::Table = toml::from_str(&text).unwrap();
+        let elements = Element::parse(&table["fields"]).unwrap();
+        // A list item that is not one element is named.
+        let two = toml::Value::try_from(serde_json::json!([{"A": "x", "B": "y"}])).unwrap();
+        assert_eq!(Element::parse(&two).unwrap_err().0, "[0]");
+        let ctx = crate::domain::context::CallContext::for_tests("1.001612", "d", "o");
+        let vars = Vars {
+            key: "00004-2025",
+            request_id: "r",
+            context: &ctx,
+            auth_user: "",
+            separator: '-',
+            part_names: &[],
+        };
+        let mut out = String::new();
+        for e in &elements {
+            e.write(&mut out, &vars);
+        }
+        assert_eq!(
+            out,
+            "<ns:So><ns:Quyen>01</ns:Quyen><ns:Nam>2025</ns:Nam></ns:So><ns:MaCoQuan>00004</ns:MaCoQuan>"
+        );
     }
 }

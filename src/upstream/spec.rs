@@ -394,7 +394,10 @@ fn connector(
                     SoapVersion::V11
                 }
             };
-            let fields = Element::parse_all(&soap.fields)
+            let fields = soap
+                .fields
+                .as_ref()
+                .map_or(Ok(Vec::new()), Element::parse)
                 .map_err(|(path, m)| e.add(format!("{key}.soap.fields.{path}"), m))
                 .unwrap_or_default();
             ConnectorKind::SoapXml {

@@ -168,8 +168,10 @@ pub struct RawSoap {
     pub version: Option<String>,
     pub namespace: String,
     pub operation: String,
-    /// Request elements in order: element name -> template, or a table of nested elements.
-    pub fields: toml::Table,
+    /// Request elements: element name -> template, or nested elements; a table, or a list
+    /// of one-element tables where the order must be kept (a JSON object sent through the
+    /// admin API has no order, and a TOML table writes plain values first).
+    pub fields: Option<toml::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
