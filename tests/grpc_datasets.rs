@@ -359,3 +359,70 @@ async fn a_grpc_provider_unknown_to_the_build_joins_by_upload_or_by_reflection()
         "the officer's context went on to the provider"
     );
 }
+
+#[tokio::test]
+async fn a_grpc_provider_takes_oauth2_tokens_in_metadata_and_a_rejected_one_is_fetched_again() {
+    let h = Harness::start().await;
+    let plates = h.sims.data.samples("vehicles.vehicle", 3).unwrap();
+    let mut dataset = vehicles(
+        &h,
+        "vehicles.oauth",
+        json!({
+            "method": lienthong::sim::vehicles::METHOD,
+            "descriptor_set": BASE64.encode(lienthong::proto::VEHICLES_DESCRIPTOR_SET),
+            "request": {"bien_so": "{key}"},
+        }),
+        "unused",
+    );
+    // The sector's authorization server (the social-insurance simulator's token endpoint)
+    // issues the tokens the vehicle registry takes as `authorization: Bearer …`.
+    dataset["connector"]["auth"] = json!({
+        "scheme": "oauth2",
+        "token_url": format!("http://{}{}", h.sims.insurance_addr, lienthong::sim::insurance::TOKEN_PATH),
+        "client_id": lienthong::sim::DEFAULT_INSURANCE_CLIENT_ID,
+        "client_secret": lienthong::sim::DEFAULT_INSURANCE_CLIENT_SECRET,
+        "client_auth": "basic",
+    });
+    let (status, body) = admin(
+        &h,
+        Method::POST,
+        &format!("/admin/v1/datasets?probe_key={}", plates[0]),
+        Some(dataset),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = h.grant_all("vehicles.oauth").await;
+    assert_eq!(status, 200);
+    let tokens = || {
+        h.sims
+            .insurance
+            .calls(lienthong::sim::insurance::TOKEN_BASIC)
+    };
+    let fetched = tokens();
+    assert!(fetched >= 1, "the probe fetched a token");
+    let look = |plate: String| {
+        let h = &h;
+        async move {
+            h.get(&format!("/v1/datasets/vehicles.oauth/records/{plate}"))
+                .await
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(look(plates[1].clone()).await, 200);
+    assert_eq!(tokens(), fetched, "the token is reused while it lasts");
+    // The authorization server forgets every token: the provider answers UNAUTHENTICATED,
+    // and the gateway fetches one new token and tries once more.
+    let forgot = h
+        .http
+        .post(format!(
+            "http://{}/_sim/revoke-tokens",
+            h.sims.insurance_addr
+        ))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(forgot.status(), 200);
+    assert_eq!(look(plates[2].clone()).await, 200);
+    assert_eq!(tokens(), fetched + 1);
+}

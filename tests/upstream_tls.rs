@@ -121,6 +121,7 @@ async fn a_rest_provider_that_demands_a_client_certificate_gets_one() {
         h.sims.data.clone(),
         lienthong::sim::SimOptions::ephemeral().insurance_account,
         lienthong::sim::control::Control::new("insurance-mtls"),
+        Default::default(),
     );
     let addr = pki.serve(router, true).await;
     let code = h.sims.data.samples("insurance.person", 2).unwrap();

@@ -52,15 +52,58 @@ struct Sim {
     data: Arc<SimData>,
     account: Account,
     control: Arc<Control>,
-    tokens: Mutex<HashMap<String, Instant>>,
+    tokens: Arc<Tokens>,
 }
 
-pub fn router(data: Arc<SimData>, account: Account, control: Arc<Control>) -> Router {
+/// The access tokens the sector's authorization server (this simulator's token endpoint)
+/// has issued, with when each expires; the vehicle registry accepts them too.
+#[derive(Default)]
+pub struct Tokens(Mutex<HashMap<String, Instant>>);
+
+impl Tokens {
+    fn issue(&self, lifetime: Duration) -> String {
+        let mut raw = [0u8; 24];
+        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut raw);
+        let value = hex::encode(raw);
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(value.clone(), Instant::now() + lifetime);
+        value
+    }
+
+    /// Whether `token` was issued and has not expired; why not, if not.
+    pub fn check(&self, token: &str) -> Result<(), &'static str> {
+        let mut tokens = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match tokens.get(token) {
+            Some(until) if Instant::now() < *until => Ok(()),
+            Some(_) => {
+                tokens.remove(token);
+                Err("token expired")
+            }
+            None => Err("unknown token"),
+        }
+    }
+
+    fn clear(&self) -> usize {
+        let mut tokens = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = tokens.len();
+        tokens.clear();
+        n
+    }
+}
+
+pub fn router(
+    data: Arc<SimData>,
+    account: Account,
+    control: Arc<Control>,
+    tokens: Arc<Tokens>,
+) -> Router {
     let sim = Arc::new(Sim {
         data,
         account,
         control: control.clone(),
-        tokens: Mutex::new(HashMap::new()),
+        tokens,
     });
     Router::new()
         .route(TOKEN_PATH, post(token))
@@ -159,14 +202,8 @@ async fn token(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: String) ->
             "unknown client or wrong secret",
         );
     }
-    let mut raw = [0u8; 24];
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut raw);
-    let value = hex::encode(raw);
     let lifetime = sim.account.token_lifetime;
-    sim.tokens
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(value.clone(), Instant::now() + lifetime);
+    let value = sim.tokens.issue(lifetime);
     (
         [(header::CACHE_CONTROL, "no-store")],
         Json(json!({
@@ -179,10 +216,7 @@ async fn token(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: String) ->
 }
 
 async fn revoke(State(sim): State<Arc<Sim>>) -> Json<Value> {
-    let mut tokens = sim.tokens.lock().unwrap_or_else(|p| p.into_inner());
-    let n = tokens.len();
-    tokens.clear();
-    Json(json!({ "revoked": n }))
+    Json(json!({ "revoked": sim.tokens.clear() }))
 }
 
 /// How the caller authenticated, or why not.
@@ -213,17 +247,7 @@ fn authenticated(
         )
     };
     match (bearer, key) {
-        (Some(token), _) => {
-            let mut tokens = sim.tokens.lock().unwrap_or_else(|p| p.into_inner());
-            match tokens.get(token) {
-                Some(until) if Instant::now() < *until => Ok(()),
-                Some(_) => {
-                    tokens.remove(token);
-                    Err(unauthorized("token expired"))
-                }
-                None => Err(unauthorized("unknown token")),
-            }
-        }
+        (Some(token), _) => sim.tokens.check(token).map_err(unauthorized),
         (None, Some(k)) if !sim.account.api_key.is_empty() && k == sim.account.api_key => Ok(()),
         (None, Some(_)) => Err(unauthorized("wrong API key")),
         (None, None) => Err(unauthorized("no credentials")),

@@ -184,6 +184,8 @@ pub async fn spawn(options: SimOptions) -> std::io::Result<RunningSims> {
     let (land_addr, t3) =
         serve(options.land_addr, land::router(data.clone(), land.clone())).await?;
     let (civil, insurance) = (Control::new("civil"), Control::new("insurance"));
+    // One authorization server's tokens, for the social-insurance and vehicle registries.
+    let tokens = Arc::new(insurance::Tokens::default());
     let (civil_addr, t4) = serve(
         options.civil_addr,
         civil::router(data.clone(), options.civil_account.clone(), civil.clone()),
@@ -195,6 +197,7 @@ pub async fn spawn(options: SimOptions) -> std::io::Result<RunningSims> {
             data.clone(),
             options.insurance_account.clone(),
             insurance.clone(),
+            tokens.clone(),
         ),
     )
     .await?;
@@ -205,6 +208,7 @@ pub async fn spawn(options: SimOptions) -> std::io::Result<RunningSims> {
             data.clone(),
             options.vehicles_api_key.clone(),
             vehicles.clone(),
+            tokens,
         ),
     )
     .await?;

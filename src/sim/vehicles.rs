@@ -36,14 +36,23 @@ struct Sim {
     data: Arc<SimData>,
     api_key: String,
     control: Arc<Control>,
+    /// Access tokens of the sector's authorization server (the social-insurance
+    /// simulator's token endpoint), accepted as `authorization: Bearer …`.
+    tokens: Arc<super::insurance::Tokens>,
 }
 
 /// gRPC service, reflection and control routes on one port.
-pub fn router(data: Arc<SimData>, api_key: String, control: Arc<Control>) -> Router {
+pub fn router(
+    data: Arc<SimData>,
+    api_key: String,
+    control: Arc<Control>,
+    tokens: Arc<super::insurance::Tokens>,
+) -> Router {
     let service = VehicleRegistryServer::new(Sim {
         data,
         api_key,
         control: control.clone(),
+        tokens,
     });
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::VEHICLES_DESCRIPTOR_SET)
@@ -107,12 +116,21 @@ impl VehicleRegistry for Sim {
         &self,
         request: Request<TraCuuPhuongTienRequest>,
     ) -> Result<Response<PhuongTien>, Status> {
+        let bearer = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
         let key = request
             .metadata()
             .get("x-api-key")
             .and_then(|v| v.to_str().ok());
-        if key != Some(self.api_key.as_str()) {
-            return Err(Status::unauthenticated("thiếu hoặc sai x-api-key"));
+        match bearer {
+            Some(token) => self.tokens.check(token).map_err(Status::unauthenticated)?,
+            None if key != Some(self.api_key.as_str()) => {
+                return Err(Status::unauthenticated("thiếu hoặc sai x-api-key"));
+            }
+            None => {}
         }
         let r = request.get_ref();
         let seen = [
