@@ -493,6 +493,39 @@ async fn grants_are_addressed_by_id_and_stale_versions_are_refused() {
         .admin_json(OPERATOR, "/admin/v1/datasets/population.citizen")
         .await;
     assert!(dataset["etag"].is_string(), "{dataset}");
+    let stale = h
+        .http
+        .put(format!("{admin}/admin/v1/datasets/population.citizen"))
+        .bearer_auth(OPERATOR)
+        .header("If-Match", "\"0000000000000000\"")
+        .json(&json!({"disabled": true}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(stale.status(), 412);
+    let body: Value = stale.json().await.expect("json");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains(dataset["etag"].as_str().expect("etag")),
+        "{body}"
+    );
+    let current = h
+        .http
+        .put(format!(
+            "{admin}/admin/v1/datasets/population.citizen?dry_run=true"
+        ))
+        .bearer_auth(OPERATOR)
+        .header(
+            "If-Match",
+            format!("\"{}\"", dataset["etag"].as_str().expect("etag")),
+        )
+        .json(&json!({"disabled": true}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(current.status(), 200, "the current version is accepted");
     let mut client =
         lienthong::proto::lienthong::admin_service_client::AdminServiceClient::connect(
             admin.clone(),

@@ -670,6 +670,12 @@ async fn lienthong_admin_wraps_the_same_operations_for_scripts() {
         .and_then(|l| l.split_whitespace().next())
         .expect("the new grant")
         .to_owned();
+    // A list position, as grants were once addressed, is refused naming the id form.
+    let (ok, _, err) = run(&["grants", "disable", "0"]).await.expect("task");
+    assert!(
+        !ok && err.contains("400") && err.contains("g-3f9a2c1b7d"),
+        "{err}"
+    );
     let (ok, out, _) = run(&["grants", "disable", &grant_id]).await.expect("task");
     assert!(ok && out.contains("switched off"), "{out}");
     let (_, grants, _) = run(&["grants"]).await.expect("task");

@@ -42,25 +42,30 @@ struct Found {
     from_file: bool,
 }
 
-fn find(cx: &Cx<'_>, id: &str) -> Result<Found, LookupError> {
+/// Every consumer as defined (the consumers file's, then the accounts file's), and the
+/// accounts file's keys, each file read once.
+fn everything(cx: &Cx<'_>) -> Result<(Vec<Found>, Vec<toml::Value>), LookupError> {
     let mut file = role_table(cx.g, "consumers")?;
-    if let Some(c) = tables(&mut file, "consumer")
-        .iter()
-        .find(|c| str_of(c, "id") == id)
-    {
-        return Ok(Found {
-            table: c.clone(),
-            from_file: true,
-        });
-    }
     let mut accounts = role_table(cx.g, "accounts")?;
-    tables(&mut accounts, "consumer")
+    let mut found: Vec<Found> = tables(&mut file, "consumer")
         .iter()
-        .find(|c| str_of(c, "id") == id)
         .map(|c| Found {
             table: c.clone(),
-            from_file: false,
+            from_file: true,
         })
+        .collect();
+    found.extend(tables(&mut accounts, "consumer").iter().map(|c| Found {
+        table: c.clone(),
+        from_file: false,
+    }));
+    Ok((found, tables(&mut accounts, "key").clone()))
+}
+
+fn find(cx: &Cx<'_>, id: &str) -> Result<Found, LookupError> {
+    everything(cx)?
+        .0
+        .into_iter()
+        .find(|c| str_of(&c.table, "id") == id)
         .ok_or_else(|| not_found(id))
 }
 
@@ -93,11 +98,10 @@ fn key_json(k: &toml::Value, now: i64) -> Value {
 
 /// A consumer as shown: its settings (key hashes left out), where it is defined, its
 /// keys and its version.
-fn consumer_json(cx: &Cx<'_>, found: &Found) -> Result<Value, LookupError> {
+fn consumer_json(found: &Found, all_keys: &[toml::Value]) -> Value {
     let id = str_of(&found.table, "id").to_owned();
     let now = now_ms();
-    let mut accounts = role_table(cx.g, "accounts")?;
-    let issued: Vec<&toml::Value> = tables(&mut accounts, "key")
+    let issued: Vec<&toml::Value> = all_keys
         .iter()
         .filter(|k| str_of(k, "consumer") == id)
         .collect();
@@ -140,24 +144,31 @@ fn consumer_json(cx: &Cx<'_>, found: &Found) -> Result<Value, LookupError> {
         m.insert("keys".into(), json!(keys));
         m.insert("etag".into(), json!(etag(&settings)));
     }
-    Ok(shown)
+    shown
 }
 
 /// Every consumer the caller may see (a consumer's administrator: its own).
 pub(super) fn list(cx: &Cx<'_>) -> Result<Value, LookupError> {
-    let mut out = Vec::new();
-    for c in &cx.g.config().consumers {
-        if cx.own_consumer().is_some_and(|own| own != c.id) {
-            continue;
-        }
-        out.push(consumer_json(cx, &find(cx, &c.id)?)?);
-    }
+    let (all, keys) = everything(cx)?;
+    let out: Vec<Value> = all
+        .iter()
+        .filter(|c| {
+            cx.own_consumer()
+                .is_none_or(|own| own == str_of(&c.table, "id"))
+        })
+        .map(|c| consumer_json(c, &keys))
+        .collect();
     Ok(json!({ "version": cx.live.version(), "consumers": out }))
 }
 
 pub(super) fn get(cx: &Cx<'_>, id: &str) -> Result<Value, LookupError> {
     must_own(cx, id)?;
-    consumer_json(cx, &find(cx, id)?)
+    let (all, keys) = everything(cx)?;
+    let found = all
+        .iter()
+        .find(|c| str_of(&c.table, "id") == id)
+        .ok_or_else(|| not_found(id))?;
+    Ok(consumer_json(found, &keys))
 }
 
 /// A consumer's settings as sent, checked for keys the API takes.
