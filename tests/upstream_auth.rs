@@ -355,18 +355,24 @@ async fn civil_status_joins_over_soap_1_2_with_ws_security() {
     );
 }
 
+/// A civil-status registration's number as a composite key: the registering authority,
+/// the book's year, the book and the number, each held by its own field (listed first).
+fn registration_key() -> Value {
+    json!({"parts": [
+        {"name": "authority", "pattern": "[0-9]{5}"},
+        {"name": "year", "pattern": "[0-9]{4}"},
+        {"name": "book", "pattern": "[0-9]{2}"},
+        {"name": "number", "pattern": "[0-9]{6}"}
+    ]})
+}
+
 /// The birth registration again, keyed by a composite of its four parts, each held by its
 /// own field and named in the request.
 fn civil_composite(h: &Harness, name: &str, element: &str) -> Value {
     json!({
         "name": name,
         "description": "A birth registration, by authority, book year, book and number",
-        "key": {"parts": [
-            {"name": "authority", "pattern": "[0-9]{5}"},
-            {"name": "year", "pattern": "[0-9]{4}"},
-            {"name": "book", "pattern": "[0-9]{2}"},
-            {"name": "number", "pattern": "[0-9]{6}"}
-        ]},
+        "key": registration_key(),
         "key_fields": ["co_quan", "nam", "quyen", "so"],
         "fields": [
             {"name": "co_quan", "type": "string"},
@@ -516,12 +522,7 @@ async fn a_marriage_registry_joins_keyed_by_its_registration_number() {
     let dataset = json!({
         "name": "civil.marriage",
         "description": "A marriage registration (kết hôn)",
-        "key": {"parts": [
-            {"name": "authority", "pattern": "[0-9]{5}"},
-            {"name": "year", "pattern": "[0-9]{4}"},
-            {"name": "book", "pattern": "[0-9]{2}"},
-            {"name": "number", "pattern": "[0-9]{6}"}
-        ]},
+        "key": registration_key(),
         "key_fields": ["co_quan", "nam", "quyen", "so"],
         "fields": [
             {"name": "co_quan", "type": "string"},
