@@ -67,7 +67,12 @@ fn cache_hit_with_projection(c: &mut Criterion) {
     let record = citizen();
     rt.block_on(async {
         cache
-            .get_or_fetch("001094000001", false, || async { Ok(Some(record.clone())) })
+            .get_or_fetch("001094000001", false, || async {
+                Ok(Some(lienthong::upstream::connector::Provided {
+                    record: record.clone(),
+                    data_time_ms: None,
+                }))
+            })
             .await
             .expect("filled");
     });

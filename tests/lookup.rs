@@ -637,3 +637,71 @@ async fn a_built_in_dataset_with_no_connector_is_not_served_and_the_others_are()
     assert_eq!(r.status(), 200);
     assert_eq!(h.sims.land.calls("TraCuuThuaDat"), 0);
 }
+
+/// Every answer says when its record was fetched from the provider and the provider's own
+/// time of its data; an answer from the cache says its age.
+#[tokio::test]
+async fn answers_say_when_the_data_was_fetched_and_how_old_the_providers_data_is() {
+    use lienthong::domain::date::{iso_ms, now_ms, parse_rfc3339_ms};
+    let h = Harness::start().await;
+    let code = h.sample("business.enterprise");
+    let stated = parse_rfc3339_ms(&lienthong::sim::stated_time(&code)).expect("an instant");
+    let header = |r: &reqwest::Response, name: &str| {
+        r.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let before = now_ms();
+    let miss = h.get(&format!("/v1/enterprises/{code}")).await;
+    assert_eq!(header(&miss, "x-cache").as_deref(), Some("miss"));
+    let fetched = header(&miss, "x-data-fetched-at").expect("fetched at");
+    let fetched_ms = parse_rfc3339_ms(&fetched).expect("RFC 3339");
+    assert!(
+        fetched_ms >= before - 1 && fetched_ms <= now_ms(),
+        "{fetched}"
+    );
+    assert_eq!(header(&miss, "x-data-time"), Some(iso_ms(stated)));
+    assert_eq!(header(&miss, "age"), None, "a fresh fetch has no age");
+
+    // From the cache: the same fetch time, and its age in whole seconds.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let hit = h.get(&format!("/v1/enterprises/{code}")).await;
+    assert_eq!(header(&hit, "x-cache").as_deref(), Some("hit"));
+    assert_eq!(header(&hit, "x-data-fetched-at"), Some(fetched.clone()));
+    let age: i64 = header(&hit, "age").expect("age").parse().expect("seconds");
+    assert!((1..=3).contains(&age), "{age}");
+
+    // gRPC says the same in ResponseInfo; batch items carry it each.
+    let mut grpc = h.grpc().await;
+    let info = grpc
+        .get_enterprise(authed(GetEnterpriseRequest {
+            context: context(),
+            enterprise_code: code.clone(),
+            fields: vec![],
+        }))
+        .await
+        .expect("grpc enterprise")
+        .into_inner()
+        .info
+        .expect("info");
+    assert_eq!(info.fetched_at, fetched);
+    assert_eq!(info.data_time, iso_ms(stated));
+    let batch: Value = with_context(h.http.post(format!("{}/v1/batch", h.base)))
+        .json(&json!({"items": [{"dataset": "business.enterprise", "key": code}]}))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(batch["items"][0]["fetched_at"], fetched.as_str(), "{batch}");
+    assert_eq!(batch["items"][0]["data_time"], iso_ms(stated).as_str());
+    // Land over gRPC states it too.
+    let parcel = h.sample("land.parcel");
+    let land = h.get(&format!("/v1/land-parcels/{parcel}")).await;
+    assert_eq!(
+        header(&land, "x-data-time"),
+        parse_rfc3339_ms(&lienthong::sim::stated_time(&parcel)).map(iso_ms)
+    );
+}

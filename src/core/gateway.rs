@@ -152,6 +152,8 @@ impl Gateway {
         Ok(Lookup {
             dataset: route.dataset.clone(),
             key,
+            fetched_ms: record.fetched_ms(),
+            data_ms: record.data_ms(),
             record: record.project(fields),
             cache,
             quota,

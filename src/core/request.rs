@@ -74,6 +74,10 @@ pub struct Lookup {
     pub key: String,
     pub record: Projected,
     pub cache: CacheStatus,
+    /// When the gateway fetched the record from the provider (Unix ms), and the provider's
+    /// own time of the data where it stated one.
+    pub fetched_ms: i64,
+    pub data_ms: Option<i64>,
     /// The tightest quota that applied, for the `RateLimit-*` headers.
     pub quota: Option<QuotaState>,
 }

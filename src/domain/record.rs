@@ -180,6 +180,10 @@ pub fn personal_ids(value: &Value, out: &mut Vec<String>) {
 /// when the record entered the cache. Projection reads only the fields a caller may see,
 /// and writes them as JSON mostly by copying.
 pub struct StoredRecord {
+    /// When the gateway fetched it from the provider (Unix ms), and the provider's own time
+    /// of the data, where its answer states it.
+    fetched_ms: i64,
+    data_ms: Option<i64>,
     keys: Arc<Keys>,
     /// The length of the whole record as JSON text (every answer fits in it, so an answer
     /// is written into one allocation), the length of the fields, the fields as (key,
@@ -240,9 +244,27 @@ impl StoredRecord {
         bytes.extend_from_slice(&fields);
         compact::put_varint(&mut bytes, 0);
         StoredRecord {
+            fetched_ms: crate::domain::date::now_ms(),
+            data_ms: None,
             keys,
             bytes: bytes.into_boxed_slice(),
         }
+    }
+
+    /// The record with the provider's own time of its data (Unix ms).
+    pub fn with_data_time(mut self, data_ms: Option<i64>) -> StoredRecord {
+        self.data_ms = data_ms;
+        self
+    }
+
+    /// When the gateway fetched it from the provider (Unix ms).
+    pub fn fetched_ms(&self) -> i64 {
+        self.fetched_ms
+    }
+
+    /// The provider's own time of the data (Unix ms), where its answer stated it.
+    pub fn data_ms(&self) -> Option<i64> {
+        self.data_ms
     }
 
     /// The record with the people who appear in it: (field, keyed reference).
@@ -255,6 +277,8 @@ impl StoredRecord {
             bytes.extend_from_slice(reference.as_bytes());
         }
         StoredRecord {
+            fetched_ms: self.fetched_ms,
+            data_ms: self.data_ms,
             keys: self.keys,
             bytes: bytes.into_boxed_slice(),
         }

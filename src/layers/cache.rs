@@ -13,7 +13,7 @@
 //!   only bounds memory (capacity, and dropping entries no longer servable even stale).
 
 use crate::domain::record::{Record, StoredRecord};
-use crate::upstream::connector::UpstreamError;
+use crate::upstream::connector::{Provided, UpstreamError};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -127,7 +127,7 @@ impl RecordCache {
     ) -> Result<Served, UpstreamError>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Option<Record>, UpstreamError>>,
+        Fut: Future<Output = Result<Option<Provided>, UpstreamError>>,
     {
         let cached = if self.enabled() {
             self.entries.get(key).await
@@ -171,7 +171,7 @@ impl RecordCache {
     async fn flight<F, Fut>(&self, key: &str, fetch: F) -> (Fetched, bool)
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Option<Record>, UpstreamError>>,
+        Fut: Future<Output = Result<Option<Provided>, UpstreamError>>,
     {
         let cell = {
             let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
@@ -181,11 +181,11 @@ impl RecordCache {
         let result = cell
             .get_or_init(|| async {
                 fetched_here = true;
-                let fetched: Fetched = fetch().await.map(|r| {
-                    r.map(|r| {
-                        let stored = StoredRecord::new(&r);
+                let fetched: Fetched = fetch().await.map(|p| {
+                    p.map(|p| {
+                        let stored = StoredRecord::new(&p.record).with_data_time(p.data_time_ms);
                         Arc::new(match &self.indexer {
-                            Some(index) => stored.with_mentions(index(&r)),
+                            Some(index) => stored.with_mentions(index(&p.record)),
                             None => stored,
                         })
                     })
@@ -270,13 +270,16 @@ mod tests {
                 fail: Default::default(),
             }
         }
-        async fn call(&self) -> Result<Option<Record>, UpstreamError> {
+        async fn call(&self) -> Result<Option<Provided>, UpstreamError> {
             let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
             tokio::time::sleep(self.delay).await;
             if self.fail.load(Ordering::SeqCst) {
                 return Err(UpstreamError::Unavailable("down".into()));
             }
-            Ok(Some(record(n)))
+            Ok(Some(Provided {
+                record: record(n),
+                data_time_ms: None,
+            }))
         }
     }
 

@@ -78,6 +78,7 @@ fn registry_date(iso: &str) -> String {
 fn render(e: &Enterprise) -> Value {
     let office = e.head_office.clone().unwrap_or_default();
     json!({
+        "ThoiDiemCapNhat": super::stated_time(&e.enterprise_code),
         "MainInformation": {
             "ENTERPRISE_CODE": e.enterprise_code,
             "NAME": e.name,

@@ -77,6 +77,7 @@ fn render(p: &LandParcel) -> ThuaDat {
             ten_xa: a.commune_name,
             chi_tiet: a.detail,
         }),
+        thoi_diem_du_lieu: super::stated_time(&p.parcel_id),
     }
 }
 

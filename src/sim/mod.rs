@@ -18,6 +18,19 @@ pub mod portal;
 mod random;
 pub mod vehicles;
 
+/// The time a provider states for its data about `key` (`ThoiDiemDuLieu`): when the record
+/// was last updated, between 1 June 2025 and 31 May 2026, 08:30 Hanoi time.
+pub fn stated_time(key: &str) -> String {
+    let h = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    let base = crate::domain::date::Date::parse_iso("2025-06-01")
+        .map(|d| d.days())
+        .unwrap_or(0);
+    let day = crate::domain::date::Date::from_days(base + (h % 365) as i64);
+    format!("{day}T08:30:00+07:00")
+}
+
 use control::Control;
 use data::SimData;
 use std::net::SocketAddr;

@@ -319,5 +319,6 @@ fn write_citizen(out: &mut String, c: &Citizen) {
     write_relative(out, "VoChong", c.spouse.as_ref());
     write_relative(out, "NguoiDaiDien", c.legal_representative.as_ref());
     leaf(out, "NgayMat", &compact_date(&c.date_of_death));
+    leaf(out, "ThoiDiemDuLieu", &super::stated_time(&c.personal_id));
     out.push_str("</CongDan>");
 }

@@ -51,6 +51,27 @@ pub struct EndpointError {
 pub type Payload = Option<Value>;
 
 /// One call's inputs.
+/// A record as the provider gave it, and the provider's own time of its data (Unix ms),
+/// where its answer states one.
+#[derive(Debug, Clone)]
+pub struct Provided {
+    pub record: Record,
+    pub data_time_ms: Option<i64>,
+}
+
+/// A provider's time of its data: RFC 3339, or without an offset in Vietnam's time.
+fn parse_data_time(s: &str) -> Option<i64> {
+    let s = s.trim();
+    crate::domain::date::parse_rfc3339_ms(s).or_else(|| {
+        let local = if s.contains('T') {
+            format!("{s}+07:00")
+        } else {
+            s.replacen(' ', "T", 1) + "+07:00"
+        };
+        crate::domain::date::parse_rfc3339_ms(&local)
+    })
+}
+
 pub struct Call<'a> {
     pub key: &'a str,
     pub request_id: &'a str,
@@ -144,7 +165,7 @@ impl Connector {
     }
 
     /// Fetches and maps the record for a normalised key; `Ok(None)` when it does not exist.
-    pub async fn fetch(&self, call: &Call<'_>) -> Result<Option<Record>, UpstreamError> {
+    pub async fn fetch(&self, call: &Call<'_>) -> Result<Option<Provided>, UpstreamError> {
         let timeout = self.config.timeout;
         let payload = tokio::time::timeout(timeout, self.call(call))
             .await
@@ -189,7 +210,21 @@ impl Connector {
                 )));
             }
         }
-        Ok(Some(record))
+        let data_time_ms = self.config.data_time.as_ref().and_then(|path| {
+            let stated = path.get(root)?.as_str()?;
+            let parsed = parse_data_time(stated);
+            if parsed.is_none() {
+                tracing::warn!(
+                    connector = self.config.name.as_str(),
+                    "the provider's data time does not read as an instant; left out"
+                );
+            }
+            parsed
+        });
+        Ok(Some(Provided {
+            record,
+            data_time_ms,
+        }))
     }
 
     async fn call(&self, call: &Call<'_>) -> Result<Payload, UpstreamError> {

@@ -69,6 +69,8 @@ pub struct ConnectorConfig {
     pub endpoint: String,
     pub timeout: Duration,
     pub record_path: Option<Path>,
+    /// Where, from the record, the provider states its own time of the data.
+    pub data_time: Option<Path>,
     pub auth: UpstreamAuth,
     /// TLS toward the provider, when its endpoint is https:// and a CA is configured.
     pub tls: Option<ConnectorTls>,
@@ -289,6 +291,11 @@ fn connector(
             .map_err(|m| e.add(format!("{key}.record_path"), m.to_string()))
             .ok()
     });
+    let data_time = c.data_time.as_deref().and_then(|p| {
+        Path::parse(p)
+            .map_err(|m| e.add(format!("{key}.data_time"), m.to_string()))
+            .ok()
+    });
     if c.cache.ttl_s > 0 && c.cache.capacity == 0 {
         e.add(
             format!("{key}.cache.capacity"),
@@ -452,6 +459,7 @@ fn connector(
         endpoint: c.endpoint,
         timeout,
         record_path,
+        data_time,
         auth,
         tls,
         mapping,

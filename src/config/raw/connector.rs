@@ -21,6 +21,9 @@ pub struct RawConnector {
     pub timeout_ms: Option<u64>,
     /// Path in the payload tree to the record; absent or empty means not found.
     pub record_path: Option<String>,
+    /// Path, from the record, to the provider's own time of its data (RFC 3339, or
+    /// `yyyy-mm-ddThh:mm:ss` in Vietnam's time), e.g. "ThoiDiemDuLieu".
+    pub data_time: Option<String>,
     pub auth: Option<RawUpstreamAuth>,
     pub tls: Option<RawConnectorTls>,
     pub soap: Option<RawSoap>,

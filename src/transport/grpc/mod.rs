@@ -131,6 +131,11 @@ fn info(lookup: &Lookup, request_id: &str) -> ResponseInfo {
         request_id: request_id.to_owned(),
         cache: lookup.cache.as_str().into(),
         dataset: lookup.dataset.name.clone(),
+        fetched_at: crate::domain::date::iso_ms(lookup.fetched_ms),
+        data_time: lookup
+            .data_ms
+            .map(crate::domain::date::iso_ms)
+            .unwrap_or_default(),
     }
 }
 
@@ -309,6 +314,11 @@ impl LookupService for LookupApi {
                 request_id: caller.request_id,
                 cache: String::new(),
                 dataset: r.dataset,
+                fetched_at: crate::domain::date::iso_ms(verdict.fetched_ms),
+                data_time: verdict
+                    .data_ms
+                    .map(crate::domain::date::iso_ms)
+                    .unwrap_or_default(),
             }),
         }))
     }
@@ -362,6 +372,11 @@ impl LookupService for LookupApi {
                         key,
                         outcome: "ok".into(),
                         cache: found.cache.as_str().into(),
+                        fetched_at: crate::domain::date::iso_ms(found.fetched_ms),
+                        data_time: found
+                            .data_ms
+                            .map(crate::domain::date::iso_ms)
+                            .unwrap_or_default(),
                         record: to_struct(&found.record),
                         error: None,
                     },
@@ -371,6 +386,8 @@ impl LookupService for LookupApi {
                         key,
                         outcome: e.code.as_str().into(),
                         cache: String::new(),
+                        fetched_at: String::new(),
+                        data_time: String::new(),
                         record: None,
                         error: Some(Problem {
                             code: e.code.as_str().into(),

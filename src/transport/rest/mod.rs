@@ -249,6 +249,28 @@ fn insert_rate_limit(h: &mut HeaderMap, q: &crate::shared::limiter::QuotaState) 
 }
 
 const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+const X_DATA_FETCHED: HeaderName = HeaderName::from_static("x-data-fetched-at");
+const X_DATA_TIME: HeaderName = HeaderName::from_static("x-data-time");
+
+/// Freshness: when the gateway fetched the record from the provider, the provider's own
+/// time of the data where it stated one, and, for an answer from the cache, its `Age`
+/// (RFC 9111) in whole seconds.
+fn insert_freshness(h: &mut HeaderMap, lookup: &Lookup) {
+    use crate::domain::date::{iso_ms, now_ms};
+    if let Ok(v) = HeaderValue::from_str(&iso_ms(lookup.fetched_ms)) {
+        h.insert(X_DATA_FETCHED, v);
+    }
+    if let Some(v) = lookup
+        .data_ms
+        .and_then(|ms| HeaderValue::from_str(&iso_ms(ms)).ok())
+    {
+        h.insert(X_DATA_TIME, v);
+    }
+    if matches!(lookup.cache.as_str(), "hit" | "stale") {
+        let age = (now_ms() - lookup.fetched_ms).max(0) / 1000;
+        h.insert(header::AGE, HeaderValue::from(age));
+    }
+}
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 fn served(lookup: Lookup, request_id: &str) -> Response {
@@ -260,6 +282,7 @@ fn served(lookup: Lookup, request_id: &str) -> Response {
         HeaderValue::from_static("application/json"),
     );
     h.insert(X_CACHE, HeaderValue::from_static(lookup.cache.as_str()));
+    insert_freshness(&mut h, &lookup);
     if let Ok(v) = HeaderValue::from_str(request_id) {
         h.insert(X_REQUEST_ID, v);
     }
@@ -439,6 +462,12 @@ struct BatchAnswerItem {
     /// Where a served record came from: hit, miss, stale or coalesced.
     #[serde(skip_serializing_if = "Option::is_none")]
     cache: Option<String>,
+    /// When the gateway fetched the record from the provider (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fetched_at: Option<String>,
+    /// The provider's own time of the data, where it stated one (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_time: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     record: Option<Value>,
@@ -514,6 +543,8 @@ async fn batch(
                     key,
                     outcome: "ok".into(),
                     cache: Some(found.cache.as_str().into()),
+                    fetched_at: Some(crate::domain::date::iso_ms(found.fetched_ms)),
+                    data_time: found.data_ms.map(crate::domain::date::iso_ms),
                     record: Some(Value::Object(found.record.to_record().0)),
                     error: None,
                 },
@@ -522,6 +553,8 @@ async fn batch(
                     key,
                     outcome: e.code.as_str().into(),
                     cache: None,
+                    fetched_at: None,
+                    data_time: None,
                     record: None,
                     error: Some(BatchItemError {
                         code: e.code.as_str().into(),
@@ -632,8 +665,19 @@ async fn verify(
                 fields: v.fields.into_iter().collect(),
             };
             let mut response = Json(answer).into_response();
+            let h = response.headers_mut();
             if let Ok(id) = HeaderValue::from_str(&caller.request_id) {
-                response.headers_mut().insert("x-request-id", id);
+                h.insert("x-request-id", id);
+            }
+            for (name, at) in [
+                (X_DATA_FETCHED, Some(v.fetched_ms)),
+                (X_DATA_TIME, v.data_ms),
+            ] {
+                if let Some(value) =
+                    at.and_then(|ms| HeaderValue::from_str(&crate::domain::date::iso_ms(ms)).ok())
+                {
+                    h.insert(name, value);
+                }
             }
             response
         }
