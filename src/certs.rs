@@ -78,6 +78,46 @@ pub fn certs_from_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsErr
 }
 
 /// The first private key in a PEM file (PKCS#8, PKCS#1 or SEC1).
+/// A certificate the gateway holds and when it expires, for
+/// `lienthong_certificate_expiry_seconds`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateExpiry {
+    /// "server", "client_ca" or "upstream_client".
+    pub role: &'static str,
+    /// The subject's common name (empty when it has none).
+    pub subject: String,
+    /// Its `notAfter`, Unix seconds.
+    pub not_after_s: i64,
+}
+
+/// The certificates in `pem` with `role`: all of them, or with `leaf_only` the first (a
+/// chain's own certificate).
+pub fn expiries(pem: &[u8], role: &'static str, leaf_only: bool) -> Vec<CertificateExpiry> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let Ok(ders) = certs_from_pem(pem) else {
+        return Vec::new();
+    };
+    let take = if leaf_only { 1 } else { ders.len() };
+    ders.iter()
+        .take(take)
+        .filter_map(|der| {
+            let (_, cert) = X509Certificate::from_der(der.as_ref()).ok()?;
+            let subject = cert
+                .subject()
+                .iter_common_name()
+                .next()
+                .and_then(|cn| cn.as_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            Some(CertificateExpiry {
+                role,
+                subject,
+                not_after_s: cert.validity().not_after.timestamp(),
+            })
+        })
+        .collect()
+}
+
 pub fn key_from_pem(pem: &[u8]) -> Result<PrivateKeyDer<'static>, TlsError> {
     PrivateKeyDer::from_pem_slice(pem).map_err(TlsError::NoKey)
 }

@@ -744,3 +744,68 @@ async fn a_stalled_or_failed_handshake_is_closed_and_counted_at_the_door() {
         "{metrics}"
     );
 }
+
+/// What `openssl x509` (an implementation apart from the gateway's) reads of a PEM file:
+/// its subject CN and its notAfter, Unix seconds.
+fn openssl_expiry(path: &std::path::Path) -> (String, i64) {
+    let out = std::process::Command::new("openssl")
+        .args([
+            "x509", "-noout", "-enddate", "-dateopt", "iso_8601", "-subject",
+        ])
+        .args(["-nameopt", "RFC2253", "-in"])
+        .arg(path)
+        .output()
+        .expect("openssl runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let field = |prefix: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let not_after = field("notAfter=").replacen(' ', "T", 1);
+    let subject = field("subject=");
+    let cn = subject
+        .split(',')
+        .find_map(|p| p.strip_prefix("CN="))
+        .unwrap_or_default()
+        .to_owned();
+    let ms = lienthong::domain::date::parse_rfc3339_ms(&not_after)
+        .unwrap_or_else(|| panic!("openssl printed {text:?}"));
+    (cn, ms / 1000)
+}
+
+#[tokio::test]
+async fn certificate_expiry_is_a_gauge_that_openssl_agrees_with() {
+    let pki = Pki::new();
+    let h = pki.gateway("optional").await;
+    let text = reqwest::get(format!("http://{}/metrics", h.gateway.admin_addr))
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("text");
+    let now_s = lienthong::domain::date::now_ms() / 1000;
+    for (role, file) in [("server", "server.pem"), ("client_ca", "ca.pem")] {
+        let (cn, not_after) = openssl_expiry(&pki.dir.path().join(file));
+        let prefix =
+            format!("lienthong_certificate_expiry_seconds{{role=\"{role}\",subject=\"{cn}\"}} ");
+        let value: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("{prefix} in:\n{text}"))
+            .parse()
+            .expect("a number");
+        let expected = (not_after - now_s) as f64;
+        assert!(
+            (value - expected).abs() <= 5.0,
+            "{role}: {value} vs {expected}"
+        );
+        // The server certificate is issued for two days, the CA for ten.
+        let days = if role == "server" { 2.0 } else { 10.0 };
+        assert!(
+            value > (days - 1.0) * 86400.0 && value <= days * 86400.0,
+            "{value}"
+        );
+    }
+}

@@ -201,6 +201,24 @@ async fn a_rest_provider_that_demands_a_client_certificate_gets_one() {
     assert_eq!(r.status(), 200);
     let record: Value = r.json().await.unwrap();
     assert_eq!(record["ma_so_bhxh"], code[1].as_str(), "{record}");
+    // The client certificate toward the provider is watched for expiry (two days).
+    let metrics = reqwest::get(format!("http://{}/metrics", h.gateway.admin_addr))
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("text");
+    let left: f64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(
+                "lienthong_certificate_expiry_seconds{role=\"upstream_client\",subject=\"lienthong-gateway\"} ",
+            )
+        })
+        .unwrap_or_else(|| panic!("the upstream client certificate in:\n{metrics}"))
+        .parse()
+        .expect("a number");
+    assert!(left > 86_400.0 && left <= 2.0 * 86_400.0, "{left}");
 }
 
 /// The land connector of the demo config, pointed at `addr` over https with `tls` and a

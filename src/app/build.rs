@@ -108,6 +108,15 @@ pub fn build(source: &Source, env: &BTreeMap<String, String>) -> Result<Built, C
     if !all.is_empty() {
         return Err(ConfigErrors(all));
     }
+    let mut certificates: Vec<_> = tls
+        .as_ref()
+        .map(|t| t.certificates.clone())
+        .unwrap_or_default();
+    for c in &connectors {
+        if let Some((chain, _)) = c.tls.as_ref().and_then(|t| t.identity.as_ref()) {
+            certificates.extend(crate::certs::expiries(chain, "upstream_client", true));
+        }
+    }
     Ok(Built {
         model: Model {
             settings,
@@ -123,6 +132,7 @@ pub fn build(source: &Source, env: &BTreeMap<String, String>) -> Result<Built, C
             misuse,
             procedures,
             access,
+            certificates,
         },
         tls,
         door,

@@ -31,6 +31,9 @@ pub struct Model {
     pub procedures: std::collections::BTreeMap<String, String>,
     /// How access requests are answered: their deadline in working days.
     pub access: crate::domain::calendar::AccessSettings,
+    /// The certificates the gateway holds (server, client CA, toward providers), for the
+    /// expiry gauge.
+    pub certificates: Vec<crate::certs::CertificateExpiry>,
 }
 
 impl Model {

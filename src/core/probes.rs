@@ -115,6 +115,27 @@ impl Gateway {
             },
         };
         crate::telemetry::state::render(&mut out, &snapshot);
+        let now_s = crate::domain::date::now_ms() / 1000;
+        let certificates: Vec<(String, f64)> = self
+            .config()
+            .certificates
+            .iter()
+            .map(|c| {
+                (
+                    crate::telemetry::metrics::label_text(
+                        &["role", "subject"],
+                        &[c.role.to_owned(), c.subject.clone()],
+                    ),
+                    (c.not_after_s - now_s) as f64,
+                )
+            })
+            .collect();
+        crate::telemetry::metrics::render_gauge(
+            &mut out,
+            "lienthong_certificate_expiry_seconds",
+            "Seconds until each certificate the gateway holds expires (negative: expired), by role (server, client_ca, upstream_client) and subject CN.",
+            &certificates,
+        );
         out
     }
 }

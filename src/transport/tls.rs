@@ -99,6 +99,8 @@ pub struct TlsConfig {
     pub server: Arc<rustls::ServerConfig>,
     /// Set when client certificates are verified (a `client_ca` is configured).
     pub client_auth: Option<ClientAuth>,
+    /// The server certificate's and the client CA's expiry.
+    pub certificates: Vec<crate::certs::CertificateExpiry>,
 }
 
 /// Reads and checks the `[tls]` files; `None` (with errors recorded) when they do not load.
@@ -133,7 +135,12 @@ pub fn from_settings(source: &Source, raw: &RawTls, e: &mut Errors<'_>) -> Optio
             "client certificates need tls.client_ca, the CA that signs them",
         );
     }
-    let chain = certs_from_pem(&cert?)
+    let cert = cert?;
+    let mut certificates = crate::certs::expiries(&cert, "server", true);
+    if let Some(Some(pem)) = &ca {
+        certificates.extend(crate::certs::expiries(pem, "client_ca", false));
+    }
+    let chain = certs_from_pem(&cert)
         .map_err(|m| e.add("tls.cert", m.to_string()))
         .ok()?;
     let key = key_from_pem(&key?)
@@ -154,6 +161,7 @@ pub fn from_settings(source: &Source, raw: &RawTls, e: &mut Errors<'_>) -> Optio
     Some(TlsConfig {
         server,
         client_auth,
+        certificates,
     })
 }
 

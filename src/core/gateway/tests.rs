@@ -65,6 +65,7 @@ async fn gateway(quota: &str) -> (Arc<Gateway>, Arc<MemoryStore>, Arc<AtomicUsiz
         grants,
         dossiers: crate::dossiers::DossierSettings::default(),
         procedures: Default::default(),
+        certificates: Vec::new(),
         access: crate::domain::calendar::from_settings(
             &Default::default(),
             &Default::default(),
