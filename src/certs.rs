@@ -217,6 +217,45 @@ impl Authority {
         &self.pem
     }
 
+    /// A revocation list (PEM) of this CA naming the certificates `revoked` (PEM), issued
+    /// now and due again in `days`.
+    pub fn revocation_list(&self, revoked: &[&str], days: u32) -> Result<String, CertError> {
+        use x509_parser::prelude::{FromDer, X509Certificate};
+        let at = |d: Date| rcgen::date_time_ymd(d.year, d.month as u8, d.day as u8);
+        let mut revoked_certs = Vec::new();
+        for pem in revoked {
+            let ders = certs_from_pem(pem.as_bytes()).map_err(|e| CertError::Rcgen {
+                what: format!("a revoked certificate: {e}"),
+                source: rcgen::Error::CouldNotParseCertificate,
+            })?;
+            for der in ders {
+                let (_, cert) =
+                    X509Certificate::from_der(der.as_ref()).map_err(|_| CertError::Rcgen {
+                        what: "a revoked certificate".into(),
+                        source: rcgen::Error::CouldNotParseCertificate,
+                    })?;
+                revoked_certs.push(rcgen::RevokedCertParams {
+                    serial_number: rcgen::SerialNumber::from_slice(cert.raw_serial()),
+                    revocation_time: at(Date::in_days(-1)),
+                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                });
+            }
+        }
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: at(Date::in_days(-1)),
+            next_update: at(Date::in_days(i64::from(days.max(1)))),
+            crl_number: rcgen::SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        let crl = params
+            .signed_by(&self.issuer)
+            .map_err(err("revocation list"))?;
+        crl.pem().map_err(err("revocation list"))
+    }
+
     /// A server certificate for `names` (DNS names or IP addresses; the first is also the CN).
     pub fn server(&self, names: &[String], days: u32) -> Result<Issued, CertError> {
         let mut params =

@@ -809,3 +809,120 @@ async fn certificate_expiry_is_a_gauge_that_openssl_agrees_with() {
         );
     }
 }
+
+/// A client trusting only `ca`, with `identity` if given.
+fn https_trusting(ca: &Authority, identity: Option<&Issued>) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(rustls_client(ca, identity))
+        .build()
+        .expect("client")
+}
+
+#[tokio::test]
+async fn a_rotated_certificate_is_served_without_a_restart_while_an_old_connection_finishes() {
+    let pki = Pki::new();
+    let h = pki.gateway("optional").await;
+    let key = [("Authorization", "Bearer demo-onestop-key")];
+    // A connection made before the rotation.
+    let old = https_trusting(&pki.ca, None);
+    let (status, _) = get(&old, &h, "/v1/capabilities", &key).await.expect("TLS");
+    assert_eq!(status, 200);
+
+    // The certificate is replaced on disk by one from another CA (the key first, as a
+    // careless copy might: the pair does not match until the certificate follows).
+    let rotated_ca = Authority::new("rotated CA", 10).expect("CA");
+    let rotated = rotated_ca
+        .server(&["localhost".into(), "127.0.0.1".into()], 2)
+        .expect("server cert");
+    std::fs::write(pki.dir.path().join("server-key.pem"), &rotated.key_pem).expect("key");
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    let (status, _) = get(&https_trusting(&pki.ca, None), &h, "/v1/capabilities", &key)
+        .await
+        .expect("a half-written pair leaves the old certificate in place");
+    assert_eq!(status, 200);
+    std::fs::write(pki.dir.path().join("server.pem"), &rotated.cert_pem).expect("cert");
+
+    // New connections get the new certificate within the watcher's period.
+    let since = std::time::Instant::now();
+    let fresh = loop {
+        let client = https_trusting(&rotated_ca, None);
+        if let Ok((status, _)) = get(&client, &h, "/v1/capabilities", &key).await {
+            break status;
+        }
+        assert!(
+            since.elapsed() < std::time::Duration::from_secs(5),
+            "the new certificate was never served"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(fresh, 200);
+    assert!(
+        get(&https_trusting(&pki.ca, None), &h, "/v1/capabilities", &key)
+            .await
+            .is_err(),
+        "a new connection no longer gets the old certificate"
+    );
+    // The connection made before carries on, on its own session.
+    let (status, _) = get(&old, &h, "/v1/capabilities", &key)
+        .await
+        .expect("the old connection still answers");
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn a_client_certificate_its_ca_revoked_is_refused() {
+    let pki = Pki::new();
+    let kept = pki.ca.client("motcua-hanoi", &[], 1).expect("client cert");
+    let lost = pki
+        .ca
+        .client("portal-node-7", &["motcua.hanoi.gov.vn".into()], 1)
+        .expect("client cert");
+    let crl = pki
+        .ca
+        .revocation_list(&[lost.cert_pem.as_str()], 7)
+        .expect("CRL");
+    std::fs::write(pki.dir.path().join("ca.crl"), &crl).expect("write");
+    let tls = format!(
+        "{}crl_files = [{:?}]\n",
+        pki.tls_section("optional"),
+        pki.dir.path().join("ca.crl").display().to_string()
+    );
+    let h = Harness::start_with(move |name, text| match name {
+        "gateway.toml" => text + &tls,
+        "consumers.toml" => text + CERT_CONSUMER,
+        "grants.toml" => text + CERT_GRANT,
+        _ => text,
+    })
+    .await;
+    let (status, caps) = get(&https(Some(&kept), &pki), &h, "/v1/capabilities", &[])
+        .await
+        .expect("a certificate not revoked is taken");
+    assert_eq!(status, 200, "{caps}");
+    assert_eq!(caps["consumer"], "motcua-hanoi");
+    let refused = get(&https(Some(&lost), &pki), &h, "/v1/capabilities", &[]).await;
+    assert!(
+        refused.is_err(),
+        "a revoked certificate is refused in the handshake"
+    );
+    // A revocation list that does not read is named when the config is checked.
+    std::fs::write(pki.dir.path().join("bad.crl"), "not a CRL").expect("write");
+    let mut errors = Vec::new();
+    let raw = lienthong::config::raw::RawTls {
+        cert: pki.dir.path().join("server.pem").display().to_string(),
+        key: pki.dir.path().join("server-key.pem").display().to_string(),
+        client_ca: Some(pki.dir.path().join("ca.pem").display().to_string()),
+        client_auth: None,
+        crl_files: vec![pki.dir.path().join("bad.crl").display().to_string()],
+    };
+    let loaded = lienthong::transport::tls::from_settings(
+        &lienthong::config::Source::demo(),
+        &raw,
+        &mut lienthong::config::Errors {
+            file: "gateway.toml".into(),
+            all: &mut errors,
+        },
+    );
+    assert!(loaded.is_none() || !errors.is_empty());
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].key, "tls.crl_files[0]");
+}

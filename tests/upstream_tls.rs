@@ -60,6 +60,7 @@ impl Pki {
             key_from_pem(self.server.key_pem.as_bytes()).unwrap(),
             mtls.then_some(ca),
             mtls.then_some(ClientAuth::Required),
+            Vec::new(),
         )
         .expect("server config");
         let acceptor = tokio_rustls::TlsAcceptor::from(config);

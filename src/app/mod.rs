@@ -180,6 +180,61 @@ fn local_addr(listener: &TcpListener, what: &'static str) -> Result<SocketAddr, 
 /// (announcements over Redis are the fast path).
 const REGISTRY_POLL: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// How often the `[tls]` files are looked at for a change.
+const TLS_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Loads the `[tls]` files again when they change on disk, or when a reload or rollback
+/// names other ones, until `stop` turns true: new connections get the new certificate, CA
+/// and revocation lists, connections made before keep theirs. Files that do not load (a
+/// certificate written before its key, say) leave the running ones in place, and are tried
+/// again at their next change.
+async fn watch_tls(
+    live: Arc<Live>,
+    slot: Arc<crate::transport::tls::TlsSlot>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    use crate::transport::tls;
+    let state = |g: &crate::core::gateway::Gateway| {
+        let s = &g.config().settings;
+        s.tls.as_ref().map(|raw| tls::files_state(&s.origin, raw))
+    };
+    let mut seen = state(&live.current());
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(TLS_POLL) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let g = live.current();
+        let now = state(&g);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        let settings = &g.config().settings;
+        // TLS switched off or on waits for a restart (the reload says so).
+        let Some(raw) = &settings.tls else { continue };
+        let mut all = Vec::new();
+        let loaded = tls::from_settings(
+            &settings.origin,
+            raw,
+            &mut crate::config::Errors {
+                file: settings.source.clone(),
+                all: &mut all,
+            },
+        );
+        match loaded {
+            Some(t) if all.is_empty() => {
+                slot.set(t.server);
+                tracing::info!("TLS files changed: new connections get the new certificate");
+            }
+            _ => tracing::error!(
+                errors = %crate::config::ConfigErrors(all),
+                "TLS files changed but do not load; the running certificate stays"
+            ),
+        }
+    }
+}
+
 /// The audit store the config names: PostgreSQL (`storage.postgres_url`) or the embedded
 /// store, and whether a running gateway holds the embedded store. Beside a running gateway
 /// it reads the same files and sees each record once committed (see [`JournaledStore`]).
@@ -409,11 +464,14 @@ pub async fn start(built: Built) -> Result<Running, StartError> {
     let (stop_lookup, lookup_stopped) = watch::channel(false);
     let (stop_rest, stopped) = watch::channel(false);
     let (stop_door, door_stopped) = watch::channel(false);
+    let tls_slot = tls
+        .as_ref()
+        .map(|t| crate::transport::tls::TlsSlot::new(t.server.clone()));
     let lookup_task = door::serve(
         door.clone(),
         Listener::Lookup,
         lookup,
-        tls.as_ref().map(|t| t.server.clone()),
+        tls_slot.clone(),
         lookup_router,
         lookup_stopped,
     );
@@ -427,10 +485,7 @@ pub async fn start(built: Built) -> Result<Running, StartError> {
                 .into_axum_router(),
         ),
     );
-    let admin_tls = tls
-        .as_ref()
-        .filter(|_| config.settings.admin_tls)
-        .map(|t| t.server.clone());
+    let admin_tls = tls_slot.clone().filter(|_| config.settings.admin_tls);
     let mut tasks = vec![door::serve(
         door.clone(),
         Listener::Admin,
@@ -453,6 +508,9 @@ pub async fn start(built: Built) -> Result<Running, StartError> {
         config.dossiers.sweep_every,
         stopped.clone(),
     )));
+    if let Some(slot) = tls_slot {
+        tasks.push(tokio::spawn(watch_tls(live.clone(), slot, stopped.clone())));
+    }
     if let Some(retention) = config.audit.retention {
         tasks.push(tokio::spawn(retain(
             store.clone(),

@@ -291,6 +291,9 @@ pub struct RawTls {
     pub client_ca: Option<String>,
     /// "optional" (API keys still work; the default) or "required".
     pub client_auth: Option<String>,
+    /// PEM files of certificate revocation lists from the client CAs: a client certificate
+    /// they revoke is refused in the handshake.
+    pub crl_files: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

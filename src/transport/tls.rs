@@ -11,7 +11,8 @@ use crate::layers::authenticate::ClientCertificate;
 pub use crate::layers::authenticate::normalize_name;
 use rustls::RootCertStore;
 use rustls::ServerConfig;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use std::sync::Arc;
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
@@ -23,12 +24,14 @@ pub enum ClientAuth {
     Required,
 }
 
-/// The server side of TLS: `client_auth` is `Some` exactly when `client_cas` is.
+/// The server side of TLS: `client_auth` is `Some` exactly when `client_cas` is; client
+/// certificates the `crls` revoke are refused.
 pub fn server_config(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     client_cas: Option<Vec<CertificateDer<'static>>>,
     client_auth: Option<ClientAuth>,
+    crls: Vec<CertificateRevocationListDer<'static>>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let rustls = |what| move |source| TlsError::Rustls { what, source };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -44,7 +47,8 @@ pub fn server_config(
                     .add(ca)
                     .map_err(rustls("client_ca: not a usable CA certificate"))?;
             }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .with_crls(crls);
             let verifier = match client_auth {
                 Some(ClientAuth::Required) => verifier,
                 _ => verifier.allow_unauthenticated(),
@@ -93,6 +97,45 @@ pub fn identity(cert: &CertificateDer<'_>) -> ClientCertificate {
     ClientCertificate { names }
 }
 
+/// The server TLS configuration the listeners use for each new connection, replaced
+/// whole when the certificate, key, client CA or revocation lists change: connections made
+/// before keep the session they have.
+pub struct TlsSlot(std::sync::RwLock<Arc<ServerConfig>>);
+
+impl TlsSlot {
+    pub fn new(config: Arc<ServerConfig>) -> Arc<TlsSlot> {
+        Arc::new(TlsSlot(std::sync::RwLock::new(config)))
+    }
+
+    pub fn current(&self) -> Arc<ServerConfig> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set(&self, config: Arc<ServerConfig>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = config;
+    }
+}
+
+/// What the `[tls]` files are now: their paths, sizes and modification times (a change of
+/// any is a reason to load them again).
+pub fn files_state(
+    source: &Source,
+    raw: &RawTls,
+) -> Vec<(String, Option<(u64, std::time::SystemTime)>)> {
+    std::iter::once(&raw.cert)
+        .chain(std::iter::once(&raw.key))
+        .chain(raw.client_ca.iter())
+        .chain(raw.crl_files.iter())
+        .map(|rel| {
+            let path = source.resolve_disk(rel);
+            let meta = std::fs::metadata(&path)
+                .ok()
+                .and_then(|m| Some((m.len(), m.modified().ok()?)));
+            (path, meta)
+        })
+        .collect()
+}
+
 /// TLS on the lookup listener, loaded and checked.
 #[derive(Debug, Clone)]
 pub struct TlsConfig {
@@ -118,6 +161,16 @@ pub fn from_settings(source: &Source, raw: &RawTls, e: &mut Errors<'_>) -> Optio
     let cert = read("cert", &raw.cert);
     let key = read("key", &raw.key);
     let ca = raw.client_ca.as_deref().map(|p| read("client_ca", p));
+    let crl_pems: Vec<(String, &String, Option<Vec<u8>>)> = raw
+        .crl_files
+        .iter()
+        .enumerate()
+        .map(|(i, rel)| {
+            let key = format!("crl_files[{i}]");
+            let pem = read(&key, rel);
+            (key, rel, pem)
+        })
+        .collect();
     let client_auth = match raw.client_auth.as_deref() {
         None | Some("optional") => ClientAuth::Optional,
         Some("required") => ClientAuth::Required,
@@ -154,8 +207,25 @@ pub fn from_settings(source: &Source, raw: &RawTls, e: &mut Errors<'_>) -> Optio
                 .ok()?,
         ),
     };
+    let mut crls = Vec::new();
+    for (key, rel, pem) in crl_pems {
+        if raw.client_ca.is_none() {
+            e.add(format!("tls.{key}"), "revocation lists need tls.client_ca");
+        }
+        let Some(pem) = pem else { continue };
+        let found: Result<Vec<_>, _> = CertificateRevocationListDer::pem_slice_iter(&pem).collect();
+        match found {
+            Ok(list) if !list.is_empty() => crls.extend(list),
+            _ => e.add(
+                format!("tls.{key}"),
+                format!(
+                    "{rel}: no PEM certificate revocation list (-----BEGIN X509 CRL-----) in it"
+                ),
+            ),
+        }
+    }
     let client_auth = cas.as_ref().map(|_| client_auth);
-    let server = server_config(chain, key, cas, client_auth)
+    let server = server_config(chain, key, cas, client_auth, crls)
         .map_err(|m| e.add("tls", m.to_string()))
         .ok()?;
     Some(TlsConfig {

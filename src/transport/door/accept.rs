@@ -93,11 +93,10 @@ pub fn serve(
     door: Arc<Door>,
     which: Listener,
     listener: TcpListener,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<Arc<crate::transport::tls::TlsSlot>>,
     router: Router,
     mut stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
-    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let builder = Arc::new(builder(&door.config));
     tokio::spawn(async move {
         let (open_tx, _) = watch::channel(());
@@ -136,7 +135,11 @@ pub fn serve(
                 _open: open_tx.subscribe(),
                 _held: held,
             };
-            let acceptor = acceptor.clone();
+            // Each connection takes the TLS configuration current when it arrives: a
+            // certificate replaced meanwhile serves new connections, old ones keep theirs.
+            let acceptor = tls
+                .as_ref()
+                .map(|slot| tokio_rustls::TlsAcceptor::from(slot.current()));
             tokio::spawn(connection.run(tcp, acceptor));
         }
         drop(listener);
