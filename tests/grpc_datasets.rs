@@ -376,6 +376,7 @@ async fn a_grpc_provider_takes_oauth2_tokens_in_metadata_and_a_rejected_one_is_f
     );
     // The sector's authorization server (the social-insurance simulator's token endpoint)
     // issues the tokens the vehicle registry takes as `authorization: Bearer …`.
+    dataset["connector"]["data_time"] = json!("thoi_diem_du_lieu");
     dataset["connector"]["auth"] = json!({
         "scheme": "oauth2",
         "token_url": format!("http://{}{}", h.sims.insurance_addr, lienthong::sim::insurance::TOKEN_PATH),
@@ -411,6 +412,22 @@ async fn a_grpc_provider_takes_oauth2_tokens_in_metadata_and_a_rejected_one_is_f
     };
     assert_eq!(look(plates[1].clone()).await, 200);
     assert_eq!(tokens(), fetched, "the token is reused while it lasts");
+    let stated = h
+        .get(&format!(
+            "/v1/datasets/vehicles.oauth/records/{}",
+            plates[1]
+        ))
+        .await;
+    assert_eq!(
+        stated
+            .headers()
+            .get("x-data-time")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        lienthong::domain::date::parse_rfc3339_ms(&lienthong::sim::stated_time(&plates[1]))
+            .map(lienthong::domain::date::iso_ms),
+        "the registry's own time of the record, passed on"
+    );
     // The authorization server forgets every token: the provider answers UNAUTHENTICATED,
     // and the gateway fetches one new token and tries once more.
     let forgot = h

@@ -53,6 +53,7 @@ fn insurance(name: &str, h: &Harness, auth: Value) -> Value {
             "endpoint": format!("http://{}{}/{{key}}", h.sims.insurance_addr, lienthong::sim::insurance::PATH),
             "timeout_ms": 3000,
             "record_path": "data",
+            "data_time": "thoiDiemCapNhat",
             "auth": auth,
             "mapping": {
                 "ma_so_bhxh": "maSoBhxh",
@@ -127,6 +128,21 @@ async fn social_insurance_joins_with_oauth2_in_both_client_auth_forms() {
             "{record}"
         );
         assert_eq!(record["so_the_bhyt"], expected["theBhyt"]["soThe"]);
+
+        // The provider's own time of the record is passed on.
+        let again = h
+            .get(&format!("/v1/datasets/{name}/records/{}", codes[1]))
+            .await;
+        assert_eq!(
+            again
+                .headers()
+                .get("x-data-time")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            lienthong::domain::date::parse_rfc3339_ms(&lienthong::sim::stated_time(&codes[1]))
+                .map(lienthong::domain::date::iso_ms),
+            "{form}"
+        );
 
         // The token is cached: another record, no new token.
         let (status, _) = lookup(&h, &name, &codes[2]).await;
@@ -541,6 +557,7 @@ async fn a_marriage_registry_joins_keyed_by_its_registration_number() {
             "endpoint": format!("http://{}{}", h.sims.civil_addr, lienthong::sim::civil::PATH),
             "timeout_ms": 3000,
             "record_path": "Envelope.Body.TraCuuKetHonResponse.KetQua",
+            "data_time": "ThoiDiemDuLieu",
             "auth": {"scheme": "ws-security", "user": lienthong::sim::DEFAULT_CIVIL_USER, "password": lienthong::sim::DEFAULT_CIVIL_PASSWORD},
             "soap": {
                 "version": "1.2",
@@ -585,6 +602,19 @@ async fn a_marriage_registry_joins_keyed_by_its_registration_number() {
             "{wife}"
         );
     }
+    // The registry states when each record was last updated, and the answer says so.
+    let stated = h
+        .get(&format!("/v1/datasets/civil.marriage/records/{}", keys[1]))
+        .await;
+    assert_eq!(
+        stated
+            .headers()
+            .get("x-data-time")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        lienthong::domain::date::parse_rfc3339_ms(&lienthong::sim::stated_time(&keys[1]))
+            .map(lienthong::domain::date::iso_ms)
+    );
     // A birth number is not a marriage number.
     let birth = lienthong::sim::civil::key_of(&h.sims.data, 5).expect("a birth");
     assert_eq!(lookup(&h, "civil.marriage", &birth).await.0, 404);

@@ -279,6 +279,7 @@ pub fn birth(data: &SimData, key: &str) -> Option<Vec<(&'static str, String)>> {
         ("SoDinhDanhCha", father.personal_id),
         ("HoTenMe", mother.full_name),
         ("SoDinhDanhMe", mother.personal_id),
+        ("ThoiDiemDuLieu", super::stated_time(key)),
     ])
 }
 
@@ -361,5 +362,6 @@ pub fn marriage(data: &SimData, key: &str) -> Option<Vec<(&'static str, String)>
         ("NgaySinhVo", wife.date_of_birth.clone()),
         ("SoDinhDanhVo", wife.personal_id.clone()),
         ("NoiCuTru", place.commune_code),
+        ("ThoiDiemDuLieu", super::stated_time(key)),
     ])
 }

@@ -337,6 +337,7 @@ pub fn insured(data: &SimData, code: &str) -> Option<Value> {
     let current = employers.last().cloned().unwrap_or_default();
     let province = &c.personal_id[1..3];
     Some(json!({
+        "thoiDiemCapNhat": super::stated_time(code),
         "maSoBhxh": code,
         "hoTen": c.full_name,
         "ngaySinh": c.date_of_birth,

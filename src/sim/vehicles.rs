@@ -107,6 +107,7 @@ pub fn vehicle(data: &SimData, plate: &str) -> Option<PhuongTien> {
             ho_ten: c.full_name,
             so_dinh_danh: c.personal_id,
         }),
+        thoi_diem_du_lieu: super::stated_time(plate),
     })
 }
 
