@@ -419,13 +419,8 @@ async fn a_grpc_provider_takes_oauth2_tokens_in_metadata_and_a_rejected_one_is_f
         ))
         .await;
     assert_eq!(
-        stated
-            .headers()
-            .get("x-data-time")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
-        lienthong::domain::date::parse_rfc3339_ms(&lienthong::sim::stated_time(&plates[1]))
-            .map(lienthong::domain::date::iso_ms),
+        data_time_of(&stated),
+        stated_time(&plates[1]),
         "the registry's own time of the record, passed on"
     );
     // The authorization server forgets every token: the provider answers UNAUTHENTICATED,

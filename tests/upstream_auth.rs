@@ -133,16 +133,7 @@ async fn social_insurance_joins_with_oauth2_in_both_client_auth_forms() {
         let again = h
             .get(&format!("/v1/datasets/{name}/records/{}", codes[1]))
             .await;
-        assert_eq!(
-            again
-                .headers()
-                .get("x-data-time")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
-            lienthong::domain::date::parse_rfc3339_ms(&lienthong::sim::stated_time(&codes[1]))
-                .map(lienthong::domain::date::iso_ms),
-            "{form}"
-        );
+        assert_eq!(data_time_of(&again), stated_time(&codes[1]), "{form}");
 
         // The token is cached: another record, no new token.
         let (status, _) = lookup(&h, &name, &codes[2]).await;
@@ -606,15 +597,7 @@ async fn a_marriage_registry_joins_keyed_by_its_registration_number() {
     let stated = h
         .get(&format!("/v1/datasets/civil.marriage/records/{}", keys[1]))
         .await;
-    assert_eq!(
-        stated
-            .headers()
-            .get("x-data-time")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
-        lienthong::domain::date::parse_rfc3339_ms(&lienthong::sim::stated_time(&keys[1]))
-            .map(lienthong::domain::date::iso_ms)
-    );
+    assert_eq!(data_time_of(&stated), stated_time(&keys[1]));
     // A birth number is not a marriage number.
     let birth = lienthong::sim::civil::key_of(&h.sims.data, 5).expect("a birth");
     assert_eq!(lookup(&h, "civil.marriage", &birth).await.0, 404);

@@ -418,3 +418,17 @@ pub async fn clear_of_the_hour_turning(burst: std::time::Duration) {
         tokio::time::sleep(std::time::Duration::from_millis(left + 100)).await;
     }
 }
+
+/// The `X-Data-Time` of an answer: the provider's own time of the data, as passed on.
+pub fn data_time_of(r: &reqwest::Response) -> Option<String> {
+    r.headers()
+        .get("x-data-time")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// The time a simulator states for its record of `key`, as the gateway passes it on.
+pub fn stated_time(key: &str) -> Option<String> {
+    lienthong::domain::date::parse_rfc3339_ms(&lienthong::sim::stated_time(key))
+        .map(lienthong::domain::date::iso_ms)
+}
