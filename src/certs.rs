@@ -307,6 +307,9 @@ pub struct Plan {
     pub server_names: Vec<String>,
     /// One client certificate per name (its subject CN).
     pub clients: Vec<String>,
+    /// Client certificates (by name) to revoke: `ca.crl` is written anew naming these and
+    /// every one revoked before (kept in `revoked.txt`).
+    pub revoke: Vec<String>,
     pub days: u32,
 }
 
@@ -361,7 +364,50 @@ pub fn make(plan: &Plan) -> Result<Report, CertError> {
         let issued = ca.client(client, &[], plan.days)?;
         write_pair(&cert, &key, &issued, &mut report)?;
     }
+    if !plan.revoke.is_empty() {
+        revoke(&ca, plan, &mut report)?;
+    }
     Ok(report)
+}
+
+/// Writes `ca.crl` anew: every client certificate revoked so far (`revoked.txt`) and those
+/// of `plan.revoke`, each of which must have been issued here.
+fn revoke(ca: &Authority, plan: &Plan, report: &mut Report) -> Result<(), CertError> {
+    let listed = plan.out.join("revoked.txt");
+    let mut names: Vec<String> = match std::fs::read_to_string(&listed) {
+        Ok(text) => text
+            .lines()
+            .map(str::to_owned)
+            .filter(|l| !l.is_empty())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    for name in &plan.revoke {
+        if !names.contains(name) {
+            names.push(name.clone());
+        }
+    }
+    let mut pems = Vec::new();
+    for name in &names {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
+        {
+            return Err(CertError::ClientName(name.clone()));
+        }
+        pems.push(read(&plan.out.join(format!("client-{name}.pem")))?);
+    }
+    let refs: Vec<&str> = pems.iter().map(String::as_str).collect();
+    let crl = ca.revocation_list(&refs, plan.days.clamp(1, 30))?;
+    for (path, text) in [
+        (plan.out.join("ca.crl"), crl),
+        (listed, names.join("\n") + "\n"),
+    ] {
+        std::fs::write(&path, text).map_err(io("write", &path))?;
+        report.written.push(path);
+    }
+    Ok(())
 }
 
 fn read(path: &Path) -> Result<String, CertError> {
@@ -402,6 +448,7 @@ mod tests {
             out: dir.path().join("tls"),
             server_names: vec!["localhost".into(), "127.0.0.1".into()],
             clients: vec!["motcua-hanoi".into()],
+            revoke: Vec::new(),
             days: 30,
         };
         let first = make(&plan).unwrap();

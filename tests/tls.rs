@@ -926,3 +926,89 @@ async fn a_client_certificate_its_ca_revoked_is_refused() {
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert_eq!(errors[0].key, "tls.crl_files[0]");
 }
+
+#[tokio::test]
+async fn the_certs_command_revokes_a_client_and_a_running_gateway_takes_the_new_list() {
+    let dir = tempfile::tempdir().expect("dir");
+    let out = dir.path().join("tls");
+    let certs = |args: &[&str]| {
+        let run = std::process::Command::new(env!("CARGO_BIN_EXE_lienthong"))
+            .args(["certs", "--out"])
+            .arg(&out)
+            .args(args)
+            .output()
+            .expect("lienthong certs runs");
+        let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+        assert!(
+            run.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        stdout
+    };
+    certs(&[
+        "--client",
+        "motcua-hanoi",
+        "--client",
+        "motcua-hue",
+        "--days",
+        "3",
+    ]);
+    let printed = certs(&["--revoke", "motcua-hue", "--days", "3"]);
+    assert!(printed.contains("crl_files = ["), "{printed}");
+    let tls = format!(
+        "\n[tls]\ncert = {:?}\nkey = {:?}\nclient_ca = {:?}\ncrl_files = [{:?}]\n",
+        out.join("server.pem").display().to_string(),
+        out.join("server-key.pem").display().to_string(),
+        out.join("ca.pem").display().to_string(),
+        out.join("ca.crl").display().to_string(),
+    );
+    let h = Harness::start_with(move |name, text| match name {
+        "gateway.toml" => text + &tls,
+        "consumers.toml" => text + CERT_CONSUMER,
+        "grants.toml" => text + CERT_GRANT,
+        _ => text,
+    })
+    .await;
+    let read = |name: &str| std::fs::read_to_string(out.join(name)).expect(name);
+    let ca = Authority::load(&read("ca.pem"), &read("ca-key.pem")).expect("CA loads");
+    let client = |name: &str| {
+        https_trusting(
+            &ca,
+            Some(&Issued {
+                cert_pem: read(&format!("client-{name}.pem")),
+                key_pem: read(&format!("client-{name}-key.pem")),
+            }),
+        )
+    };
+    let (status, caps) = get(&client("motcua-hanoi"), &h, "/v1/capabilities", &[])
+        .await
+        .expect("not revoked");
+    assert_eq!(status, 200, "{caps}");
+    assert!(
+        get(&client("motcua-hue"), &h, "/v1/capabilities", &[])
+            .await
+            .is_err(),
+        "revoked"
+    );
+    // Revoked while the gateway runs: the list is written anew, and taken within seconds.
+    certs(&["--revoke", "motcua-hanoi", "--days", "3"]);
+    assert_eq!(read("revoked.txt"), "motcua-hue\nmotcua-hanoi\n");
+    let since = std::time::Instant::now();
+    while get(&client("motcua-hanoi"), &h, "/v1/capabilities", &[])
+        .await
+        .is_ok()
+    {
+        assert!(
+            since.elapsed() < std::time::Duration::from_secs(5),
+            "the new list was never taken"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        get(&client("motcua-hue"), &h, "/v1/capabilities", &[])
+            .await
+            .is_err(),
+        "an earlier revocation stays in the new list"
+    );
+}

@@ -79,7 +79,12 @@ enum Command {
         /// client-NAME.pem and client-NAME-key.pem.
         #[arg(long = "client")]
         clients: Vec<String>,
-        /// Days the server and client certificates are valid (the CA: at least ten years).
+        /// Revoke the client certificate of this name (repeatable): writes ca.crl anew,
+        /// naming it and every one revoked before, for tls.crl_files.
+        #[arg(long)]
+        revoke: Vec<String>,
+        /// Days the server and client certificates are valid (the CA: at least ten years;
+        /// a revocation list: until it is due again, at most 30).
         #[arg(long, default_value_t = 365)]
         days: u32,
     },
@@ -160,11 +165,13 @@ pub async fn run() -> ExitCode {
             out,
             server_names,
             clients,
+            revoke,
             days,
         } => certs(crate::certs::Plan {
             out,
             server_names,
             clients,
+            revoke,
             days,
         }),
     };
@@ -207,6 +214,16 @@ fn certs(plan: crate::certs::Plan) -> Result<(), CliError> {
         out!("kept  {} (exists)", p.display());
     }
     let dir = plan.out.display();
+    if !plan.revoke.is_empty() {
+        out!(
+            r#"
+Refuse the revoked certificates: name the list in [tls] (the gateway loads it within a
+second, and again whenever it is written anew):
+
+  crl_files = ["{dir}/ca.crl"]"#
+        );
+        return Ok(());
+    }
     out!(
         r#"
 Turn on TLS with client certificates in the main config (paths are relative to it):
