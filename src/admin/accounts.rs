@@ -8,10 +8,13 @@
 //! - All of it lives in the registry's accounts file, which reload and rollback carry
 //!   forward: neither brings back a revoked key nor drops an issued one.
 
-use super::{Change, Cx, etag, invalid, merge, object, role_table, tables, to_json};
+use super::{
+    Change, Cx, etag, invalid, merge, object, random_bytes, random_id, role_table, str_of, tables,
+    to_json,
+};
 use crate::domain::date::{iso_ms, now_ms, parse_rfc3339_ms};
 use crate::domain::error::{ErrorCode, LookupError};
-use crate::layers::policy::file_key_id;
+use crate::layers::policy::{file_key_id, sha256_hex};
 use serde_json::{Map, Value, json};
 
 /// The settings a consumer takes over the API (its keys are issued, not set).
@@ -27,10 +30,6 @@ const CONSUMER_KEYS: &[&str] = &[
 
 /// Without `old_valid_until`, a rotated key keeps working this long.
 const DEFAULT_OVERLAP_MS: i64 = 24 * 3_600_000;
-
-fn str_of<'v>(v: &'v toml::Value, key: &str) -> &'v str {
-    v.get(key).and_then(|d| d.as_str()).unwrap_or("")
-}
 
 fn not_found(id: &str) -> LookupError {
     LookupError::new(ErrorCode::NotFound, format!("there is no consumer {id:?}"))
@@ -114,10 +113,7 @@ fn consumer_json(found: &Found, all_keys: &[toml::Value]) -> Value {
         .flatten()
         .filter_map(|h| h.as_str())
     {
-        let Some(hash) = hex::decode(h.trim())
-            .ok()
-            .and_then(|b| <[u8; 32]>::try_from(b).ok())
-        else {
+        let Some(hash) = sha256_hex(h) else {
             continue;
         };
         let kid = file_key_id(&hash);
@@ -337,12 +333,6 @@ fn future(field: &str, value: &str, now: i64) -> Result<i64, LookupError> {
     Ok(at)
 }
 
-fn random(bytes: usize) -> Vec<u8> {
-    let mut raw = vec![0u8; bytes];
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut raw);
-    raw
-}
-
 /// A new key for `consumer`: the key (to show once) and its accounts entry.
 fn new_key(
     cx: &Cx<'_>,
@@ -358,12 +348,12 @@ fn new_key(
         .transpose()?;
     let key = format!(
         "lt_{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random(32))
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes(32))
     );
     let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(key.as_bytes()));
     let mut entry = toml::Table::new();
     let s = |v: &str| toml::Value::String(v.to_owned());
-    entry.insert("id".into(), s(&format!("k-{}", hex::encode(random(5)))));
+    entry.insert("id".into(), s(&random_id("k-", 5)));
     entry.insert("consumer".into(), s(consumer));
     entry.insert("sha256".into(), s(&sha));
     entry.insert("label".into(), s(&b.label));
@@ -462,12 +452,7 @@ fn key_of(
         .into_iter()
         .flatten()
         .filter_map(|h| h.as_str())
-        .find(|h| {
-            hex::decode(h.trim())
-                .ok()
-                .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                .is_some_and(|b| file_key_id(&b) == key_id)
-        })
+        .find(|h| sha256_hex(h).is_some_and(|b| file_key_id(&b) == key_id))
         .map(|h| (None, h.trim().to_owned()))
         .ok_or_else(missing)
 }

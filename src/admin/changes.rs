@@ -9,7 +9,7 @@
 //! - Each dataset and connector has a version (a digest of its settings, served as its
 //!   `ETag`); a change made against another version is refused.
 
-use super::{Change, Cx, etag, invalid, merge, object, role_table, tables, to_json};
+use super::{Change, Cx, etag, invalid, merge, object, role_table, str_of, tables, to_json};
 use crate::domain::error::{ErrorCode, LookupError};
 use serde_json::{Map, Value, json};
 
@@ -116,10 +116,6 @@ async fn reflect(connector: &mut toml::Table) -> Result<(), LookupError> {
         grpc.insert("descriptor_set".into(), toml::Value::String(encoded));
     }
     Ok(())
-}
-
-fn str_of<'v>(v: &'v toml::Value, key: &str) -> &'v str {
-    v.get(key).and_then(|d| d.as_str()).unwrap_or("")
 }
 
 fn not_found(message: String) -> LookupError {

@@ -6,7 +6,7 @@
 //! Who sees and changes what: operators every grant; providers the grants on their
 //! agency's datasets; auditors read all; a consumer's administrator reads its consumer's.
 
-use super::{Change, Cx, etag, invalid, object, role_table, tables, to_json};
+use super::{Change, Cx, etag, invalid, object, random_id, role_table, str_of, tables, to_json};
 use crate::domain::error::{ErrorCode, LookupError};
 use crate::layers::policy::{AdminRole, check_grant_id, grant_ids};
 use serde::{Deserialize, Serialize};
@@ -49,10 +49,6 @@ fn grant_value(body: Value) -> Result<(GrantBody, toml::Value), LookupError> {
     })?;
     let value = toml::Value::try_from(&grant).map_err(|e| invalid(e.to_string()))?;
     Ok((grant, value))
-}
-
-fn str_of<'v>(v: &'v toml::Value, key: &str) -> &'v str {
-    v.get(key).and_then(|d| d.as_str()).unwrap_or("")
 }
 
 /// The grants file with every grant's id written into it (derived ones included).
@@ -128,13 +124,6 @@ pub(super) fn get(cx: &Cx<'_>, id: &str) -> Result<Value, LookupError> {
     Ok(shown(grant))
 }
 
-/// A fresh grant id: `g-` and ten random hex digits.
-fn fresh_id() -> String {
-    let mut raw = [0u8; 5];
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut raw);
-    format!("g-{}", hex::encode(raw))
-}
-
 /// The answer to a change, with the grant's id and its new version.
 fn answered(mut answer: Value, grant: Option<&toml::Value>) -> Value {
     if let Some(g) = grant {
@@ -166,7 +155,7 @@ pub(super) fn prepared(
             }
             id
         }
-        None => fresh_id(),
+        None => random_id("g-", 5),
     };
     grant.id = Some(id);
     let value = toml::Value::try_from(&grant).map_err(|e| invalid(e.to_string()))?;

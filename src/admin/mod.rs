@@ -549,6 +549,23 @@ fn etag(v: &Value) -> String {
     hex::encode(&digest[..8])
 }
 
+/// A string setting of a table (empty when absent).
+fn str_of<'v>(v: &'v toml::Value, key: &str) -> &'v str {
+    v.get(key).and_then(|d| d.as_str()).unwrap_or("")
+}
+
+/// `n` bytes from the system's secure random source.
+fn random_bytes(n: usize) -> Vec<u8> {
+    let mut raw = vec![0u8; n];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut raw);
+    raw
+}
+
+/// A fresh id: `prefix`, then `bytes` random bytes in hex.
+fn random_id(prefix: &str, bytes: usize) -> String {
+    format!("{prefix}{}", hex::encode(random_bytes(bytes)))
+}
+
 fn to_json(v: &toml::Value) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
 }

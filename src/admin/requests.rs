@@ -9,7 +9,7 @@
 //! and an audit record, and neither reload nor rollback undoes one.
 
 use super::grants;
-use super::{Change, Cx, invalid, object, role_table, tables, to_json};
+use super::{Change, Cx, invalid, object, random_id, role_table, str_of, tables, to_json};
 use crate::domain::calendar::vietnam_date;
 use crate::domain::date::{Date, iso_ms, now_ms};
 use crate::domain::error::{ErrorCode, LookupError};
@@ -30,10 +30,6 @@ pub struct RequestFilters {
 }
 
 const STATES: &[&str] = &["pending", "approved", "refused", "withdrawn"];
-
-fn str_of<'v>(v: &'v toml::Value, key: &str) -> &'v str {
-    v.get(key).and_then(|d| d.as_str()).unwrap_or("")
-}
 
 /// Whether a pending request's deadline (a Vietnam date) has passed.
 fn overdue(r: &toml::Value, today: Date) -> bool {
@@ -201,9 +197,7 @@ pub(super) async fn create(cx: &Cx<'_>, body: Value) -> Result<Value, LookupErro
         .access
         .calendar
         .add_working_days(vietnam_date(now), config.access.deadline_working_days);
-    let mut raw = [0u8; 5];
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut raw);
-    let id = format!("ar-{}", hex::encode(raw));
+    let id = random_id("ar-", 5);
     let mut r = toml::Table::new();
     let s = |v: &str| toml::Value::String(v.to_owned());
     r.insert("id".into(), s(&id));

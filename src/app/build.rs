@@ -50,8 +50,11 @@ pub fn build(source: &Source, env: &BTreeMap<String, String>) -> Result<Built, C
     let context_rules = ContextRules::from_settings(&gateway.context, &mut e);
     let dossiers = crate::dossiers::from_settings(source, &gateway.dossiers, &mut e);
     let misuse = crate::layers::misuse::from_settings(&gateway.misuse, &mut e);
-    let access =
-        crate::domain::calendar::from_settings(&gateway.access_requests, &gateway.misuse, &mut e);
+    let access = crate::domain::calendar::from_settings(
+        &gateway.access_requests,
+        misuse.office.calendar(),
+        &mut e,
+    );
     let admin_credentials =
         policy::admin_credentials(&gateway.admin, gateway.tls.is_some(), tls_client_ca, &mut e);
     let secrets_key = crate::config::sealed::from_settings(source, &gateway.admin, env, &mut e);

@@ -152,8 +152,7 @@ impl Gateway {
         Ok(Lookup {
             dataset: route.dataset.clone(),
             key,
-            fetched_ms: record.fetched_ms(),
-            data_ms: record.data_ms(),
+            freshness: record.freshness().clone(),
             record: record.project(fields),
             cache,
             quota,

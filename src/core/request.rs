@@ -74,10 +74,9 @@ pub struct Lookup {
     pub key: String,
     pub record: Projected,
     pub cache: CacheStatus,
-    /// When the gateway fetched the record from the provider (Unix ms), and the provider's
-    /// own time of the data where it stated one.
-    pub fetched_ms: i64,
-    pub data_ms: Option<i64>,
+    /// When the gateway fetched the record from the provider, and the provider's own time
+    /// of the data where it stated one.
+    pub freshness: Arc<crate::domain::record::Freshness>,
     /// The tightest quota that applied, for the `RateLimit-*` headers.
     pub quota: Option<QuotaState>,
 }

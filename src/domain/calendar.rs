@@ -4,10 +4,10 @@
 
 use super::date::Date;
 use crate::config::Errors;
-use crate::config::raw::{RawAccessRequests, RawMisuse};
+use crate::config::raw::RawAccessRequests;
 
-/// Vietnam's offset from UTC (no daylight saving).
-const VIETNAM_OFFSET_MS: i64 = 7 * 3_600_000;
+/// Vietnam's offset from UTC (Asia/Ho_Chi_Minh keeps no daylight saving).
+pub const VIETNAM_OFFSET_MS: i64 = 7 * 3_600_000;
 const DAY_MS: i64 = 86_400_000;
 /// Most working days a deadline may be set to.
 const MAX_DEADLINE_DAYS: u32 = 60;
@@ -21,11 +21,68 @@ pub struct Calendar {
     holidays: Vec<i64>,
 }
 
+/// Monday to Friday, no days off.
+impl Default for Calendar {
+    fn default() -> Calendar {
+        Calendar {
+            week: [true, true, true, true, true, false, false],
+            holidays: Vec::new(),
+        }
+    }
+}
+
+/// Working days of the week as configured ("mon" … "sun"), each mistake named under `key`.
+fn week_of(days: &[String], key: &str, e: &mut Errors<'_>) -> [bool; 7] {
+    let mut week = [false; 7];
+    for (i, d) in days.iter().enumerate() {
+        match WEEKDAYS.iter().position(|n| *n == d.trim().to_lowercase()) {
+            Some(p) => week[p] = true,
+            None => e.add(
+                format!("{key}[{i}]"),
+                format!("{d:?} is not mon, tue, wed, thu, fri, sat or sun"),
+            ),
+        }
+    }
+    week
+}
+
+/// Days off as configured (`yyyy-mm-dd`), as days since the epoch.
+fn holidays_of(listed: &[String], key: &str, e: &mut Errors<'_>) -> Vec<i64> {
+    let mut holidays = Vec::new();
+    for (i, h) in listed.iter().enumerate() {
+        match Date::parse_iso(h.trim()) {
+            Some(d) => holidays.push(d.days()),
+            None => e.add(
+                format!("{key}[{i}]"),
+                format!("{h:?} is not a date (yyyy-mm-dd)"),
+            ),
+        }
+    }
+    holidays
+}
+
 impl Calendar {
-    pub fn is_working(&self, day: Date) -> bool {
-        let days = day.days();
+    /// A calendar from its settings: working days under `days_key`, days off under
+    /// `holidays_key`.
+    pub fn from_settings(
+        (days, days_key): (&[String], &str),
+        (holidays, holidays_key): (&[String], &str),
+        e: &mut Errors<'_>,
+    ) -> Calendar {
+        Calendar {
+            week: week_of(days, days_key, e),
+            holidays: holidays_of(holidays, holidays_key, e),
+        }
+    }
+
+    /// Whether the day `days` after 1970-01-01 is a working day.
+    pub fn is_working_day(&self, days: i64) -> bool {
         // 1970-01-01 was a Thursday (index 3, Monday first).
         self.week[(days + 3).rem_euclid(7) as usize] && !self.holidays.contains(&days)
+    }
+
+    pub fn is_working(&self, day: Date) -> bool {
+        self.is_working_day(day.days())
     }
 
     /// The `n`-th working day after `from` (a request made on a day off counts from the
@@ -39,7 +96,7 @@ impl Calendar {
                 break;
             }
             day += 1;
-            if self.is_working(Date::from_days(day)) {
+            if self.is_working_day(day) {
                 left -= 1;
             }
         }
@@ -59,11 +116,11 @@ pub struct AccessSettings {
     pub calendar: Calendar,
 }
 
-/// `[access_requests]` checked; its calendar defaults to misuse detection's office days and
-/// holidays, so that a deployment keeps one list of days off.
+/// `[access_requests]` checked; its calendar defaults to misuse detection's (its office
+/// days and holidays), so that a deployment keeps one list of days off.
 pub fn from_settings(
     raw: &RawAccessRequests,
-    misuse: &RawMisuse,
+    office: &Calendar,
     e: &mut Errors<'_>,
 ) -> AccessSettings {
     let n = raw.deadline_working_days;
@@ -73,38 +130,21 @@ pub fn from_settings(
             format!("must be 1 to {MAX_DEADLINE_DAYS} (it is {n})"),
         );
     }
-    let (days_key, days) = match &raw.working_days {
-        Some(d) => ("access_requests.working_days", d),
-        None => ("misuse.office_days", &misuse.office_days),
+    let (mut week, days_key) = match &raw.working_days {
+        Some(d) => (
+            week_of(d, "access_requests.working_days", e),
+            "access_requests.working_days",
+        ),
+        None => (office.week, "misuse.office_days"),
     };
-    let mut week = [false; 7];
-    for (i, d) in days.iter().enumerate() {
-        match WEEKDAYS.iter().position(|n| *n == d.trim().to_lowercase()) {
-            Some(p) => week[p] = true,
-            None => e.add(
-                format!("{days_key}[{i}]"),
-                format!("{d:?} is not mon, tue, wed, thu, fri, sat or sun"),
-            ),
-        }
-    }
     if !week.contains(&true) {
         e.add(days_key, "name at least one working day");
-        week = [true, true, true, true, true, false, false];
+        week = Calendar::default().week;
     }
-    let (holidays_key, listed) = match &raw.holidays {
-        Some(h) => ("access_requests.holidays", h),
-        None => ("misuse.holidays", &misuse.holidays),
+    let holidays = match &raw.holidays {
+        Some(h) => holidays_of(h, "access_requests.holidays", e),
+        None => office.holidays.clone(),
     };
-    let mut holidays = Vec::new();
-    for (i, h) in listed.iter().enumerate() {
-        match Date::parse_iso(h.trim()) {
-            Some(d) => holidays.push(d.days()),
-            None => e.add(
-                format!("{holidays_key}[{i}]"),
-                format!("{h:?} is not a date (yyyy-mm-dd)"),
-            ),
-        }
-    }
     AccessSettings {
         deadline_working_days: n.clamp(1, MAX_DEADLINE_DAYS),
         calendar: Calendar { week, holidays },
@@ -125,7 +165,7 @@ mod tests {
             file: "t".into(),
             all: &mut all,
         };
-        let settings = from_settings(&raw, &RawMisuse::default(), &mut e);
+        let settings = from_settings(&raw, &Calendar::default(), &mut e);
         assert!(all.is_empty(), "{all:?}");
         settings.calendar
     }
@@ -169,7 +209,7 @@ mod tests {
             file: "t".into(),
             all: &mut all,
         };
-        from_settings(&raw, &RawMisuse::default(), &mut e);
+        from_settings(&raw, &Calendar::default(), &mut e);
         let keys: Vec<&str> = all.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(
             keys,

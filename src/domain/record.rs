@@ -179,11 +179,30 @@ pub fn personal_ids(value: &Value, out: &mut Vec<String>) {
 /// the subject who appear in it (field, keyed reference of their personal id), made once
 /// when the record entered the cache. Projection reads only the fields a caller may see,
 /// and writes them as JSON mostly by copying.
+/// When a record was fetched from its provider (Unix ms, and as answers write it, RFC 3339),
+/// and the provider's own time of its data where its answer states one: written once, when
+/// the record is stored, so that an answer from the cache formats nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Freshness {
+    pub fetched_ms: i64,
+    pub fetched_at: String,
+    pub data_time: Option<String>,
+}
+
+impl Freshness {
+    fn new(fetched_ms: i64, data_ms: Option<i64>) -> Freshness {
+        use crate::domain::date::iso_ms;
+        Freshness {
+            fetched_ms,
+            fetched_at: iso_ms(fetched_ms),
+            data_time: data_ms.map(iso_ms),
+        }
+    }
+}
+
 pub struct StoredRecord {
-    /// When the gateway fetched it from the provider (Unix ms), and the provider's own time
-    /// of the data, where its answer states it.
-    fetched_ms: i64,
-    data_ms: Option<i64>,
+    /// When the gateway fetched it, and the provider's own time of the data.
+    freshness: Arc<Freshness>,
     keys: Arc<Keys>,
     /// The length of the whole record as JSON text (every answer fits in it, so an answer
     /// is written into one allocation), the length of the fields, the fields as (key,
@@ -244,8 +263,7 @@ impl StoredRecord {
         bytes.extend_from_slice(&fields);
         compact::put_varint(&mut bytes, 0);
         StoredRecord {
-            fetched_ms: crate::domain::date::now_ms(),
-            data_ms: None,
+            freshness: Arc::new(Freshness::new(crate::domain::date::now_ms(), None)),
             keys,
             bytes: bytes.into_boxed_slice(),
         }
@@ -253,18 +271,13 @@ impl StoredRecord {
 
     /// The record with the provider's own time of its data (Unix ms).
     pub fn with_data_time(mut self, data_ms: Option<i64>) -> StoredRecord {
-        self.data_ms = data_ms;
+        self.freshness = Arc::new(Freshness::new(self.freshness.fetched_ms, data_ms));
         self
     }
 
-    /// When the gateway fetched it from the provider (Unix ms).
-    pub fn fetched_ms(&self) -> i64 {
-        self.fetched_ms
-    }
-
-    /// The provider's own time of the data (Unix ms), where its answer stated it.
-    pub fn data_ms(&self) -> Option<i64> {
-        self.data_ms
+    /// When the gateway fetched it, and the provider's own time of the data.
+    pub fn freshness(&self) -> &Arc<Freshness> {
+        &self.freshness
     }
 
     /// The record with the people who appear in it: (field, keyed reference).
@@ -277,8 +290,7 @@ impl StoredRecord {
             bytes.extend_from_slice(reference.as_bytes());
         }
         StoredRecord {
-            fetched_ms: self.fetched_ms,
-            data_ms: self.data_ms,
+            freshness: self.freshness,
             keys: self.keys,
             bytes: bytes.into_boxed_slice(),
         }

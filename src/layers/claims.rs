@@ -8,10 +8,9 @@ use serde_json::{Map, Value};
 pub struct Verification {
     pub matched: bool,
     pub fields: Vec<(String, bool)>,
-    /// When the record checked was fetched from the provider (Unix ms), and the
-    /// provider's own time of its data, where stated.
-    pub fetched_ms: i64,
-    pub data_ms: Option<i64>,
+    /// When the record checked was fetched from the provider, and the provider's own
+    /// time of its data, where stated.
+    pub freshness: std::sync::Arc<crate::domain::record::Freshness>,
 }
 
 /// Compares each claim with the record's field.
@@ -24,8 +23,7 @@ pub fn verify(record: &StoredRecord, claims: &Map<String, Value>) -> Verificatio
     Verification {
         matched: fields.iter().all(|(_, m)| *m),
         fields,
-        fetched_ms: record.fetched_ms(),
-        data_ms: record.data_ms(),
+        freshness: record.freshness().clone(),
     }
 }
 

@@ -27,13 +27,12 @@ mod state;
 
 use crate::config::Errors;
 use crate::config::raw::{RawMisuse, RawMisuseRules, RawRule};
-use crate::domain::date::Date;
 pub use state::{Attempt, Detector, Firing, Outcome};
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 86_400_000;
-/// Vietnam's offset from UTC (Asia/Ho_Chi_Minh keeps no daylight saving).
-pub const VIETNAM_OFFSET_MS: i64 = 7 * HOUR_MS;
+use crate::domain::calendar::Calendar;
+pub use crate::domain::calendar::VIETNAM_OFFSET_MS;
 
 /// The rules, in the order of [`Rule::ALL`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -165,23 +164,22 @@ pub struct Office {
     /// Minutes after midnight: open from `start` (inclusive) to `end` (exclusive).
     start: i64,
     end: i64,
-    /// Working days, Monday first.
-    days: [bool; 7],
-    /// Days off, as days since the epoch.
-    holidays: Vec<i64>,
+    /// Working days and days off.
+    calendar: Calendar,
 }
 
 impl Office {
     /// Whether `now_ms` (Unix) falls in office hours on a working day.
     pub fn open_at(&self, now_ms: i64) -> bool {
         let local = now_ms + VIETNAM_OFFSET_MS;
-        let day = local.div_euclid(DAY_MS);
-        // 1970-01-01 was a Thursday (index 3, Monday first).
-        let weekday = (day + 3).rem_euclid(7) as usize;
         let minute = local.rem_euclid(DAY_MS) / 60_000;
-        self.days[weekday]
-            && !self.holidays.contains(&day)
+        self.calendar.is_working_day(local.div_euclid(DAY_MS))
             && (self.start..self.end).contains(&minute)
+    }
+
+    /// The working days and days off office hours fall on.
+    pub fn calendar(&self) -> &Calendar {
+        &self.calendar
     }
 }
 
@@ -234,29 +232,11 @@ pub fn from_settings(raw: &RawMisuse, e: &mut Errors<'_>) -> MisuseSettings {
             (0, 1440)
         }
     };
-    let mut days = [false; 7];
-    for (i, d) in raw.office_days.iter().enumerate() {
-        match ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-            .iter()
-            .position(|n| *n == d.trim().to_lowercase())
-        {
-            Some(p) => days[p] = true,
-            None => e.add(
-                format!("misuse.office_days[{i}]"),
-                format!("{d:?} is not mon, tue, wed, thu, fri, sat or sun"),
-            ),
-        }
-    }
-    let mut holidays = Vec::new();
-    for (i, h) in raw.holidays.iter().enumerate() {
-        match Date::parse_iso(h.trim()) {
-            Some(d) => holidays.push(d.days()),
-            None => e.add(
-                format!("misuse.holidays[{i}]"),
-                format!("{h:?} is not a date (yyyy-mm-dd)"),
-            ),
-        }
-    }
+    let calendar = Calendar::from_settings(
+        (&raw.office_days, "misuse.office_days"),
+        (&raw.holidays, "misuse.holidays"),
+        e,
+    );
     if raw.sequential_step == 0 {
         e.add("misuse.sequential_step", "must be at least 1");
     }
@@ -276,8 +256,7 @@ pub fn from_settings(raw: &RawMisuse, e: &mut Errors<'_>) -> MisuseSettings {
         office: Office {
             start,
             end,
-            days,
-            holidays,
+            calendar,
         },
         sequential_step: raw.sequential_step.max(1),
         not_found_min_calls: raw.not_found_min_calls,

@@ -188,7 +188,8 @@ pub fn file_key_id(hash: &[u8; 32]) -> String {
     format!("f-{}", &hex::encode(hash)[..12])
 }
 
-pub(super) fn sha256_hex(s: &str) -> Option<[u8; 32]> {
+/// A SHA-256 written as 64 hex digits.
+pub fn sha256_hex(s: &str) -> Option<[u8; 32]> {
     let bytes = hex::decode(s.trim()).ok()?;
     bytes.try_into().ok()
 }

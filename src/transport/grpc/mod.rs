@@ -131,11 +131,8 @@ fn info(lookup: &Lookup, request_id: &str) -> ResponseInfo {
         request_id: request_id.to_owned(),
         cache: lookup.cache.as_str().into(),
         dataset: lookup.dataset.name.clone(),
-        fetched_at: crate::domain::date::iso_ms(lookup.fetched_ms),
-        data_time: lookup
-            .data_ms
-            .map(crate::domain::date::iso_ms)
-            .unwrap_or_default(),
+        fetched_at: lookup.freshness.fetched_at.clone(),
+        data_time: lookup.freshness.data_time.clone().unwrap_or_default(),
     }
 }
 
@@ -314,11 +311,8 @@ impl LookupService for LookupApi {
                 request_id: caller.request_id,
                 cache: String::new(),
                 dataset: r.dataset,
-                fetched_at: crate::domain::date::iso_ms(verdict.fetched_ms),
-                data_time: verdict
-                    .data_ms
-                    .map(crate::domain::date::iso_ms)
-                    .unwrap_or_default(),
+                fetched_at: verdict.freshness.fetched_at.clone(),
+                data_time: verdict.freshness.data_time.clone().unwrap_or_default(),
             }),
         }))
     }
@@ -372,11 +366,8 @@ impl LookupService for LookupApi {
                         key,
                         outcome: "ok".into(),
                         cache: found.cache.as_str().into(),
-                        fetched_at: crate::domain::date::iso_ms(found.fetched_ms),
-                        data_time: found
-                            .data_ms
-                            .map(crate::domain::date::iso_ms)
-                            .unwrap_or_default(),
+                        fetched_at: found.freshness.fetched_at.clone(),
+                        data_time: found.freshness.data_time.clone().unwrap_or_default(),
                         record: to_struct(&found.record),
                         error: None,
                     },

@@ -10,6 +10,7 @@ use crate::core::gateway::Gateway;
 use crate::core::request::{BatchItem, BatchOutcome, Lookup, LookupRequest, VerifyRequest};
 use crate::domain::dataset::{BUSINESS_ENTERPRISE, LAND_PARCEL, POPULATION_CITIZEN};
 use crate::domain::error::{ErrorCode, LookupError};
+use crate::domain::record::Freshness;
 use axum::extract::Path;
 use axum::extract::rejection::PathRejection;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
@@ -253,21 +254,21 @@ const X_DATA_FETCHED: HeaderName = HeaderName::from_static("x-data-fetched-at");
 const X_DATA_TIME: HeaderName = HeaderName::from_static("x-data-time");
 
 /// Freshness: when the gateway fetched the record from the provider, the provider's own
-/// time of the data where it stated one, and, for an answer from the cache, its `Age`
-/// (RFC 9111) in whole seconds.
-fn insert_freshness(h: &mut HeaderMap, lookup: &Lookup) {
-    use crate::domain::date::{iso_ms, now_ms};
-    if let Ok(v) = HeaderValue::from_str(&iso_ms(lookup.fetched_ms)) {
+/// time of the data where it stated one, and, for an answer from the cache (`cache` "hit"
+/// or "stale"), its `Age` (RFC 9111) in whole seconds.
+fn insert_freshness(h: &mut HeaderMap, f: &Freshness, cache: &str) {
+    if let Ok(v) = HeaderValue::from_str(&f.fetched_at) {
         h.insert(X_DATA_FETCHED, v);
     }
-    if let Some(v) = lookup
-        .data_ms
-        .and_then(|ms| HeaderValue::from_str(&iso_ms(ms)).ok())
+    if let Some(v) = f
+        .data_time
+        .as_deref()
+        .and_then(|t| HeaderValue::from_str(t).ok())
     {
         h.insert(X_DATA_TIME, v);
     }
-    if matches!(lookup.cache.as_str(), "hit" | "stale") {
-        let age = (now_ms() - lookup.fetched_ms).max(0) / 1000;
+    if matches!(cache, "hit" | "stale") {
+        let age = (crate::domain::date::now_ms() - f.fetched_ms).max(0) / 1000;
         h.insert(header::AGE, HeaderValue::from(age));
     }
 }
@@ -282,7 +283,7 @@ fn served(lookup: Lookup, request_id: &str) -> Response {
         HeaderValue::from_static("application/json"),
     );
     h.insert(X_CACHE, HeaderValue::from_static(lookup.cache.as_str()));
-    insert_freshness(&mut h, &lookup);
+    insert_freshness(&mut h, &lookup.freshness, lookup.cache.as_str());
     if let Ok(v) = HeaderValue::from_str(request_id) {
         h.insert(X_REQUEST_ID, v);
     }
@@ -543,8 +544,8 @@ async fn batch(
                     key,
                     outcome: "ok".into(),
                     cache: Some(found.cache.as_str().into()),
-                    fetched_at: Some(crate::domain::date::iso_ms(found.fetched_ms)),
-                    data_time: found.data_ms.map(crate::domain::date::iso_ms),
+                    fetched_at: Some(found.freshness.fetched_at.clone()),
+                    data_time: found.freshness.data_time.clone(),
                     record: Some(Value::Object(found.record.to_record().0)),
                     error: None,
                 },
@@ -669,16 +670,7 @@ async fn verify(
             if let Ok(id) = HeaderValue::from_str(&caller.request_id) {
                 h.insert("x-request-id", id);
             }
-            for (name, at) in [
-                (X_DATA_FETCHED, Some(v.fetched_ms)),
-                (X_DATA_TIME, v.data_ms),
-            ] {
-                if let Some(value) =
-                    at.and_then(|ms| HeaderValue::from_str(&crate::domain::date::iso_ms(ms)).ok())
-                {
-                    h.insert(name, value);
-                }
-            }
+            insert_freshness(h, &v.freshness, "");
             response
         }
         Err(e) => problem(&e, &caller.request_id),
