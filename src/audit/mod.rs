@@ -15,6 +15,7 @@
 //!   across datasets.
 
 pub mod citizen;
+pub mod evidence;
 pub mod journal;
 #[cfg(test)]
 pub(crate) mod memory;

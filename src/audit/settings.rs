@@ -1,5 +1,6 @@
 //! The audit trail's settings and keys, checked and decoded from `[audit]`.
 
+use super::evidence::{EvidenceKey, EvidenceKeys};
 use super::record::{Signer, SubjectKey};
 use super::writer::{Durability, WriterSettings};
 use crate::config::raw::RawAudit;
@@ -7,6 +8,7 @@ use crate::config::{Errors, Source, secret};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The audit trail's settings and keys.
@@ -23,6 +25,8 @@ pub struct AuditConfig {
     pub signing_seed: Vec<u8>,
     /// Public keys checkpoints may be signed with, by key id (the signing key's included).
     pub verify_keys: HashMap<String, Vec<u8>>,
+    /// The keys evidence is signed with, the signing one first (none: evidence is refused).
+    pub evidence: Arc<EvidenceKeys>,
 }
 
 impl fmt::Debug for AuditConfig {
@@ -166,5 +170,86 @@ pub fn from_settings(
         signing_key_id: raw.signing_key_id.clone(),
         signing_seed,
         verify_keys,
+        evidence: Arc::new(evidence_keys(raw, env, e)),
     }
+}
+
+/// `[[audit.evidence_keys]]`: the first signs and holds a seed; later ones are kept for
+/// verifiers, by seed or public key; ids are unique.
+fn evidence_keys(
+    raw: &RawAudit,
+    env: &BTreeMap<String, String>,
+    e: &mut Errors<'_>,
+) -> EvidenceKeys {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut keys = EvidenceKeys::default();
+    for (i, k) in raw.evidence_keys.iter().enumerate() {
+        let at = format!("audit.evidence_keys[{i}]");
+        if k.id.is_empty() || k.id.len() > 64 || k.id.contains(['.', ':', '"']) {
+            e.add(
+                format!("{at}.id"),
+                "must be a short name without '.', ':' or quotes (e.g. \"e1\")",
+            );
+            continue;
+        }
+        if keys.keys.iter().any(|o| o.id == k.id) {
+            e.add(format!("{at}.id"), format!("{:?} is listed twice", k.id));
+            continue;
+        }
+        let key = if k.seed.is_some() || k.seed_env.is_some() {
+            let text = secret(e, &format!("{at}.seed"), &k.seed, &k.seed_env, env);
+            match b64
+                .decode(text.trim())
+                .ok()
+                .and_then(|b| EvidenceKey::from_seed(&k.id, &b).filter(|_| b.len() == 32))
+            {
+                Some(key) => key,
+                None => {
+                    if !text.is_empty() {
+                        e.add(
+                            format!("{at}.seed"),
+                            "must be an ed25519 seed: 32 bytes, base64",
+                        );
+                    }
+                    continue;
+                }
+            }
+        } else if let Some(public) = &k.public {
+            if i == 0 {
+                e.add(format!("{at}.seed"), "the first evidence key signs, so it needs its seed (seed or seed_env); list retired keys after it");
+                continue;
+            }
+            match b64.decode(public.trim()) {
+                Ok(b) if b.len() == 32 => EvidenceKey::public_only(&k.id, b),
+                _ => {
+                    e.add(
+                        format!("{at}.public"),
+                        "must be an ed25519 public key: 32 bytes, base64",
+                    );
+                    continue;
+                }
+            }
+        } else {
+            e.add(at, "needs seed, seed_env or (for a retired key) public");
+            continue;
+        };
+        let mut key = key;
+        for (name, given, slot) in [
+            ("valid_from", &k.valid_from, &mut key.valid_from),
+            ("valid_until", &k.valid_until, &mut key.valid_until),
+        ] {
+            if let Some(text) = given {
+                match crate::domain::date::parse_rfc3339_ms(text) {
+                    Some(ms) => *slot = Some(ms),
+                    None => e.add(
+                        format!("{at}.{name}"),
+                        format!("{text:?} is not an RFC 3339 time"),
+                    ),
+                }
+            }
+        }
+        keys.keys.push(key);
+    }
+    keys
 }

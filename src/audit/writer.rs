@@ -82,7 +82,8 @@ pub enum AuditFailure {
 
 struct Job {
     entry: AuditEntry,
-    ack: Option<oneshot::Sender<Result<(), AuditFailure>>>,
+    /// Told the record's sequence number once it is committed.
+    ack: Option<oneshot::Sender<Result<i64, AuditFailure>>>,
 }
 
 /// Counters of the writer's work (for metrics and tests).
@@ -124,6 +125,8 @@ pub struct AuditLog {
     instance: String,
     subjects: SubjectKey,
     stats: Arc<WriterStats>,
+    /// The key the writer signs its next checkpoint with: a reload swaps it.
+    signer: Arc<std::sync::Mutex<Arc<Signer>>>,
 }
 
 impl AuditLog {
@@ -143,10 +146,11 @@ impl AuditLog {
         let (tx, rx) = mpsc::channel(settings.queue_capacity.max(1));
         let store_handle = store.clone();
         let stats = Arc::new(WriterStats::default());
+        let signer = Arc::new(std::sync::Mutex::new(Arc::new(signer)));
         let writer = Writer {
             store,
             instance: instance.to_owned(),
-            signer,
+            signer: signer.clone(),
             settings: settings.clone(),
             head,
             since_checkpoint: 0,
@@ -163,6 +167,7 @@ impl AuditLog {
                 instance: instance.to_owned(),
                 subjects,
                 stats,
+                signer,
             },
             task,
         ))
@@ -170,12 +175,23 @@ impl AuditLog {
 
     /// Hands over one record; in `sync` durability, returns once it is committed.
     pub async fn record(&self, entry: AuditEntry) -> Result<(), AuditFailure> {
-        let (ack, committed) = match self.settings.durability {
-            Durability::Sync => {
-                let (tx, rx) = oneshot::channel();
-                (Some(tx), Some(rx))
-            }
-            Durability::Async => (None, None),
+        self.submit(entry, self.settings.durability == Durability::Sync)
+            .await
+            .map(|_| ())
+    }
+
+    /// Hands over one record and returns its sequence number once it is committed,
+    /// whatever the durability (evidence cites the record, so it waits for it).
+    pub async fn record_numbered(&self, entry: AuditEntry) -> Result<i64, AuditFailure> {
+        self.submit(entry, true).await?.ok_or(AuditFailure::Stopped)
+    }
+
+    async fn submit(&self, entry: AuditEntry, wait: bool) -> Result<Option<i64>, AuditFailure> {
+        let (ack, committed) = if wait {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
         };
         self.tx.try_send(Job { entry, ack }).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => AuditFailure::Full,
@@ -183,9 +199,22 @@ impl AuditLog {
         })?;
         self.stats.backlog.fetch_add(1, Ordering::Relaxed);
         match committed {
-            None => Ok(()),
-            Some(rx) => rx.await.unwrap_or(Err(AuditFailure::Stopped)),
+            None => Ok(None),
+            Some(rx) => rx.await.unwrap_or(Err(AuditFailure::Stopped)).map(Some),
         }
+    }
+
+    /// Signs the checkpoints from now on with `signer` (a rotated signing key, applied by a
+    /// reload). Checkpoints already signed keep their key id; the old key's public half
+    /// stays in `audit.verify_keys` so that they still verify.
+    pub fn rotate_signer(&self, signer: Signer) -> bool {
+        let mut current = self.signer.lock().unwrap_or_else(|p| p.into_inner());
+        if current.id == signer.id && current.public_key() == signer.public_key() {
+            return false;
+        }
+        tracing::info!(from = %current.id, to = %signer.id, "the audit signing key rotated");
+        *current = Arc::new(signer);
+        true
     }
 
     /// Queues a record without waiting for it (for calls cancelled mid-way: nothing was
@@ -229,7 +258,7 @@ impl AuditLog {
 struct Writer {
     store: Arc<dyn AuditStore>,
     instance: String,
-    signer: Signer,
+    signer: Arc<std::sync::Mutex<Arc<Signer>>>,
     settings: WriterSettings,
     /// The last committed record: (seq, hash).
     head: (i64, [u8; 32]),
@@ -303,6 +332,13 @@ impl Writer {
         }
     }
 
+    fn signer(&self) -> Arc<Signer> {
+        self.signer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     fn chain(&self, seq: i64, prev: [u8; 32], entry: AuditEntry) -> Chained {
         Chained {
             instance: self.instance.clone(),
@@ -359,10 +395,10 @@ impl Writer {
             let r = self.chain(seq, prev, job.entry);
             prev = r.hash;
             records.push(r);
-            acks.push(job.ack);
+            acks.push(job.ack.map(|ack| (ack, seq)));
         }
         let due = self.since_checkpoint + records.len() as u64 >= self.settings.checkpoint_every;
-        let checkpoint = due.then(|| self.signer.sign(&self.instance, seq, &prev, now_ms()));
+        let checkpoint = due.then(|| self.signer().sign(&self.instance, seq, &prev, now_ms()));
         let count = records.len();
         let span = (
             records.first().map(|r| r.entry.time_ms).unwrap_or(0),
@@ -393,8 +429,8 @@ impl Writer {
                 if due {
                     self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
                 }
-                for ack in acks.into_iter().flatten() {
-                    let _ = ack.send(Ok(()));
+                for (ack, seq) in acks.into_iter().flatten() {
+                    let _ = ack.send(Ok(seq));
                 }
                 due
             }
@@ -403,7 +439,7 @@ impl Writer {
                 self.stats.failures.fetch_add(1, Ordering::Relaxed);
                 self.resync = true;
                 self.note_gap(acks.len() as u64, span.0, span.1);
-                for ack in acks.into_iter().flatten() {
+                for (ack, _) in acks.into_iter().flatten() {
                     let _ = ack.send(Err(AuditFailure::Store(e.0.clone())));
                 }
                 false
@@ -435,7 +471,7 @@ impl Writer {
 
     async fn checkpoint_alone(&mut self) -> bool {
         let (seq, hash) = self.head;
-        let cp = self.signer.sign(&self.instance, seq, &hash, now_ms());
+        let cp = self.signer().sign(&self.instance, seq, &hash, now_ms());
         match self.store.append(Vec::new(), Some(&cp)).await {
             Ok(()) => {
                 self.since_checkpoint = 0;

@@ -96,6 +96,13 @@ Several at once, one outcome per item (the second key is malformed):
   curl -s -H 'Authorization: Bearer demo-onestop-key' {ctx} -H 'Content-Type: application/json' \
     -d '{{"items":[{{"dataset":"population.citizen","key":"{citizen}"}},{{"dataset":"business.enterprise","key":"0100233489"}}]}}' http://{lookup}/v1/batch
 
+Evidence to file with the dossier: ask for it (X-Evidence: bundle keeps the answer and its
+signed statement as one document), then check it offline against the keys the gateway
+publishes; change one byte of the answer and the check fails:
+  curl -s -H 'Authorization: Bearer demo-onestop-key' {ctx} -H 'X-Evidence: bundle' http://{lookup}/v1/enterprises/{enterprise} > answer.json
+  curl -s http://{lookup}/v1/keys > keys.json
+  {exe} evidence verify answer.json --keys keys.json
+
 Over gRPC (server reflection is on, no proto file needed):
   grpcurl -plaintext -H 'authorization: Bearer demo-onestop-key' \
     -d '{{"context":{{"procedure_code":"1.001612","dossier_id":"000.00.53.H48-251128-0001","officer_id":"canbo01"}},"personal_id":"{citizen}"}}' \

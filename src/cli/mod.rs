@@ -12,6 +12,7 @@ macro_rules! out {
 mod admin;
 mod audit;
 mod demo;
+mod evidence;
 mod sim;
 
 use crate::app::Built;
@@ -56,6 +57,11 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: audit::AuditCommand,
+    },
+    /// Evidence given with answers: check a saved answer offline, make a new key.
+    Evidence {
+        #[command(subcommand)]
+        command: evidence::EvidenceCommand,
     },
     /// Operate a running gateway through its admin listener.
     Admin(admin::AdminArgs),
@@ -159,6 +165,7 @@ pub async fn run() -> ExitCode {
         Command::CheckConfig { config } => check_config(config),
         Command::Sim(args) => sim::run_sim(args).await,
         Command::Audit { command } => audit::audit(command).await,
+        Command::Evidence { command } => evidence::evidence(command).await,
         Command::Admin(args) => admin::admin(args).await,
         Command::Ready { admin } => ready(&admin).await,
         Command::Certs {

@@ -230,6 +230,22 @@ pub struct RawAudit {
     pub signing_key_env: Option<String>,
     /// Public keys (base64) of earlier signing keys, by id, so old checkpoints still verify.
     pub verify_keys: std::collections::BTreeMap<String, String>,
+    /// Keys that sign evidence (`[[audit.evidence_keys]]`), the signing one first; the
+    /// others stay published so that what they signed still verifies.
+    pub evidence_keys: Vec<RawEvidenceKey>,
+}
+
+/// One evidence key: a seed (base64, 32 bytes) for one that signs, or only its public key
+/// for one retired; optional validity bounds (RFC 3339).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct RawEvidenceKey {
+    pub id: String,
+    pub seed: Option<String>,
+    pub seed_env: Option<String>,
+    pub public: Option<String>,
+    pub valid_from: Option<String>,
+    pub valid_until: Option<String>,
 }
 
 impl Default for RawAudit {
@@ -252,6 +268,7 @@ impl Default for RawAudit {
             signing_key: None,
             signing_key_env: None,
             verify_keys: Default::default(),
+            evidence_keys: Vec::new(),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! committed before the answer leaves (so denials, throttles, hits and upstream failures
 //! each leave exactly one record), then its metrics.
 
+use super::evidence::{Evident, Statement};
 use super::gateway::Gateway;
 use super::request::Caller;
 use crate::audit::record::{AuditEntry, Disclosure, now_ms};
@@ -156,6 +157,41 @@ impl Gateway {
         describe: impl FnOnce(&T, &mut Facts),
     ) -> Result<T, LookupError> {
         let _in_flight = self.metrics.enter();
+        let (facts, result) = self.run(facts, steps, describe).await;
+        self.audited(facts, result).await
+    }
+
+    /// As [`Gateway::call`]; with `evidence`, a served answer carries a JWS citing its
+    /// committed record.
+    pub(super) async fn call_evident<T: Evident>(
+        &self,
+        facts: Facts,
+        evidence: bool,
+        steps: impl AsyncFnOnce(&mut Facts) -> Result<T, LookupError>,
+        describe: impl FnOnce(&T, &mut Facts),
+    ) -> Result<T, LookupError> {
+        let _in_flight = self.metrics.enter();
+        let (facts, result) = self.run(facts, steps, describe).await;
+        let statement = match (&result, evidence) {
+            (Ok(answer), true) => Some(Statement::of(&facts, answer)),
+            _ => None,
+        };
+        let (mut answer, committed) = self
+            .audited_numbered(facts, result, statement.is_some())
+            .await?;
+        if let (Some(statement), Some((seq, time_ms))) = (statement, committed) {
+            answer.attach(self.sign_evidence(statement, seq, time_ms)?);
+        }
+        Ok(answer)
+    }
+
+    /// Runs `steps` in the call's span; a call dropped before they end leaves its record.
+    async fn run<T>(
+        &self,
+        facts: Facts,
+        steps: impl AsyncFnOnce(&mut Facts) -> Result<T, LookupError>,
+        describe: impl FnOnce(&T, &mut Facts),
+    ) -> (Facts, Result<T, LookupError>) {
         let mut pending = Pending {
             audit: &self.audit,
             facts: Some(facts),
@@ -167,7 +203,7 @@ impl Gateway {
         if let Ok(answer) = &result {
             describe(answer, &mut facts);
         }
-        self.audited(facts, result).await
+        (facts, result)
     }
 
     /// Audit: records the call's facts and outcome, and lets the result leave only
@@ -178,6 +214,19 @@ impl Gateway {
         facts: Facts,
         result: Result<T, LookupError>,
     ) -> Result<T, LookupError> {
+        self.audited_numbered(facts, result, false)
+            .await
+            .map(|(answer, _)| answer)
+    }
+
+    /// As [`Gateway::audited`]; when `numbered`, waits for the record whatever the
+    /// durability and returns its (sequence number, time).
+    async fn audited_numbered<T>(
+        &self,
+        facts: Facts,
+        result: Result<T, LookupError>,
+        numbered: bool,
+    ) -> Result<(T, Option<(i64, i64)>), LookupError> {
         let outcome = match &result {
             Ok(_) => "served",
             Err(e) => e.code.as_str(),
@@ -196,9 +245,13 @@ impl Gateway {
         };
         let (transport, started) = (facts.transport, facts.started);
         let answer = if facts.identified() {
-            self.commit_audit(facts.entry(outcome), result).await
+            let entry = facts.entry(outcome);
+            let time_ms = entry.time_ms;
+            self.commit_audit(entry, result, numbered)
+                .await
+                .map(|(answer, seq)| (answer, seq.map(|s| (s, time_ms))))
         } else {
-            result
+            result.map(|answer| (answer, None))
         };
         let outcome = match &answer {
             Ok(_) => "served",
@@ -220,9 +273,15 @@ impl Gateway {
         &self,
         entry: AuditEntry,
         result: Result<T, LookupError>,
-    ) -> Result<T, LookupError> {
-        match self.audit.record(entry).await {
-            Ok(()) => result,
+        numbered: bool,
+    ) -> Result<(T, Option<i64>), LookupError> {
+        let committed = if numbered {
+            self.audit.record_numbered(entry).await.map(Some)
+        } else {
+            self.audit.record(entry).await.map(|()| None)
+        };
+        match committed {
+            Ok(seq) => result.map(|answer| (answer, seq)),
             Err(AuditFailure::Full) => Err(LookupError {
                 retry_after: Some(Duration::from_secs(1)),
                 ..LookupError::new(
@@ -230,7 +289,8 @@ impl Gateway {
                     "the audit trail is saturated, so no data was released; retry shortly",
                 )
             }),
-            Err(_) if self.audit.fail_open() => result,
+            // Evidence cites its record: without one there is no evidence to give.
+            Err(_) if self.audit.fail_open() && !numbered => result.map(|answer| (answer, None)),
             Err(e) => {
                 tracing::error!(error = %e, "audit record not kept; call refused");
                 Err(LookupError::new(

@@ -68,8 +68,9 @@ impl Gateway {
     ) -> Result<Lookup, LookupError> {
         // 1. audit — outermost (the wrapper), so every outcome leaves exactly one record,
         //    committed before the answer leaves.
-        self.call(
+        self.call_evident(
             Facts::new(caller, "fetch", &request.dataset),
+            request.evidence,
             async |facts: &mut Facts| self.lookup_steps(caller, request, facts).await,
             |found, facts| {
                 facts.fields = found.record.shared_names();
@@ -92,6 +93,7 @@ impl Gateway {
         // 2. authenticate — nothing is validated or looked up for an unknown caller.
         let consumer = self.authenticate(caller, facts)?;
         // 3. validate — dataset, key, context and fields, before any upstream call.
+        self.evidence_possible(request.evidence)?;
         let route = self.route(&request.dataset)?;
         let (key, context) = validate(
             &route.dataset,
@@ -156,6 +158,7 @@ impl Gateway {
             record: record.project(fields),
             cache,
             quota,
+            evidence: None,
         })
     }
 
@@ -168,8 +171,9 @@ impl Gateway {
         request: VerifyRequest,
     ) -> Result<Verification, LookupError> {
         // 1. audit — as for a lookup; the record says whether the claims matched.
-        self.call(
+        self.call_evident(
             Facts::new(caller, "verify", &request.dataset),
+            request.evidence,
             async |facts: &mut Facts| self.verify_steps(caller, request, facts).await,
             |v, facts| facts.detail = if v.matched { "match" } else { "no match" }.into(),
         )
@@ -184,6 +188,7 @@ impl Gateway {
     ) -> Result<Verification, LookupError> {
         // 2. authenticate — as for a lookup.
         let consumer = self.authenticate(caller, facts)?;
+        self.evidence_possible(request.evidence)?;
         // 3. validate — the claims name fields of the dataset, one value each.
         if request.claims.is_empty() {
             return Err(LookupError::new(
@@ -255,6 +260,7 @@ impl Gateway {
         caller: Caller,
         context: RawContext,
         items: Vec<BatchItem>,
+        evidence: bool,
     ) -> Result<BoxStream<'static, BatchOutcome>, LookupError> {
         // 1-2. audit and authenticate the batch itself, and bound it.
         self.admit_batch(&caller, items.len()).await?;
@@ -271,6 +277,7 @@ impl Gateway {
                         context,
                         bypass_cache: false,
                         deadline: None,
+                        evidence,
                     };
                     // Each item takes the whole path, its own record included.
                     let result = gateway.lookup(&caller, request).await;

@@ -200,6 +200,7 @@ impl Live {
         };
         let shared = next.shared().cloned();
         let origin = next.config().settings.instance_id.clone();
+        rotate_keys(old.config(), &next, actor).await;
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
         self.version.store(version, Ordering::SeqCst);
         // The other replicas run it too.
@@ -214,6 +215,54 @@ impl Live {
             rebuilt,
             needs_restart,
         })
+    }
+}
+
+/// Puts the keys a new version names to work — the checkpoint signing key goes to the
+/// audit writer; the evidence and subject keys live in the version itself — and records
+/// each rotation in the trail (key ids only), with the actor who applied it.
+async fn rotate_keys(old: &Model, next: &Gateway, actor: &str) {
+    let (was, now) = (&old.audit, &next.config().audit);
+    let mut rotations = Vec::new();
+    if next.audit().rotate_signer(now.signer()) {
+        rotations.push(format!(
+            "the checkpoint signing key rotated from {} to {}",
+            was.signing_key_id, now.signing_key_id
+        ));
+    }
+    let evidence = |a: &crate::audit::settings::AuditConfig| {
+        a.evidence
+            .signer()
+            .map(|k| (k.id.clone(), k.public.clone()))
+    };
+    if evidence(was) != evidence(now) {
+        let id = |k: Option<(String, Vec<u8>)>| k.map(|k| k.0).unwrap_or_else(|| "none".into());
+        rotations.push(format!(
+            "the evidence signing key rotated from {} to {}",
+            id(evidence(was)),
+            id(evidence(now))
+        ));
+    }
+    if was.subject_key_id != now.subject_key_id {
+        rotations.push(format!(
+            "the subject key rotated from {} to {}",
+            was.subject_key_id, now.subject_key_id
+        ));
+    }
+    for detail in rotations {
+        tracing::info!(%actor, "{detail}");
+        let entry = crate::audit::record::AuditEntry {
+            time_ms: crate::audit::record::now_ms(),
+            actor: actor.to_owned(),
+            action: "key_rotated".into(),
+            outcome: "applied".into(),
+            upstream_ms: -1,
+            detail,
+            ..Default::default()
+        };
+        if let Err(e) = next.audit().record(entry).await {
+            tracing::error!(error = %e, "a key rotation could not be recorded");
+        }
     }
 }
 
@@ -251,6 +300,7 @@ impl Live {
         let source = old.config().settings.origin.with_files(version.files);
         let config = (self.build)(&source).map_err(ReloadError::Invalid)?;
         let next = old.next(Arc::new(config))?;
+        rotate_keys(old.config(), &next, &version.actor).await;
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
         self.version.store(version.version as u64, Ordering::SeqCst);
         tracing::info!(

@@ -6,6 +6,7 @@
 pub mod call;
 mod detect;
 pub mod dossiers;
+pub mod evidence;
 pub mod gateway;
 pub mod live;
 pub mod model;

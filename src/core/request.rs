@@ -39,6 +39,8 @@ pub struct LookupRequest {
     pub bypass_cache: bool,
     /// The caller's deadline (gRPC `grpc-timeout`): provider calls give up by then.
     pub deadline: Option<tokio::time::Instant>,
+    /// Asked for evidence (REST `X-Evidence`, gRPC `RequestContext.evidence`).
+    pub evidence: bool,
 }
 
 /// One item of a batch: the batch's context applies to all.
@@ -65,6 +67,8 @@ pub struct VerifyRequest {
     pub key: String,
     pub claims: serde_json::Map<String, serde_json::Value>,
     pub context: RawContext,
+    /// Asked for evidence, as for a lookup.
+    pub evidence: bool,
 }
 
 /// A served lookup: the record projected to what the caller may see.
@@ -79,4 +83,6 @@ pub struct Lookup {
     pub freshness: Arc<crate::domain::record::Freshness>,
     /// The tightest quota that applied, for the `RateLimit-*` headers.
     pub quota: Option<QuotaState>,
+    /// The evidence (a compact JWS), when it was asked for.
+    pub evidence: Option<String>,
 }

@@ -11,6 +11,8 @@ pub struct Verification {
     /// When the record checked was fetched from the provider, and the provider's own
     /// time of its data, where stated.
     pub freshness: std::sync::Arc<crate::domain::record::Freshness>,
+    /// The evidence (a compact JWS), when it was asked for.
+    pub evidence: Option<String>,
 }
 
 /// Compares each claim with the record's field.
@@ -24,6 +26,7 @@ pub fn verify(record: &StoredRecord, claims: &Map<String, Value>) -> Verificatio
         matched: fields.iter().all(|(_, m)| *m),
         fields,
         freshness: record.freshness().clone(),
+        evidence: None,
     }
 }
 

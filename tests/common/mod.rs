@@ -196,6 +196,7 @@ pub fn context() -> Option<lienthong::proto::lienthong::RequestContext> {
         officer_id: OFFICER.into(),
         agency_code: "000.00.53.H48".into(),
         purpose: String::new(),
+        evidence: false,
     })
 }
 

@@ -310,3 +310,55 @@ type = "string"
         );
     }
 }
+
+#[test]
+fn evidence_keys_are_checked_and_named() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut files = demo_files();
+    let start = files[0]
+        .1
+        .find("[[audit.evidence_keys]]")
+        .expect("demo key");
+    files[0].1.truncate(start);
+    files[0].1.push_str(
+        r#"[[audit.evidence_keys]]
+id = "retired-first"
+public = "1E04tK62gI3VWJZ67gh8Mdut+kxDoQyC4/tUFRm9oW8="
+
+[[audit.evidence_keys]]
+id = "e2"
+seed = "c2hvcnQ="
+
+[[audit.evidence_keys]]
+id = "e3"
+seed = "UY9QXYHBldHgPbPc0grhfkr9zfDbaSSWtFkY+aIqEKQ="
+valid_from = "yesterday"
+
+[[audit.evidence_keys]]
+id = "e3"
+public = "1E04tK62gI3VWJZ67gh8Mdut+kxDoQyC4/tUFRm9oW8="
+
+[[audit.evidence_keys]]
+id = "e4"
+"#,
+    );
+    let refs: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
+    let main = write(dir.path(), &refs);
+    let errors = build(&Source::File(main), &BTreeMap::new()).expect_err("invalid");
+    let text = errors.to_string();
+    for (key, says) in [
+        ("audit.evidence_keys[0].seed", "first evidence key signs"),
+        ("audit.evidence_keys[1].seed", "32 bytes"),
+        ("audit.evidence_keys[2].valid_from", "RFC 3339"),
+        ("audit.evidence_keys[3].id", "listed twice"),
+        ("audit.evidence_keys[4]", "needs seed"),
+    ] {
+        assert!(
+            errors
+                .0
+                .iter()
+                .any(|e| e.key == key && e.message.contains(says)),
+            "missing {key} ({says}) in\n{text}"
+        );
+    }
+}

@@ -304,7 +304,12 @@ async fn a_batch_is_checked_whole_before_any_item_runs() {
     let too_many = g.settings_max_batch() + 1;
     let e = match g
         .clone()
-        .batch(caller(Some(API_KEY)), context.clone(), items(too_many))
+        .batch(
+            caller(Some(API_KEY)),
+            context.clone(),
+            items(too_many),
+            false,
+        )
         .await
     {
         Err(e) => e,
@@ -313,7 +318,7 @@ async fn a_batch_is_checked_whole_before_any_item_runs() {
     assert_eq!(e.code.as_str(), "invalid_request");
     let e = match g
         .clone()
-        .batch(caller(None), context.clone(), items(too_many))
+        .batch(caller(None), context.clone(), items(too_many), false)
         .await
     {
         Err(e) => e,
@@ -324,7 +329,7 @@ async fn a_batch_is_checked_whole_before_any_item_runs() {
     // A good batch: each item its own lookup, in request order.
     let outcomes_seen: Vec<BatchOutcome> = g
         .clone()
-        .batch(caller(Some(API_KEY)), context, items(3))
+        .batch(caller(Some(API_KEY)), context, items(3), false)
         .await
         .expect("admitted")
         .collect()

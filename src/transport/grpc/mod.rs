@@ -133,7 +133,13 @@ fn info(lookup: &Lookup, request_id: &str) -> ResponseInfo {
         dataset: lookup.dataset.name.clone(),
         fetched_at: lookup.freshness.fetched_at.clone(),
         data_time: lookup.freshness.data_time.clone().unwrap_or_default(),
+        evidence: lookup.evidence.clone().unwrap_or_default(),
     }
+}
+
+/// Whether the request's context asks for evidence.
+fn wants_evidence(ctx: &Option<RequestContext>) -> bool {
+    ctx.as_ref().is_some_and(|c| c.evidence)
 }
 
 fn typed<T: DeserializeOwned>(lookup: &Lookup, request_id: &str) -> Result<T, Status> {
@@ -171,6 +177,7 @@ impl LookupApi {
     ) -> Result<(Lookup, String), Status> {
         let caller = caller(metadata, extensions);
         let request = LookupRequest {
+            evidence: wants_evidence(&ctx),
             dataset: dataset.to_owned(),
             key,
             fields,
@@ -295,6 +302,7 @@ impl LookupService for LookupApi {
             }
         };
         let request = core::VerifyRequest {
+            evidence: wants_evidence(&r.context),
             dataset: r.dataset.clone(),
             key: r.key,
             claims,
@@ -313,6 +321,7 @@ impl LookupService for LookupApi {
                 dataset: r.dataset,
                 fetched_at: verdict.freshness.fetched_at.clone(),
                 data_time: verdict.freshness.data_time.clone().unwrap_or_default(),
+                evidence: verdict.evidence.unwrap_or_default(),
             }),
         }))
     }
@@ -338,6 +347,7 @@ impl LookupService for LookupApi {
         use futures::StreamExt;
         let (meta, ext, r) = request.into_parts();
         let caller = caller(&meta, &ext);
+        let evidence = wants_evidence(&r.context);
         let ctx = context(r.context, &meta);
         let items: Vec<core::BatchItem> = r
             .items
@@ -352,7 +362,7 @@ impl LookupService for LookupApi {
         let mut stream = self
             .gateway
             .current()
-            .batch(caller, ctx, items)
+            .batch(caller, ctx, items, evidence)
             .await
             .map_err(|e| status(&e, &request_id))?;
         let (tx, rx) = tokio::sync::mpsc::channel(16);
@@ -369,6 +379,7 @@ impl LookupService for LookupApi {
                         fetched_at: found.freshness.fetched_at.clone(),
                         data_time: found.freshness.data_time.clone().unwrap_or_default(),
                         record: to_struct(&found.record),
+                        evidence: found.evidence.unwrap_or_default(),
                         error: None,
                     },
                     Err(e) => BatchGetItem {
@@ -379,6 +390,7 @@ impl LookupService for LookupApi {
                         cache: String::new(),
                         fetched_at: String::new(),
                         data_time: String::new(),
+                        evidence: String::new(),
                         record: None,
                         error: Some(Problem {
                             code: e.code.as_str().into(),

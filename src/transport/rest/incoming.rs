@@ -42,7 +42,41 @@ pub(super) struct Incoming {
     pub(super) caller: Caller,
     pub(super) fields: Vec<String>,
     pub(super) deadline: Option<tokio::time::Instant>,
+    /// Evidence asked for with `X-Evidence`.
+    pub(super) evidence: Evidence,
     pub(super) problem: Option<LookupError>,
+}
+
+/// The request header asking for evidence, and the answer's header carrying it.
+pub(super) const EVIDENCE_HEADER: &str = "x-evidence";
+
+/// How an answer's evidence is delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(super) enum Evidence {
+    #[default]
+    None,
+    /// `X-Evidence: jws`: the usual body, the JWS in the `X-Evidence` response header.
+    Header,
+    /// `X-Evidence: bundle`: the body is the document to file, `{"answer", "evidence",
+    /// "key_id"}`, which `lienthong evidence verify` reads.
+    Bundle,
+}
+
+impl Evidence {
+    pub(super) fn wanted(self) -> bool {
+        self != Evidence::None
+    }
+
+    fn of(value: Option<&HeaderValue>) -> Result<Evidence, LookupError> {
+        match value.map(|v| v.to_str().map(str::trim)) {
+            None => Ok(Evidence::None),
+            Some(Ok(v)) if v.eq_ignore_ascii_case("jws") => Ok(Evidence::Header),
+            Some(Ok(v)) if v.eq_ignore_ascii_case("bundle") => Ok(Evidence::Bundle),
+            Some(_) => Err(invalid(
+                "X-Evidence must be \"jws\" (the evidence in the X-Evidence response header) or \"bundle\" (the answer, its evidence and key id as one JSON document to file)",
+            )),
+        }
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Incoming {
@@ -70,13 +104,18 @@ impl Incoming {
             Ok(d) => (d, None),
             Err(e) => (None, Some(e)),
         };
+        let (evidence, evidence_problem) = match Evidence::of(heads.evidence) {
+            Ok(e) => (e, None),
+            Err(e) => (Evidence::None, Some(e)),
+        };
         Incoming {
             context: context_from(|name| heads.context(name).map(|v| v.as_bytes())),
             fresh: wants_fresh(text(heads.cache_control)),
             caller,
             fields,
             deadline,
-            problem: query_problem.or(deadline_problem),
+            evidence,
+            problem: query_problem.or(deadline_problem).or(evidence_problem),
         }
     }
 }
@@ -135,6 +174,7 @@ struct Heads<'a> {
     traceparent: Option<&'a HeaderValue>,
     cache_control: Option<&'a HeaderValue>,
     timeout: Option<&'a HeaderValue>,
+    evidence: Option<&'a HeaderValue>,
     procedure_code: Option<&'a HeaderValue>,
     dossier_id: Option<&'a HeaderValue>,
     officer_id: Option<&'a HeaderValue>,
@@ -151,6 +191,7 @@ impl<'a> Heads<'a> {
                 "traceparent" => &mut h.traceparent,
                 "cache-control" => &mut h.cache_control,
                 REQUEST_TIMEOUT_HEADER => &mut h.timeout,
+                EVIDENCE_HEADER => &mut h.evidence,
                 PROCEDURE_CODE_HEADER => &mut h.procedure_code,
                 DOSSIER_ID_HEADER => &mut h.dossier_id,
                 OFFICER_ID_HEADER => &mut h.officer_id,

@@ -2,6 +2,7 @@
 //! `application/problem+json` bodies carrying the stable `code`.
 
 mod dossiers;
+mod evidence;
 mod incoming;
 mod report;
 
@@ -29,17 +30,20 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 /// The lookup API's REST routes, and `GET /openapi.json` describing them.
 pub fn router(gateway: Arc<crate::core::live::Live>) -> Router {
     let (router, api) = documented(gateway.clone());
+    let live = gateway.clone();
     let json = api.to_pretty_json().unwrap_or_else(|e| {
         tracing::error!(error = %e, "OpenAPI document does not serialise");
         "{}".into()
     });
-    router.route(
-        "/openapi.json",
-        get(move || {
-            let json = json.clone();
-            async move { ([(header::CONTENT_TYPE, "application/json")], json) }
-        }),
-    )
+    router
+        .route(
+            "/openapi.json",
+            get(move || {
+                let json = json.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], json) }
+            }),
+        )
+        .route("/v1/keys", get(move || evidence::keys(live.clone())))
 }
 
 /// `router` answering requests for no route (REST or gRPC) in the documented form.
@@ -274,7 +278,7 @@ fn insert_freshness(h: &mut HeaderMap, f: &Freshness, cache: &str) {
 }
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-fn served(lookup: Lookup, request_id: &str) -> Response {
+fn served(lookup: Lookup, request_id: &str, mode: incoming::Evidence) -> Response {
     // Room for every header of an answer (the rate limit's, the length the router adds),
     // so the map is allocated once, at its size.
     let mut h = HeaderMap::with_capacity(12);
@@ -290,7 +294,13 @@ fn served(lookup: Lookup, request_id: &str) -> Response {
     if let Some(q) = &lookup.quota {
         insert_rate_limit(&mut h, q);
     }
-    let mut response = axum::body::Body::from(lookup.record.to_json()).into_response();
+    let body = evidence::body(
+        mode,
+        lookup.record.to_json(),
+        lookup.evidence.as_deref(),
+        &mut h,
+    );
+    let mut response = axum::body::Body::from(body).into_response();
     *response.headers_mut() = h;
     response
 }
@@ -339,6 +349,7 @@ async fn lookup(
         caller,
         fields,
         deadline,
+        evidence,
         ..
     } = incoming;
     let request = LookupRequest {
@@ -348,11 +359,12 @@ async fn lookup(
         context,
         bypass_cache: fresh,
         deadline,
+        evidence: evidence.wanted(),
     };
     // Boxed: the core's future is large, and the router moves the handler's future more than
     // once; a pointer moves for free.
     match Box::pin(gateway.lookup(&caller, request)).await {
-        Ok(found) => served(found, &caller.request_id),
+        Ok(found) => served(found, &caller.request_id, evidence),
         Err(e) => problem(&e, &caller.request_id),
     }
 }
@@ -472,6 +484,9 @@ struct BatchAnswerItem {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     record: Option<Value>,
+    /// The item's evidence (a compact JWS over its `record`), when `X-Evidence` asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    evidence: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<BatchItemError>,
 }
@@ -504,7 +519,10 @@ async fn batch(
         return refused;
     }
     let Incoming {
-        context, caller, ..
+        context,
+        caller,
+        evidence,
+        ..
     } = incoming;
     let parsed: BatchBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
@@ -527,7 +545,7 @@ async fn batch(
         })
         .collect();
     let request_id = caller.request_id.clone();
-    let stream = match g.batch(caller, context, items).await {
+    let stream = match g.batch(caller, context, items, evidence.wanted()).await {
         Ok(stream) => stream,
         Err(e) => return problem(&e, &request_id),
     };
@@ -547,6 +565,7 @@ async fn batch(
                     fetched_at: Some(found.freshness.fetched_at.clone()),
                     data_time: found.freshness.data_time.clone(),
                     record: Some(Value::Object(found.record.to_record().0)),
+                    evidence: found.evidence,
                     error: None,
                 },
                 Err(e) => BatchAnswerItem {
@@ -557,6 +576,7 @@ async fn batch(
                     fetched_at: None,
                     data_time: None,
                     record: None,
+                    evidence: None,
                     error: Some(BatchItemError {
                         code: e.code.as_str().into(),
                         message: e.message,
@@ -606,7 +626,10 @@ struct VerifyBody {
     claims: serde_json::Map<String, Value>,
 }
 
+/// The verify answer's form, for the OpenAPI document (the body is written by
+/// `verification_answer`, whose digest evidence states).
 #[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
 struct VerifyAnswer {
     /// Whether every claim matched.
     #[serde(rename = "match")]
@@ -640,7 +663,10 @@ async fn verify(
     }
     let dataset = dataset.map(|p| p.0).unwrap_or_default();
     let Incoming {
-        context, caller, ..
+        context,
+        caller,
+        evidence,
+        ..
     } = incoming;
     let parsed: VerifyBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
@@ -658,19 +684,23 @@ async fn verify(
         key: parsed.key,
         claims: parsed.claims,
         context,
+        evidence: evidence.wanted(),
     };
     match g.verify(&caller, request).await {
         Ok(v) => {
-            let answer = VerifyAnswer {
-                matched: v.matched,
-                fields: v.fields.into_iter().collect(),
-            };
-            let mut response = Json(answer).into_response();
-            let h = response.headers_mut();
+            let mut h = HeaderMap::with_capacity(6);
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
             if let Ok(id) = HeaderValue::from_str(&caller.request_id) {
-                h.insert("x-request-id", id);
+                h.insert(X_REQUEST_ID, id);
             }
-            insert_freshness(h, &v.freshness, "");
+            insert_freshness(&mut h, &v.freshness, "");
+            let answer = crate::core::evidence::verification_answer(&v).to_string();
+            let body = evidence::body(evidence, answer.into_bytes(), v.evidence.as_deref(), &mut h);
+            let mut response = axum::body::Body::from(body).into_response();
+            *response.headers_mut() = h;
             response
         }
         Err(e) => problem(&e, &caller.request_id),
