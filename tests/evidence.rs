@@ -292,9 +292,8 @@ async fn evidence_is_refused_before_any_lookup_when_no_key_can_sign() {
         if name != "gateway.toml" {
             return text;
         }
-        let start = text.find("[[audit.evidence_keys]]").expect("demo key");
-        let end = start + text[start..].find("seed = ").unwrap();
-        let end = end + text[end..].find('\n').unwrap();
+        let start = text.find("evidence_keys = [").expect("demo key");
+        let end = start + text[start..].find('\n').unwrap();
         format!("{}{}", &text[..start], &text[end..])
     })
     .await;
@@ -357,11 +356,14 @@ async fn after_a_key_rotation_old_evidence_still_verifies_and_new_evidence_uses_
     )
     .unwrap()
     .public_key();
-    let start = text.find("[[audit.evidence_keys]]").unwrap();
+    // The inline demo key gives way to tables (headers with the full path, at the end).
+    let start = text.find("evidence_keys = [").unwrap();
+    let end = start + text[start..].find('\n').unwrap();
     let until = lienthong::domain::date::iso_ms(lienthong::domain::date::now_ms() + 1000);
     let rotated = format!(
-        "{}[[audit.evidence_keys]]\nid = \"e2\"\nseed = \"{}\"\n\n[[audit.evidence_keys]]\nid = \"demo-e1\"\npublic = \"{old_public}\"\nvalid_until = \"{until}\"\n",
+        "{}{}\n[[audit.evidence_keys]]\nid = \"e2\"\nseed = \"{}\"\n\n[[audit.evidence_keys]]\nid = \"demo-e1\"\npublic = \"{old_public}\"\nvalid_until = \"{until}\"\n",
         &text[..start],
+        &text[end..],
         b64.encode([9u8; 32]),
     )
     .replace(

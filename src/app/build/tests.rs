@@ -315,10 +315,8 @@ type = "string"
 fn evidence_keys_are_checked_and_named() {
     let dir = tempfile::tempdir().expect("dir");
     let mut files = demo_files();
-    let start = files[0]
-        .1
-        .find("[[audit.evidence_keys]]")
-        .expect("demo key");
+    // The demo's one key, inline in [audit] (its last section), replaced by tables.
+    let start = files[0].1.find("evidence_keys = [").expect("demo key");
     files[0].1.truncate(start);
     files[0].1.push_str(
         r#"[[audit.evidence_keys]]
