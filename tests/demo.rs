@@ -51,6 +51,8 @@ fn every_printed_curl_command_works() {
     let mut grpcurl_open = false;
     let mut current = String::new();
     let mut burst = String::new();
+    // The evidence recipe: its two curl commands and the check, run in the demo's folder.
+    let mut evidence: Vec<String> = Vec::new();
     let mut lines = BufReader::new(stdout).lines();
     for line in lines.by_ref() {
         let line = line.expect("line");
@@ -58,6 +60,13 @@ fn every_printed_curl_command_works() {
             break;
         }
         let trimmed = line.trim();
+        if trimmed.contains("X-Evidence: bundle")
+            || trimmed.contains("/v1/keys >")
+            || trimmed.contains(" evidence verify ")
+        {
+            evidence.push(trimmed.to_owned());
+            continue;
+        }
         if trimmed.starts_with("seq ") {
             burst = trimmed.to_owned();
             continue;
@@ -116,6 +125,42 @@ fn every_printed_curl_command_works() {
     let batch = run(&commands[5]);
     assert_eq!(batch["items"][0]["outcome"], "ok");
     assert_eq!(batch["items"][1]["outcome"], "invalid_key");
+
+    // Evidence: asked for, saved, and checked offline; one changed byte fails the check.
+    assert_eq!(evidence.len(), 3, "{evidence:#?}");
+    let in_demo_dir = |cmd: &str| {
+        Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .current_dir(workdir.path())
+            .output()
+            .expect("runs")
+    };
+    for cmd in &evidence[..2] {
+        assert!(in_demo_dir(cmd).status.success(), "{cmd}");
+    }
+    let checked = in_demo_dir(&evidence[2]);
+    assert!(
+        checked.status.success()
+            && String::from_utf8_lossy(&checked.stdout).contains("the evidence holds"),
+        "{}: {}",
+        evidence[2],
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    let saved = workdir.path().join("answer.json");
+    let mut bundle: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&saved).expect("answer.json")).expect("json");
+    let name = bundle["answer"]["name"]
+        .as_str()
+        .expect("a name")
+        .to_owned();
+    bundle["answer"]["name"] = serde_json::json!(format!("{name}."));
+    std::fs::write(&saved, bundle.to_string()).expect("write");
+    let checked = in_demo_dir(&evidence[2]);
+    assert!(
+        !checked.status.success(),
+        "a changed answer must fail the check"
+    );
 
     grpc_command_works(&grpcurl);
 

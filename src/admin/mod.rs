@@ -141,6 +141,11 @@ pub enum Op {
         version: i64,
     },
     Reload,
+    /// A backup of the embedded store into `to`, an absolute directory on the gateway's
+    /// host that is new or empty.
+    Backup {
+        to: String,
+    },
     Purge {
         dataset: String,
         key: Option<String>,
@@ -179,7 +184,7 @@ impl Op {
             | Op::CitizenReport(_)
             | Op::Alerts(_)
             | Op::AcknowledgeAlert { .. } => &["operator", "auditor"],
-            Op::Rollback { .. } | Op::Reload => &["operator"],
+            Op::Rollback { .. } | Op::Reload | Op::Backup { .. } => &["operator"],
             _ => &["operator", "provider"],
         }
     }
@@ -250,6 +255,7 @@ pub async fn run(
         Op::Versions => ops::versions(&cx).await,
         Op::Rollback { version } => ops::rollback(&cx, version).await,
         Op::Reload => ops::reload(&cx).await,
+        Op::Backup { to } => ops::backup(&cx, &to).await,
         Op::Purge { dataset, key } => ops::purge(&cx, &dataset, key.as_deref()).await,
         Op::Breakers => Ok(ops::breakers(&cx)),
         Op::AuditRecords(f) => ops::audit_read(&cx, f, false).await,

@@ -78,6 +78,53 @@ pub(super) async fn reload(cx: &Cx<'_>) -> Result<Value, LookupError> {
     }))
 }
 
+/// Takes a backup of the embedded store into `to` while the gateway serves (it holds the
+/// store's lock, so a backup of a running gateway goes through here).
+pub(super) async fn backup(cx: &Cx<'_>, to: &str) -> Result<Value, LookupError> {
+    let Some(layout) = cx.g.config().backup_layout() else {
+        return Err(invalid(
+            "the state is in PostgreSQL: back it up with pg_dump (docs/operations.md#backup-and-restore)",
+        ));
+    };
+    let dir = std::path::Path::new(to);
+    if !dir.is_absolute() {
+        return Err(invalid(format!(
+            "to: {to:?} is not an absolute path (the gateway writes it on its own host)"
+        )));
+    }
+    let store = cx.g.audit().store();
+    let mut heads = std::collections::BTreeMap::new();
+    let internal = |e: crate::audit::store::StoreError| LookupError::new(ErrorCode::Internal, e.0);
+    for instance in store.instances().await.map_err(internal)? {
+        if let Some((seq, _)) = store.head(&instance).await.map_err(internal)? {
+            heads.insert(instance, seq);
+        }
+    }
+    let taken = crate::audit::backup::take(&layout, dir, heads).await;
+    cx.record(Action {
+        action: "backup",
+        dataset: "",
+        subject: String::new(),
+        ok: taken.is_ok(),
+        detail: match &taken {
+            Ok(m) => format!("to {to}: {} files", m.files.len()),
+            Err(e) => format!("to {to} failed: {e}"),
+        },
+    })
+    .await?;
+    let manifest = taken.map_err(|e| match e {
+        crate::audit::backup::BackupError::NotEmpty(_) => invalid(e.to_string()),
+        e => LookupError::new(ErrorCode::Internal, e.to_string()),
+    })?;
+    Ok(json!({
+        "to": to,
+        "taken_at": manifest.taken_at,
+        "heads": manifest.heads,
+        "files": manifest.files.len(),
+        "bytes": manifest.files.iter().map(|f| f.bytes).sum::<u64>(),
+    }))
+}
+
 /// Forgets cached records of a dataset, or of one key.
 pub(super) async fn purge(
     cx: &Cx<'_>,

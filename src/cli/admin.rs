@@ -60,6 +60,12 @@ pub(crate) enum AdminCommand {
     },
     /// Read the config files again and run them, if they validate (a new version).
     Reload,
+    /// A backup of the embedded store, taken while the gateway serves, into DIR (new or
+    /// empty) on the gateway's host; `lienthong backup` comes here when a gateway runs.
+    Backup {
+        #[arg(long)]
+        to: PathBuf,
+    },
     /// Every configuration version the gateway ran, newest first.
     Versions,
     /// Run an earlier configuration version again (as a new version).
@@ -376,6 +382,11 @@ pub(crate) async fn admin(args: AdminArgs) -> Result<(), CliError> {
             Some(json!({ "dataset": dataset, "key": key })),
         ),
         AdminCommand::Reload => (Method::POST, url("reload"), None),
+        AdminCommand::Backup { to } => (
+            Method::POST,
+            url("backup"),
+            Some(json!({ "to": std::path::absolute(to).unwrap_or_else(|_| to.clone()) })),
+        ),
         AdminCommand::Versions => (Method::GET, url("registry/versions"), None),
         AdminCommand::Rollback { version } => (
             Method::POST,

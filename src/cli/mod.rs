@@ -11,6 +11,7 @@ macro_rules! out {
 
 mod admin;
 mod audit;
+mod backup;
 mod demo;
 mod evidence;
 mod sim;
@@ -57,6 +58,31 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: audit::AuditCommand,
+    },
+    /// A backup of the embedded store (audit trail and indexes, archives, registry, dossier
+    /// register) into DIR, new or empty; taken while serving, through the admin listener
+    /// when a gateway holds the store. Keys are not in it.
+    Backup {
+        #[arg(long)]
+        to: PathBuf,
+        #[arg(long, env = "LIENTHONG_CONFIG")]
+        config: Option<PathBuf>,
+        /// The running gateway's admin listener (else listen.admin of the config).
+        #[arg(long)]
+        admin: Option<String>,
+        /// An operator token (else LIENTHONG_ADMIN_TOKEN).
+        #[arg(long, env = "LIENTHONG_ADMIN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+    },
+    /// Put a backup in the places the configuration names. Refuses while a gateway serves
+    /// from them, and refuses data already there unless --replace (which moves it aside).
+    Restore {
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long, env = "LIENTHONG_CONFIG")]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        replace: bool,
     },
     /// Evidence given with answers: check a saved answer offline, make a new key.
     Evidence {
@@ -166,6 +192,17 @@ pub async fn run() -> ExitCode {
         Command::Sim(args) => sim::run_sim(args).await,
         Command::Audit { command } => audit::audit(command).await,
         Command::Evidence { command } => evidence::evidence(command).await,
+        Command::Backup {
+            to,
+            config,
+            admin,
+            token,
+        } => backup::backup(to, config, admin, token).await,
+        Command::Restore {
+            from,
+            config,
+            replace,
+        } => backup::restore(from, config, replace),
         Command::Admin(args) => admin::admin(args).await,
         Command::Ready { admin } => ready(&admin).await,
         Command::Certs {

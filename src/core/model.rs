@@ -64,6 +64,30 @@ impl Model {
         }
     }
 
+    /// Where the embedded store keeps its parts, for backups and restores; `None` when the
+    /// state is in PostgreSQL (back that up with its own tools: docs/operations.md).
+    pub fn backup_layout(&self) -> Option<crate::audit::backup::Layout> {
+        if self.settings.postgres.is_some() {
+            return None;
+        }
+        let audit = &self.audit.path;
+        let beside = |suffix: &str| {
+            let mut p = audit.as_os_str().to_owned();
+            p.push(suffix);
+            std::path::PathBuf::from(p)
+        };
+        Some(crate::audit::backup::Layout {
+            databases: vec![
+                ("audit.db".into(), audit.clone()),
+                ("registry.db".into(), self.settings.registry_path.clone()),
+                ("dossiers.db".into(), self.dossiers.path.clone()),
+            ],
+            segments: beside(".segments"),
+            archives: self.audit.archive_dir.clone(),
+            lock: beside(".commits.lock"),
+        })
+    }
+
     pub fn dataset(&self, name: &str) -> Option<&Arc<Dataset>> {
         self.datasets.iter().find(|d| d.name == name)
     }

@@ -72,6 +72,7 @@ pub fn router(gateway: Arc<crate::core::live::Live>) -> Router {
         .route("/admin/v1/registry/versions", get(versions))
         .route("/admin/v1/registry/rollback", post(rollback))
         .route("/admin/v1/reload", post(reload))
+        .route("/admin/v1/backup", post(backup))
         .route("/admin/v1/cache/purge", post(purge))
         .route("/admin/v1/breakers", get(breakers))
         .route("/admin/v1/audit/records", get(records))
@@ -428,6 +429,28 @@ async fn rollback(
 
 async fn reload(State(live): State<Arc<Live>>, AdminCaller(c): AdminCaller) -> Response {
     answer(&live, &c, Ok(Op::Reload)).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct BackupBody {
+    pub(super) to: String,
+}
+
+async fn backup(
+    State(live): State<Arc<Live>>,
+    AdminCaller(c): AdminCaller,
+    body: axum::body::Bytes,
+) -> Response {
+    let op = serde_json::from_slice::<BackupBody>(&body)
+        .map(|b| Op::Backup { to: b.to })
+        .map_err(|e| {
+            LookupError::new(
+                ErrorCode::InvalidRequest,
+                format!("body must be {{\"to\": \"/absolute/dir\"}}: {e}"),
+            )
+        });
+    answer(&live, &c, op).await
 }
 
 #[derive(Deserialize)]

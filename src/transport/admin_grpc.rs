@@ -366,6 +366,14 @@ impl AdminService for AdminApi {
         self.run(r, |_| Ok(Op::Reload)).await
     }
 
+    async fn backup(&self, r: Request<AdminRequest>) -> Result<Response<Struct>, Status> {
+        self.run(r, |r| {
+            let b: super::admin::BackupBody = from_body(&r, "{\"to\": \"/absolute/dir\"}")?;
+            Ok(Op::Backup { to: b.to })
+        })
+        .await
+    }
+
     async fn purge_cache(&self, r: Request<AdminRequest>) -> Result<Response<Struct>, Status> {
         self.run(r, |r| {
             let b: PurgeBody = from_body(&r, "{\"dataset\": \"...\", \"key\"?: \"...\"}")?;

@@ -62,6 +62,7 @@ pub(crate) fn print_admin(
                 );
             }
         }
+        AdminCommand::Backup { .. } => super::super::backup::print_taken(body)?,
         AdminCommand::Reload | AdminCommand::Rollback { .. } => {
             out!(
                 "running version {}; connectors rebuilt: {}",
