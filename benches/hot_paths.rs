@@ -213,7 +213,7 @@ fn bind_and_detect(c: &mut Criterion) {
                 &grant,
                 "onestop",
                 &context,
-                black_box(&subject),
+                (black_box(subject.as_str()), Vec::new),
                 now,
             ))
             .expect("bound")

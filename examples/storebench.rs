@@ -111,7 +111,7 @@ async fn segments(a: &Args, dir: &std::path::Path) -> serde_json::Value {
     let (log, writer) = AuditLog::start(
         store.clone(),
         "bench",
-        subjects(),
+        lienthong::audit::record::SubjectKeys::new(vec![subjects()]),
         Signer::from_seed("s1", &[7; 32]).expect("seed"),
         WriterSettings {
             durability: Durability::Sync,
@@ -122,7 +122,9 @@ async fn segments(a: &Args, dir: &std::path::Path) -> serde_json::Value {
     )
     .await
     .expect("writer");
-    let entries: Vec<AuditEntry> = (0..a.records).map(|n| entry(n, log.subjects())).collect();
+    let entries: Vec<AuditEntry> = (0..a.records)
+        .map(|n| entry(n, log.subjects().current()))
+        .collect();
     let log = Arc::new(log);
     let (cpu, wall) = (cpu_seconds(), Instant::now());
     let per = a.records / a.writers;

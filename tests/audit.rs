@@ -803,7 +803,7 @@ async fn retention_archives_old_records_to_signed_chained_files_and_what_remains
 
 #[tokio::test]
 async fn verifying_a_long_trail_reports_progress_page_by_page() {
-    use lienthong::audit::record::{AuditEntry, Signer, SubjectKey};
+    use lienthong::audit::record::{AuditEntry, Signer, SubjectKey, SubjectKeys};
     use lienthong::audit::writer::{AuditLog, Durability, WriterSettings};
     let dir = tempfile::tempdir().expect("dir");
     let store = std::sync::Arc::new(
@@ -815,7 +815,7 @@ async fn verifying_a_long_trail_reports_progress_page_by_page() {
     let (log, task) = AuditLog::start(
         store.clone(),
         "gw-long",
-        SubjectKey::new("k1", b"0123456789abcdef"),
+        SubjectKeys::new(vec![SubjectKey::new("k1", b"0123456789abcdef")]),
         signer(),
         WriterSettings {
             durability: Durability::Async,

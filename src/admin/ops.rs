@@ -223,7 +223,7 @@ pub(super) async fn audit_read(
     }
     let audit = cx.g.audit();
     let mut q = filters
-        .to_query(audit.subjects())
+        .to_query(&audit.subjects())
         .map_err(|e| invalid(e.to_string()))?;
     if report {
         q.outcome = Some("served".into());
@@ -239,7 +239,13 @@ pub(super) async fn audit_read(
         // What was disclosed: not the dossier changes or reports that name the subject.
         page.records.retain(crate::audit::citizen::disclosure);
     }
-    let mut entry = query::read_entry(cx.actor(), "admin", &filters, &page, q.subject.clone());
+    let mut entry = query::read_entry(
+        cx.actor(),
+        "admin",
+        &filters,
+        &page,
+        q.subjects.first().cloned(),
+    );
     entry.request_id = cx.request_id.to_owned();
     entry.credential = cx.admin.kind.into();
     audit.record(entry).await.map_err(|e| {
@@ -281,7 +287,7 @@ pub(super) async fn citizen_report(
     cx.record(Action {
         action: "audit_read",
         dataset: crate::domain::dataset::POPULATION_CITIZEN,
-        subject: person,
+        subject: person[0].clone(),
         ok: true,
         detail: format!(
             "citizen report -> {} entries",

@@ -47,11 +47,11 @@ pub fn disclosure(r: &Chained) -> bool {
     r.entry.outcome == "served" && matches!(r.entry.action.as_str(), "fetch" | "verify")
 }
 
-/// Up to `limit` disclosures about `person` (a keyed reference of their personal id),
-/// after `page_token`.
+/// Up to `limit` disclosures about a person, after `page_token`. `persons`: the keyed
+/// references of their personal id, one under each subject key held.
 pub async fn page(
     store: &dyn AuditStore,
-    person: &str,
+    persons: &[String],
     limit: usize,
     page_token: Option<&str>,
 ) -> Result<ReportPage, PageError> {
@@ -66,7 +66,7 @@ pub async fn page(
     for _ in 0..MAX_STEPS {
         let batch = store
             .query(&Query {
-                person: Some(person.to_owned()),
+                persons: persons.to_vec(),
                 outcome: Some("served".into()),
                 after: after.clone(),
                 limit: STEP,
@@ -112,7 +112,7 @@ pub enum PageError {
 
 /// The page as JSON for `view`: each entry with names beside codes, the legal basis and
 /// report mode recorded at the call, and how the person appears.
-pub fn to_json(page: &ReportPage, person: &str, names: &Names, view: View) -> Value {
+pub fn to_json(page: &ReportPage, persons: &[String], names: &Names, view: View) -> Value {
     let mut withheld = 0;
     let mut entries = Vec::new();
     for r in &page.disclosures {
@@ -127,7 +127,7 @@ pub fn to_json(page: &ReportPage, person: &str, names: &Names, view: View) -> Va
             .map(|d| {
                 d.mentions
                     .iter()
-                    .filter(|(_, reference)| reference == person)
+                    .filter(|(_, reference)| persons.contains(reference))
                     .map(|(field, _)| field.as_str())
                     .collect()
             })
@@ -145,7 +145,7 @@ pub fn to_json(page: &ReportPage, person: &str, names: &Names, view: View) -> Va
             "dataset": e.dataset,
             "action": e.action,
             "fields": e.fields,
-            "role": if e.subject == person { "subject" } else { "appears" },
+            "role": if persons.contains(&e.subject) { "subject" } else { "appears" },
             "appears_in": appears_in,
             "withheld": is_withheld,
             "format_version": e.version(),

@@ -427,8 +427,12 @@ impl AuditStore for PostgresStore {
         let mut b = sqlx::QueryBuilder::new(format!(
             "SELECT {COLUMNS}, ext FROM audit_records WHERE 1 = 1"
         ));
+        if !q.subjects.is_empty() {
+            b.push(" AND subject = ANY(")
+                .push_bind(q.subjects.clone())
+                .push(")");
+        }
         for (column, value) in [
-            ("subject", &q.subject),
             ("dataset", &q.dataset),
             ("actor", &q.actor),
             ("dossier_id", &q.dossier_id),
@@ -439,15 +443,15 @@ impl AuditStore for PostgresStore {
                 b.push(format!(" AND {column} = ")).push_bind(v.clone());
             }
         }
-        if let Some(person) = &q.person {
+        if !q.persons.is_empty() {
             // Two index lookups (by subject, by mention), not a scan testing each record.
             b.push(
-                " AND (instance, seq) IN (SELECT instance, seq FROM audit_records WHERE subject = ",
+                " AND (instance, seq) IN (SELECT instance, seq FROM audit_records WHERE subject = ANY(",
             )
-            .push_bind(person.clone())
-            .push(" UNION ALL SELECT instance, seq FROM audit_mentions WHERE reference = ")
-            .push_bind(person.clone())
-            .push(")");
+            .push_bind(q.persons.clone())
+            .push(") UNION ALL SELECT instance, seq FROM audit_mentions WHERE reference = ANY(")
+            .push_bind(q.persons.clone())
+            .push("))");
         }
         if let Some(from) = q.from_ms {
             b.push(" AND time_ms >= ").push_bind(from);

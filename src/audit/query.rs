@@ -2,7 +2,7 @@
 //! by subject (the access report a citizen would see) or by consumer, dossier, officer and
 //! time, one page at a time. Every read is itself recorded.
 
-use super::record::{AuditEntry, Chained, SubjectKey, now_ms};
+use super::record::{AuditEntry, Chained, SubjectKeys, now_ms};
 use super::store::{AuditStore, Query, StoreError};
 use crate::domain::date::{iso_ms, parse_instant_ms};
 use serde_json::{Value, json};
@@ -63,7 +63,7 @@ pub enum FilterError {
 
 impl Filters {
     /// The store query these filters make, or what is wrong with them.
-    pub fn to_query(&self, subjects: &SubjectKey) -> Result<Query, FilterError> {
+    pub fn to_query(&self, subjects: &SubjectKeys) -> Result<Query, FilterError> {
         let instant = |name: &'static str,
                        v: &Option<String>,
                        end_of_day: bool|
@@ -83,10 +83,11 @@ impl Filters {
                 })
                 .transpose()
         };
-        let subject = match (&self.subject, &self.dataset) {
+        // Under every subject key held: records written before a rotation are found too.
+        let subjects = match (&self.subject, &self.dataset) {
             (Some(_), None) => return Err(FilterError::SubjectWithoutDataset),
-            (Some(key), Some(dataset)) => Some(subjects.reference(dataset, key.trim())),
-            (None, _) => None,
+            (Some(key), Some(dataset)) => subjects.references(dataset, key.trim()),
+            (None, _) => Vec::new(),
         };
         let limit = self.limit.unwrap_or(DEFAULT_PAGE);
         if !(1..=MAX_PAGE).contains(&limit) {
@@ -97,8 +98,8 @@ impl Filters {
             Some(t) => Some(parse_token(t).ok_or(FilterError::PageToken)?),
         };
         Ok(Query {
-            subject,
-            person: None,
+            subjects,
+            persons: Vec::new(),
             dataset: self.dataset.clone(),
             actor: self.consumer.clone(),
             dossier_id: self.dossier.clone(),
@@ -228,7 +229,9 @@ mod tests {
 
     #[test]
     fn filters_are_checked_and_the_subject_is_hashed() {
-        let key = SubjectKey::new("k1", b"0123456789abcdef");
+        let old = crate::audit::record::SubjectKey::new("k0", b"fedcba9876543210");
+        let new = crate::audit::record::SubjectKey::new("k1", b"0123456789abcdef");
+        let key = SubjectKeys::new(vec![new, old]);
         let f = Filters {
             dataset: Some("population.citizen".into()),
             subject: Some("001090012345".into()),
@@ -237,10 +240,13 @@ mod tests {
             ..Filters::default()
         };
         let q = f.to_query(&key).expect("valid");
+        // Under both keys held, the current one first.
         assert_eq!(
-            q.subject,
-            Some(key.reference("population.citizen", "001090012345"))
+            q.subjects,
+            key.references("population.citizen", "001090012345")
         );
+        assert_eq!(q.subjects.len(), 2);
+        assert!(q.subjects[0].starts_with("k1:") && q.subjects[1].starts_with("k0:"));
         assert_eq!(
             q.to_ms.expect("to") - q.from_ms.expect("from"),
             28 * 86_400_000 - 1

@@ -483,6 +483,52 @@ impl SubjectKey {
     }
 }
 
+/// The subject keys held: the current one, which makes every new reference, then older
+/// ones still held after a rotation, under which earlier records and dossiers are found.
+#[derive(Debug)]
+pub struct SubjectKeys {
+    keys: Vec<SubjectKey>,
+}
+
+impl SubjectKeys {
+    /// `keys`, the current one first (at least one).
+    pub fn new(keys: Vec<SubjectKey>) -> SubjectKeys {
+        assert!(!keys.is_empty(), "a current subject key");
+        SubjectKeys { keys }
+    }
+
+    pub fn current(&self) -> &SubjectKey {
+        &self.keys[0]
+    }
+
+    /// The reference new records use: under the current key.
+    pub fn reference(&self, dataset: &str, key: &str) -> String {
+        self.current().reference(dataset, key)
+    }
+
+    /// The references under every key held, the current one first: what a report or a
+    /// dossier looks a subject up by.
+    pub fn references(&self, dataset: &str, key: &str) -> Vec<String> {
+        self.keys
+            .iter()
+            .map(|k| k.reference(dataset, key))
+            .collect()
+    }
+
+    /// References under the older keys only (none before a rotation).
+    pub fn older_references(&self, dataset: &str, key: &str) -> Vec<String> {
+        self.keys[1..]
+            .iter()
+            .map(|k| k.reference(dataset, key))
+            .collect()
+    }
+
+    /// The ids of the keys held, the current one first.
+    pub fn ids(&self) -> Vec<&str> {
+        self.keys.iter().map(|k| k.id.as_str()).collect()
+    }
+}
+
 impl std::fmt::Debug for SubjectKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "SubjectKey({})", self.id)

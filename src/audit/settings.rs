@@ -1,7 +1,7 @@
 //! The audit trail's settings and keys, checked and decoded from `[audit]`.
 
 use super::evidence::{EvidenceKey, EvidenceKeys};
-use super::record::{Signer, SubjectKey};
+use super::record::{Signer, SubjectKey, SubjectKeys};
 use super::writer::{Durability, WriterSettings};
 use crate::config::raw::RawAudit;
 use crate::config::{Errors, Source, secret};
@@ -19,8 +19,10 @@ pub struct AuditConfig {
     pub writer: WriterSettings,
     pub retention: Option<Duration>,
     pub archive_dir: PathBuf,
+    /// The current subject key's id.
     pub subject_key_id: String,
-    pub subject_key: Vec<u8>,
+    /// Every subject key held, (id, secret), the current one first.
+    pub subject_keys: Vec<(String, Vec<u8>)>,
     pub signing_key_id: String,
     pub signing_seed: Vec<u8>,
     /// Public keys checkpoints may be signed with, by key id (the signing key's included).
@@ -41,8 +43,13 @@ impl fmt::Debug for AuditConfig {
 }
 
 impl AuditConfig {
-    pub fn subjects(&self) -> SubjectKey {
-        SubjectKey::new(&self.subject_key_id, &self.subject_key)
+    pub fn subjects(&self) -> SubjectKeys {
+        SubjectKeys::new(
+            self.subject_keys
+                .iter()
+                .map(|(id, secret)| SubjectKey::new(id, secret))
+                .collect(),
+        )
     }
 
     pub fn signer(&self) -> Signer {
@@ -90,39 +97,84 @@ pub fn from_settings(
             e.add(key, "must be at least 1");
         }
     }
-    let mut key_bytes =
-        |name: &str, value: &Option<String>, var: &Option<String>, len: Option<usize>| {
-            if value.is_none() && var.is_none() {
+    fn key_bytes(
+        e: &mut Errors<'_>,
+        env: &BTreeMap<String, String>,
+        name: &str,
+        value: &Option<String>,
+        var: &Option<String>,
+        len: Option<usize>,
+    ) -> Vec<u8> {
+        use base64::Engine;
+        if value.is_none() && var.is_none() {
+            e.add(
+                format!("audit.{name}"),
+                format!("missing: set audit.{name} (base64) or audit.{name}_env"),
+            );
+            return Vec::new();
+        }
+        let text = secret(e, &format!("audit.{name}"), value, var, env);
+        match base64::engine::general_purpose::STANDARD.decode(text.trim()) {
+            Ok(b) if len.is_none_or(|n| b.len() == n) && b.len() >= 16 => b,
+            Ok(b) => {
                 e.add(
                     format!("audit.{name}"),
-                    format!("missing: set audit.{name} (base64) or audit.{name}_env"),
+                    format!(
+                        "decodes to {} bytes; {}",
+                        b.len(),
+                        len.map(|n| format!("it must be {n}"))
+                            .unwrap_or_else(|| "use at least 16 (32 recommended)".into())
+                    ),
                 );
-                return Vec::new();
+                Vec::new()
             }
-            let text = secret(e, &format!("audit.{name}"), value, var, env);
-            match base64::engine::general_purpose::STANDARD.decode(text.trim()) {
-                Ok(b) if len.is_none_or(|n| b.len() == n) && b.len() >= 16 => b,
-                Ok(b) => {
-                    e.add(
-                        format!("audit.{name}"),
-                        format!(
-                            "decodes to {} bytes; {}",
-                            b.len(),
-                            len.map(|n| format!("it must be {n}"))
-                                .unwrap_or_else(|| "use at least 16 (32 recommended)".into())
-                        ),
-                    );
-                    Vec::new()
-                }
-                Err(_) if text.is_empty() => Vec::new(),
-                Err(err) => {
-                    e.add(format!("audit.{name}"), format!("not base64: {err}"));
-                    Vec::new()
-                }
+            Err(_) if text.is_empty() => Vec::new(),
+            Err(err) => {
+                e.add(format!("audit.{name}"), format!("not base64: {err}"));
+                Vec::new()
             }
-        };
-    let subject_key = key_bytes("subject_key", &raw.subject_key, &raw.subject_key_env, None);
+        }
+    }
+    let subject_keys = if raw.subject_keys.is_empty() {
+        let key = key_bytes(
+            e,
+            env,
+            "subject_key",
+            &raw.subject_key,
+            &raw.subject_key_env,
+            None,
+        );
+        vec![(raw.subject_key_id.clone(), key)]
+    } else {
+        if raw.subject_key.is_some() || raw.subject_key_env.is_some() {
+            e.add(
+                "audit.subject_keys",
+                "set either subject_keys (a list, the current key first) or subject_key, not both",
+            );
+        }
+        let mut keys: Vec<(String, Vec<u8>)> = Vec::new();
+        for (i, k) in raw.subject_keys.iter().enumerate() {
+            let at = format!("subject_keys[{i}]");
+            if k.id.is_empty() || k.id.contains(':') {
+                e.add(
+                    format!("audit.{at}.id"),
+                    "must be a short name without ':' (e.g. \"k2\")",
+                );
+            } else if keys.iter().any(|(id, _)| *id == k.id) {
+                e.add(
+                    format!("audit.{at}.id"),
+                    format!("{:?} is listed twice", k.id),
+                );
+            }
+            let secret = key_bytes(e, env, &format!("{at}.key"), &k.key, &k.key_env, None);
+            keys.push((k.id.clone(), secret));
+        }
+        keys
+    };
+    let subject_key_id = subject_keys[0].0.clone();
     let signing_seed = key_bytes(
+        e,
+        env,
         "signing_key",
         &raw.signing_key,
         &raw.signing_key_env,
@@ -144,7 +196,7 @@ pub fn from_settings(
         verify_keys.insert(raw.signing_key_id.clone(), signer.public_key());
     }
     for (key, id) in [
-        ("audit.subject_key_id", &raw.subject_key_id),
+        ("audit.subject_key_id", &subject_key_id),
         ("audit.signing_key_id", &raw.signing_key_id),
     ] {
         if id.is_empty() || id.contains(':') {
@@ -165,8 +217,8 @@ pub fn from_settings(
         retention: (raw.retention_days > 0)
             .then(|| Duration::from_secs(raw.retention_days * 86_400)),
         archive_dir: PathBuf::from(source.resolve_disk(&raw.archive_dir)),
-        subject_key_id: raw.subject_key_id.clone(),
-        subject_key,
+        subject_key_id,
+        subject_keys,
         signing_key_id: raw.signing_key_id.clone(),
         signing_seed,
         verify_keys,

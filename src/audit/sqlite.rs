@@ -380,6 +380,11 @@ impl SqliteStore {
     }
 }
 
+/// `?, ?, …`: `n` placeholders for an `IN` list.
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
 #[async_trait]
 impl AuditStore for SqliteStore {
     async fn head(&self, instance: &str) -> Result<Option<(i64, [u8; 32])>, StoreError> {
@@ -502,8 +507,14 @@ impl AuditStore for SqliteStore {
     async fn query(&self, q: &Query) -> Result<Vec<Chained>, StoreError> {
         let mut sql = format!("SELECT {COLUMNS} FROM audit_records WHERE 1 = 1");
         let mut texts: Vec<&str> = Vec::new();
+        if !q.subjects.is_empty() {
+            sql.push_str(&format!(
+                " AND subject IN ({})",
+                placeholders(q.subjects.len())
+            ));
+            texts.extend(q.subjects.iter().map(String::as_str));
+        }
         for (column, value) in [
-            ("subject", &q.subject),
             ("dataset", &q.dataset),
             ("actor", &q.actor),
             ("dossier_id", &q.dossier_id),
@@ -515,15 +526,16 @@ impl AuditStore for SqliteStore {
                 texts.push(v);
             }
         }
-        if let Some(person) = &q.person {
+        if !q.persons.is_empty() {
             // Two index lookups (by subject, by mention), not a scan testing each record.
-            sql.push_str(
-                " AND rowid IN (SELECT rowid FROM audit_records WHERE subject = ? \
+            let list = placeholders(q.persons.len());
+            sql.push_str(&format!(
+                " AND rowid IN (SELECT rowid FROM audit_records WHERE subject IN ({list}) \
                  UNION ALL SELECT r.rowid FROM audit_mentions m JOIN audit_records r \
-                 ON r.instance = m.instance AND r.seq = m.seq WHERE m.reference = ?)",
-            );
-            texts.push(person);
-            texts.push(person);
+                 ON r.instance = m.instance AND r.seq = m.seq WHERE m.reference IN ({list}))"
+            ));
+            texts.extend(q.persons.iter().map(String::as_str));
+            texts.extend(q.persons.iter().map(String::as_str));
         }
         if q.from_ms.is_some() {
             sql.push_str(" AND time_ms >= ?");

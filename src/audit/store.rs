@@ -17,10 +17,12 @@ impl StoreError {
 /// Filters of an audit query; all that are set must hold. Newest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Query {
-    pub subject: Option<String>,
-    /// A person's keyed reference: records whose subject it is, or in whose disclosed
-    /// fields the person appears (format version 2).
-    pub person: Option<String>,
+    /// Subject references, any of which a record's subject may be (one subject under each
+    /// subject key held); empty: any subject.
+    pub subjects: Vec<String>,
+    /// A person's keyed references (one under each key held): records whose subject one
+    /// is, or in whose disclosed fields one appears (format version 2); empty: anyone.
+    pub persons: Vec<String>,
     pub dataset: Option<String>,
     pub actor: Option<String>,
     pub dossier_id: Option<String>,

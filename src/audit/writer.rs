@@ -4,7 +4,7 @@
 //! request its record is durable. The queue is bounded: when it is full the caller is told
 //! at once, so memory never grows with a backlog.
 
-use super::record::{AuditEntry, Chained, GENESIS, Signer, SubjectKey, chain_hash, now_ms};
+use super::record::{AuditEntry, Chained, GENESIS, Signer, SubjectKeys, chain_hash, now_ms};
 use super::store::AuditStore;
 use crate::config::raw;
 use crate::telemetry::metrics::{COUNT_BUCKETS, Histogram, SECONDS_BUCKETS};
@@ -123,7 +123,8 @@ pub struct AuditLog {
     store: Arc<dyn AuditStore>,
     settings: WriterSettings,
     instance: String,
-    subjects: SubjectKey,
+    /// The subject keys: a reload swaps them (a rotation).
+    subjects: std::sync::RwLock<Arc<SubjectKeys>>,
     stats: Arc<WriterStats>,
     /// The key the writer signs its next checkpoint with: a reload swaps it.
     signer: Arc<std::sync::Mutex<Arc<Signer>>>,
@@ -134,7 +135,7 @@ impl AuditLog {
     pub async fn start(
         store: Arc<dyn AuditStore>,
         instance: &str,
-        subjects: SubjectKey,
+        subjects: SubjectKeys,
         signer: Signer,
         settings: WriterSettings,
     ) -> Result<(AuditLog, JoinHandle<()>), AuditFailure> {
@@ -165,7 +166,7 @@ impl AuditLog {
                 store: store_handle,
                 settings,
                 instance: instance.to_owned(),
-                subjects,
+                subjects: std::sync::RwLock::new(Arc::new(subjects)),
                 stats,
                 signer,
             },
@@ -228,9 +229,9 @@ impl AuditLog {
         }
     }
 
-    /// The keyed hash standing for a subject.
+    /// The keyed hash standing for a subject, under the current subject key.
     pub fn subject(&self, dataset: &str, key: &str) -> String {
-        self.subjects.reference(dataset, key)
+        self.subjects().reference(dataset, key)
     }
 
     /// The store, for queries.
@@ -238,8 +239,24 @@ impl AuditLog {
         self.store.as_ref()
     }
 
-    pub fn subjects(&self) -> &SubjectKey {
-        &self.subjects
+    /// The subject keys held now, the current one first.
+    pub fn subjects(&self) -> Arc<SubjectKeys> {
+        self.subjects
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Takes the subject keys a new configuration holds; true when they changed.
+    pub fn rotate_subjects(&self, keys: SubjectKeys) -> bool {
+        let mut current = self.subjects.write().unwrap_or_else(|p| p.into_inner());
+        // Same ids and the same secrets (told apart by a reference of a fixed value).
+        let probe = |k: &SubjectKeys| (k.ids().join(","), k.references("", "probe"));
+        if probe(&current) == probe(&keys) {
+            return false;
+        }
+        *current = Arc::new(keys);
+        true
     }
 
     pub fn fail_open(&self) -> bool {
@@ -496,7 +513,10 @@ mod tests {
         AuditLog::start(
             store,
             "gw1",
-            SubjectKey::new("k1", b"0123456789abcdef"),
+            SubjectKeys::new(vec![crate::audit::record::SubjectKey::new(
+                "k1",
+                b"0123456789abcdef",
+            )]),
             Signer::from_seed("s1", &[3; 32]).expect("seed"),
             settings,
         )

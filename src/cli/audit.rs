@@ -273,7 +273,13 @@ pub(crate) async fn run_query(
         // What was disclosed: not the dossier changes or reports that name the subject.
         page.records.retain(crate::audit::citizen::disclosure);
     }
-    let entry = query::read_entry(&command_actor(), "cli", &filters, &page, q.subject.clone());
+    let entry = query::read_entry(
+        &command_actor(),
+        "cli",
+        &filters,
+        &page,
+        q.subjects.first().cloned(),
+    );
     record_command(store.as_ref(), config, &entry)
         .await
         .map_err(|e| format!("the read could not be recorded, so nothing is shown: {e}"))?;
@@ -335,7 +341,7 @@ pub(crate) async fn run_citizen_report(
     let person = config
         .audit
         .subjects()
-        .reference(POPULATION_CITIZEN, id.as_str());
+        .references(POPULATION_CITIZEN, id.as_str());
     let report = citizen::page(
         store.as_ref(),
         &person,
@@ -351,7 +357,7 @@ pub(crate) async fn run_citizen_report(
         actor: command_actor(),
         credential: "local".into(),
         dataset: POPULATION_CITIZEN.into(),
-        subject: person.clone(),
+        subject: person[0].clone(),
         action: "audit_read".into(),
         outcome: "served".into(),
         upstream_ms: -1,

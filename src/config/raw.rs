@@ -224,6 +224,9 @@ pub struct RawAudit {
     pub subject_key_id: String,
     pub subject_key: Option<String>,
     pub subject_key_env: Option<String>,
+    /// Instead of `subject_key`: the keys held, the current one first, older ones after it
+    /// so that earlier records and dossiers are still found by subject.
+    pub subject_keys: Vec<RawSubjectKey>,
     /// The ed25519 seed (32 bytes, base64) that signs checkpoints, with its id.
     pub signing_key_id: String,
     pub signing_key: Option<String>,
@@ -233,6 +236,15 @@ pub struct RawAudit {
     /// Keys that sign evidence (`[[audit.evidence_keys]]`), the signing one first; the
     /// others stay published so that what they signed still verifies.
     pub evidence_keys: Vec<RawEvidenceKey>,
+}
+
+/// One subject key: its id and secret (base64, at least 16 bytes).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct RawSubjectKey {
+    pub id: String,
+    pub key: Option<String>,
+    pub key_env: Option<String>,
 }
 
 /// One evidence key: a seed (base64, 32 bytes) for one that signs, or only its public key
@@ -264,6 +276,7 @@ impl Default for RawAudit {
             subject_key_id: "k1".into(),
             subject_key: None,
             subject_key_env: None,
+            subject_keys: Vec::new(),
             signing_key_id: "s1".into(),
             signing_key: None,
             signing_key_env: None,

@@ -33,7 +33,9 @@ impl Gateway {
             w.grant,
             &w.consumer.id,
             w.context,
-            w.subject,
+            (w.subject, || {
+                self.audit.subjects().older_references(w.dataset, w.key)
+            }),
             now_ms(),
         )
         .await
@@ -56,7 +58,7 @@ impl Gateway {
             let b = n / settings.sequential_step;
             let keyed = self.audit.subjects();
             [b, b.saturating_sub(1), b + 1].map(|b| {
-                keyed.short(&[
+                keyed.current().short(&[
                     b"misuse:sequential",
                     w.dataset.as_bytes(),
                     prefix.as_bytes(),

@@ -243,7 +243,12 @@ impl Gateway {
             }
             DossierChange::Remove { subject, reason: r } => {
                 let r = reason(&r, true)?;
-                let reference = self.subject_reference(&subject)?;
+                // Declared before a subject-key rotation, it is held under an older key.
+                let reference = self
+                    .subject_references(&subject)?
+                    .into_iter()
+                    .find(|r| current.holds(r))
+                    .map_or_else(|| self.subject_reference(&subject), Ok)?;
                 facts.dataset = subject.dataset.clone();
                 facts.subject = reference.clone();
                 facts.detail = r.clone();
@@ -325,13 +330,18 @@ impl Gateway {
 
     /// A subject's keyed reference, its dataset existing and its key well formed.
     fn subject_reference(&self, subject: &SubjectKey) -> Result<String, LookupError> {
+        Ok(self.subject_references(subject)?.swap_remove(0))
+    }
+
+    /// A subject's references under every subject key held, the current one first.
+    fn subject_references(&self, subject: &SubjectKey) -> Result<Vec<String>, LookupError> {
         let route = self.route(subject.dataset.trim())?;
         let key = route
             .dataset
             .key
             .normalize(&subject.key, Date::today().year)
             .map_err(|rule| LookupError::new(ErrorCode::InvalidKey, rule))?;
-        Ok(self.audit.subject(&route.dataset.name, &key))
+        Ok(self.audit.subjects().references(&route.dataset.name, &key))
     }
 
     /// Tells the other replicas to forget their copy of a changed dossier.

@@ -243,10 +243,13 @@ async fn rotate_keys(old: &Model, next: &Gateway, actor: &str) {
             id(evidence(now))
         ));
     }
-    if was.subject_key_id != now.subject_key_id {
+    let held = now.subjects();
+    let ids = held.ids().join(", ");
+    if next.audit().rotate_subjects(now.subjects()) {
         rotations.push(format!(
-            "the subject key rotated from {} to {}",
-            was.subject_key_id, now.subject_key_id
+            "the subject keys are now {ids} (current first; was {}): new records use {}, reports and dossiers find subjects under each",
+            was.subjects().ids().join(", "),
+            now.subject_key_id
         ));
     }
     for detail in rotations {

@@ -22,21 +22,23 @@ pub struct ReportRequest {
 }
 
 impl Gateway {
-    /// The keyed reference of a personal id, validated as a lookup key is.
-    pub fn person(&self, personal_id: &str) -> Result<String, LookupError> {
+    /// The keyed references of a personal id, validated as a lookup key is: one under each
+    /// subject key held, the current one first.
+    pub fn person(&self, personal_id: &str) -> Result<Vec<String>, LookupError> {
         let route = self.route(POPULATION_CITIZEN)?;
         let key = route
             .dataset
             .key
             .normalize(personal_id, Date::today().year)
             .map_err(|rule| LookupError::new(ErrorCode::InvalidKey, rule))?;
-        Ok(self.audit.subject(POPULATION_CITIZEN, &key))
+        Ok(self.audit.subjects().references(POPULATION_CITIZEN, &key))
     }
 
-    /// A page of the report about `person` (a keyed reference), as `view` shows it.
+    /// A page of the report about a person (their references, [`Gateway::person`]), as
+    /// `view` shows it.
     pub async fn citizen_report(
         &self,
-        person: &str,
+        person: &[String],
         request: &ReportRequest,
         view: View,
     ) -> Result<Value, LookupError> {
@@ -136,7 +138,7 @@ impl Gateway {
         let person = self
             .person(&claims.sub)
             .map_err(|e| refused(format!("its sub is not a personal id ({})", e.message)))?;
-        facts.subject = person.clone();
+        facts.subject = person[0].clone();
         let first = self
             .assertions
             .first_use(self.shared.as_deref(), &claims, now_s)

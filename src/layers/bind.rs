@@ -10,13 +10,15 @@ use crate::domain::error::{ErrorCode, LookupError};
 use crate::dossiers::Register;
 
 /// Whether the call is bound to its purpose as the grant requires. `subject` is the key's
-/// keyed reference (the audit record's subject), compared with the dossier's references.
+/// keyed reference (the audit record's subject), compared with the dossier's references;
+/// `older` gives its references under the older subject keys still held, for a dossier
+/// declared before a rotation.
 pub async fn bind(
     register: &Register,
     grant: &Grant,
     consumer: &str,
     context: &CallContext,
-    subject: &str,
+    (subject, older): (&str, impl FnOnce() -> Vec<String>),
     now_ms: i64,
 ) -> Result<(), LookupError> {
     if grant.binding == Binding::Pattern {
@@ -54,7 +56,7 @@ pub async fn bind(
             context.procedure_code()
         ));
     }
-    if !dossier.holds(subject) {
+    if !dossier.holds(subject) && !older().iter().any(|r| dossier.holds(r)) {
         return refused(format!(
             "the key is not among the subjects of dossier {id}: add it with POST \
              /v1/dossiers/{id}/subjects if the dossier concerns it"
@@ -113,15 +115,27 @@ mod tests {
             .expect("declared");
         let context = CallContext::for_tests("1.001612", "000.00.53.H48-251130-0001", "o");
         let declared = grant(Binding::Declared);
+        let none = Vec::new;
         assert!(
-            bind(&register, &declared, "c", &context, "k1:aa", now)
+            bind(&register, &declared, "c", &context, ("k1:aa", none), now)
                 .await
                 .is_ok()
         );
-        let other = bind(&register, &declared, "c", &context, "k1:bb", now).await;
+        let other = bind(&register, &declared, "c", &context, ("k1:bb", none), now).await;
         assert_eq!(other.map_err(|e| e.code), Err(ErrorCode::PurposeNotBound));
+        // After a subject-key rotation the key's reference is new, and its reference under
+        // the older key (which the dossier was declared with) binds it.
+        let rotated = bind(
+            &register,
+            &declared,
+            "c",
+            &context,
+            ("k2:cc", || vec!["k1:aa".to_owned()]),
+            now,
+        );
+        assert!(rotated.await.is_ok());
         register.shut().await;
-        let down = bind(&register, &declared, "c", &context, "k1:aa", now)
+        let down = bind(&register, &declared, "c", &context, ("k1:aa", none), now)
             .await
             .expect_err("refused");
         assert_eq!(down.code, ErrorCode::RegisterUnavailable);
@@ -132,7 +146,7 @@ mod tests {
                 &grant(Binding::Pattern),
                 "c",
                 &context,
-                "k1:zz",
+                ("k1:zz", none),
                 now
             )
             .await

@@ -46,16 +46,20 @@ impl Filter<'_> {
         let q = self.q;
         let eq =
             |want: &Option<String>, got: &[u8]| want.as_ref().is_none_or(|w| w.as_bytes() == got);
+        let any = |want: &[String], got: &[u8]| {
+            want.is_empty() || want.iter().any(|w| w.as_bytes() == got)
+        };
         self.may_keep(instance, seq, v.time_ms)
-            && eq(&q.subject, v.subject)
+            && any(&q.subjects, v.subject)
             && eq(&q.dataset, v.dataset)
             && eq(&q.actor, v.actor)
             && eq(&q.dossier_id, v.dossier_id)
             && eq(&q.officer_id, v.officer_id)
             && eq(&q.outcome, v.outcome)
-            && q.person.as_ref().is_none_or(|p| {
-                v.subject == p.as_bytes() || v.mentions().any(|m| m == p.as_bytes())
-            })
+            && (q.persons.is_empty()
+                || q.persons
+                    .iter()
+                    .any(|p| v.subject == p.as_bytes() || v.mentions().any(|m| m == p.as_bytes())))
     }
 
     /// The runs to read: the most selective key the query names (a person's two: as the
@@ -65,11 +69,29 @@ impl Filter<'_> {
         fn nonempty(v: &Option<String>) -> Option<&[u8]> {
             v.as_ref().filter(|v| !v.is_empty()).map(|v| v.as_bytes())
         }
-        if let Some(p) = nonempty(&q.person) {
-            return vec![index::key(Kind::Subject, p), index::key(Kind::Mention, p)];
+        let named = |refs: &[String]| refs.iter().filter(|r| !r.is_empty()).count() > 0;
+        if named(&q.persons) {
+            return q
+                .persons
+                .iter()
+                .filter(|p| !p.is_empty())
+                .flat_map(|p| {
+                    [
+                        index::key(Kind::Subject, p.as_bytes()),
+                        index::key(Kind::Mention, p.as_bytes()),
+                    ]
+                })
+                .collect();
+        }
+        if named(&q.subjects) {
+            return q
+                .subjects
+                .iter()
+                .filter(|s| !s.is_empty())
+                .map(|s| index::key(Kind::Subject, s.as_bytes()))
+                .collect();
         }
         for (kind, value) in [
-            (Kind::Subject, &q.subject),
             (Kind::Dossier, &q.dossier_id),
             (Kind::Officer, &q.officer_id),
             (Kind::Actor, &q.actor),

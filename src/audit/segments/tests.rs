@@ -40,18 +40,19 @@ fn expected(all: &[Chained], q: &Query, archived: &Archived) -> Vec<Chained> {
             let e = &r.entry;
             let eq = |want: &Option<String>, got: &str| want.as_ref().is_none_or(|w| w == got);
             archived.get(&r.instance).is_none_or(|a| r.seq > *a)
-                && eq(&q.subject, &e.subject)
+                && (q.subjects.is_empty() || q.subjects.contains(&e.subject))
                 && eq(&q.dataset, &e.dataset)
                 && eq(&q.actor, &e.actor)
                 && eq(&q.dossier_id, &e.dossier_id)
                 && eq(&q.officer_id, &e.officer_id)
                 && eq(&q.outcome, &e.outcome)
-                && q.person.as_ref().is_none_or(|p| {
-                    &e.subject == p
-                        || e.disclosure
-                            .as_ref()
-                            .is_some_and(|d| d.mentions.iter().any(|(_, m)| m == p))
-                })
+                && (q.persons.is_empty()
+                    || q.persons.iter().any(|p| {
+                        &e.subject == p
+                            || e.disclosure
+                                .as_ref()
+                                .is_some_and(|d| d.mentions.iter().any(|(_, m)| m == p))
+                    }))
                 && q.from_ms.is_none_or(|f| e.time_ms >= f)
                 && q.to_ms.is_none_or(|t| e.time_ms <= t)
                 && q.after.as_ref().is_none_or(|(t, i, s)| {
@@ -101,15 +102,24 @@ fn queries() -> Vec<Query> {
     vec![
         base.clone(),
         Query {
-            subject: Some(format!("k1:{:064x}", 5)),
+            subjects: vec![format!("k1:{:064x}", 5)],
+            ..base.clone()
+        },
+        // One subject under two keys (after a rotation): records of either.
+        Query {
+            subjects: vec![format!("k1:{:064x}", 5), format!("k1:{:064x}", 7)],
             ..base.clone()
         },
         Query {
-            person: Some(person.clone()),
+            persons: vec![person.clone()],
             ..base.clone()
         },
         Query {
-            person: Some(person),
+            persons: vec![person.clone(), format!("k1:{:064x}", 9)],
+            ..base.clone()
+        },
+        Query {
+            persons: vec![person],
             dataset: Some("population".into()),
             ..base.clone()
         },

@@ -172,7 +172,7 @@ async fn version_2_records_keep_their_facts_and_are_found_by_the_people_they_nam
         [1, 2, 2]
     );
     let about = |person: &str| Query {
-        person: Some(person.into()),
+        persons: vec![person.into()],
         limit: 10,
         ..Query::default()
     };
