@@ -5,8 +5,7 @@ mod common;
 
 use common::*;
 use lienthong::audit::journal::JournaledStore;
-use lienthong::audit::record::{Chained, Checkpoint, chain_hash};
-use lienthong::audit::segments::format;
+use lienthong::audit::record::{Chained, chain_hash};
 use lienthong::audit::sqlite::SqliteStore;
 use lienthong::audit::store::AuditStore;
 use lienthong::audit::verify::{VerifyError, verify};
@@ -364,44 +363,6 @@ async fn finished_trail(n: usize) -> (tempfile::TempDir, HashMap<String, Vec<u8>
     let Harness { gateway, dir, .. } = h;
     gateway.shutdown().await;
     (dir, keys)
-}
-
-/// A copy of a finished trail's store, rewritten as someone with the files could: every
-/// segment decoded, changed by `tamper`, written back as one log, indexes rebuilt at open.
-async fn tampered(
-    data: &std::path::Path,
-    tamper: impl FnOnce(&mut Vec<Chained>, &mut Vec<Checkpoint>),
-) -> (std::sync::Arc<JournaledStore>, tempfile::TempDir) {
-    let copy = tempfile::tempdir().expect("dir");
-    for f in ["audit.db", "audit.db-wal", "audit.db-shm"] {
-        let from = data.join(f);
-        if from.exists() {
-            std::fs::copy(&from, copy.path().join(f)).expect("copy");
-        }
-    }
-    let (mut records, mut checkpoints) = (Vec::new(), Vec::new());
-    let mut logs: Vec<_> = std::fs::read_dir(data.join("audit.db.segments"))
-        .expect("segments")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .collect();
-    logs.sort();
-    for log in logs {
-        for (r, cp) in format::read_log(&log).expect("reads") {
-            records.extend(r);
-            checkpoints.extend(cp);
-        }
-    }
-    tamper(&mut records, &mut checkpoints);
-    let segments = copy.path().join("audit.db.segments");
-    std::fs::create_dir(&segments).expect("dir");
-    let mut frames: Vec<format::Decoded> = records.into_iter().map(|r| (vec![r], None)).collect();
-    frames.extend(checkpoints.into_iter().map(|c| (Vec::new(), Some(c))));
-    format::write_log(&segments.join(format!("{:016}.log", 1)), &frames).expect("write");
-    let store = JournaledStore::open(&copy.path().join("audit.db"), false, false)
-        .await
-        .expect("open");
-    (store, copy)
 }
 
 async fn first_break(store: &JournaledStore, keys: &HashMap<String, Vec<u8>>) -> (i64, String) {

@@ -388,6 +388,9 @@ pub async fn start(built: Built) -> Result<Running, StartError> {
         config.audit.writer.clone(),
     )
     .await?;
+    // Each committed checkpoint goes to the witnesses, beside the chain.
+    let checkpoints = audit.checkpoint_feed();
+    let anchor_stats = audit.anchoring().clone();
     let (config, registry, version) = resume(config).await?;
     let rebuild: crate::core::live::Builder = Arc::new(|source: &crate::config::Source| {
         let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
@@ -511,6 +514,14 @@ pub async fn start(built: Built) -> Result<Running, StartError> {
     if let Some(slot) = tls_slot {
         tasks.push(tokio::spawn(watch_tls(live.clone(), slot, stopped.clone())));
     }
+    tasks.push(tokio::spawn(crate::audit::anchor::run(
+        store.clone(),
+        config.settings.instance_id.clone(),
+        config.audit.anchoring.clone(),
+        checkpoints,
+        anchor_stats,
+        stopped.clone(),
+    )));
     if let Some(retention) = config.audit.retention {
         tasks.push(tokio::spawn(retain(
             store.clone(),

@@ -227,6 +227,14 @@ impl AuditStore for JournaledStore {
         self.sqlite.archives(instance).await
     }
 
+    async fn receipts(&self, instance: &str) -> Result<Vec<super::record::Receipt>, StoreError> {
+        self.sqlite.receipts(instance).await
+    }
+
+    async fn add_receipt(&self, receipt: &super::record::Receipt) -> Result<(), StoreError> {
+        self.sqlite.add_receipt(receipt).await
+    }
+
     async fn expired(
         &self,
         instance: &str,

@@ -14,6 +14,7 @@
 //!   `lienthong audit` commands live in `cli`); [`citizen`] one person's access report
 //!   across datasets.
 
+pub mod anchor;
 pub mod backup;
 pub mod citizen;
 pub mod evidence;

@@ -7,7 +7,7 @@
 //! Tables live in the configured schema (`storage.schema`), created with the migrations
 //! recorded in its `schema_migrations`.
 
-use super::record::{AuditEntry, Chained, Checkpoint, GENESIS, Signer, chain_hash};
+use super::record::{AuditEntry, Chained, Checkpoint, GENESIS, Receipt, Signer, chain_hash};
 use super::rows::{self, COLUMNS, err, hash32};
 use super::store::{Archive, AuditStore, Query, StoreError};
 use async_trait::async_trait;
@@ -89,6 +89,18 @@ const MIGRATIONS: &[(i64, &str)] = &[
         seq BIGINT NOT NULL
     );
     CREATE INDEX audit_mentions_by_reference ON audit_mentions (reference, time_ms);",
+    ),
+    (
+        3,
+        // Witnesses' receipts for checkpoints (off-host anchoring).
+        "CREATE TABLE audit_receipts (
+        instance TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        witness TEXT NOT NULL,
+        time_ms BIGINT NOT NULL,
+        body BYTEA NOT NULL,
+        PRIMARY KEY (instance, seq, witness)
+    );",
     ),
 ];
 
@@ -421,6 +433,44 @@ impl AuditStore for PostgresStore {
         .await
         .map_err(err)?;
         rows.iter().map(rows::checkpoint).collect()
+    }
+
+    async fn receipts(&self, instance: &str) -> Result<Vec<Receipt>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT instance, seq, witness, time_ms, body FROM audit_receipts \
+             WHERE instance = $1 ORDER BY seq, witness",
+        )
+        .bind(instance)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(Receipt {
+                    instance: r.try_get("instance").map_err(err)?,
+                    seq: r.try_get("seq").map_err(err)?,
+                    witness: r.try_get("witness").map_err(err)?,
+                    time_ms: r.try_get("time_ms").map_err(err)?,
+                    body: r.try_get("body").map_err(err)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn add_receipt(&self, r: &Receipt) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit_receipts (instance, seq, witness, time_ms, body) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        )
+        .bind(&r.instance)
+        .bind(r.seq)
+        .bind(&r.witness)
+        .bind(r.time_ms)
+        .bind(&r.body)
+        .execute(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(())
     }
 
     async fn query(&self, q: &Query) -> Result<Vec<Chained>, StoreError> {

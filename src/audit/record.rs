@@ -546,6 +546,19 @@ pub struct Checkpoint {
     pub signature: Vec<u8>,
 }
 
+/// A witness's signed receipt for a checkpoint: an RFC 3161 time-stamp token, or a
+/// countersignature (JSON), kept beside the checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    pub instance: String,
+    pub seq: i64,
+    /// The witness's configured name.
+    pub witness: String,
+    /// When the gateway received it.
+    pub time_ms: i64,
+    pub body: Vec<u8>,
+}
+
 /// What a checkpoint signs.
 pub fn checkpoint_message(instance: &str, seq: i64, hash: &[u8; 32], time_ms: i64) -> Vec<u8> {
     let mut m = b"lienthong-checkpoint-v1\0".to_vec();

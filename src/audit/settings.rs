@@ -29,6 +29,8 @@ pub struct AuditConfig {
     pub verify_keys: HashMap<String, Vec<u8>>,
     /// The keys evidence is signed with, the signing one first (none: evidence is refused).
     pub evidence: Arc<EvidenceKeys>,
+    /// The witnesses checkpoints are anchored with.
+    pub anchoring: super::anchor::Anchoring,
 }
 
 impl fmt::Debug for AuditConfig {
@@ -223,7 +225,118 @@ pub fn from_settings(
         signing_seed,
         verify_keys,
         evidence: Arc::new(evidence_keys(raw, env, e)),
+        anchoring: anchoring(source, raw, e),
     }
+}
+
+/// `[[audit.witnesses]]`: each named once, with its URL and what checks its receipts.
+fn anchoring(source: &Source, raw: &RawAudit, e: &mut Errors<'_>) -> super::anchor::Anchoring {
+    use super::anchor::{Anchoring, Witness, WitnessKind};
+    use base64::Engine;
+    let mut witnesses: Vec<Witness> = Vec::new();
+    for (i, w) in raw.witnesses.iter().enumerate() {
+        let at = format!("audit.witnesses[{i}]");
+        if w.name.is_empty() || w.name.len() > 64 {
+            e.add(
+                format!("{at}.name"),
+                "must be a short name (e.g. \"tsa-1\")",
+            );
+            continue;
+        }
+        if witnesses.iter().any(|o| o.name == w.name) {
+            e.add(
+                format!("{at}.name"),
+                format!("{:?} is listed twice", w.name),
+            );
+            continue;
+        }
+        if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+            e.add(
+                format!("{at}.url"),
+                format!("{:?} is not an http(s) URL", w.url),
+            );
+            continue;
+        }
+        let kind = match (w.kind.as_str(), &w.certificate, &w.public_key) {
+            ("rfc3161", Some(path), None) => {
+                let file = source.resolve_disk(path);
+                let pem = match std::fs::read(&file) {
+                    Ok(p) => p,
+                    Err(err) => {
+                        e.add(
+                            format!("{at}.certificate"),
+                            format!("cannot read {file}: {err}"),
+                        );
+                        continue;
+                    }
+                };
+                match rustls_pki_first_certificate(&pem) {
+                    Some(der) => WitnessKind::Rfc3161 { certificate: der },
+                    None => {
+                        e.add(
+                            format!("{at}.certificate"),
+                            format!("{file} holds no PEM certificate"),
+                        );
+                        continue;
+                    }
+                }
+            }
+            ("countersign", None, Some(key)) => {
+                match base64::engine::general_purpose::STANDARD.decode(key.trim()) {
+                    Ok(b) if b.len() == 32 => WitnessKind::Countersign { public_key: b },
+                    _ => {
+                        e.add(
+                            format!("{at}.public_key"),
+                            "must be an Ed25519 public key: 32 bytes, base64",
+                        );
+                        continue;
+                    }
+                }
+            }
+            ("rfc3161", ..) => {
+                e.add(
+                    at,
+                    "an rfc3161 witness needs its certificate (PEM file), and no public_key",
+                );
+                continue;
+            }
+            ("countersign", ..) => {
+                e.add(
+                    at,
+                    "a countersign witness needs its public_key, and no certificate",
+                );
+                continue;
+            }
+            (other, ..) => {
+                e.add(
+                    format!("{at}.kind"),
+                    format!("{other:?} is not \"rfc3161\" or \"countersign\""),
+                );
+                continue;
+            }
+        };
+        witnesses.push(Witness {
+            name: w.name.clone(),
+            url: w.url.clone(),
+            kind,
+        });
+    }
+    if raw.anchor_lag_s == 0 {
+        e.add("audit.anchor_lag_s", "must be at least 1");
+    }
+    Anchoring {
+        witnesses,
+        lag: Duration::from_secs(raw.anchor_lag_s),
+    }
+}
+
+/// The first certificate of a PEM file, as DER.
+fn rustls_pki_first_certificate(pem: &[u8]) -> Option<Vec<u8>> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_slice_iter(pem)
+        .next()?
+        .ok()
+        .map(|c| c.to_vec())
 }
 
 /// `[[audit.evidence_keys]]`: the first signs and holds a seed; later ones are kept for

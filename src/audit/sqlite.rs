@@ -2,7 +2,7 @@
 //! runs `synchronous=FULL`, so a committed group survives power loss; off, `NORMAL`, which
 //! survives a crash of the process.
 
-use super::record::{AuditEntry, Chained, Checkpoint, GENESIS, Signer, chain_hash};
+use super::record::{AuditEntry, Chained, Checkpoint, GENESIS, Receipt, Signer, chain_hash};
 use super::rows::{self, err, hash32};
 use super::store::{Archive, AuditStore, Query, StoreError};
 use async_trait::async_trait;
@@ -111,6 +111,18 @@ const MIGRATIONS: &[(i64, &str)] = &[
         seq INTEGER NOT NULL
     );
     CREATE INDEX audit_mentions_by_reference ON audit_mentions (reference, time_ms);",
+    ),
+    (
+        4,
+        // Witnesses' receipts for checkpoints (off-host anchoring).
+        "CREATE TABLE audit_receipts (
+        instance TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        witness TEXT NOT NULL,
+        time_ms INTEGER NOT NULL,
+        body BLOB NOT NULL,
+        PRIMARY KEY (instance, seq, witness)
+    );",
     ),
 ];
 
@@ -502,6 +514,44 @@ impl AuditStore for SqliteStore {
         .await
         .map_err(err)?;
         rows.iter().map(rows::checkpoint).collect()
+    }
+
+    async fn receipts(&self, instance: &str) -> Result<Vec<Receipt>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT instance, seq, witness, time_ms, body FROM audit_receipts \
+             WHERE instance = ? ORDER BY seq, witness",
+        )
+        .bind(instance)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(Receipt {
+                    instance: r.try_get("instance").map_err(err)?,
+                    seq: r.try_get("seq").map_err(err)?,
+                    witness: r.try_get("witness").map_err(err)?,
+                    time_ms: r.try_get("time_ms").map_err(err)?,
+                    body: r.try_get("body").map_err(err)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn add_receipt(&self, r: &Receipt) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit_receipts (instance, seq, witness, time_ms, body) \
+             VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(&r.instance)
+        .bind(r.seq)
+        .bind(&r.witness)
+        .bind(r.time_ms)
+        .bind(&r.body)
+        .execute(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(())
     }
 
     async fn query(&self, q: &Query) -> Result<Vec<Chained>, StoreError> {

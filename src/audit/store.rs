@@ -1,7 +1,7 @@
 //! Where audit records are kept. The writer, `audit verify` and the queries see only this
 //! trait; SQLite is the embedded default and PostgreSQL drops in beside it.
 
-use super::record::{AuditEntry, Chained, Checkpoint, Signer};
+use super::record::{AuditEntry, Chained, Checkpoint, Receipt, Signer};
 use async_trait::async_trait;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -114,6 +114,19 @@ pub trait AuditStore: Send + Sync {
 
     /// Notes an archive and removes the records it holds (and their checkpoints), at once.
     async fn archived(&self, archive: &Archive) -> Result<(), StoreError>;
+
+    /// The witnesses' receipts for a chain's checkpoints.
+    async fn receipts(&self, instance: &str) -> Result<Vec<Receipt>, StoreError> {
+        let _ = instance;
+        Ok(Vec::new())
+    }
+
+    /// Keeps a witness's receipt beside its checkpoint (a second one for the same
+    /// checkpoint and witness replaces nothing: the first stays).
+    async fn add_receipt(&self, receipt: &Receipt) -> Result<(), StoreError> {
+        let _ = receipt;
+        Err(StoreError("this store keeps no receipts".into()))
+    }
 
     /// Indexes built from the records that no longer match them (rebuilt and compared):
     /// one line each. A store whose indexes are its database's own has none.

@@ -6,6 +6,7 @@
 //! longer matches. Records after the last checkpoint have only the chain to protect them,
 //! which is why the report says how many there are.
 
+use super::anchor::Anchoring;
 use super::record::{Checkpoint, GENESIS, checkpoint_signed_by};
 use super::retention::verify_archive;
 use super::store::{AuditStore, StoreError};
@@ -29,6 +30,8 @@ pub struct ChainReport {
     /// found where the store says they were written (moved to cold storage, or lost).
     pub archives_checked: usize,
     pub archives_missing: usize,
+    /// The witnesses' receipts for the checkpoints, checked.
+    pub anchoring: super::anchor::AnchorReport,
 }
 
 /// The first thing found wrong.
@@ -59,11 +62,38 @@ const PAGE: usize = 10_000;
 pub async fn verify(
     store: &dyn AuditStore,
     keys: &HashMap<String, Vec<u8>>,
+    progress: impl FnMut(&str, i64, i64),
+) -> Result<Vec<ChainReport>, VerifyError> {
+    verify_anchored(store, keys, &Anchoring::default(), progress).await
+}
+
+/// As [`verify`], and every checkpoint's receipts from the `anchoring` witnesses: a
+/// receipt that does not match the chain, or one missing past the anchoring lag, is
+/// tampering (see [`super::anchor::check_chain`]).
+pub async fn verify_anchored(
+    store: &dyn AuditStore,
+    keys: &HashMap<String, Vec<u8>>,
+    anchoring: &Anchoring,
     mut progress: impl FnMut(&str, i64, i64),
 ) -> Result<Vec<ChainReport>, VerifyError> {
     let mut reports = Vec::new();
     for instance in store.instances().await? {
-        reports.push(verify_chain(store, &instance, keys, &mut progress).await?);
+        let mut report = verify_chain(store, &instance, keys, &mut progress).await?;
+        let checkpoints: BTreeMap<i64, Checkpoint> = store
+            .checkpoints(&instance)
+            .await?
+            .into_iter()
+            .map(|c| (c.seq, c))
+            .collect();
+        let receipts = store.receipts(&instance).await?;
+        report.anchoring =
+            super::anchor::check_chain(anchoring, &checkpoints, &receipts, super::record::now_ms())
+                .map_err(|(seq, what)| Broken {
+                    instance: instance.clone(),
+                    seq,
+                    what,
+                })?;
+        reports.push(report);
     }
     if let Some(wrong) = store.indexes_differ().await?.into_iter().next() {
         return Err(VerifyError::Index(wrong));

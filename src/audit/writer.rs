@@ -128,7 +128,13 @@ pub struct AuditLog {
     stats: Arc<WriterStats>,
     /// The key the writer signs its next checkpoint with: a reload swaps it.
     signer: Arc<std::sync::Mutex<Arc<Signer>>>,
+    /// Where the writer hands each committed checkpoint, for anchoring.
+    feed: Feed,
+    /// How far behind anchoring is, per witness.
+    anchoring: Arc<super::anchor::AnchorStats>,
 }
+
+type Feed = Arc<std::sync::Mutex<Option<mpsc::UnboundedSender<super::record::Checkpoint>>>>;
 
 impl AuditLog {
     /// Reads the chain's head and starts the writer task.
@@ -148,7 +154,9 @@ impl AuditLog {
         let store_handle = store.clone();
         let stats = Arc::new(WriterStats::default());
         let signer = Arc::new(std::sync::Mutex::new(Arc::new(signer)));
+        let feed: Feed = Arc::default();
         let writer = Writer {
+            feed: feed.clone(),
             store,
             instance: instance.to_owned(),
             signer: signer.clone(),
@@ -169,6 +177,8 @@ impl AuditLog {
                 subjects: std::sync::RwLock::new(Arc::new(subjects)),
                 stats,
                 signer,
+                feed,
+                anchoring: Arc::default(),
             },
             task,
         ))
@@ -203,6 +213,19 @@ impl AuditLog {
             None => Ok(None),
             Some(rx) => rx.await.unwrap_or(Err(AuditFailure::Stopped)).map(Some),
         }
+    }
+
+    /// The checkpoints the writer commits from now on, each as it is committed (for
+    /// anchoring; one receiver at a time).
+    pub fn checkpoint_feed(&self) -> mpsc::UnboundedReceiver<super::record::Checkpoint> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        *self.feed.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+        rx
+    }
+
+    /// How far behind anchoring is.
+    pub fn anchoring(&self) -> &Arc<super::anchor::AnchorStats> {
+        &self.anchoring
     }
 
     /// Signs the checkpoints from now on with `signer` (a rotated signing key, applied by a
@@ -273,6 +296,7 @@ impl AuditLog {
 }
 
 struct Writer {
+    feed: Feed,
     store: Arc<dyn AuditStore>,
     instance: String,
     signer: Arc<std::sync::Mutex<Arc<Signer>>>,
@@ -346,6 +370,13 @@ impl Writer {
         // Queue closed (shutdown): sign the head so verification sees nothing unsigned.
         if self.since_checkpoint > 0 {
             self.checkpoint_alone().await;
+        }
+    }
+
+    /// Hands a committed checkpoint to anchoring, if it listens.
+    fn anchor(&self, cp: &super::record::Checkpoint) {
+        if let Some(tx) = self.feed.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            let _ = tx.send(cp.clone());
         }
     }
 
@@ -446,6 +477,9 @@ impl Writer {
                 if due {
                     self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
                 }
+                if let Some(cp) = &checkpoint {
+                    self.anchor(cp);
+                }
                 for (ack, seq) in acks.into_iter().flatten() {
                     let _ = ack.send(Ok(seq));
                 }
@@ -493,6 +527,7 @@ impl Writer {
             Ok(()) => {
                 self.since_checkpoint = 0;
                 self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+                self.anchor(&cp);
                 true
             }
             Err(e) => {

@@ -7,7 +7,7 @@ use super::admin::PageArgs;
 use super::load;
 use crate::audit::query::{self, Filters};
 use crate::audit::store::AuditStore;
-use crate::audit::verify::{VerifyError, verify};
+use crate::audit::verify::VerifyError;
 use crate::core::model::Model;
 use clap::Subcommand;
 use std::io::Write;
@@ -188,9 +188,10 @@ pub(crate) async fn run_verify(config: &Model) -> Result<(), CliError> {
     let store = open(config).await?;
     let mut stderr = std::io::stderr();
     let mut last_shown = 0;
-    let result = verify(
+    let result = crate::audit::verify::verify_anchored(
         store.as_ref(),
         &config.audit.verify_keys,
+        &config.audit.anchoring,
         |instance, done, total| {
             // Long logs only: a progress line every 10,000 records, and at the end.
             if total >= 10_000 && (done - last_shown >= 10_000 || done == total) {
@@ -238,6 +239,25 @@ pub(crate) async fn run_verify(config: &Model) -> Result<(), CliError> {
                         String::new()
                     }
                 );
+                if !config.audit.anchoring.witnesses.is_empty() {
+                    let a = &c.anchoring;
+                    out!(
+                        "    anchored: {} checkpoints with every witness's receipt, {} within the lag still waiting{}",
+                        a.anchored,
+                        a.waiting,
+                        match &a.anchored_through {
+                            Some((seq, times)) => format!(
+                                "; through {seq} ({})",
+                                times
+                                    .iter()
+                                    .map(|(w, t)| format!("{w} at {t}"))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                            None => String::new(),
+                        }
+                    );
+                }
             }
             if chains.is_empty() {
                 out!("  (no records yet)");

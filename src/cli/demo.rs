@@ -26,6 +26,33 @@ pub(crate) async fn demo(ephemeral_ports: bool) -> Result<(), CliError> {
         }
     };
     let sims = sim::spawn(options).await.map_err(|e| e.to_string())?;
+    let witnesses = demo_witnesses().map_err(|e| format!("the demo's witnesses: {e}"))?;
+    let witness_addr = if ephemeral_ports {
+        any
+    } else {
+        addr(sim::DEFAULT_WITNESS_ADDR)?
+    };
+    let (witness_addr, _witness_task) = sim::witness::spawn(witness_addr, witnesses.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    let anchoring = format!(
+        r#"
+# The demo's simulated witnesses: each checkpoint is also time-stamped and countersigned
+# off the host (docs/audit.md#off-host-anchoring).
+[[audit.witnesses]]
+name = "demo-tsa"
+kind = "rfc3161"
+url = "http://{witness_addr}/tsa"
+certificate = "{TSA_CERT}"
+
+[[audit.witnesses]]
+name = "demo-countersigner"
+kind = "countersign"
+url = "http://{witness_addr}/v1/countersign"
+public_key = "{}"
+"#,
+        witnesses.public_key()
+    );
     // The embedded config points at the simulators' default addresses; follow where they are.
     let source = Source::demo_with(|text| {
         let text = text
@@ -35,6 +62,12 @@ pub(crate) async fn demo(ephemeral_ports: bool) -> Result<(), CliError> {
             )
             .replace(sim::DEFAULT_BUSINESS_ADDR, &sims.business_addr.to_string())
             .replace(sim::DEFAULT_LAND_ADDR, &sims.land_addr.to_string());
+        // The main file ends with [audit]: the witnesses go after it.
+        let text = if text.contains("[audit]") {
+            text + &anchoring
+        } else {
+            text
+        };
         if ephemeral_ports {
             text.replace(":8080\"", ":0\"").replace(":9090\"", ":0\"")
         } else {
@@ -124,7 +157,9 @@ A citizen sees who looked at his data through the national public-service portal
 asserts who he is (a signed JWT valid for two minutes; the demo portal's key is built in):
   curl -s -H 'Authorization: Bearer demo-portal-key' -H "X-Citizen-Assertion: $({exe} sim portal-assertion --personal-id {citizen})" http://{lookup}/v1/me/access-report
 
-Every call above left an audit record (in ./data/audit.db). Who looked at this citizen:
+Every call above left an audit record (in ./data/audit.db). Its signed checkpoints are
+anchored off the host by the simulated witnesses on {witness_addr}: an RFC 3161 time-stamp
+and a countersignature each (lienthong_anchor_lag_seconds on /metrics). Who looked at this citizen:
   curl -s -H 'Authorization: Bearer demo-operator-token' 'http://{admin}/admin/v1/audit/report?dataset=population.citizen&subject={citizen}'
 After stopping: lienthong audit verify, and lienthong audit report --dataset population.citizen --subject {citizen}
 
@@ -146,4 +181,38 @@ Press Ctrl-C to stop.
     telemetry.shutdown();
     drop(sims);
     Ok(())
+}
+
+/// Where the demo keeps its time-stamping authority (beside its audit trail), so that the
+/// receipts of an earlier run still check against the same certificate.
+const TSA_CERT: &str = "data/demo-witness-tsa.pem";
+const TSA_KEY: &str = "data/demo-witness-tsa.key";
+/// The demo countersigner's key (a demo key, like the others in the demo config).
+const COUNTERSIGNER_SEED: [u8; 32] = *b"lienthong demo witness seed 0001";
+
+/// The demo's witnesses: the time-stamping authority kept in ./data (made on first run).
+fn demo_witnesses() -> Result<std::sync::Arc<sim::witness::Witnesses>, String> {
+    use crate::domain::tsp::Authority;
+    let kept = std::fs::read(TSA_KEY)
+        .ok()
+        .zip(std::fs::read(TSA_CERT).ok());
+    let tsa = match kept {
+        Some((key, pem)) => {
+            use rustls::pki_types::pem::PemObject;
+            let der = rustls::pki_types::CertificateDer::from_pem_slice(&pem)
+                .map_err(|e| format!("{TSA_CERT}: {e}"))?;
+            Authority::new(der.to_vec(), &key)?
+        }
+        None => {
+            let (tsa, key) = Authority::generate_keyed("lienthong demo time-stamping authority")?;
+            std::fs::create_dir_all("data").map_err(|e| format!("data: {e}"))?;
+            std::fs::write(TSA_KEY, key).map_err(|e| format!("{TSA_KEY}: {e}"))?;
+            tsa
+        }
+    };
+    let witnesses =
+        sim::witness::Witnesses::with_authority("demo-witness", tsa, &COUNTERSIGNER_SEED)?;
+    std::fs::write(TSA_CERT, witnesses.certificate_pem())
+        .map_err(|e| format!("{TSA_CERT}: {e}"))?;
+    Ok(std::sync::Arc::new(witnesses))
 }

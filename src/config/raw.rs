@@ -236,6 +236,23 @@ pub struct RawAudit {
     /// Keys that sign evidence (`[[audit.evidence_keys]]`), the signing one first; the
     /// others stay published so that what they signed still verifies.
     pub evidence_keys: Vec<RawEvidenceKey>,
+    /// Witnesses each signed checkpoint is also sent to (`[[audit.witnesses]]`).
+    pub witnesses: Vec<RawWitness>,
+    /// Seconds a checkpoint may wait for its receipts before `audit verify` calls a missing
+    /// one tampering.
+    pub anchor_lag_s: u64,
+}
+
+/// A witness: `kind` "rfc3161" (a time-stamping authority, with its `certificate`, PEM,
+/// relative to the main file) or "countersign" (with its Ed25519 `public_key`, base64).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct RawWitness {
+    pub name: String,
+    pub kind: String,
+    pub url: String,
+    pub certificate: Option<String>,
+    pub public_key: Option<String>,
 }
 
 /// One subject key: its id and secret (base64, at least 16 bytes).
@@ -282,6 +299,8 @@ impl Default for RawAudit {
             signing_key_env: None,
             verify_keys: Default::default(),
             evidence_keys: Vec::new(),
+            witnesses: Vec::new(),
+            anchor_lag_s: 600,
         }
     }
 }

@@ -450,6 +450,9 @@ fn restart_only(old: &Model, new: &Model) -> Vec<String> {
     if old.audit.path != new.audit.path || old.audit.writer != new.audit.writer {
         changed.push("audit".into());
     }
+    if old.audit.anchoring != new.audit.anchoring {
+        changed.push("audit.witnesses".into());
+    }
     let redis = |c: &Model| c.settings.redis.as_ref().map(|r| format!("{r:?}{}", r.url));
     if redis(old) != redis(new) {
         changed.push("redis".into());

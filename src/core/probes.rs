@@ -130,6 +130,32 @@ impl Gateway {
                 )
             })
             .collect();
+        let anchoring = self.audit.anchoring();
+        let label = |w: &str| crate::telemetry::metrics::label_text(&["witness"], &[w.to_owned()]);
+        let lag: Vec<(String, f64)> = anchoring
+            .lag_seconds(crate::domain::date::now_ms())
+            .into_iter()
+            .map(|(w, s)| (label(&w), s))
+            .collect();
+        crate::telemetry::metrics::render_gauge(
+            &mut out,
+            "lienthong_anchor_lag_seconds",
+            "How long the oldest checkpoint a witness has not yet answered for has waited (0: every checkpoint anchored), by witness.",
+            &lag,
+        );
+        let failures: Vec<(String, u64)> = anchoring
+            .failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(w, n)| (label(w), *n))
+            .collect();
+        crate::telemetry::metrics::render_counter(
+            &mut out,
+            "lienthong_anchor_failures_total",
+            "Requests to a witness that brought no receipt (it was down, or answered wrongly); each is tried again.",
+            &failures,
+        );
         crate::telemetry::metrics::render_gauge(
             &mut out,
             "lienthong_certificate_expiry_seconds",

@@ -11,7 +11,9 @@ pub mod error;
 pub mod ids;
 pub mod record;
 pub mod signed_header;
+pub mod tsp;
 pub mod units;
+pub mod witness;
 pub mod wsse;
 pub mod xml;
 

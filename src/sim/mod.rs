@@ -17,6 +17,7 @@ pub mod population;
 pub mod portal;
 mod random;
 pub mod vehicles;
+pub mod witness;
 
 /// The time a provider states for its data about `key` (`ThoiDiemDuLieu`): when the record
 /// was last updated, between 1 June 2025 and 31 May 2026, 08:30 Hanoi time.
@@ -45,6 +46,8 @@ pub const DEFAULT_LAND_ADDR: &str = "127.0.0.1:7083";
 pub const DEFAULT_CIVIL_ADDR: &str = "127.0.0.1:7084";
 pub const DEFAULT_INSURANCE_ADDR: &str = "127.0.0.1:7085";
 pub const DEFAULT_VEHICLES_ADDR: &str = "127.0.0.1:7086";
+/// The simulated witnesses (a time-stamping authority and a countersigner) of the demo.
+pub const DEFAULT_WITNESS_ADDR: &str = "127.0.0.1:7087";
 /// Default upstream credentials (simulators only).
 pub const DEFAULT_POPULATION_USER: &str = "lienthong";
 pub const DEFAULT_POPULATION_SECRET: &str = "demo-population-secret";

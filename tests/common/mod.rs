@@ -433,3 +433,56 @@ pub fn stated_time(key: &str) -> Option<String> {
     lienthong::domain::date::parse_rfc3339_ms(&lienthong::sim::stated_time(key))
         .map(lienthong::domain::date::iso_ms)
 }
+
+/// A copy of a finished trail's store, rewritten as someone with the files could: every
+/// segment decoded, changed by `tamper`, written back as one log, indexes rebuilt at open.
+pub async fn tampered(
+    data: &std::path::Path,
+    tamper: impl FnOnce(
+        &mut Vec<lienthong::audit::record::Chained>,
+        &mut Vec<lienthong::audit::record::Checkpoint>,
+    ),
+) -> (
+    std::sync::Arc<lienthong::audit::journal::JournaledStore>,
+    tempfile::TempDir,
+) {
+    let copy = tempfile::tempdir().expect("dir");
+    for f in ["audit.db", "audit.db-wal", "audit.db-shm"] {
+        let from = data.join(f);
+        if from.exists() {
+            std::fs::copy(&from, copy.path().join(f)).expect("copy");
+        }
+    }
+    let (mut records, mut checkpoints) = (Vec::new(), Vec::new());
+    let mut logs: Vec<_> = std::fs::read_dir(data.join("audit.db.segments"))
+        .expect("segments")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    logs.sort();
+    for log in logs {
+        for (r, cp) in lienthong::audit::segments::format::read_log(&log).expect("reads") {
+            records.extend(r);
+            checkpoints.extend(cp);
+        }
+    }
+    tamper(&mut records, &mut checkpoints);
+    let segments = copy.path().join("audit.db.segments");
+    std::fs::create_dir(&segments).expect("dir");
+    let mut frames: Vec<lienthong::audit::segments::format::Decoded> =
+        records.into_iter().map(|r| (vec![r], None)).collect();
+    frames.extend(checkpoints.into_iter().map(|c| (Vec::new(), Some(c))));
+    lienthong::audit::segments::format::write_log(
+        &segments.join(format!("{:016}.log", 1)),
+        &frames,
+    )
+    .expect("write");
+    let store = lienthong::audit::journal::JournaledStore::open(
+        &copy.path().join("audit.db"),
+        false,
+        false,
+    )
+    .await
+    .expect("open");
+    (store, copy)
+}
