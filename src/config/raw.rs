@@ -521,6 +521,10 @@ pub struct RawAdmin {
     pub secrets_key: Option<String>,
     pub secrets_key_env: Option<String>,
     pub secrets_key_file: Option<String>,
+    /// Earlier secrets keys, by the names of the environment variables holding them: what
+    /// was sealed under one still opens (a rotation's overlap); new seals use the key
+    /// above.
+    pub previous_secrets_keys_env: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]

@@ -12,9 +12,10 @@ use std::fmt;
 
 const PREFIX: &str = "sealed:v1:";
 
-/// The key secrets are sealed under.
+/// The key secrets are sealed under, and earlier keys what was sealed before a rotation
+/// still opens with.
 #[derive(Clone, PartialEq, Eq)]
-pub struct SealKey([u8; 32]);
+pub struct SealKey([u8; 32], Vec<[u8; 32]>);
 
 impl fmt::Debug for SealKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -29,12 +30,18 @@ impl SealKey {
             .decode(text.trim())
             .map_err(|_| "is not Base64".to_owned())?;
         <[u8; 32]>::try_from(bytes.as_slice())
-            .map(SealKey)
+            .map(|k| SealKey(k, Vec::new()))
             .map_err(|_| format!("is {} bytes; it must be 32", bytes.len()))
     }
 
-    fn aead(&self) -> LessSafeKey {
-        LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, &self.0).expect("a 32-byte key"))
+    /// This key, opening also what was sealed under `earlier` (the rotation's overlap).
+    pub fn with_previous(mut self, earlier: Vec<SealKey>) -> SealKey {
+        self.1 = earlier.into_iter().map(|k| k.0).collect();
+        self
+    }
+
+    fn aead(key: &[u8; 32]) -> LessSafeKey {
+        LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, key).expect("a 32-byte key"))
     }
 
     /// `value` sealed for the setting `name`.
@@ -44,7 +51,7 @@ impl SealKey {
             .fill(&mut nonce)
             .expect("the system's random source");
         let mut data = value.as_bytes().to_vec();
-        self.aead()
+        SealKey::aead(&self.0)
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
                 Aad::from(name.as_bytes()),
@@ -66,15 +73,17 @@ impl SealKey {
             return Err("is a damaged sealed value".into());
         }
         let (nonce, body) = bytes.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| "bad nonce".to_owned())?;
-        let mut body = body.to_vec();
-        let plain = self
-            .aead()
-            .open_in_place(nonce, Aad::from(name.as_bytes()), &mut body)
-            .map_err(|_| {
-                "was sealed under another secrets key, for another setting, or altered".to_owned()
-            })?;
-        String::from_utf8(plain.to_vec()).map_err(|_| "is not text".to_owned())
+        for key in std::iter::once(&self.0).chain(&self.1) {
+            let nonce =
+                Nonce::try_assume_unique_for_key(nonce).map_err(|_| "bad nonce".to_owned())?;
+            let mut body = body.to_vec();
+            if let Ok(plain) =
+                SealKey::aead(key).open_in_place(nonce, Aad::from(name.as_bytes()), &mut body)
+            {
+                return String::from_utf8(plain.to_vec()).map_err(|_| "is not text".to_owned());
+            }
+        }
+        Err("was sealed under another secrets key (not this one nor a previous one), for another setting, or altered".to_owned())
     }
 }
 
@@ -97,9 +106,21 @@ pub fn from_settings(
     if text.is_empty() {
         return None;
     }
-    SealKey::from_base64(&text)
+    let current = SealKey::from_base64(&text)
         .map_err(|m| e.add("admin.secrets_key", m))
-        .ok()
+        .ok()?;
+    let mut previous = Vec::new();
+    for (i, var) in raw.previous_secrets_keys_env.iter().enumerate() {
+        let at = format!("admin.previous_secrets_keys_env[{i}]");
+        match env.get(var) {
+            None => e.add(at, format!("environment variable {var} is not set")),
+            Some(text) => match SealKey::from_base64(text) {
+                Ok(k) => previous.push(k),
+                Err(m) => e.add(at, format!("{var} {m}")),
+            },
+        }
+    }
+    Some(current.with_previous(previous))
 }
 
 /// Whether a setting's value is sealed.
@@ -138,6 +159,26 @@ mod tests {
         let altered = format!("{PREFIX}{}", BASE64.encode(bytes));
         assert!(k.open("client_secret", &altered).is_err(), "altered");
         assert!(k.open("client_secret", "plain").is_err());
+    }
+
+    #[test]
+    fn after_a_rotation_old_seals_open_and_new_ones_use_the_new_key() {
+        let old = key(7);
+        let sealed_before = old.seal("client_secret", "s3cret");
+        let rotated = key(9).with_previous(vec![key(7)]);
+        assert_eq!(
+            rotated.open("client_secret", &sealed_before).unwrap(),
+            "s3cret"
+        );
+        let sealed_after = rotated.seal("client_secret", "n3w");
+        assert!(
+            old.open("client_secret", &sealed_after).is_err(),
+            "sealed under the new key"
+        );
+        assert_eq!(key(9).open("client_secret", &sealed_after).unwrap(), "n3w");
+        // With the previous key dropped, what it sealed no longer opens.
+        let err = key(9).open("client_secret", &sealed_before).unwrap_err();
+        assert!(err.contains("another secrets key"), "{err}");
     }
 
     #[test]

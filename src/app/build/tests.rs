@@ -360,3 +360,42 @@ id = "e4"
         );
     }
 }
+
+#[test]
+fn a_secret_sealed_under_the_previous_secrets_key_still_opens_after_a_rotation() {
+    use crate::config::sealed::SealKey;
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let (old, new) = (b64.encode([7u8; 32]), b64.encode([9u8; 32]));
+    let sealed = SealKey::from_base64(&old)
+        .unwrap()
+        .seal("token", "demo-business-token");
+    let dir = tempfile::tempdir().expect("dir");
+    let mut files = demo_files();
+    let start = files[0].1.find("secrets_key = ").expect("the demo's key");
+    let end = start + files[0].1[start..].find('\n').unwrap();
+    files[0].1.replace_range(
+        start..end,
+        &format!("secrets_key = \"{new}\"\nprevious_secrets_keys_env = [\"OLD_SECRETS_KEY\"]"),
+    );
+    files[1].1 = files[1].1.replace(
+        "token = \"demo-business-token\"",
+        &format!("token = \"{sealed}\""),
+    );
+    let refs: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
+    let main = write(dir.path(), &refs);
+    let env = BTreeMap::from([("OLD_SECRETS_KEY".to_owned(), old)]);
+    let built = build(&Source::File(main.clone()), &env).expect("opens under the previous key");
+    // New seals are made under the new key.
+    let resealed = built.model.secrets_key.as_ref().unwrap().seal("token", "x");
+    assert!(
+        SealKey::from_base64(&new)
+            .unwrap()
+            .open("token", &resealed)
+            .is_ok()
+    );
+    // Without the previous key, the secret it sealed does not open, and the error says so.
+    let errors = build(&Source::File(main), &BTreeMap::new()).expect_err("no previous key");
+    let text = errors.to_string();
+    assert!(text.contains("OLD_SECRETS_KEY is not set"), "{text}");
+}
