@@ -832,7 +832,7 @@ async fn a_rotated_certificate_is_served_without_a_restart_while_an_old_connecti
     // careless copy might: the pair does not match until the certificate follows).
     let rotated_ca = Authority::new("rotated CA", 10).expect("CA");
     let rotated = rotated_ca
-        .server(&["localhost".into(), "127.0.0.1".into()], 2)
+        .server(&["localhost".into(), "127.0.0.1".into()], 5)
         .expect("server cert");
     std::fs::write(pki.dir.path().join("server-key.pem"), &rotated.key_pem).expect("key");
     tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
@@ -867,6 +867,25 @@ async fn a_rotated_certificate_is_served_without_a_restart_while_an_old_connecti
         .await
         .expect("the old connection still answers");
     assert_eq!(status, 200);
+    // The expiry gauge shows the certificate now served (five days; the first had two),
+    // with no reload.
+    let metrics = reqwest::get(format!("http://{}/metrics", h.gateway.admin_addr))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let server: Vec<f64> = metrics
+        .lines()
+        .filter(|l| l.starts_with("lienthong_certificate_expiry_seconds{role=\"server\""))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(server.len(), 1, "{metrics}");
+    assert!(
+        (4.0 * 86_400.0..6.0 * 86_400.0).contains(&server[0]),
+        "the gauge shows {} s, not the rotated certificate's five days",
+        server[0]
+    );
 }
 
 #[tokio::test]

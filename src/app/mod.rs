@@ -224,6 +224,16 @@ async fn watch_tls(
         );
         match loaded {
             Some(t) if all.is_empty() => {
+                // The expiry gauge follows the certificates served, not only a reload.
+                *g.metrics()
+                    .served_certificates
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(
+                    t.certificates
+                        .iter()
+                        .map(|c| (c.role, c.subject.clone(), c.not_after_s))
+                        .collect(),
+                );
                 slot.set(t.server);
                 tracing::info!("TLS files changed: new connections get the new certificate");
             }

@@ -116,17 +116,32 @@ impl Gateway {
         };
         crate::telemetry::state::render(&mut out, &snapshot);
         let now_s = crate::domain::date::now_ms() / 1000;
-        let certificates: Vec<(String, f64)> = self
+        // The listener's own certificates as last loaded from their files (they reload on
+        // a change), the providers' client certificates as this version holds them.
+        let served = self
+            .metrics
+            .served_certificates
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let listener_from_files = served.is_some();
+        let held = self
             .config()
             .certificates
             .iter()
-            .map(|c| {
+            .filter(|c| !listener_from_files || c.role == "upstream_client")
+            .map(|c| (c.role, c.subject.clone(), c.not_after_s));
+        let certificates: Vec<(String, f64)> = served
+            .unwrap_or_default()
+            .into_iter()
+            .chain(held)
+            .map(|(role, subject, not_after_s)| {
                 (
                     crate::telemetry::metrics::label_text(
                         &["role", "subject"],
-                        &[c.role.to_owned(), c.subject.clone()],
+                        &[role.to_owned(), subject],
                     ),
-                    (c.not_after_s - now_s) as f64,
+                    (not_after_s - now_s) as f64,
                 )
             })
             .collect();

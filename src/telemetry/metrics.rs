@@ -262,6 +262,10 @@ pub struct Metrics {
     pub connections: [AtomicU64; 2],
     /// Misuse alerts raised, by rule and consumer (never by officer: unbounded).
     pub misuse_alerts: Family<AtomicU64>,
+    /// The listener's certificates as last loaded from their files, (role, subject CN,
+    /// notAfter in Unix seconds), once a file change was taken without a reload: the
+    /// expiry gauge shows what is served.
+    pub served_certificates: std::sync::RwLock<Option<Vec<(&'static str, String, i64)>>>,
 }
 
 impl Default for Metrics {
@@ -319,6 +323,7 @@ impl Default for Metrics {
                 &["rule", "consumer"],
                 counter,
             ),
+            served_certificates: std::sync::RwLock::new(None),
         }
     }
 }
