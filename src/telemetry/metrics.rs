@@ -265,8 +265,11 @@ pub struct Metrics {
     /// The listener's certificates as last loaded from their files, (role, subject CN,
     /// notAfter in Unix seconds), once a file change was taken without a reload: the
     /// expiry gauge shows what is served.
-    pub served_certificates: std::sync::RwLock<Option<Vec<(&'static str, String, i64)>>>,
+    pub served_certificates: std::sync::RwLock<Option<Vec<ServedCertificate>>>,
 }
+
+/// A certificate the listener serves: (role, subject CN, notAfter in Unix seconds).
+pub type ServedCertificate = (&'static str, String, i64);
 
 impl Default for Metrics {
     fn default() -> Self {
