@@ -121,6 +121,19 @@ where
     })
 }
 
+pub(crate) fn receipt<R: AuditRow>(r: &R) -> Result<super::record::Receipt, StoreError>
+where
+    for<'c> &'c str: ColumnIndex<R>,
+{
+    Ok(super::record::Receipt {
+        instance: r.text("instance")?,
+        seq: r.int("seq")?,
+        witness: r.text("witness")?,
+        time_ms: r.int("time_ms")?,
+        body: r.bytes("body")?,
+    })
+}
+
 pub(crate) fn archive<R: AuditRow>(r: &R) -> Result<Archive, StoreError>
 where
     for<'c> &'c str: ColumnIndex<R>,

@@ -525,17 +525,7 @@ impl AuditStore for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(err)?;
-        rows.iter()
-            .map(|r| {
-                Ok(Receipt {
-                    instance: r.try_get("instance").map_err(err)?,
-                    seq: r.try_get("seq").map_err(err)?,
-                    witness: r.try_get("witness").map_err(err)?,
-                    time_ms: r.try_get("time_ms").map_err(err)?,
-                    body: r.try_get("body").map_err(err)?,
-                })
-            })
-            .collect()
+        rows.iter().map(rows::receipt).collect()
     }
 
     async fn add_receipt(&self, r: &Receipt) -> Result<(), StoreError> {

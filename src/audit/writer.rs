@@ -254,7 +254,11 @@ impl AuditLog {
 
     /// The keyed hash standing for a subject, under the current subject key.
     pub fn subject(&self, dataset: &str, key: &str) -> String {
-        self.subjects().reference(dataset, key)
+        // Under the read lock: no count taken on the shared keys on every call.
+        self.subjects
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .reference(dataset, key)
     }
 
     /// The store, for queries.
