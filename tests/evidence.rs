@@ -427,7 +427,7 @@ async fn after_a_key_rotation_old_evidence_still_verifies_and_new_evidence_uses_
         .as_array()
         .unwrap()
         .iter()
-        .filter(|r| r["action"] == "key_rotated")
+        .filter(|r| r["action"] == "gateway_key_rotated")
         .map(|r| r["detail"].as_str().unwrap())
         .collect();
     assert!(

@@ -145,7 +145,7 @@ async fn after_a_subject_key_rotation_reports_and_dossiers_find_records_under_bo
         .as_array()
         .unwrap()
         .iter()
-        .find(|r| r["action"] == "key_rotated")
+        .find(|r| r["action"] == "gateway_key_rotated")
         .unwrap_or_else(|| panic!("{records}"))
         .clone();
     assert!(

@@ -257,7 +257,7 @@ async fn rotate_keys(old: &Model, next: &Gateway, actor: &str) {
         let entry = crate::audit::record::AuditEntry {
             time_ms: crate::audit::record::now_ms(),
             actor: actor.to_owned(),
-            action: "key_rotated".into(),
+            action: "gateway_key_rotated".into(),
             outcome: "applied".into(),
             upstream_ms: -1,
             detail,
