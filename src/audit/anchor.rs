@@ -321,6 +321,8 @@ pub fn check_chain(
         by.insert((r.seq, r.witness.as_str()), r);
     }
     let lag_ms = anchoring.lag.as_millis() as i64;
+    // Each checkpoint's witness times, as its receipts are checked (each once).
+    let mut times: BTreeMap<i64, Vec<(String, String)>> = BTreeMap::new();
     for w in &anchoring.witnesses {
         let newest_answered = by
             .keys()
@@ -330,7 +332,7 @@ pub fn check_chain(
         for cp in checkpoints.values() {
             match by.get(&(cp.seq, w.name.as_str())) {
                 Some(r) => {
-                    check_receipt(w, cp, &r.body).map_err(|e| {
+                    let at = check_receipt(w, cp, &r.body).map_err(|e| {
                         (
                             cp.seq,
                             format!(
@@ -339,6 +341,7 @@ pub fn check_chain(
                             ),
                         )
                     })?;
+                    times.entry(cp.seq).or_default().push((w.name.clone(), at));
                 }
                 None if newest_answered.is_some_and(|n| n > cp.seq) => {
                     return Err((
@@ -363,20 +366,13 @@ pub fn check_chain(
             }
         }
     }
-    for cp in checkpoints.values() {
-        let times: Vec<(String, String)> = anchoring
-            .witnesses
-            .iter()
-            .filter_map(|w| {
-                let r = by.get(&(cp.seq, w.name.as_str()))?;
-                Some((w.name.clone(), check_receipt(w, cp, &r.body).ok()?))
-            })
-            .collect();
-        if times.len() == anchoring.witnesses.len() {
-            report.anchored += 1;
-            report.anchored_through = Some((cp.seq, times));
-        } else {
-            report.waiting += 1;
+    for seq in checkpoints.keys() {
+        match times.remove(seq) {
+            Some(t) if t.len() == anchoring.witnesses.len() => {
+                report.anchored += 1;
+                report.anchored_through = Some((*seq, t));
+            }
+            _ => report.waiting += 1,
         }
     }
     Ok(report)

@@ -110,8 +110,24 @@ fn empty_or_absent(dir: &Path) -> Result<bool, BackupError> {
 
 /// Copies `from` (its first `len` bytes, or all) to `to`, synced; returns (bytes, sha256).
 fn copy(from: &Path, to: &Path, len: Option<u64>) -> Result<(u64, String), BackupError> {
-    let mut src = std::fs::File::open(from).map_err(io("open", from))?;
     let mut dst = std::fs::File::create(to).map_err(io("create", to))?;
+    let read = pass(from, Some((&mut dst, to)), len)?;
+    dst.sync_all().map_err(io("sync", to))?;
+    Ok(read)
+}
+
+fn hash_file(path: &Path) -> Result<(u64, String), BackupError> {
+    pass(path, None, None)
+}
+
+/// Reads `from` (its first `len` bytes, or all), writing it to `to` when given: (bytes,
+/// sha256).
+fn pass(
+    from: &Path,
+    mut to: Option<(&mut std::fs::File, &Path)>,
+    len: Option<u64>,
+) -> Result<(u64, String), BackupError> {
+    let mut src = std::fs::File::open(from).map_err(io("open", from))?;
     let mut left = len.unwrap_or(u64::MAX);
     let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
     let mut buf = vec![0u8; 1 << 20];
@@ -122,27 +138,12 @@ fn copy(from: &Path, to: &Path, len: Option<u64>) -> Result<(u64, String), Backu
         if n == 0 {
             break;
         }
-        dst.write_all(&buf[..n]).map_err(io("write", to))?;
-        digest.update(&buf[..n]);
-        total += n as u64;
-        left -= n as u64;
-    }
-    dst.sync_all().map_err(io("sync", to))?;
-    Ok((total, hex::encode(digest.finish().as_ref())))
-}
-
-fn hash_file(path: &Path) -> Result<(u64, String), BackupError> {
-    let mut f = std::fs::File::open(path).map_err(io("open", path))?;
-    let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0;
-    loop {
-        let n = f.read(&mut buf).map_err(io("read", path))?;
-        if n == 0 {
-            break;
+        if let Some((dst, path)) = to.as_mut() {
+            dst.write_all(&buf[..n]).map_err(io("write", path))?;
         }
         digest.update(&buf[..n]);
         total += n as u64;
+        left -= n as u64;
     }
     Ok((total, hex::encode(digest.finish().as_ref())))
 }

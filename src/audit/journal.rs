@@ -109,6 +109,11 @@ fn through(archived: &Archived, instance: &str) -> i64 {
 }
 
 /// `audit.db` → `audit.db.commits.<suffix>`.
+/// The lock a process serving the store at `base` holds (`<base>.commits.lock`).
+pub fn lock_path(base: &Path) -> PathBuf {
+    sibling(base, "lock")
+}
+
 fn sibling(base: &Path, suffix: &str) -> PathBuf {
     let mut name = base.as_os_str().to_owned();
     name.push(format!(".commits.{suffix}"));

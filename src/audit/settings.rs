@@ -270,7 +270,7 @@ fn anchoring(source: &Source, raw: &RawAudit, e: &mut Errors<'_>) -> super::anch
                         continue;
                     }
                 };
-                match rustls_pki_first_certificate(&pem) {
+                match first_certificate(&pem) {
                     Some(der) => WitnessKind::Rfc3161 { certificate: der },
                     None => {
                         e.add(
@@ -331,7 +331,7 @@ fn anchoring(source: &Source, raw: &RawAudit, e: &mut Errors<'_>) -> super::anch
 }
 
 /// The first certificate of a PEM file, as DER.
-fn rustls_pki_first_certificate(pem: &[u8]) -> Option<Vec<u8>> {
+fn first_certificate(pem: &[u8]) -> Option<Vec<u8>> {
     use rustls::pki_types::pem::PemObject;
     rustls::pki_types::CertificateDer::pem_slice_iter(pem)
         .next()?

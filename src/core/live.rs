@@ -245,7 +245,7 @@ async fn rotate_keys(old: &Model, next: &Gateway, actor: &str) {
     }
     let held = now.subjects();
     let ids = held.ids().join(", ");
-    if next.audit().rotate_subjects(now.subjects()) {
+    if next.audit().rotate_subjects(held) {
         rotations.push(format!(
             "the subject keys are now {ids} (current first; was {}): new records use {}, reports and dossiers find subjects under each",
             was.subjects().ids().join(", "),

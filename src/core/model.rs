@@ -71,20 +71,15 @@ impl Model {
             return None;
         }
         let audit = &self.audit.path;
-        let beside = |suffix: &str| {
-            let mut p = audit.as_os_str().to_owned();
-            p.push(suffix);
-            std::path::PathBuf::from(p)
-        };
         Some(crate::audit::backup::Layout {
             databases: vec![
                 ("audit.db".into(), audit.clone()),
                 ("registry.db".into(), self.settings.registry_path.clone()),
                 ("dossiers.db".into(), self.dossiers.path.clone()),
             ],
-            segments: beside(".segments"),
+            segments: crate::audit::segments::Segments::dir_of(audit),
             archives: self.audit.archive_dir.clone(),
-            lock: beside(".commits.lock"),
+            lock: crate::audit::journal::lock_path(audit),
         })
     }
 

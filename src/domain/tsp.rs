@@ -282,7 +282,8 @@ impl Authority {
     pub fn reply(&self, request: &[u8], now: &str) -> Result<Vec<u8>, String> {
         let req = children(one(request)?.content)?;
         let imprint = expect(req.get(1), SEQUENCE, "a request without an imprint")?;
-        let nonce = req.iter().find(|d| d.tag == INTEGER && d.raw != req[0].raw);
+        // After the version and the imprint (and an optional policy): the nonce.
+        let nonce = req.iter().skip(2).find(|d| d.tag == INTEGER);
         let serial = self
             .serial
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -32,12 +32,8 @@ impl Witnesses {
     /// New witnesses: a fresh time-stamping authority, and the countersigning key from
     /// `seed` (32 bytes).
     pub fn new(name: &str, seed: &[u8; 32]) -> Result<Witnesses, String> {
-        Ok(Witnesses {
-            name: name.to_owned(),
-            tsa: Authority::generate(&format!("{name} time-stamping authority"))?,
-            key: Ed25519KeyPair::from_seed_unchecked(seed).map_err(|e| e.to_string())?,
-            logs: Mutex::default(),
-        })
+        let tsa = Authority::generate(&format!("{name} time-stamping authority"))?;
+        Witnesses::with_authority(name, tsa, seed)
     }
 
     /// From a time-stamping authority already made (its certificate and key kept).
